@@ -1,0 +1,154 @@
+"""The partial forward: run transformer layers k..L from a given hidden state.
+
+``Backbone`` wraps any model in the family table (``lpt_probe.families``) and offers one
+first-class operation, ``run_layers(h, attention_mask, start=k, stop=L)``: continue the
+forward pass from hidden state ``k`` to hidden state ``stop``. Everything else is built on
+it: ``hidden_states`` (all of 0..L, as HF's ``output_hidden_states``), prompt insertion
+(run 0..PL-1, prepend the prompt, run PL-1..L), the lower-layer cache and probing.
+
+Layer numbering (see the package docstring): hidden state 0 is the embedding output and
+hidden state k the output of layer k. ``run_layers(h, m, start=k, stop=j)`` takes hidden
+state k and applies layers k+1..j (1-based), i.e. ``layers[k:j]``.
+
+Decoders (GPT-2, Llama) apply a final norm before the LM head. Hugging Face reports the
+*normed* state as the last entry of ``hidden_states``; we follow it so that our hidden
+state L is the same tensor users know (``hidden_states(...)[L]`` = norm(output of layer
+L)), while ``run_layers`` never normalises: ``final(h)`` does, and the head calls it.
+
+Sequences are right-padded; ``attention_mask`` is the usual [batch, seq] 0/1 key mask.
+For rotary families ``position_ids`` default to ``0..seq-1``; callers that prepend a
+prompt pass positions covering prompt and text (see ``lpt_probe.late_prompt``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .families import FamilySpec, family_for
+
+Tensor = torch.Tensor
+
+
+class Backbone(nn.Module):
+    """A frozen-or-not HF model driven layer by layer through its family entry."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.family: FamilySpec = family_for(model)
+        self.base = self.family.base(model)
+        self.layers: nn.ModuleList = self.family.layers(self.base)
+        if self.layers is None:
+            raise ValueError(
+                f"could not find the layer list of {type(model).__name__} with the "
+                f"{self.family.name!r} family entry; is this model of that family?"
+            )
+        self._norm = self.family.final_norm(self.base)
+        self._head = self.family.head(model)
+
+    # -- facts ----------------------------------------------------------------------
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config.hidden_size)
+
+    @property
+    def is_causal(self) -> bool:
+        return self.family.causal
+
+    @property
+    def has_lm_head(self) -> bool:
+        return self._head is not None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- the primitive ---------------------------------------------------------------
+    def embed(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        """Hidden state 0: the embedding output. # [batch, seq, hidden]"""
+        return self.family.embed(self.base, input_ids, attention_mask, token_type_ids)
+
+    def context(self, attention_mask: Tensor, position_ids: Tensor | None = None, dtype=None) -> dict:
+        """Per-forward layer inputs (mask format, rotary/relative positions) for a sequence."""
+        b, n = attention_mask.shape
+        if position_ids is None:
+            position_ids = torch.arange(n, device=attention_mask.device).expand(b, n)  # [batch, seq]
+        return self.family.context(self.base, attention_mask, position_ids, dtype or self.dtype)
+
+    def run_layers(
+        self,
+        h: Tensor,
+        attention_mask: Tensor,
+        start: int = 0,
+        stop: int | None = None,
+        position_ids: Tensor | None = None,
+        return_all: bool = False,
+    ) -> Tensor | list[Tensor]:
+        """Continue the forward pass from hidden state ``start`` to hidden state ``stop``.
+
+        ``h``: hidden state ``start`` [batch, seq, hidden]; ``attention_mask`` [batch, seq].
+        Returns hidden state ``stop`` (un-normed), or with ``return_all`` the list of hidden
+        states ``start+1..stop``.
+        """
+        L = self.num_hidden_layers
+        stop = L if stop is None else stop
+        if not 0 <= start <= stop <= L:
+            raise ValueError(
+                f"run_layers needs 0 <= start <= stop <= num_hidden_layers={L}; "
+                f"got start={start}, stop={stop}"
+            )
+        if h.shape[:2] != attention_mask.shape:
+            raise ValueError(
+                f"hidden state {tuple(h.shape)} and attention_mask {tuple(attention_mask.shape)} "
+                "disagree on [batch, seq]"
+            )
+        outs: list[Tensor] = []
+        if start == stop:
+            return outs if return_all else h
+        ctx = self.context(attention_mask, position_ids, h.dtype)
+        for index in range(start, stop):
+            h = self.family.call_layer(self.layers[index], h, ctx, index, self.base)
+            if return_all:
+                outs.append(h)
+        return outs if return_all else h
+
+    def final(self, h: Tensor) -> Tensor:
+        """The final norm of decoder families (identity for encoders)."""
+        return h if self._norm is None else self._norm(h)
+
+    def hidden_states(
+        self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None
+    ) -> list[Tensor]:
+        """All hidden states 0..L, equal to HF's ``output_hidden_states`` (see module doc)."""
+        h0 = self.embed(input_ids, attention_mask, token_type_ids)
+        states = [h0] + self.run_layers(h0, attention_mask, 0, self.num_hidden_layers, return_all=True)
+        states[-1] = self.final(states[-1])
+        return states
+
+    def lm_logits(self, h_last: Tensor) -> Tensor:
+        """LM/MLM head logits for un-normed top-layer states [..., hidden] -> [..., vocab]."""
+        if self._head is None:
+            raise ValueError(
+                f"{type(self.model).__name__} has no LM/MLM head; load it with its head "
+                "(e.g. AutoModelForMaskedLM / AutoModelForCausalLM) or use head='classifier'"
+            )
+        return self._head(self.final(h_last))
+
+    def freeze(self) -> "Backbone":
+        """Freeze every backbone weight (requires_grad=False)."""
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        return self

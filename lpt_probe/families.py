@@ -1,0 +1,252 @@
+"""The model-family table: where each Hugging Face family keeps its parts.
+
+One ``FamilySpec`` per family (pyvene-style address table, no ``if model_type == ...``
+chains, no forked modeling files). A spec knows, for a loaded model (bare or with an
+LM/MLM head):
+
+- ``base``: the bare transformer inside the model (``model.bert``, ``model.model`` ...);
+- ``embed``: how to compute hidden state 0 from token ids;
+- ``layers``: the ``nn.ModuleList`` of transformer layers;
+- ``context``: per-forward inputs every layer needs (attention mask in the family's format,
+  rotary position embeddings, relative positions), built for a given sequence;
+- ``call_layer``: how to call one layer;
+- ``final_norm`` and ``head``: the final norm (decoders) and the LM/MLM head, if any.
+
+``lpt_probe.backbone.Backbone`` turns a spec into the "run layers k..L" primitive.
+Read ``FamilySpec`` first, then one of the ``_bert_like`` / ``_llama`` entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+
+
+def additive_mask(keep: Tensor, dtype: torch.dtype, causal: bool) -> Tensor:
+    """A [batch, 1, q, k] additive float mask from a [batch, k] 0/1 key mask.
+
+    0 where a query may attend, the dtype's most negative finite value where not (finite,
+    so a fully masked row never turns into NaN). ``causal`` adds the lower-triangular
+    constraint (query i sees keys <= i).
+    """
+    b, n = keep.shape
+    allowed = keep[:, None, None, :].bool().expand(b, 1, n, n)  # [batch, 1, q, k]
+    if causal:
+        tri = torch.ones(n, n, dtype=torch.bool, device=keep.device).tril()
+        allowed = allowed & tri
+    out = torch.zeros(allowed.shape, dtype=dtype, device=keep.device)
+    return out.masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """How to drive one Hugging Face model family layer by layer."""
+
+    name: str
+    model_types: tuple[str, ...]  # HF ``config.model_type`` values this entry serves
+    causal: bool  # decoder (causal attention) or encoder
+    base: Callable[[nn.Module], nn.Module]  # model -> bare transformer
+    embed: Callable[..., Tensor]  # (base, input_ids, attention_mask, token_type_ids) -> h0
+    layers: Callable[[nn.Module], nn.ModuleList]  # base -> layer list
+    context: Callable[..., dict[str, Any]]  # (base, keep[b,n], position_ids[b,n], dtype) -> kwargs
+    call_layer: Callable[..., Tensor]  # (layer, h, ctx, index, base) -> h
+    final_norm: Callable[[nn.Module], nn.Module | None]  # base -> final norm or None
+    head: Callable[[nn.Module], Callable[[Tensor], Tensor] | None]  # model -> logits fn or None
+    first_token_is_cls: bool = True  # encoders: position 0 is [CLS]/<s>
+
+
+def _attr(path: str) -> Callable[[Any], Any]:
+    def get(obj: Any) -> Any:
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                return None
+        return obj
+
+    return get
+
+
+def _base_from(*names: str) -> Callable[[nn.Module], nn.Module]:
+    def get(model: nn.Module) -> nn.Module:
+        for name in names:
+            inner = getattr(model, name, None)
+            if isinstance(inner, nn.Module):
+                return inner
+        return model  # already the bare model
+
+    return get
+
+
+def _first(out: Any) -> Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+# --- encoders: BERT and RoBERTa share a layer interface ---------------------------------
+
+
+def _bert_embed(base, input_ids, attention_mask, token_type_ids=None):
+    return base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+
+
+def _encoder_context(base, keep, position_ids, dtype):
+    return {"attention_mask": additive_mask(keep, dtype, causal=False)}
+
+
+def _plain_call(layer, h, ctx, index, base):
+    return _first(layer(h, attention_mask=ctx["attention_mask"]))
+
+
+def _head_module(*paths: str) -> Callable[[nn.Module], Callable[[Tensor], Tensor] | None]:
+    def get(model: nn.Module):
+        for path in paths:
+            mod = _attr(path)(model)
+            if isinstance(mod, nn.Module):
+                return mod
+        return None
+
+    return get
+
+
+# --- DeBERTa-v2/v3: 0/1 product mask, relative positions, optional conv at layer 0 -------
+
+
+def _deberta_embed(base, input_ids, attention_mask, token_type_ids=None):
+    return base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, mask=attention_mask)
+
+
+def _deberta_context(base, keep, position_ids, dtype):
+    enc = base.encoder
+    # Relative positions are rebuilt for the sequence as given (prompt included when one is
+    # prepended): text-to-text distances are unchanged, the prompt sits before the text.
+    dummy = torch.empty(keep.shape[0], keep.shape[1], 1, device=keep.device)
+    return {
+        "attention_mask": enc.get_attention_mask(keep.to(torch.long)),
+        "relative_pos": enc.get_rel_pos(dummy),
+        "rel_embeddings": enc.get_rel_embedding(),
+        "keep": keep,
+    }
+
+
+def _deberta_call(layer, h, ctx, index, base):
+    out = _first(
+        layer(
+            h,
+            ctx["attention_mask"],
+            relative_pos=ctx["relative_pos"],
+            rel_embeddings=ctx["rel_embeddings"],
+        )
+    )
+    conv = base.encoder.conv
+    if index == 0 and conv is not None:
+        out = conv(h, out, ctx["keep"])
+    return out
+
+
+def _deberta_head(model: nn.Module):
+    if isinstance(getattr(model, "cls", None), nn.Module):
+        return model.cls
+    lm = getattr(model, "lm_predictions", None)
+    if isinstance(lm, nn.Module):
+        emb = model.deberta.embeddings.word_embeddings
+        return lambda h: lm(h, emb)
+    return None
+
+
+# --- decoders ----------------------------------------------------------------------------
+
+
+def _gpt2_embed(base, input_ids, attention_mask, token_type_ids=None):
+    n = input_ids.shape[1]
+    pos = torch.arange(n, device=input_ids.device)[None, :]  # [1, seq]
+    return base.drop(base.wte(input_ids) + base.wpe(pos))
+
+
+def _causal_context(base, keep, position_ids, dtype):
+    return {"attention_mask": additive_mask(keep, dtype, causal=True)}
+
+
+def _gpt2_call(layer, h, ctx, index, base):
+    return _first(layer(h, attention_mask=ctx["attention_mask"]))
+
+
+def _llama_embed(base, input_ids, attention_mask, token_type_ids=None):
+    return base.embed_tokens(input_ids)
+
+
+def _llama_context(base, keep, position_ids, dtype):
+    dummy = torch.empty(1, 1, 1, dtype=dtype, device=keep.device)
+    return {
+        "attention_mask": additive_mask(keep, dtype, causal=True),
+        "position_ids": position_ids,
+        "position_embeddings": base.rotary_emb(dummy, position_ids=position_ids),
+    }
+
+
+def _llama_call(layer, h, ctx, index, base):
+    return _first(
+        layer(
+            h,
+            attention_mask=ctx["attention_mask"],
+            position_ids=ctx["position_ids"],
+            position_embeddings=ctx["position_embeddings"],
+        )
+    )
+
+
+FAMILIES: dict[str, FamilySpec] = {}
+
+
+def register_family(spec: FamilySpec) -> FamilySpec:
+    FAMILIES[spec.name] = spec
+    return spec
+
+
+register_family(FamilySpec(
+    name="bert", model_types=("bert",), causal=False,
+    base=_base_from("bert"), embed=_bert_embed, layers=_attr("encoder.layer"),
+    context=_encoder_context, call_layer=_plain_call, final_norm=lambda base: None,
+    head=_head_module("cls"),
+))
+register_family(FamilySpec(
+    name="roberta", model_types=("roberta", "xlm-roberta", "camembert"), causal=False,
+    base=_base_from("roberta"), embed=_bert_embed, layers=_attr("encoder.layer"),
+    context=_encoder_context, call_layer=_plain_call, final_norm=lambda base: None,
+    head=_head_module("lm_head"),
+))
+register_family(FamilySpec(
+    name="deberta-v2", model_types=("deberta-v2",), causal=False,
+    base=_base_from("deberta"), embed=_deberta_embed, layers=_attr("encoder.layer"),
+    context=_deberta_context, call_layer=_deberta_call, final_norm=lambda base: None,
+    head=_deberta_head,
+))
+register_family(FamilySpec(
+    name="gpt2", model_types=("gpt2",), causal=True,
+    base=_base_from("transformer"), embed=_gpt2_embed, layers=_attr("h"),
+    context=_causal_context, call_layer=_gpt2_call, final_norm=_attr("ln_f"),
+    head=_head_module("lm_head"), first_token_is_cls=False,
+))
+register_family(FamilySpec(
+    name="llama", model_types=("llama", "mistral", "qwen2"), causal=True,
+    base=_base_from("model"), embed=_llama_embed, layers=_attr("layers"),
+    context=_llama_context, call_layer=_llama_call, final_norm=_attr("norm"),
+    head=_head_module("lm_head"), first_token_is_cls=False,
+))
+
+
+def family_for(model_or_config: Any) -> FamilySpec:
+    """The family entry for a model (or its config); unknown -> error listing the known."""
+    config = getattr(model_or_config, "config", model_or_config)
+    model_type = getattr(config, "model_type", None)
+    for spec in FAMILIES.values():
+        if model_type in spec.model_types:
+            return spec
+    known = ", ".join(f"{s.name} ({'/'.join(s.model_types)})" for s in FAMILIES.values())
+    raise ValueError(
+        f"model_type {model_type!r} is not in lpt_probe's model-family table. "
+        f"Supported families: {known}. Add an entry with lpt_probe.families.register_family."
+    )

@@ -1,0 +1,229 @@
+"""The late-prompt model: a frozen backbone, a prompt inserted at layer PL, a verbalizer.
+
+Read ``LatePromptConfig`` (what is trained), then ``LatePromptModel.forward``:
+
+1. hidden state PL-1 of the text, from the backbone (under ``no_grad``: nothing below PL
+   trains) or from the lower-layer cache (``lpt_probe.cache``);
+2. the prompt [batch, l, hidden] from the generator (``lpt_probe.generators``), prepended
+   to it: positions 0..l-1 of the sequence above PL; the attention mask gains l ones, so
+   every query attends to the prompt and to the real tokens and pad keys stay hidden (in
+   a decoder the causal mask lets text attend to the prompt placed before it);
+3. layers PL..L through ``Backbone.run_layers``, then the head at the prediction position
+   only (shifted by l): the frozen MLM/LM head restricted to the label words, or a linear
+   classifier for encoders without an MLM head.
+
+PL=1 is classic prompt tuning: the prompt is concatenated to the embedding output (after
+its LayerNorm and dropout) and gets no position embedding and no LayerNorm, as in the
+authors' RoBERTa code. The authors' ``add_prompt_layer=k`` is our ``prompt_layer=k+1``.
+
+Positions above PL for rotary (Llama-style) models: the prompt takes positions 0..l-1 and
+the text l..l+n-1, as if the prompt had been at the input. Rotary attention depends only
+on relative positions, so text-to-text interactions are exactly those of the frozen model;
+the prompt sits "before" the text. DeBERTa's relative positions are rebuilt the same way.
+Absolute-position models (BERT, RoBERTa, GPT-2) add positions only at the embeddings, so
+the text keeps its own and the prompt has none.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .backbone import Backbone
+from .generators import DEFAULT_NUM_VIRTUAL_TOKENS, GENERATORS, build_generator
+
+Tensor = torch.Tensor
+HEADS = ("auto", "lm", "classifier")
+LOSSES = ("vocab", "label_words")
+
+
+@dataclass
+class LatePromptConfig:
+    """What a late prompt is: where it goes, how it is made, how it is read out."""
+
+    prompt_layer: int = field(default=1, metadata={"help": "PL, 1-based: the prompt joins the input of layer PL"})
+    generator: str = field(default="none", metadata={"help": f"one of {GENERATORS}"})
+    num_virtual_tokens: int | None = field(
+        default=None, metadata={"help": "prompt length l; default 20 (none), 5 (npg), 10 (appg/mppg)"}
+    )
+    bottleneck: int = field(default=128, metadata={"help": "generator bottleneck m"})
+    generator_dropout: float = field(default=0.1, metadata={"help": "dropout on the generated prompt"})
+    prompt_init_std: float = field(default=1.0, metadata={"help": "std of the plain prompt's N(0, std) init"})
+    head: str = field(default="auto", metadata={"help": "lm (frozen MLM/LM head), classifier, or auto"})
+    loss: str = field(
+        default="vocab",
+        metadata={"help": "lm head: 'vocab' = CE over the whole vocabulary at the prediction "
+                          "position (the authors'), or 'label_words' = CE over the label words"},
+    )
+
+    def __post_init__(self):
+        if self.generator not in GENERATORS:
+            raise ValueError(f"generator={self.generator!r} is unknown; choose one of {', '.join(GENERATORS)}")
+        if self.num_virtual_tokens is None:
+            self.num_virtual_tokens = DEFAULT_NUM_VIRTUAL_TOKENS[self.generator]
+        if self.num_virtual_tokens < 0 or (self.generator != "none" and self.num_virtual_tokens < 1):
+            raise ValueError(f"num_virtual_tokens={self.num_virtual_tokens}: must be >= 1 (>= 0 for 'none')")
+        if self.prompt_layer < 1:
+            raise ValueError(f"prompt_layer={self.prompt_layer}: prompt layers are 1-based (1 = prompt tuning)")
+        if self.head not in HEADS:
+            raise ValueError(f"head={self.head!r}: choose one of {', '.join(HEADS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss={self.loss!r}: choose one of {', '.join(LOSSES)}")
+
+    def check_against(self, backbone: Backbone) -> None:
+        L = backbone.num_hidden_layers
+        if not 1 <= self.prompt_layer <= L:
+            raise ValueError(
+                f"prompt_layer={self.prompt_layer} is out of range for a model with "
+                f"num_hidden_layers={L}: choose 1..{L} (1 = classic prompt tuning)"
+            )
+        if self.head == "lm" and not backbone.has_lm_head:
+            raise ValueError(
+                f"head='lm' but {type(backbone.model).__name__} has no LM/MLM head; "
+                "use head='classifier' (or 'auto')"
+            )
+
+    def resolved_head(self, backbone: Backbone) -> str:
+        if self.head != "auto":
+            return self.head
+        return "lm" if backbone.has_lm_head else "classifier"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LatePromptModel(nn.Module):
+    """A frozen backbone with a trainable late prompt (and, where used, a classifier)."""
+
+    def __init__(self, backbone: Backbone, config: LatePromptConfig, num_labels: int,
+                 label_word_ids: list[int] | None = None):
+        super().__init__()
+        config.check_against(backbone)
+        self.backbone = backbone.freeze()
+        self.config = config
+        self.head_kind = config.resolved_head(backbone)
+        d = backbone.hidden_size
+        self.generator = build_generator(
+            config.generator, config.num_virtual_tokens, d, config.bottleneck,
+            config.generator_dropout, first_token=not backbone.is_causal, init_std=config.prompt_init_std,
+        )
+        if self.head_kind == "lm":
+            if not label_word_ids or len(label_word_ids) != num_labels:
+                raise ValueError(f"the lm head needs {num_labels} label word ids, got {label_word_ids}")
+            self.register_buffer("label_word_ids", torch.tensor(label_word_ids, dtype=torch.long))
+            self.classifier = None
+        else:
+            self.label_word_ids = None
+            self.classifier = nn.Linear(d, num_labels)
+        self.num_labels = num_labels
+        self.backbone_dropout = False  # True: frozen layers keep dropout active (authors' regime)
+
+    # -- which parameters train -----------------------------------------------------
+    def trainable_named_parameters(self):
+        for name, p in self.named_parameters():
+            if not name.startswith("backbone.") and p.requires_grad:
+                yield name, p
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        return {n: p.detach().clone() for n, p in self.trainable_named_parameters()}
+
+    def num_trainable(self) -> int:
+        return sum(p.numel() for _, p in self.trainable_named_parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # The frozen backbone stays in eval mode (deterministic, cacheable) unless the
+        # authors' regime with dropout in the frozen layers was asked for.
+        self.backbone.train(mode and self.backbone_dropout)
+        return self
+
+    # -- forward ---------------------------------------------------------------------
+    @property
+    def l(self) -> int:
+        return int(self.config.num_virtual_tokens)
+
+    def lower(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        """Hidden state PL-1 of the text (no prompt). # [batch, seq, hidden]"""
+        with torch.set_grad_enabled(False):
+            h = self.backbone.embed(input_ids, attention_mask, token_type_ids)
+            return self.backbone.run_layers(h, attention_mask, 0, self.config.prompt_layer - 1)
+
+    def insert(self, h_low: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Prepend the prompt to hidden state PL-1: (h, mask, prompt) with l more positions."""
+        prompt = self.generator(h_low, attention_mask).to(h_low.dtype)  # [batch, l, hidden]
+        b = h_low.shape[0]
+        ones = torch.ones(b, prompt.shape[1], dtype=attention_mask.dtype, device=attention_mask.device)
+        return torch.cat([prompt, h_low], dim=1), torch.cat([ones, attention_mask], dim=1), prompt
+
+    def upper(self, h_low: Tensor, attention_mask: Tensor, pred_positions: Tensor,
+              return_states: bool = False) -> dict[str, Tensor]:
+        """From hidden state PL-1 (text only) to label logits at the prediction position."""
+        h, mask, prompt = self.insert(h_low, attention_mask)
+        n = h.shape[1]
+        positions = torch.arange(n, device=h.device).expand(h.shape[0], n)  # [batch, l + seq]
+        start = self.config.prompt_layer - 1
+        out: dict[str, Tensor] = {"prompt": prompt}
+        if return_states:
+            states = self.backbone.run_layers(h, mask, start, None, positions, return_all=True)
+            out["upper_states"] = states  # hidden states PL..L, prompt included
+            top = states[-1] if states else h
+        else:
+            top = self.backbone.run_layers(h, mask, start, None, positions)
+        idx = pred_positions + prompt.shape[1]
+        h_pred = top[torch.arange(top.shape[0], device=top.device), idx]  # [batch, hidden]
+        if self.head_kind == "lm":
+            vocab = self.backbone.lm_logits(h_pred)  # [batch, vocab]: prediction position only
+            out["vocab_logits"] = vocab
+            out["logits"] = vocab[:, self.label_word_ids]  # [batch, num_labels]
+        else:
+            out["logits"] = self.classifier(h_pred)
+        return out
+
+    def forward(self, input_ids=None, attention_mask=None, pred_positions=None, token_type_ids=None,
+                h_low=None, return_states=False) -> dict[str, Tensor]:
+        if h_low is None:
+            h_low = self.lower(input_ids, attention_mask, token_type_ids)
+        return self.upper(h_low, attention_mask, pred_positions, return_states)
+
+    def loss(self, out: dict[str, Tensor], labels: Tensor) -> Tensor:
+        if self.head_kind == "lm" and self.config.loss == "vocab":
+            return nn.functional.cross_entropy(out["vocab_logits"], self.label_word_ids[labels])
+        return nn.functional.cross_entropy(out["logits"], labels)
+
+
+def save_prompt(model: LatePromptModel, folder: str | Path) -> Path:
+    """Write the trainable weights (safetensors) beside the prompt config (JSON)."""
+    from safetensors.torch import save_file
+
+    from .io import atomic_write_bytes, atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".prompt.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in model.trainable_state_dict().items()}, str(tmp))
+    atomic_write_bytes(folder / "prompt.safetensors", tmp.read_bytes())
+    tmp.unlink()
+    atomic_write_text(folder / "prompt_config.json", json.dumps(model.config.to_dict(), indent=2) + "\n")
+    return folder / "prompt.safetensors"
+
+
+def load_prompt_weights(model: LatePromptModel, path: str | Path) -> None:
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    own = dict(model.trainable_named_parameters())
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or extra or shapes:
+        raise ValueError(
+            f"{path}: weights do not fit this prompt config (missing {missing}, unexpected {extra}, "
+            f"shape mismatch {shapes}); load them with the prompt_config.json saved beside them"
+        )
+    with torch.no_grad():
+        for k, v in state.items():
+            own[k].copy_(v)
