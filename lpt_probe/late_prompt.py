@@ -100,10 +100,15 @@ class LatePromptModel(nn.Module):
     """A frozen backbone with a trainable late prompt (and, where used, a classifier)."""
 
     def __init__(self, backbone: Backbone, config: LatePromptConfig, num_labels: int,
-                 label_word_ids: list[int] | None = None):
+                 label_word_ids: list[int] | None = None, train_backbone: bool = False):
         super().__init__()
         config.check_against(backbone)
-        self.backbone = backbone.freeze()
+        # train_backbone=True is the model-tuning baseline: every weight trains (no cache).
+        self.train_backbone = train_backbone
+        self.backbone = backbone if train_backbone else backbone.freeze()
+        if train_backbone:
+            for p in backbone.model.parameters():
+                p.requires_grad_(True)
         self.config = config
         self.head_kind = config.resolved_head(backbone)
         d = backbone.hidden_size
@@ -125,7 +130,7 @@ class LatePromptModel(nn.Module):
     # -- which parameters train -----------------------------------------------------
     def trainable_named_parameters(self):
         for name, p in self.named_parameters():
-            if not name.startswith("backbone.") and p.requires_grad:
+            if (self.train_backbone or not name.startswith("backbone.")) and p.requires_grad:
                 yield name, p
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
@@ -138,7 +143,7 @@ class LatePromptModel(nn.Module):
         super().train(mode)
         # The frozen backbone stays in eval mode (deterministic, cacheable) unless the
         # authors' regime with dropout in the frozen layers was asked for.
-        self.backbone.train(mode and self.backbone_dropout)
+        self.backbone.train(mode and (self.backbone_dropout or self.train_backbone))
         return self
 
     # -- forward ---------------------------------------------------------------------
@@ -148,7 +153,7 @@ class LatePromptModel(nn.Module):
 
     def lower(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         """Hidden state PL-1 of the text (no prompt). # [batch, seq, hidden]"""
-        with torch.set_grad_enabled(False):
+        with torch.set_grad_enabled(self.train_backbone and torch.is_grad_enabled()):
             h = self.backbone.embed(input_ids, attention_mask, token_type_ids)
             return self.backbone.run_layers(h, attention_mask, 0, self.config.prompt_layer - 1)
 

@@ -195,3 +195,10 @@ def model_slug(name_or_path: str) -> str:
     """A filesystem-friendly model name for output folders (``FacebookAI/roberta-large`` ->
     ``roberta-large``)."""
     return Path(str(name_or_path).rstrip("/")).name or "model"
+
+
+def random_like(model, seed: int = 0):
+    """The same architecture with freshly initialised random weights (a probing control)."""
+    torch.manual_seed(seed)
+    fresh = type(model)(model.config)
+    return fresh.to(next(model.parameters()).device).eval()

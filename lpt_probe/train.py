@@ -293,7 +293,7 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
             caches = {s: LowerLayerCache.build(backbone, encoded[s], [pl - 1], cfg.eval_batch_size,
                                                desc=f"cache {s} h{pl - 1}") for s in encoded}
         caches = caches if cfg.cache else {}
-        trainer = Trainer(model, cfg, data.task.metric)
+        trainer = Trainer(model, cfg, str(getattr(data.task.metric, "value", data.task.metric)))
         curve, stats = trainer.fit(encoded["train"], encoded["dev"], caches, progress)
         step_info = stats
         dev = trainer.evaluate(encoded["dev"], caches.get("dev"))
@@ -307,7 +307,7 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
         "task": data.task.name, "model": model_slug(cfg.model), "prompt_layer": pl,
         "generator": prompt_cfg.generator, "num_virtual_tokens": prompt_cfg.num_virtual_tokens,
         "head": model.head_kind, "seed": cfg.seed, "shots": cfg.shots, "data_seed": cfg.data_seed,
-        "metric_name": data.task.metric, "dev_metric": dev["metric"], "test_metric": test["metric"],
+        "metric_name": str(getattr(data.task.metric, "value", data.task.metric)), "dev_metric": dev["metric"], "test_metric": test["metric"],
         "dev_accuracy": dev["accuracy"], "test_accuracy": test["accuracy"],
         "tunable_params": model.num_trainable(), **stats,
     }

@@ -1,0 +1,157 @@
+"""Training throughput and peak memory: model tuning vs prompt tuning vs late prompts.
+
+    python benchmarks/bench_train.py --models minilm,smollm2 --data-dir ../shared/data
+
+Every configuration trains on the same RTE few-shot batches (same batch size, sequence
+cap, steps and seed) in a fresh subprocess, so peak memory is that configuration's
+alone. Configurations: model tuning (every weight trains), prompt tuning (PL=1), and LPT
+with each generator at PL = 1/4, 1/2 and 3/4 of depth, with and without the lower-layer
+cache. Measured: training tokens/s (text tokens of the training steps / time inside the
+steps; the cache is built before, its time reported apart as ``cache_seconds``), peak
+resident memory of the process (``peak_rss_mb``) and its growth during training
+(``train_peak_mb`` = peak RSS - RSS once model and data are loaded; the cache counts).
+Writes benchmarks/results/train_throughput.csv and train_throughput.md (run by hand, not
+in CI). Goals (issue 3): LPT at mid depth with the cache >= 1.8x prompt tuning and
+>= 2.7x model tuning tokens/s, training memory <= 35% of model tuning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def one(cfg: dict) -> dict:
+    """Run one configuration in this process; return its measurements."""
+    import torch
+
+    from lpt_probe.cache import LowerLayerCache
+    from lpt_probe.late_prompt import LatePromptConfig, LatePromptModel
+    from lpt_probe.models import load_model
+    from lpt_probe.train import TrainConfig, Trainer, prepare
+
+    torch.set_num_threads(cfg["threads"])
+    tc = TrainConfig(task="rte", model=cfg["model"], data_dir=cfg["data_dir"], shots=100, data_seed=13,
+                     max_examples=600, max_length=cfg["max_length"], steps=cfg["steps"],
+                     eval_every=10**9, batch_size=cfg["batch_size"], seed=13, cache=cfg["cache"])
+    bundle = load_model(cfg["model"])
+    backbone, _, _, data, encoded, words = prepare(tc, bundle)
+    base_rss = rss_mb()
+    pc = LatePromptConfig(prompt_layer=cfg["prompt_layer"], generator=cfg["generator"],
+                          num_virtual_tokens=cfg["num_virtual_tokens"])
+    torch.manual_seed(13)
+    model = LatePromptModel(backbone, pc, len(data.task.label_names), words,
+                            train_backbone=cfg["method"] == "model-tuning")
+    t0 = time.perf_counter()
+    caches = {}
+    if cfg["cache"]:
+        caches = {"train": LowerLayerCache.build(backbone, encoded["train"], [cfg["prompt_layer"] - 1])}
+    cache_seconds = time.perf_counter() - t0
+    trainer = Trainer(model, tc)
+    _, stats = trainer.fit(encoded["train"], encoded["train"], caches, progress=False)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {**cfg, "tokens_per_second": stats["tokens_per_second"], "train_seconds": stats["train_seconds"],
+            "cache_seconds": cache_seconds, "tunable_params": model.num_trainable(),
+            "peak_rss_mb": peak, "train_peak_mb": max(0.0, peak - base_rss)}
+
+
+def grid(model: str, layers: int, args) -> list[dict]:
+    q = [max(1, round(layers * f)) for f in (0.25, 0.5, 0.75)]
+    base = dict(model=model, data_dir=args.data_dir, steps=args.steps, batch_size=args.batch_size,
+                max_length=args.max_length, threads=args.threads, num_virtual_tokens=args.num_virtual_tokens)
+    cfgs = [dict(base, method="model-tuning", generator="none", prompt_layer=1, cache=False,
+                 num_virtual_tokens=0),
+            dict(base, method="prompt-tuning", generator="none", prompt_layer=1, cache=False)]
+    for gen in args.generators.split(","):
+        for pl in q:
+            for cache in (False, True):
+                cfgs.append(dict(base, method="lpt", generator=gen, prompt_layer=pl, cache=cache))
+    return cfgs
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| model | method | generator | PL | cache | tokens/s | x PT | x MT | train mem MB | "
+            "% of MT mem | tunable |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['method']} | {r['generator']} | {r['prompt_layer']} | "
+                     f"{'yes' if r['cache'] else 'no'} | {r['tokens_per_second']:.0f} | {r['x_pt']:.2f} | "
+                     f"{r['x_mt']:.2f} | {r['train_peak_mb']:.0f} | {r['mem_vs_mt']:.0%} | {r['tunable_params']:,} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="minilm,smollm2")
+    p.add_argument("--data-dir", default="../shared/data")
+    p.add_argument("--generators", default="none,npg,appg,mppg")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--num-virtual-tokens", type=int, default=None)
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one:
+        print("RESULT " + json.dumps(one(json.loads(args.one))))
+        return 0
+    import pandas as pd
+    from transformers import AutoConfig
+
+    from lpt_probe.models import resolve
+
+    rows = []
+    for model in args.models.split(","):
+        layers = AutoConfig.from_pretrained(resolve(model)[0]).num_hidden_layers
+        for cfg in grid(model, layers, args):
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, __file__, "--one", json.dumps(cfg)], capture_output=True,
+                                 text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+            if out.returncode or not line:
+                raise SystemExit(f"configuration {cfg} failed:\n{out.stderr[-3000:]}")
+            rows.append(json.loads(line[0][7:]))
+            r = rows[-1]
+            print(f"{model} {r['method']} {r['generator']} PL={r['prompt_layer']} cache={r['cache']}: "
+                  f"{r['tokens_per_second']:.0f} tok/s, +{r['train_peak_mb']:.0f} MB "
+                  f"({time.perf_counter() - t:.0f} s)", flush=True)
+    df = pd.DataFrame(rows)
+    for model, g in df.groupby("model"):
+        mt = g[g.method == "model-tuning"].iloc[0]
+        pt = g[g.method == "prompt-tuning"].iloc[0]
+        df.loc[g.index, "x_mt"] = g.tokens_per_second / mt.tokens_per_second
+        df.loc[g.index, "x_pt"] = g.tokens_per_second / pt.tokens_per_second
+        df.loc[g.index, "mem_vs_mt"] = g.train_peak_mb / mt.train_peak_mb
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    df.drop(columns=["data_dir"]).to_csv(out / "train_throughput.csv", index=False)
+    cmd = "python benchmarks/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    import platform
+
+    import torch
+
+    text = (f"# Training throughput\n\nCommand: `{cmd.strip()}`\n\nMachine: {platform.machine()}, "
+            f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} threads; RTE few-shot "
+            f"batches of {args.batch_size}, at most {args.max_length} tokens, {args.steps} steps.\n\n"
+            + markdown(df.to_dict("records")))
+    (out / "train_throughput.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

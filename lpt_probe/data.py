@@ -1,0 +1,502 @@
+"""Task data: read a task's labelled examples and split them as the paper does.
+
+Start at ``load_task(task, ...)``: it reads a registered task (``lpt_probe.tasks``) from
+the Hugging Face hub or from local files in their original formats, or a user's own
+task (``load_custom_task``: CSV/TSV/JSONL + a small YAML), and returns a ``TaskData``
+whose three ``Split`` s each carry a fingerprint.
+
+Splits, one rule for every task (the paper's Appendix B and Section 6.4):
+
+1. The protocol gives a training *pool* and a *test* set. glue: original train / original
+   dev (GLUE test labels are hidden); trec: train_5500 / TREC_10; sample_test: a test set
+   of 2,000 drawn stratified with the fixed ``SPLIT_SEED`` 42 from all rows, the rest is
+   the pool; custom: the given train / test files.
+2. Full data (``shots=None``): dev = ``dev_size`` (1,000) rows drawn stratified from the
+   pool with ``SPLIT_SEED``; train = the rest (so full-data splits never depend on
+   ``data_seed``). For glue tasks this carves dev out of train rather than re-using the
+   original dev, which is the test set: train, dev and test stay disjoint.
+3. Few-shot (``shots=K``): train = K rows drawn from the pool with ``data_seed``,
+   stratified with proportional allocation (largest remainder), so label shares follow
+   the pool; dev = ``dev_size`` rows drawn the same way from the rest of the pool,
+   leaving out rows whose text equals a chosen training text; test = the protocol's test.
+4. A custom task's dev file, when given, is the dev set in both modes.
+
+Example ids are ``"<file>:<line>"`` (local) or ``"<hub split>:<idx or row>"`` (hub). A
+split's fingerprint is ``lpt_probe.io.fingerprint`` over one record per example (id,
+label and texts), not the ids alone, so an edited file changes it even when the ids
+survive. Texts shared across splits (duplicate rows in MPQA, TREC, RTE) are counted in
+``info["text_overlap"]``. Rows with empty text are skipped, logged and listed by id in
+``TaskData.skipped``. This module is longer than most: readers, splitting and the data
+classes share helpers that would otherwise travel between modules.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .io import fingerprint
+from .tasks import LocalSource, Protocol, TaskSpec, get_task, json_ready
+
+logger = logging.getLogger(__name__)
+
+SPLIT_SEED = 42  # fixed seed of every protocol-level draw (sample_test test, full-data dev)
+SAMPLE_TEST_SIZE = 2000
+SOURCES = ("auto", "hub", "local", "custom")
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str  # unique within a task: "<file>:<line>" or "<hub split>:<idx>"
+    texts: tuple[str, ...]  # (text_a,) or (text_a, text_b)
+    label: int  # index into TaskSpec.label_names
+
+    def __post_init__(self):
+        if not isinstance(self.id, str) or not self.id:
+            raise ValueError(f"Example.id must be a non-empty string, got {self.id!r}")
+        if not (1 <= len(self.texts) <= 2) or not all(isinstance(t, str) for t in self.texts):
+            raise ValueError(f"Example {self.id}: texts must be 1 or 2 strings, got {self.texts!r}")
+        if not isinstance(self.label, (int, np.integer)) or self.label < 0:
+            raise ValueError(f"Example {self.id}: label must be an int >= 0, got {self.label!r}")
+
+
+def _record(ex: Example) -> str:
+    return "\x1f".join((ex.id, str(ex.label), *ex.texts))
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str  # "train", "dev" or "test"
+    examples: tuple[Example, ...]
+    fingerprint: str = ""  # io.fingerprint of (id, label, texts) records; computed if empty
+
+    def __post_init__(self):
+        object.__setattr__(self, "examples", tuple(self.examples))
+        ids = [e.id for e in self.examples]
+        if len(set(ids)) != len(ids):
+            dup = [i for i, n in Counter(ids).items() if n > 1][:5]
+            raise ValueError(f"split {self.name!r} repeats example ids {dup}")
+        fp = fingerprint(_record(e) for e in self.examples)
+        if self.fingerprint and self.fingerprint != fp:
+            raise ValueError(f"split {self.name!r}: fingerprint {self.fingerprint!r} does not "
+                             f"match its examples ({fp!r})")
+        object.__setattr__(self, "fingerprint", fp)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __iter__(self):
+        return iter(self.examples)
+
+    @property
+    def ids(self) -> list[str]:
+        return [e.id for e in self.examples]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([e.label for e in self.examples], dtype=np.int64)  # [n]
+
+    def label_counts(self) -> dict[int, int]:
+        return dict(sorted(Counter(e.label for e in self.examples).items()))
+
+
+@dataclass
+class TaskData:
+    task: TaskSpec  # the spec the data were read for
+    train: Split
+    dev: Split
+    test: Split
+    source: str  # "hub", "local" or "custom"
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> example ids
+    info: dict[str, Any] = field(default_factory=dict)  # protocol, seeds, sizes, files, overlap
+
+    def __post_init__(self):
+        for split in self.splits():
+            if len(split) == 0:
+                raise ValueError(f"{self.task.name}: the {split.name} split is empty; check the "
+                                 f"data files, shots, dev_size and max_examples")
+            bad = [e.id for e in split if e.label >= self.task.num_labels][:5]
+            if bad:
+                raise ValueError(f"{self.task.name}: labels out of range in {split.name}: {bad}")
+
+    def splits(self) -> tuple[Split, Split, Split]:
+        return (self.train, self.dev, self.test)
+
+    def fingerprints(self) -> dict[str, str]:
+        return {s.name: s.fingerprint for s in self.splits()}
+
+    def to_meta(self) -> dict[str, Any]:
+        """JSON-able facts for ``meta.json``: task, source, sizes, fingerprints, skips, info."""
+        return json_ready({
+            "task": self.task.name, "source": self.source, "fingerprints": self.fingerprints(),
+            "sizes": {s.name: len(s) for s in self.splits()},
+            "label_counts": {s.name: {self.task.label_names[k]: v
+                                      for k, v in s.label_counts().items()}
+                             for s in self.splits()},
+            "skipped": self.skipped, "info": self.info, "spec": self.task.to_dict()})
+
+
+# --- reading ----------------------------------------------------------------------------
+class _Reader:
+    """Turns raw rows into Examples for one task, collecting skipped rows and files read."""
+
+    def __init__(self, spec: TaskSpec, values: Sequence[str] = ()):
+        self.spec = spec
+        self.to_id = {str(v): i for i, v in enumerate(values or spec.label_names)}
+        self.skipped: list[str] = []
+        self.files: list[str] = []
+
+    def label(self, raw: Any, where: str) -> int:
+        key = str(raw).strip()
+        if key not in self.to_id:
+            raise ValueError(f"{where}: label {key!r} is not a {self.spec.name} label; expected "
+                             f"one of {sorted(self.to_id)} (for labels {self.spec.label_names})")
+        return self.to_id[key]
+
+    def example(self, id_: str, texts: Iterable[Any], raw_label: Any, where: str):
+        texts = tuple("" if t is None else str(t).strip() for t in texts)
+        label = self.label(raw_label, where)
+        if not all(texts):
+            self.skipped.append(id_)
+            return None
+        return Example(id_, texts, label)
+
+
+def _lines(path: Path, encoding: str) -> list[tuple[int, str]]:
+    """(1-based line number, text) of every line; decoding errors name the line."""
+    raw = path.read_bytes().split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()  # the newline ending the last line
+    out = []
+    for n, b in enumerate(raw, 1):
+        try:
+            out.append((n, b.decode(encoding).rstrip("\r")))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}:{n}: cannot decode as {encoding} ({e})") from None
+    return out
+
+
+def _glue_tsv(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
+    lines = _lines(path, src.encoding)
+    rows = csv.reader((t for _, t in lines), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = next(rows, None)
+    want = (*src.text_columns, src.label_column)
+    if header is None or any(c not in header for c in want):
+        raise ValueError(f"{path}:1: header {header} lacks columns "
+                         f"{[c for c in want if c not in (header or [])]} ({r.spec.name} reads "
+                         f"{list(want)})")
+    cols = [header.index(c) for c in want]
+    out = []
+    for (n, _), row in zip(lines[1:], rows):
+        where = f"{path}:{n}"
+        if not any(row):  # a blank line: no text
+            r.skipped.append(f"{path.name}:{n}")
+            continue
+        if len(row) != len(header):
+            raise ValueError(f"{where}: malformed line: {len(row)} tab-separated fields, header "
+                             f"has {len(header)} (a stray tab or a truncated row?)")
+        ex = r.example(f"{path.name}:{n}", [row[c] for c in cols[:-1]], row[cols[-1]], where)
+        out.append(ex)
+    return [e for e in out if e is not None]
+
+
+def _trec(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
+    out = []
+    for n, line in _lines(path, src.encoding):
+        head, _, text = line.partition(" ")
+        coarse, colon, fine = head.partition(":")
+        if not colon or not coarse or not fine:
+            raise ValueError(f"{path}:{n}: malformed line {line[:60]!r}; expected "
+                             f"'COARSE:fine question text'")
+        out.append(r.example(f"{path.name}:{n}", [text], coarse, f"{path}:{n}"))
+    return [e for e in out if e is not None]
+
+
+def _line_files(r: _Reader, paths: list[Path], src: LocalSource) -> list[Example]:
+    out = []
+    for label, path in enumerate(paths):
+        for n, line in _lines(path, src.encoding):
+            out.append(r.example(f"{path.name}:{n}", [line], r.spec.label_names[label], ""))
+    return [e for e in out if e is not None]
+
+
+def _table(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
+    """A custom CSV / TSV / JSONL file with named text and label columns."""
+    want = (*src.text_columns, src.label_column)
+    out = []
+
+    def row_example(row: dict, n: int):
+        missing = [c for c in want if c not in row or (c == src.label_column and row[c] is None)]
+        if missing:
+            raise ValueError(f"{path}:{n}: malformed row: no {missing} (columns: {list(row)})")
+        out.append(r.example(f"{path.name}:{n}", [row[c] for c in src.text_columns],
+                             row[src.label_column], f"{path}:{n}"))
+
+    if path.suffix.lower() in (".jsonl", ".json"):
+        for n, line in _lines(path, src.encoding):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: malformed JSON line ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{n}: malformed line: expected a JSON object")
+            row_example(row, n)
+    else:
+        with open(path, encoding=src.encoding, newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            missing = [c for c in want if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path}:1: header {reader.fieldnames} lacks columns {missing}")
+            for row in reader:
+                if None in row or None in row.values():
+                    raise ValueError(f"{path}:{reader.line_num}: malformed row: field count "
+                                     f"differs from the header's {len(reader.fieldnames)}")
+                row_example(row, reader.line_num)
+    return [e for e in out if e is not None]
+
+
+_FORMATS = {"glue_tsv": _glue_tsv, "trec": _trec, "csv": _table, "tsv": _table, "jsonl": _table}
+
+
+def _read_local(spec: TaskSpec, data_dir: str | Path | None) -> tuple[dict, _Reader]:
+    src = spec.local
+    if src is None:
+        raise ValueError(f"{spec.name} has no local source; use source='hub'")
+    base = Path(data_dir) if data_dir is not None else Path()
+    folder = next((base / f for f in src.folders if (base / f).is_dir()), base / src.folders[0])
+    r = _Reader(spec, src.label_values)
+    roles = {"train": src.train_files, "test": src.test_files, "dev": src.dev_files}
+    out: dict[str, list[Example]] = {}
+    for role, files in roles.items():
+        paths = [folder / f for f in files]
+        for p in paths:
+            if not p.is_file():
+                raise FileNotFoundError(
+                    f"{spec.name}: data file {p} not found; pass --data-dir (data_dir=...) "
+                    f"naming the folder that holds {'/'.join(src.folders)}/{p.name} (e.g. "
+                    f"../shared/data), or use source='hub'")
+            r.files.append(str(p))
+        if not paths:
+            continue
+        if src.format == "lines":
+            out[role] = _line_files(r, paths, src)
+        else:
+            out[role] = [e for p in paths for e in _FORMATS[src.format](r, p, src)]
+        if not out[role]:
+            raise ValueError(f"{spec.name}: no examples in {[str(p) for p in paths]} (empty "
+                             f"{role} split)")
+    return out, r
+
+
+def _read_hub(spec: TaskSpec) -> tuple[dict, _Reader]:
+    hub = spec.hub
+    if hub is None:
+        raise ValueError(f"{spec.name} has no hub source; pass data_dir for local files")
+    try:
+        import datasets
+    except ImportError as e:
+        raise ImportError("source='hub' needs the 'datasets' package; install it or pass "
+                          "--data-dir to read local files") from e
+    r = _Reader(spec, hub.label_values)
+    out: dict[str, list[Example]] = {}
+    for role, splits in (("train", hub.train_splits), ("test", hub.test_splits)):
+        for split in splits:
+            name = f"{hub.path}{'/' + hub.config if hub.config else ''} split {split!r}"
+            try:
+                ds = datasets.load_dataset(hub.path, hub.config, split=split)
+            except Exception as e:
+                raise RuntimeError(f"{spec.name}: could not load {name} from the Hugging Face hub "
+                                   f"({e}); offline? pass --data-dir for local files") from e
+            missing = [c for c in (*hub.text_columns, hub.label_column) if c not in ds.column_names]
+            if missing:
+                raise ValueError(f"{name} lacks columns {missing} (has {ds.column_names})")
+            names = getattr(ds.features[hub.label_column], "names", None)
+            idx = ds["idx"] if "idx" in ds.column_names else range(len(ds))
+            cols = [ds[c] for c in hub.text_columns]
+            for i, (k, raw) in enumerate(zip(idx, ds[hub.label_column])):
+                raw = names[raw] if names is not None and isinstance(raw, int) and raw >= 0 else raw
+                ex = r.example(f"{split}:{k}", [c[i] for c in cols], raw, f"{name} row {i}")
+                if ex is not None:
+                    out.setdefault(role, []).append(ex)
+            r.files.append(f"hf://{hub.path}/{hub.config or ''}:{split}")
+    return out, r
+
+
+# --- splitting -----------------------------------------------------------------------------
+def stratified_split(examples: Sequence[Example], n: int, rng: np.random.Generator,
+                     what: str = "sample") -> tuple[list[Example], list[Example]]:
+    """Draw ``n`` examples stratified by label (proportional, largest remainder).
+
+    Returns (chosen, rest), both in the input order. Deterministic for a given ``rng`` state.
+    """
+    if n > len(examples) or n < 0:
+        raise ValueError(f"cannot draw {what} of {n} from {len(examples)} examples; ask for "
+                         f"fewer (shots / dev_size / max_examples)")
+    labels = np.array([e.label for e in examples], dtype=np.int64)  # [N]
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = n * counts / counts.sum()
+    alloc = np.floor(quota).astype(int)
+    order = sorted(range(len(classes)), key=lambda i: (-(quota[i] - alloc[i]), classes[i]))
+    for i in order[: n - alloc.sum()]:
+        alloc[i] += 1
+    chosen = np.zeros(len(examples), dtype=bool)
+    for c, k in zip(classes, alloc):
+        idx = np.flatnonzero(labels == c)
+        chosen[idx[rng.permutation(len(idx))[:k]]] = True
+    return ([e for e, c in zip(examples, chosen) if c],
+            [e for e, c in zip(examples, chosen) if not c])
+
+
+def _make_splits(spec, raw, shots, data_seed, dev_size) -> tuple[list, list, list, dict]:
+    info: dict[str, Any] = {"protocol": spec.protocol.value, "split_seed": SPLIT_SEED}
+    pool, test = raw["train"], raw.get("test")
+    if spec.protocol is Protocol.SAMPLE_TEST:
+        test, pool = stratified_split(pool, SAMPLE_TEST_SIZE, np.random.default_rng(SPLIT_SEED),
+                                      "a test set")
+    elif not test:
+        raise ValueError(f"{spec.name}: no test split (protocol {spec.protocol.value!r}); give "
+                         f"test files")
+    given_dev = raw.get("dev")
+    if shots is None:
+        dev, train = given_dev, pool
+        if dev is None:
+            dev, train = stratified_split(pool, dev_size, np.random.default_rng(SPLIT_SEED),
+                                          "a dev set")
+        info["dev_from"] = "dev file" if given_dev else "pool, split_seed"
+    else:
+        rng = np.random.default_rng(data_seed)
+        train, rest = stratified_split(pool, shots, rng, f"{shots} shots")
+        dev = given_dev
+        if dev is None:
+            seen = {e.texts for e in train}
+            rest = [e for e in rest if e.texts not in seen]
+            dev, _ = stratified_split(rest, dev_size, rng, "a dev set")
+        info.update(dev_from="dev file" if given_dev else "rest of pool, data_seed",
+                    sampling="stratified, proportional allocation (largest remainder)")
+    info["pool_size"] = len(pool)
+    return train, dev, test, info
+
+
+def _overlap(splits: dict[str, list[Example]]) -> dict[str, int]:
+    texts = {k: {e.texts for e in v} for k, v in splits.items()}
+    pairs = (("train", "dev"), ("train", "test"), ("dev", "test"))
+    return {f"{a}&{b}": len(texts[a] & texts[b]) for a, b in pairs}
+
+
+def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path | None = None,
+              shots: int | None = None, data_seed: int = 13, dev_size: int = 1000,
+              max_examples: int | None = None) -> TaskData:
+    """Read ``task`` and split it (see the module docstring for the rules).
+
+    source: "auto" (local files when ``data_dir`` is given, else the hub), "hub", "local",
+    or "custom" (``task`` is then a YAML or CSV/TSV/JSONL path; see ``load_custom_task``).
+    shots: few-shot training size K (e.g. 100, 500) or None for all data. data_seed: the
+    few-shot draw (13, 21, 42, 87). max_examples: cap every split (stratified, split_seed)
+    for smoke runs.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r} is not one of {SOURCES}")
+    if source == "custom":
+        return load_custom_task(task, data_dir=data_dir, shots=shots, data_seed=data_seed,
+                                dev_size=dev_size, max_examples=max_examples)[1]
+    for name, v in (("shots", shots), ("dev_size", dev_size), ("max_examples", max_examples)):
+        if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
+            raise ValueError(f"{name}={v!r} must be a positive integer")
+    spec = get_task(task)
+    if source == "auto":
+        source = "local" if data_dir is not None else "hub"
+    if source == "local" and data_dir is None and spec.protocol is not Protocol.CUSTOM:
+        raise ValueError("source='local' needs data_dir (--data-dir), e.g. ../shared/data")
+    raw, reader = _read_hub(spec) if source == "hub" else _read_local(spec, data_dir)
+    if spec.protocol is Protocol.CUSTOM:
+        source = "custom"
+    train, dev, test, info = _make_splits(spec, raw, shots, data_seed, dev_size)
+    if max_examples is not None:
+        rng = np.random.default_rng(SPLIT_SEED)
+        train, dev, test = (s if len(s) <= max_examples else
+                            stratified_split(s, max_examples, rng, "a capped split")[0]
+                            for s in (train, dev, test))
+    skipped = {"empty_text": reader.skipped} if reader.skipped else {}
+    if reader.skipped:
+        logger.warning("%s: skipped %d rows with empty text: %s%s", spec.name,
+                       len(reader.skipped), ", ".join(reader.skipped[:5]),
+                       " ..." if len(reader.skipped) > 5 else "")
+    info.update(source=source, files=reader.files, shots=shots, data_seed=data_seed,
+                dev_size=dev_size, max_examples=max_examples,
+                text_overlap=_overlap({"train": train, "dev": dev, "test": test}))
+    return TaskData(spec, Split("train", train), Split("dev", dev), Split("test", test),
+                    source, skipped, info)
+
+
+_TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+_CUSTOM_KEYS = ("name", "train", "dev", "test", "text_columns", "label_column", "labels",
+                "mlm_template", "mlm_label_words", "clm_template", "clm_label_words", "metric")
+
+
+def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = None,
+                     shots: int | None = None, data_seed: int = 13, dev_size: int = 1000,
+                     max_examples: int | None = None, **config: Any) -> tuple[TaskSpec, TaskData]:
+    """A user's own task from CSV/TSV/JSONL files with named text and label columns.
+
+    ``path_or_yaml`` is a YAML file with the keys in ``_CUSTOM_KEYS`` (file paths relative to
+    the YAML's folder), or the training file itself with the rest given as keyword
+    arguments (keywords also override YAML keys). Required: train, test, text_columns (1 or
+    2), labels, mlm_template, clm_template. Label words default to the labels; label_column
+    to "label"; metric to "accuracy"; name to the file's stem. Returns (spec, data).
+    """
+    path = Path(path_or_yaml)
+    unknown = sorted(set(config) - set(_CUSTOM_KEYS))
+    if unknown:
+        raise TypeError(f"unknown custom-task keys {unknown}; allowed: {list(_CUSTOM_KEYS)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"custom task file {path} not found; pass a YAML or CSV/JSONL path")
+    cfg: dict[str, Any] = {}
+    base = Path(data_dir) if data_dir is not None else path.parent
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        class Loader(yaml.SafeLoader):  # YAML 1.1 reads Yes/No/true as booleans: keep strings
+            yaml_implicit_resolvers = {
+                k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+                for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+        cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader) or {}
+        if not isinstance(cfg, dict) or set(cfg) - set(_CUSTOM_KEYS):
+            raise ValueError(f"{path}: expected a mapping with keys from {list(_CUSTOM_KEYS)}, "
+                             f"got {sorted(cfg) if isinstance(cfg, dict) else type(cfg).__name__}")
+    else:
+        cfg["train"], base = str(path.resolve()), Path()
+    cfg.update({k: v for k, v in config.items() if v is not None})
+    missing = [k for k in ("train", "test", "text_columns", "labels", "mlm_template",
+                           "clm_template") if not cfg.get(k)]
+    if missing:
+        raise ValueError(f"custom task {path}: missing {missing}; give them in the YAML or as "
+                         f"keyword arguments")
+    cols = (cfg["text_columns"],) if isinstance(cfg["text_columns"], str) else cfg["text_columns"]
+    labels = tuple(str(v) for v in cfg["labels"])
+    files = {k: (str((base / cfg[k]).resolve()),) if cfg.get(k) else () for k in
+             ("train", "dev", "test")}
+    fmt = _TABLE_FORMATS.get(Path(files["train"][0]).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"custom task {files['train'][0]}: unsupported format {fmt!r}; use "
+                         f".csv, .tsv or .jsonl")
+    spec = TaskSpec(
+        name=str(cfg.get("name") or path.stem), text_fields=("text_a", "text_b")[:len(cols)],
+        label_names=labels, mlm_template=cfg["mlm_template"],
+        mlm_label_words=tuple(str(w) for w in cfg.get("mlm_label_words") or labels),
+        clm_template=cfg["clm_template"],
+        clm_label_words=tuple(str(w) for w in cfg.get("clm_label_words") or labels),
+        metric=cfg.get("metric", "accuracy"), protocol="custom",
+        local=LocalSource(fmt, ("",), files["train"], files["test"], files["dev"],
+                          text_columns=tuple(cols), label_column=cfg.get("label_column", "label")))
+    return spec, load_task(spec, source="local", shots=shots, data_seed=data_seed,
+                           dev_size=dev_size, max_examples=max_examples)

@@ -1,0 +1,262 @@
+"""Information estimates from probes, in bits: how much of y a probe family can read off h.
+
+Start at :func:`probe_information`: it fits a probe on the train split (the dev split is
+handed only to probes whose ``fit`` takes ``X_dev``, for early stopping), scores the test
+split only, and returns one tidy row per probe seed with
+
+    I_V(h -> y) = H(y) - E_test[-log2 q(y|h)]        (``mi_bits = h_y_bits - ce_bits``)
+
+the paper's estimate of I(h;y) (Liu et al. 2022). Read it as *V-usable information*
+(Xu et al. 2020; Ethayarajh et al. 2022) for the probe family V (linear, MLP), not as
+Shannon mutual information: by the data-processing inequality the Shannon MI between a
+layer's hidden state and y cannot grow with depth, so a curve that rises with depth means
+information becoming *usable* by the probe family. ``H(y)`` here is the entropy of the
+TRAIN label prior. The null model's held-out cross-entropy on test is reported beside it
+as ``null_ce_bits`` (mean PVI = ``null_ce_bits - ce_bits``; it differs from ``mi_bits``
+only by the train/test prior mismatch). Raw differences are reported: an estimate may
+be negative and is never clipped.
+
+Also here: :func:`shuffled_label_control` (same pipeline, train/dev labels permuted) and
+:func:`selectivity`; :func:`pvi`, pointwise V-information per test example; a
+vectorised percentile bootstrap over test examples (:func:`bootstrap_mi_ci`); and
+:func:`mean_std_table` to aggregate rows over seeds.
+
+Units: every public number is in bits. Probabilities are clipped to ``[EPS, 1]`` before
+a log (``EPS = 1e-12``, so one example costs at most -log2(EPS) ~ 39.86 bits); natural
+logs are converted once, by :func:`nats_to_bits`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score
+
+from .probes import EPS, _check_xy, make_probe
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "EPS", "LN2", "nats_to_bits", "entropy_bits", "log2_likelihood", "cross_entropy_bits",
+    "null_log2q", "bootstrap_mi_ci", "ProbeInformation", "probe_information",
+    "shuffled_label_control", "selectivity", "pvi", "mean_std_table",
+]
+
+LN2 = math.log(2.0)
+
+ProbeFactory = Callable[[int], Any]  # seed -> unfitted probe with fit / predict_proba
+
+
+def nats_to_bits(x):
+    """Convert natural-log quantities to bits (divide by ln 2). The one place this happens."""
+    return x / LN2
+
+
+def entropy_bits(y, n_classes: int) -> float:
+    """H(y) in bits of the empirical label distribution of ``y`` (labels in [0, n_classes))."""
+    y = np.asarray(y)
+    if len(y) == 0:
+        raise ValueError("entropy_bits needs at least one label, got an empty array")
+    p = np.bincount(y, minlength=n_classes) / len(y)
+    p = p[p > 0]
+    return float(-np.sum(p * np.log2(p)))
+
+
+def log2_likelihood(proba, y) -> np.ndarray:
+    """Per-example log2 q(y_i|h_i) [n] from ``proba`` [n, K], clipped at ``EPS``."""
+    proba = np.asarray(proba, dtype=np.float64)
+    y = np.asarray(y)
+    if proba.ndim != 2 or len(proba) != len(y):
+        raise ValueError(f"proba must be [n, K] with n=len(y)={len(y)}, got shape {proba.shape}")
+    if len(y) and (y.min() < 0 or y.max() >= proba.shape[1]):
+        raise ValueError(f"labels must be in [0, {proba.shape[1]}) to index proba's columns")
+    q = np.clip(proba[np.arange(len(y)), y], EPS, 1.0)
+    return nats_to_bits(np.log(q))
+
+
+def cross_entropy_bits(proba, y) -> float:
+    """Mean -log2 q(y_i|h_i) in bits (probabilities clipped at ``EPS``)."""
+    return float(-np.mean(log2_likelihood(proba, y)))
+
+
+def null_log2q(y_train, y_eval, n_classes: int) -> np.ndarray:
+    """log2 g_null(y) [n_eval] for the null model g_null = the TRAIN label prior (clipped)."""
+    prior = np.bincount(np.asarray(y_train), minlength=n_classes) / len(y_train)
+    return nats_to_bits(np.log(np.clip(prior[np.asarray(y_eval)], EPS, 1.0)))
+
+
+def bootstrap_mi_ci(log2q, h_y_bits: float, n_boot: int = 1000, ci: float = 0.95,
+                    rng_seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``h_y_bits - mean(-log2q)`` resampling the test examples.
+
+    ``h_y_bits`` (from the train prior) is held fixed; only the held-out losses are
+    resampled. Vectorised in chunks of resample indices. Returns (nan, nan) if n_boot=0.
+    """
+    losses = -np.asarray(log2q, dtype=np.float64)  # [n]
+    n = len(losses)
+    if n_boot <= 0 or n == 0:
+        return float("nan"), float("nan")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci!r}")
+    rng = np.random.default_rng(rng_seed)
+    chunk = max(1, 2_000_000 // n)  # at most ~2M indices in memory at a time
+    means = np.concatenate([losses[rng.integers(0, n, size=(min(chunk, n_boot - s), n))].mean(axis=1)
+                            for s in range(0, n_boot, chunk)])  # [n_boot]
+    lo, hi = np.quantile(h_y_bits - means, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return float(lo), float(hi)
+
+
+class ProbeInformation(NamedTuple):
+    """What :func:`probe_information` returns; unpacks as ``rows, log2q, log2q_null``."""
+
+    rows: list[dict]  # one row per probe seed
+    log2q: np.ndarray  # [n_seeds, n_test] log2 q(y|h) of each test example under each probe
+    log2q_null: np.ndarray  # [n_test] log2 of the train label prior at each test label
+
+
+def _as_factory(probe_factory: ProbeFactory | str, n_classes: int) -> ProbeFactory:
+    if isinstance(probe_factory, str):
+        name = probe_factory
+        make_probe(name, n_classes, 0)  # fail early on an unknown name
+        return lambda seed: make_probe(name, n_classes, seed)
+    if not callable(probe_factory):
+        raise TypeError(f"probe_factory must be a probe name or a callable seed -> probe, got {probe_factory!r}")
+    return probe_factory
+
+
+def _fit(probe, X_train, y_train, X_dev, y_dev):
+    """Fit on train; hand over dev only when the probe's ``fit`` accepts ``X_dev``."""
+    params = inspect.signature(probe.fit).parameters
+    if X_dev is not None and "X_dev" in params:
+        return probe.fit(X_train, y_train, X_dev=X_dev, y_dev=y_dev)
+    return probe.fit(X_train, y_train)
+
+
+def _warn_duplicate_rows(X_train: np.ndarray, X_test: np.ndarray) -> None:
+    train_rows = {row.tobytes() for row in np.ascontiguousarray(X_train)}
+    n_dup = sum(row.tobytes() in train_rows for row in np.ascontiguousarray(X_test))
+    if n_dup:
+        logger.warning("%d of %d test rows have a feature vector identical to a train row "
+                       "(duplicate examples across splits?)", n_dup, len(X_test))
+
+
+def probe_information(probe_factory: ProbeFactory | str, X_train, y_train, X_dev, y_dev, X_test, y_test,
+                      n_classes: int, seeds: Sequence[int] = (0,), bootstrap: int = 1000, ci: float = 0.95,
+                      rng_seed: int = 0) -> ProbeInformation:
+    """Fit one probe per seed on train (dev for early stopping), score on test only.
+
+    ``probe_factory``: a name for :func:`make_probe` or a callable ``seed -> probe``.
+    ``X_dev``/``y_dev`` may be None. Row keys: ``probe``, ``probe_seed``, ``control``
+    ("none"; "shuffled_labels" from :func:`shuffled_label_control`),
+    ``h_y_bits`` (H of the train label prior), ``ce_bits`` (test cross-entropy),
+    ``mi_bits`` (= h_y_bits - ce_bits, raw), ``mi_ci_low``/``mi_ci_high`` (percentile
+    bootstrap over test examples, same resamples for every seed), ``null_ce_bits`` (test
+    cross-entropy of the train prior; mean PVI = null_ce_bits - ce_bits), ``accuracy``,
+    ``macro_f1`` (over the labels present in y_test or the predictions), ``n`` (test
+    rows), ``n_train``, ``n_dev`` (rows passed; only early-stopping probes use them).
+    """
+    X_train, y_train = _check_xy(X_train, y_train, n_classes, "train")
+    X_test, y_test = _check_xy(X_test, y_test, n_classes, "test")
+    if X_dev is not None:
+        X_dev, y_dev = _check_xy(X_dev, y_dev, n_classes, "dev")
+    if X_test.shape[1] != X_train.shape[1]:
+        raise ValueError(f"train has {X_train.shape[1]} features but test has {X_test.shape[1]}")
+    _warn_duplicate_rows(X_train, X_test)
+    factory = _as_factory(probe_factory, n_classes)
+    h_y = entropy_bits(y_train, n_classes)
+    log2q_null = null_log2q(y_train, y_test, n_classes)
+    rows, all_log2q = [], []
+    for seed in seeds:
+        probe = _fit(factory(seed), X_train, y_train, X_dev, y_dev)
+        proba = np.asarray(probe.predict_proba(X_test))
+        if proba.shape != (len(y_test), n_classes):
+            raise ValueError(f"probe.predict_proba returned shape {proba.shape}, expected "
+                             f"{(len(y_test), n_classes)}: probes must emit one column per class")
+        log2q = log2_likelihood(proba, y_test)
+        ce = float(-log2q.mean())
+        lo, hi = bootstrap_mi_ci(log2q, h_y, bootstrap, ci, rng_seed)
+        pred = proba.argmax(axis=1)
+        rows.append({
+            "probe": probe_factory if isinstance(probe_factory, str) else getattr(probe, "name", type(probe).__name__),
+            "probe_seed": int(seed), "control": "none",
+            "h_y_bits": h_y, "ce_bits": ce, "mi_bits": h_y - ce, "mi_ci_low": lo, "mi_ci_high": hi,
+            "null_ce_bits": float(-log2q_null.mean()),
+            "accuracy": float(np.mean(pred == y_test)),
+            "macro_f1": float(f1_score(y_test, pred, average="macro", zero_division=0)),
+            "n": len(y_test), "n_train": len(y_train), "n_dev": 0 if y_dev is None else len(y_dev),
+        })
+        all_log2q.append(log2q)
+        logger.info("probe=%s seed=%s: I=%.4f bits [%.4f, %.4f], acc=%.3f", rows[-1]["probe"], seed,
+                    h_y - ce, lo, hi, rows[-1]["accuracy"])
+    return ProbeInformation(rows, np.stack(all_log2q), log2q_null)
+
+
+def shuffled_label_control(probe_factory: ProbeFactory | str, X_train, y_train, X_dev, y_dev, X_test, y_test,
+                           n_classes: int, seeds: Sequence[int] = (0,), bootstrap: int = 1000,
+                           ci: float = 0.95, rng_seed: int = 0, permutation_seed: int = 0) -> ProbeInformation:
+    """:func:`probe_information` with train (and dev) labels permuted by ``permutation_seed``.
+
+    The permutation keeps the label prior (so ``h_y_bits`` is unchanged) but breaks the
+    link between h and y in every row the probe sees, including the dev rows used for
+    early stopping. Scoring is on the TRUE test labels, so ``mi_bits`` should be ~0 (or
+    slightly negative: overfitting noise costs bits). Rows have ``control="shuffled_labels"``.
+    """
+    rng = np.random.default_rng(permutation_seed)
+    y_train = np.asarray(y_train)[rng.permutation(len(y_train))]
+    if y_dev is not None:
+        y_dev = np.asarray(y_dev)[rng.permutation(len(y_dev))]
+    result = probe_information(probe_factory, X_train, y_train, X_dev, y_dev, X_test, y_test, n_classes,
+                               seeds=seeds, bootstrap=bootstrap, ci=ci, rng_seed=rng_seed)
+    for row in result.rows:
+        row["control"] = "shuffled_labels"
+    return result
+
+
+def selectivity(rows, control_rows, on: Sequence[str] = ("probe", "probe_seed"),
+                value: str = "mi_bits") -> pd.DataFrame:
+    """Join real and control rows on ``on`` and add ``selectivity_bits = value - control value``.
+
+    ``rows``/``control_rows``: lists of dicts or DataFrames. Add e.g. ``"layer"`` to ``on``
+    when the rows carry it. Raises if no row pairs up.
+    """
+    real, ctrl = pd.DataFrame(rows), pd.DataFrame(control_rows)
+    on = list(on)
+    for name, frame in (("rows", real), ("control_rows", ctrl)):
+        missing = [c for c in on + [value] if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} lack column(s) {missing}; have {list(frame.columns)}")
+        if frame.duplicated(on).any():
+            raise ValueError(f"{name} have several rows per {on}; add the column that tells them apart "
+                             "(e.g. 'layer') to `on`")
+    out = real[on + [value]].merge(ctrl[on + [value]].rename(columns={value: f"control_{value}"}),
+                                   on=on, how="inner")
+    if out.empty:
+        raise ValueError(f"no control row matches a real row on {on}")
+    out["selectivity_bits"] = out[value] - out[f"control_{value}"]
+    return out
+
+
+def pvi(log2q_with_h, log2q_null) -> np.ndarray:
+    """Pointwise V-information (Ethayarajh et al. 2022), in bits, per example.
+
+    PVI(x -> y) = -log2 g_null(y) + log2 g_x(y), where g_x is the probe fitted on the
+    inputs and g_null the null model. For our probes the null model is the TRAIN label
+    prior (what a probe given no input would learn); :func:`null_log2q` computes it and
+    :func:`probe_information` returns it as ``log2q_null``. Both arguments are log2
+    probabilities of the gold label, shape [n].
+    """
+    a, b = np.asarray(log2q_with_h, dtype=np.float64), np.asarray(log2q_null, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: log2q_with_h {a.shape} vs log2q_null {b.shape}")
+    return a - b
+
+
+def mean_std_table(df: pd.DataFrame, by: Sequence[str], value: str = "mi_bits") -> pd.DataFrame:
+    """Mean, sample std (ddof=1; NaN for a single seed) and count of ``value`` per group."""
+    df = pd.DataFrame(df)
+    return (df.groupby(list(by), sort=True)[value].agg(["mean", "std", "count"]).reset_index())

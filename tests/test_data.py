@@ -1,0 +1,321 @@
+"""The data layer: local loaders on the real files, the split protocols, the few-shot
+sampler, fingerprints, the custom CSV/JSONL/YAML source and every input error."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from lpt_probe.data import Example, Split, TaskData, load_custom_task, load_task, stratified_split
+from lpt_probe.io import fingerprint
+from lpt_probe.tasks import get_task
+
+
+def _label_counts(split, task):
+    names = get_task(task).label_names
+    return {names[k]: v for k, v in split.label_counts().items()}
+
+
+def _assert_disjoint(data, by_text=True):
+    ids = [set(s.ids) for s in data.splits()]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    if by_text:
+        texts = [{e.texts for e in s} for s in data.splits()]
+        assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
+
+
+# --- local loaders against the real files (counts as ../shared/data/README.md states) ---
+def test_rte_local_counts_and_labels(data_dir):
+    d = load_task("rte", data_dir=data_dir, dev_size=100)
+    assert len(d.test) == 277  # GLUE dev serves as test
+    assert _label_counts(d.test, "rte") == {"entailment": 146, "not_entailment": 131}
+    pool = d.train.examples + d.dev.examples
+    assert len(pool) == 2490
+    assert Counter(e.label for e in pool) == {0: 1249, 1: 1241}
+    assert len(d.dev) == 100 and len(d.train) == 2390
+    assert d.test.examples[0].texts[1] == "Christopher Reeve had an accident."
+    assert d.info["protocol"] == "glue" and d.source == "local" and d.skipped == {}
+    _assert_disjoint(d, by_text=False)
+
+
+def test_trec_local_counts_and_coarse_labels(data_dir):
+    d = load_task("trec", data_dir=data_dir)
+    assert len(d.test) == 500 and len(d.train) + len(d.dev) == 5452
+    assert set(d.train.label_counts()) == set(range(6))
+    assert set(d.test.label_counts()) == set(range(6))
+    first = d.test.examples[0]  # "NUM:dist How far is it from Denver to Aspen ?"
+    assert first.texts == ("How far is it from Denver to Aspen ?",)
+    assert get_task("trec").label_names[first.label] == "NUM"
+    by_id = {e.id: e for e in d.train.examples + d.dev.examples}
+    assert "sister\u00f0city" in by_id["train_5500.label:66"].texts[0]  # byte 0xF0, Latin-1
+    _assert_disjoint(d, by_text=False)
+
+
+def test_subj_sample_test_protocol(data_dir):
+    d = load_task("subj", data_dir=data_dir)
+    assert (len(d.train), len(d.dev), len(d.test)) == (7000, 1000, 2000)
+    assert _label_counts(d.test, "subj") == {"subjective": 1000, "objective": 1000}
+    assert _label_counts(d.dev, "subj") == {"subjective": 500, "objective": 500}
+    assert d.info["split_seed"] == 42
+    _assert_disjoint(d)
+    again = load_task("subj", data_dir=data_dir, data_seed=87)  # full data: seed-independent
+    assert again.fingerprints() == d.fingerprints()
+
+
+def test_mr_local(data_dir):
+    d = load_task("mr", data_dir=data_dir)
+    assert (len(d.train), len(d.dev), len(d.test)) == (10662 - 3000, 1000, 2000)
+    assert _label_counts(d.test, "mr") == {"negative": 1000, "positive": 1000}
+    _assert_disjoint(d)
+
+
+def test_mpqa_local_skips_and_records_empty_lines(data_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="lpt_probe.data"):
+        d = load_task("mpqa", data_dir=data_dir)
+    # 3,312 + 7,294 lines, three of them empty (mpqa.pos:3312, mpqa.neg:6415 and :7294)
+    assert sorted(d.skipped["empty_text"]) == ["mpqa.neg:6415", "mpqa.neg:7294", "mpqa.pos:3312"]
+    assert "skipped 3 rows with empty text" in caplog.text
+    assert len(d.train) + len(d.dev) + len(d.test) == 3311 + 7292
+    assert len(d.test) == 2000
+    # stratified: the test set keeps the 3311 : 7292 share (largest remainder)
+    assert _label_counts(d.test, "mpqa") == {"negative": 1375, "positive": 625}
+    _assert_disjoint(d, by_text=False)  # MPQA repeats phrases; overlap is counted instead
+    assert d.info["text_overlap"]["train&test"] > 0
+    assert json.loads(json.dumps(d.to_meta()))["skipped"]["empty_text"]
+
+
+# --- few-shot protocol -----------------------------------------------------------------
+@pytest.mark.parametrize("task", ["rte", "trec", "subj"])
+def test_few_shot_sizes_disjoint_deterministic(data_dir, task):
+    a = load_task(task, data_dir=data_dir, shots=100, data_seed=13)
+    b = load_task(task, data_dir=data_dir, shots=100, data_seed=13)
+    c = load_task(task, data_dir=data_dir, shots=100, data_seed=21)
+    full = load_task(task, data_dir=data_dir)
+    assert (len(a.train), len(a.dev)) == (100, 1000)
+    assert a.fingerprints() == b.fingerprints()
+    assert a.train.fingerprint != c.train.fingerprint and a.dev.fingerprint != c.dev.fingerprint
+    assert a.test.fingerprint == c.test.fingerprint == full.test.fingerprint  # protocol's test
+    _assert_disjoint(a, by_text=False)
+    assert not ({e.texts for e in a.train} & {e.texts for e in a.dev})  # by text, too
+    pool = set(full.train.ids) | set(full.dev.ids)
+    assert set(a.train.ids) <= pool and set(a.dev.ids) <= pool
+
+
+def test_few_shot_is_stratified(data_dir):
+    d = load_task("trec", data_dir=data_dir, shots=500, data_seed=42)
+    pool = load_task("trec", data_dir=data_dir)
+    counts = Counter(e.label for e in pool.train.examples + pool.dev.examples)
+    for label, n in d.train.label_counts().items():
+        assert abs(n - 500 * counts[label] / 5452) < 1  # proportional, largest remainder
+    assert sum(d.train.label_counts().values()) == 500
+
+
+def test_stratified_split_unit():
+    exs = [Example(str(i), (f"t{i}",), int(i % 10 < 3)) for i in range(100)]  # 70 : 30
+    chosen, rest = stratified_split(exs, 10, np.random.default_rng(0))
+    assert Counter(e.label for e in chosen) == {0: 7, 1: 3}
+    assert len(rest) == 90 and not ({e.id for e in chosen} & {e.id for e in rest})
+    again, _ = stratified_split(exs, 10, np.random.default_rng(0))
+    other, _ = stratified_split(exs, 10, np.random.default_rng(1))
+    assert [e.id for e in again] == [e.id for e in chosen] != [e.id for e in other]
+    with pytest.raises(ValueError, match="cannot draw"):
+        stratified_split(exs, 101, np.random.default_rng(0))
+
+
+def test_too_many_shots_and_caps(data_dir):
+    with pytest.raises(ValueError, match="cannot draw"):
+        load_task("rte", data_dir=data_dir, shots=2000)  # leaves 490 < dev_size 1000
+    d = load_task("rte", data_dir=data_dir, max_examples=50)
+    assert [len(s) for s in d.splits()] == [50, 50, 50]
+    with pytest.raises(ValueError, match="shots=0"):
+        load_task("rte", data_dir=data_dir, shots=0)
+
+
+# --- fingerprints ------------------------------------------------------------------------
+def test_fingerprints_follow_the_data(tmp_path, data_dir):
+    shutil.copytree(data_dir / "mr", tmp_path / "mr")
+    before = load_task("mr", data_dir=tmp_path)
+    path = tmp_path / "mr" / "rt-polarity.pos"
+    path.chmod(0o644)
+    lines = path.read_text(encoding="latin-1").split("\n")
+    lines[0] = "an edited review ."  # same ids, different text
+    path.write_text("\n".join(lines), encoding="latin-1")
+    after = load_task("mr", data_dir=tmp_path)
+    assert before.fingerprints() != after.fingerprints()
+    split = Split("x", (Example("a", ("t",), 0),))
+    assert split.fingerprint == fingerprint(["a\x1f0\x1ft"])
+    with pytest.raises(ValueError, match="does not match"):
+        Split("x", split.examples, fingerprint="0" * 16)
+
+
+# --- custom source -------------------------------------------------------------------------
+def _write_csv(path, rows, header="text,label"):
+    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _toy_rows(n, offset=0):
+    return [f"sentence number {i + offset},{'pos' if i % 2 else 'neg'}" for i in range(n)]
+
+
+def test_custom_csv_with_arguments(tmp_path):
+    train = _write_csv(tmp_path / "train.csv", _toy_rows(40) + ['"",pos'])
+    test = _write_csv(tmp_path / "test.csv", _toy_rows(10, 100))
+    spec, d = load_custom_task(train, test=str(test), text_columns=["text"],
+                               labels=["neg", "pos"], mlm_template="{text_a} It was {mask} .",
+                               clm_template="{text_a} It was", dev_size=8)
+    assert spec.name == "train" and spec.mlm_label_words == ("neg", "pos")
+    assert (len(d.train), len(d.dev), len(d.test)) == (32, 8, 10)
+    assert d.skipped == {"empty_text": ["train.csv:42"]} and d.source == "custom"
+    _assert_disjoint(d)
+
+
+def test_few_shot_dev_never_repeats_a_training_text(tmp_path):
+    rows = _toy_rows(20) * 2  # every text twice, under two ids
+    train = _write_csv(tmp_path / "train.csv", rows)
+    test = _write_csv(tmp_path / "test.csv", _toy_rows(4, 100))
+    args = dict(test=str(test), text_columns=["text"], labels=["neg", "pos"],
+                mlm_template="{text_a} {mask}", clm_template="{text_a} is")
+    for seed in (13, 21, 42, 87):
+        _, d = load_custom_task(train, shots=10, dev_size=10, data_seed=seed, **args)
+        assert not ({e.texts for e in d.train} & {e.texts for e in d.dev})
+        assert d.info["text_overlap"]["train&dev"] == 0
+
+
+def test_custom_yaml_jsonl_pair_task(tmp_path):
+    def jsonl(name, n, off=0):
+        rows = [{"premise": f"p{i + off}", "hypothesis": f"h{i}", "gold": i % 2}
+                for i in range(n)]
+        (tmp_path / name).write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+    jsonl("train.jsonl", 30), jsonl("dev.jsonl", 6, 100), jsonl("test.jsonl", 8, 200)
+    (tmp_path / "task.yaml").write_text(
+        "name: toy_nli\ntrain: train.jsonl\ndev: dev.jsonl\ntest: test.jsonl\n"
+        "text_columns: [premise, hypothesis]\nlabel_column: gold\nlabels: ['0', '1']\n"
+        "mlm_template: '{text_a} ? {mask} , {text_b}'\nmlm_label_words: [Yes, No]\n"
+        "clm_template: '{text_a} question: {text_b} answer:'\nclm_label_words: [yes, no]\n"
+        "metric: acc_f1\n")
+    spec, d = load_custom_task(tmp_path / "task.yaml", shots=10, data_seed=13)
+    assert spec.text_fields == ("text_a", "text_b") and spec.metric.value == "acc_f1"
+    assert (len(d.train), len(d.dev), len(d.test)) == (10, 6, 8)  # the dev file is the dev set
+    assert d.test.examples[0].texts == ("p200", "h0")
+    assert load_task(tmp_path / "task.yaml", source="custom", shots=10).fingerprints() == \
+        d.fingerprints()
+
+
+def test_custom_errors(tmp_path):
+    train = _write_csv(tmp_path / "train.csv", _toy_rows(20))
+    args = dict(text_columns=["text"], labels=["neg", "pos"], mlm_template="{text_a} {mask}",
+                clm_template="{text_a} is")
+    with pytest.raises(ValueError, match=r"missing \['test'\]"):
+        load_custom_task(train, **args)
+    bad = _write_csv(tmp_path / "bad.csv", _toy_rows(3) + ["one,two,three"])
+    with pytest.raises(ValueError, match=r"bad\.csv:5: malformed row"):
+        load_custom_task(train, test=str(bad), **args)
+    odd = _write_csv(tmp_path / "odd.csv", _toy_rows(3) + ["fine text,maybe"])
+    with pytest.raises(ValueError, match=r"odd\.csv:5: label 'maybe'"):
+        load_custom_task(train, test=str(odd), **args)
+    (tmp_path / "broken.jsonl").write_text('{"text": "a", "label": "neg"}\n{"text": \n')
+    with pytest.raises(ValueError, match=r"broken\.jsonl:2: malformed JSON"):
+        load_custom_task(train, test=str(tmp_path / "broken.jsonl"), **args)
+    with pytest.raises(ValueError, match=r"lacks columns \['sentence'\]"):
+        load_custom_task(train, test=str(train), **{**args, "text_columns": ["sentence"]})
+    with pytest.raises(TypeError, match="unknown custom-task keys"):
+        load_custom_task(train, tset="x", **args)
+    (tmp_path / "x.yaml").write_text("train: train.csv\nfoo: 1\n")
+    with pytest.raises(ValueError, match="keys from"):
+        load_custom_task(tmp_path / "x.yaml")
+
+
+# --- errors on the registered tasks --------------------------------------------------------
+def _rte_dir(tmp_path, train_lines, dev_lines=None):
+    folder = tmp_path / "rte"
+    folder.mkdir()
+    header = "index\tsentence1\tsentence2\tlabel"
+    dev_lines = dev_lines or ["0\tA man sleeps.\tA man rests.\tentailment",
+                              "1\tA cat.\tA dog.\tnot_entailment"]
+    (folder / "train.tsv").write_text("\n".join([header, *train_lines]) + "\n")
+    (folder / "dev.tsv").write_text("\n".join([header, *dev_lines]) + "\n")
+    return tmp_path
+
+
+def test_missing_file_names_path_and_flag(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        load_task("rte", data_dir=tmp_path)
+    assert str(tmp_path / "rte" / "train.tsv") in str(err.value)
+    assert "--data-dir" in str(err.value)
+    with pytest.raises(ValueError, match="needs data_dir"):
+        load_task("rte", source="local")
+    with pytest.raises(ValueError, match="source='web'"):
+        load_task("rte", source="web")
+    with pytest.raises(KeyError, match="known tasks"):
+        load_task("cola", data_dir=tmp_path)
+
+
+def test_malformed_tsv_line_names_path_and_line(tmp_path):
+    d = _rte_dir(tmp_path, ["0\ta\tb\tentailment", "1\ta\tb\textra\tentailment"])
+    with pytest.raises(ValueError, match=r"train\.tsv:3: malformed line"):
+        load_task("rte", data_dir=d)
+
+
+def test_unknown_label_names_value_path_and_line(tmp_path):
+    d = _rte_dir(tmp_path, ["0\ta\tb\tentailment", "1\ta\tb\tcontradiction"])
+    with pytest.raises(ValueError, match=r"train\.tsv:3: label 'contradiction'"):
+        load_task("rte", data_dir=d)
+
+
+def test_trec_errors(tmp_path):
+    folder = tmp_path / "trec"
+    folder.mkdir()
+    (folder / "TREC_10.label").write_text("NUM:dist How far ?\n")
+    (folder / "train_5500.label").write_text("NUM:count How many ?\nno colon here\n")
+    with pytest.raises(ValueError, match=r"train_5500\.label:2: malformed line"):
+        load_task("trec", data_dir=tmp_path)
+    (folder / "train_5500.label").write_text("NUM:count How many ?\nFOO:bar What ?\n")
+    with pytest.raises(ValueError, match=r"train_5500\.label:2: label 'FOO'"):
+        load_task("trec", data_dir=tmp_path)
+
+
+def test_empty_split_and_empty_text(tmp_path, caplog):
+    d = _rte_dir(tmp_path, ["0\t\tb\tentailment"])  # the only train row has no text
+    with pytest.raises(ValueError, match="no examples"):
+        load_task("rte", data_dir=d)
+    rows = [f"{i}\tpremise {i}\thyp {i}\t{'entailment' if i % 2 else 'not_entailment'}"
+            for i in range(12)] + ["12\tpremise\t\tentailment"]
+    shutil.rmtree(tmp_path / "rte")
+    d = _rte_dir(tmp_path, rows)
+    with caplog.at_level(logging.WARNING, logger="lpt_probe.data"):
+        data = load_task("rte", data_dir=d, dev_size=4)
+    assert data.skipped == {"empty_text": ["train.tsv:14"]} and "train.tsv:14" in caplog.text
+    assert len(data.train) + len(data.dev) == 12
+    with pytest.raises(ValueError, match="split is empty"):
+        TaskData(get_task("rte"), data.train, Split("dev", ()), data.test, "local")
+
+
+def test_hub_source_maps_labels_by_name(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    # CogComp/trec stores coarse labels as a ClassLabel in the order ABBR ENTY DESC HUM LOC NUM
+    feats = datasets.Features({"text": datasets.Value("string"),
+                               "coarse_label": datasets.ClassLabel(
+                                   names=["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"])})
+    rows = {"train": {"text": [f"q{i} ?" for i in range(60)] + [""],
+                      "coarse_label": [i % 6 for i in range(61)]},
+            "test": {"text": ["What is DESC ?", "Who ?"], "coarse_label": [2, 3]}}
+    calls = []
+
+    def fake_load(path, config=None, split=None):
+        calls.append((path, config, split))
+        return datasets.Dataset.from_dict(rows[split], features=feats)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    d = load_task("trec", dev_size=6)
+    assert calls == [("CogComp/trec", None, "train"), ("CogComp/trec", None, "test")]
+    names = get_task("trec").label_names
+    assert [names[e.label] for e in d.test] == ["DESC", "HUM"]  # not ENTY / DESC by index
+    assert d.source == "hub" and d.skipped == {"empty_text": ["train:60"]}
+    assert (len(d.train), len(d.dev)) == (54, 6)
