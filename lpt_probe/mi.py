@@ -111,7 +111,8 @@ class MIRun:
         a = self.args
         return TrainConfig(task=a.task, model=a.model, data_dir=a.data_dir, source=a.source, shots=a.shots,
                            data_seed=a.data_seed, max_examples=a.max_examples, max_length=a.max_length,
-                           seed=seed, steps=a.steps, eval_every=a.eval_every, lr=a.lr, device=a.device)
+                           seed=seed, steps=a.steps, eval_every=a.eval_every, lr=a.lr, device=a.device,
+                           bucket=True)
 
     # -- pieces -----------------------------------------------------------------------
     def conditions(self) -> list[dict[str, Any]]:
@@ -222,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="13", help="prompt seeds, comma separated")
     p.add_argument("--shots", type=int, default=100, help="few-shot K for prompt training (0 = full data)")
     p.add_argument("--data-seed", type=int, default=13)
-    p.add_argument("--steps", type=int, default=500, help="prompt training steps")
+    p.add_argument("--steps", type=int, default=200, help="prompt training steps (paper few-shot: 1000)")
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--probe", default="linear", choices=["linear", "mlp"])
@@ -234,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the shuffled-label and random-weights controls")
     p.add_argument("--no-mdl", dest="mdl", action="store_false", help="skip MDL online codelength")
     p.add_argument("--max-examples", type=int, default=None, help="cap every split (quick runs)")
-    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--max-length", type=int, default=128, help="max tokens per example")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="default artifacts/mi/<task>/<model>/")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -259,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = {k: v for k, v in vars(args).items()}
     meta = io.run_meta(status="running", settings=settings, prompt_layers=run.prompt_layers,
                        model=run.bundle[2], probe_data=run.probe_data.to_meta(),
-                       probe_fingerprints={s: io.fingerprint(run.encoded[s].ids) for s in SPLITS})
+                       probe_fingerprints={s: io.fingerprint(run.encoded[s].ids) for s in SPLITS},
+                       probe_label_counts={s: np.bincount(run.encoded[s].labels, minlength=run.n_classes).tolist()
+                                           for s in SPLITS})
     io.write_json(out / "run.json", meta)
     conds = run.conditions()
     for cond in tqdm(conds, desc="conditions", disable=not args.progress):

@@ -1,0 +1,235 @@
+"""Paper figures from results on disk: ``python -m lpt_probe.figures <figure> RESULTS``.
+
+One subcommand per figure; each reads the table a compute command wrote and draws it
+with :mod:`lpt_probe.plotting` (so this never imports torch):
+
+  performance  RESULTS/sweep.csv             <- python -m lpt_probe.sweep   (Fig. 2 left, 4, 5)
+  convergence  RESULTS/curves.csv            <- python -m lpt_probe.sweep   (Fig. 2 middle)
+  mi           RESULTS/mi.csv                <- python -m lpt_probe.mi      (Fig. 2 right + heatmap)
+  projection   RESULTS/projection.csv        <- python -m lpt_probe.project (Fig. 6)
+  efficiency   RESULTS/train_throughput.csv  <- python benchmarks/bench_train.py (Table 10)
+
+RESULTS is the folder the producer wrote or the CSV itself. Figures go to ``--out``
+(default ``artifacts/figures/``) as PDF (``--png`` adds a 200 dpi PNG), named after the
+subcommand or ``--name``; a table holding several tasks or models (shot counts for
+performance, generators for convergence, probes for mi) gives one figure per group, the
+group appended to the name. The paths
+written are printed. A missing input exits with status 2 and names the command that
+makes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple
+
+import pandas as pd
+
+from . import io
+
+logger = logging.getLogger(__name__)
+
+
+class Source(NamedTuple):
+    file: str
+    producer: str
+
+
+SOURCES = {
+    "performance": Source("sweep.csv", "python -m lpt_probe.sweep"),
+    "convergence": Source("curves.csv", "python -m lpt_probe.sweep"),
+    "mi": Source("mi.csv", "python -m lpt_probe.mi"),
+    "projection": Source("projection.csv", "python -m lpt_probe.project"),
+    "efficiency": Source("train_throughput.csv", "python benchmarks/bench_train.py"),
+}
+
+
+class MissingInput(FileNotFoundError):
+    """An input table is absent; the message names the command that writes it."""
+
+
+def find_input(results: str | Path, command: str) -> Path:
+    """The CSV ``command`` reads: ``results`` itself if it is a file, else ``results/<file>``."""
+    src = SOURCES[command]
+    results = Path(results)
+    path = results if results.is_file() else results / src.file
+    if not path.is_file():
+        where = f"{results} does not exist" if not results.exists() else f"{path} not found"
+        raise MissingInput(f"{where}: `figures {command}` needs {src.file}, which `{src.producer}` writes; "
+                           f"pass the folder it wrote (or the CSV itself) as RESULTS")
+    return path
+
+
+def _slug(value) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(value)).strip("-")
+
+
+def groups(df: pd.DataFrame, cols: tuple[str, ...]) -> Iterator[tuple[str, str, pd.DataFrame]]:
+    """(name suffix, title, rows) per combination of ``cols``; the suffix names only columns that vary."""
+    cols = tuple(c for c in cols if c in df.columns)
+    varying = [c for c in cols if df[c].nunique(dropna=True) > 1]
+    if not cols:
+        yield "", "", df
+        return
+    for key, sub in df.groupby(list(cols), sort=True, dropna=False):
+        key = dict(zip(cols, key if isinstance(key, tuple) else (key,)))
+        suffix = "".join(f"_{_slug(key[c])}" for c in varying)
+        title = [str(key[c]) if c in ("task", "model") else f"{key[c]} {c}" for c in cols]
+        yield suffix, " / ".join(title), sub
+
+
+# Each drawer: (rows of one group, parsed args, plotting module, title) -> {name suffix: Figure}.
+def _titled(ax, title: str):
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def _draw_performance(df, args, P, title):
+    hue = None if args.hue == "none" else args.hue
+    return {"": _titled(P.plot_performance_vs_layer(df, metric=args.metric, hue=hue), title)}
+
+
+def _layers(spec: str | None) -> list[int] | None:
+    try:
+        return [int(k) for k in spec.split(",") if k.strip()] if spec else None
+    except ValueError:
+        raise ValueError(f"--prompt-layers {spec!r}: give numbers like 1,6,12") from None
+
+
+def _draw_convergence(df, args, P, title):
+    layers = _layers(args.prompt_layers)
+    return {"": _titled(P.plot_convergence(df, prompt_layers=layers, metric=args.metric), title)}
+
+
+def _draw_mi(df, args, P, title):
+    band = None if args.band == "none" else args.band
+    figs = {"": _titled(P.plot_mi_by_layer(df, value=args.value, band=band,
+                                           prompt_layers=_layers(args.prompt_layers)), title)}
+    lpt = df[(df["method"] == "lpt") & (df["control"] == "none")]
+    if lpt["prompt_layer"].nunique() > 1:
+        figs["heatmap"] = _titled(P.plot_mi_heatmap(df, value=args.value), title)
+    return figs
+
+
+def _draw_projection(df, args, P, title):
+    agreement = None
+    if args.agreement.is_file():
+        rows = pd.read_csv(args.agreement)
+        agreement = rows.iloc[0].to_dict() if len(rows) else None
+    return {"": P.plot_projection(df, agreement=agreement)}
+
+
+def _draw_efficiency(df, args, P, title):
+    fig = P.plot_efficiency(df)
+    if title:
+        fig.suptitle(title)
+    return {"": fig}
+
+
+DRAW: dict[str, tuple[Callable, tuple[str, ...], dict[str, str]]] = {  # how, group by, default file stems
+    "performance": (_draw_performance, ("task", "model", "shots"), {"": "performance"}),
+    "convergence": (_draw_convergence, ("task", "model", "generator"), {"": "convergence"}),
+    "mi": (_draw_mi, ("task", "model", "probe", "representation"), {"": "mi_by_layer", "heatmap": "mi_heatmap"}),
+    "projection": (_draw_projection, (), {"": "projection"}),
+    "efficiency": (_draw_efficiency, ("model",), {"": "efficiency"}),
+}
+
+
+def _stem(names: dict[str, str], key: str, name: str | None) -> str:
+    """``--name NAME`` gives NAME.pdf for the main figure and NAME_<key>.pdf for the others."""
+    if name is None:
+        return names[key]
+    return f"{name}_{key}" if key else name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lpt_probe.figures", description=__doc__.replace("``", ""),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("results", metavar="RESULTS", help="the producer's output folder, or the CSV itself")
+    common.add_argument("--out", default="artifacts/figures", help="output folder (default: artifacts/figures)")
+    common.add_argument("--png", action="store_true", help="also write a 200 dpi PNG beside each PDF")
+    common.add_argument("--name", default=None, help="file name stem (default: the figure's name)")
+    common.add_argument("--context", default="paper", choices=["paper", "notebook", "talk"],
+                        help="font scale: paper (8 pt, default), notebook, talk")
+    common.add_argument("--title", action=argparse.BooleanOptionalAction, default=True,
+                        help="title each figure with its task / model (default: on)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SOURCES) + "}")
+    helps = {"performance": "metric vs prompt layer, mean ± std over seeds (Fig. 2 left, 4, 5)",
+             "convergence": "dev metric vs training step for some prompt layers (Fig. 2 middle)",
+             "mi": "I(h; y) per hidden state per prompt layer, with controls, and a heatmap (Fig. 2 right)",
+             "projection": "sentence representations vs generated prompts in 2-D (Fig. 6)",
+             "efficiency": "throughput and memory vs prompt layer, plus a markdown table (Table 10)"}
+    cmds = {c: sub.add_parser(c, parents=[common], help=h, description=f"{h}. Reads {SOURCES[c].file} "
+                              f"(written by `{SOURCES[c].producer}`).") for c, h in helps.items()}
+    cmds["performance"].add_argument("--metric", default="test_metric", choices=["test_metric", "dev_metric"])
+    cmds["performance"].add_argument("--hue", default="generator",
+                                     choices=["generator", "method", "shots", "task", "model", "none"],
+                                     help="one line per value of this column (default: generator)")
+    cmds["convergence"].add_argument("--metric", default="dev_metric", choices=["dev_metric", "train_loss"])
+    cmds["convergence"].add_argument("--prompt-layers", default=None,
+                                     help="comma list such as 1,6,12 (default: 1, the middle and the last)")
+    cmds["mi"].add_argument("--value", default="mi_bits", choices=["mi_bits", "accuracy", "macro_f1", "ce_bits"])
+    cmds["mi"].add_argument("--prompt-layers", default=None,
+                            help="prompt layers drawn as lines, e.g. 1,6,12 (default: all; the heatmap has all)")
+    cmds["mi"].add_argument("--band", default="seeds", choices=["seeds", "ci", "none"],
+                            help="seeds: std over prompt seeds (default); ci: mean bootstrap 95%% CI; none")
+    cmds["projection"].add_argument("--agreement", type=Path, default=None,
+                                    help="agreement.csv to quote in the title (default: beside projection.csv)")
+    cmds["efficiency"].add_argument("--table-format", default="markdown", choices=["markdown", "latex"],
+                                    help="format of the table written beside the figure (.md or .tex)")
+    return p
+
+
+def run(args: argparse.Namespace) -> list[Path]:
+    """Draw and save every figure of one subcommand; returns the paths written."""
+    import matplotlib.pyplot as plt
+
+    from . import plotting as P
+
+    path = find_input(args.results, args.command)
+    df = pd.read_csv(path)
+    if args.command == "projection":
+        if args.agreement is None:
+            args.agreement = path.parent / "agreement.csv"  # optional: written by the same command
+        elif not args.agreement.is_file():
+            raise MissingInput(f"--agreement {args.agreement} not found; `{SOURCES['projection'].producer}` "
+                               f"writes agreement.csv beside projection.csv")
+    draw, by, names = DRAW[args.command]
+    by = tuple(c for c in by if c != getattr(args, "hue", None))  # --hue task: one figure, a line per task
+    out, written = Path(args.out), []
+    with P.paper_style(args.context):
+        for suffix, title, sub in groups(df, by):
+            for extra, fig in draw(sub, args, P, title if args.title else "").items():
+                written += P.save_figure(fig, out / f"{_stem(names, extra, args.name)}{suffix}.pdf", png=args.png)
+                plt.close(fig)
+            if args.command == "efficiency":
+                ext = ".md" if args.table_format == "markdown" else ".tex"
+                table = P.efficiency_table(sub, fmt=args.table_format)
+                written.append(io.atomic_write_text(out / f"{_stem(names, '', args.name)}{suffix}{ext}", table))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never open a window
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        written = run(args)
+    except (MissingInput, ValueError, pd.errors.EmptyDataError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

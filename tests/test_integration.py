@@ -1,0 +1,155 @@
+"""End to end on the real data in ../shared/data and the embedded models (kept small)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lpt_probe import mi, sweep, train
+
+pytestmark = pytest.mark.integration
+QUICK_MI = ["--steps", "10", "--eval-every", "5", "--max-examples", "160", "--probe-train-max", "160",
+            "--bootstrap", "50", "--no-progress"]
+
+
+def test_train_cli_minilm_trec_writes_a_complete_run_folder(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = train.main(["--task", "trec", "--model", "minilm", "--prompt-layer", "4", "--generator", "npg",
+                     "--shots", "100", "--data-seed", "13", "--seed", "13", "--data-dir", str(data_dir),
+                     "--steps", "6", "--eval-every", "3", "--max-examples", "200", "--out", str(out)])
+    assert rc == 0
+    for name in ("config.json", "meta.json", "prompt.safetensors", "curve.csv", "metrics.json",
+                 "prompt_config.json"):
+        assert (out / name).exists(), name
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["status"] == "complete" and meta["tunable_params"] > 0
+    assert set(meta["data"]["fingerprints"]) == {"train", "dev", "test"}
+    assert meta["tokens_per_second"] > 0 and meta["peak_rss_mb"] > 0
+    curve = pd.read_csv(out / "curve.csv")
+    assert curve["step"].tolist() == [3, 6]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["test_metric"] <= 1 and metrics["prompt_layer"] == 4
+    assert "PL=4 npg" in capsys.readouterr().out
+    # a rerun with the same config reuses the finished run
+    mtime = (out / "prompt.safetensors").stat().st_mtime_ns
+    train.main(["--task", "trec", "--model", "minilm", "--prompt-layer", "4", "--generator", "npg",
+                "--shots", "100", "--data-seed", "13", "--seed", "13", "--data-dir", str(data_dir),
+                "--steps", "6", "--eval-every", "3", "--max-examples", "200", "--out", str(out)])
+    assert (out / "prompt.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_train_cli_errors_are_clear(data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--task", "trec", "--prompt-layer", "9", "--data-dir", str(data_dir), "--out", str(tmp_path)])
+    assert e.value.code == 2
+    assert "prompt_layer=9 is out of range" in capsys.readouterr().err
+    assert not (tmp_path / "meta.json").exists()  # nothing half-written
+    with pytest.raises(SystemExit) as e:
+        train.main(["--task", "nope", "--data-dir", str(data_dir), "--out", str(tmp_path)])
+    assert e.value.code == 2 and "rte" in capsys.readouterr().err
+
+
+def test_mi_cli_on_real_rte(data_dir, tmp_path):
+    out = tmp_path / "mi"
+    assert mi.main(["--task", "rte", "--data-dir", str(data_dir), "--out", str(out), *QUICK_MI]) == 0
+    for name in ("mi.csv", "mdl.csv", "pvi.csv", "mi_by_layer.pdf", "run.json"):
+        assert (out / name).exists(), name
+    df = pd.read_csv(out / "mi.csv")
+    for col in ("task", "model", "method", "prompt_layer", "seed", "layer", "probe", "representation",
+                "split", "h_y_bits", "ce_bits", "mi_bits", "accuracy", "n"):
+        assert col in df.columns, col
+    assert df["accuracy"].between(0, 1).all()
+    main = df[df.control == "none"]
+    # default prompt layers for MiniLM (6 layers): 1, middle (3), last (6), plus controls
+    assert set(main[main.method == "lpt"].prompt_layer) == {1, 3, 6}
+    assert set(main.method) == {"lpt", "frozen", "random_weights"}
+    assert (main.groupby(["method", "prompt_layer", "seed"]).layer.apply(sorted)
+            .apply(lambda x: x == list(range(7)))).all()  # one row per layer 0..L and seed
+    # h_y_bits is the entropy of the probe-train label prior
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete"
+    counts = np.array(run["probe_label_counts"]["train"], dtype=float)
+    p = counts / counts.sum()
+    assert np.allclose(df.h_y_bits, -(p * np.log2(p)).sum(), atol=1e-12)
+    assert (df.mi_bits - (df.h_y_bits - df.ce_bits)).abs().max() < 1e-9
+    assert set(df.control) == {"none", "shuffled_labels"}
+    pvi = pd.read_csv(out / "pvi.csv")
+    assert len(pvi) == df[df.control == "none"].shape[0] * int(df.n.iloc[0])
+    assert (out / "runs" / "lpt-pl3-s13" / "meta.json").exists()
+
+
+def test_mi_resumes_after_a_crash(data_dir, tmp_path, monkeypatch):
+    args = ["--task", "rte", "--data-dir", str(data_dir), "--prompt-layers", "2", "--no-mdl", *QUICK_MI]
+    clean = tmp_path / "clean"
+    assert mi.main([*args, "--out", str(clean)]) == 0
+    crashed = tmp_path / "crashed"
+    real = mi.MIRun.probe_piece
+    calls = {"n": 0}
+
+    def boom(self, cond, reps):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return real(self, cond, reps)
+
+    monkeypatch.setattr(mi.MIRun, "probe_piece", boom)
+    with pytest.raises(KeyboardInterrupt):
+        mi.main([*args, "--out", str(crashed)])
+    assert json.loads((crashed / "run.json").read_text())["status"] == "running"
+    assert not (crashed / "mi.csv").exists()
+    monkeypatch.setattr(mi.MIRun, "probe_piece", real)
+    first_piece = sorted((crashed / "pieces").glob("*.mi.csv"))[0]
+    stamp = first_piece.stat().st_mtime_ns
+    assert mi.main([*args, "--out", str(crashed)]) == 0
+    assert first_piece.stat().st_mtime_ns == stamp  # finished piece not recomputed
+    a, b = pd.read_csv(clean / "mi.csv"), pd.read_csv(crashed / "mi.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_sweep_on_real_subj(data_dir, tmp_path):
+    out = tmp_path / "sweep"
+    rc = sweep.main(["--task", "subj", "--model", "minilm", "--data-dir", str(data_dir), "--shots", "100",
+                     "--prompt-layers", "2,5", "--seeds", "13,21", "--steps", "6", "--eval-every", "3",
+                     "--max-examples", "300", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    df = pd.read_csv(out / "sweep.csv")
+    assert len(df) == 4 and (df.status == "complete").all()
+    assert set(df.prompt_layer) == {2, 5} and set(df.seed) == {13, 21}
+    assert df.test_metric.between(0, 1).all() and (df.tunable_params > 0).all()
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves.step) == {3, 6}
+    for name in ("performance_vs_layer.pdf", "convergence.pdf", "sweep.json"):
+        assert (out / name).exists()
+    # rerun: finished cells are reused, results identical
+    assert sweep.main(["--task", "subj", "--model", "minilm", "--data-dir", str(data_dir), "--shots", "100",
+                       "--prompt-layers", "2,5", "--seeds", "13,21", "--steps", "6", "--eval-every", "3",
+                       "--max-examples", "300", "--out", str(out), "--no-progress"]) == 0
+    again = pd.read_csv(out / "sweep.csv")
+    pd.testing.assert_series_equal(df.test_metric, again.test_metric)
+
+
+@pytest.mark.slow
+def test_smollm2_preset_matches_hf_and_trains(data_dir):
+    from lpt_probe.backbone import Backbone
+    from lpt_probe.late_prompt import LatePromptConfig
+    from lpt_probe.models import load_model
+
+    bundle = load_model("smollm2")
+    model, tok, info = bundle
+    assert info["model_type"] == "llama" and info["num_hidden_layers"] == 30 and info["hidden_size"] == 576
+    bb = Backbone(model)
+    enc = tok(["Who wrote Hamlet ? It was"], return_tensors="pt")
+    with torch.no_grad():
+        ours = bb.hidden_states(enc["input_ids"], enc["attention_mask"])
+        ref = model(**enc, output_hidden_states=True).hidden_states
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(ours, ref))
+    cfg = train.TrainConfig(task="trec", model="smollm2", data_dir=str(data_dir), shots=100, steps=4,
+                            eval_every=4, max_examples=64, dev_size=32)
+    res = train.train(LatePromptConfig(prompt_layer=20, generator="npg"), cfg, bundle=bundle, progress=False)
+    assert res.model.head_kind == "lm"
+    assert math.isfinite(res.metrics["test_metric"])
