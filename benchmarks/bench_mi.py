@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--task", default="rte")
     p.add_argument("--keep", default=None, help="copy the mi output folder here")
+    p.add_argument("--results", default=str(RESULTS), help="where mi_time.json / mi_time.md go")
     args, extra = p.parse_known_args(argv)
     out = Path(tempfile.mkdtemp()) / "mi"
     cmd = [sys.executable, "-m", "lpt_probe.mi", "--task", args.task, "--data-dir", args.data_dir,
@@ -41,13 +42,17 @@ def main(argv=None) -> int:
     result = {"command": "python -m lpt_probe.mi --task " + args.task + " --data-dir " + args.data_dir
               + "".join(" " + x for x in extra),
               "wall_seconds": wall, "budget_seconds": 900, "within_budget": wall <= 900,
-              "cpu_count": os.cpu_count(), "machine": platform.machine(), "status": run["status"],
+              "phase_seconds": run.get("phase_seconds"), "cpu_count": os.cpu_count(),
+              "machine": platform.machine(), "status": run["status"],
               "stdout_tail": proc.stdout[-2500:]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "mi_time.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "mi_time.md").write_text(
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "mi_time.json").write_text(json.dumps(result, indent=2) + "\n")
+    (results / "mi_time.md").write_text(
         f"# `mi` wall time\n\n`{result['command']}` took {wall:.0f} s on {os.cpu_count()} CPU cores "
-        f"({'within' if result['within_budget'] else 'OVER'} the 15-minute budget).\n\n```\n"
+        f"({'within' if result['within_budget'] else 'OVER'} the 15-minute budget). Time per phase "
+        f"(seconds; training the prompts, extracting every layer's representations of every split, "
+        f"fitting and scoring every probe with controls, MDL and PVI): {result['phase_seconds']}.\n\n```\n"
         f"{result['stdout_tail']}\n```\n")
     if args.keep:
         shutil.copytree(out, args.keep, dirs_exist_ok=True)

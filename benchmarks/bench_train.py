@@ -5,8 +5,9 @@
 Every configuration trains on the same RTE few-shot batches (same batch size, sequence
 cap, steps and seed) in a fresh subprocess, so peak memory is that configuration's
 alone. Configurations: model tuning (every weight trains), prompt tuning (PL=1), and LPT
-with each generator at PL = 1/4, 1/2 and 3/4 of depth, with and without the lower-layer
-cache. Measured: training tokens/s (text tokens of the training steps / time inside the
+with each generator at 1/4, 1/2 and 3/4 of depth, with and without the lower-layer
+cache (PL = L/4+1, L/2+1, 3L/4+1: at mid depth the prompt joins after half the layers, the
+authors' ``add_prompt_layer = L/2``). Measured: training tokens/s (text tokens of the training steps / time inside the
 steps; the cache is built before, its time reported apart as ``cache_seconds``), peak
 resident memory of the process (``peak_rss_mb``) and its growth during training
 (``train_peak_mb`` = peak RSS - RSS once model and data are loaded; the cache counts).
@@ -69,7 +70,9 @@ def one(cfg: dict) -> dict:
 
 
 def grid(model: str, layers: int, args) -> list[dict]:
-    q = [max(1, round(layers * f)) for f in (0.25, 0.5, 0.75)]
+    # PL = f*L + 1: the prompt joins after a quarter, half, three quarters of the layers
+    # (mid depth = the authors' add_prompt_layer = L/2, i.e. half the layers run above PL)
+    q = [int(layers * f) + 1 for f in (0.25, 0.5, 0.75)]
     base = dict(model=model, data_dir=args.data_dir, steps=args.steps, batch_size=args.batch_size,
                 max_length=args.max_length, threads=args.threads, num_virtual_tokens=args.num_virtual_tokens)
     cfgs = [dict(base, method="model-tuning", generator="none", prompt_layer=1, cache=False,
@@ -83,11 +86,11 @@ def grid(model: str, layers: int, args) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| model | method | generator | PL | cache | tokens/s | x PT | x MT | train mem MB | "
-            "% of MT mem | tunable |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| model | batch x len, steps | method | generator | PL | cache | tokens/s | x PT | x MT | "
+            "train mem MB | % of MT mem | tunable |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
-        lines.append(f"| {r['model']} | {r['method']} | {r['generator']} | {r['prompt_layer']} | "
+        lines.append(f"| {r['model']} | {r['batch_size']} x {r['max_length']}, {r['steps']} | {r['method']} | {r['generator']} | {r['prompt_layer']} | "
                      f"{'yes' if r['cache'] else 'no'} | {r['tokens_per_second']:.0f} | {r['x_pt']:.2f} | "
                      f"{r['x_mt']:.2f} | {r['train_peak_mb']:.0f} | {r['mem_vs_mt']:.0%} | {r['tunable_params']:,} |")
     return head + "\n".join(lines) + "\n"
@@ -130,24 +133,34 @@ def main(argv=None) -> int:
                   f"{r['tokens_per_second']:.0f} tok/s, +{r['train_peak_mb']:.0f} MB "
                   f"({time.perf_counter() - t:.0f} s)", flush=True)
     df = pd.DataFrame(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / "train_throughput.csv"
+    if csv.exists():  # keep the other models' rows: each model can be benchmarked on its own
+        old = pd.read_csv(csv)
+        df = pd.concat([old[~old.model.isin(df.model.unique())], df], ignore_index=True)
+    df["peak_memory_mb"] = df["train_peak_mb"]  # the column lpt_probe.figures efficiency plots
     for model, g in df.groupby("model"):
         mt = g[g.method == "model-tuning"].iloc[0]
         pt = g[g.method == "prompt-tuning"].iloc[0]
         df.loc[g.index, "x_mt"] = g.tokens_per_second / mt.tokens_per_second
         df.loc[g.index, "x_pt"] = g.tokens_per_second / pt.tokens_per_second
         df.loc[g.index, "mem_vs_mt"] = g.train_peak_mb / mt.train_peak_mb
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    df.drop(columns=["data_dir"]).to_csv(out / "train_throughput.csv", index=False)
+    df.drop(columns=["data_dir"], errors="ignore").to_csv(csv, index=False)
     cmd = "python benchmarks/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmds = out / "train_throughput.commands.txt"
+    lines = [ln for ln in (cmds.read_text().splitlines() if cmds.exists() else [])
+             if not any(f"--models {m}" in ln for m in args.models.split(","))]
+    cmds.write_text("\n".join(lines + [cmd.strip()]) + "\n")
     import platform
 
     import torch
 
-    text = (f"# Training throughput\n\nCommand: `{cmd.strip()}`\n\nMachine: {platform.machine()}, "
-            f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} threads; RTE few-shot "
-            f"batches of {args.batch_size}, at most {args.max_length} tokens, {args.steps} steps.\n\n"
-            + markdown(df.to_dict("records")))
+    text = ("# Training throughput\n\nCommands:\n\n" + "".join(f"    {c}\n" for c in cmds.read_text().splitlines())
+            + f"\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+            f"{args.threads} threads; RTE few-shot batches (batch x max tokens, steps per configuration as "
+            f"listed). x PT / x MT: tokens/s relative to prompt tuning / model tuning of the same model; "
+            f"train mem: peak RSS growth during training (cache included).\n\n" + markdown(df.to_dict("records")))
     (out / "train_throughput.md").write_text(text)
     print(text)
     return 0

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from . import io
@@ -41,7 +40,7 @@ from .cache import Encoded
 from .late_prompt import LatePromptConfig, LatePromptModel
 from .models import DEFAULT_MODEL, load_model, model_slug
 from .representations import REPRESENTATIONS, extract, load_representations, save_representations
-from .train import TrainConfig, _encode_split, train
+from .train import TrainConfig, _encode_split, cli_start, train
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
@@ -88,6 +87,7 @@ class MIRun:
         self.seeds = [int(s) for s in str(args.seeds).split(",")]
         self.probe_seeds = [int(s) for s in str(args.probe_seeds).split(",")]
         self.slug = model_slug(args.model)
+        self.seconds = {"train": 0.0, "extract": 0.0, "probe": 0.0}  # this invocation's time per phase
 
     # -- data -------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -149,13 +149,17 @@ class MIRun:
         folder = self.out / "reps" / cond["name"]
         done = folder / ".complete"
         if not done.exists():
+            t0 = time.perf_counter()
             model = self.model_for(cond)
+            t1 = time.perf_counter()
+            self.seconds["train"] += t1 - t0
             info = {"condition": cond, "model": self.bundle[2], "task": self.args.task,
                     "fingerprints": {s: io.fingerprint(self.encoded[s].ids) for s in SPLITS}}
             for s in SPLITS:
                 reps = extract(model, self.encoded[s], desc=f"{cond['name']} {s}")
                 save_representations(folder, s, reps, info)
             io.atomic_write_text(done, io.utc_now() + "\n")
+            self.seconds["extract"] += time.perf_counter() - t1
         return {s: load_representations(folder, s)[0] for s in SPLITS}
 
     def probe_piece(self, cond: dict, reps: dict) -> None:
@@ -245,9 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    cli_start(args)
     args.shots = args.shots or None
     args.out = args.out or str(Path("artifacts") / "mi" / args.task / model_slug(args.model))
     t0 = time.perf_counter()
@@ -267,10 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     conds = run.conditions()
     for cond in tqdm(conds, desc="conditions", disable=not args.progress):
         reps = run.representations(cond)
+        t_probe = time.perf_counter()
         run.probe_piece(cond, reps)
+        run.seconds["probe"] += time.perf_counter() - t_probe
     frames = run.collect()
     pdf = draw(out, frames["mi"])
-    meta.update(status="complete", wall_seconds=time.perf_counter() - t0,
+    meta.update(status="complete", wall_seconds=time.perf_counter() - t0, phase_seconds=run.seconds,
                 outputs=sorted(p.name for p in out.iterdir() if p.is_file()))
     io.write_json(out / "run.json", meta)
     mi = frames["mi"]

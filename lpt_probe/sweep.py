@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from . import io
@@ -30,7 +29,7 @@ from .cache import LowerLayerCache
 from .late_prompt import LatePromptConfig
 from .mi import parse_prompt_layers
 from .models import DEFAULT_MODEL, load_model, model_slug
-from .train import TrainConfig, TrainingDiverged, add_train_args, prepare, train
+from .train import TrainConfig, TrainingDiverged, add_train_args, cli_start, prepare, train
 
 logger = logging.getLogger(__name__)
 SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "shots", "data_seed",
@@ -132,9 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    cli_start(args)
     args.out = args.out or str(Path("artifacts") / "sweeps" / args.task / model_slug(args.model))
     t0 = time.perf_counter()
     try:

@@ -240,7 +240,12 @@ def prepare(cfg: TrainConfig, bundle=None, data=None):
     from .verbalizer import label_word_ids
 
     model, tokenizer, info = bundle if bundle is not None else load_model(cfg.model, device=cfg.device)
-    if data is None:
+    if data is None and str(cfg.task).lower().endswith((".yaml", ".yml")):
+        from .data import load_custom_task
+
+        _, data = load_custom_task(cfg.task, shots=cfg.shots, data_seed=cfg.data_seed,
+                                   dev_size=cfg.dev_size, max_examples=cfg.max_examples)
+    elif data is None:
         data = load_task(cfg.task, source=cfg.source, data_dir=cfg.data_dir, shots=cfg.shots,
                          data_seed=cfg.data_seed, dev_size=cfg.dev_size, max_examples=cfg.max_examples)
     backbone = Backbone(model)
@@ -282,7 +287,6 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
         io.write_json(run_dir / "meta.json", meta)
         for stale in ("metrics.json", "curve.csv", "prompt.safetensors"):
             (run_dir / stale).unlink(missing_ok=True)
-    step_info: dict[str, Any] = {}
     try:
         torch.manual_seed(cfg.seed)
         model = LatePromptModel(backbone, prompt_cfg, len(data.task.label_names), words).to(cfg.device)
@@ -295,7 +299,6 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
         caches = caches if cfg.cache else {}
         trainer = Trainer(model, cfg, str(getattr(data.task.metric, "value", data.task.metric)))
         curve, stats = trainer.fit(encoded["train"], encoded["dev"], caches, progress)
-        step_info = stats
         dev = trainer.evaluate(encoded["dev"], caches.get("dev"))
         test = trainer.evaluate(encoded["test"], caches.get("test"))
     except BaseException as exc:  # mark the run failed, never leave it looking complete
@@ -341,7 +344,9 @@ def add_prompt_args(p: argparse.ArgumentParser) -> None:
 
 def add_train_args(p: argparse.ArgumentParser, task_default: str | None = "trec") -> None:
     g = p.add_argument_group("data and training")
-    g.add_argument("--task", default=task_default, required=task_default is None)
+    g.add_argument("--task", default=task_default, required=task_default is None,
+                   help="a registered task (sst2 mpqa mr subj trec mnli mrpc qnli qqp rte) or a custom "
+                        "task's YAML file (see lpt_probe.data.load_custom_task)")
     g.add_argument("--model", default=DEFAULT_MODEL, help="minilm, smollm2, a hub id or a folder")
     g.add_argument("--data-dir", default=None, help="local task files (e.g. ../shared/data)")
     g.add_argument("--source", default="auto", choices=["auto", "hub", "local"])
@@ -375,15 +380,20 @@ def configs_from_args(args, prompt_layer: int) -> tuple[LatePromptConfig, TrainC
     return pc, tc
 
 
+def cli_start(args: argparse.Namespace) -> None:
+    """What every command does first: INFO logging, and ``--device auto`` resolved."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "device", None) == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lpt_probe.train", description=__doc__.split("\n")[0])
     add_prompt_args(p)
     add_train_args(p)
     p.add_argument("--out", default=None, help="run folder (default artifacts/runs/<task>/<model>/...)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    cli_start(args)
     bundle = load_model(args.model, device=args.device)
     layers = bundle[0].config.num_hidden_layers
     pl = args.prompt_layer if args.prompt_layer is not None else max(1, (layers + 1) // 2)

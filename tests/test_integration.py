@@ -35,12 +35,43 @@ def test_train_cli_minilm_trec_writes_a_complete_run_folder(data_dir, tmp_path, 
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["test_metric"] <= 1 and metrics["prompt_layer"] == 4
     assert "PL=4 npg" in capsys.readouterr().out
+    # the saved prompt reloads into a predictor that labels raw text exactly as evaluated
+    from lpt_probe.data import load_task
+    from lpt_probe.predict import Predictor
+
+    test = load_task("trec", data_dir=data_dir, shots=100, data_seed=13, max_examples=200).test
+    pred = Predictor.from_run(out)
+    labels = pred.predict([e.texts[0] for e in test.examples])
+    assert set(labels) <= set(pred.task.label_names)
+    acc = np.mean([pred.task.label_names[e.label] == y for e, y in zip(test.examples, labels)])
+    assert acc == pytest.approx(metrics["test_accuracy"], abs=1e-12)
+    assert np.allclose(pred.predict_proba(["What is the capital of France ?"]).sum(), 1.0)
+    with pytest.raises(ValueError, match="needs 1"):
+        pred.predict([("a", "b")])
     # a rerun with the same config reuses the finished run
     mtime = (out / "prompt.safetensors").stat().st_mtime_ns
     train.main(["--task", "trec", "--model", "minilm", "--prompt-layer", "4", "--generator", "npg",
                 "--shots", "100", "--data-seed", "13", "--seed", "13", "--data-dir", str(data_dir),
                 "--steps", "6", "--eval-every", "3", "--max-examples", "200", "--out", str(out)])
     assert (out / "prompt.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_custom_yaml_task_trains_from_the_cli(tmp_path):
+    rows = ["text,label"] + [f"{w} movie number {i},{lab}" for i in range(30)
+                             for w, lab in (("great", "pos"), ("awful", "neg"))]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "test.csv").write_text("\n".join(rows[:21]) + "\n")
+    (tmp_path / "task.yaml").write_text(
+        "name: toy\ntrain: train.csv\ntest: test.csv\ntext_columns: [text]\nlabel_column: label\n"
+        "labels: [neg, pos]\nmlm_template: '{text_a} It was {mask} .'\nmlm_label_words: [bad, good]\n"
+        "clm_template: '{text_a} It was'\nclm_label_words: [bad, good]\n")
+    out = tmp_path / "run"
+    assert train.main(["--task", str(tmp_path / "task.yaml"), "--prompt-layer", "3", "--steps", "4",
+                       "--eval-every", "2", "--dev-size", "10", "--shots", "20", "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["task"] == "toy"
+    from lpt_probe.predict import Predictor
+
+    assert set(Predictor.from_run(out).predict(["great movie", "awful movie"])) <= {"neg", "pos"}
 
 
 def test_train_cli_errors_are_clear(data_dir, tmp_path, capsys):

@@ -198,3 +198,15 @@ def test_nan_loss_stops_training_with_the_step():
     data = synthetic(16)
     with pytest.raises(TrainingDiverged, match="step 1"):
         Trainer(lpt, TrainConfig(steps=3, eval_every=3, batch_size=8)).fit(data, data, progress=False)
+
+
+def test_same_seed_reproduces_the_same_numbers():
+    curves = []
+    for _ in range(2):
+        bb = Backbone(tiny_model("roberta"))
+        torch.manual_seed(7)
+        lpt = LatePromptModel(bb, LatePromptConfig(prompt_layer=2, generator="npg"), 3, WORDS)
+        data = synthetic(40, seed=3)
+        curve, _ = Trainer(lpt, TrainConfig(steps=8, eval_every=4, batch_size=8, seed=7)).fit(data, data, progress=False)
+        curves.append(curve)
+    np.testing.assert_array_equal(curves[0][["train_loss", "dev_loss"]].values, curves[1][["train_loss", "dev_loss"]].values)

@@ -142,7 +142,8 @@ def _warn_duplicate_rows(X_train: np.ndarray, X_test: np.ndarray) -> None:
     n_dup = sum(row.tobytes() in train_rows for row in np.ascontiguousarray(X_test))
     if n_dup:
         logger.warning("%d of %d test rows have a feature vector identical to a train row "
-                       "(duplicate examples across splits?)", n_dup, len(X_test))
+                       "(duplicate examples across splits, or a representation that is the same for every "
+                       "example, such as the [MASK] token's embedding at hidden state 0)", n_dup, len(X_test))
 
 
 def probe_information(probe_factory: ProbeFactory | str, X_train, y_train, X_dev, y_dev, X_test, y_test,

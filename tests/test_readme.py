@@ -1,0 +1,80 @@
+"""Every command the README shows in a ```bash block runs (with small settings appended:
+argparse takes the last value of a repeated flag), from a scratch folder so default
+outputs land there. ``bash scripts/test.sh`` is the command CI runs (``.ci/run``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = {
+    "lpt_probe.train": ["--steps", "4", "--eval-every", "2", "--max-examples", "120"],
+    "lpt_probe.mi": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "120",
+                     "--bootstrap", "50", "--no-progress"],
+    "lpt_probe.sweep": ["--steps", "4", "--eval-every", "2", "--max-examples", "160", "--no-progress"],
+    "lpt_probe.project": ["--max-examples", "80", "--method", "pca"],
+    "lpt_probe.figures": [],
+    "benchmarks/bench_train.py": ["--models", "minilm", "--generators", "none", "--steps", "2"],
+    "benchmarks/bench_mi.py": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max",
+                               "120", "--bootstrap", "50", "--prompt-layers", "2"],
+    "scripts/demo.sh": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "120",
+                        "--bootstrap", "50", "--no-progress"],
+}
+
+
+def readme_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    cmds = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            line = line.split(" #")[0].strip()
+            if line and not line.startswith("#"):
+                cmds.append(line)
+    return cmds
+
+
+def test_readme_shows_the_two_setup_commands():
+    cmds = readme_commands()
+    assert cmds[:2] == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+    assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text()
+
+
+@pytest.mark.integration
+def test_every_readme_command_runs(data_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LPT_PROBE_DATA_DIR": str(data_dir), "TQDM_DISABLE": "1"}
+    ran = []
+    for cmd in readme_commands():
+        if cmd == "bash scripts/test.sh":
+            continue  # CI's own command
+        argv = shlex.split(cmd.replace("../shared/data", str(data_dir))
+                           .replace(" benchmarks/results", f" {REPO / 'benchmarks' / 'results'}"))
+        key = next((k for k in QUICK if k in argv), None)
+        assert key is not None, f"README command {cmd!r} has no small-settings entry in tests/test_readme.py"
+        extra = list(QUICK[key])
+        if argv[0] == "python":
+            argv[0] = sys.executable
+        if key == "benchmarks/bench_train.py":
+            argv[1] = str(REPO / argv[1])
+            extra += ["--out", str(tmp_path / "bench")]
+        if key == "benchmarks/bench_mi.py":
+            argv[1] = str(REPO / argv[1])
+            extra += ["--results", str(tmp_path / "bench")]
+        if key == "scripts/demo.sh":
+            argv[1] = str(REPO / argv[1])
+            extra += ["--out", str(tmp_path / "demo")]
+        proc = subprocess.run(argv + extra, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
+        assert proc.returncode == 0, f"{cmd!r} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        ran.append(cmd)
+    assert len(ran) >= 5
+    text = (REPO / "README.md").read_text()
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):  # after the commands above
+        proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, f"README python block failed:\n{block}\n{proc.stderr[-3000:]}"
