@@ -42,7 +42,9 @@ class Predictor:
         if str(task).lower().endswith((".yaml", ".yml")):
             from .data import load_custom_task
 
-            spec = load_custom_task(task)[0]
+            t = cfg["train"]
+            spec = load_custom_task(task, shots=t["shots"], data_seed=t["data_seed"], dev_size=t["dev_size"],
+                                    max_examples=t["max_examples"])[0]
         else:
             spec = get_task(task)
         model, tokenizer, _ = bundle if bundle is not None else load_model(cfg["train"]["model"], device=device)

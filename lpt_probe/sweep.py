@@ -11,7 +11,8 @@ Writes ``sweep.csv`` (one row per cell: task, model, method, generator, prompt_l
 seed, shots, data_seed, dev and test metric, steps, tunable params, tokens/s, peak
 memory, wall time, status), ``curves.csv`` (step, train loss, dev metric per cell),
 ``sweep.json`` (settings, versions, data fingerprints) and the figures
-``performance_vs_layer.pdf`` and ``convergence.pdf``.
+``performance_vs_layer.pdf`` and ``convergence.pdf`` (``convergence_<generator>.pdf``
+when the grid has several generators).
 """
 
 from __future__ import annotations
@@ -29,12 +30,18 @@ from .cache import LowerLayerCache
 from .late_prompt import LatePromptConfig
 from .mi import parse_prompt_layers
 from .models import DEFAULT_MODEL, load_model, model_slug
-from .train import TrainConfig, TrainingDiverged, add_train_args, cli_start, prepare, train
+from .train import (TrainConfig, TrainingDiverged, add_train_args, cli_start, prepare, run_config,
+                    run_is_complete, train)
 
 logger = logging.getLogger(__name__)
 SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "shots", "data_seed",
                  "dev_metric", "test_metric", "steps", "best_step", "tunable_params", "tokens_per_second",
                  "peak_memory_mb", "wall_seconds", "status", "error", "run_dir"]
+
+
+def cell_prompt_config(args: argparse.Namespace, generator: str, prompt_layer: int) -> LatePromptConfig:
+    return LatePromptConfig(prompt_layer=prompt_layer, generator=generator, num_virtual_tokens=args.num_virtual_tokens,
+                            bottleneck=args.bottleneck, head=args.head, loss=args.loss)
 
 
 def run_sweep(args: argparse.Namespace) -> pd.DataFrame:
@@ -57,18 +64,19 @@ def run_sweep(args: argparse.Namespace) -> pd.DataFrame:
     meta = io.run_meta(status="running", settings=vars(args), prompt_layers=layers, model=info,
                        data=data.to_meta())
     io.write_json(out / "sweep.json", meta)
+    cells = [(g, k, s) for g in generators for k in layers for s in seeds]
     caches = None
-    if base.cache:
-        need = sorted({k - 1 for k in layers})
+    todo = [c for c in cells if not run_is_complete(out / "runs" / f"{c[0]}-pl{c[1]}-s{c[2]}", run_config(
+        cell_prompt_config(args, c[0], c[1]), TrainConfig(**{**vars(base), "seed": c[2]})))]
+    if base.cache and todo:  # finished cells need no cache: a rerun only collects them
+        need = sorted({k - 1 for _, k, _ in todo})
         caches = {s: LowerLayerCache.build(backbone, encoded[s], need, base.eval_batch_size,
                                            desc=f"cache {s} (layers {need[0]}..{need[-1]})") for s in encoded}
-    cells = [(g, k, s) for g in generators for k in layers for s in seeds]
     rows, curves = [], []
     bar = tqdm(cells, desc="sweep cells", disable=not args.progress)
     for g, k, s in bar:
         bar.set_postfix(cell=f"{g} PL={k} seed={s}")
-        pc = LatePromptConfig(prompt_layer=k, generator=g, num_virtual_tokens=args.num_virtual_tokens,
-                              bottleneck=args.bottleneck, head=args.head, loss=args.loss)
+        pc = cell_prompt_config(args, g, k)
         tc = TrainConfig(**{**vars(base), "seed": s})
         run_dir = out / "runs" / f"{g}-pl{k}-s{s}"
         row = {"task": data.task.name, "model": model_slug(args.model), "method": "lpt", "generator": g,
@@ -106,8 +114,11 @@ def draw(out: Path) -> list[Path]:
         with paper_style():
             ax = plot_performance_vs_layer(sweep)
             paths += save_figure(ax.figure, out / "performance_vs_layer.pdf")
-            ax = plot_convergence(curves)
-            paths += save_figure(ax.figure, out / "convergence.pdf")
+            generators = sorted(curves["generator"].unique())
+            for g in generators:  # one convergence figure per generator
+                ax = plot_convergence(curves, generator=g)
+                name = "convergence.pdf" if len(generators) == 1 else f"convergence_{g}.pdf"
+                paths += save_figure(ax.figure, out / name)
     return paths
 
 

@@ -150,6 +150,12 @@ def test_sweep_on_real_subj(data_dir, tmp_path):
     assert rc == 0
     df = pd.read_csv(out / "sweep.csv")
     assert len(df) == 4 and (df.status == "complete").all()
+    # two generators: one convergence figure each
+    two = tmp_path / "two"
+    assert sweep.main(["--task", "subj", "--data-dir", str(data_dir), "--shots", "100", "--prompt-layers", "3",
+                       "--generators", "none,mppg", "--seeds", "13", "--steps", "2", "--eval-every", "1",
+                       "--max-examples", "100", "--out", str(two), "--no-progress"]) == 0
+    assert (two / "convergence_none.pdf").exists() and (two / "convergence_mppg.pdf").exists()
     assert set(df.prompt_layer) == {2, 5} and set(df.seed) == {13, 21}
     assert df.test_metric.between(0, 1).all() and (df.tunable_params > 0).all()
     curves = pd.read_csv(out / "curves.csv")
