@@ -54,8 +54,7 @@ def one(cfg: dict) -> dict:
     pc = LatePromptConfig(prompt_layer=cfg["prompt_layer"], generator=cfg["generator"],
                           num_virtual_tokens=cfg["num_virtual_tokens"])
     torch.manual_seed(13)
-    model = LatePromptModel(backbone, pc, len(data.task.label_names), words,
-                            train_backbone=cfg["method"] == "model-tuning")
+    model = LatePromptModel(backbone, pc, len(data.task.label_names), words, copy_backbone=False)
     t0 = time.perf_counter()
     caches = {}
     if cfg["cache"]:

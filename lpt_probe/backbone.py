@@ -138,14 +138,17 @@ class Backbone(nn.Module):
         states[-1] = self.final(states[-1])
         return states
 
-    def lm_logits(self, h_last: Tensor) -> Tensor:
-        """LM/MLM head logits for un-normed top-layer states [..., hidden] -> [..., vocab]."""
+    def lm_logits(self, h_last: Tensor, normed: bool = False) -> Tensor:
+        """LM/MLM head logits for top-layer states [..., hidden] -> [..., vocab].
+
+        ``h_last`` is un-normed (``run_layers`` output) unless ``normed`` says the final
+        norm was applied already (HF's own last hidden state)."""
         if self._head is None:
             raise ValueError(
                 f"{type(self.model).__name__} has no LM/MLM head; load it with its head "
                 "(e.g. AutoModelForMaskedLM / AutoModelForCausalLM) or use head='classifier'"
             )
-        return self._head(self.final(h_last))
+        return self._head(h_last if normed else self.final(h_last))
 
     def freeze(self) -> "Backbone":
         """Freeze every backbone weight (requires_grad=False)."""

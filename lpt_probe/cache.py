@@ -99,7 +99,8 @@ class LowerLayerCache:
     @classmethod
     @torch.no_grad()
     def build(cls, backbone: Backbone, data: Encoded, layers: Sequence[int], batch_size: int = 64,
-              dtype: torch.dtype | None = None, desc: str = "lower-layer cache") -> "LowerLayerCache":
+              dtype: torch.dtype | None = None, desc: str = "lower-layer cache",
+              progress: bool = True) -> "LowerLayerCache":
         if backbone.model.training:
             raise ValueError("the lower-layer cache needs the backbone in eval mode (no dropout)")
         layers = sorted(set(int(k) for k in layers))
@@ -108,7 +109,7 @@ class LowerLayerCache:
             raise ValueError(f"cache layers {layers} out of range 0..{backbone.num_hidden_layers}")
         out: dict[int, list[Tensor | None]] = {k: [None] * len(data) for k in layers}
         dev = backbone.device
-        for idx in tqdm(list(data.batches(batch_size)), desc=desc, leave=False):
+        for idx in tqdm(list(data.batches(batch_size)), desc=desc, leave=False, disable=not progress):
             b = data.collate(idx, dev)
             h = backbone.embed(b["input_ids"], b["attention_mask"])
             states = [h] + backbone.run_layers(h, b["attention_mask"], 0, top, return_all=True)

@@ -3,6 +3,13 @@
 Every result file is written atomically (to a temporary file in the same folder, then
 renamed), so a crash never leaves a half-written file that looks complete. ``run_meta``
 collects the facts every run folder records in ``meta.json``.
+
+Output locations may also be fsspec URLs (``s3://bucket/sweeps``, ``gs://...``,
+``file:///shared/disk``; install the matching fsspec backend, e.g. ``s3fs``), so the cells
+of a distributed sweep can write to storage every node sees. A URL file is written in
+one put (atomic on object stores); a run folder is uploaded with its ``meta.json`` last,
+so it reads as complete only once everything else is there. ``join``, ``exists``,
+``read_json`` and the ``write_*`` helpers take either form.
 """
 
 from __future__ import annotations
@@ -21,8 +28,49 @@ from typing import Any, Iterable
 _PACKAGES = ("lpt_probe", "torch", "transformers", "datasets", "scikit-learn", "numpy", "pandas")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (tmp file + ``os.replace``)."""
+def is_url(path: Any) -> bool:
+    """True for an fsspec URL (``scheme://...``), False for a local path."""
+    return isinstance(path, str) and "://" in path
+
+
+def join(base: str | os.PathLike, *parts: str) -> str | Path:
+    """``base / parts``: a ``Path`` for local paths, a ``/``-joined string for URLs."""
+    if is_url(base):
+        return "/".join([str(base).rstrip("/"), *parts])
+    return Path(base).joinpath(*parts)
+
+
+def _fs(url: str):
+    import fsspec
+
+    return fsspec.core.url_to_fs(url)  # (filesystem, path inside it)
+
+
+def exists(path: str | os.PathLike) -> bool:
+    if is_url(path):
+        fs, inner = _fs(path)
+        return fs.exists(inner)
+    return Path(path).exists()
+
+
+def upload_dir(local: str | os.PathLike, url: str, last: str = "meta.json") -> None:
+    """Copy a local folder's files to ``url``, the file named ``last`` after all others."""
+    fs, inner = _fs(url)
+    local = Path(local)
+    files = sorted((p for p in local.rglob("*") if p.is_file()), key=lambda p: p.name == last)
+    for f in files:
+        target = "/".join([inner.rstrip("/"), *f.relative_to(local).parts])
+        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        fs.put_file(str(f), target)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path | str:
+    """Write ``data`` to ``path`` atomically (tmp file + ``os.replace``; one put for URLs)."""
+    if is_url(path):
+        fs, inner = _fs(path)
+        fs.makedirs(inner.rsplit("/", 1)[0], exist_ok=True)
+        fs.pipe_file(inner, data)
+        return path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -48,8 +96,22 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    if is_url(path):
+        fs, inner = _fs(path)
+        return json.loads(fs.cat_file(inner).decode("utf-8"))
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def read_csv(path: str | os.PathLike):
+    """A CSV as a pandas DataFrame, from a local path or a URL."""
+    import pandas as pd
+
+    if is_url(path):
+        fs, inner = _fs(path)
+        with fs.open(inner, "rb") as f:
+            return pd.read_csv(f)
+    return pd.read_csv(path)
 
 
 def write_csv(path: str | os.PathLike, frame) -> Path:

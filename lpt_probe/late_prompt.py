@@ -26,6 +26,7 @@ the text keeps its own and the prompt has none.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,16 +36,26 @@ from torch import nn
 
 from .backbone import Backbone
 from .generators import DEFAULT_NUM_VIRTUAL_TOKENS, GENERATORS, build_generator
+from .methods import METHODS, get_method, low_precision
 
 Tensor = torch.Tensor
 HEADS = ("auto", "lm", "classifier")
+DEFAULT_PREFIX_TOKENS = 20  # p-tuning-v2 / prefix-tuning: prefix length at every layer
 LOSSES = ("vocab", "label_words")
 
 
 @dataclass
 class LatePromptConfig:
-    """What a late prompt is: where it goes, how it is made, how it is read out."""
+    """What a late prompt is: where it goes, how it is made, how it is read out.
 
+    ``method`` picks the late prompt (``lpt``, the default) or a baseline trained in the
+    same harness (``lpt_probe.methods``): for ``prompt-tuning`` the prompt layer is 1 and
+    the generator ``none``; ``model-tuning``, ``bitfit`` and ``lora`` insert no prompt
+    (``num_virtual_tokens`` 0); for ``p-tuning-v2`` / ``prefix-tuning``
+    ``num_virtual_tokens`` is the length of the key/value prefix at every layer.
+    """
+
+    method: str = field(default="lpt", metadata={"help": "lpt or a baseline: " + ", ".join(METHODS)})
     prompt_layer: int = field(default=1, metadata={"help": "PL, 1-based: the prompt joins the input of layer PL"})
     generator: str = field(default="none", metadata={"help": f"one of {GENERATORS}"})
     num_virtual_tokens: int | None = field(
@@ -59,12 +70,34 @@ class LatePromptConfig:
         metadata={"help": "lm head: 'vocab' = CE over the whole vocabulary at the prediction "
                           "position (the authors'), or 'label_words' = CE over the label words"},
     )
+    lora_rank: int = field(default=8, metadata={"help": "lora: rank r of the update"})
+    lora_alpha: float = field(default=16.0, metadata={"help": "lora: scaling alpha (update x alpha / r)"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "lora: dropout on the adapter input"})
 
     def __post_init__(self):
+        spec = get_method(self.method)
         if self.generator not in GENERATORS:
             raise ValueError(f"generator={self.generator!r} is unknown; choose one of {', '.join(GENERATORS)}")
+        if self.method != "lpt" and self.generator != "none":
+            raise ValueError(f"method={self.method!r} has no prompt generator (got generator={self.generator!r}); "
+                             "a generated prompt is --method lpt (at --prompt-layer 1 for the input)")
+        if self.method == "prompt-tuning" and self.prompt_layer != 1:
+            raise ValueError(f"method='prompt-tuning' puts the prompt at the input (prompt_layer=1), got "
+                             f"prompt_layer={self.prompt_layer}; a later prompt is --method lpt")
+        if not spec.late_prompt and not spec.full_forward and self.num_virtual_tokens:
+            raise ValueError(f"method={self.method!r} inserts no prompt; drop num_virtual_tokens="
+                             f"{self.num_virtual_tokens} (or use --method lpt)")
+        if not spec.late_prompt and self.prompt_layer != 1:
+            raise ValueError(f"method={self.method!r} has no prompt layer (the whole stack runs); got "
+                             f"prompt_layer={self.prompt_layer}: leave it at 1")
         if self.num_virtual_tokens is None:
-            self.num_virtual_tokens = DEFAULT_NUM_VIRTUAL_TOKENS[self.generator]
+            self.num_virtual_tokens = (DEFAULT_NUM_VIRTUAL_TOKENS[self.generator] if spec.late_prompt
+                                       else DEFAULT_PREFIX_TOKENS if spec.full_forward else 0)
+        if spec.full_forward and self.num_virtual_tokens < 1:
+            raise ValueError(f"method={self.method!r}: num_virtual_tokens={self.num_virtual_tokens} must be >= 1 "
+                             "(the prefix length at every layer)")
+        if self.lora_rank < 1:
+            raise ValueError(f"lora_rank={self.lora_rank} must be >= 1")
         if self.num_virtual_tokens < 0 or (self.generator != "none" and self.num_virtual_tokens < 1):
             raise ValueError(f"num_virtual_tokens={self.num_virtual_tokens}: must be >= 1 (>= 0 for 'none')")
         if self.prompt_layer < 1:
@@ -87,6 +120,11 @@ class LatePromptConfig:
                 "use head='classifier' (or 'auto')"
             )
 
+    @property
+    def prompt_tokens(self) -> int:
+        """Length l of the prompt inserted at the prompt layer (0 for methods without one)."""
+        return int(self.num_virtual_tokens) if get_method(self.method).late_prompt else 0
+
     def resolved_head(self, backbone: Backbone) -> str:
         if self.head != "auto":
             return self.head
@@ -97,25 +135,37 @@ class LatePromptConfig:
 
 
 class LatePromptModel(nn.Module):
-    """A frozen backbone with a trainable late prompt (and, where used, a classifier)."""
+    """A frozen backbone with a trainable late prompt (and, where used, a classifier).
+
+    With a baseline method (``config.method``, see ``lpt_probe.methods``) it trains that
+    method's parameters instead; such methods get a copy of the backbone unless
+    ``copy_backbone=False`` hands the model over (benchmarks measuring memory do).
+    """
 
     def __init__(self, backbone: Backbone, config: LatePromptConfig, num_labels: int,
-                 label_word_ids: list[int] | None = None, train_backbone: bool = False):
+                 label_word_ids: list[int] | None = None, copy_backbone: bool = True):
         super().__init__()
         config.check_against(backbone)
-        # train_backbone=True is the model-tuning baseline: every weight trains (no cache).
-        self.train_backbone = train_backbone
-        self.backbone = backbone if train_backbone else backbone.freeze()
-        if train_backbone:
-            for p in backbone.model.parameters():
-                p.requires_grad_(True)
+        self.method = get_method(config.method)
+        if self.method.attach is not None and copy_backbone:
+            # Baselines change the backbone (trained weights, injected LoRA layers): work on a
+            # copy, so the caller's model (shared by a sweep's cells) stays the frozen model.
+            backbone = Backbone(copy.deepcopy(backbone.model))
+        if self.method.trains_backbone and low_precision(backbone.dtype):
+            raise ValueError(f"method={config.method!r} trains backbone weights, which needs fp32 weights; "
+                             f"the backbone is {backbone.dtype}: use --dtype fp32")
+        self.backbone = backbone.freeze()
         self.config = config
         self.head_kind = config.resolved_head(backbone)
         d = backbone.hidden_size
+        # The late prompt (l = 0 for methods without one: then it inserts nothing).
         self.generator = build_generator(
-            config.generator, config.num_virtual_tokens, d, config.bottleneck,
+            config.generator, config.prompt_tokens, d, config.bottleneck,
             config.generator_dropout, first_token=not backbone.is_causal, init_std=config.prompt_init_std,
         )
+        # Baselines: unfreeze backbone weights or attach peft modules (lpt_probe.methods).
+        attached = self.method.attach(self, backbone, config) if self.method.attach else None
+        self.prefix_model = attached if self.method.full_forward else None
         if self.head_kind == "lm":
             if not label_word_ids or len(label_word_ids) != num_labels:
                 raise ValueError(f"the lm head needs {num_labels} label word ids, got {label_word_ids}")
@@ -130,7 +180,7 @@ class LatePromptModel(nn.Module):
     # -- which parameters train -----------------------------------------------------
     def trainable_named_parameters(self):
         for name, p in self.named_parameters():
-            if (self.train_backbone or not name.startswith("backbone.")) and p.requires_grad:
+            if p.requires_grad and p.numel():  # (an empty prompt, l = 0, has nothing to train)
                 yield name, p
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
@@ -141,25 +191,26 @@ class LatePromptModel(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        # The frozen backbone stays in eval mode (deterministic, cacheable) unless the
-        # authors' regime with dropout in the frozen layers was asked for.
-        self.backbone.train(mode and (self.backbone_dropout or self.train_backbone))
+        # The backbone stays in eval mode (deterministic, cacheable) for every method unless
+        # the authors' regime with dropout in the backbone layers was asked for.
+        self.backbone.train(mode and self.backbone_dropout)
         return self
 
     # -- forward ---------------------------------------------------------------------
     @property
     def l(self) -> int:
-        return int(self.config.num_virtual_tokens)
+        return self.config.prompt_tokens
 
     def lower(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         """Hidden state PL-1 of the text (no prompt). # [batch, seq, hidden]"""
-        with torch.set_grad_enabled(self.train_backbone and torch.is_grad_enabled()):
+        with torch.set_grad_enabled(not self.method.cacheable and torch.is_grad_enabled()):
             h = self.backbone.embed(input_ids, attention_mask, token_type_ids)
             return self.backbone.run_layers(h, attention_mask, 0, self.config.prompt_layer - 1)
 
     def insert(self, h_low: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Prepend the prompt to hidden state PL-1: (h, mask, prompt) with l more positions."""
-        prompt = self.generator(h_low, attention_mask).to(h_low.dtype)  # [batch, l, hidden]
+        # The prompt's parameters stay fp32; it joins a low-precision backbone in its dtype.
+        prompt = self.generator(h_low.float(), attention_mask).to(h_low.dtype)  # [batch, l, hidden]
         b = h_low.shape[0]
         ones = torch.ones(b, prompt.shape[1], dtype=attention_mask.dtype, device=attention_mask.device)
         return torch.cat([prompt, h_low], dim=1), torch.cat([ones, attention_mask], dim=1), prompt
@@ -180,16 +231,33 @@ class LatePromptModel(nn.Module):
             top = self.backbone.run_layers(h, mask, start, None, positions)
         idx = pred_positions + prompt.shape[1]
         h_pred = top[torch.arange(top.shape[0], device=top.device), idx]  # [batch, hidden]
+        return self.read_out(h_pred, out)
+
+    def read_out(self, h_pred: Tensor, out: dict[str, Tensor], normed: bool = False) -> dict[str, Tensor]:
+        """Label logits from the top-layer state at the prediction position. # [batch, hidden]"""
         if self.head_kind == "lm":
-            vocab = self.backbone.lm_logits(h_pred)  # [batch, vocab]: prediction position only
+            vocab = self.backbone.lm_logits(h_pred, normed=normed).float()  # [batch, vocab]: that position only
             out["vocab_logits"] = vocab
             out["logits"] = vocab[:, self.label_word_ids]  # [batch, num_labels]
         else:
-            out["logits"] = self.classifier(h_pred)
+            out["logits"] = self.classifier(h_pred.float())
         return out
+
+    def full_forward(self, input_ids: Tensor, attention_mask: Tensor, pred_positions: Tensor,
+                     token_type_ids: Tensor | None = None) -> dict[str, Tensor]:
+        """Deep-prompt methods: the peft-wrapped bare transformer end to end, then the head."""
+        kw = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        top = self.prefix_model(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+        h_pred = top[torch.arange(top.shape[0], device=top.device), pred_positions]  # [batch, hidden]
+        return self.read_out(h_pred, {}, normed=True)  # HF's last state is already normed
 
     def forward(self, input_ids=None, attention_mask=None, pred_positions=None, token_type_ids=None,
                 h_low=None, return_states=False) -> dict[str, Tensor]:
+        if self.prefix_model is not None:
+            if h_low is not None or return_states:
+                raise ValueError(f"method {self.config.method!r} runs the whole model: it takes no cached "
+                                 "lower states and returns no per-layer states")
+            return self.full_forward(input_ids, attention_mask, pred_positions, token_type_ids)
         if h_low is None:
             h_low = self.lower(input_ids, attention_mask, token_type_ids)
         return self.upper(h_low, attention_mask, pred_positions, return_states)

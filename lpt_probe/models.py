@@ -45,6 +45,16 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 DEFAULT_MODEL = "minilm"
+# --dtype: precision of the frozen backbone's weights (trainable prompts stay fp32).
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}: choose one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
 
 
 def cache_dir() -> Path:
@@ -149,11 +159,14 @@ def resolve(name_or_path: str) -> tuple[str, dict[str, Any]]:
 def load_model(
     name_or_path: str = DEFAULT_MODEL,
     head: str = "auto",
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
 ):
-    """Load ``(model, tokenizer, info)``; ``head`` in {"auto", "lm", "none"}."""
+    """Load ``(model, tokenizer, info)``; ``head`` in {"auto", "lm", "none"}; ``dtype`` a
+    torch dtype or one of ``DTYPES`` ("fp32", "bf16", "fp16")."""
     import transformers as T
+
+    dtype = resolve_dtype(dtype)
 
     if head not in ("auto", "lm", "none"):
         raise ValueError(f"head={head!r}: choose one of 'auto', 'lm', 'none'")
@@ -174,6 +187,7 @@ def load_model(
         model_type=config.model_type,
         num_hidden_layers=int(config.num_hidden_layers),
         hidden_size=int(config.hidden_size),
+        dtype=str(dtype).replace("torch.", ""),
     )
     return model, tokenizer, info
 

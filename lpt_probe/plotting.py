@@ -60,7 +60,9 @@ COLUMN_WIDTHS_IN = {"one-column": 3.3, "two-column": 6.9}  # ACL two-column page
 _CONTEXT_SCALE = {"paper": 1.0, "notebook": 1.25, "talk": 1.6}
 GENERATOR_LABELS = {"none": "no generator", "npg": "NPG", "appg": "APPG", "mppg": "MPPG"}
 METHOD_LABELS = {"lpt": "LPT", "prompt-tuning": "prompt tuning", "model-tuning": "model tuning",
+                 "bitfit": "BitFit", "lora": "LoRA", "p-tuning-v2": "P-tuning v2", "prefix-tuning": "prefix tuning",
                  "frozen": "no prompt", "random_weights": "random weights"}
+_REFERENCE_STYLES = ["--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 2))]
 AXIS_LABELS = {
     "test_metric": "test metric", "dev_metric": "dev metric", "train_loss": "train loss",
     "mi_bits": "I(h; y) [bits]", "ce_bits": "probe cross-entropy [bits]", "accuracy": "accuracy",
@@ -270,10 +272,11 @@ def plot_performance_vs_layer(df: pd.DataFrame, metric: str = "test_metric", hue
     Reads ``sweep.csv``: task, model, method, generator, prompt_layer, seed, shots,
     data_seed, dev_metric, test_metric, steps, tunable_params, tokens_per_second,
     peak_memory_mb, wall_seconds, status (only ``prompt_layer``, ``metric`` and ``hue``
-    are required). Rows whose ``status`` is not "complete" are dropped. Rows without a
-    prompt layer or with method "model-tuning" become a dashed reference line. The PL=1
-    point (prompt tuning) gets a star and a "PT" label. ``errorbars``: "band", "bars"
-    or "none".
+    are required). Rows whose ``status`` is not "complete" are dropped. Rows of a method
+    other than "lpt" (the baselines of ``lpt_probe.methods``) or without a prompt layer
+    become horizontal reference lines, one per method, each in its own line style. The PL=1
+    point of a line without a generator (prompt tuning) gets a star and a "PT" label. ``errorbars``:
+    "band", "bars" or "none".
     """
     what = "sweep table"
     if errorbars not in ("band", "bars", "none"):
@@ -284,7 +287,7 @@ def plot_performance_vs_layer(df: pd.DataFrame, metric: str = "test_metric", hue
     df = _nonempty(df.dropna(subset=[metric]), f"{what} ({metric} not NaN)")
     ref = df["prompt_layer"].isna()
     if "method" in df.columns:
-        ref |= df["method"].astype(str) == "model-tuning"
+        ref |= df["method"].astype(str) != "lpt"
     ax = _new_axes(ax)
     layered = df[~ref]
     groups = [(v, layered[layered[hue] == v]) for v in _hue_order(hue, layered[hue].unique())] if hue \
@@ -294,21 +297,25 @@ def plot_performance_vs_layer(df: pd.DataFrame, metric: str = "test_metric", hue
     for (name, g), c in zip(groups, colours):
         st = _stats(g, "prompt_layer", metric, unit="seed")
         _draw(ax, st, c, _label(hue, name) if hue else metric, errorbars=errorbars, marker="o", ms=3)
-        if 1 in st.index:
+        if 1 in st.index and (hue != "generator" or str(name) == "none"):  # PL=1 without a generator = PT
             pt_y.append(st.loc[1, "mean"])
             ax.plot([1], [pt_y[-1]], marker="*", ms=9, color=c, mec="black", mew=0.4, ls="none", zorder=4)
     if pt_y:
         ax.annotate("PT", xy=(1, max(pt_y)), xytext=(0, 6), textcoords="offset points", ha="center",
                     va="bottom", fontsize=mpl.rcParams["xtick.labelsize"], fontweight="bold")
-    if ref.any():
-        label = METHOD_LABELS.get(str(df.loc[ref, "method"].iloc[0]), "model tuning") if "method" in df else "reference"
+    refs = df[ref]
+    methods = (_hue_order("method", refs["method"].astype(str).unique()) if "method" in refs.columns
+               else ["reference"] * bool(len(refs)))
+    for method, style in zip(methods, _REFERENCE_STYLES * 2):
+        g = refs[refs["method"].astype(str) == method] if "method" in refs.columns else refs
+        label = METHOD_LABELS.get(method, method)
         if hue in ("task", "model", "shots"):  # the reference differs per line: one in each line's colour
             colour = {name: c for (name, _), c in zip(groups, colours)}
-            for name, g in df[ref].groupby(hue):
-                ax.axhline(g[metric].mean(), color=colour.get(name, "0.3"), ls="--", lw=0.9,
+            for name, gg in g.groupby(hue):
+                ax.axhline(gg[metric].mean(), color=colour.get(name, "0.3"), ls=style, lw=0.9,
                            label=f"{label} ({_label(hue, name)})")
         else:
-            ax.axhline(df.loc[ref, metric].mean(), color="0.3", ls="--", lw=0.9, label=label)
+            ax.axhline(g[metric].mean(), color="0.3", ls=style, lw=0.9, label=label)
     ax.set_xlabel(PROMPT_LAYER)
     ax.set_ylabel(AXIS_LABELS.get(metric, metric.replace("_", " ")))
     _layer_ticks(ax, layered["prompt_layer"])
@@ -348,7 +355,8 @@ def plot_convergence(curves: pd.DataFrame, prompt_layers: Sequence[int] | None =
     ax = _new_axes(ax)
     for k, c in zip(layers, _palette(len(layers))):
         st = _stats(curves[curves["prompt_layer"] == k], "step", metric)
-        _draw(ax, st, c, f"PL={k}" + (" (PT)" if k == 1 else ""), marker="o" if len(st) <= 12 else None, ms=2.5)
+        is_pt = k == 1 and ("generator" not in curves.columns or set(curves["generator"].astype(str)) == {"none"})
+        _draw(ax, st, c, f"PL={k}" + (" (PT)" if is_pt else ""), marker="o" if len(st) <= 12 else None, ms=2.5)
     ax.set_xlabel("training step")
     ax.set_ylabel(AXIS_LABELS.get(metric, metric.replace("_", " ")))
     ax.legend(loc="best")

@@ -47,11 +47,13 @@ class Predictor:
                                     max_examples=t["max_examples"])[0]
         else:
             spec = get_task(task)
-        model, tokenizer, _ = bundle if bundle is not None else load_model(cfg["train"]["model"], device=device)
+        model, tokenizer, _ = (bundle if bundle is not None else
+                               load_model(cfg["train"]["model"], device=device, dtype=cfg["train"].get("dtype", "fp32")))
         backbone = Backbone(model)
         kind = "clm" if backbone.is_causal else "mlm"
         words = label_word_ids(spec, tokenizer, kind) if backbone.has_lm_head else None
-        lpt = LatePromptModel(backbone, LatePromptConfig(**cfg["prompt"]), len(spec.label_names), words).to(device)
+        lpt = LatePromptModel(backbone, LatePromptConfig(**cfg["prompt"]), len(spec.label_names), words,
+                              copy_backbone=bundle is not None).to(device)
         load_prompt_weights(lpt, run_dir / "prompt.safetensors")
         return cls(lpt, spec, tokenizer, cfg["train"]["max_length"])
 

@@ -1,26 +1,48 @@
-"""A grid of late-prompt runs: ``python -m lpt_probe.sweep --task trec --prompt-layers all``.
+"""A grid of training runs: ``python -m lpt_probe.sweep --task trec --prompt-layers all``.
 
-The propagation-distance study of the paper's Section 4 (Figure 2 left and middle) as one
-resumable command: every (generator x prompt layer x seed) cell is one training run with
-its own run folder under ``<out>/runs/``; a finished cell is reused, a failed one is
-recorded as failed and the others go on. The model is loaded once and the lower-layer
-cache is computed once for every prompt layer of the grid (one pass keeps all the layers
-needed), so a cell only runs layers PL..L.
+The propagation-distance study of the paper's Section 4 (Figure 2 left and middle), and the
+comparison with the methods LPT was measured against, as one resumable command. Every
+cell of the grid is one training run with its own run folder under ``<out>/runs/``:
 
-Writes ``sweep.csv`` (one row per cell: task, model, method, generator, prompt_layer,
-seed, shots, data_seed, dev and test metric, steps, tunable params, tokens/s, peak
-memory, wall time, status), ``curves.csv`` (step, train loss, dev metric per cell),
-``sweep.json`` (settings, versions, data fingerprints) and the figures
-``performance_vs_layer.pdf`` and ``convergence.pdf`` (``convergence_<generator>.pdf``
-when the grid has several generators).
+- ``--methods lpt``: (generator x prompt layer x seed), folders ``<generator>-pl<k>-s<seed>``;
+- any baseline of ``lpt_probe.methods`` (``prompt-tuning``, ``model-tuning``, ``bitfit``,
+  ``lora``, ``p-tuning-v2``, ``prefix-tuning``): one cell per seed, ``<method>-s<seed>``,
+  with the same task, template, label words, splits, optimiser and step budget.
+
+A finished cell is never recomputed (rerunning the command only collects it); a failed
+cell is retried up to ``--retries`` times, then recorded as failed while the others go on.
+The lower-layer cache is computed once per task, model and split for every prompt layer
+the grid needs, and shared by all cells.
+
+Executors (``--executor``):
+
+- ``local`` (default): in this process, one cell after another; the model is loaded once.
+- ``ray``: each cell is a Ray task on a Ray cluster (``--address auto`` joins a running
+  one, started with ``ray start --head``; no ``--address`` starts Ray on this machine).
+  One task computes the lower-layer cache and every cell receives its layer by reference
+  through Ray's object store; cells run as cluster resources allow (``--cpus-per-run``,
+  ``--gpus-per-run``), with Ray's own task retries. ``--out`` must be storage every node
+  sees: a shared disk or an fsspec URL (``s3://...``; see ``lpt_probe.io``).
+
+The driver aggregates as cells finish: ``sweep.csv`` (one row per finished cell: task,
+model, method, generator, prompt_layer, seed, shots, data_seed, dev and test metric,
+steps, tunable params, tokens/s, peak memory, wall time, status), ``curves.csv`` (step,
+train loss, dev metric per cell) and ``sweep.json`` (settings, versions, data
+fingerprints, status) are rewritten after every cell; at the end it draws
+``performance_vs_layer.pdf`` (baselines as reference lines) and ``convergence.pdf``
+(``convergence_<generator>.pdf`` when the grid has several generators).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -28,97 +50,293 @@ from tqdm.auto import tqdm
 from . import io
 from .cache import LowerLayerCache
 from .late_prompt import LatePromptConfig
+from .methods import METHODS, get_method
 from .mi import parse_prompt_layers
-from .models import DEFAULT_MODEL, load_model, model_slug
-from .train import (TrainConfig, TrainingDiverged, add_train_args, cli_start, prepare, run_config,
-                    run_is_complete, train)
+from .models import DEFAULT_MODEL, model_slug
+from .train import (TrainConfig, TrainingDiverged, add_lora_args, add_train_args, cli_start, prepare,
+                    run_config, run_is_complete, train, train_config_from_args)
 
 logger = logging.getLogger(__name__)
 SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "shots", "data_seed",
                  "dev_metric", "test_metric", "steps", "best_step", "tunable_params", "tokens_per_second",
                  "peak_memory_mb", "wall_seconds", "status", "error", "run_dir"]
+EXECUTORS = ("local", "ray")
 
 
-def cell_prompt_config(args: argparse.Namespace, generator: str, prompt_layer: int) -> LatePromptConfig:
-    return LatePromptConfig(prompt_layer=prompt_layer, generator=generator, num_virtual_tokens=args.num_virtual_tokens,
-                            bottleneck=args.bottleneck, head=args.head, loss=args.loss)
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the grid."""
+
+    method: str
+    generator: str
+    prompt_layer: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        if self.method == "lpt":
+            return f"{self.generator}-pl{self.prompt_layer}-s{self.seed}"
+        return f"{self.method}-s{self.seed}"
+
+
+def build_grid(methods: list[str], generators: list[str], layers: list[int], seeds: list[int]) -> list[Cell]:
+    cells = []
+    for m in methods:
+        if m == "lpt":
+            cells += [Cell(m, g, k, s) for g in generators for k in layers for s in seeds]
+        else:
+            cells += [Cell(m, "none", 1, s) for s in seeds]
+    return cells
+
+
+def cell_configs(args: argparse.Namespace, cell: Cell, base: TrainConfig) -> tuple[LatePromptConfig, TrainConfig]:
+    spec = get_method(cell.method)
+    pc = LatePromptConfig(method=cell.method, prompt_layer=cell.prompt_layer, generator=cell.generator,
+                          num_virtual_tokens=args.num_virtual_tokens if (spec.late_prompt or spec.full_forward)
+                          else None, bottleneck=args.bottleneck, head=args.head, loss=args.loss,
+                          lora_rank=args.lora_rank, lora_alpha=args.lora_alpha)
+    lr = args.lr if args.lr is not None else spec.default_lr  # one --lr for all, or each method's own
+    return pc, TrainConfig(**{**asdict(base), "seed": cell.seed, "lr": lr})
+
+
+# -- one cell, wherever it runs -------------------------------------------------------------
+def execute_cell(pc: LatePromptConfig, tc: TrainConfig, run_dir: str | Path, prepared=None,
+                 caches: dict | None = None, progress: bool = False) -> dict[str, str]:
+    """Train one cell into ``run_dir`` (a local folder or a URL: then trained in a local
+    folder and uploaded, ``meta.json`` last). Deterministic failures (divergence, a bad
+    configuration) come back as a failed result; anything else raises, so that the
+    executor retries it."""
+    staging = tempfile.TemporaryDirectory(prefix="lpt_cell_") if io.is_url(run_dir) else None
+    target = staging.name if staging else run_dir
+    try:
+        train(pc, tc, target, prepared=prepared, caches=caches, progress=progress, reuse=staging is None)
+        return {"status": "complete", "error": ""}
+    except (TrainingDiverged, ValueError) as exc:  # a retry would fail the same way
+        logger.error("cell %s failed: %s", Path(str(run_dir)).name, exc)
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        if staging is not None:
+            if any(Path(staging.name).iterdir()):
+                io.upload_dir(staging.name, str(run_dir))  # failed runs too: meta.json says so
+            staging.cleanup()
+
+
+def collect_row(out: str | Path, cell: Cell, base_row: dict, result: dict) -> tuple[dict, pd.DataFrame | None]:
+    """The sweep.csv row of a finished cell, read back from its run folder, and its curve."""
+    run_dir = io.join(out, "runs", cell.name)
+    row = {**base_row, "method": cell.method, "generator": cell.generator,
+           "prompt_layer": cell.prompt_layer if get_method(cell.method).late_prompt else None,
+           "seed": cell.seed, "run_dir": f"runs/{cell.name}", **result}
+    if result["status"] != "complete":
+        return row, None
+    m, mt = io.read_json(io.join(run_dir, "metrics.json")), io.read_json(io.join(run_dir, "meta.json"))
+    row.update(dev_metric=m["dev_metric"], test_metric=m["test_metric"], steps=m["steps"],
+               best_step=m["best_step"], tunable_params=m["tunable_params"],
+               tokens_per_second=m["tokens_per_second"],
+               peak_memory_mb=mt.get("peak_cuda_mb", mt.get("peak_rss_mb")), wall_seconds=mt.get("wall_seconds"))
+    curve = io.read_csv(io.join(run_dir, "curve.csv")).assign(
+        task=row["task"], model=row["model"], method=cell.method, generator=cell.generator,
+        prompt_layer=row["prompt_layer"], seed=cell.seed)
+    return row, curve
+
+
+def _cache_layers(cells: list[Cell], base: TrainConfig) -> list[int]:
+    """The hidden states (PL-1) that the cacheable cells of ``cells`` start from."""
+    if not base.cache:
+        return []
+    return sorted({c.prompt_layer - 1 for c in cells if get_method(c.method).cacheable})
+
+
+def _retrying(fn: Callable[[], dict], retries: int, what: str) -> dict:
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - unexpected errors are retried, then recorded
+            logger.error("%s: attempt %d/%d failed: %s: %s", what, attempt + 1, retries + 1, type(exc).__name__, exc)
+            error = f"{type(exc).__name__}: {exc} (after {retries + 1} attempts)"
+    return {"status": "failed", "error": error}
+
+
+# -- executors --------------------------------------------------------------------------------
+def run_local(todo: list[Cell], configs: dict, args, base: TrainConfig, out, on_done, data=None) -> None:
+    """In this process, one cell after another, sharing the model and one cache."""
+    prepared = prepare(base, data=data)
+    backbone, _, _, _, encoded, _ = prepared
+    need = _cache_layers(todo, base)
+    caches = None
+    if need:
+        backbone.model.eval()
+        caches = {s: LowerLayerCache.build(backbone, encoded[s], need, base.eval_batch_size,
+                                           desc=f"cache {s} (layers {need[0]}..{need[-1]})",
+                                           progress=args.progress) for s in encoded}
+    for cell in todo:
+        pc, tc = configs[cell]
+        run_dir = io.join(out, "runs", cell.name)
+        on_done(cell, _retrying(lambda: execute_cell(pc, tc, run_dir, prepared, caches, args.progress),
+                                args.retries, cell.name))
+
+
+def _ray_build_caches(tc_dict: dict, layers: list[int], device: str):
+    """Ray task: hidden states ``layers`` of every split, one return value per layer."""
+    tc = TrainConfig(**{**tc_dict, "device": device})
+    backbone, _, _, _, encoded, _ = prepare(tc)
+    backbone.model.eval()
+    full = {s: LowerLayerCache.build(backbone, encoded[s], layers, tc.eval_batch_size, progress=False)
+            for s in encoded}
+    per_layer = tuple({s: LowerLayerCache({k: full[s].states[k]}) for s in full} for k in layers)
+    return per_layer if len(layers) > 1 else per_layer[0]
+
+
+def _ray_cell(pc_dict: dict, tc_dict: dict, run_dir: str, caches: dict | None, device: str) -> dict:
+    """Ray task: load the model and data in the worker, train one cell (``device`` "auto"
+    resolves on the worker: CUDA where Ray gave it a GPU)."""
+    tc = TrainConfig(**{**tc_dict, "device": device})
+    pc = LatePromptConfig(**pc_dict)
+    return execute_cell(pc, tc, run_dir, prepare(tc), caches, progress=False)
+
+
+def run_ray(todo: list[Cell], configs: dict, args, base: TrainConfig, out, on_done, data=None) -> None:
+    """Each cell a Ray task; the cache computed by one task and passed by reference."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=args.address, ignore_reinit_error=True, log_to_driver=False)
+    resources = {"num_cpus": args.cpus_per_run, "num_gpus": args.gpus_per_run}
+    need = _cache_layers(todo, base)
+    cache_refs: dict[int, Any] = {}
+    if need:
+        task = ray.remote(_ray_build_caches).options(num_returns=len(need), max_retries=args.retries,
+                                                      retry_exceptions=True, **resources)
+        refs = task.remote(asdict(base), need, args.requested_device)
+        cache_refs = dict(zip(need, refs if len(need) > 1 else [refs]))
+    cell_task = ray.remote(_ray_cell).options(max_retries=args.retries, retry_exceptions=True, **resources)
+    pending = {}
+    for cell in todo:
+        pc, tc = configs[cell]
+        layer = cell.prompt_layer - 1 if get_method(cell.method).cacheable and base.cache else None
+        ref = cell_task.remote(pc.to_dict(), asdict(tc), str(io.join(out, "runs", cell.name)), cache_refs.get(layer),
+                               args.requested_device)
+        pending[ref] = cell
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        cell = pending.pop(done[0])
+        try:
+            result = ray.get(done[0])
+        except ray.exceptions.RayError as exc:  # retries exhausted (or the cache task failed)
+            cause = getattr(exc, "cause", None) or exc
+            result = {"status": "failed",
+                      "error": f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300]} "
+                               f"(after {args.retries + 1} attempts)"}
+            logger.error("cell %s failed: %s", cell.name, result["error"])
+        on_done(cell, result)
+
+
+# -- the sweep --------------------------------------------------------------------------------
+def _absolute(path: str | None) -> str | None:
+    return path if path is None or io.is_url(path) else os.path.abspath(path)
 
 
 def run_sweep(args: argparse.Namespace) -> pd.DataFrame:
-    out = Path(args.out)
-    bundle = load_model(args.model, device=args.device)
-    L = int(bundle[0].config.num_hidden_layers)
-    layers = parse_prompt_layers(args.prompt_layers, L)
+    out = args.out if io.is_url(args.out) else Path(args.out).resolve()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        get_method(m)  # unknown method: fail before anything runs
     generators = [g.strip() for g in args.generators.split(",") if g.strip()]
     for g in generators:
         LatePromptConfig(generator=g)  # validates the name early
     seeds = [int(s) for s in args.seeds.split(",")]
-    base = TrainConfig(task=args.task, model=args.model, data_dir=args.data_dir, source=args.source,
-                       shots=args.shots, data_seed=args.data_seed, dev_size=args.dev_size,
-                       max_examples=args.max_examples, max_length=args.max_length, lr=args.lr,
-                       batch_size=args.batch_size, steps=args.steps, epochs=args.epochs,
-                       eval_every=args.eval_every, cache=args.cache, backbone_dropout=args.backbone_dropout,
-                       bucket=args.bucket, device=args.device)
-    prepared = prepare(base, bundle)
-    backbone, _, info, data, encoded, _ = prepared
-    meta = io.run_meta(status="running", settings=vars(args), prompt_layers=layers, model=info,
-                       data=data.to_meta())
-    io.write_json(out / "sweep.json", meta)
-    cells = [(g, k, s) for g in generators for k in layers for s in seeds]
-    caches = None
-    todo = [c for c in cells if not run_is_complete(out / "runs" / f"{c[0]}-pl{c[1]}-s{c[2]}", run_config(
-        cell_prompt_config(args, c[0], c[1]), TrainConfig(**{**vars(base), "seed": c[2]})))]
-    if base.cache and todo:  # finished cells need no cache: a rerun only collects them
-        need = sorted({k - 1 for _, k, _ in todo})
-        caches = {s: LowerLayerCache.build(backbone, encoded[s], need, base.eval_batch_size,
-                                           desc=f"cache {s} (layers {need[0]}..{need[-1]})") for s in encoded}
-    rows, curves = [], []
-    bar = tqdm(cells, desc="sweep cells", disable=not args.progress)
-    for g, k, s in bar:
-        bar.set_postfix(cell=f"{g} PL={k} seed={s}")
-        pc = cell_prompt_config(args, g, k)
-        tc = TrainConfig(**{**vars(base), "seed": s})
-        run_dir = out / "runs" / f"{g}-pl{k}-s{s}"
-        row = {"task": data.task.name, "model": model_slug(args.model), "method": "lpt", "generator": g,
-               "prompt_layer": k, "seed": s, "shots": args.shots, "data_seed": args.data_seed,
-               "run_dir": str(run_dir.relative_to(out))}
-        try:
-            res = train(pc, tc, run_dir, prepared=prepared, caches=caches, progress=args.progress)
-        except (TrainingDiverged, RuntimeError, ValueError) as exc:
-            logger.error("cell %s PL=%d seed=%d failed: %s", g, k, s, exc)
-            rows.append({**row, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
-            continue
-        m, mt = res.metrics, res.meta
-        rows.append({**row, "dev_metric": m["dev_metric"], "test_metric": m["test_metric"],
-                     "steps": m["steps"], "best_step": m["best_step"], "tunable_params": m["tunable_params"],
-                     "tokens_per_second": m["tokens_per_second"],
-                     "peak_memory_mb": mt.get("peak_cuda_mb", mt.get("peak_rss_mb")),
-                     "wall_seconds": mt.get("wall_seconds"), "status": "complete", "error": ""})
-        curve = res.curve.assign(task=data.task.name, model=row["model"], generator=g, prompt_layer=k, seed=s)
-        curves.append(curve)
-    sweep = pd.DataFrame(rows).reindex(columns=SWEEP_COLUMNS)
-    io.write_csv(out / "sweep.csv", sweep)
-    io.write_csv(out / "curves.csv", pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())
-    meta.update(status="complete", cells=len(cells), failed=int((sweep["status"] == "failed").sum()))
-    io.write_json(out / "sweep.json", meta)
+    # workers may start elsewhere: every path absolute; "auto" devices resolve where a cell runs
+    base = train_config_from_args(args, seed=seeds[0], data_dir=_absolute(args.data_dir),
+                                  task=args.task if not str(args.task).endswith((".yaml", ".yml"))
+                                  else _absolute(args.task))
+    from .data import load_task  # the grid needs the depth; data is read once for fingerprints
+    from transformers import AutoConfig
+
+    from .models import resolve
+
+    L = int(AutoConfig.from_pretrained(resolve(args.model)[0]).num_hidden_layers)
+    layers = parse_prompt_layers(args.prompt_layers, L) if "lpt" in methods else []
+    cells = build_grid(methods, generators, layers, seeds)
+    configs = {c: cell_configs(args, c, base) for c in cells}
+    data = (load_task(base.task, source=base.source, data_dir=base.data_dir, shots=base.shots,
+                      data_seed=base.data_seed, dev_size=base.dev_size, max_examples=base.max_examples)
+            if not str(base.task).endswith((".yaml", ".yml")) else None)
+    if data is None:
+        from .data import load_custom_task
+
+        _, data = load_custom_task(base.task, shots=base.shots, data_seed=base.data_seed,
+                                   dev_size=base.dev_size, max_examples=base.max_examples)
+    settings = {k: v for k, v in vars(args).items() if k != "requested_device"}
+    meta = io.run_meta(status="running", settings=settings, methods=methods, prompt_layers=layers,
+                       cells=len(cells), data=data.to_meta())
+    io.write_json(io.join(out, "sweep.json"), meta)
+    base_row = {"task": data.task.name, "model": model_slug(args.model), "shots": args.shots,
+                "data_seed": args.data_seed}
+    rows: dict[Cell, dict] = {}
+    curves: dict[Cell, pd.DataFrame] = {}
+
+    def write_tables() -> pd.DataFrame:
+        order = [c for c in cells if c in rows]
+        sweep = pd.DataFrame([rows[c] for c in order]).reindex(columns=SWEEP_COLUMNS)
+        io.write_csv(io.join(out, "sweep.csv"), sweep)
+        io.write_csv(io.join(out, "curves.csv"), pd.concat([curves[c] for c in order if c in curves],
+                                                          ignore_index=True) if curves else pd.DataFrame())
+        return sweep
+
+    bar = tqdm(total=len(cells), desc="sweep cells", disable=not args.progress)
+
+    def on_done(cell: Cell, result: dict) -> None:
+        rows[cell], curve = collect_row(out, cell, base_row, result)
+        if curve is not None:
+            curves[cell] = curve
+        write_tables()  # aggregate as cells finish: a crash loses nothing that finished
+        bar.update(1)
+        bar.set_postfix(last=cell.name, failed=sum(r["status"] != "complete" for r in rows.values()))
+
+    todo = []
+    for cell in cells:  # finished cells are collected, never recomputed
+        pc, tc = configs[cell]
+        if run_is_complete(io.join(out, "runs", cell.name), run_config(pc, tc)):
+            on_done(cell, {"status": "complete", "error": ""})
+        else:
+            todo.append(cell)
+    logger.info("%d cells: %d finished before, %d to run (%s executor)", len(cells), len(cells) - len(todo),
+                len(todo), args.executor)
+    if todo:
+        (run_ray if args.executor == "ray" else run_local)(todo, configs, args, base, out, on_done, data)
+    bar.close()
+    sweep = write_tables()
+    meta.update(status="complete", failed=int((sweep["status"] != "complete").sum()))
+    io.write_json(io.join(out, "sweep.json"), meta)
     return sweep
 
 
-def draw(out: Path) -> list[Path]:
+def draw(out: str | Path) -> list[Path]:
+    """performance_vs_layer.pdf and convergence*.pdf from the tables in ``out``."""
     from .plotting import paper_style, plot_convergence, plot_performance_vs_layer, save_figure
 
-    sweep = pd.read_csv(out / "sweep.csv")
-    curves = pd.read_csv(out / "curves.csv")
-    paths = []
-    if (sweep["status"] == "complete").any():
+    sweep = io.read_csv(io.join(out, "sweep.csv"))
+    done = sweep[sweep["status"] == "complete"]
+    lpt = done[done["method"] == "lpt"]
+    if lpt.empty:  # figures are about prompt layers: a baselines-only grid has none
+        return []
+    curves = io.read_csv(io.join(out, "curves.csv"))
+    curves = curves[curves["method"] == "lpt"] if "method" in curves.columns else curves
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) if io.is_url(out) else Path(out)
+        paths = []
         with paper_style():
-            ax = plot_performance_vs_layer(sweep)
-            paths += save_figure(ax.figure, out / "performance_vs_layer.pdf")
+            ax = plot_performance_vs_layer(done)
+            paths += save_figure(ax.figure, local / "performance_vs_layer.pdf")
             generators = sorted(curves["generator"].unique())
             for g in generators:  # one convergence figure per generator
                 ax = plot_convergence(curves, generator=g)
                 name = "convergence.pdf" if len(generators) == 1 else f"convergence_{g}.pdf"
-                paths += save_figure(ax.figure, out / name)
+                paths += save_figure(ax.figure, local / name)
+        if io.is_url(out):
+            for p in paths:
+                io.atomic_write_bytes(io.join(out, p.name), p.read_bytes())
+            paths = [Path(p.name) for p in paths]
     return paths
 
 
@@ -127,14 +345,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(p, task_default="trec")
     p.set_defaults(model=DEFAULT_MODEL)
     g = p.add_argument_group("grid")
-    g.add_argument("--prompt-layers", default="default", help="'default' (1, middle, last), 'all' or '1,4,6'")
-    g.add_argument("--generators", default="none", help="comma list of none, npg, appg, mppg")
+    g.add_argument("--methods", default="lpt",
+                   help="comma list of lpt and baselines: " + ", ".join(METHODS) + " (baselines: one cell per seed)")
+    g.add_argument("--prompt-layers", default="default", help="lpt: 'default' (1, middle, last), 'all' or '1,4,6'")
+    g.add_argument("--generators", default="none", help="lpt: comma list of none, npg, appg, mppg")
     g.add_argument("--seeds", default="13,21,42", help="comma list of training seeds")
-    g.add_argument("--num-virtual-tokens", type=int, default=None)
+    g.add_argument("--num-virtual-tokens", type=int, default=None,
+                   help="prompt length (lpt, prompt-tuning) / prefix length (p-tuning-v2, prefix-tuning)")
     g.add_argument("--bottleneck", type=int, default=128)
     g.add_argument("--head", default="auto", choices=["auto", "lm", "classifier"])
     g.add_argument("--loss", default="vocab", choices=["vocab", "label_words"])
-    p.add_argument("--out", default=None, help="default artifacts/sweeps/<task>/<model>/")
+    add_lora_args(g)
+    e = p.add_argument_group("execution")
+    e.add_argument("--executor", default="local", choices=EXECUTORS,
+                   help="local: in this process, one cell after another; ray: each cell a Ray task")
+    e.add_argument("--address", default=None,
+                   help="ray: cluster address ('auto' joins a running cluster, HOST:PORT a remote one); "
+                        "default: start Ray on this machine")
+    e.add_argument("--cpus-per-run", type=float, default=1, help="ray: CPUs each cell reserves")
+    e.add_argument("--gpus-per-run", type=float, default=0, help="ray: GPUs each cell reserves (e.g. 1)")
+    e.add_argument("--retries", type=int, default=1, help="retry a failing cell this many times, then record it")
+    p.add_argument("--out", default=None, help="a folder or fsspec URL; default artifacts/sweeps/<task>/<model>/")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p
 
@@ -142,17 +373,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
+    args.requested_device = args.device  # "auto" resolves on the machine that runs a cell
     cli_start(args)
-    args.out = args.out or str(Path("artifacts") / "sweeps" / args.task / model_slug(args.model))
+    if args.retries < 0:
+        p.error(f"--retries {args.retries}: give 0 or more")
+    args.out = args.out or str(Path("artifacts") / "sweeps" / Path(args.task).stem / model_slug(args.model))
     t0 = time.perf_counter()
     try:
         sweep = run_sweep(args)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         p.exit(2, f"error: {exc}\n")
-    paths = draw(Path(args.out))
+    paths = draw(args.out)
     done = sweep[sweep["status"] == "complete"]
     if len(done):
-        table = done.groupby(["generator", "prompt_layer"])["test_metric"].agg(["mean", "std", "count"])
+        keys = ["method", "generator", "prompt_layer"]
+        table = (done.astype({"prompt_layer": object}).fillna({"prompt_layer": "-"})
+                 .groupby(keys)["test_metric"].agg(["mean", "std", "count"]))
         print(table.round(4).to_string())
     print(f"{len(done)}/{len(sweep)} cells complete in {time.perf_counter() - t0:.0f} s -> {args.out}/sweep.csv"
           + "".join(f", {p.name}" for p in paths))

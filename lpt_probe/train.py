@@ -26,7 +26,7 @@ import logging
 import math
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,8 @@ from . import io
 from .backbone import Backbone
 from .cache import Encoded, LowerLayerCache
 from .late_prompt import LatePromptConfig, LatePromptModel, save_prompt
-from .models import DEFAULT_MODEL, load_model, model_slug
+from .methods import METHODS, get_method
+from .models import DEFAULT_MODEL, DTYPES, load_model, model_slug, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class TrainConfig:
     backbone_dropout: bool = field(default=False, metadata={"help": "dropout in frozen layers (no cache)"})
     bucket: bool = field(default=False, metadata={"help": "length-bucketed training batches"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:N or auto"})
+    dtype: str = field(default="fp32", metadata={"help": "backbone weights: fp32, bf16 or fp16 (prompts stay fp32)"})
+    grad_accum: int = field(default=1, metadata={"help": "split each batch into this many micro-batches "
+                                                         "(same update, less memory)"})
 
     def __post_init__(self):
         if self.steps is not None and self.epochs is not None:
@@ -80,9 +84,13 @@ class TrainConfig:
                 self.steps = 1000
             else:
                 self.epochs = 10
-        for name in ("lr", "batch_size", "eval_every"):
+        for name in ("lr", "batch_size", "eval_every", "grad_accum"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be > 0")
+        if self.grad_accum > self.batch_size:
+            raise ValueError(f"grad_accum={self.grad_accum} splits a batch of batch_size={self.batch_size} into "
+                             f"micro-batches: it cannot exceed batch_size")
+        resolve_dtype(self.dtype)  # unknown dtype: fail here
         if self.backbone_dropout and self.cache:
             logger.info("backbone_dropout=True: the lower-layer cache is turned off")
             self.cache = False
@@ -173,6 +181,19 @@ class Trainer:
 
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
+    def _accumulate(self, train: Encoded, idx: list[int], cache: LowerLayerCache | None, step: int) -> float:
+        """Forward and backward one batch in ``grad_accum`` micro-batches; the gradient is
+        the full batch's mean-loss gradient (micro-batch losses weighted by their size)."""
+        total = 0.0
+        for part in np.array_split(np.asarray(idx), min(self.cfg.grad_accum, len(idx))):
+            out, b = self._forward(train, part.tolist(), cache)
+            loss = self.model.loss(out, b["labels"])
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} at step {step + 1}")
+            (loss * (len(part) / len(idx))).backward()
+            total += loss.item() * len(part) / len(idx)
+        return total
+
     def fit(self, train: Encoded, dev: Encoded, caches: dict[str, LowerLayerCache] | None = None,
             progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
         cfg, model = self.cfg, self.model
@@ -194,12 +215,8 @@ class Trainer:
                 order = [i for b in batches for i in b]
             idx, order = order[: cfg.batch_size], order[cfg.batch_size:]
             t0 = time.perf_counter()
-            out, b = self._forward(train, idx, caches.get("train"))
-            loss = model.loss(out, b["labels"])
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at step {step + 1}")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = self._accumulate(train, idx, caches.get("train"), step)
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_([p for _, p in model.trainable_named_parameters()], cfg.grad_clip)
             opt.step()
@@ -207,7 +224,7 @@ class Trainer:
             train_time += time.perf_counter() - t0
             tokens += train.num_tokens(idx)
             step += 1
-            window.append(loss.item())
+            window.append(loss)
             bar.update(1)
             if step % cfg.eval_every == 0 or step == total:
                 ev = self.evaluate(dev, caches.get("dev"))
@@ -239,7 +256,8 @@ def prepare(cfg: TrainConfig, bundle=None, data=None):
     from .data import load_task
     from .verbalizer import label_word_ids
 
-    model, tokenizer, info = bundle if bundle is not None else load_model(cfg.model, device=cfg.device)
+    model, tokenizer, info = (bundle if bundle is not None
+                              else load_model(cfg.model, device=cfg.device, dtype=cfg.dtype))
     if data is None and str(cfg.task).lower().endswith((".yaml", ".yml")):
         from .data import load_custom_task
 
@@ -256,11 +274,18 @@ def prepare(cfg: TrainConfig, bundle=None, data=None):
     return backbone, tokenizer, info, data, encoded, words
 
 
-def run_is_complete(run_dir: Path, config: dict) -> bool:
-    meta, conf = run_dir / "meta.json", run_dir / "config.json"
-    if not (meta.exists() and conf.exists() and (run_dir / "metrics.json").exists()):
+def run_is_complete(run_dir: str | Path, config: dict) -> bool:
+    """A run folder (local or URL) that finished with exactly this config (the device aside:
+    a run done on another machine counts)."""
+    files = {name: io.join(run_dir, name) for name in ("meta.json", "config.json", "metrics.json")}
+    if not all(io.exists(f) for f in files.values()):
         return False
-    return io.read_json(meta).get("status") == "complete" and io.read_json(conf) == config
+
+    def strip(c: dict) -> dict:
+        return {**c, "train": {k: v for k, v in c.get("train", {}).items() if k != "device"}}
+
+    return (io.read_json(files["meta.json"]).get("status") == "complete"
+            and strip(io.read_json(files["config.json"])) == strip(config))
 
 
 def run_config(prompt_cfg: LatePromptConfig, cfg: TrainConfig) -> dict:
@@ -289,14 +314,17 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
             (run_dir / stale).unlink(missing_ok=True)
     try:
         torch.manual_seed(cfg.seed)
-        model = LatePromptModel(backbone, prompt_cfg, len(data.task.label_names), words).to(cfg.device)
+        owned = bundle is None and prepared is None  # nobody else uses this model: no copy needed
+        model = LatePromptModel(backbone, prompt_cfg, len(data.task.label_names), words,
+                                copy_backbone=not owned).to(cfg.device)
         model.backbone_dropout = cfg.backbone_dropout
         pl = prompt_cfg.prompt_layer
-        if cfg.cache and caches is None:
+        use_cache = cfg.cache and model.method.cacheable
+        if use_cache and caches is None:
             backbone.model.eval()
             caches = {s: LowerLayerCache.build(backbone, encoded[s], [pl - 1], cfg.eval_batch_size,
                                                desc=f"cache {s} h{pl - 1}") for s in encoded}
-        caches = caches if cfg.cache else {}
+        caches = caches if use_cache else {}
         trainer = Trainer(model, cfg, str(getattr(data.task.metric, "value", data.task.metric)))
         curve, stats = trainer.fit(encoded["train"], encoded["dev"], caches, progress)
         dev = trainer.evaluate(encoded["dev"], caches.get("dev"))
@@ -307,12 +335,12 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
             io.write_json(run_dir / "meta.json", meta)
         raise
     metrics = {
-        "task": data.task.name, "model": model_slug(cfg.model), "prompt_layer": pl,
+        "task": data.task.name, "model": model_slug(cfg.model), "method": prompt_cfg.method, "prompt_layer": pl,
         "generator": prompt_cfg.generator, "num_virtual_tokens": prompt_cfg.num_virtual_tokens,
         "head": model.head_kind, "seed": cfg.seed, "shots": cfg.shots, "data_seed": cfg.data_seed,
         "metric_name": str(getattr(data.task.metric, "value", data.task.metric)), "dev_metric": dev["metric"], "test_metric": test["metric"],
         "dev_accuracy": dev["accuracy"], "test_accuracy": test["accuracy"],
-        "tunable_params": model.num_trainable(), **stats,
+        "tunable_params": model.num_trainable(), "dtype": cfg.dtype, "cache": use_cache, **stats,
     }
     meta.update(status="complete", tunable_params=model.num_trainable(),
                 wall_seconds=time.perf_counter() - t_start, tokens_per_second=stats["tokens_per_second"],
@@ -327,19 +355,29 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
 
 def default_run_dir(prompt_cfg: LatePromptConfig, cfg: TrainConfig) -> Path:
     shots = f"k{cfg.shots}-d{cfg.data_seed}" if cfg.shots else "full"
-    return (Path("artifacts") / "runs" / cfg.task / model_slug(cfg.model)
-            / f"pl{prompt_cfg.prompt_layer}-{prompt_cfg.generator}-{shots}-s{cfg.seed}")
+    what = (f"pl{prompt_cfg.prompt_layer}-{prompt_cfg.generator}" if prompt_cfg.method == "lpt"
+            else prompt_cfg.method)
+    return Path("artifacts") / "runs" / cfg.task / model_slug(cfg.model) / f"{what}-{shots}-s{cfg.seed}"
 
 
 def add_prompt_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("late prompt")
+    g.add_argument("--method", default="lpt", choices=list(METHODS),
+                   help="lpt (late prompt) or a baseline in the same harness: " + "; ".join(
+                       f"{m.name}: {m.help}" for m in METHODS.values() if m.name != "lpt"))
     g.add_argument("--prompt-layer", type=int, default=None,
-                   help="PL, 1-based (1 = prompt tuning); default: the middle layer")
+                   help="PL, 1-based (1 = prompt tuning); default: the middle layer for lpt, 1 otherwise")
     g.add_argument("--generator", default="none", choices=["none", "npg", "appg", "mppg"])
     g.add_argument("--num-virtual-tokens", type=int, default=None, help="prompt length l")
     g.add_argument("--bottleneck", type=int, default=128, help="generator bottleneck m")
     g.add_argument("--head", default="auto", choices=["auto", "lm", "classifier"])
     g.add_argument("--loss", default="vocab", choices=["vocab", "label_words"])
+    add_lora_args(g)
+
+
+def add_lora_args(g) -> None:
+    g.add_argument("--lora-rank", type=int, default=8, help="--method lora: rank r")
+    g.add_argument("--lora-alpha", type=float, default=16.0, help="--method lora: scaling alpha")
 
 
 def add_train_args(p: argparse.ArgumentParser, task_default: str | None = "trec") -> None:
@@ -356,7 +394,8 @@ def add_train_args(p: argparse.ArgumentParser, task_default: str | None = "trec"
     g.add_argument("--max-examples", type=int, default=None, help="cap every split (quick runs)")
     g.add_argument("--max-length", type=int, default=256)
     g.add_argument("--seed", type=int, default=13)
-    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--lr", type=float, default=None,
+                   help="learning rate; default: the method's (1e-3 for prompts; see lpt_probe.methods)")
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--steps", type=int, default=None)
     g.add_argument("--epochs", type=int, default=None)
@@ -364,19 +403,39 @@ def add_train_args(p: argparse.ArgumentParser, task_default: str | None = "trec"
     g.add_argument("--no-cache", dest="cache", action="store_false", help="recompute lower layers every step")
     g.add_argument("--backbone-dropout", action="store_true", help="authors' regime: dropout in frozen layers")
     g.add_argument("--bucket", action="store_true", help="length-bucketed batches")
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (CUDA when present)")
+    g.add_argument("--dtype", default="fp32", choices=list(DTYPES),
+                   help="precision of the frozen backbone's weights; prompts, generators, heads and LoRA "
+                        "adapters stay fp32 (methods that train backbone weights need fp32)")
+    g.add_argument("--grad-accum", type=int, default=1,
+                   help="split each --batch-size batch into this many micro-batches: the same update "
+                        "in less memory")
+
+
+def default_prompt_layer(method: str, num_hidden_layers: int) -> int:
+    """The middle layer for lpt (the paper's choice), 1 for every other method."""
+    return max(1, (num_hidden_layers + 1) // 2) if method == "lpt" else 1
+
+
+def prompt_config_from_args(args, prompt_layer: int, method: str | None = None,
+                            generator: str | None = None) -> LatePromptConfig:
+    return LatePromptConfig(method=method or args.method, prompt_layer=prompt_layer,
+                            generator=generator or args.generator, num_virtual_tokens=args.num_virtual_tokens,
+                            bottleneck=args.bottleneck, head=args.head, loss=args.loss,
+                            lora_rank=args.lora_rank, lora_alpha=args.lora_alpha)
+
+
+def train_config_from_args(args, **override) -> TrainConfig:
+    names = [f.name for f in fields(TrainConfig) if hasattr(args, f.name)]
+    values = {n: getattr(args, n) for n in names}
+    if values.get("lr") is None:  # the method's own default (sweeps set it per cell)
+        values["lr"] = get_method(getattr(args, "method", "lpt")).default_lr
+    return TrainConfig(**{**values, **override})
 
 
 def configs_from_args(args, prompt_layer: int) -> tuple[LatePromptConfig, TrainConfig]:
-    pc = LatePromptConfig(prompt_layer=prompt_layer, generator=args.generator,
-                          num_virtual_tokens=args.num_virtual_tokens, bottleneck=args.bottleneck,
-                          head=args.head, loss=args.loss)
-    tc = TrainConfig(task=args.task, model=args.model, data_dir=args.data_dir, source=args.source,
-                     shots=args.shots, data_seed=args.data_seed, dev_size=args.dev_size,
-                     max_examples=args.max_examples, max_length=args.max_length, seed=args.seed,
-                     lr=args.lr, batch_size=args.batch_size, steps=args.steps, epochs=args.epochs,
-                     eval_every=args.eval_every, cache=args.cache, backbone_dropout=args.backbone_dropout,
-                     bucket=args.bucket, device=args.device)
+    pc = prompt_config_from_args(args, prompt_layer)
+    tc = train_config_from_args(args)
     return pc, tc
 
 
@@ -394,10 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="run folder (default artifacts/runs/<task>/<model>/...)")
     args = p.parse_args(argv)
     cli_start(args)
-    bundle = load_model(args.model, device=args.device)
-    layers = bundle[0].config.num_hidden_layers
-    pl = args.prompt_layer if args.prompt_layer is not None else max(1, (layers + 1) // 2)
     try:
+        bundle = load_model(args.model, device=args.device, dtype=args.dtype)
+        layers = bundle[0].config.num_hidden_layers
+        pl = args.prompt_layer if args.prompt_layer is not None else default_prompt_layer(args.method, layers)
         pc, tc = configs_from_args(args, pl)
     except ValueError as exc:
         p.error(str(exc))
@@ -409,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         p.exit(1, f"error: training diverged: {exc}; run marked failed in {out}/meta.json\n")
     m = res.metrics
-    print(f"{m['task']} {m['model']} PL={m['prompt_layer']} {m['generator']}: "
+    what = (f"PL={m['prompt_layer']} {m['generator']}" if m["method"] == "lpt"
+            else m["method"] if m["method"] != "prompt-tuning" else "prompt-tuning PL=1")
+    print(f"{m['task']} {m['model']} {what}: "
           f"dev {m['metric_name']} {m['dev_metric']:.4f}, test {m['test_metric']:.4f} "
           f"(best step {m['best_step']}/{m['steps']}, {m['tunable_params']:,} tunable params, "
           f"{m['tokens_per_second']:.0f} train tokens/s) -> {out}")

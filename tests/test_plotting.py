@@ -131,7 +131,8 @@ def test_convergence(tmp_path):
     mixed = pd.concat([curves, curves.assign(generator="npg")])
     with pytest.raises(ValueError, match="generator"):
         P.plot_convergence(mixed)
-    assert legend_texts(P.plot_convergence(mixed, generator="npg")) == ["PL=1 (PT)", "PL=3", "PL=6"]
+    # PL=1 with a generator is not prompt tuning: no "(PT)"
+    assert legend_texts(P.plot_convergence(mixed, generator="npg")) == ["PL=1", "PL=3", "PL=6"]
     saved(ax.figure, tmp_path)
 
 

@@ -1,0 +1,156 @@
+"""The methods a late prompt is compared with, in one harness (``--method``).
+
+A method says which parameters train and where trainable vectors enter the frozen
+model. Everything else is shared: task, template, label words, head, data splits,
+seeds, optimiser and step budget, so a comparison isolates the method. One
+``MethodSpec`` per method in ``METHODS`` (a table, not ``if method == ...`` chains):
+
+=============== ========================================================= ============
+method          what trains                                               lower cache
+=============== ========================================================= ============
+lpt             the late prompt (or its generator) at prompt layer PL     hidden PL-1
+prompt-tuning   a learned prompt at PL=1 (Lester et al. 2021)             hidden 0
+model-tuning    every weight of the model                                 no
+bitfit          the bias terms of the transformer (Ben Zaken et al. 2022) no
+lora            low-rank updates of attention (peft ``LoraConfig``)       no
+p-tuning-v2     deep prompts: key/value prefixes at every layer           no
+                (peft ``PrefixTuningConfig``, Liu et al. 2022)
+prefix-tuning   the same, reparameterised by an MLP (Li and Liang 2021)   no
+=============== ========================================================= ============
+
+Learning rates differ by method as in their papers (``MethodSpec.default_lr``: 1e-3 for
+prompts, 2e-5 model tuning, 5e-4 BitFit, LoRA and prefix tuning, 5e-3 P-tuning v2); the
+CLI uses them when ``--lr`` is not given, and records the value used in ``config.json``.
+
+Encoders without an MLM head (the ``minilm`` preset) read labels with a linear classifier
+on the prediction-position state; it trains with every method and is counted as tunable.
+
+LoRA and deep prompts come from ``peft``, not re-implemented. LoRA layers are injected into
+the backbone's own modules, so ``Backbone.run_layers`` drives them unchanged. Deep prompts
+live in Hugging Face's key/value cache, so those two methods run the peft-wrapped bare
+transformer end to end (``MethodSpec.full_forward``) and read its output at the prediction
+position; peft's prefix tuning does not support DeBERTa-v2 (a clear error says so).
+
+The frozen backbone runs in eval mode for every method unless ``--backbone-dropout``
+(the same regime for all, so dropout is not what a comparison measures). Methods that
+train backbone weights (model tuning, BitFit) need fp32 weights: ``--dtype bf16/fp16``
+is refused for them; LoRA adapters and prompts are kept in fp32 over a low-precision
+backbone.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .backbone import Backbone
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What one method trains, and how its forward pass runs."""
+
+    name: str
+    help: str
+    late_prompt: bool  # inserts a prompt at a prompt layer (lpt, prompt-tuning)
+    cacheable: bool  # the lower-layer cache can serve it (nothing below PL trains)
+    default_lr: float = 1e-3  # the CLI's --lr when none is given (each method's usual range)
+    trains_backbone: bool = False  # updates backbone weights (needs fp32 weights)
+    full_forward: bool = False  # runs the peft-wrapped HF model end to end (deep prompts)
+    attach: Callable[[nn.Module, Backbone, object], nn.Module | None] | None = None
+
+
+def _unfreeze_all(owner, backbone: Backbone, config) -> None:
+    for p in backbone.model.parameters():
+        p.requires_grad_(True)
+
+
+def _unfreeze_biases(owner, backbone: Backbone, config) -> None:
+    """BitFit: every bias of the bare transformer (embeddings, attention, MLP, norms)."""
+    n = 0
+    for name, p in backbone.base.named_parameters():
+        if name.endswith("bias"):
+            p.requires_grad_(True)
+            n += 1
+    if n == 0:
+        raise ValueError(f"bitfit: {type(backbone.base).__name__} has no bias terms to train "
+                         "(e.g. Llama-style models); choose another method")
+
+
+def _lora(owner, backbone: Backbone, config) -> None:
+    """Inject peft LoRA layers into the backbone's attention (peft's default targets)."""
+    import peft
+    from peft.tuners.tuners_utils import cast_adapter_dtype
+
+    lora = peft.LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout)
+    with warnings.catch_warnings():  # GPT-2's Conv1D: peft sets fan_in_fan_out itself and says so
+        warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
+        try:
+            peft.inject_adapter_in_model(lora, backbone.base)
+        except ValueError as exc:
+            raise ValueError(f"lora: peft could not find target modules in {type(backbone.base).__name__} "
+                             f"({exc}); this family is not in peft's default LoRA targets") from exc
+    cast_adapter_dtype(backbone.base, "default", autocast_adapter_dtype=True)  # fp32 adapters
+    for name, p in backbone.base.named_parameters():
+        p.requires_grad_("lora_" in name)
+
+
+def _prefix(projection: bool):
+    def attach(owner, backbone: Backbone, config) -> nn.Module:
+        import peft
+
+        if backbone.family.name == "deberta-v2":
+            raise ValueError(f"method {config.method!r}: peft's prefix tuning does not support DeBERTa-v2 "
+                             "(it has no key/value cache); use lora, bitfit, model-tuning or lpt")
+        cfg = peft.PrefixTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=config.num_virtual_tokens,
+                                      prefix_projection=projection, encoder_hidden_size=config.bottleneck)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            model = peft.get_peft_model(backbone.base, cfg)
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("prompt_encoder."))
+        return model
+
+    return attach
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    METHODS[spec.name] = spec
+    return spec
+
+
+register_method(MethodSpec("lpt", "late prompt tuning: a prompt (or generator) at prompt layer PL",
+                           late_prompt=True, cacheable=True))
+register_method(MethodSpec("prompt-tuning", "prompt tuning (Lester et al. 2021): a learned prompt at PL=1",
+                           late_prompt=True, cacheable=True))
+register_method(MethodSpec("model-tuning", "fine-tune every weight", late_prompt=False, cacheable=False,
+                           default_lr=2e-5, trains_backbone=True, attach=_unfreeze_all))
+register_method(MethodSpec("bitfit", "BitFit (Ben Zaken et al. 2022): bias terms only", late_prompt=False,
+                           cacheable=False, default_lr=5e-4, trains_backbone=True, attach=_unfreeze_biases))
+register_method(MethodSpec("lora", "LoRA (Hu et al. 2022) through peft", late_prompt=False, cacheable=False,
+                           default_lr=5e-4, attach=_lora))
+register_method(MethodSpec("p-tuning-v2", "P-tuning v2 (Liu et al. 2022): deep prompts at every layer, "
+                           "through peft's PrefixTuningConfig", late_prompt=False, cacheable=False,
+                           default_lr=5e-3, full_forward=True, attach=_prefix(projection=False)))
+register_method(MethodSpec("prefix-tuning", "prefix tuning (Li and Liang 2021): deep prompts through an MLP "
+                           "(peft, prefix_projection=True)", late_prompt=False, cacheable=False,
+                           default_lr=5e-4, full_forward=True, attach=_prefix(projection=True)))
+
+
+def get_method(name: str) -> MethodSpec:
+    """The registry entry for ``name``; unknown -> error listing the known methods."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"method={name!r} is unknown; choose one of {', '.join(METHODS)}") from None
+
+
+def low_precision(dtype: torch.dtype) -> bool:
+    return dtype in (torch.float16, torch.bfloat16)
