@@ -1,13 +1,15 @@
-"""Training throughput and peak memory: model tuning vs prompt tuning vs late prompts.
+"""Training throughput and peak memory of every method: baselines vs late prompts.
 
     python benchmarks/bench_train.py --models minilm,smollm2 --data-dir ../shared/data
 
-Every configuration trains on the same RTE few-shot batches (same batch size, sequence
-cap, steps and seed) in a fresh subprocess, so peak memory is that configuration's
-alone. Configurations: model tuning (every weight trains), prompt tuning (PL=1), and LPT
-with each generator at 1/4, 1/2 and 3/4 of depth, with and without the lower-layer
-cache (PL = L/4+1, L/2+1, 3L/4+1: at mid depth the prompt joins after half the layers, the
-authors' ``add_prompt_layer = L/2``). Measured: training tokens/s (text tokens of the training steps / time inside the
+Every configuration trains on the same few-shot batches of one task (``--task``, default
+RTE; same batch size, sequence cap, steps and seed) in a fresh subprocess, so peak memory
+is that configuration's alone. Configurations: every baseline of ``lpt_probe.methods``
+(model tuning, BitFit, LoRA, P-tuning v2, prefix tuning; ``--baselines``), prompt tuning
+(PL=1), and LPT with each generator at 1/4, 1/2 and 3/4 of depth, with and without the
+lower-layer cache (PL = L/4+1, L/2+1, 3L/4+1: at mid depth the prompt joins after half
+the layers, the authors' ``add_prompt_layer = L/2``). Methods without a prompt layer have
+an empty ``prompt_layer``. Measured: training tokens/s (text tokens of the training steps / time inside the
 steps; the cache is built before, its time reported apart as ``cache_seconds``), peak
 resident memory of the process (``peak_rss_mb``) and its growth during training
 (``train_peak_mb`` = peak RSS - RSS once model and data are loaded; the cache counts).
@@ -45,20 +47,24 @@ def one(cfg: dict) -> dict:
     from lpt_probe.train import TrainConfig, Trainer, prepare
 
     torch.set_num_threads(cfg["threads"])
-    tc = TrainConfig(task="rte", model=cfg["model"], data_dir=cfg["data_dir"], shots=100, data_seed=13,
+    tc = TrainConfig(task=cfg.get("task", "rte"), model=cfg["model"], data_dir=cfg["data_dir"], shots=100, data_seed=13,
                      max_examples=600, max_length=cfg["max_length"], steps=cfg["steps"],
                      eval_every=10**9, batch_size=cfg["batch_size"], seed=13, cache=cfg["cache"])
     bundle = load_model(cfg["model"])
     backbone, _, _, data, encoded, words = prepare(tc, bundle)
     base_rss = rss_mb()
-    pc = LatePromptConfig(prompt_layer=cfg["prompt_layer"], generator=cfg["generator"],
+    pc = LatePromptConfig(method=cfg["method"], prompt_layer=cfg["prompt_layer"] or 1, generator=cfg["generator"],
                           num_virtual_tokens=cfg["num_virtual_tokens"])
     torch.manual_seed(13)
-    model = LatePromptModel(backbone, pc, len(data.task.label_names), words, copy_backbone=False)
+    try:
+        model = LatePromptModel(backbone, pc, len(data.task.label_names), words, copy_backbone=False)
+    except ValueError as exc:  # e.g. BitFit on a model without biases: reported, not timed
+        return {**cfg, "unsupported": str(exc)}
     t0 = time.perf_counter()
     caches = {}
     if cfg["cache"]:
-        caches = {"train": LowerLayerCache.build(backbone, encoded["train"], [cfg["prompt_layer"] - 1])}
+        caches = {"train": LowerLayerCache.build(backbone, encoded["train"], [cfg["prompt_layer"] - 1],
+                                                 progress=False)}
     cache_seconds = time.perf_counter() - t0
     trainer = Trainer(model, tc)
     _, stats = trainer.fit(encoded["train"], encoded["train"], caches, progress=False)
@@ -72,11 +78,11 @@ def grid(model: str, layers: int, args) -> list[dict]:
     # PL = f*L + 1: the prompt joins after a quarter, half, three quarters of the layers
     # (mid depth = the authors' add_prompt_layer = L/2, i.e. half the layers run above PL)
     q = [int(layers * f) + 1 for f in (0.25, 0.5, 0.75)]
-    base = dict(model=model, data_dir=args.data_dir, steps=args.steps, batch_size=args.batch_size,
+    base = dict(model=model, task=args.task, data_dir=args.data_dir, steps=args.steps, batch_size=args.batch_size,
                 max_length=args.max_length, threads=args.threads, num_virtual_tokens=args.num_virtual_tokens)
-    cfgs = [dict(base, method="model-tuning", generator="none", prompt_layer=1, cache=False,
-                 num_virtual_tokens=0),
-            dict(base, method="prompt-tuning", generator="none", prompt_layer=1, cache=False)]
+    cfgs = [dict(base, method=m, generator="none", prompt_layer=None, cache=False, num_virtual_tokens=None)
+            for m in args.baselines.split(",") if m]
+    cfgs.append(dict(base, method="prompt-tuning", generator="none", prompt_layer=1, cache=False))
     for gen in args.generators.split(","):
         for pl in q:
             for cache in (False, True):
@@ -89,7 +95,8 @@ def markdown(rows: list[dict]) -> str:
             "train mem MB | % of MT mem | tunable |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
-        lines.append(f"| {r['model']} | {r['batch_size']} x {r['max_length']}, {r['steps']} | {r['method']} | {r['generator']} | {r['prompt_layer']} | "
+        pl = "-" if r["prompt_layer"] is None or r["prompt_layer"] != r["prompt_layer"] else int(r["prompt_layer"])
+        lines.append(f"| {r['model']} | {r['batch_size']} x {r['max_length']}, {r['steps']} | {r['method']} | {r['generator']} | {pl} | "
                      f"{'yes' if r['cache'] else 'no'} | {r['tokens_per_second']:.0f} | {r['x_pt']:.2f} | "
                      f"{r['x_mt']:.2f} | {r['train_peak_mb']:.0f} | {r['mem_vs_mt']:.0%} | {r['tunable_params']:,} |")
     return head + "\n".join(lines) + "\n"
@@ -99,6 +106,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="minilm,smollm2")
     p.add_argument("--data-dir", default="../shared/data")
+    p.add_argument("--task", default="rte", help="the few-shot batches to time (100 shots, data seed 13)")
+    p.add_argument("--baselines", default="model-tuning,bitfit,lora,p-tuning-v2,prefix-tuning",
+                   help="methods without a prompt layer to time (comma list; '' for none)")
     p.add_argument("--generators", default="none,npg,appg,mppg")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=16)
@@ -116,7 +126,7 @@ def main(argv=None) -> int:
 
     from lpt_probe.models import resolve
 
-    rows = []
+    rows, skipped = [], []
     for model in args.models.split(","):
         layers = AutoConfig.from_pretrained(resolve(model)[0]).num_hidden_layers
         for cfg in grid(model, layers, args):
@@ -126,8 +136,12 @@ def main(argv=None) -> int:
             line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
             if out.returncode or not line:
                 raise SystemExit(f"configuration {cfg} failed:\n{out.stderr[-3000:]}")
-            rows.append(json.loads(line[0][7:]))
-            r = rows[-1]
+            r = json.loads(line[0][7:])
+            if "unsupported" in r:
+                skipped.append(f"{model} {r['method']}: {r['unsupported']}")
+                print(f"{model} {r['method']}: not supported ({r['unsupported']})", flush=True)
+                continue
+            rows.append(r)
             print(f"{model} {r['method']} {r['generator']} PL={r['prompt_layer']} cache={r['cache']}: "
                   f"{r['tokens_per_second']:.0f} tok/s, +{r['train_peak_mb']:.0f} MB "
                   f"({time.perf_counter() - t:.0f} s)", flush=True)
@@ -140,11 +154,13 @@ def main(argv=None) -> int:
         df = pd.concat([old[~old.model.isin(df.model.unique())], df], ignore_index=True)
     df["peak_memory_mb"] = df["train_peak_mb"]  # the column lpt_probe.figures efficiency plots
     for model, g in df.groupby("model"):
-        mt = g[g.method == "model-tuning"].iloc[0]
+        mt = g[g.method == "model-tuning"]
         pt = g[g.method == "prompt-tuning"].iloc[0]
-        df.loc[g.index, "x_mt"] = g.tokens_per_second / mt.tokens_per_second
+        mt_speed = mt.tokens_per_second.iloc[0] if len(mt) else float("nan")
+        mt_mem = mt.train_peak_mb.iloc[0] if len(mt) else float("nan")
+        df.loc[g.index, "x_mt"] = g.tokens_per_second / mt_speed
         df.loc[g.index, "x_pt"] = g.tokens_per_second / pt.tokens_per_second
-        df.loc[g.index, "mem_vs_mt"] = g.train_peak_mb / mt.train_peak_mb
+        df.loc[g.index, "mem_vs_mt"] = g.train_peak_mb / mt_mem
     df.drop(columns=["data_dir"], errors="ignore").to_csv(csv, index=False)
     cmd = "python benchmarks/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
     cmds = out / "train_throughput.commands.txt"
@@ -157,9 +173,10 @@ def main(argv=None) -> int:
 
     text = ("# Training throughput\n\nCommands:\n\n" + "".join(f"    {c}\n" for c in cmds.read_text().splitlines())
             + f"\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-            f"{args.threads} threads; RTE few-shot batches (batch x max tokens, steps per configuration as "
+            f"{args.threads} threads; {args.task.upper()} few-shot batches (batch x max tokens, steps per configuration as "
             f"listed). x PT / x MT: tokens/s relative to prompt tuning / model tuning of the same model; "
-            f"train mem: peak RSS growth during training (cache included).\n\n" + markdown(df.to_dict("records")))
+            f"train mem: peak RSS growth during training (cache included).\n\n" + markdown(df.to_dict("records"))
+            + "".join(f"\nNot timed: {s}\n" for s in skipped))
     (out / "train_throughput.md").write_text(text)
     print(text)
     return 0

@@ -564,6 +564,12 @@ def _efficiency_frame(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _method_rank(method: str) -> int:
+    """Table and legend order: model tuning, the other baselines, prompt tuning, LPT."""
+    order = ["model-tuning", "bitfit", "lora", "p-tuning-v2", "prefix-tuning", "prompt-tuning", "lpt"]
+    return order.index(method) if method in order else len(order)
+
+
 def _series_label(method: str, generator: str, cache: bool) -> str:
     label = METHOD_LABELS.get(method, method)
     if method == "lpt" and generator not in ("none", "nan"):
@@ -578,7 +584,8 @@ def plot_efficiency(df: pd.DataFrame, ax: Axes | Figure | Sequence[Axes] | None 
     Reads ``train_throughput.csv``: model, method ("model-tuning" | "prompt-tuning" |
     "lpt"), generator, prompt_layer, cache (bool), tokens_per_second, peak_memory_mb,
     tunable_params, optional accuracy. Default ``metrics``: tokens_per_second,
-    peak_memory_mb and accuracy when present. Model tuning is a dashed line, prompt
+    peak_memory_mb and accuracy when present. Methods without a prompt layer (model
+    tuning, BitFit, LoRA, P-tuning v2) are horizontal lines in their own dash style, prompt
     tuning a star at its prompt layer, LPT a line per generator (colour) and cache
     setting (solid with the lower-layer cache, dotted with open markers without).
     ``ax``: None, a Figure, or one Axes per metric. Returns the Figure.
@@ -592,8 +599,9 @@ def plot_efficiency(df: pd.DataFrame, ax: Axes | Figure | Sequence[Axes] | None 
     _require(df, list(metrics), "throughput table")
     axes = _panel_axes(ax, len(metrics), figure_size("two-column", 0.3))
     keys = list(df.groupby(["method", "generator", "cache"], sort=False).groups)
-    order = {"model-tuning": 0, "prompt-tuning": 1, "lpt": 2}
-    keys.sort(key=lambda k: (order.get(k[0], 3), str(k[1]), k[2]))
+    keys.sort(key=lambda k: (_method_rank(k[0]), str(k[1]), k[2]))
+    flat = [k for k in keys if k[0] not in ("lpt", "prompt-tuning")]
+    dash = dict(zip(flat, _REFERENCE_STYLES * 2))  # one line style per method without a prompt layer
     families = list(dict.fromkeys(k[:2] for k in keys))  # colour = method x generator; cache = line style
     colour = dict(zip(families, _palette(len(families))))
     for metric, ax_ in zip(metrics, axes):
@@ -603,8 +611,8 @@ def plot_efficiency(df: pd.DataFrame, ax: Axes | Figure | Sequence[Axes] | None 
             if g.empty:
                 continue
             label, c = _series_label(*key), colour[key[:2]]
-            if key[0] == "model-tuning" or g["prompt_layer"].isna().all():
-                ax_.axhline(g[metric].mean(), color=c, ls="--", lw=0.9, label=label)
+            if key[0] not in ("lpt", "prompt-tuning") or g["prompt_layer"].isna().all():  # no prompt layer
+                ax_.axhline(g[metric].mean(), color=c, ls=dash.get(key, "--"), lw=0.9, label=label)
             elif key[0] == "prompt-tuning":
                 st = _stats(g, "prompt_layer", metric)
                 ax_.plot(st.index, st["mean"], marker="*", ms=8, ls="none", color=c, mec="black", mew=0.4,
@@ -642,8 +650,7 @@ def efficiency_table(df: pd.DataFrame, fmt: str = "markdown") -> str:
     num = [c for c in ("tunable_params", "tokens_per_second", "peak_memory_mb", "accuracy") if c in df.columns]
     keys = ["model", "method", "generator", "prompt_layer", "cache"]
     t = df.groupby(keys, dropna=False, sort=False)[num].mean().reset_index()
-    order = {"model-tuning": 0, "prompt-tuning": 1, "lpt": 2}
-    t = t.assign(_o=t["method"].map(order).fillna(3)).sort_values(["model", "_o", "generator", "cache", "prompt_layer"])
+    t = t.assign(_o=t["method"].map(_method_rank)).sort_values(["model", "_o", "generator", "cache", "prompt_layer"])
     mt = t[t["method"] == "model-tuning"].groupby("model")["tokens_per_second"].mean()
     header = ["model", "method", "PL", "cache"] + (["tunable params"] if "tunable_params" in num else [])
     header += ["tokens/s"] + (["× MT"] if len(mt) else []) + ["peak memory [MB]"]

@@ -176,10 +176,25 @@ def run_local(todo: list[Cell], configs: dict, args, base: TrainConfig, out, on_
                                 args.retries, cell.name))
 
 
+# What ``prepare`` depends on: a Ray worker keeps the last model and data it loaded and
+# reuses them for the next cell that needs the same (workers live across tasks).
+PREPARE_KEYS = ("task", "model", "data_dir", "source", "shots", "data_seed", "dev_size", "max_examples",
+                "max_length", "device", "dtype")
+_WORKER_PREPARED: dict[tuple, tuple] = {}
+
+
+def _prepared_in_worker(tc: TrainConfig):
+    key = tuple(getattr(tc, k) for k in PREPARE_KEYS)
+    if key not in _WORKER_PREPARED:
+        _WORKER_PREPARED.clear()  # one model per worker at a time
+        _WORKER_PREPARED[key] = prepare(tc)
+    return _WORKER_PREPARED[key]
+
+
 def _ray_build_caches(tc_dict: dict, layers: list[int], device: str):
     """Ray task: hidden states ``layers`` of every split, one return value per layer."""
     tc = TrainConfig(**{**tc_dict, "device": device})
-    backbone, _, _, _, encoded, _ = prepare(tc)
+    backbone, _, _, _, encoded, _ = _prepared_in_worker(tc)
     backbone.model.eval()
     full = {s: LowerLayerCache.build(backbone, encoded[s], layers, tc.eval_batch_size, progress=False)
             for s in encoded}
@@ -192,7 +207,7 @@ def _ray_cell(pc_dict: dict, tc_dict: dict, run_dir: str, caches: dict | None, d
     resolves on the worker: CUDA where Ray gave it a GPU)."""
     tc = TrainConfig(**{**tc_dict, "device": device})
     pc = LatePromptConfig(**pc_dict)
-    return execute_cell(pc, tc, run_dir, prepare(tc), caches, progress=False)
+    return execute_cell(pc, tc, run_dir, _prepared_in_worker(tc), caches, progress=False)
 
 
 def run_ray(todo: list[Cell], configs: dict, args, base: TrainConfig, out, on_done, data=None) -> None:
