@@ -17,7 +17,7 @@ the grid needs, and shared by all cells.
 Executors (``--executor``):
 
 - ``local`` (default): in this process, one cell after another; the model is loaded once.
-- ``ray``: each cell is a Ray task on a Ray cluster (``--address auto`` joins a running
+- ``ray``: each cell is a Ray task on a Ray cluster (``lpt_probe.executors``) (``--address auto`` joins a running
   one, started with ``ray start --head``; no ``--address`` starts Ray on this machine).
   One task computes the lower-layer cache and every cell receives its layer by reference
   through Ray's object store; cells run as cluster resources allow (``--cpus-per-run``,
@@ -42,25 +42,23 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import io
-from .cache import LowerLayerCache
+from . import executors, io
+from .executors import EXECUTORS
 from .late_prompt import LatePromptConfig
 from .methods import METHODS, get_method
 from .mi import parse_prompt_layers
 from .models import DEFAULT_MODEL, model_slug
-from .train import (TrainConfig, TrainingDiverged, add_lora_args, add_train_args, cli_start, prepare,
-                    run_config, run_is_complete, train, train_config_from_args)
+from .train import (TrainConfig, add_lora_args, add_train_args, cli_start, run_config, run_is_complete,
+                    train_config_from_args)
 
 logger = logging.getLogger(__name__)
 SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "shots", "data_seed",
                  "dev_metric", "test_metric", "steps", "best_step", "tunable_params", "tokens_per_second",
                  "peak_memory_mb", "wall_seconds", "status", "error", "run_dir"]
-EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -99,28 +97,6 @@ def cell_configs(args: argparse.Namespace, cell: Cell, base: TrainConfig) -> tup
     return pc, TrainConfig(**{**asdict(base), "seed": cell.seed, "lr": lr})
 
 
-# -- one cell, wherever it runs -------------------------------------------------------------
-def execute_cell(pc: LatePromptConfig, tc: TrainConfig, run_dir: str | Path, prepared=None,
-                 caches: dict | None = None, progress: bool = False) -> dict[str, str]:
-    """Train one cell into ``run_dir`` (a local folder or a URL: then trained in a local
-    folder and uploaded, ``meta.json`` last). Deterministic failures (divergence, a bad
-    configuration) come back as a failed result; anything else raises, so that the
-    executor retries it."""
-    staging = tempfile.TemporaryDirectory(prefix="lpt_cell_") if io.is_url(run_dir) else None
-    target = staging.name if staging else run_dir
-    try:
-        train(pc, tc, target, prepared=prepared, caches=caches, progress=progress, reuse=staging is None)
-        return {"status": "complete", "error": ""}
-    except (TrainingDiverged, ValueError) as exc:  # a retry would fail the same way
-        logger.error("cell %s failed: %s", Path(str(run_dir)).name, exc)
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        if staging is not None:
-            if any(Path(staging.name).iterdir()):
-                io.upload_dir(staging.name, str(run_dir))  # failed runs too: meta.json says so
-            staging.cleanup()
-
-
 def collect_row(out: str | Path, cell: Cell, base_row: dict, result: dict) -> tuple[dict, pd.DataFrame | None]:
     """The sweep.csv row of a finished cell, read back from its run folder, and its curve."""
     run_dir = io.join(out, "runs", cell.name)
@@ -138,112 +114,6 @@ def collect_row(out: str | Path, cell: Cell, base_row: dict, result: dict) -> tu
         task=row["task"], model=row["model"], method=cell.method, generator=cell.generator,
         prompt_layer=row["prompt_layer"], seed=cell.seed)
     return row, curve
-
-
-def _cache_layers(cells: list[Cell], base: TrainConfig) -> list[int]:
-    """The hidden states (PL-1) that the cacheable cells of ``cells`` start from."""
-    if not base.cache:
-        return []
-    return sorted({c.prompt_layer - 1 for c in cells if get_method(c.method).cacheable})
-
-
-def _retrying(fn: Callable[[], dict], retries: int, what: str) -> dict:
-    for attempt in range(retries + 1):
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - unexpected errors are retried, then recorded
-            logger.error("%s: attempt %d/%d failed: %s: %s", what, attempt + 1, retries + 1, type(exc).__name__, exc)
-            error = f"{type(exc).__name__}: {exc} (after {retries + 1} attempts)"
-    return {"status": "failed", "error": error}
-
-
-# -- executors --------------------------------------------------------------------------------
-def run_local(todo: list[Cell], configs: dict, args, base: TrainConfig, out, on_done, data=None) -> None:
-    """In this process, one cell after another, sharing the model and one cache."""
-    prepared = prepare(base, data=data)
-    backbone, _, _, _, encoded, _ = prepared
-    need = _cache_layers(todo, base)
-    caches = None
-    if need:
-        backbone.model.eval()
-        caches = {s: LowerLayerCache.build(backbone, encoded[s], need, base.eval_batch_size,
-                                           desc=f"cache {s} (layers {need[0]}..{need[-1]})",
-                                           progress=args.progress) for s in encoded}
-    for cell in todo:
-        pc, tc = configs[cell]
-        run_dir = io.join(out, "runs", cell.name)
-        on_done(cell, _retrying(lambda: execute_cell(pc, tc, run_dir, prepared, caches, args.progress),
-                                args.retries, cell.name))
-
-
-# What ``prepare`` depends on: a Ray worker keeps the last model and data it loaded and
-# reuses them for the next cell that needs the same (workers live across tasks).
-PREPARE_KEYS = ("task", "model", "data_dir", "source", "shots", "data_seed", "dev_size", "max_examples",
-                "max_length", "device", "dtype")
-_WORKER_PREPARED: dict[tuple, tuple] = {}
-
-
-def _prepared_in_worker(tc: TrainConfig):
-    key = tuple(getattr(tc, k) for k in PREPARE_KEYS)
-    if key not in _WORKER_PREPARED:
-        _WORKER_PREPARED.clear()  # one model per worker at a time
-        _WORKER_PREPARED[key] = prepare(tc)
-    return _WORKER_PREPARED[key]
-
-
-def _ray_build_caches(tc_dict: dict, layers: list[int], device: str):
-    """Ray task: hidden states ``layers`` of every split, one return value per layer."""
-    tc = TrainConfig(**{**tc_dict, "device": device})
-    backbone, _, _, _, encoded, _ = _prepared_in_worker(tc)
-    backbone.model.eval()
-    full = {s: LowerLayerCache.build(backbone, encoded[s], layers, tc.eval_batch_size, progress=False)
-            for s in encoded}
-    per_layer = tuple({s: LowerLayerCache({k: full[s].states[k]}) for s in full} for k in layers)
-    return per_layer if len(layers) > 1 else per_layer[0]
-
-
-def _ray_cell(pc_dict: dict, tc_dict: dict, run_dir: str, caches: dict | None, device: str) -> dict:
-    """Ray task: load the model and data in the worker, train one cell (``device`` "auto"
-    resolves on the worker: CUDA where Ray gave it a GPU)."""
-    tc = TrainConfig(**{**tc_dict, "device": device})
-    pc = LatePromptConfig(**pc_dict)
-    return execute_cell(pc, tc, run_dir, _prepared_in_worker(tc), caches, progress=False)
-
-
-def run_ray(todo: list[Cell], configs: dict, args, base: TrainConfig, out, on_done, data=None) -> None:
-    """Each cell a Ray task; the cache computed by one task and passed by reference."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=args.address, ignore_reinit_error=True, log_to_driver=False)
-    resources = {"num_cpus": args.cpus_per_run, "num_gpus": args.gpus_per_run}
-    need = _cache_layers(todo, base)
-    cache_refs: dict[int, Any] = {}
-    if need:
-        task = ray.remote(_ray_build_caches).options(num_returns=len(need), max_retries=args.retries,
-                                                      retry_exceptions=True, **resources)
-        refs = task.remote(asdict(base), need, args.requested_device)
-        cache_refs = dict(zip(need, refs if len(need) > 1 else [refs]))
-    cell_task = ray.remote(_ray_cell).options(max_retries=args.retries, retry_exceptions=True, **resources)
-    pending = {}
-    for cell in todo:
-        pc, tc = configs[cell]
-        layer = cell.prompt_layer - 1 if get_method(cell.method).cacheable and base.cache else None
-        ref = cell_task.remote(pc.to_dict(), asdict(tc), str(io.join(out, "runs", cell.name)), cache_refs.get(layer),
-                               args.requested_device)
-        pending[ref] = cell
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        cell = pending.pop(done[0])
-        try:
-            result = ray.get(done[0])
-        except ray.exceptions.RayError as exc:  # retries exhausted (or the cache task failed)
-            cause = getattr(exc, "cause", None) or exc
-            result = {"status": "failed",
-                      "error": f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300]} "
-                               f"(after {args.retries + 1} attempts)"}
-            logger.error("cell %s failed: %s", cell.name, result["error"])
-        on_done(cell, result)
 
 
 # -- the sweep --------------------------------------------------------------------------------
@@ -318,7 +188,7 @@ def run_sweep(args: argparse.Namespace) -> pd.DataFrame:
     logger.info("%d cells: %d finished before, %d to run (%s executor)", len(cells), len(cells) - len(todo),
                 len(todo), args.executor)
     if todo:
-        (run_ray if args.executor == "ray" else run_local)(todo, configs, args, base, out, on_done, data)
+        executors.run(args.executor, todo, configs, args, base, out, on_done, data)
     bar.close()
     sweep = write_tables()
     meta.update(status="complete", failed=int((sweep["status"] != "complete").sum()))

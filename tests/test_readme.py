@@ -18,10 +18,13 @@ QUICK = {
     "lpt_probe.train": ["--steps", "4", "--eval-every", "2", "--max-examples", "120"],
     "lpt_probe.mi": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "120",
                      "--bootstrap", "50", "--no-progress"],
-    "lpt_probe.sweep": ["--steps", "4", "--eval-every", "2", "--max-examples", "160", "--no-progress"],
+    "lpt_probe.sweep": ["--steps", "4", "--eval-every", "2", "--max-examples", "160", "--seeds", "13", "--no-progress"],
     "lpt_probe.project": ["--max-examples", "80", "--method", "pca"],
     "lpt_probe.figures": [],
-    "benchmarks/bench_train.py": ["--models", "minilm", "--generators", "none", "--steps", "2"],
+    "benchmarks/bench_train.py": ["--models", "minilm", "--generators", "none", "--steps", "2",
+                                  "--baselines", "model-tuning,lora"],
+    "benchmarks/bench_baselines.py": ["--tasks", "trec", "--seeds", "13", "--steps", "2", "--eval-every", "1",
+                                      "--dev-size", "20", "--max-examples", "60", "--time-steps", "2"],
     "benchmarks/bench_mi.py": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max",
                                "120", "--bootstrap", "50", "--prompt-layers", "2"],
     "scripts/demo.sh": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "120",
@@ -63,6 +66,9 @@ def test_every_readme_command_runs(data_dir, tmp_path):
         if key == "benchmarks/bench_train.py":
             argv[1] = str(REPO / argv[1])
             extra += ["--out", str(tmp_path / "bench")]
+        if key == "benchmarks/bench_baselines.py":
+            argv[1] = str(REPO / argv[1])
+            extra += ["--out", str(tmp_path / "bench"), "--runs", str(tmp_path / "baselines")]
         if key == "benchmarks/bench_mi.py":
             argv[1] = str(REPO / argv[1])
             extra += ["--results", str(tmp_path / "bench")]

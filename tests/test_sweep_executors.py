@@ -122,3 +122,21 @@ def test_unknown_method_is_an_error_naming_the_known(data_dir, tmp_path, capsys)
         sweep.main(small(data_dir, tmp_path) + ["--methods", "lpt,adapter"])
     assert exc.value.code == 2
     assert "method='adapter' is unknown; choose one of lpt, prompt-tuning" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["lora", "p-tuning-v2"])
+def test_baseline_run_from_the_cli_reloads_into_a_predictor(method, data_dir, tmp_path, capsys):
+    from lpt_probe import train
+    from lpt_probe.predict import Predictor
+
+    out = tmp_path / method
+    assert train.main(["--task", "trec", "--method", method, "--shots", "20", "--dev-size", "20",
+                       "--max-examples", "60", "--steps", "3", "--eval-every", "3", "--data-dir", str(data_dir),
+                       "--out", str(out)]) == 0
+    assert f"trec minilm {method}:" in capsys.readouterr().out
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["prompt"]["method"] == method and cfg["train"]["lr"] == (5e-4 if method == "lora" else 5e-3)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == method and metrics["cache"] is False
+    labels = Predictor.from_run(out).predict(["Who wrote Hamlet ?", "How far is the moon ?"])
+    assert set(labels) <= {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"}
