@@ -306,7 +306,8 @@ def plot_performance_vs_layer(df: pd.DataFrame, metric: str = "test_metric", hue
     refs = df[ref]
     methods = (_hue_order("method", refs["method"].astype(str).unique()) if "method" in refs.columns
                else ["reference"] * bool(len(refs)))
-    for method, style in zip(methods, _REFERENCE_STYLES * 2):
+    greys = [str(round(0.1 + 0.45 * i / max(1, len(methods) - 1), 2)) for i in range(len(methods))]
+    for method, style, grey in zip(methods, _REFERENCE_STYLES * 2, greys):
         g = refs[refs["method"].astype(str) == method] if "method" in refs.columns else refs
         label = METHOD_LABELS.get(method, method)
         if hue in ("task", "model", "shots"):  # the reference differs per line: one in each line's colour
@@ -315,7 +316,7 @@ def plot_performance_vs_layer(df: pd.DataFrame, metric: str = "test_metric", hue
                 ax.axhline(gg[metric].mean(), color=colour.get(name, "0.3"), ls=style, lw=0.9,
                            label=f"{label} ({_label(hue, name)})")
         else:
-            ax.axhline(g[metric].mean(), color="0.3", ls=style, lw=0.9, label=label)
+            ax.axhline(g[metric].mean(), color=grey, ls=style, lw=1.0, label=label)
     ax.set_xlabel(PROMPT_LAYER)
     ax.set_ylabel(AXIS_LABELS.get(metric, metric.replace("_", " ")))
     _layer_ticks(ax, layered["prompt_layer"])

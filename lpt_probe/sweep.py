@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(p, task_default="trec")
     p.set_defaults(model=DEFAULT_MODEL)
     g = p.add_argument_group("grid")
-    g.add_argument("--methods", default="lpt",
+    g.add_argument("--methods", "--method", default="lpt",
                    help="comma list of lpt and baselines: " + ", ".join(METHODS) + " (baselines: one cell per seed)")
     g.add_argument("--prompt-layers", default="default", help="lpt: 'default' (1, middle, last), 'all' or '1,4,6'")
     g.add_argument("--generators", default="none", help="lpt: comma list of none, npg, appg, mppg")

@@ -17,6 +17,11 @@ every ``eval_every`` steps, the best-on-dev prompt is kept and scored on test.
 Speed: nothing below PL runs with autograd, and by default the lower layers run once per
 split (``lpt_probe.cache``); ``--backbone-dropout`` reproduces the authors' regime
 (dropout active in the frozen layers, which rules the cache out).
+
+``--method`` trains a baseline in the same loop instead (``lpt_probe.methods``: prompt
+tuning, model tuning, BitFit, LoRA, P-tuning v2); ``--dtype bf16|fp16`` loads the frozen
+backbone in half precision (trainable parameters stay fp32) and ``--grad-accum K`` splits
+each batch into K micro-batches with the same update.
 """
 
 from __future__ import annotations
