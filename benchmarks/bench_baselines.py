@@ -9,8 +9,8 @@ tuning and LPT (no generator and NPG) at mid depth (PL = L/2+1, the authors'
 set, template, label words, optimiser, step budget and the training seeds 13, 21 and 42;
 each method keeps its own learning rate (``lpt_probe.methods``). Then it times each
 method with ``bench_train.py``'s harness on the same task (a fresh subprocess per method,
-the same batches for all: training tokens/s and the growth of peak memory during
-training), the way the method trains in the sweep (LPT and prompt tuning from the
+the same batches for all: training tokens/s and training memory, the peak tensor memory
+of the optimiser steps plus the lower-layer cache), the way the method trains in the sweep (LPT and prompt tuning from the
 lower-layer cache).
 
 Writes ``benchmarks/results/baselines.csv`` (one row per task x method) and
@@ -103,7 +103,8 @@ def main(argv=None) -> int:
                          "prompt_layer": layer, "seeds": len(g), "test_mean": g.test_metric.mean(),
                          "test_std": g.test_metric.std(), "dev_mean": g.dev_metric.mean(),
                          "tunable_params": int(g.tunable_params.iloc[0]), "steps": args.steps,
-                         "tokens_per_second": t["tokens_per_second"], "train_peak_mb": t["train_peak_mb"]})
+                         "tokens_per_second": t["tokens_per_second"], "train_peak_mb": t["train_peak_mb"],
+                         "train_rss_mb": t["train_rss_mb"]})
             print(f"{task} {method} {generator}: test {rows[-1]['test_mean']:.4f} ± {rows[-1]['test_std']:.4f}, "
                   f"{t['tokens_per_second']:.0f} tok/s, +{t['train_peak_mb']:.0f} MB", flush=True)
     df = pd.DataFrame(rows)
@@ -122,9 +123,9 @@ def main(argv=None) -> int:
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
              f"{args.threads} threads. {args.model}, 100 shots (data seed 13), dev {args.dev_size}, "
              f"{args.steps} steps, batch 16, max length {args.max_length}; test metric mean ± std over training "
-             f"seeds {args.seeds}. Tokens/s and train memory (peak RSS growth while training, cache included) "
-             f"from {args.time_steps} timed steps per method on the same batches; x PT: tokens/s relative to "
-             f"prompt tuning.", "",
+             f"seeds {args.seeds}. Tokens/s from {args.time_steps} timed steps per method on the same batches; "
+             f"train mem: peak tensor memory of the training steps (torch profiler) plus the lower-layer cache "
+             f"(see bench_train.py); x PT: tokens/s relative to prompt tuning.", "",
              "| task | method | PL | tunable params | test accuracy | tokens/s | x PT | train mem MB | % of MT mem |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in df.itertuples(index=False):

@@ -170,7 +170,7 @@ class Trainer:
         return {"metric": score(self.metric, labels, preds), "accuracy": float((preds == labels).mean()),
                 "loss": loss, "logits": logits, "preds": preds}
 
-    def _optimizer(self, total_steps: int):
+    def optimizer(self, total_steps: int):
         decay, no_decay = [], []
         for name, p in self.model.trainable_named_parameters():
             (no_decay if name.endswith("bias") else decay).append(p)
@@ -199,13 +199,26 @@ class Trainer:
             total += loss.item() * len(part) / len(idx)
         return total
 
+    def step(self, opt, sched, train: Encoded, idx: list[int], cache: LowerLayerCache | None = None,
+             step: int = 0) -> float:
+        """One optimiser update on the batch ``idx``; returns its mean loss. ``opt, sched``
+        come from ``optimizer``. ``fit`` is this in a loop with evaluation and bookkeeping."""
+        opt.zero_grad(set_to_none=True)
+        loss = self._accumulate(train, idx, cache, step)
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for _, p in self.model.trainable_named_parameters()],
+                                           self.cfg.grad_clip)
+        opt.step()
+        sched.step()
+        return loss
+
     def fit(self, train: Encoded, dev: Encoded, caches: dict[str, LowerLayerCache] | None = None,
             progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
         cfg, model = self.cfg, self.model
         caches = caches or {}
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
         total = cfg.steps if cfg.steps is not None else cfg.epochs * steps_per_epoch
-        opt, sched = self._optimizer(total)
+        opt, sched = self.optimizer(total)
         rng = np.random.RandomState(cfg.seed)
         model.train()
         best = {"metric": -math.inf, "step": 0, "state": model.trainable_state_dict()}
@@ -220,12 +233,7 @@ class Trainer:
                 order = [i for b in batches for i in b]
             idx, order = order[: cfg.batch_size], order[cfg.batch_size:]
             t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss = self._accumulate(train, idx, caches.get("train"), step)
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for _, p in model.trainable_named_parameters()], cfg.grad_clip)
-            opt.step()
-            sched.step()
+            loss = self.step(opt, sched, train, idx, caches.get("train"), step)
             train_time += time.perf_counter() - t0
             tokens += train.num_tokens(idx)
             step += 1
@@ -308,6 +316,8 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
         return TrainResult(run_dir, io.read_json(run_dir / "metrics.json"),
                            pd.read_csv(run_dir / "curve.csv"), meta=io.read_json(run_dir / "meta.json"))
     t_start = time.perf_counter()
+    if torch.device(cfg.device).type == "cuda" and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats(cfg.device)  # peak_cuda_mb is this run's, even in a sweep
     backbone, tokenizer, info, data, encoded, words = prepared or prepare(cfg, bundle, data)
     prompt_cfg.check_against(backbone)  # bad prompt layer / head: fail before writing anything
     meta = io.run_meta(status="running", device=str(cfg.device), model=info,
