@@ -55,11 +55,14 @@ def execute_cell(pc: LatePromptConfig, tc: TrainConfig, run_dir: str | Path, pre
             staging.cleanup()
 
 
+def _cache_layer(cell, base: TrainConfig) -> int | None:
+    """The cached hidden state (PL-1) a cell starts from; None if it runs the lower layers."""
+    return cell.prompt_layer - 1 if base.cache and get_method(cell.method).cacheable else None
+
+
 def _cache_layers(cells: list, base: TrainConfig) -> list[int]:
-    """The hidden states (PL-1) that the cacheable cells of ``cells`` start from."""
-    if not base.cache:
-        return []
-    return sorted({c.prompt_layer - 1 for c in cells if get_method(c.method).cacheable})
+    """The hidden states that the cells of ``cells`` start from."""
+    return sorted({k for k in (_cache_layer(c, base) for c in cells) if k is not None})
 
 
 def _retrying(fn: Callable[[], dict], retries: int, what: str) -> dict:
@@ -142,9 +145,8 @@ def run_ray(todo: list, configs: dict, args, base: TrainConfig, out, on_done, da
     pending = {}
     for cell in todo:
         pc, tc = configs[cell]
-        layer = cell.prompt_layer - 1 if get_method(cell.method).cacheable and base.cache else None
-        ref = cell_task.remote(pc.to_dict(), asdict(tc), str(io.join(out, "runs", cell.name)), cache_refs.get(layer),
-                               args.requested_device)
+        ref = cell_task.remote(pc.to_dict(), asdict(tc), str(io.join(out, "runs", cell.name)),
+                               cache_refs.get(_cache_layer(cell, base)), args.requested_device)
         pending[ref] = cell
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)

@@ -32,6 +32,7 @@ class Predictor:
     def from_run(cls, run_dir: str | Path, device: str = "cpu", bundle=None) -> "Predictor":
         from .models import load_model
         from .tasks import get_task
+        from .train import is_task_file
         from .verbalizer import label_word_ids
 
         run_dir = Path(run_dir)
@@ -39,7 +40,7 @@ class Predictor:
             raise FileNotFoundError(f"{run_dir} holds no prompt.safetensors; train one with python -m lpt_probe.train")
         cfg = io.read_json(run_dir / "config.json")
         task = cfg["train"]["task"]
-        if str(task).lower().endswith((".yaml", ".yml")):
+        if is_task_file(task):
             from .data import load_custom_task
 
             t = cfg["train"]

@@ -52,8 +52,8 @@ from .late_prompt import LatePromptConfig
 from .methods import METHODS, get_method
 from .mi import parse_prompt_layers
 from .models import DEFAULT_MODEL, model_slug
-from .train import (TrainConfig, add_lora_args, add_train_args, cli_start, run_config, run_is_complete,
-                    train_config_from_args)
+from .train import (TrainConfig, add_lora_args, add_train_args, cli_start, is_task_file, load_data,
+                    prompt_config_from_args, run_config, run_is_complete, train_config_from_args)
 
 logger = logging.getLogger(__name__)
 SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "shots", "data_seed",
@@ -89,10 +89,9 @@ def build_grid(methods: list[str], generators: list[str], layers: list[int], see
 
 def cell_configs(args: argparse.Namespace, cell: Cell, base: TrainConfig) -> tuple[LatePromptConfig, TrainConfig]:
     spec = get_method(cell.method)
-    pc = LatePromptConfig(method=cell.method, prompt_layer=cell.prompt_layer, generator=cell.generator,
-                          num_virtual_tokens=args.num_virtual_tokens if (spec.late_prompt or spec.full_forward)
-                          else None, bottleneck=args.bottleneck, head=args.head, loss=args.loss,
-                          lora_rank=args.lora_rank, lora_alpha=args.lora_alpha)
+    # --num-virtual-tokens is for the cells with a prompt or prefix; the others get none
+    no_tokens = {} if spec.late_prompt or spec.full_forward else {"num_virtual_tokens": None}
+    pc = prompt_config_from_args(args, cell.prompt_layer, cell.method, cell.generator, **no_tokens)
     lr = args.lr if args.lr is not None else spec.default_lr  # one --lr for all, or each method's own
     return pc, TrainConfig(**{**asdict(base), "seed": cell.seed, "lr": lr})
 
@@ -132,10 +131,8 @@ def run_sweep(args: argparse.Namespace) -> pd.DataFrame:
     seeds = [int(s) for s in args.seeds.split(",")]
     # workers may start elsewhere: every path absolute; "auto" devices resolve where a cell runs
     base = train_config_from_args(args, seed=seeds[0], data_dir=_absolute(args.data_dir),
-                                  task=args.task if not str(args.task).endswith((".yaml", ".yml"))
-                                  else _absolute(args.task))
-    from .data import load_task  # the grid needs the depth; data is read once for fingerprints
-    from transformers import AutoConfig
+                                  task=_absolute(args.task) if is_task_file(args.task) else args.task)
+    from transformers import AutoConfig  # the grid needs the depth; data is read once for fingerprints
 
     from .models import resolve
 
@@ -143,14 +140,7 @@ def run_sweep(args: argparse.Namespace) -> pd.DataFrame:
     layers = parse_prompt_layers(args.prompt_layers, L) if "lpt" in methods else []
     cells = build_grid(methods, generators, layers, seeds)
     configs = {c: cell_configs(args, c, base) for c in cells}
-    data = (load_task(base.task, source=base.source, data_dir=base.data_dir, shots=base.shots,
-                      data_seed=base.data_seed, dev_size=base.dev_size, max_examples=base.max_examples)
-            if not str(base.task).endswith((".yaml", ".yml")) else None)
-    if data is None:
-        from .data import load_custom_task
-
-        _, data = load_custom_task(base.task, shots=base.shots, data_seed=base.data_seed,
-                                   dev_size=base.dev_size, max_examples=base.max_examples)
+    data = load_data(base)
     settings = {k: v for k, v in vars(args).items() if k != "requested_device"}
     meta = io.run_meta(status="running", settings=settings, methods=methods, prompt_layers=layers,
                        cells=len(cells), data=data.to_meta())

@@ -264,21 +264,29 @@ def peak_memory_mb(device: torch.device) -> dict[str, float]:
     return out
 
 
+def is_task_file(task: str | Path) -> bool:
+    """A custom task given as its YAML file (``lpt_probe.data.load_custom_task``)."""
+    return str(task).lower().endswith((".yaml", ".yml"))
+
+
+def load_data(cfg: TrainConfig):
+    """The splits ``cfg`` names: a registered task, or a custom task's YAML file."""
+    from .data import load_custom_task, load_task
+
+    if is_task_file(cfg.task):
+        return load_custom_task(cfg.task, shots=cfg.shots, data_seed=cfg.data_seed,
+                                dev_size=cfg.dev_size, max_examples=cfg.max_examples)[1]
+    return load_task(cfg.task, source=cfg.source, data_dir=cfg.data_dir, shots=cfg.shots,
+                     data_seed=cfg.data_seed, dev_size=cfg.dev_size, max_examples=cfg.max_examples)
+
+
 def prepare(cfg: TrainConfig, bundle=None, data=None):
     """Load (or take) the model bundle and task data, and encode the three splits."""
-    from .data import load_task
     from .verbalizer import label_word_ids
 
     model, tokenizer, info = (bundle if bundle is not None
                               else load_model(cfg.model, device=cfg.device, dtype=cfg.dtype))
-    if data is None and str(cfg.task).lower().endswith((".yaml", ".yml")):
-        from .data import load_custom_task
-
-        _, data = load_custom_task(cfg.task, shots=cfg.shots, data_seed=cfg.data_seed,
-                                   dev_size=cfg.dev_size, max_examples=cfg.max_examples)
-    elif data is None:
-        data = load_task(cfg.task, source=cfg.source, data_dir=cfg.data_dir, shots=cfg.shots,
-                         data_seed=cfg.data_seed, dev_size=cfg.dev_size, max_examples=cfg.max_examples)
+    data = data if data is not None else load_data(cfg)
     backbone = Backbone(model)
     kind = "clm" if backbone.is_causal else "mlm"
     encoded = {name: _encode_split(data.task, getattr(data, name), tokenizer, kind, cfg.max_length)
@@ -433,11 +441,11 @@ def default_prompt_layer(method: str, num_hidden_layers: int) -> int:
 
 
 def prompt_config_from_args(args, prompt_layer: int, method: str | None = None,
-                            generator: str | None = None) -> LatePromptConfig:
-    return LatePromptConfig(method=method or args.method, prompt_layer=prompt_layer,
-                            generator=generator or args.generator, num_virtual_tokens=args.num_virtual_tokens,
-                            bottleneck=args.bottleneck, head=args.head, loss=args.loss,
-                            lora_rank=args.lora_rank, lora_alpha=args.lora_alpha)
+                            generator: str | None = None, **override) -> LatePromptConfig:
+    values = dict(method=method or args.method, prompt_layer=prompt_layer, generator=generator or args.generator,
+                  num_virtual_tokens=args.num_virtual_tokens, bottleneck=args.bottleneck, head=args.head,
+                  loss=args.loss, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha)
+    return LatePromptConfig(**{**values, **override})
 
 
 def train_config_from_args(args, **override) -> TrainConfig:
