@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from transformers import AutoConfig
 
-    from lpt_probe.models import resolve
+    from lpt_probe.model.loading import resolve
 
     L = AutoConfig.from_pretrained(resolve(args.model)[0]).num_hidden_layers
     pl = L // 2 + 1

@@ -49,18 +49,20 @@ def one(cfg: dict) -> dict:
     import numpy as np
     import torch
 
-    from lpt_probe.cache import LowerLayerCache
-    from lpt_probe.late_prompt import LatePromptConfig, LatePromptModel
-    from lpt_probe.models import load_model
-    from lpt_probe.profiling import tensor_memory
-    from lpt_probe.train import TrainConfig, Trainer, prepare
+    from lpt_probe.model.cache import LowerLayerCache
+    from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel
+    from lpt_probe.model.loading import load_model
+    from lpt_probe.runs.profiling import tensor_memory
+    from lpt_probe.runs.run import prepare
+    from lpt_probe.runs.trainer import TrainConfig, Trainer
 
     torch.set_num_threads(cfg["threads"])
     tc = TrainConfig(task=cfg.get("task", "rte"), model=cfg["model"], data_dir=cfg["data_dir"], shots=100, data_seed=13,
                      max_examples=600, max_length=cfg["max_length"], steps=cfg["steps"],
                      eval_every=10**9, batch_size=cfg["batch_size"], seed=13, cache=cfg["cache"])
     bundle = load_model(cfg["model"])
-    backbone, _, _, data, encoded, words = prepare(tc, bundle)
+    prep = prepare(tc, bundle)
+    backbone, data, encoded, words = prep.backbone, prep.data, prep.encoded, prep.label_word_ids
     base_rss = rss_mb()
     pc = LatePromptConfig(method=cfg["method"], prompt_layer=cfg["prompt_layer"] or 1, generator=cfg["generator"],
                           num_virtual_tokens=cfg["num_virtual_tokens"])
@@ -156,7 +158,7 @@ def main(argv=None) -> int:
     import pandas as pd
     from transformers import AutoConfig
 
-    from lpt_probe.models import resolve
+    from lpt_probe.model.loading import resolve
 
     rows, skipped = [], []
     for model in args.models.split(","):

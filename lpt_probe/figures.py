@@ -1,7 +1,7 @@
 """Paper figures from results on disk: ``python -m lpt_probe.figures <figure> RESULTS``.
 
 One subcommand per figure; each reads the table a compute command wrote and draws it
-with :mod:`lpt_probe.plotting` (so this never imports torch):
+with :mod:`lpt_probe.viz` (so this never imports torch):
 
   performance  RESULTS/sweep.csv             <- python -m lpt_probe.sweep   (Fig. 2 left, 4, 5)
   convergence  RESULTS/curves.csv            <- python -m lpt_probe.sweep   (Fig. 2 middle)
@@ -27,9 +27,12 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from . import io
+from . import store
+from . import viz as P
+from .cli import add_output_args, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--name", default=None, help="file name stem (default: the figure's name)")
     common.add_argument("--context", default="paper", choices=["paper", "notebook", "talk"],
                         help="font scale: paper (8 pt, default), notebook, talk")
+    add_output_args(common)
     common.add_argument("--title", action=argparse.BooleanOptionalAction, default=True,
                         help="title each figure with its task / model (default: on)")
     sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SOURCES) + "}")
@@ -188,10 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Draw and save every figure of one subcommand; returns the paths written."""
-    import matplotlib.pyplot as plt
-
-    from . import plotting as P
-
     path = find_input(args.results, args.command)
     df = pd.read_csv(path)
     if args.command == "projection":
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> list[Path]:
             if args.command == "efficiency":
                 ext = ".md" if args.table_format == "markdown" else ".tex"
                 table = P.efficiency_table(sub, fmt=args.table_format)
-                written.append(io.atomic_write_text(out / f"{_stem(names, '', args.name)}{suffix}{ext}", table))
+                written.append(store.atomic_write_text(out / f"{_stem(names, '', args.name)}{suffix}{ext}", table))
     return written
 
 
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never open a window
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args)
     try:
         written = run(args)
     except (MissingInput, ValueError, pd.errors.EmptyDataError) as exc:

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+from tiny import FAMILIES as NAMES
+from tiny import random_batch, tiny_model
 
-from lpt_probe.backbone import Backbone
-from lpt_probe.families import FAMILIES, additive_mask, family_for
-from tiny import FAMILIES as NAMES, random_batch, tiny_model
+from lpt_probe.model.backbone import Backbone
+from lpt_probe.model.families import FAMILIES, additive_mask, family_for
 
 
 @pytest.mark.parametrize("family", NAMES)

@@ -11,9 +11,16 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from lpt_probe.data import Example, Split, TaskData, load_custom_task, load_task, stratified_split
-from lpt_probe.io import fingerprint
-from lpt_probe.tasks import get_task
+from lpt_probe.data import (
+    Example,
+    Split,
+    TaskData,
+    load_custom_task,
+    load_task,
+    stratified_split,
+)
+from lpt_probe.data.tasks import get_task
+from lpt_probe.store import fingerprint
 
 
 def _label_counts(split, task):

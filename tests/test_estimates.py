@@ -27,7 +27,7 @@ from lpt_probe.probing import (
 )
 
 ROW_KEYS = {"probe", "probe_seed", "control", "h_y_bits", "ce_bits", "mi_bits", "mi_ci_low", "mi_ci_high",
-            "null_ce_bits", "accuracy", "macro_f1", "n", "n_train", "n_dev"}
+            "null_ce_bits", "accuracy", "macro_f1", "n", "n_train", "n_dev", "n_test", "probe_params", "grid_edge"}
 
 
 # ---------------------------------------------------------------- synthetic data, true MI
@@ -170,20 +170,37 @@ def test_pvi_by_hand_and_mean_pvi_matches_rows():
 
 # ---------------------------------------------------------------- bootstrap
 def test_bootstrap_ci_contains_estimate_and_narrows_with_n():
+    # bootstrap_mi_ci now takes the null model's per-example log2 probabilities (a paired
+    # bootstrap of mean(log2q - log2q_null)) instead of a fixed H(y); a constant null of
+    # -1 bit per example reproduces the old h_y=1 case.
     rng = np.random.default_rng(4)
-    h_y = 1.0
     widths = []
     for n in (200, 5000):
         log2q = -rng.exponential(0.5, n)
-        lo, hi = bootstrap_mi_ci(log2q, h_y, n_boot=1000, ci=0.95, rng_seed=0)
-        point = h_y + log2q.mean()
+        null = np.full(n, -1.0)
+        lo, hi = bootstrap_mi_ci(log2q, null, n_boot=1000, ci=0.95, rng_seed=0)
+        point = np.mean(log2q - null)
         assert lo < point < hi
         widths.append(hi - lo)
         # normal approximation of the mean's CI
         assert hi - lo == pytest.approx(2 * 1.96 * log2q.std() / math.sqrt(n), rel=0.15)
     assert widths[1] < widths[0] / 3  # sqrt(25) = 5 in theory
-    assert bootstrap_mi_ci(log2q, h_y, 300, rng_seed=7) == bootstrap_mi_ci(log2q, h_y, 300, rng_seed=7)
-    assert all(np.isnan(bootstrap_mi_ci(log2q, h_y, n_boot=0)))
+    assert bootstrap_mi_ci(log2q, null, 300, rng_seed=7) == bootstrap_mi_ci(log2q, null, 300, rng_seed=7)
+    assert all(np.isnan(bootstrap_mi_ci(log2q, null, n_boot=0)))
+
+
+def test_bootstrap_is_paired_over_examples():
+    rng = np.random.default_rng(9)
+    null = np.log2(rng.uniform(0.05, 0.95, 500))
+    # a probe that gains exactly 0.3 bits on every example: the paired CI has no width
+    lo, hi = bootstrap_mi_ci(null + 0.3, null, n_boot=500)
+    assert lo == pytest.approx(0.3) and hi == pytest.approx(0.3)
+    # an unpaired CI would be as wide as the spread of the null's losses
+    assert np.std(null) / math.sqrt(500) > 0.02
+    with pytest.raises(TypeError, match="null_log2q"):
+        bootstrap_mi_ci(null, 1.0)
+    with pytest.raises(ValueError, match="shapes"):
+        bootstrap_mi_ci(null, null[:10])
 
 
 # ---------------------------------------------------------------- rows and splits
@@ -231,11 +248,15 @@ def test_no_test_row_reaches_fit_and_rows_report_splits():
     assert set(row) == ROW_KEYS
     assert row["probe"] == "spy" and (row["n"], row["n_train"], row["n_dev"]) == (20, 60, 10)
     assert row["h_y_bits"] == pytest.approx(0.8112781244591328)  # the TRAIN prior's entropy
-    assert row["mi_bits"] == row["h_y_bits"] - row["ce_bits"]
+    assert row["n_test"] == row["n"] == 20
+    # mi_bits is now null_ce_bits - ce_bits (was h_y_bits - ce_bits, offset under prior shift)
+    assert row["mi_bits"] == pytest.approx(row["null_ce_bits"] - row["ce_bits"], abs=1e-12)
     assert row["mi_ci_low"] <= row["mi_bits"] <= row["mi_ci_high"]
-    assert row["ce_bits"] == pytest.approx(row["null_ce_bits"])  # the spy is the null model
+    assert row["ce_bits"] == pytest.approx(row["null_ce_bits"])  # the spy is the null model...
+    assert row["mi_bits"] == pytest.approx(0.0, abs=1e-12)  # ...so it gets exactly 0 bits
+    assert (row["probe_params"], row["grid_edge"]) == ("{}", "")  # the spy selects nothing
 
-    # LinearProbe.fit takes no dev split: it is not handed one
+    # a probe whose fit takes no dev split is not handed one (LinearProbe itself now takes one)
     log_lin = []
     class Lin(LinearProbe):
         def fit(self, X, y):
@@ -244,6 +265,8 @@ def test_no_test_row_reaches_fit_and_rows_report_splits():
     probe_information(lambda s: Lin(2, seed=s), X[:60], y[:60], X[60:70], y[60:70], X[70:], y[70:], 2,
                       bootstrap=0)
     assert log_lin == [60]
+    res = probe_information("linear", X[:60], y[:60], X[60:70], y[60:70], X[70:], y[70:], 2, bootstrap=0)
+    assert '"C"' in res.rows[0]["probe_params"]
 
 
 def test_negative_information_is_not_clipped():

@@ -3,9 +3,13 @@
 import pytest
 import torch
 
-from lpt_probe.generators import (
-    NaivePromptGenerator, PoolingPromptGenerator, adaptive_bins, build_generator,
-    masked_adaptive_pool, summary_index,
+from lpt_probe.model.generators import (
+    NaivePromptGenerator,
+    PoolingPromptGenerator,
+    adaptive_bins,
+    build_generator,
+    masked_adaptive_pool,
+    summary_index,
 )
 
 

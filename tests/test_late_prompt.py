@@ -5,12 +5,18 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-
-from lpt_probe.backbone import Backbone
-from lpt_probe.cache import Encoded, LowerLayerCache
-from lpt_probe.late_prompt import LatePromptConfig, LatePromptModel, load_prompt_weights, save_prompt
-from lpt_probe.train import TrainConfig, Trainer
 from tiny import FAMILIES, random_batch, tiny_model
+
+from lpt_probe.data.encoded import Encoded
+from lpt_probe.model.backbone import Backbone
+from lpt_probe.model.cache import LowerLayerCache
+from lpt_probe.model.late_prompt import (
+    LatePromptConfig,
+    LatePromptModel,
+    load_prompt_weights,
+    save_prompt,
+)
+from lpt_probe.runs.trainer import TrainConfig, Trainer
 
 WORDS = [20, 21, 22]
 
@@ -189,7 +195,7 @@ def test_bad_prompt_configs_say_what_to_do(kw, match):
 
 
 def test_nan_loss_stops_training_with_the_step():
-    from lpt_probe.train import TrainingDiverged
+    from lpt_probe.runs.trainer import TrainingDiverged
 
     bb = Backbone(tiny_model("bert", head=False))
     lpt = LatePromptModel(bb, LatePromptConfig(prompt_layer=2, num_virtual_tokens=2), 3)

@@ -6,13 +6,18 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-
-from lpt_probe.backbone import Backbone
-from lpt_probe.late_prompt import LatePromptConfig, LatePromptModel, load_prompt_weights, save_prompt
-from lpt_probe.methods import METHODS
-from lpt_probe.train import TrainConfig, Trainer
 from test_late_prompt import WORDS, synthetic
 from tiny import FAMILIES, random_batch, tiny_model
+
+from lpt_probe.model.backbone import Backbone
+from lpt_probe.model.late_prompt import (
+    LatePromptConfig,
+    LatePromptModel,
+    load_prompt_weights,
+    save_prompt,
+)
+from lpt_probe.model.methods import METHODS
+from lpt_probe.runs.trainer import TrainConfig, Trainer
 
 BASELINES = ["prompt-tuning", "model-tuning", "bitfit", "lora", "p-tuning-v2", "prefix-tuning"]
 
@@ -158,7 +163,7 @@ def test_low_precision_backbone_refused_for_weight_training(method):
 
 @pytest.mark.parametrize("method,cache", [("lpt", True), ("lpt", False), ("lora", False), ("p-tuning-v2", False)])
 def test_bf16_backbone_with_fp32_trainable_parameters(method, cache):
-    from lpt_probe.cache import LowerLayerCache
+    from lpt_probe.model.cache import LowerLayerCache
 
     data = synthetic(32)
     logits = {}
@@ -183,7 +188,7 @@ def test_bf16_backbone_with_fp32_trainable_parameters(method, cache):
 @pytest.mark.parametrize("method,generator,cache", [("lpt", "appg", True), ("lpt", "none", False),
                                                     ("model-tuning", "none", False)])
 def test_gradient_accumulation_gives_the_same_updates(method, generator, cache):
-    from lpt_probe.cache import LowerLayerCache
+    from lpt_probe.model.cache import LowerLayerCache
 
     data = synthetic(48)
     curves = []

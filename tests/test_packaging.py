@@ -1,9 +1,9 @@
 """pyproject.toml and environment.yml name the same dependencies; the layout exists."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]

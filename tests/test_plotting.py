@@ -11,11 +11,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import seaborn as sns  # noqa: E402
+from figure_data import (  # noqa: E402
+    agreement_row,
+    check_pdf,
+    curves_table,
+    mi_table,
+    projection_frame,
+    sweep_table,
+    throughput_table,
+)
 from matplotlib.legend import Legend  # noqa: E402
 
-from figure_data import (agreement_row, check_pdf, curves_table, mi_table, projection_frame,  # noqa: E402
-                         sweep_table, throughput_table)
-from lpt_probe import plotting as P  # noqa: E402
+from lpt_probe import viz as P  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lpt_probe.probing import PROBES, LinearProbe, MLPProbe, assert_disjoint, make_probe, register_probe
+from lpt_probe.probing import (
+    PROBES,
+    LinearProbe,
+    MLPProbe,
+    assert_disjoint,
+    make_probe,
+    register_probe,
+)
 from lpt_probe.probing.estimates import cross_entropy_bits, nats_to_bits
 
 
@@ -76,7 +83,8 @@ def test_make_probe_builds_registered_probes_and_lists_choices(monkeypatch):
     assert isinstance(probe, LinearProbe) and probe.seed == 7 and probe.Cs == (0.1,) and probe.n_classes == 3
     mlp = make_probe("mlp", 2, seed=1, hidden=8)
     assert isinstance(mlp, MLPProbe) and mlp.hidden == 8 and mlp.seed == 1
-    with pytest.raises(ValueError, match=r"'bert'.*\['linear', 'mlp'\]"):
+    # the registry now also lists "transformer" (added with the sequence probe)
+    with pytest.raises(ValueError, match=r"'bert'.*\['linear', 'mlp', 'transformer'\]"):
         make_probe("bert", 2, 0)
     monkeypatch.setitem(PROBES, "dummy", LinearProbe)
     with pytest.raises(ValueError, match="already registered"):

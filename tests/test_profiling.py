@@ -1,6 +1,6 @@
 import torch
 
-from lpt_probe.profiling import tensor_memory
+from lpt_probe.runs.profiling import tensor_memory
 
 
 def test_tensor_memory_is_the_peak_of_live_tensors_created_in_the_block():

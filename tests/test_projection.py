@@ -6,8 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lpt_probe.projection import (knn_overlap, load_projection, neighbourhood_agreement, project, projection_table,
-                                  prompt_vectors, save_projection)
+from lpt_probe.analysis.projection import (
+    knn_overlap,
+    load_projection,
+    neighbourhood_agreement,
+    project,
+    projection_table,
+    prompt_vectors,
+    save_projection,
+)
 
 
 def sentences(n=60, d=8, seed=0):

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from lpt_probe import sweep
+from lpt_probe.runs.sweep import build_grid
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +33,14 @@ def stamps(out) -> dict[str, str]:
 
 
 def test_grid_has_one_cell_per_baseline_seed():
-    cells = sweep.build_grid(["lpt", "lora", "prompt-tuning"], ["none", "npg"], [2, 4], [13, 21])
+    cells = build_grid(["lpt", "lora", "prompt-tuning"], ["none", "npg"], [2, 4], [13, 21])
     names = [c.name for c in cells]
     assert len(names) == len(set(names)) == 2 * 2 * 2 + 2 + 2
     assert "npg-pl4-s21" in names and "lora-s13" in names and "prompt-tuning-s21" in names
 
 
 def test_local_sweep_records_a_failure_retries_and_resumes(data_dir, tmp_path, monkeypatch):
-    from lpt_probe import cache as cache_mod
+    from lpt_probe.model import cache as cache_mod
 
     builds = []
     real_build = cache_mod.LowerLayerCache.build.__func__
@@ -119,15 +120,16 @@ def test_sweep_writes_to_an_fsspec_url(data_dir, tmp_path):
 
 def test_unknown_method_is_an_error_naming_the_known(data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        sweep.main(small(data_dir, tmp_path) + ["--methods", "lpt,adapter"])
+        sweep.main(small(data_dir, tmp_path) + ["--methods", "lpt,nosuch"])
     assert exc.value.code == 2
-    assert "method='adapter' is unknown; choose one of lpt, prompt-tuning" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "argument --methods/--method: unknown 'nosuch'; choose from lpt, prompt-tuning" in err
 
 
 @pytest.mark.parametrize("method", ["lora", "p-tuning-v2"])
 def test_baseline_run_from_the_cli_reloads_into_a_predictor(method, data_dir, tmp_path, capsys):
     from lpt_probe import train
-    from lpt_probe.predict import Predictor
+    from lpt_probe.runs.predict import Predictor
 
     out = tmp_path / method
     assert train.main(["--task", "trec", "--method", method, "--shots", "20", "--dev-size", "20",

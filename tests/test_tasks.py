@@ -7,8 +7,16 @@ import json
 
 import pytest
 
-from lpt_probe.tasks import (HubSource, LocalSource, Metric, Protocol, TaskSpec, get_task,
-                             list_tasks, register_task)
+from lpt_probe.data.tasks import (
+    HubSource,
+    LocalSource,
+    Metric,
+    Protocol,
+    TaskSpec,
+    get_task,
+    list_tasks,
+    register_task,
+)
 
 PAPER_TASKS = ["mnli", "mpqa", "mr", "mrpc", "qnli", "qqp", "rte", "sst2", "subj", "trec"]
 
@@ -81,7 +89,7 @@ def test_unknown_task_names_it_and_lists_known():
 
 
 def test_register_task_round_trip_and_no_silent_overwrite(monkeypatch):
-    import lpt_probe.tasks as tasks
+    import lpt_probe.data.tasks as tasks
 
     monkeypatch.setattr(tasks, "_REGISTRY", dict(tasks._REGISTRY))
     spec = register_task(_spec(name="My_Toy"))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from lpt_probe.data import Example
-from lpt_probe.tasks import LocalSource, TaskSpec, get_task
-from lpt_probe.verbalizer import encode, label_word_ids, render
+from lpt_probe.data.tasks import LocalSource, TaskSpec, get_task
+from lpt_probe.data.verbalizer import encode, label_word_ids, render
 
 SENT = Example("s:1", ("a fine , moving film",), 1)
 PAIR = Example("p:1", ("A man sleeps.", "A man rests."), 0)

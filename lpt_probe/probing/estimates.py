@@ -1,25 +1,33 @@
 """Information estimates from probes, in bits: how much of y a probe family can read off h.
 
 Start at :func:`probe_information`: it fits a probe on the train split (the dev split is
-handed only to probes whose ``fit`` takes ``X_dev``, for early stopping), scores the test
-split only, and returns one tidy row per probe seed with
+handed to every probe whose ``fit`` takes ``X_dev``, for hyperparameter selection and
+early stopping), scores the test split only, and returns one tidy row per probe seed with
 
-    I_V(h -> y) = H(y) - E_test[-log2 q(y|h)]        (``mi_bits = h_y_bits - ce_bits``)
+    I_V(h -> y) = E_test[log2 q(y|h) - log2 g_null(y)]   (``mi_bits = null_ce_bits - ce_bits``)
 
-the paper's estimate of I(h;y) (Liu et al. 2022). Read it as *V-usable information*
-(Xu et al. 2020; Ethayarajh et al. 2022) for the probe family V (linear, MLP), not as
-Shannon mutual information: by the data-processing inequality the Shannon MI between a
-layer's hidden state and y cannot grow with depth, so a curve that rises with depth means
-information becoming *usable* by the probe family. ``H(y)`` here is the entropy of the
-TRAIN label prior. The null model's held-out cross-entropy on test is reported beside it
-as ``null_ce_bits`` (mean PVI = ``null_ce_bits - ce_bits``; it differs from ``mi_bits``
-only by the train/test prior mismatch). Raw differences are reported: an estimate may
-be negative and is never clipped.
+where q is the fitted probe and g_null the null model: the TRAIN label prior, the model a
+probe given no input would learn. This is the mean pointwise V-information of the test
+examples (Ethayarajh et al. 2022), the held-out estimate of *V-usable information*
+(Xu et al. 2020) for the probe family V (linear, MLP, transformer), and the paper's
+estimate of I(h;y) (Liu et al. 2022). Read it as V-usable information, not Shannon mutual
+information: by the data-processing inequality the Shannon MI between a layer's hidden
+state and y cannot grow with depth, so a curve that rises with depth means information
+becoming *usable* by the probe family.
+
+Why the null model's cross-entropy and not H(y): both terms are scored on the same test
+labels, so a prior shift between train and test cancels. The older ``H(y_train) - CE``
+gave a probe that learns nothing H(p_train) - CE(p_test, p_train) (-0.245 bits for a
+70/30 train and 50/50 test prior); now it gets 0 in expectation (slightly below 0 once
+it fits noise). ``h_y_bits`` (the train prior's entropy) is still reported beside it.
+Raw differences are reported: an estimate may be negative and is never clipped. The CI
+is a *paired* percentile bootstrap over test examples (:func:`bootstrap_mi_ci`): each
+resample takes the mean of ``log2q - log2q_null`` over the same resampled examples.
 
 Also here: :func:`shuffled_label_control` (same pipeline, train/dev labels permuted) and
-:func:`selectivity`; :func:`pvi`, pointwise V-information per test example; a
-vectorised percentile bootstrap over test examples (:func:`bootstrap_mi_ci`); and
-:func:`mean_std_table` to aggregate rows over seeds.
+:func:`selectivity`; :func:`pvi`, pointwise V-information per test example; and
+:func:`mean_std_table` to aggregate rows over seeds. Inputs are ``[n, d]`` arrays or
+:class:`~.sequences.Sequences` (for sequence probes), see :func:`~.sequences.check_xy`.
 
 Units: every public number is in bits. Probabilities are clipped to ``[EPS, 1]`` before
 a log (``EPS = 1e-12``, so one example costs at most -log2(EPS) ~ 39.86 bits); natural
@@ -37,14 +45,16 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from .probes import EPS, _check_xy, make_probe
+from .probes import make_probe
+from .selection import EPS, json_params
+from .sequences import Sequences, check_features, check_xy, n_features
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "EPS", "LN2", "nats_to_bits", "entropy_bits", "log2_likelihood", "cross_entropy_bits",
     "null_log2q", "bootstrap_mi_ci", "ProbeInformation", "probe_information",
-    "shuffled_label_control", "selectivity", "pvi", "mean_std_table",
+    "shuffled_label_control", "selectivity", "pvi", "mean_std_table", "as_factory", "fit_probe",
 ]
 
 LN2 = math.log(2.0)
@@ -90,24 +100,35 @@ def null_log2q(y_train, y_eval, n_classes: int) -> np.ndarray:
     return nats_to_bits(np.log(np.clip(prior[np.asarray(y_eval)], EPS, 1.0)))
 
 
-def bootstrap_mi_ci(log2q, h_y_bits: float, n_boot: int = 1000, ci: float = 0.95,
+def bootstrap_mi_ci(log2q, log2q_null, n_boot: int = 1000, ci: float = 0.95,
                     rng_seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``h_y_bits - mean(-log2q)`` resampling the test examples.
+    """Paired percentile bootstrap CI of ``mean(log2q - log2q_null)`` over test examples.
 
-    ``h_y_bits`` (from the train prior) is held fixed; only the held-out losses are
-    resampled. Vectorised in chunks of resample indices. Returns (nan, nan) if n_boot=0.
+    ``log2q`` [n]: log2 q(y_i|h_i) under the probe; ``log2q_null`` [n]: log2 of the null
+    model (train prior) at the same labels (:func:`null_log2q`). Each resample draws n
+    example indices with replacement and averages the per-example difference (the PVI),
+    so both models are scored on the same resampled examples. Vectorised in chunks of
+    resample indices; the same ``rng_seed`` gives the same resamples. (nan, nan) if n_boot=0.
     """
-    losses = -np.asarray(log2q, dtype=np.float64)  # [n]
-    n = len(losses)
+    a = np.asarray(log2q, dtype=np.float64)
+    b = np.asarray(log2q_null, dtype=np.float64)
+    if b.ndim == 0:
+        raise TypeError("bootstrap_mi_ci(log2q, log2q_null, ...) takes the null model's per-example log2 "
+                        f"probabilities [n], got the scalar {b.item()!r}; the old (log2q, h_y_bits) form is "
+                        "gone: pass null_log2q(y_train, y_test, n_classes)")
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"log2q and log2q_null must both be [n], got shapes {a.shape} and {b.shape}")
+    gain = a - b  # [n] pointwise V-information
+    n = len(gain)
     if n_boot <= 0 or n == 0:
         return float("nan"), float("nan")
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1), got {ci!r}")
     rng = np.random.default_rng(rng_seed)
     chunk = max(1, 2_000_000 // n)  # at most ~2M indices in memory at a time
-    means = np.concatenate([losses[rng.integers(0, n, size=(min(chunk, n_boot - s), n))].mean(axis=1)
+    means = np.concatenate([gain[rng.integers(0, n, size=(min(chunk, n_boot - s), n))].mean(axis=1)
                             for s in range(0, n_boot, chunk)])  # [n_boot]
-    lo, hi = np.quantile(h_y_bits - means, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    lo, hi = np.quantile(means, [(1 - ci) / 2, 1 - (1 - ci) / 2])
     return float(lo), float(hi)
 
 
@@ -119,7 +140,8 @@ class ProbeInformation(NamedTuple):
     log2q_null: np.ndarray  # [n_test] log2 of the train label prior at each test label
 
 
-def _as_factory(probe_factory: ProbeFactory | str, n_classes: int) -> ProbeFactory:
+def as_factory(probe_factory: ProbeFactory | str, n_classes: int) -> ProbeFactory:
+    """A probe name (for :func:`~.probes.make_probe`) or a callable ``seed -> probe`` as a callable."""
     if isinstance(probe_factory, str):
         name = probe_factory
         make_probe(name, n_classes, 0)  # fail early on an unknown name
@@ -129,7 +151,7 @@ def _as_factory(probe_factory: ProbeFactory | str, n_classes: int) -> ProbeFacto
     return probe_factory
 
 
-def _fit(probe, X_train, y_train, X_dev, y_dev):
+def fit_probe(probe, X_train, y_train, X_dev, y_dev):
     """Fit on train; hand over dev only when the probe's ``fit`` accepts ``X_dev``."""
     params = inspect.signature(probe.fit).parameters
     if X_dev is not None and "X_dev" in params:
@@ -137,63 +159,92 @@ def _fit(probe, X_train, y_train, X_dev, y_dev):
     return probe.fit(X_train, y_train)
 
 
-def _warn_duplicate_rows(X_train: np.ndarray, X_test: np.ndarray) -> None:
-    train_rows = {row.tobytes() for row in np.ascontiguousarray(X_train)}
-    n_dup = sum(row.tobytes() in train_rows for row in np.ascontiguousarray(X_test))
+_as_factory, _fit = as_factory, fit_probe  # the old private names, for internal callers
+
+
+def _rows_as_bytes(X) -> list[bytes]:
+    return X.row_bytes() if isinstance(X, Sequences) else [row.tobytes() for row in np.ascontiguousarray(X)]
+
+
+def _warn_duplicate_rows(X_train, X_test) -> None:
+    train_rows = set(_rows_as_bytes(X_train))
+    n_dup = sum(row in train_rows for row in _rows_as_bytes(X_test))
     if n_dup:
         logger.warning("%d of %d test rows have a feature vector identical to a train row "
                        "(duplicate examples across splits, or a representation that is the same for every "
                        "example, such as the [MASK] token's embedding at hidden state 0)", n_dup, len(X_test))
 
 
+def _grid_edge(probe) -> str:
+    return ",".join(getattr(probe, "selection_", {}).get("at_grid_edge", []) or [])
+
+
 def probe_information(probe_factory: ProbeFactory | str, X_train, y_train, X_dev, y_dev, X_test, y_test,
                       n_classes: int, seeds: Sequence[int] = (0,), bootstrap: int = 1000, ci: float = 0.95,
                       rng_seed: int = 0) -> ProbeInformation:
-    """Fit one probe per seed on train (dev for early stopping), score on test only.
+    """Fit one probe per seed on train (dev for selection / early stopping), score on test only.
 
     ``probe_factory``: a name for :func:`make_probe` or a callable ``seed -> probe``.
-    ``X_dev``/``y_dev`` may be None. Row keys: ``probe``, ``probe_seed``, ``control``
-    ("none"; "shuffled_labels" from :func:`shuffled_label_control`),
-    ``h_y_bits`` (H of the train label prior), ``ce_bits`` (test cross-entropy),
-    ``mi_bits`` (= h_y_bits - ce_bits, raw), ``mi_ci_low``/``mi_ci_high`` (percentile
-    bootstrap over test examples, same resamples for every seed), ``null_ce_bits`` (test
-    cross-entropy of the train prior; mean PVI = null_ce_bits - ce_bits), ``accuracy``,
-    ``macro_f1`` (over the labels present in y_test or the predictions), ``n`` (test
-    rows), ``n_train``, ``n_dev`` (rows passed; only early-stopping probes use them).
+    ``X_*``: ``[n, d]`` arrays for vector probes, :class:`~.sequences.Sequences` for
+    sequence probes (a probe's ``input_kind`` says which). ``X_dev``/``y_dev`` may be None;
+    they go to every probe whose ``fit`` takes ``X_dev``. Row keys: ``probe``,
+    ``probe_seed``, ``control`` ("none"; "shuffled_labels" from
+    :func:`shuffled_label_control`), ``mi_bits`` (= null_ce_bits - ce_bits = mean test PVI,
+    raw), ``mi_ci_low``/``mi_ci_high`` (paired percentile bootstrap over test examples,
+    same resamples for every seed), ``ce_bits`` (test cross-entropy of the probe),
+    ``null_ce_bits`` (test cross-entropy of the train label prior), ``h_y_bits`` (entropy
+    of the train label prior; no longer part of ``mi_bits``), ``accuracy``, ``macro_f1``
+    (over the labels present in y_test or the predictions), ``n_train``, ``n_dev`` (dev
+    rows passed), ``n_test`` and ``n`` (= n_test, kept), ``probe_params`` (JSON of the
+    probe's ``selected_params_``, "{}" if it has none) and ``grid_edge`` (comma-joined
+    names of hyperparameters chosen at the edge of their grid, "" if none).
     """
-    X_train, y_train = _check_xy(X_train, y_train, n_classes, "train")
-    X_test, y_test = _check_xy(X_test, y_test, n_classes, "test")
+    X_train, y_train = check_xy(X_train, y_train, n_classes, "train")
+    X_test, y_test = check_xy(X_test, y_test, n_classes, "test")
     if X_dev is not None:
-        X_dev, y_dev = _check_xy(X_dev, y_dev, n_classes, "dev")
-    if X_test.shape[1] != X_train.shape[1]:
-        raise ValueError(f"train has {X_train.shape[1]} features but test has {X_test.shape[1]}")
+        X_dev, y_dev = check_xy(X_dev, y_dev, n_classes, "dev")
+    splits = {"train": X_train, "dev": X_dev, "test": X_test}
+    kinds = {k: type(v).__name__ for k, v in splits.items() if v is not None}
+    if len({isinstance(v, Sequences) for v in splits.values() if v is not None}) > 1:
+        raise ValueError(f"train, dev and test must all be arrays or all Sequences, got {kinds}")
+    if n_features(X_test) != n_features(X_train):
+        raise ValueError(f"train has {n_features(X_train)} features but test has {n_features(X_test)}")
     _warn_duplicate_rows(X_train, X_test)
-    factory = _as_factory(probe_factory, n_classes)
+    factory = as_factory(probe_factory, n_classes)
     h_y = entropy_bits(y_train, n_classes)
     log2q_null = null_log2q(y_train, y_test, n_classes)
+    null_ce = float(-log2q_null.mean())
     rows, all_log2q = [], []
     for seed in seeds:
-        probe = _fit(factory(seed), X_train, y_train, X_dev, y_dev)
+        probe = factory(seed)
+        kind = getattr(probe, "input_kind", None)
+        if kind is not None:  # a clear error before any fitting when the input kind is wrong
+            check_features(X_train, kind, type(probe).__name__, "train", finite=False)
+        probe = fit_probe(probe, X_train, y_train, X_dev, y_dev)
         proba = np.asarray(probe.predict_proba(X_test))
         if proba.shape != (len(y_test), n_classes):
             raise ValueError(f"probe.predict_proba returned shape {proba.shape}, expected "
                              f"{(len(y_test), n_classes)}: probes must emit one column per class")
         log2q = log2_likelihood(proba, y_test)
         ce = float(-log2q.mean())
-        lo, hi = bootstrap_mi_ci(log2q, h_y, bootstrap, ci, rng_seed)
+        mi = float(np.mean(log2q - log2q_null))
+        lo, hi = bootstrap_mi_ci(log2q, log2q_null, bootstrap, ci, rng_seed)
         pred = proba.argmax(axis=1)
         rows.append({
             "probe": probe_factory if isinstance(probe_factory, str) else getattr(probe, "name", type(probe).__name__),
             "probe_seed": int(seed), "control": "none",
-            "h_y_bits": h_y, "ce_bits": ce, "mi_bits": h_y - ce, "mi_ci_low": lo, "mi_ci_high": hi,
-            "null_ce_bits": float(-log2q_null.mean()),
+            "h_y_bits": h_y, "ce_bits": ce, "mi_bits": mi, "mi_ci_low": lo, "mi_ci_high": hi,
+            "null_ce_bits": null_ce,
             "accuracy": float(np.mean(pred == y_test)),
             "macro_f1": float(f1_score(y_test, pred, average="macro", zero_division=0)),
-            "n": len(y_test), "n_train": len(y_train), "n_dev": 0 if y_dev is None else len(y_dev),
+            "n": len(y_test), "n_test": len(y_test), "n_train": len(y_train),
+            "n_dev": 0 if y_dev is None else len(y_dev),
+            "probe_params": json_params(getattr(probe, "selected_params_", {}) or {}),
+            "grid_edge": _grid_edge(probe),
         })
         all_log2q.append(log2q)
-        logger.info("probe=%s seed=%s: I=%.4f bits [%.4f, %.4f], acc=%.3f", rows[-1]["probe"], seed,
-                    h_y - ce, lo, hi, rows[-1]["accuracy"])
+        logger.info("probe=%s seed=%s: I=%.4f bits [%.4f, %.4f], acc=%.3f, params=%s", rows[-1]["probe"], seed,
+                    mi, lo, hi, rows[-1]["accuracy"], rows[-1]["probe_params"])
     return ProbeInformation(rows, np.stack(all_log2q), log2q_null)
 
 
@@ -202,10 +253,11 @@ def shuffled_label_control(probe_factory: ProbeFactory | str, X_train, y_train, 
                            ci: float = 0.95, rng_seed: int = 0, permutation_seed: int = 0) -> ProbeInformation:
     """:func:`probe_information` with train (and dev) labels permuted by ``permutation_seed``.
 
-    The permutation keeps the label prior (so ``h_y_bits`` is unchanged) but breaks the
-    link between h and y in every row the probe sees, including the dev rows used for
-    early stopping. Scoring is on the TRUE test labels, so ``mi_bits`` should be ~0 (or
-    slightly negative: overfitting noise costs bits). Rows have ``control="shuffled_labels"``.
+    The permutation keeps the label prior (so ``h_y_bits`` and ``null_ce_bits`` are
+    unchanged) but breaks the link between h and y in every row the probe sees, including
+    the dev rows used for selection and early stopping. Scoring is on the TRUE test
+    labels, so ``mi_bits`` should be ~0 (or slightly negative: overfitting noise costs
+    bits). Rows have ``control="shuffled_labels"``.
     """
     rng = np.random.default_rng(permutation_seed)
     y_train = np.asarray(y_train)[rng.permutation(len(y_train))]

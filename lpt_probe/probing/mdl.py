@@ -23,8 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .estimates import ProbeFactory, _as_factory, _fit, log2_likelihood
-from .probes import _check_xy
+from .estimates import ProbeFactory, as_factory, fit_probe, log2_likelihood
+from .sequences import check_xy
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def block_boundaries(n: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> 
 def block_codelength_bits(probe_factory: ProbeFactory, X_prev, y_prev, X_block, y_block, seed: int = 0) -> float:
     """Bits to transmit ``y_block`` with a probe ``probe_factory(seed)`` fitted on the
     preceding rows only: ``sum_i -log2 q(y_i|x_i)`` over the block (clipped at EPS)."""
-    probe = _fit(probe_factory(seed), X_prev, y_prev, None, None)
+    probe = fit_probe(probe_factory(seed), X_prev, y_prev, None, None)
     return float(-log2_likelihood(probe.predict_proba(X_block), y_block).sum())
 
 
@@ -62,7 +62,9 @@ def online_codelength(probe_factory: ProbeFactory | str, X, y, n_classes: int,
 
     ``probe_factory``: a name for ``make_probe`` or a callable ``seed -> probe``; every
     block's probe is built with the same ``seed``, which also shuffles the rows once.
-    An early-stopping probe (MLPProbe) carves its dev rows from the preceding rows.
+    An early-stopping probe (MLPProbe, TransformerProbe) carves its dev rows from the
+    preceding rows. ``X`` is an ``[n, d]`` array or :class:`~.sequences.Sequences` (rows
+    are permuted and sliced by indexing, so a sequence probe plugs in unchanged).
 
     Returns a dict: ``online_codelength_bits``, ``uniform_codelength_bits`` (n log2 K),
     ``compression`` (uniform / online), ``n``, ``n_classes``, ``seed``, ``block_ends``
@@ -70,8 +72,8 @@ def online_codelength(probe_factory: ProbeFactory | str, X, y, n_classes: int,
     ``n_train`` (= start, rows the block's probe saw), ``n_block``, ``code``
     ("uniform" | "probe"), ``codelength_bits`` and ``bits_per_example``.
     """
-    X, y = _check_xy(X, y, n_classes, "MDL")
-    factory = _as_factory(probe_factory, n_classes)
+    X, y = check_xy(X, y, n_classes, "MDL")
+    factory = as_factory(probe_factory, n_classes)
     n = len(y)
     order = np.random.default_rng(seed).permutation(n)
     X, y = X[order], y[order]

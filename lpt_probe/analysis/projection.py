@@ -3,7 +3,7 @@
 numpy, scikit-learn and umap-learn only (no torch): the arrays come from whoever
 extracted them. Start with :func:`projection_table`, which takes the sentence
 representations ``[n, d]``, the generated prompts ``[n, l, d]`` and the gold labels and
-returns the long table :func:`lpt_probe.plotting.plot_projection` draws (columns
+returns the long table :func:`lpt_probe.viz.plot_projection` draws (columns
 example, space, x, y, cluster, label, method) plus an ``agreement`` dict;
 :func:`save_projection` writes both as ``projection.csv`` and ``agreement.csv``.
 
@@ -37,7 +37,7 @@ from sklearn.manifold import TSNE, trustworthiness
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 
-from . import io
+from .. import store
 
 logger = logging.getLogger(__name__)
 
@@ -194,8 +194,8 @@ def projection_table(sentence, prompts, labels, label_names: Sequence[str] | Non
 def save_projection(folder: str | os.PathLike, table: pd.DataFrame, agreement: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``projection.csv`` and ``agreement.csv`` (one row) into ``folder``, atomically."""
     folder = Path(folder)
-    return (io.write_csv(folder / "projection.csv", table),
-            io.write_csv(folder / "agreement.csv", pd.DataFrame([agreement])))
+    return (store.write_csv(folder / "projection.csv", table),
+            store.write_csv(folder / "agreement.csv", pd.DataFrame([agreement])))
 
 
 def load_projection(folder: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any] | None]:

@@ -1,7 +1,13 @@
-"""Small, dependency-light helpers for writing results safely.
+"""Results on disk: atomic files, readable JSON errors, content keys, locks, run facts.
 
-Every result file is written atomically (to a temporary file in the same folder, then
-renamed), so a crash never leaves a half-written file that looks complete. ``run_meta``
+Every result file is written atomically (to a temporary file with a name unique to the
+writer, in the same folder, then renamed), with the user's umask (0644 typically, so
+shared disks and Ray workers running as another user can read it), so a crash never
+leaves a half-written file that looks complete. ``read_json`` names the file and says
+what to do when it is damaged. ``content_key`` hashes a canonical JSON of everything that
+determines a result (settings, data fingerprints, model identity, format version): a
+cached piece is reused only when its stored key equals the key of the work asked for.
+``OutputLock`` keeps two commands from writing one output folder at once. ``run_meta``
 collects the facts every run folder records in ``meta.json``.
 
 Output locations may also be fsspec URLs (``s3://bucket/sweeps``, ``gs://...``,
@@ -64,8 +70,15 @@ def upload_dir(local: str | os.PathLike, url: str, last: str = "meta.json") -> N
         fs.put_file(str(f), target)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it: set, then restore
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path | str:
-    """Write ``data`` to ``path`` atomically (tmp file + ``os.replace``; one put for URLs)."""
+    """Write ``data`` to ``path`` atomically (a temporary file unique to this writer, then
+    ``os.replace``; one put for URLs). The file gets the user's umask, like ``open``."""
     if is_url(path):
         fs, inner = _fs(path)
         fs.makedirs(inner.rsplit("/", 1)[0], exist_ok=True)
@@ -75,6 +88,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path | str:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -95,12 +109,36 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+class DamagedFile(ValueError):
+    """A result file that cannot be read (truncated, edited by hand, not JSON)."""
+
+
+def _damaged(path, reason: str) -> DamagedFile:
+    folder = str(path).rsplit("/", 1)[0] if is_url(path) else Path(path).parent
+    return DamagedFile(f"{path} is damaged ({reason}); delete {folder} and rerun the command that "
+                       f"wrote it")
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    if is_url(path):
-        fs, inner = _fs(path)
-        return json.loads(fs.cat_file(inner).decode("utf-8"))
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file, local or URL; a damaged one raises ``DamagedFile`` naming it."""
+    try:
+        if is_url(path):
+            fs, inner = _fs(path)
+            return json.loads(fs.cat_file(inner).decode("utf-8"))
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise _damaged(path, f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except UnicodeDecodeError as e:
+        raise _damaged(path, f"not UTF-8 text: {e.reason} at byte {e.start}") from None
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """``read_json`` that also insists on a JSON object (what every result file holds)."""
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise _damaged(path, f"expected a JSON object, found {type(obj).__name__}")
+    return obj
 
 
 def read_csv(path: str | os.PathLike):
@@ -126,6 +164,77 @@ def fingerprint(ids: Iterable[Any]) -> str:
         h.update(str(i).encode("utf-8"))
         h.update(b"\x00")
     return h.hexdigest()[:16]
+
+
+def content_key(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj`` (sorted keys, no whitespace): the identity of
+    everything that determines a result. Floats keep their repr, so 1e-3 and 0.001 agree."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes (local or URL)."""
+    h = hashlib.sha256()
+    if is_url(path):
+        fs, inner = _fs(path)
+        f = fs.open(inner, "rb")
+    else:
+        f = open(path, "rb")
+    with f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class FolderBusy(RuntimeError):
+    """Another command holds the lock of an output folder."""
+
+
+class OutputLock:
+    """An exclusive lock on an output folder (``<folder>/.lock``, ``filelock.FileLock``).
+
+    A second command on the same folder does not wait forever or corrupt it: it refuses
+    with ``FolderBusy`` after ``timeout`` seconds. URLs (object stores) are not locked."""
+
+    def __init__(self, folder: str | os.PathLike, timeout: float = 0.0):
+        self.folder, self.timeout, self._lock = folder, timeout, None
+
+    def __enter__(self) -> "OutputLock":
+        if is_url(self.folder):
+            return self
+        from filelock import FileLock, Timeout
+
+        folder = Path(self.folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(folder / ".lock"), mode=0o666 & ~_umask())
+        try:
+            self._lock.acquire(timeout=self.timeout)
+        except Timeout:
+            raise FolderBusy(f"{folder} is in use by another lpt_probe command (lock file {folder / '.lock'}); "
+                             f"wait for it to finish or write to another --out") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+
+def check_output_folder(path: str | os.PathLike, flag: str = "--out") -> None:
+    """A clear one-line error when ``path`` cannot be an output folder: ``NotADirectoryError``
+    (a file is in the way) or ``PermissionError`` (not writable)."""
+    if is_url(path):
+        return
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise NotADirectoryError(f"{flag} {p}: a file of that name exists; give a folder path")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(f"{flag} {p}: {probe} is a file, so the folder cannot be made; give another path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"{flag} {p}: {probe} is not writable by this user; give a folder you can write")
 
 
 def utc_now() -> str:

@@ -12,19 +12,34 @@
 
 Presets are found with ``importlib.util.find_spec`` without importing the packages (their
 ``__init__`` pulls in heavy dependencies we do not install) and are loaded with the hub
-switched off. ``head="auto"`` loads the LM/MLM head when the checkpoint has one.
+switched off. ``head="auto"`` loads the LM/MLM head when the checkpoint has one. A name
+that is neither a preset nor a folder is a hub id: when the hub cannot be reached, the
+model is looked up in the local Hugging Face cache only, and if it is not there the error
+lists the presets (no long retry loop).
+
+Identity: ``info["identity"]`` = name, dtype and ``weights_sha256``, a digest of the
+checkpoint's weight and config files (for hub downloads the content hashes the hub
+already stores as blob names; other files are hashed once and the digest cached under
+the user cache folder by path, size and modification time). Every cache key of a result
+that depends on the model includes it, so changed weights never reuse old results.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 import os
+import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..store import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +94,18 @@ def preset_path(name: str) -> Path:
 def _offline_env():
     class _Ctx:
         def __enter__(self):
+            from huggingface_hub import constants
+
             self.saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+            self.saved_const = constants.HF_HUB_OFFLINE  # read once at import: patch it too
             os.environ["HF_HUB_OFFLINE"] = "1"
             os.environ["TRANSFORMERS_OFFLINE"] = "1"
+            constants.HF_HUB_OFFLINE = True
 
         def __exit__(self, *exc):
+            from huggingface_hub import constants
+
+            constants.HF_HUB_OFFLINE = self.saved_const
             for k, v in self.saved.items():
                 if v is None:
                     os.environ.pop(k, None)
@@ -133,7 +155,7 @@ def _smollm2_folder(gguf_path: Path) -> Path:
         del config.quantization_config
     plain = type(model)(config)
     plain.load_state_dict(model.state_dict())
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")  # unique per writer
     plain.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     (tmp / ".complete").write_text(gguf_path.name + "\n")
@@ -153,7 +175,101 @@ def resolve(name_or_path: str) -> tuple[str, dict[str, Any]]:
         if preset.gguf:
             path = _smollm2_folder(path)
         return str(path), {"preset": name_or_path, "package": preset.pip, "offline": True}
-    return name_or_path, {"preset": None, "offline": os.environ.get("HF_HUB_OFFLINE") == "1"}
+    if Path(name_or_path).is_dir():
+        return str(Path(name_or_path).resolve()), {"preset": None, "offline": True}
+    if _looks_like_path(name_or_path):
+        raise FileNotFoundError(f"--model {name_or_path!r}: no such folder; give a preset "
+                                f"({', '.join(PRESETS)}), an existing model folder or a hub id")
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable()
+    return name_or_path, {"preset": None, "offline": offline, "hub": True}
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.replace("/", "", 1) \
+        or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Can a socket reach the hub's endpoint at all? (Saves transformers' retry loop offline.)"""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _model_not_found(name: str, offline: bool, exc: Exception) -> ValueError:
+    presets = ", ".join(f"{k} ({p.pip})" for k, p in PRESETS.items())
+    if offline:
+        return ValueError(f"--model {name!r} is not a preset, not a folder, and not in the local Hugging Face "
+                          f"cache, and the hub cannot be reached from here: a hub id needs network. Offline "
+                          f"presets: {presets}")
+    return ValueError(f"--model {name!r}: could not load it from the Hugging Face hub ({type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0][:200]}); check the id, or use a preset: {presets}")
+
+
+# -- identity ---------------------------------------------------------------------------
+_WEIGHT_FILES = re.compile(r".*\.(safetensors|bin|pt|pth|gguf)$|^config\.json$")
+
+
+def _file_digest(path: Path, memo: dict) -> str:
+    real = Path(os.path.realpath(path))
+    if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", real.name):
+        return real.name  # a hub blob: named by its content hash
+    st = real.stat()
+    key = f"{real}|{st.st_size}|{st.st_mtime_ns}"
+    if key not in memo:
+        h = hashlib.sha256()
+        with open(real, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        memo[key] = h.hexdigest()
+    return memo[key]
+
+
+def weights_fingerprint(folder: str | Path) -> str:
+    """sha256 over the names and content digests of a checkpoint's weight and config files."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and _WEIGHT_FILES.match(p.name))
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no weight files (*.safetensors, *.bin, *.gguf)")
+    memo_path = cache_dir() / "fingerprints.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    before = len(memo)
+    h = hashlib.sha256()
+    for p in files:
+        h.update(f"{p.name}:{_file_digest(p, memo)}\n".encode())
+    if len(memo) != before:
+        try:
+            atomic_write_text(memo_path, json.dumps(memo, indent=1, sort_keys=True))
+        except OSError:  # a read-only cache folder only costs hashing again
+            logger.debug("could not write %s", memo_path)
+    return h.hexdigest()
+
+
+def _checkpoint_folder(path: str, info: dict) -> Path | None:
+    if Path(path).is_dir():
+        return Path(path)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(path, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not in the cache in the usual layout
+        return None
+
+
+def identity(info: dict) -> dict[str, Any]:
+    """What names a loaded model's weights in cache keys (see the module docstring)."""
+    return dict(info["identity"])
 
 
 def load_model(
@@ -163,7 +279,8 @@ def load_model(
     device: str | torch.device = "cpu",
 ):
     """Load ``(model, tokenizer, info)``; ``head`` in {"auto", "lm", "none"}; ``dtype`` a
-    torch dtype or one of ``DTYPES`` ("fp32", "bf16", "fp16")."""
+    torch dtype or one of ``DTYPES`` ("fp32", "bf16", "fp16"). ``info["identity"]`` names
+    the weights (see the module docstring)."""
     import transformers as T
 
     dtype = resolve_dtype(dtype)
@@ -172,14 +289,22 @@ def load_model(
         raise ValueError(f"head={head!r}: choose one of 'auto', 'lm', 'none'")
     path, info = resolve(name_or_path)
     ctx = _offline_env() if info["offline"] else _NullCtx()
-    with ctx:
-        config = T.AutoConfig.from_pretrained(path)
-        cls = _auto_class(config, head)
-        tokenizer = T.AutoTokenizer.from_pretrained(path)
-        model = cls.from_pretrained(path, dtype=dtype, attn_implementation=_attn(config))
+    local = {"local_files_only": True} if info["offline"] else {}
+    T.utils.logging.disable_progress_bar()  # "Loading weights" bars: noise in logs and CI
+    try:
+        with ctx:
+            config = T.AutoConfig.from_pretrained(path, **local)
+            cls = _auto_class(config, head)
+            tokenizer = T.AutoTokenizer.from_pretrained(path, **local)
+            model = cls.from_pretrained(path, dtype=dtype, attn_implementation=_attn(config), **local)
+    except OSError as exc:
+        if info.get("hub"):
+            raise _model_not_found(name_or_path, info["offline"], exc) from None
+        raise
     model.to(device).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    folder = _checkpoint_folder(path, info)
     info.update(
         name=name_or_path,
         path=path,
@@ -189,6 +314,11 @@ def load_model(
         hidden_size=int(config.hidden_size),
         dtype=str(dtype).replace("torch.", ""),
     )
+    info["identity"] = {"name": name_or_path, "model_class": type(model).__name__, "dtype": info["dtype"],
+                        "weights_sha256": weights_fingerprint(folder) if folder else None}
+    if folder is None:
+        logger.warning("%s: could not find its files to fingerprint the weights; results are keyed by name only",
+                       name_or_path)
     return model, tokenizer, info
 
 
@@ -216,3 +346,8 @@ def random_like(model, seed: int = 0):
     torch.manual_seed(seed)
     fresh = type(model)(model.config)
     return fresh.to(next(model.parameters()).device).eval()
+
+
+def random_identity(info: dict, seed: int) -> dict[str, Any]:
+    """The identity of ``random_like(model, seed)``: torch's initialisation depends on its version."""
+    return {**identity(info), "weights_sha256": None, "random_init_seed": int(seed), "torch": torch.__version__}

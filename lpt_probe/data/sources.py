@@ -42,7 +42,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .io import fingerprint
+from ..store import fingerprint
 from .tasks import LocalSource, Protocol, TaskSpec, get_task, json_ready
 
 logger = logging.getLogger(__name__)
@@ -239,8 +239,13 @@ def _table(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
         out.append(r.example(f"{path.name}:{n}", [row[c] for c in src.text_columns],
                              row[src.label_column], f"{path}:{n}"))
 
+    lines = _lines(path, src.encoding)  # decoding errors name the file and line
+    if not any(t.strip() for _, t in lines):
+        raise ValueError(f"{path} is empty: a task file needs "
+                         + ("one JSON object a line" if path.suffix.lower() in (".jsonl", ".json") else
+                            f"a header row naming the columns {list(want)} and at least one row below it"))
     if path.suffix.lower() in (".jsonl", ".json"):
-        for n, line in _lines(path, src.encoding):
+        for n, line in lines:
             if not line.strip():
                 continue
             try:
@@ -251,16 +256,20 @@ def _table(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
                 raise ValueError(f"{path}:{n}: malformed line: expected a JSON object")
             row_example(row, n)
     else:
-        with open(path, encoding=src.encoding, newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            missing = [c for c in want if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ValueError(f"{path}:1: header {reader.fieldnames} lacks columns {missing}")
-            for row in reader:
-                if None in row or None in row.values():
-                    raise ValueError(f"{path}:{reader.line_num}: malformed row: field count "
-                                     f"differs from the header's {len(reader.fieldnames)}")
-                row_example(row, reader.line_num)
+        import io as _stdio
+
+        text = "\n".join(t for _, t in lines) + "\n"
+        reader = csv.DictReader(_stdio.StringIO(text, newline=""),
+                                delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        missing = [c for c in want if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}:1: header {reader.fieldnames} lacks columns {missing}; the file needs "
+                             f"a header row naming {list(want)} (text_columns and label_column of the task)")
+        for row in reader:
+            if None in row or None in row.values():
+                raise ValueError(f"{path}:{reader.line_num}: malformed row: field count "
+                                 f"differs from the header's {len(reader.fieldnames)}")
+            row_example(row, reader.line_num)
     return [e for e in out if e is not None]
 
 
@@ -356,7 +365,7 @@ def stratified_split(examples: Sequence[Example], n: int, rng: np.random.Generat
             [e for e, c in zip(examples, chosen) if not c])
 
 
-def _make_splits(spec, raw, shots, data_seed, dev_size) -> tuple[list, list, list, dict]:
+def _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap=False) -> tuple[list, list, list, dict]:
     info: dict[str, Any] = {"protocol": spec.protocol.value, "split_seed": SPLIT_SEED}
     pool, test = raw["train"], raw.get("test")
     if spec.protocol is Protocol.SAMPLE_TEST:
@@ -365,6 +374,18 @@ def _make_splits(spec, raw, shots, data_seed, dev_size) -> tuple[list, list, lis
     elif not test:
         raise ValueError(f"{spec.name}: no test split (protocol {spec.protocol.value!r}); give "
                          f"test files")
+    test_texts = {e.texts for e in test}
+    repeats = [e for e in pool if e.texts in test_texts]
+    info["pool_test_overlap"] = len(repeats)
+    if repeats and drop_overlap:
+        pool = [e for e in pool if e.texts not in test_texts]
+        info["dropped_overlap"] = len(repeats)
+        logger.info("%s: dropped %d training-pool rows whose text is also a test text (--drop-overlap)",
+                    spec.name, len(repeats))
+    elif repeats:
+        log = logger.warning if spec.protocol is Protocol.CUSTOM else logger.info
+        log("%s: %d of %d training-pool rows repeat a test text (e.g. %s); they may be drawn as shots or dev "
+            "rows. --drop-overlap removes them", spec.name, len(repeats), len(pool), repeats[0].id)
     given_dev = raw.get("dev")
     if shots is None:
         dev, train = given_dev, pool
@@ -394,20 +415,21 @@ def _overlap(splits: dict[str, list[Example]]) -> dict[str, int]:
 
 def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path | None = None,
               shots: int | None = None, data_seed: int = 13, dev_size: int = 1000,
-              max_examples: int | None = None) -> TaskData:
+              max_examples: int | None = None, drop_overlap: bool = False) -> TaskData:
     """Read ``task`` and split it (see the module docstring for the rules).
 
     source: "auto" (local files when ``data_dir`` is given, else the hub), "hub", "local",
     or "custom" (``task`` is then a YAML or CSV/TSV/JSONL path; see ``load_custom_task``).
     shots: few-shot training size K (e.g. 100, 500) or None for all data. data_seed: the
     few-shot draw (13, 21, 42, 87). max_examples: cap every split (stratified, split_seed)
-    for smoke runs.
+    for smoke runs. drop_overlap: remove training-pool rows whose text is also a test text
+    (their count is in ``info["pool_test_overlap"]`` either way; custom tasks warn).
     """
     if source not in SOURCES:
         raise ValueError(f"source={source!r} is not one of {SOURCES}")
     if source == "custom":
         return load_custom_task(task, data_dir=data_dir, shots=shots, data_seed=data_seed,
-                                dev_size=dev_size, max_examples=max_examples)[1]
+                                dev_size=dev_size, max_examples=max_examples, drop_overlap=drop_overlap)[1]
     for name, v in (("shots", shots), ("dev_size", dev_size), ("max_examples", max_examples)):
         if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
             raise ValueError(f"{name}={v!r} must be a positive integer")
@@ -419,7 +441,7 @@ def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path |
     raw, reader = _read_hub(spec) if source == "hub" else _read_local(spec, data_dir)
     if spec.protocol is Protocol.CUSTOM:
         source = "custom"
-    train, dev, test, info = _make_splits(spec, raw, shots, data_seed, dev_size)
+    train, dev, test, info = _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap)
     if max_examples is not None:
         rng = np.random.default_rng(SPLIT_SEED)
         train, dev, test = (s if len(s) <= max_examples else
@@ -431,10 +453,15 @@ def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path |
                        len(reader.skipped), ", ".join(reader.skipped[:5]),
                        " ..." if len(reader.skipped) > 5 else "")
     info.update(source=source, files=reader.files, shots=shots, data_seed=data_seed,
-                dev_size=dev_size, max_examples=max_examples,
+                dev_size=dev_size, max_examples=max_examples, drop_overlap=drop_overlap,
                 text_overlap=_overlap({"train": train, "dev": dev, "test": test}))
     return TaskData(spec, Split("train", train), Split("dev", dev), Split("test", test),
                     source, skipped, info)
+
+
+def is_task_file(task: str | Path) -> bool:
+    """A custom task given as its YAML file (see ``load_custom_task``)."""
+    return str(task).lower().endswith((".yaml", ".yml"))
 
 
 _TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -444,7 +471,8 @@ _CUSTOM_KEYS = ("name", "train", "dev", "test", "text_columns", "label_column", 
 
 def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = None,
                      shots: int | None = None, data_seed: int = 13, dev_size: int = 1000,
-                     max_examples: int | None = None, **config: Any) -> tuple[TaskSpec, TaskData]:
+                     max_examples: int | None = None, drop_overlap: bool = False,
+                     **config: Any) -> tuple[TaskSpec, TaskData]:
     """A user's own task from CSV/TSV/JSONL files with named text and label columns.
 
     ``path_or_yaml`` is a YAML file with the keys in ``_CUSTOM_KEYS`` (file paths relative to
@@ -469,7 +497,12 @@ def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = 
                 k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
                 for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
-        cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader) or {}
+        try:
+            cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader) or {}
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the YAML as UTF-8") from None
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML ({e}); see the custom-task example in the README") from None
         if not isinstance(cfg, dict) or set(cfg) - set(_CUSTOM_KEYS):
             raise ValueError(f"{path}: expected a mapping with keys from {list(_CUSTOM_KEYS)}, "
                              f"got {sorted(cfg) if isinstance(cfg, dict) else type(cfg).__name__}")
@@ -499,4 +532,4 @@ def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = 
         local=LocalSource(fmt, ("",), files["train"], files["test"], files["dev"],
                           text_columns=tuple(cols), label_column=cfg.get("label_column", "label")))
     return spec, load_task(spec, source="local", shots=shots, data_seed=data_seed,
-                           dev_size=dev_size, max_examples=max_examples)
+                           dev_size=dev_size, max_examples=max_examples, drop_overlap=drop_overlap)

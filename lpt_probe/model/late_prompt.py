@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..layers import start_state
+from ..store import DamagedFile, atomic_write_bytes, atomic_write_text
 from .backbone import Backbone
 from .generators import DEFAULT_NUM_VIRTUAL_TOKENS, GENERATORS, build_generator
 from .methods import METHODS, get_method, low_precision
@@ -49,30 +51,40 @@ class LatePromptConfig:
     """What a late prompt is: where it goes, how it is made, how it is read out.
 
     ``method`` picks the late prompt (``lpt``, the default) or a baseline trained in the
-    same harness (``lpt_probe.methods``): for ``prompt-tuning`` the prompt layer is 1 and
+    same harness (``lpt_probe.model.methods``): for ``prompt-tuning`` the prompt layer is 1 and
     the generator ``none``; ``model-tuning``, ``bitfit`` and ``lora`` insert no prompt
     (``num_virtual_tokens`` 0); for ``p-tuning-v2`` / ``prefix-tuning``
     ``num_virtual_tokens`` is the length of the key/value prefix at every layer.
     """
 
-    method: str = field(default="lpt", metadata={"help": "lpt or a baseline: " + ", ".join(METHODS)})
-    prompt_layer: int = field(default=1, metadata={"help": "PL, 1-based: the prompt joins the input of layer PL"})
-    generator: str = field(default="none", metadata={"help": f"one of {GENERATORS}"})
+    method: str = field(default="lpt", metadata={
+        "help": "lpt (late prompt) or a baseline in the same harness: " + "; ".join(
+            f"{m.name}: {m.help}" for m in METHODS.values() if m.name != "lpt"),
+        "choices": lambda: list(METHODS)})
+    prompt_layer: int = field(default=1, metadata={
+        "help": "PL, 1-based: the prompt joins the input of layer PL (1 = prompt tuning); the commands' "
+                "default is the middle layer for lpt, 1 otherwise"})
+    generator: str = field(default="none", metadata={"help": "prompt generator", "choices": GENERATORS})
     num_virtual_tokens: int | None = field(
         default=None, metadata={"help": "prompt length l; default 20 (none), 5 (npg), 10 (appg/mppg)"}
     )
     bottleneck: int = field(default=128, metadata={"help": "generator bottleneck m"})
-    generator_dropout: float = field(default=0.1, metadata={"help": "dropout on the generated prompt"})
-    prompt_init_std: float = field(default=1.0, metadata={"help": "std of the plain prompt's N(0, std) init"})
-    head: str = field(default="auto", metadata={"help": "lm (frozen MLM/LM head), classifier, or auto"})
+    generator_dropout: float = field(default=0.1, metadata={"help": "dropout on the generated prompt",
+                                                              "cli": False})
+    prompt_init_std: float = field(default=1.0, metadata={"help": "std of the plain prompt's N(0, std) init",
+                                                          "cli": False})
+    head: str = field(default="auto", metadata={"help": "lm (frozen MLM/LM head), classifier, or auto",
+                                                "choices": HEADS})
     loss: str = field(
         default="vocab",
         metadata={"help": "lm head: 'vocab' = CE over the whole vocabulary at the prediction "
-                          "position (the authors'), or 'label_words' = CE over the label words"},
+                          "position (the authors'), or 'label_words' = CE over the label words",
+                  "choices": LOSSES},
     )
     lora_rank: int = field(default=8, metadata={"help": "lora: rank r of the update"})
     lora_alpha: float = field(default=16.0, metadata={"help": "lora: scaling alpha (update x alpha / r)"})
-    lora_dropout: float = field(default=0.0, metadata={"help": "lora: dropout on the adapter input"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "lora: dropout on the adapter input",
+                                                         "cli": False})
 
     def __post_init__(self):
         spec = get_method(self.method)
@@ -99,7 +111,8 @@ class LatePromptConfig:
         if self.lora_rank < 1:
             raise ValueError(f"lora_rank={self.lora_rank} must be >= 1")
         if self.num_virtual_tokens < 0 or (self.generator != "none" and self.num_virtual_tokens < 1):
-            raise ValueError(f"num_virtual_tokens={self.num_virtual_tokens}: must be >= 1 (>= 0 for 'none')")
+            raise ValueError(f"num_virtual_tokens={self.num_virtual_tokens}: must be >= 1 (>= 0 for 'none', an "
+                             f"empty prompt: the frozen model itself, which training refuses)")
         if self.prompt_layer < 1:
             raise ValueError(f"prompt_layer={self.prompt_layer}: prompt layers are 1-based (1 = prompt tuning)")
         if self.head not in HEADS:
@@ -119,6 +132,12 @@ class LatePromptConfig:
                 f"head='lm' but {type(backbone.model).__name__} has no LM/MLM head; "
                 "use head='classifier' (or 'auto')"
             )
+
+    @property
+    def start_state(self) -> int:
+        """The hidden state the prompt joins (PL-1; ``lpt_probe.layers``): layers PL..L run on it,
+        and the lower-layer cache holds it."""
+        return start_state(self.prompt_layer)
 
     @property
     def prompt_tokens(self) -> int:
@@ -268,26 +287,32 @@ class LatePromptModel(nn.Module):
         return nn.functional.cross_entropy(out["logits"], labels)
 
 
-def save_prompt(model: LatePromptModel, folder: str | Path) -> Path:
-    """Write the trainable weights (safetensors) beside the prompt config (JSON)."""
-    from safetensors.torch import save_file
+def save_prompt(model: LatePromptModel, folder: str | Path, name: str = "prompt.safetensors") -> str:
+    """Write the trainable weights (safetensors, atomically) beside the prompt config (JSON);
+    returns the weight file's sha256, which ``meta.json`` records."""
+    import hashlib
 
-    from .io import atomic_write_bytes, atomic_write_text
+    from safetensors.torch import save
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".prompt.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in model.trainable_state_dict().items()}, str(tmp))
-    atomic_write_bytes(folder / "prompt.safetensors", tmp.read_bytes())
-    tmp.unlink()
-    atomic_write_text(folder / "prompt_config.json", json.dumps(model.config.to_dict(), indent=2) + "\n")
-    return folder / "prompt.safetensors"
+    data = save({k: v.contiguous() for k, v in model.trainable_state_dict().items()})
+    atomic_write_bytes(folder / name, data)
+    if name == "prompt.safetensors":
+        atomic_write_text(folder / "prompt_config.json", json.dumps(model.config.to_dict(), indent=2) + "\n")
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_prompt_weights(model: LatePromptModel, path: str | Path) -> None:
+    """Load weights saved by ``save_prompt``; a damaged file raises ``DamagedFile`` naming it."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise DamagedFile(f"{path} is damaged ({exc}); delete {Path(path).parent} and train it again") from None
     own = dict(model.trainable_named_parameters())
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))

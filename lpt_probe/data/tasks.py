@@ -184,6 +184,19 @@ class TaskSpec:
         """A JSON-able dict of every field (enums as their string values)."""
         return json_ready(dataclasses.asdict(self))
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TaskSpec":
+        """The inverse of ``to_dict`` (run folders store the spec a prompt was trained with)."""
+        d = dict(d)
+
+        def tuples(sub: dict | None, kind):
+            if sub is None:
+                return None
+            return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in sub.items()})
+
+        d["hub"], d["local"] = tuples(d.get("hub"), HubSource), tuples(d.get("local"), LocalSource)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 def json_ready(obj: Any) -> Any:
     if isinstance(obj, Enum):
@@ -206,8 +219,16 @@ def _check_template(spec: TaskSpec, kind: str) -> None:
     unknown = sorted(set(names) - allowed)
     missing = [f for f in spec.text_fields if f not in names]
     if unknown or missing:
-        raise ValueError(f"{spec.name}: {kind}_template={template!r} has unknown placeholders "
-                         f"{unknown} / lacks {missing}; allowed: {sorted(allowed)}")
+        example = ("'{text_a} It was {mask} .'" if kind == "mlm" else "'{text_a} It was'")
+        if len(spec.text_fields) == 2:
+            example = "'{text_a} ? {mask} , {text_b}'" if kind == "mlm" else "'{text_a} {text_b} They are'"
+        paper = any(tag in template for tag in ("<S1>", "<S2>", "[MASK]", "<mask>"))
+        raise ValueError(
+            f"{spec.name}: {kind}_template={template!r} has unknown placeholders {unknown} / lacks {missing}. "
+            f"Templates name the text fields in braces{' and the label slot as {mask}' if kind == 'mlm' else ''}, "
+            f"e.g. {kind}_template: {example}"
+            + (" (the paper writes <S1> for {text_a}, <S2> for {text_b} and [MASK] for {mask})" if paper else "")
+            + f"; allowed placeholders: {sorted(allowed)}")
     if kind == "mlm" and names.count("mask") != 1:
         raise ValueError(f"{spec.name}: mlm_template={template!r} must contain exactly one {{mask}}")
     if kind == "clm" and template != template.rstrip():

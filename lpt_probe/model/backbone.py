@@ -65,6 +65,11 @@ class Backbone(nn.Module):
         return self.family.causal
 
     @property
+    def template_kind(self) -> str:
+        """Which template the verbalizer renders for this model: "clm" (decoders) or "mlm"."""
+        return "clm" if self.is_causal else "mlm"
+
+    @property
     def has_lm_head(self) -> bool:
         return self._head is not None
 
@@ -150,8 +155,46 @@ class Backbone(nn.Module):
             )
         return self._head(h_last if normed else self.final(h_last))
 
+    def layer_stack(self, start: int, stop: int | None = None, trainable: bool = False) -> nn.Module:
+        """Copies of layers ``start+1..stop`` as one module ``(h, key_mask) -> h`` that runs
+        them from hidden state ``start`` (e.g. a transformer probe initialised from the
+        backbone's own top layers). The copies train when ``trainable``; the original
+        layers are untouched."""
+        stop = self.num_hidden_layers if stop is None else stop
+        if not 0 <= start < stop <= self.num_hidden_layers:
+            raise ValueError(f"layer_stack needs 0 <= start < stop <= {self.num_hidden_layers}; got {start}, {stop}")
+        return LayerStack(self, start, stop, trainable)
+
     def freeze(self) -> "Backbone":
         """Freeze every backbone weight (requires_grad=False)."""
         for p in self.model.parameters():
             p.requires_grad_(False)
         return self
+
+
+class LayerStack(nn.Module):
+    """Copies of a backbone's layers ``start+1..stop``, run from hidden state ``start``
+    (see ``Backbone.layer_stack``). ``key_mask`` [batch, seq] is True/1 at real tokens."""
+
+    def __init__(self, backbone: Backbone, start: int, stop: int, trainable: bool = False):
+        super().__init__()
+        import copy
+
+        self.start, self.stop = start, stop
+        self.layers = nn.ModuleList(copy.deepcopy(backbone.layers[i]) for i in range(start, stop))
+        for p in self.layers.parameters():
+            p.requires_grad_(trainable)
+        self._family = backbone.family
+        # the bare model builds each forward's context (rotary / relative positions); kept
+        # unregistered so the stack's parameters and state dict are its own layers only
+        object.__setattr__(self, "_base", backbone.base)
+        self._dtype = backbone.dtype
+
+    def forward(self, h: Tensor, key_mask: Tensor) -> Tensor:
+        keep = key_mask.long()
+        b, n = keep.shape
+        positions = torch.arange(n, device=keep.device).expand(b, n)  # [batch, seq]
+        ctx = self._family.context(self._base, keep, positions, h.dtype)
+        for i, layer in enumerate(self.layers):
+            h = self._family.call_layer(layer, h, ctx, self.start + i, self._base)
+        return h

@@ -1,0 +1,540 @@
+"""Per-layer I(h;y) with and without a late prompt: the library behind ``python -m lpt_probe.mi``.
+
+The paper's Section 4 (Figure 2 right). ``MIConfig`` holds every setting; ``run_mi(cfg)``
+does the work, resumably. For each prompt layer in ``prompt_layers`` (default: 1, the
+middle and the last layer) and each seed it
+
+1. trains the late prompt (few-shot, ``shots``), or reuses a finished run folder that holds
+   exactly that run (``runs/<condition>-<key>``; the rules of ``lpt_probe.runs.folders``);
+2. for vector probes (``linear``, ``mlp``) extracts the representation of every example at
+   every hidden state 0..L once, to ``reps/<condition>-<key>/``; the hidden states below
+   the prompt layer are the frozen model's, taken from one shared frozen pass
+   (``lpt_probe.analysis.representations``). Sequence probes (``transformer``) read each
+   layer's whole sequence of states, recomputed layer by layer (one layer in memory);
+3. fits one probe per hidden state on the probe train split, selects its hyperparameters
+   on the probe dev split, scores on test (``lpt_probe.probing``), with the controls:
+   shuffled labels, the frozen model without a prompt (whose layer 0 is the embedding
+   baseline) and the same architecture with random weights; plus MDL online codelength
+   and per-example PVI.
+
+Every cached piece is **content-addressed**: a representation folder by the key of its
+model (the training run's key, the frozen model's identity, or the random seed) and the
+fingerprints of the encoded probe splits; a probe piece (``pieces/``) by the key of its
+input (which model, which hidden state, which representation, which data) and every probe
+setting. A piece is reused only when its stored key matches and its files are intact, so
+changing any setting into the same ``--out`` gives what an empty folder would (changing
+``--probe`` reuses the representations; rows of a late prompt below its prompt layer are
+the frozen model's rows, computed once). ``mi.csv`` is assembled from exactly this
+invocation's pieces.
+
+Probe data: the prompt is trained on the few-shot sample, but probes need more rows than
+K=100 to estimate information; they use the task's full-data splits (train capped at
+``probe_train_max`` rows, stratified with a fixed seed; dev for hyperparameters; test for
+the estimate). No test row ever reaches a prompt or a probe during fitting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import store
+from ..data.encoded import encode_split
+from ..layers import parse_prompt_layers
+from ..model.backbone import Backbone
+from ..model.generators import GENERATORS
+from ..model.late_prompt import LatePromptConfig, LatePromptModel
+from ..model.loading import (
+    DEFAULT_MODEL,
+    PRESETS,
+    identity,
+    load_model,
+    model_slug,
+    random_identity,
+    random_like,
+)
+from ..probing import (
+    PROBES,
+    assert_disjoint,
+    make_probe,
+    online_codelength,
+    parse_probe_grid,
+    probe_information,
+    pvi,
+    shuffled_label_control,
+)
+from ..progress import bar
+from ..runs.folders import load_run
+from ..runs.run import SPLITS, load_data, prepare, run_config, train
+from ..runs.trainer import TrainConfig
+from ..viz import paper_style, plot_mi_by_layer, save_figure
+from .representations import (
+    REPRESENTATIONS,
+    extract,
+    extract_many,
+    layer_sequences,
+    load_representations,
+    save_representations,
+)
+
+logger = logging.getLogger(__name__)
+REPS_FORMAT = 2
+PIECE_FORMAT = 2
+PROBE_INPUTS = ("text", "text+prompt")
+COND_COLUMNS = ["task", "model", "method", "prompt_layer", "seed"]
+JOINT_GROUP = 6  # late-prompt conditions extracted together in one frozen pass (bounds memory)
+
+
+def _h(text: str, **kw) -> dict:
+    return {"help": text, **kw}
+
+
+@dataclass
+class MIConfig:
+    """Every setting of one ``mi`` analysis (the flags of ``python -m lpt_probe.mi``)."""
+
+    task: str = field(default="rte", metadata=_h("a registered task or a custom task's YAML file"))
+    model: str = field(default=DEFAULT_MODEL, metadata=_h(
+        f"{', '.join(PRESETS)} (offline presets; default minilm), a hub id or a folder"))
+    data_dir: str | None = field(default=None, metadata=_h("local task files (e.g. ../shared/data); default: the hub"))
+    source: str = field(default="auto", metadata=_h("auto, hub or local", choices=("auto", "hub", "local")))
+    prompt_layers: str = field(default="default", metadata=_h("'default' (1, middle, last), 'all' or '1,4,6'"))
+    generator: str = field(default="none", metadata=_h("prompt generator", choices=GENERATORS))
+    num_virtual_tokens: int | None = field(default=None, metadata=_h("prompt length l (default: the generator's)"))
+    seeds: tuple[int, ...] = field(default=(13,), metadata=_h("prompt seeds, comma separated (Figure 2: 13,21,42)"))
+    shots: int | None = field(default=100, metadata=_h("few-shot K for prompt training (0 = full data)"))
+    data_seed: int = field(default=13, metadata=_h("seed of the few-shot sample"))
+    steps: int = field(default=200, metadata=_h("prompt training steps (paper few-shot: 1000)"))
+    eval_every: int = field(default=100, metadata=_h("evaluate the prompt on dev every N steps"))
+    lr: float = field(default=1e-3, metadata=_h("prompt learning rate"))
+    probe: str = field(default="linear", metadata=_h(
+        "probe family: linear and mlp read one vector per example (--representation); transformer reads the "
+        "layer's whole sequence of states (the paper's estimator)", choices=lambda: list(PROBES)))
+    probe_seeds: tuple[int, ...] = field(default=(0,), metadata=_h("probe seeds, comma separated"))
+    representation: str = field(default="mask", metadata=_h(
+        "vector probes: which vector per example (mask = the prediction position)", choices=REPRESENTATIONS))
+    probe_train_max: int | None = field(default=2000, metadata=_h("cap on probe train rows"))
+    probe_grid: str = field(default="", metadata=_h(
+        "widen or replace the probe's hyperparameter grid, chosen on dev: e.g. 'C=1e-5,1e-4,1e-3' (linear), "
+        "'hidden=64,256;weight_decay=0,0.01;lr=1e-3' (mlp), 'lr=1e-3,3e-4;weight_decay=0,0.01' (transformer)"))
+    probe_input: str = field(default="text+prompt", metadata=_h(
+        "transformer probe at layers >= PL: the text positions alone, or the prompt positions too (what the next "
+        "layer sees, as the paper)", choices=PROBE_INPUTS))
+    probe_layers: int = field(default=1, metadata=_h("transformer probe: encoder layers K (the paper used 6)"))
+    probe_width: int | None = field(default=128, metadata=_h(
+        "transformer probe: width after an input projection (0 = none: the backbone's width)"))
+    probe_init: str = field(default="scratch", metadata=_h(
+        "transformer probe: scratch, or backbone = start from copies of the backbone's own top K layers (the "
+        "closest analogue of the paper's 6-layer RoBERTa-large probe; no projection)",
+        choices=("scratch", "backbone")))
+    probe_readout: str = field(default="position", metadata=_h(
+        "transformer probe: the state at the prediction position, or attention pooling",
+        choices=("position", "attention")))
+    bootstrap: int = field(default=1000, metadata=_h("bootstrap resamples for the 95% CI"))
+    controls: bool = field(default=True, metadata=_h("skip the shuffled-label and random-weights controls",
+                                                     flag="--no-controls"))
+    mdl: bool = field(default=True, metadata=_h("skip MDL online codelength", flag="--no-mdl"))
+    max_examples: int | None = field(default=None, metadata=_h("cap every split (quick runs)"))
+    max_length: int = field(default=128, metadata=_h("max tokens per example"))
+    drop_overlap: bool = field(default=False, metadata=_h(
+        "remove training-pool rows whose text is also a test text"))
+    device: str = field(default="cpu", metadata=_h("cpu, cuda, cuda:N or auto"))
+    out: str | None = field(default=None, metadata=_h("default artifacts/mi/<task>/<model>/"))
+    progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
+
+    def __post_init__(self):
+        self.seeds = tuple(int(s) for s in self.seeds)
+        self.probe_seeds = tuple(int(s) for s in self.probe_seeds)
+        if self.shots == 0:
+            self.shots = None
+        if self.probe not in PROBES:
+            raise ValueError(f"probe={self.probe!r} is unknown; choose one of {', '.join(PROBES)}")
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(f"representation={self.representation!r}: choose one of {REPRESENTATIONS}")
+        for name in ("steps", "eval_every", "probe_layers", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 1")
+        for name in ("probe_train_max", "max_examples"):
+            v = getattr(self, name)
+            if v is not None and v < 2:
+                raise ValueError(f"--{name.replace('_', '-')} {v} must be >= 2 (or left out)")
+        if self.bootstrap < 0:
+            raise ValueError(f"--bootstrap {self.bootstrap} must be >= 0")
+        if self.probe_width == 0:
+            self.probe_width = None
+        parse_probe_grid(self.probe, self.probe_grid)  # a bad grid fails before anything runs
+        if self.device == "auto":
+            import torch
+
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def sequence_probe(self) -> bool:
+        return getattr(PROBES[self.probe], "input_kind", "vector") == "sequence"
+
+
+def default_out(cfg: MIConfig) -> Path:
+    return Path("artifacts") / "mi" / Path(cfg.task).stem / model_slug(cfg.model)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One model whose layers are probed: a late prompt, the frozen model, or random weights."""
+
+    name: str
+    method: str  # "lpt", "frozen" or "random_weights"
+    prompt_layer: int  # 0 for the frozen and random models
+    seed: int
+
+
+def _sha(path: Path) -> str:
+    return store.file_sha256(path)
+
+
+class MIRun:
+    """One ``mi`` invocation: settings, the loaded model and data, and the pieces on disk."""
+
+    def __init__(self, cfg: MIConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.out) if cfg.out else default_out(cfg)
+        self.bundle = load_model(cfg.model, device=cfg.device)
+        self.backbone = Backbone(self.bundle[0])
+        self.L = self.backbone.num_hidden_layers
+        self.prompt_layers = parse_prompt_layers(cfg.prompt_layers, self.L)
+        self.slug = model_slug(cfg.model)
+        self.seconds = {"train": 0.0, "extract": 0.0, "probe": 0.0}  # this invocation's time per phase
+        self.models: dict[str, LatePromptModel] = {}
+        self.model_keys: dict[str, str] = {}
+        self.run_dirs: dict[str, str] = {}
+        self._random: dict[int, Backbone] = {}
+
+    # -- data -------------------------------------------------------------------------
+    def train_config(self, seed: int) -> TrainConfig:
+        c = self.cfg
+        return TrainConfig(task=c.task, model=c.model, data_dir=c.data_dir, source=c.source, shots=c.shots,
+                           data_seed=c.data_seed, max_examples=c.max_examples, max_length=c.max_length,
+                           drop_overlap=c.drop_overlap, seed=seed, steps=c.steps, eval_every=c.eval_every,
+                           lr=c.lr, device=c.device, bucket=True)
+
+    def load_data(self) -> None:
+        base = self.train_config(self.cfg.seeds[0])
+        self.probe_data = load_data(replace(base, shots=None, steps=1))
+        kind = self.backbone.template_kind
+        tok = self.bundle[1]
+        enc = {s: encode_split(self.probe_data.task, getattr(self.probe_data, s), tok, kind, self.cfg.max_length, s)
+               for s in SPLITS}
+        enc["train"] = enc["train"].subsample(self.cfg.probe_train_max)
+        self.encoded = enc
+        self.n_classes = self.probe_data.task.num_labels
+        assert_disjoint(*(enc[s].ids for s in SPLITS), names=list(SPLITS))
+        self.fingerprints = {s: enc[s].fingerprint for s in SPLITS}
+        self.prompt_prepared = prepare(base, bundle=self.bundle) if self.prompt_layers else None
+
+    # -- conditions and their keys ----------------------------------------------------
+    def conditions(self) -> list[Condition]:
+        conds = [Condition("frozen", "frozen", 0, 0)]
+        conds += [Condition(f"lpt-pl{k}-s{s}", "lpt", k, s) for k in self.prompt_layers for s in self.cfg.seeds]
+        if self.cfg.controls:
+            conds.append(Condition(f"random-s{self.cfg.seeds[0]}", "random_weights", 0, self.cfg.seeds[0]))
+        return conds
+
+    def prompt_config(self, cond: Condition) -> LatePromptConfig:
+        return LatePromptConfig(prompt_layer=cond.prompt_layer, generator=self.cfg.generator,
+                                num_virtual_tokens=self.cfg.num_virtual_tokens)
+
+    def model_key(self, cond: Condition) -> str:
+        if cond.name not in self.model_keys:
+            if cond.method == "frozen":
+                key = store.content_key(identity(self.bundle[2]))
+            elif cond.method == "random_weights":
+                key = store.content_key(random_identity(self.bundle[2], cond.seed))
+            else:
+                key = run_config(self.prompt_config(cond), self.train_config(cond.seed), self.prompt_prepared)["key"]
+            self.model_keys[cond.name] = key
+        return self.model_keys[cond.name]
+
+    def input_key(self, cond: Condition, layer: int) -> str:
+        """What a probe at ``layer`` of ``cond`` reads: below PL a late prompt's input is
+        the frozen model's, so their pieces are one."""
+        below = cond.method == "lpt" and layer < cond.prompt_layer
+        src = self.conditions()[0] if below else cond
+        what = self.cfg.representation
+        if self.cfg.sequence_probe:
+            what = f"seq:{self.cfg.probe_input if cond.method == 'lpt' and not below else 'text'}"
+        return store.content_key({"model": self.model_key(src), "layer": layer, "input": what,
+                                  "data": self.fingerprints})
+
+    # -- models -----------------------------------------------------------------------
+    def model_for(self, cond: Condition) -> LatePromptModel | Backbone | None:
+        """The late-prompt model (trained or reused), the random backbone, or None (frozen)."""
+        if cond.method == "frozen":
+            return None
+        if cond.method == "random_weights":
+            if cond.seed not in self._random:
+                self._random[cond.seed] = Backbone(random_like(self.bundle[0], cond.seed))
+            return self._random[cond.seed]
+        if cond.name in self.models:
+            return self.models[cond.name]
+        t0 = time.perf_counter()
+        key = self.model_key(cond)
+        folder = self.out / "runs" / f"{cond.name}-{key[:10]}"
+        res = train(self.prompt_config(cond), self.train_config(cond.seed), folder, prepared=self.prompt_prepared,
+                    progress=self.cfg.progress)
+        model = res.model if res.model is not None else load_run(folder, self.cfg.device, bundle=self.bundle).model
+        self.models[cond.name] = model.eval()
+        self.run_dirs[cond.name] = str(folder.relative_to(self.out))
+        self.seconds["train"] += time.perf_counter() - t0
+        logger.info("prompt %s: %s (test %s %.4f)", cond.name, "reused" if res.reused else "trained",
+                    res.metrics.get("metric_name", "metric"), res.metrics.get("test_metric", float("nan")))
+        return model
+
+    # -- vector representations -------------------------------------------------------
+    def reps_folder(self, cond: Condition) -> tuple[Path, str]:
+        key = store.content_key({"format": REPS_FORMAT, "model": self.model_key(cond), "data": self.fingerprints})
+        return self.out / "reps" / f"{cond.name}-{key[:12]}", key
+
+    def _reps_done(self, cond: Condition) -> bool:
+        folder, key = self.reps_folder(cond)
+        try:
+            return all((folder / f"{s}.json").exists() and store.read_json_object(folder / f"{s}.json").get("key")
+                       == key and (folder / f"{s}.safetensors").exists() for s in SPLITS)
+        except store.DamagedFile:
+            return False
+
+    def vector_reps(self, conds: list[Condition]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+        """name -> split -> arrays; computes what is missing (frozen and prompts jointly)."""
+        missing = [c for c in conds if not self._reps_done(c)]
+        for c in missing:
+            self.model_for(c)  # train first: extraction timing is extraction only
+        t0 = time.perf_counter()
+        shared = [c for c in missing if c.method in ("frozen", "lpt")]
+        groups = [shared[i:i + JOINT_GROUP] for i in range(0, len(shared), JOINT_GROUP)]
+        for group in groups:
+            models = {c.name: self.model_for(c) for c in group}
+            for s in SPLITS:
+                reps = extract_many(self.backbone, models, self.encoded[s], desc=f"extract {s}",
+                                    progress=self.cfg.progress)
+                for c in group:
+                    self._save_reps(c, s, reps[c.name])
+            logger.info("extracted %s", ", ".join(c.name for c in group))
+        for c in missing:
+            if c.method == "random_weights":
+                for s in SPLITS:
+                    self._save_reps(c, s, extract(self.model_for(c), self.encoded[s], desc=f"{c.name} {s}",
+                                                  progress=self.cfg.progress))
+                logger.info("extracted %s", c.name)
+        self.seconds["extract"] += time.perf_counter() - t0
+        out = {}
+        for c in conds:
+            folder, _ = self.reps_folder(c)
+            out[c.name] = {s: load_representations(folder, s)[0] for s in SPLITS}
+        return out
+
+    def _save_reps(self, cond: Condition, split: str, reps: dict) -> None:
+        folder, key = self.reps_folder(cond)
+        info = {"key": key, "condition": asdict(cond), "model": self.bundle[2]["identity"],
+                "model_key": self.model_key(cond), "task": self.probe_data.task.name,
+                "fingerprint": self.fingerprints[split]}
+        save_representations(folder, split, reps, info)
+
+    # -- probe pieces -----------------------------------------------------------------
+    def probe_settings(self, cond: Condition) -> dict[str, Any]:
+        c = self.cfg
+        kw = parse_probe_grid(c.probe, c.probe_grid)
+        if c.sequence_probe:
+            kw.update(num_layers=c.probe_layers, readout=c.probe_readout,
+                      width=None if c.probe_init == "backbone" else c.probe_width)
+        return {"format": PIECE_FORMAT, "probe": c.probe, "kwargs": kw, "init": c.probe_init if c.sequence_probe
+                else None, "seeds": list(c.probe_seeds), "bootstrap": c.bootstrap,
+                "controls": bool(c.controls and cond.method != "random_weights"), "mdl": c.mdl,
+                "n_classes": self.n_classes}
+
+    def piece_paths(self, cond: Condition, layer: int) -> tuple[dict[str, Path], str]:
+        key = store.content_key({"input": self.input_key(cond, layer), "probe": self.probe_settings(cond)})
+        stem = self.out / "pieces" / f"h{layer}-{self.cfg.probe}-{key[:16]}"
+        return {k: stem.with_name(f"{stem.name}.{k}.csv") for k in ("mi", "mdl", "pvi")} | \
+            {"done": stem.with_name(f"{stem.name}.json")}, key
+
+    def piece_done(self, cond: Condition, layer: int) -> bool:
+        paths, key = self.piece_paths(cond, layer)
+        if not paths["done"].exists():
+            return False
+        try:
+            done = store.read_json_object(paths["done"])
+        except store.DamagedFile:
+            return False
+        return done.get("key") == key and all(
+            paths[k].exists() and _sha(paths[k]) == done.get("files", {}).get(k) for k in ("mi", "mdl", "pvi"))
+
+    def _factory(self):
+        c = self.cfg
+        kw = self.probe_settings(Condition("x", "frozen", 0, 0))["kwargs"]
+        if c.sequence_probe and c.probe_init == "backbone":
+            stack_of = self.backbone.layer_stack
+            kw["encoder_factory"] = lambda: stack_of(self.L - c.probe_layers, self.L, trainable=True)
+        return lambda seed: make_probe(c.probe, self.n_classes, seed, **kw)
+
+    def fit_piece(self, cond: Condition, layer: int, X: dict, y: dict) -> None:
+        """Probe one hidden state (plus controls, MDL, PVI) -> pieces/*.csv, sidecar last."""
+        c = self.cfg
+        paths, key = self.piece_paths(cond, layer)
+        settings = self.probe_settings(cond)
+        rep = (f"seq:{c.probe_input if cond.method == 'lpt' and layer >= cond.prompt_layer else 'text'}"
+               if c.sequence_probe else c.representation)
+        base = {"layer": layer, "probe": c.probe, "representation": rep, "split": "test"}
+        factory = self._factory()
+        args = (factory, X["train"], y["train"], X["dev"], y["dev"], X["test"], y["test"], self.n_classes)
+        res = probe_information(*args, seeds=c.probe_seeds, bootstrap=c.bootstrap)
+        rows = [{**base, **r} for r in res.rows]
+        if settings["controls"]:
+            rows += [{**base, **r} for r in shuffled_label_control(*args, seeds=c.probe_seeds,
+                                                                   bootstrap=c.bootstrap).rows]
+        scores = pvi(res.log2q[0], res.log2q_null)
+        pvi_rows = [{"layer": layer, "probe": c.probe, "representation": rep, "example_id": i, "label": int(t),
+                     "pvi_bits": float(v)} for i, t, v in zip(self.encoded["test"].ids, y["test"], scores)]
+        mdl_rows = []
+        if c.mdl:
+            m = online_codelength(factory, X["train"], y["train"], self.n_classes, seed=c.probe_seeds[0])
+            mdl_rows.append({**base, "split": "train", **{k: m[k] for k in ("online_codelength_bits",
+                                                                              "uniform_codelength_bits",
+                                                                              "compression", "n")}})
+        files = {}
+        for name, table in (("mi", rows), ("mdl", mdl_rows), ("pvi", pvi_rows)):
+            store.write_csv(paths[name], pd.DataFrame(table))
+            files[name] = _sha(paths[name])
+        store.write_json(paths["done"], {"key": key, "files": files, "condition": asdict(cond), "layer": layer,
+                                         "settings": settings})  # last: marks the piece done
+
+    def probe_vectors(self, cond: Condition, reps: dict) -> None:
+        y = {s: reps[s]["labels"] for s in SPLITS}
+        for layer in range(self.L + 1):
+            if self.piece_done(cond, layer):
+                continue
+            X = {s: reps[s][self.cfg.representation][layer] for s in SPLITS}
+            self.fit_piece(cond, layer, X, y)
+
+    def probe_sequences(self, cond: Condition) -> None:
+        todo = [j for j in range(self.L + 1) if not self.piece_done(cond, j)]
+        if not todo:
+            return
+        model = self.model_for(cond)
+        frozen, lpt = (model, None) if isinstance(model, Backbone) else (self.backbone, model)
+        include = self.cfg.probe_input == "text+prompt"
+        gens = {s: layer_sequences(frozen, lpt, self.encoded[s], include, start=todo[0]) for s in SPLITS}
+        y = {s: np.asarray(self.encoded[s].labels) for s in SPLITS}
+        for items in zip(*(gens[s] for s in SPLITS)):
+            layer = items[0][0]
+            if layer in todo and not self.piece_done(cond, layer):  # an earlier condition may have made it
+                self.fit_piece(cond, layer, {s: seq for s, (_, seq) in zip(SPLITS, items)}, y)
+            if layer >= todo[-1]:
+                break
+
+    def collect(self, conds: list[Condition]) -> dict[str, pd.DataFrame]:
+        frames: dict[str, list[pd.DataFrame]] = {"mi": [], "mdl": [], "pvi": []}
+        task = self.probe_data.task.name
+        for cond in conds:
+            for layer in range(self.L + 1):
+                paths, _ = self.piece_paths(cond, layer)
+                for k in frames:
+                    part = pd.read_csv(paths[k]) if paths[k].stat().st_size > 1 else pd.DataFrame()
+                    if part.empty:
+                        continue
+                    head = pd.DataFrame({"task": task, "model": self.slug, "method": cond.method,
+                                         "prompt_layer": cond.prompt_layer, "seed": cond.seed}, index=part.index)
+                    frames[k].append(pd.concat([head, part], axis=1))
+        out = {}
+        for k, parts in frames.items():
+            out[k] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+            store.write_csv(self.out / f"{k}.csv", out[k])
+        return out
+
+
+def warn_grid_edges(mi: pd.DataFrame) -> str | None:
+    """One warning for the probes whose chosen hyperparameters sit at their grid's edge."""
+    if "grid_edge" not in mi.columns:
+        return None
+    real = mi[mi["control"] == "none"]
+    edges = real["grid_edge"].fillna("").astype(str)
+    hit = edges[edges != ""]
+    if hit.empty:
+        return None
+    counts = hit.str.split(",").explode().value_counts().to_dict()
+    msg = (f"{len(hit)} of {len(real)} probes chose a hyperparameter at the edge of its grid "
+           f"({', '.join(f'{k}: {v}' for k, v in counts.items())}); widen it with --probe-grid")
+    logger.warning(msg)
+    return msg
+
+
+def draw(out: Path, mi: pd.DataFrame) -> Path | None:
+    with paper_style():
+        ax = plot_mi_by_layer(mi)
+        ax.set_title(f"{mi['task'].iloc[0]} / {mi['model'].iloc[0]} / {mi['probe'].iloc[0]} probe")
+        return save_figure(ax.figure, out / "mi_by_layer.pdf")[0]
+
+
+def run_mi(cfg: MIConfig) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
+    """The whole analysis into ``cfg.out``; returns the run, the tables and ``run.json``."""
+    t0 = time.perf_counter()
+    out = Path(cfg.out) if cfg.out else default_out(cfg)
+    cfg = replace(cfg, out=str(out))
+    store.check_output_folder(out)
+    with store.OutputLock(out):
+        run = MIRun(cfg)
+        run.load_data()
+        for stale in ("mi.csv", "mdl.csv", "pvi.csv", "mi_by_layer.pdf"):  # derived: rebuilt below
+            (out / stale).unlink(missing_ok=True)
+        conds = run.conditions()
+        meta = store.run_meta(status="running", settings=asdict(cfg), prompt_layers=run.prompt_layers,
+                              model=run.bundle[2], probe_data=run.probe_data.to_meta(),
+                              probe_fingerprints=run.fingerprints,
+                              probe_label_counts={s: np.bincount(run.encoded[s].labels,
+                                                                 minlength=run.n_classes).tolist() for s in SPLITS},
+                              truncation={s: run.encoded[s].truncation for s in SPLITS},
+                              conditions=[asdict(c) for c in conds])
+        store.write_json(out / "run.json", meta)
+        try:
+            reps = None if cfg.sequence_probe else run.vector_reps(conds)
+            for cond in bar(conds, desc="conditions", enabled=cfg.progress):
+                t1 = time.perf_counter()
+                if cfg.sequence_probe:
+                    run.probe_sequences(cond)
+                else:
+                    run.probe_vectors(cond, reps[cond.name])
+                run.seconds["probe"] += time.perf_counter() - t1
+                logger.info("probed %s (%d hidden states) in %.0f s", cond.name, run.L + 1, time.perf_counter() - t1)
+            frames = run.collect(conds)
+        except BaseException as exc:
+            meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                        error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t0,
+                        phase_seconds=run.seconds)
+            store.write_json(out / "run.json", meta)
+            raise
+        edge = warn_grid_edges(frames["mi"])
+        draw(out, frames["mi"])
+        meta.update(status="complete", wall_seconds=time.perf_counter() - t0, phase_seconds=run.seconds,
+                    runs=run.run_dirs, model_keys=run.model_keys, grid_edge_warning=edge,
+                    outputs=sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")))
+        store.write_json(out / "run.json", meta)
+    return run, frames, meta
+
+
+def summary_table(mi: pd.DataFrame, cfg: MIConfig) -> str:
+    """The printed table: mean I(h;y) per hidden state and condition, saying what it rests on."""
+    real = mi[mi["control"] == "none"]
+    view = real.pivot_table(index="layer", columns=["method", "prompt_layer"], values="mi_bits", aggfunc="mean")
+    head = (f"I(h;y) in bits ({cfg.probe} probe, held-out test; null-model minus probe cross-entropy), mean over "
+            f"{len(cfg.seeds)} prompt seed(s) ({','.join(map(str, cfg.seeds))}) x {len(cfg.probe_seeds)} probe "
+            f"seed(s)")
+    shuffled = mi[mi["control"] == "shuffled_labels"]["mi_bits"]
+    tail = (f"shuffled-label control: mean {shuffled.mean():+.3f} bits (min {shuffled.min():+.3f}, max "
+            f"{shuffled.max():+.3f})" if len(shuffled) else "")
+    return "\n".join(x for x in (head, view.round(3).to_string(), tail) if x)
+
+
+__all__ = ["MIConfig", "MIRun", "Condition", "run_mi", "summary_table", "default_out", "draw", "PROBE_INPUTS"]

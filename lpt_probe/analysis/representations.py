@@ -1,0 +1,212 @@
+"""Per-layer representations: one vector per example and hidden state, or whole sequences.
+
+``extract_many(frozen, models, data)`` runs each batch through the frozen backbone once
+and keeps, for the frozen model and for every late-prompt model in ``models``, at every
+hidden state 0..L (0 = embeddings; L as HF reports it, i.e. after the final norm for
+decoders), one vector per example:
+
+- ``cls``: the first token ([CLS] / <s>; for decoders the first token of the input);
+- ``mask``: the prediction position ([MASK] for masked LMs, the last template token for
+  causal LMs), the default, as the paper's prediction comes from there;
+- ``mean``: the mean over the example's own text tokens (``Encoded.text_mask``: neither
+  template words nor special tokens; all real tokens when the tokenizer gave no offsets).
+
+A late prompt at PL changes nothing below it: its hidden states 0..PL-1 are the frozen
+model's, so they are *taken* from the frozen pass (bit for bit the same arrays), and only
+layers PL..L run per prompt, from the frozen hidden state PL-1. Layers >= PL carry l
+prompt positions in front of the text; they are stripped by position, so a text
+representation never mixes prompt tokens in. The generated prompt itself
+(``prompt`` [n, l, hidden]) and the mean state of the prompt tokens at each hidden state
+>= PL (``prompt_states``) are returned separately: they feed the prompt projection.
+``extract(model, data)`` is the same for one model.
+
+``layer_sequences(frozen, model, data)`` yields, hidden state by hidden state, every
+example's whole sequence of states (``probing.Sequences``, float16) for sequence probes:
+the states of layer j+1 are computed from those of layer j, so one layer is in memory at
+a time and the forward pass runs once. ``include_prompt`` keeps the prompt positions in
+front of the text at layers >= PL (what the next layer sees).
+
+``save_representations`` / ``load_representations`` write and read one safetensors file per
+split (float16 by default) plus a JSON sidecar naming the content key, the model, the
+prompt and the data fingerprint, so every probe reuses the same arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from .. import store
+from ..data.encoded import Encoded
+from ..model.backbone import Backbone
+from ..model.late_prompt import LatePromptModel
+from ..probing import Sequences
+from ..progress import bar
+
+REPRESENTATIONS = ("cls", "mask", "mean")
+Tensor = torch.Tensor
+
+
+def _pick(h: Tensor, keep: Tensor, pred: Tensor, text: Tensor | None) -> dict[str, Tensor]:
+    """The three per-example vectors from text-only states [batch, seq, hidden]."""
+    rows = torch.arange(h.shape[0], device=h.device)
+    first = torch.where(keep.bool(), torch.arange(keep.shape[1], device=h.device), keep.shape[1]).min(1).values
+    w = (text if text is not None and bool((text.sum(1) > 0).all()) else keep).to(h.dtype).unsqueeze(-1)
+    return {"cls": h[rows, first], "mask": h[rows, pred], "mean": (h * w).sum(1) / w.sum(1)}
+
+
+def _empty(L: int, n: int, d: int, lpt: LatePromptModel | None) -> dict[str, np.ndarray]:
+    out = {r: np.zeros((L + 1, n, d), dtype=np.float32) for r in REPRESENTATIONS}
+    if lpt is not None:
+        out["prompt"] = np.zeros((n, lpt.l, d), dtype=np.float32)
+        out["prompt_states"] = np.full((L + 1, n, d), np.nan, dtype=np.float32)
+    return out
+
+
+@torch.no_grad()
+def extract_many(frozen: Backbone, models: dict[str, LatePromptModel | None], data: Encoded,
+                 batch_size: int = 64, desc: str = "extract", progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Representations of every model in ``models`` (name -> late-prompt model, or None for
+    the frozen backbone itself) at every hidden state, in one frozen pass per batch.
+
+    Returns name -> {"cls"|"mask"|"mean": [L+1, n, hidden], "labels": [n], and for a late
+    prompt "prompt": [n, l, hidden] and "prompt_states": [L+1, n, hidden] (NaN below PL)}.
+    Every late-prompt model must wrap ``frozen`` (same backbone weights)."""
+    for name, m in models.items():
+        if m is not None and m.backbone.model is not frozen.model:
+            raise ValueError(f"extract_many: model {name!r} wraps another backbone than `frozen`; its layers "
+                             "below the prompt would not be the frozen pass's (use extract() for it)")
+        if m is not None:
+            m.eval()
+    frozen.model.eval()
+    L, d, n = frozen.num_hidden_layers, frozen.hidden_size, len(data)
+    out = {name: _empty(L, n, d, m) for name, m in models.items()}
+    dev = frozen.device
+    for idx in bar(list(data.batches(batch_size)), desc=desc, enabled=progress):
+        b = data.collate(idx, dev)
+        ids, keep, pred, text = b["input_ids"], b["attention_mask"], b["pred_positions"], b.get("text_mask")
+        h0 = frozen.embed(ids, keep)
+        states = [h0] + frozen.run_layers(h0, keep, 0, L, return_all=True)  # frozen hidden states 0..L
+        top = frozen.final(states[-1])
+        picked = [_pick(states[k] if k < L else top, keep, pred, text) for k in range(L + 1)]
+        for name, m in models.items():
+            o = out[name]
+            pl = m.config.prompt_layer if m is not None else L + 1
+            for k in range(min(pl, L + 1)):  # below PL: the frozen pass's own vectors
+                for r, v in picked[k].items():
+                    o[r][k, idx] = v.float().cpu().numpy()
+            if m is None:
+                continue
+            up = m.upper(states[pl - 1], keep, pred, return_states=True)
+            l = up["prompt"].shape[1]
+            upper = up["upper_states"]  # hidden states PL..L, prompt in front
+            upper[-1] = frozen.final(upper[-1])
+            o["prompt"][idx] = up["prompt"].float().cpu().numpy()
+            for j, s in enumerate(upper):
+                k = pl + j
+                for r, v in _pick(s[:, l:], keep, pred, text).items():
+                    o[r][k, idx] = v.float().cpu().numpy()
+                if l:
+                    o["prompt_states"][k, idx] = s[:, :l].mean(1).float().cpu().numpy()
+    labels = np.asarray(data.labels, dtype=np.int64)
+    for o in out.values():
+        o["labels"] = labels
+    return out
+
+
+def extract(model: LatePromptModel | Backbone, data: Encoded, batch_size: int = 64, desc: str = "extract",
+            progress: bool = True) -> dict[str, Any]:
+    """``extract_many`` for one model: a late-prompt model or a bare backbone."""
+    if isinstance(model, LatePromptModel):
+        return extract_many(model.backbone, {"m": model}, data, batch_size, desc, progress)["m"]
+    return extract_many(model, {"m": None}, data, batch_size, desc, progress)["m"]
+
+
+@torch.no_grad()
+def layer_sequences(frozen: Backbone, model: LatePromptModel | None, data: Encoded, include_prompt: bool = True,
+                    batch_size: int = 64, start: int = 0, dtype=np.float16, progress: bool = False
+                    ) -> Iterator[tuple[int, Sequences]]:
+    """(j, the sequences of hidden state j of every example), for j = ``start``..L.
+
+    Readout = the prediction position (shifted by l where the prompt is included). States
+    of layer j+1 come from those of layer j (one layer in memory at a time); hidden state
+    L is reported after the final norm, as HF does. ``model`` None = the frozen backbone."""
+    frozen.model.eval()
+    if model is not None:
+        model.eval()
+    L = frozen.num_hidden_layers
+    pl = model.config.prompt_layer if model is not None else L + 1
+    order = list(data.batches(batch_size))
+    dev = frozen.device
+    # per batch: the current states [batch, seq(+l), hidden], the key mask and how many
+    # prompt positions lead each row
+    current: list[tuple[Tensor, Tensor, int]] = []
+    for idx in order:
+        b = data.collate(idx, dev)
+        current.append((frozen.embed(b["input_ids"], b["attention_mask"]), b["attention_mask"], 0))
+    pred = [data.collate(idx, "cpu")["pred_positions"] for idx in order]
+    for j in bar(range(L + 1), desc="layer sequences", enabled=progress):
+        if j >= start:
+            parts, lengths, readout = [], [], []
+            for (h, keep, l), p, idx in zip(current, pred, order):
+                h = frozen.final(h) if j == L else h
+                n_text = keep[:, l:].sum(1).cpu()
+                lo = 0 if include_prompt else l
+                for r in range(h.shape[0]):
+                    parts.append(h[r, lo: l + int(n_text[r])].float().cpu().numpy().astype(dtype))
+                    lengths.append(l - lo + int(n_text[r]))
+                    readout.append(int(p[r]) + l - lo)
+            flat_order = [i for idx in order for i in idx]
+            inverse = np.argsort(flat_order)  # back to the data's own row order
+            lengths_a = np.asarray(lengths)[inverse]
+            seqs = Sequences(np.concatenate([parts[i] for i in inverse]), lengths_a, np.asarray(readout)[inverse])
+            yield j, seqs
+        if j == L:
+            break
+        nxt = []
+        for h, keep, l in current:
+            if model is not None and j == pl - 1:  # insert the prompt before layer PL
+                h, keep, _ = model.insert(h, keep)
+                l = model.l
+            if model is not None and j >= pl - 1:
+                n = h.shape[1]
+                positions = torch.arange(n, device=h.device).expand(h.shape[0], n)
+                h = frozen.run_layers(h, keep, j, j + 1, positions)
+            else:
+                h = frozen.run_layers(h, keep, j, j + 1)
+            nxt.append((h, keep, l))
+        current = nxt
+
+
+def save_representations(folder: str | Path, split: str, reps: dict[str, Any], info: dict,
+                         dtype=np.float16) -> Path:
+    """Write ``<folder>/<split>.safetensors`` and ``<split>.json`` (info), atomically."""
+    from safetensors.numpy import save
+
+    folder = Path(folder)
+    arrays = {k: (v.astype(dtype) if v.dtype.kind == "f" else v) for k, v in reps.items()}
+    path = store.atomic_write_bytes(folder / f"{split}.safetensors", save(arrays))
+    store.write_json(folder / f"{split}.json", {**info, "sha256": store.file_sha256(path)})
+    return path
+
+
+def load_representations(folder: str | Path, split: str) -> tuple[dict[str, np.ndarray], dict]:
+    """Arrays (as float32) and info of one split; a damaged file raises ``DamagedFile``."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    folder = Path(folder)
+    path = folder / f"{split}.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"no cached representations at {path}; run extraction first")
+    info = store.read_json_object(folder / f"{split}.json")
+    if info.get("sha256") and store.file_sha256(path) != info["sha256"]:
+        raise store.DamagedFile(f"{path} is damaged (sha256 differs from {split}.json); delete {folder} and rerun")
+    try:
+        arrays = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in load_file(str(path)).items()}
+    except SafetensorError as exc:
+        raise store.DamagedFile(f"{path} is damaged ({exc}); delete {folder} and rerun") from None
+    return arrays, info

@@ -1,0 +1,184 @@
+"""Command-line fronts: flags generated from config dataclasses, shared parsers, exits.
+
+Every command (``python -m lpt_probe.<command>``) is a thin ``main(argv=None)``: it builds
+an ``argparse`` parser with :func:`add_config_args` from the fields of the config
+dataclasses it runs (``TrainConfig``, ``LatePromptConfig``, ``MIConfig``, ``SweepConfig``,
+...), builds the configs with :func:`config_from_args`, and hands them to the library
+through :func:`run_main`, which turns user errors into one ``error: ...`` line (exit 2)
+and Ctrl-C into one ``interrupted: ...`` line (exit 130), no traceback.
+
+A field's flag comes from its metadata: ``help`` (the help text, typed once), ``choices``
+(a collection or a callable returning one, so choices are read from the registries:
+``GENERATORS``, ``METHODS``, ``PROBES``, ...), ``flag`` (the option string, or a tuple of
+them, when it is not ``--field-name``), ``cli=False`` (no flag). Booleans that default to True get
+``--no-<name>``, those that default to False ``--<name>``; ``tuple[int, ...]`` fields take
+comma lists (``--seeds 13,21,42``), each parse error naming its flag.
+
+Why not ``transformers.HfArgumentParser`` (which STYLE.md suggests first): it adds an
+underscore alias for every flag (``--data_dir``), spells booleans ``--cache False`` /
+``--no_cache``, and takes choices only from ``Literal``/``Enum`` types, not from the
+registries that plugins extend at run time; the commands' flags predate this module and
+must stay as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import types
+import typing
+from typing import Any, Callable, Iterable
+
+from .store import DamagedFile, FolderBusy
+
+logger = logging.getLogger(__name__)
+
+# Errors that are the user's to fix: one line, exit 2. Everything else is a bug: traceback.
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError, FolderBusy,
+               DamagedFile)
+
+
+def int_list(flag: str) -> Callable[[str], tuple[int, ...]]:
+    """argparse ``type`` for a comma list of integers (``13,21,42``)."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(x) for x in str(text).split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"give comma-separated integers like 13,21,42 (got {text!r})") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"give at least one integer (got {text!r})")
+        return values
+
+    parse.__name__ = f"{flag} list"
+    return parse
+
+
+def str_list(flag: str, choices: Iterable[str] | Callable[[], Iterable[str]] | None = None):
+    """argparse ``type`` for a comma list of names, checked against ``choices``."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        values = tuple(x.strip() for x in str(text).split(",") if x.strip())
+        if not values:
+            raise argparse.ArgumentTypeError(f"give at least one name (got {text!r})")
+        known = list(choices() if callable(choices) else choices) if choices is not None else None
+        bad = [v for v in values if known is not None and v not in known]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, bad))}; choose from {', '.join(known)}")
+        return values
+
+    parse.__name__ = f"{flag} list"
+    return parse
+
+
+def _choices(meta: dict) -> list | None:
+    c = meta.get("choices")
+    if c is None:
+        return None
+    return list(c() if callable(c) else c)
+
+
+def _base_type(tp) -> tuple[Any, bool]:
+    """(type without Optional, is_optional)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else str), True
+    return tp, False
+
+
+def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls, *,
+                    skip: Iterable[str] = (), defaults: dict[str, Any] | None = None,
+                    helps: dict[str, str] | None = None) -> None:
+    """Add one flag per field of the dataclass ``cls`` (see the module docstring).
+
+    ``skip``: fields without a flag here; ``defaults`` / ``helps``: per-command overrides
+    (``mi`` trains for 200 steps where ``train`` defaults to 1000)."""
+    skip, defaults, helps = set(skip), defaults or {}, helps or {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata)
+        if f.name in skip or meta.get("cli", True) is False:
+            continue
+        if f.name in defaults:
+            default = defaults[f.name]
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        text = helps.get(f.name, meta.get("help", ""))
+        tp, optional = _base_type(hints[f.name])
+        choices = _choices(meta)
+        dashed = f.name.replace("_", "-")
+        kw: dict[str, Any] = {"dest": f.name, "default": default}
+        flags = meta.get("flag")
+        flags = (flags,) if isinstance(flags, str) else tuple(flags or ())
+        if tp is bool:
+            flags = flags or ((f"--no-{dashed}",) if default else (f"--{dashed}",))
+            parser.add_argument(*flags, action="store_false" if default else "store_true", help=text, **kw)
+            continue
+        flags = flags or (f"--{dashed}",)
+        flag = flags[0]
+        if typing.get_origin(tp) is tuple:
+            item = typing.get_args(tp)[0]
+            kw["type"] = int_list(flag) if item is int else str_list(flag, meta.get("choices"))
+            kw["metavar"] = meta.get("metavar", "A,B,..." if item is str else "N,N,...")
+            if choices:
+                text = f"{text} (from {', '.join(map(str, choices))})" if text else f"from {', '.join(choices)}"
+        else:
+            if tp in (int, float):
+                kw["type"] = tp
+            if choices is not None:
+                kw["choices"] = choices
+            if "metavar" in meta:
+                kw["metavar"] = meta["metavar"]
+        if default is not None:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            text = f"{text} (default: {shown})" if text else f"default: {shown}"
+        parser.add_argument(*flags, help=text.replace("%", "%%"), **kw)
+
+
+def config_from_args(cls, args: argparse.Namespace, **override):
+    """``cls(**fields found in args, **override)``: the config a command runs."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**values, **override})
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` / ``--verbose``, on every command."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
+    g.add_argument("--verbose", "-v", action="store_true", help="details at DEBUG level (every probe fit)")
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    level = (logging.WARNING if getattr(args, "quiet", False) else
+             logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
+    root = logging.getLogger()
+    if not root.handlers:  # a notebook or a test harness may have its own: keep them
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    root.setLevel(level)
+    for noisy in ("fontTools", "matplotlib", "urllib3", "filelock", "PIL", "numba"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def run_main(parser: argparse.ArgumentParser, body: Callable[[], int],
+             interrupted: str | Callable[[], str] = "") -> int:
+    """Run a command's body: user errors -> ``error: ...`` (exit 2), Ctrl-C -> one line
+    (exit 130; ``interrupted`` says what was marked, a string or a callable giving one)."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    try:
+        with logging_redirect_tqdm():
+            return body()
+    except KeyboardInterrupt:
+        what = interrupted() if callable(interrupted) else interrupted
+        sys.stderr.write(f"interrupted{': ' + what if what else ''}\n")
+        return 130
+    except USER_ERRORS as exc:
+        parser.exit(2, f"error: {exc}\n")
+    return 1  # pragma: no cover  (parser.exit raises)

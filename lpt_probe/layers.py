@@ -1,0 +1,45 @@
+"""Layer numbering, written down once and used everywhere (no torch here: plotting uses it).
+
+- Hidden state 0 is the embedding output; hidden state k is the output of transformer
+  layer k, exactly as Hugging Face's ``output_hidden_states`` (for decoders the last one,
+  k = L, is after the final norm, as HF reports it).
+- Prompt layer PL = k (1-based, the paper's) means the prompt joins the *input* of layer
+  k, i.e. it is concatenated in front of hidden state k-1 (:func:`start_state`). PL = 1 is
+  classic prompt tuning. The authors' code flag ``add_prompt_layer=12`` is PL = 13.
+- The "middle" prompt layer of an L-layer model is :func:`middle_prompt_layer`; the
+  paper's Figure 2 uses PL 1, the middle and the last (:func:`parse_prompt_layers`
+  ``"default"``).
+"""
+
+from __future__ import annotations
+
+
+def start_state(prompt_layer: int) -> int:
+    """The hidden state a prompt at ``prompt_layer`` joins (PL-1): layers PL..L run on it."""
+    if prompt_layer < 1:
+        raise ValueError(f"prompt_layer={prompt_layer}: prompt layers are 1-based (1 = prompt tuning)")
+    return prompt_layer - 1
+
+
+def middle_prompt_layer(num_hidden_layers: int) -> int:
+    """The middle prompt layer of an L-layer model: (L+1)//2 (3 of 6, 12 of 24, 15 of 30)."""
+    return max(1, (int(num_hidden_layers) + 1) // 2)
+
+
+def parse_prompt_layers(spec: str, num_hidden_layers: int) -> list[int]:
+    """``"default"`` (1, the middle and the last), ``"all"`` or a comma list such as ``"1,4,6"``."""
+    L = int(num_hidden_layers)
+    spec = str(spec).strip()
+    if spec == "default":
+        return sorted({1, middle_prompt_layer(L), L})
+    if spec == "all":
+        return list(range(1, L + 1))
+    try:
+        layers = sorted({int(x) for x in spec.split(",") if x.strip()})
+    except ValueError:
+        raise ValueError(f"--prompt-layers {spec!r}: give 'default', 'all' or numbers like '1,4,6'") from None
+    bad = [k for k in layers if not 1 <= k <= L]
+    if bad or not layers:
+        raise ValueError(f"--prompt-layers {spec!r}: prompt layers must be in 1..{L} for a model with "
+                         f"num_hidden_layers={L} (got {bad or 'none'})")
+    return layers

@@ -1,0 +1,10 @@
+"""The model core: families, the partial forward, late prompts, baselines, the cache.
+
+- ``families``: one ``FamilySpec`` per Hugging Face family (where its parts live).
+- ``backbone``: ``Backbone.run_layers(h, mask, start, stop)``, "run layers k..L".
+- ``generators``: the prompt generators (none, NPG, APPG, MPPG).
+- ``methods``: the baselines trained in the same harness (``--method``).
+- ``late_prompt``: ``LatePromptConfig`` and ``LatePromptModel``; saving prompt weights.
+- ``cache``: ``LowerLayerCache``, hidden states below the prompt layer computed once.
+- ``loading``: ``load_model`` (presets, hub ids, folders) and model identity.
+"""

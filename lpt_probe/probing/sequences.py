@@ -1,0 +1,252 @@
+"""Probe inputs: ragged sequences of hidden states (:class:`Sequences`) and the one
+validation helper, :func:`check_xy`, that every probe and estimator calls.
+
+A vector probe (``input_kind = "vector"``: linear, MLP) reads one vector per example,
+``X [n, d]``. A sequence probe (``input_kind = "sequence"``: the transformer probe)
+reads a layer's whole sequence of hidden states per example. :class:`Sequences` holds
+those without padding: a flat ``values [total_tokens, d]`` array (float16 or float32),
+per-sequence ``lengths [n]`` (so ``offsets [n + 1]``), and a ``readout [n]`` index per
+sequence (the prediction position, e.g. the [MASK] token, inside that sequence).
+
+It behaves like an array of rows where the estimators need it: ``len(seqs)``,
+``seqs[idx]`` with an int array, a slice or a boolean mask returns a new
+:class:`Sequences` (how ``online_codelength`` permutes and takes prefixes, and how
+``probe_information`` passes splits), ``seqs[i]`` with a plain int returns the
+``[length_i, d]`` array, and ``seqs.d`` is the width. :meth:`Sequences.padded` and
+:meth:`Sequences.pad_batch` (torch, imported lazily) build padded batches
+``[b, s, d]`` with a boolean key mask that is True at real tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Sequences", "check_xy", "check_features", "n_features", "INPUT_KINDS"]
+
+INPUT_KINDS = ("vector", "sequence")
+
+
+class Sequences:
+    """Ragged sequences of d-dimensional states (see the module docstring).
+
+    Parameters
+    ----------
+    values: ``[total_tokens, d]`` states of all sequences, concatenated in order. float16
+        stays float16 (half the memory); any other real dtype is stored as float32.
+    lengths: ``[n]`` tokens per sequence, each >= 1, summing to ``total_tokens``.
+    readout: ``[n]`` prediction position inside each sequence, in ``[0, length_i)``;
+        None means the last token of each sequence.
+    """
+
+    def __init__(self, values, lengths, readout=None):
+        values = np.asarray(values)
+        if values.dtype != np.float16:
+            values = values.astype(np.float32, copy=False)
+        if values.ndim != 2:
+            raise ValueError(f"Sequences values must be 2-D [total_tokens, d], got shape {values.shape}")
+        lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+        if len(lengths) and lengths.min() < 1:
+            raise ValueError(f"every sequence needs at least one token; sequence {int(np.argmin(lengths))} "
+                             f"has length {int(lengths.min())}")
+        if int(lengths.sum()) != len(values):
+            raise ValueError(f"lengths sum to {int(lengths.sum())} but values has {len(values)} rows; "
+                             "values must be the sequences' states concatenated in order")
+        readout = lengths - 1 if readout is None else np.asarray(readout, dtype=np.int64).reshape(-1)
+        if len(readout) != len(lengths):
+            raise ValueError(f"readout has {len(readout)} entries for {len(lengths)} sequences")
+        bad = (readout < 0) | (readout >= lengths)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"readout[{i}]={int(readout[i])} is outside sequence {i} of length "
+                             f"{int(lengths[i])}; readout indexes positions inside each sequence")
+        self.values = values  # [total_tokens, d]
+        self.lengths = lengths  # [n]
+        self.readout = readout  # [n]
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # [n + 1]
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_list(cls, arrays: Sequence[np.ndarray], readout=None) -> "Sequences":
+        """From a list of ``[length_i, d]`` arrays."""
+        if len(arrays) == 0:
+            raise ValueError("from_list needs at least one sequence")
+        arrays = [np.asarray(a) for a in arrays]
+        dtype = np.float16 if all(a.dtype == np.float16 for a in arrays) else np.float32
+        return cls(np.concatenate(arrays).astype(dtype, copy=False), [len(a) for a in arrays], readout)
+
+    @classmethod
+    def from_padded(cls, h, mask, readout=None) -> "Sequences":
+        """From padded states ``h [n, s, d]`` and ``mask [n, s]`` (True/1 at real tokens,
+        which must come first in each row: right padding)."""
+        h, mask = np.asarray(h), np.asarray(mask).astype(bool)
+        if h.ndim != 3 or mask.shape != h.shape[:2]:
+            raise ValueError(f"from_padded needs h [n, s, d] and mask [n, s], got {h.shape} and {mask.shape}")
+        lengths = mask.sum(axis=1)
+        if not np.array_equal(mask, np.arange(h.shape[1])[None, :] < lengths[:, None]):
+            raise ValueError("from_padded expects right padding (real tokens first in every row)")
+        return cls(h[mask], lengths, readout)
+
+    @classmethod
+    def from_vectors(cls, X) -> "Sequences":
+        """Every row of ``X [n, d]`` as a sequence of one token."""
+        X = np.asarray(X)
+        return cls(X, np.ones(len(X), dtype=np.int64))
+
+    # -- array-like ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def d(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def n_tokens(self) -> int:
+        return int(len(self.values))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.values.dtype
+
+    @property
+    def max_length(self) -> int:
+        return int(self.lengths.max()) if len(self) else 0
+
+    def __repr__(self) -> str:
+        return f"Sequences(n={len(self)}, d={self.d}, tokens={self.n_tokens}, dtype={self.dtype})"
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            i = int(np.arange(len(self))[key])
+            return self.values[self.offsets[i]:self.offsets[i + 1]]  # [length_i, d]
+        idx = np.arange(len(self))[key]  # slices, boolean masks, int arrays (numpy's rules)
+        if idx.ndim != 1:
+            raise IndexError(f"Sequences take 1-D indices, got an index of shape {idx.shape}")
+        lengths = self.lengths[idx]
+        starts = self.offsets[idx]
+        new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        tok = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])  # [tokens]
+        return Sequences(self.values[tok], lengths, self.readout[idx])
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def row_bytes(self) -> list[bytes]:
+        """One byte string per sequence (states + readout), for duplicate detection."""
+        return [self[i].tobytes() + int(self.readout[i]).to_bytes(8, "little") for i in range(len(self))]
+
+    # -- pooled views -------------------------------------------------------------------
+    def readout_vectors(self) -> np.ndarray:
+        """``[n, d]`` float32 state at each sequence's readout position."""
+        return self.values[self.offsets[:-1] + self.readout].astype(np.float32)
+
+    def mean_pool(self) -> np.ndarray:
+        """``[n, d]`` float32 mean of each sequence's states."""
+        sums = np.add.reduceat(self.values.astype(np.float32), self.offsets[:-1], axis=0)  # [n, d]
+        return sums / self.lengths[:, None]
+
+    def token_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature mean and std over all tokens, float64 ``[d]`` each (std 0 -> 1)."""
+        v = self.values.astype(np.float64)
+        mean, std = v.mean(axis=0), v.std(axis=0)
+        return mean, np.where(std > 0, std, 1.0)
+
+    # -- padded batches -----------------------------------------------------------------
+    def padded(self, idx=None) -> tuple[np.ndarray, np.ndarray]:
+        """Right-padded ``h [b, s, d]`` float32 (zeros at padding) and ``key_mask [b, s]``
+        bool (True at real tokens) for sequences ``idx`` (default all), ``s`` their max length."""
+        idx = np.arange(len(self)) if idx is None else np.asarray(idx, dtype=np.int64).reshape(-1)
+        lengths = self.lengths[idx]
+        s = int(lengths.max()) if len(idx) else 0
+        key_mask = np.arange(s)[None, :] < lengths[:, None]  # [b, s]
+        h = np.zeros((len(idx), s, self.d), dtype=np.float32)  # [b, s, d]
+        tok = np.repeat(self.offsets[idx], lengths) + (np.arange(lengths.sum()) -
+                                                       np.repeat(np.cumsum(lengths) - lengths, lengths))
+        h[key_mask] = self.values[tok]
+        return h, key_mask
+
+    def pad_batch(self, idx=None, device="cpu"):
+        """:meth:`padded` as torch tensors on ``device``: ``h [b, s, d]`` float32 and
+        ``key_mask [b, s]`` bool (True at real tokens)."""
+        import torch
+
+        h, key_mask = self.padded(idx)
+        return torch.as_tensor(h, device=device), torch.as_tensor(key_mask, device=device)
+
+
+def n_features(X) -> int:
+    """d of a feature matrix ``[n, d]`` or of :class:`Sequences`."""
+    return X.d if isinstance(X, Sequences) else int(np.shape(X)[1])
+
+
+def _kind_error(X, kind: str, owner: str, what: str) -> ValueError:
+    if kind == "vector":
+        return ValueError(
+            f"{owner} reads one vector per example ([n, d] array, input_kind='vector') but the {what} "
+            f"features are {X!r}; pool them first (X.readout_vectors() or X.mean_pool()) or use a "
+            "sequence probe such as 'transformer'")
+    return ValueError(
+        f"{owner} reads a sequence of states per example (input_kind='sequence') but the {what} features are "
+        f"an array of shape {np.shape(X)}; pass lpt_probe.probing.Sequences (Sequences.from_vectors(X) "
+        "treats each row as a one-token sequence) or use a vector probe such as 'linear'")
+
+
+def check_features(X, kind: str | None = None, owner: str = "this probe", what: str = "predict",
+                   finite: bool = True):
+    """Check that ``X`` is the input kind a probe reads (see :func:`check_xy`); returns
+    a 2-D float64 array or the :class:`Sequences` unchanged."""
+    if kind is not None and kind not in INPUT_KINDS:
+        raise ValueError(f"input kind must be one of {INPUT_KINDS}, got {kind!r}")
+    if isinstance(X, Sequences):
+        if kind == "vector":
+            raise _kind_error(X, kind, owner, what)
+        if finite and not np.isfinite(X.values).all():
+            raise ValueError(f"{what} sequences contain NaN or inf")
+        return X
+    if kind == "sequence":
+        raise _kind_error(X, kind, owner, what)
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"{what} features must be 2-D [n, d] (or Sequences for sequence probes), "
+                         f"got shape {X.shape}")
+    if finite and not np.isfinite(X).all():
+        raise ValueError(f"{what} features contain NaN or inf")
+    return X
+
+
+def check_xy(X, y, n_classes: int, what: str = "training", kind: str | None = None,
+             owner: str = "this probe"):
+    """Validate features and integer labels ``y [n]`` in ``[0, n_classes)``.
+
+    ``X`` is a 2-D array ``[n, d]`` (returned as float64) or :class:`Sequences`
+    (returned as is). ``kind`` ("vector" | "sequence" | None = either) is the
+    ``input_kind`` of the probe that will read them; ``owner`` names it in errors.
+    Returns ``(X, y)`` with ``y`` as int64.
+    """
+    if not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
+        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    X = check_features(X, kind, owner, what, finite=False)
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(X):
+        raise ValueError(f"{what} labels must be 1-D with len(X)={len(X)} rows, got shape {y.shape}")
+    if len(y) == 0:
+        raise ValueError(f"{what} split is empty: a probe needs at least one row")
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.all(np.mod(y, 1) == 0):
+            y = y.astype(np.int64)
+        else:
+            raise ValueError(f"{what} labels must be integers in [0, {n_classes}), got dtype {y.dtype}")
+    bad = (y < 0) | (y >= n_classes)
+    if bad.any():
+        raise ValueError(
+            f"{what} label {y[bad][0].item()!r} is outside [0, {n_classes}); "
+            "map labels to 0..n_classes-1 before probing"
+        )
+    check_features(X, kind, owner, what, finite=True)
+    return X, y.astype(np.int64)

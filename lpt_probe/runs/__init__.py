@@ -1,0 +1,9 @@
+"""Training runs: the trainer, one run end to end, run folders, sweeps and their executors.
+
+- ``trainer``: ``TrainConfig`` (every setting of a run) and ``Trainer`` (the loop).
+- ``run``: ``prepare`` (model + encoded splits), ``train`` (one run into its folder).
+- ``folders``: the run-folder rules (key, completeness, integrity) and ``load_run``.
+- ``predict``: ``Predictor``, labels new text with a trained run.
+- ``sweep`` / ``executors``: a grid of runs, locally or on Ray.
+- ``profiling``: peak tensor memory of training steps (benchmarks).
+"""

@@ -1,0 +1,170 @@
+"""Run folders: what a finished run is, when it may be reused, and loading one back.
+
+A run folder (written by ``lpt_probe.runs.run.train``) holds
+
+- ``config.json``: the prompt and training configs, the resolved task spec (labels,
+  label words, templates, text fields), the tokenizer-level label word ids, the template
+  kind, the model identity (name, dtype, weights digest), the data fingerprints of the
+  three encoded splits, the run ``key`` and the ``format`` version;
+- ``meta.json``: status (``running`` / ``complete`` / ``failed`` / ``interrupted``), the
+  same ``key``, the sha256 of every weight file it declares (``files``), UTC time, git
+  commit, versions, device, data facts (sizes, label counts, overlap, truncation),
+  tunable parameters, wall time, tokens/s and peak memory;
+- ``prompt.safetensors`` (+ ``prompt_config.json``), ``curve.csv``, ``metrics.json`` and,
+  with ``--save-every``, ``checkpoints/step-<N>.safetensors``.
+
+The **key** is ``store.content_key`` of everything that determines the numbers: both
+configs (less the device and the data's location), the task spec, the label word ids,
+the model identity, the fingerprints of the encoded splits (so a changed data file,
+tokenizer, template or ``max_length`` changes it) and ``RUN_FORMAT``. A folder is reused
+only when its status is ``complete``, its stored key equals the key asked for, and every
+declared file is present with the recorded sha256 (:func:`check_run`); otherwise
+training redoes it, and :func:`load_run` refuses it with a message that names the folder.
+
+:func:`load_run` rebuilds the trained model from the folder alone (no data files, no task
+YAML): ``Predictor``, ``project``, ``mi`` and ``influence`` all load runs through it.
+Folders written before ``RUN_FORMAT`` 2 lack the task spec and key: retrain them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import store
+from ..data.tasks import TaskSpec
+from ..model.backbone import Backbone
+from ..model.late_prompt import LatePromptConfig, LatePromptModel, load_prompt_weights
+from ..model.loading import load_model
+from .trainer import TrainConfig
+
+logger = logging.getLogger(__name__)
+RUN_FORMAT = 2
+# Settings that do not change a run's numbers: where it ran and where its data lives (the
+# data's content is in the fingerprints).
+NOT_IN_KEY = ("device", "data_dir", "source", "task", "model")
+
+
+class RunNotUsable(ValueError):
+    """A run folder that cannot be loaded: unfinished, damaged, or from other settings."""
+
+
+def key_material(prompt: dict, train: dict, task_spec: dict, label_word_ids, model_identity: dict,
+                 data_fingerprints: dict) -> dict[str, Any]:
+    """What a run's key hashes (see the module docstring)."""
+    return {"format": RUN_FORMAT, "prompt": prompt,
+            "train": {k: v for k, v in train.items() if k not in NOT_IN_KEY},
+            "task": task_spec, "label_word_ids": label_word_ids, "model": model_identity,
+            "data": data_fingerprints}
+
+
+def _read(folder, name: str) -> dict:
+    return store.read_json_object(store.join(folder, name))
+
+
+def check_run(folder: str | Path, key: str | None = None) -> tuple[bool, str]:
+    """(usable, reason): complete, with this ``key`` (if given), every declared file intact."""
+    if not store.exists(store.join(folder, "meta.json")):
+        return False, "no meta.json (never finished)"
+    try:
+        meta, config = _read(folder, "meta.json"), _read(folder, "config.json")
+    except (store.DamagedFile, FileNotFoundError) as exc:
+        return False, str(exc)
+    if meta.get("status") != "complete":
+        return False, f"its status is {meta.get('status')!r}, not 'complete'"
+    if config.get("format", 1) < RUN_FORMAT or "key" not in meta:
+        return False, f"written by an older lpt_probe (run format {config.get('format', 1)} < {RUN_FORMAT})"
+    if key is not None and meta["key"] != key:
+        return False, "it was trained with other settings, data or model weights"
+    for name in ("metrics.json", "curve.csv"):
+        if not store.exists(store.join(folder, name)):
+            return False, f"{name} is missing"
+    for name, digest in meta.get("files", {}).items():
+        path = store.join(folder, name)
+        if not store.exists(path):
+            return False, f"{name} is missing"
+        if store.file_sha256(path) != digest:
+            return False, f"{name} is damaged (its sha256 differs from the one meta.json recorded)"
+    return True, "complete"
+
+
+@dataclass
+class LoadedRun:
+    """A trained run rebuilt from its folder."""
+
+    folder: Path
+    model: LatePromptModel
+    task: TaskSpec
+    tokenizer: Any
+    prompt_config: LatePromptConfig
+    train_config: TrainConfig
+    config: dict
+    meta: dict
+    model_info: dict
+
+    @property
+    def data_fingerprints(self) -> dict[str, str]:
+        return dict(self.config["data"])
+
+
+def load_run(folder: str | Path, device: str = "cpu", bundle=None, checkpoint: str | None = None,
+             require_complete: bool = True) -> LoadedRun:
+    """The model, task spec and tokenizer of a finished run, from the folder alone.
+
+    ``bundle``: an already loaded ``(model, tokenizer, info)`` of the same weights (it is
+    copied, not changed). ``checkpoint``: a weight file other than ``prompt.safetensors``
+    (``checkpoints/step-100.safetensors``). Raises ``RunNotUsable`` naming the folder when
+    the run is unfinished (unless ``require_complete=False``), damaged, from an older
+    format, or when the model's weights differ from the ones the prompt was trained on."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise RunNotUsable(f"{folder} is not a run folder (no config.json); make one with python -m lpt_probe.train")
+    config = _read(folder, "config.json")
+    if config.get("format", 1) < RUN_FORMAT:
+        raise RunNotUsable(f"{folder} was written by an older lpt_probe (run format {config.get('format', 1)}): it "
+                           f"lacks the task spec and key; rerun the training command that made it")
+    ok, reason = check_run(folder)
+    if not ok and (require_complete or "damaged" in reason):
+        raise RunNotUsable(f"{folder}: {reason}; delete the folder or rerun the command that trained it")
+    if not ok:
+        logger.warning("%s: %s; loading it anyway (require_complete=False)", folder, reason)
+    meta = _read(folder, "meta.json") if (folder / "meta.json").exists() else {}
+    tc = TrainConfig(**{**config["train"], "device": device})
+    pc = LatePromptConfig(**config["prompt"])
+    model, tokenizer, info = bundle if bundle is not None else load_model(tc.model, device=device, dtype=tc.dtype)
+    want = config["model_identity"].get("weights_sha256")
+    have = info.get("identity", {}).get("weights_sha256")
+    if want and have and want != have:
+        raise RunNotUsable(f"{folder}: the model {tc.model!r} loaded here has other weights than the ones this "
+                           f"prompt was trained on (weights digest {have[:12]} vs {want[:12]}); load the same "
+                           f"checkpoint, or train again")
+    spec = TaskSpec.from_dict(config["task_spec"])
+    lpt = LatePromptModel(Backbone(model), pc, spec.num_labels, config["label_word_ids"],
+                          copy_backbone=bundle is not None).to(device)
+    name = checkpoint or "prompt.safetensors"
+    declared = meta.get("files", {})
+    if checkpoint is not None and checkpoint not in declared:
+        raise RunNotUsable(f"{folder}: no checkpoint {checkpoint!r} (saved: {sorted(declared)}); train with "
+                           f"--save-every N to save intermediate weights")
+    load_prompt_weights(lpt, folder / name)
+    lpt.eval()
+    return LoadedRun(folder, lpt, spec, tokenizer, pc, tc, config, meta, info)
+
+
+def checkpoint_names(meta: dict) -> list[str]:
+    """The intermediate weight files a run saved, by step (``checkpoints/step-<N>.safetensors``)."""
+    names = [n for n in meta.get("files", {}) if n.startswith("checkpoints/step-")]
+    return sorted(names, key=lambda n: int(n.rsplit("-", 1)[1].split(".")[0]))
+
+
+def config_record(prompt_cfg: LatePromptConfig, cfg: TrainConfig, task_spec: dict, label_word_ids, kind: str,
+                  model_identity: dict, data_fingerprints: dict) -> dict[str, Any]:
+    """``config.json`` of a run, its key included."""
+    prompt, train = prompt_cfg.to_dict(), asdict(cfg)
+    key = store.content_key(key_material(prompt, train, task_spec, label_word_ids, model_identity,
+                                         data_fingerprints))
+    return {"format": RUN_FORMAT, "key": key, "prompt": prompt, "train": train, "task_spec": task_spec,
+            "label_word_ids": label_word_ids, "template_kind": kind, "model_identity": model_identity,
+            "data": data_fingerprints}

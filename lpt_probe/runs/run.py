@@ -1,0 +1,221 @@
+"""One training run, end to end: ``prepare`` the model and data, ``train``, write the folder.
+
+``prepare(cfg)`` loads the model bundle and the task's splits and encodes them
+(``Prepared``); ``train(prompt_cfg, cfg, out)`` trains one late prompt (or baseline) and
+writes the run folder ``out``, or reuses it when it already holds this exact run (the
+rules and the folder's contents: ``lpt_probe.runs.folders``). While a run trains its
+``meta.json`` says ``running``; ``complete`` is written last, after every file; an error
+marks it ``failed`` and Ctrl-C ``interrupted``, so an unfinished run is never mistaken for
+a result, and rerunning the command trains it again. Two commands on one folder at once:
+the second refuses (``store.OutputLock``).
+
+Sweeps and analyses pass ``prepared`` (and the lower-layer ``caches``) so that many runs
+share one loaded model and one encoding of the data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .. import store
+from ..data.encoded import Encoded, encode_split
+from ..data.sources import TaskData, is_task_file, load_custom_task, load_task
+from ..data.verbalizer import label_word_ids
+from ..model.backbone import Backbone
+from ..model.cache import LowerLayerCache
+from ..model.late_prompt import LatePromptConfig, LatePromptModel, save_prompt
+from ..model.loading import load_model, model_slug
+from ..model.methods import get_method
+from .folders import check_run, config_record
+from .trainer import TrainConfig, Trainer, peak_memory_mb
+
+logger = logging.getLogger(__name__)
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class Prepared:
+    """A loaded model bundle with a task's three splits, encoded for it."""
+
+    backbone: Backbone
+    tokenizer: Any
+    model_info: dict
+    data: TaskData
+    encoded: dict[str, Encoded]
+    label_word_ids: list[int] | None  # one token id per label (None: classifier head)
+
+    @property
+    def kind(self) -> str:
+        return self.backbone.template_kind
+
+    @property
+    def bundle(self) -> tuple:
+        return self.backbone.model, self.tokenizer, self.model_info
+
+    def fingerprints(self) -> dict[str, str]:
+        return {s: self.encoded[s].fingerprint for s in SPLITS}
+
+    def truncation(self) -> dict[str, dict]:
+        return {s: self.encoded[s].truncation for s in SPLITS}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    metrics: dict[str, Any]
+    curve: pd.DataFrame
+    model: LatePromptModel | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
+    reused: bool = False
+
+
+def load_data(cfg: TrainConfig, **override) -> TaskData:
+    """The splits ``cfg`` names: a registered task, or a custom task's YAML file."""
+    kw = dict(shots=cfg.shots, data_seed=cfg.data_seed, dev_size=cfg.dev_size, max_examples=cfg.max_examples,
+              drop_overlap=cfg.drop_overlap, **override)
+    if is_task_file(cfg.task):
+        return load_custom_task(cfg.task, **kw)[1]
+    return load_task(cfg.task, source=cfg.source, data_dir=cfg.data_dir, **kw)
+
+
+def prepare(cfg: TrainConfig, bundle=None, data: TaskData | None = None) -> Prepared:
+    """Load (or take) the model bundle and task data, and encode the three splits."""
+    model, tokenizer, info = bundle if bundle is not None else load_model(cfg.model, device=cfg.device,
+                                                                          dtype=cfg.dtype)
+    data = data if data is not None else load_data(cfg)
+    backbone = Backbone(model)
+    encoded = {s: encode_split(data.task, getattr(data, s), tokenizer, backbone.template_kind, cfg.max_length, s)
+               for s in SPLITS}
+    words = label_word_ids(data.task, tokenizer, backbone.template_kind) if backbone.has_lm_head else None
+    return Prepared(backbone, tokenizer, info, data, encoded, words)
+
+
+def resolve_lr(prompt_cfg: LatePromptConfig, cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with ``lr`` set: the method's own default when none was given."""
+    return cfg if cfg.lr is not None else replace(cfg, lr=get_method(prompt_cfg.method).default_lr)
+
+
+def run_config(prompt_cfg: LatePromptConfig, cfg: TrainConfig, prepared: Prepared) -> dict[str, Any]:
+    """The ``config.json`` (with its ``key``) that training ``prompt_cfg`` with ``cfg`` on
+    ``prepared`` writes: a folder holding this key is this run."""
+    cfg = resolve_lr(prompt_cfg, cfg)
+    return config_record(prompt_cfg, cfg, prepared.data.task.to_dict(), prepared.label_word_ids, prepared.kind,
+                         prepared.model_info["identity"], prepared.fingerprints())
+
+
+def default_run_dir(prompt_cfg: LatePromptConfig, cfg: TrainConfig) -> Path:
+    shots = f"k{cfg.shots}-d{cfg.data_seed}" if cfg.shots else "full"
+    what = (f"pl{prompt_cfg.prompt_layer}-{prompt_cfg.generator}" if prompt_cfg.method == "lpt"
+            else prompt_cfg.method)
+    return Path("artifacts") / "runs" / Path(cfg.task).stem / model_slug(cfg.model) / f"{what}-{shots}-s{cfg.seed}"
+
+
+def _reuse(run_dir: Path, key: str) -> TrainResult:
+    logger.info("reusing complete run %s", run_dir)
+    meta = store.read_json_object(run_dir / "meta.json")
+    return TrainResult(run_dir, store.read_json_object(run_dir / "metrics.json"), pd.read_csv(run_dir / "curve.csv"),
+                       meta=meta, key=key, reused=True)
+
+
+def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None = None, *,
+          bundle=None, data: TaskData | None = None, prepared: Prepared | None = None,
+          caches: dict[str, LowerLayerCache] | None = None, progress: bool = True,
+          reuse: bool = True) -> TrainResult:
+    """One run, end to end; writes the run folder ``out`` when given (reused if it holds
+    this run, complete and intact). ``bundle`` / ``data`` / ``prepared`` hand over what is
+    loaded already; ``caches`` the lower-layer cache of hidden state PL-1 per split."""
+    cfg = resolve_lr(prompt_cfg, cfg)
+    if get_method(prompt_cfg.method).late_prompt and prompt_cfg.prompt_tokens < 1:
+        raise ValueError(f"num_virtual_tokens={prompt_cfg.num_virtual_tokens}: method={prompt_cfg.method!r} "
+                         f"trains a prompt, which needs at least 1 token (--num-virtual-tokens 1 or more); with "
+                         f"none, only the classifier would train")
+    run_dir = Path(out) if out is not None else None
+    if run_dir is not None:
+        store.check_output_folder(run_dir)
+    t_start = time.perf_counter()
+    owned = bundle is None and prepared is None  # nobody else uses this model: no copy needed
+    prepared = prepared or prepare(cfg, bundle, data)
+    prompt_cfg.check_against(prepared.backbone)  # bad prompt layer / head: fail before writing anything
+    config = run_config(prompt_cfg, cfg, prepared)
+    key = config["key"]
+    if run_dir is not None and reuse:
+        ok, reason = check_run(run_dir, key)
+        if ok:
+            return _reuse(run_dir, key)
+        if (run_dir / "meta.json").exists() or (run_dir / "config.json").exists():
+            logger.info("%s: training again: %s", run_dir, reason)
+    with store.OutputLock(run_dir) if run_dir is not None else contextlib.nullcontext():
+        return _train(prompt_cfg, cfg, run_dir, prepared, config, caches, progress, owned, t_start)
+
+
+def _train(prompt_cfg, cfg, run_dir, prepared: Prepared, config, caches, progress, owned, t_start) -> TrainResult:
+    if torch.device(cfg.device).type == "cuda" and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats(cfg.device)  # peak_cuda_mb is this run's, even in a sweep
+    backbone, data, encoded = prepared.backbone, prepared.data, prepared.encoded
+    meta = store.run_meta(status="running", key=config["key"], device=str(cfg.device), model=prepared.model_info,
+                          data=data.to_meta(), truncation=prepared.truncation(),
+                          torch_threads=torch.get_num_threads())
+    files: dict[str, str] = {}
+    if run_dir is not None:
+        for stale in ("metrics.json", "curve.csv", "prompt.safetensors", "prompt_config.json"):
+            (run_dir / stale).unlink(missing_ok=True)
+        for old in (run_dir / "checkpoints").glob("step-*.safetensors"):
+            old.unlink()
+        store.write_json(run_dir / "meta.json", meta)  # "running" first: the folder is not a result
+        store.write_json(run_dir / "config.json", config)
+    try:
+        torch.manual_seed(cfg.seed)
+        model = LatePromptModel(backbone, prompt_cfg, data.task.num_labels, prepared.label_word_ids,
+                                copy_backbone=not owned).to(cfg.device)
+        model.backbone_dropout = cfg.backbone_dropout
+        use_cache = cfg.cache and model.method.cacheable
+        state = prompt_cfg.start_state
+        if use_cache and caches is None:
+            backbone.model.eval()
+            caches = {s: LowerLayerCache.build(backbone, encoded[s], [state], cfg.eval_batch_size,
+                                               desc=f"cache {s} h{state}", progress=progress) for s in encoded}
+        caches = caches if use_cache else {}
+
+        def checkpoint(step: int) -> None:
+            if run_dir is not None:
+                name = f"checkpoints/step-{step}.safetensors"
+                files[name] = save_prompt(model, run_dir, name)
+
+        trainer = Trainer(model, cfg, data.task.metric.value)
+        curve, stats = trainer.fit(encoded["train"], encoded["dev"], caches, progress, on_checkpoint=checkpoint)
+        dev = trainer.evaluate(encoded["dev"], caches.get("dev"))
+        test = trainer.evaluate(encoded["test"], caches.get("test"))
+    except BaseException as exc:  # mark the run, never leave it looking complete
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        meta.update(status=status, error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t_start)
+        if run_dir is not None:
+            store.write_json(run_dir / "meta.json", meta)
+        raise
+    metrics = {
+        "task": data.task.name, "model": model_slug(cfg.model), "method": prompt_cfg.method,
+        "prompt_layer": prompt_cfg.prompt_layer, "generator": prompt_cfg.generator,
+        "num_virtual_tokens": prompt_cfg.num_virtual_tokens, "head": model.head_kind, "seed": cfg.seed,
+        "shots": cfg.shots, "data_seed": cfg.data_seed, "metric_name": data.task.metric.value,
+        "dev_metric": dev["metric"], "test_metric": test["metric"],
+        "dev_accuracy": dev["accuracy"], "test_accuracy": test["accuracy"],
+        "tunable_params": model.num_trainable(), "dtype": cfg.dtype, "lr": cfg.lr, "cache": use_cache, **stats,
+    }
+    meta.update(status="complete", tunable_params=model.num_trainable(),
+                wall_seconds=time.perf_counter() - t_start, tokens_per_second=stats["tokens_per_second"],
+                **peak_memory_mb(torch.device(cfg.device)))
+    if run_dir is not None:
+        files["prompt.safetensors"] = save_prompt(model, run_dir)
+        store.write_csv(run_dir / "curve.csv", curve)
+        store.write_json(run_dir / "metrics.json", metrics)
+        meta["files"] = files
+        store.write_json(run_dir / "meta.json", meta)  # last: only now is the run complete
+    return TrainResult(run_dir, metrics, curve, model, meta, config["key"])

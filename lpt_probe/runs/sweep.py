@@ -1,0 +1,269 @@
+"""A grid of training runs: the propagation-distance study and the baselines, resumable.
+
+``run_sweep(sweep, base, execution)`` trains every cell of the grid that ``SweepConfig``
+describes, each into its own run folder under ``<out>/runs/``:
+
+- ``methods`` containing ``lpt``: (generator x prompt layer x seed), ``<generator>-pl<k>-s<seed>``;
+- any baseline of ``lpt_probe.model.methods``: one cell per seed, ``<method>-s<seed>``, with
+  the same task, template, label words, splits, optimiser and step budget.
+
+Cells that are the same model are trained once: ``prompt-tuning`` and ``lpt`` with no
+generator at prompt layer 1 (same prompt length, same learning rate) are one run, whose
+folder both rows of ``sweep.csv`` name. A finished cell is reused (the rules of
+``lpt_probe.runs.folders``: complete, same key, intact files); a failed cell is retried
+``execution.retries`` times, then recorded as failed while the others go on.
+
+The driver aggregates as cells finish: ``sweep.csv`` (one row per cell: task, model,
+method, generator, prompt_layer, seed, shots, data_seed, dev and test metric, steps,
+tunable params, tokens/s, peak memory, resident memory when the cell finished, wall time,
+status, error, run folder), ``curves.csv`` and ``sweep.json`` (the three configs, versions,
+data fingerprints, status) are rewritten after every cell. ``draw`` makes the figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+
+from .. import store
+from ..data.sources import is_task_file
+from ..layers import parse_prompt_layers
+from ..model.generators import GENERATORS
+from ..model.late_prompt import LatePromptConfig
+from ..model.loading import model_slug
+from ..model.methods import METHODS, get_method
+from ..progress import bar
+from ..viz import paper_style, plot_convergence, plot_performance_vs_layer, save_figure
+from .executors import ExecutorConfig, run
+from .folders import check_run
+from .run import Prepared, prepare, resolve_lr, run_config
+from .trainer import TrainConfig
+
+logger = logging.getLogger(__name__)
+SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "shots", "data_seed",
+                 "dev_metric", "test_metric", "steps", "best_step", "tunable_params", "tokens_per_second",
+                 "peak_memory_mb", "rss_mb", "wall_seconds", "status", "error", "run_dir"]
+PROMPT_OPTIONS = ("num_virtual_tokens", "bottleneck", "head", "loss", "lora_rank", "lora_alpha")
+
+
+@dataclass
+class SweepConfig:
+    """The grid of a sweep (the "grid" flags of ``python -m lpt_probe.sweep``)."""
+
+    methods: tuple[str, ...] = field(default=("lpt",), metadata={
+        "help": "comma list of lpt and baselines (baselines: one cell per seed)", "flag": ("--methods", "--method"),
+        "choices": lambda: list(METHODS)})
+    prompt_layers: str = field(default="default", metadata={
+        "help": "lpt: 'default' (1, middle, last), 'all' or '1,4,6'"})
+    generators: tuple[str, ...] = field(default=("none",), metadata={
+        "help": "lpt: comma list of generators", "choices": GENERATORS})
+    seeds: tuple[int, ...] = field(default=(13, 21, 42), metadata={"help": "comma list of training seeds"})
+    prompt: dict = field(default_factory=dict, metadata={
+        "help": "LatePromptConfig options shared by every cell (num_virtual_tokens, bottleneck, ...)", "cli": False})
+    out: str | None = field(default=None, metadata={
+        "help": "a folder or fsspec URL; default artifacts/sweeps/<task>/<model>/"})
+    progress: bool = field(default=True, metadata={"help": "no progress bars", "flag": "--no-progress"})
+
+    def __post_init__(self):
+        self.methods, self.generators = tuple(self.methods), tuple(self.generators)
+        self.seeds = tuple(int(s) for s in self.seeds)
+        for m in self.methods:
+            get_method(m)  # unknown method: fail before anything runs
+        for g in self.generators:
+            if g not in GENERATORS:
+                raise ValueError(f"generator {g!r} is unknown; choose from {', '.join(GENERATORS)}")
+        bad = sorted(set(self.prompt) - set(PROMPT_OPTIONS))
+        if bad:
+            raise ValueError(f"SweepConfig.prompt: unknown options {bad}; allowed {list(PROMPT_OPTIONS)}")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the grid."""
+
+    method: str
+    generator: str
+    prompt_layer: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        if self.method == "lpt":
+            return f"{self.generator}-pl{self.prompt_layer}-s{self.seed}"
+        return f"{self.method}-s{self.seed}"
+
+
+def build_grid(methods, generators, layers, seeds) -> list[Cell]:
+    cells = []
+    for m in methods:
+        if m == "lpt":
+            cells += [Cell(m, g, k, s) for g in generators for k in layers for s in seeds]
+        else:
+            cells += [Cell(m, "none", 1, s) for s in seeds]
+    return cells
+
+
+def cell_configs(sweep: SweepConfig, cell: Cell, base: TrainConfig) -> tuple[LatePromptConfig, TrainConfig]:
+    spec = get_method(cell.method)
+    options = dict(sweep.prompt)
+    if not (spec.late_prompt or spec.full_forward):  # a prompt or prefix length means nothing here
+        options["num_virtual_tokens"] = None
+    pc = LatePromptConfig(method=cell.method, prompt_layer=cell.prompt_layer, generator=cell.generator, **options)
+    return pc, resolve_lr(pc, replace(base, seed=cell.seed))
+
+
+def same_model(configs: dict[Cell, tuple]) -> dict[Cell, Cell]:
+    """Each cell -> the cell whose run it shares: prompt tuning is LPT at PL 1 without a
+    generator, so cells whose configs are equal up to that name train one model (led by
+    the ``lpt`` cell, whose folder name the rows then share)."""
+    groups: dict[str, list[Cell]] = {}
+    for cell, (pc, tc) in configs.items():
+        p = pc.to_dict()
+        if p["method"] == "prompt-tuning":
+            p["method"] = "lpt"
+        groups.setdefault(store.content_key({"prompt": p, "train": asdict(tc)}), []).append(cell)
+    out = {}
+    for members in groups.values():
+        lead = next((c for c in members if c.method == "lpt"), members[0])
+        out.update({c: lead for c in members})
+    return out
+
+
+def collect_row(out, cell: Cell, leader: Cell, base_row: dict, result: dict) -> tuple[dict, pd.DataFrame | None]:
+    """The sweep.csv row of a finished cell, read back from its run folder, and its curve."""
+    run_dir = store.join(out, "runs", leader.name)
+    row = {**base_row, "method": cell.method, "generator": cell.generator,
+           "prompt_layer": cell.prompt_layer if get_method(cell.method).late_prompt else None,
+           "seed": cell.seed, "run_dir": f"runs/{leader.name}", **result}
+    if result["status"] != "complete":
+        return row, None
+    m = store.read_json_object(store.join(run_dir, "metrics.json"))
+    mt = store.read_json_object(store.join(run_dir, "meta.json"))
+    row.update(dev_metric=m["dev_metric"], test_metric=m["test_metric"], steps=m["steps"],
+               best_step=m["best_step"], tunable_params=m["tunable_params"],
+               tokens_per_second=m["tokens_per_second"],
+               peak_memory_mb=mt.get("peak_cuda_mb", mt.get("peak_rss_mb")), rss_mb=mt.get("rss_mb"),
+               wall_seconds=mt.get("wall_seconds"))
+    curve = store.read_csv(store.join(run_dir, "curve.csv")).assign(
+        task=row["task"], model=row["model"], method=cell.method, generator=cell.generator,
+        prompt_layer=row["prompt_layer"], seed=cell.seed)
+    return row, curve
+
+
+def _absolute(path: str | None) -> str | None:
+    return path if path is None or store.is_url(path) else os.path.abspath(path)
+
+
+def default_out(base: TrainConfig) -> str:
+    return str(Path("artifacts") / "sweeps" / Path(base.task).stem / model_slug(base.model))
+
+
+def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig | None = None,
+              prepared: Prepared | None = None, requested_device: str | None = None) -> pd.DataFrame:
+    """Train (or collect) every cell of the grid; returns the ``sweep.csv`` table."""
+    execution = execution or ExecutorConfig()
+    out_arg = sweep.out or default_out(base)
+    out = out_arg if store.is_url(out_arg) else Path(out_arg).resolve()
+    store.check_output_folder(out)
+    # workers may start elsewhere: every path absolute; "auto" devices resolve where a cell runs
+    base = replace(base, data_dir=_absolute(base.data_dir),
+                   task=_absolute(base.task) if is_task_file(base.task) else base.task)
+    with store.OutputLock(out):
+        prepared = prepared or prepare(base)  # the driver keys every cell: it needs the model and data
+        L = prepared.backbone.num_hidden_layers
+        layers = parse_prompt_layers(sweep.prompt_layers, L) if "lpt" in sweep.methods else []
+        cells = build_grid(sweep.methods, sweep.generators, layers, sweep.seeds)
+        configs = {c: cell_configs(sweep, c, base) for c in cells}
+        leaders = same_model(configs)
+        twins = sorted(c.name for c in cells if leaders[c] is not c)
+        if twins:
+            logger.info("%d cell(s) train the same model as another and share its run: %s", len(twins),
+                        ", ".join(f"{c} = {leaders[next(x for x in cells if x.name == c)].name}" for c in twins))
+        settings = {"sweep": asdict(replace(sweep, out=str(out_arg))), "train": asdict(base),
+                    "execution": asdict(execution)}
+        meta = store.run_meta(status="running", settings=settings, prompt_layers=layers, cells=len(cells),
+                              data=prepared.data.to_meta())
+        store.write_json(store.join(out, "sweep.json"), meta)
+        base_row = {"task": prepared.data.task.name, "model": model_slug(base.model), "shots": base.shots,
+                    "data_seed": base.data_seed}
+        rows: dict[Cell, dict] = {}
+        curves: dict[Cell, pd.DataFrame] = {}
+
+        def write_tables() -> pd.DataFrame:
+            order = [c for c in cells if c in rows]
+            table = pd.DataFrame([rows[c] for c in order]).reindex(columns=SWEEP_COLUMNS)
+            store.write_csv(store.join(out, "sweep.csv"), table)
+            store.write_csv(store.join(out, "curves.csv"), pd.concat([curves[c] for c in order if c in curves],
+                                                                     ignore_index=True) if curves else pd.DataFrame())
+            return table
+
+        pbar = bar(total=len(cells), desc="sweep cells", enabled=sweep.progress)
+
+        def on_done(leader: Cell, result: dict) -> None:
+            for cell in (c for c in cells if leaders[c] is leader):
+                rows[cell], curve = collect_row(out, cell, leader, base_row, result)
+                if curve is not None:
+                    curves[cell] = curve
+                pbar.update(1)
+                logger.info("cell %s: %s%s", cell.name, result["status"],
+                            f" (test {rows[cell]['test_metric']:.4f})" if result["status"] == "complete" else
+                            f" ({result.get('error', '')})")
+            write_tables()  # aggregate as cells finish: a crash loses nothing that finished
+
+        todo = []
+        for leader in dict.fromkeys(leaders[c] for c in cells):  # finished cells are collected, not retrained
+            pc, tc = configs[leader]
+            ok, _ = check_run(store.join(out, "runs", leader.name), run_config(pc, tc, prepared)["key"])
+            if ok:
+                on_done(leader, {"status": "complete", "error": ""})
+            else:
+                todo.append(leader)
+        logger.info("%d cells: %d finished before, %d runs to train (%s executor)", len(cells),
+                    len(cells) - sum(1 for c in cells if leaders[c] in todo), len(todo), execution.executor)
+        try:
+            if todo:
+                run(execution, todo, configs, base, out, on_done, prepared, sweep.progress,
+                    device=requested_device)
+        except BaseException as exc:
+            meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                        error=f"{type(exc).__name__}: {exc}")
+            store.write_json(store.join(out, "sweep.json"), meta)
+            raise
+        finally:
+            pbar.close()
+        table = write_tables()
+        meta.update(status="complete", failed=int((table["status"] != "complete").sum()))
+        store.write_json(store.join(out, "sweep.json"), meta)
+    return table
+
+
+def draw(out: str | Path) -> list[Path]:
+    """performance_vs_layer.pdf and convergence*.pdf from the tables in ``out``."""
+    sweep = store.read_csv(store.join(out, "sweep.csv"))
+    done = sweep[sweep["status"] == "complete"]
+    lpt = done[done["method"] == "lpt"]
+    if lpt.empty:  # figures are about prompt layers: a baselines-only grid has none
+        return []
+    curves = store.read_csv(store.join(out, "curves.csv"))
+    curves = curves[curves["method"] == "lpt"] if "method" in curves.columns else curves
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) if store.is_url(out) else Path(out)
+        paths = []
+        with paper_style():
+            ax = plot_performance_vs_layer(done)
+            paths += save_figure(ax.figure, local / "performance_vs_layer.pdf")
+            generators = sorted(curves["generator"].unique())
+            for g in generators:  # one convergence figure per generator
+                ax = plot_convergence(curves, generator=g)
+                name = "convergence.pdf" if len(generators) == 1 else f"convergence_{g}.pdf"
+                paths += save_figure(ax.figure, local / name)
+        if store.is_url(out):
+            for p in paths:
+                store.atomic_write_bytes(store.join(out, p.name), p.read_bytes())
+            paths = [Path(p.name) for p in paths]
+    return paths
