@@ -1,27 +1,39 @@
-"""LPT against the methods it was measured against, in one harness: accuracy, size, speed, memory.
+"""LPT against the methods it was measured against, in one harness: the paper's Table 2 shape, and speed.
 
     python benchmarks/bench_baselines.py --data-dir ../shared/data
 
-For each task (``--tasks``, default TREC and RTE) it runs one sweep (``python -m
-lpt_probe.sweep``) over every method: model tuning, BitFit, LoRA, P-tuning v2, prompt
-tuning and LPT (no generator and NPG) at mid depth (PL = L/2+1, the authors'
-``add_prompt_layer = L/2``), all with the same 100-shot training set (data seed 13), dev
-set, template, label words, optimiser, step budget and the training seeds 13, 21 and 42;
-each method keeps its own learning rate (``lpt_probe.methods``). Then it times each
-method with ``bench_train.py``'s harness on the same task (a fresh subprocess per method,
-the same batches for all: training tokens/s and training memory, the peak tensor memory
-of the optimiser steps plus the lower-layer cache), the way the method trains in the sweep (LPT and prompt tuning from the
-lower-layer cache).
+Accuracy (the shape of the paper's Table 2: few-shot, 100 training examples, mean ± std
+over three seeds, tunable parameters). For each task with local data (``--tasks``, default
+TREC, RTE, Subj, MR, MPQA: SST-2 aside) one sweep (``python -m lpt_probe.sweep``) trains
+every method of ``--methods``: model tuning, Adapter, AdapterDrop, BitFit, LoRA, prompt
+tuning, P-tuning v2, S-IDPG-PHM and LPT (``--generators``: no generator and NPG) at mid
+depth (PL = L/2+1, the authors' ``add_prompt_layer = L/2``; AdapterDrop keeps its adapters
+in the same upper half, layers L/2+1..L), all with the same 100-shot training set (data
+seed 13), dev set, template, label words, optimiser, step budget and the training seeds
+13, 21 and 42; each method keeps its own learning rate (``lpt_probe.methods``).
+``table2.csv`` / ``table2.md``: one row per task x method (test accuracy mean and std over
+the seeds, dev mean, tunable parameters), and beside it the paper's RoBERTa-large number
+for the same row when ``--paper FILE`` gives them (a CSV with columns task, method,
+generator, mean, std, in percent as the paper prints them, transcribed from Table 2 of
+arXiv 2210.11292; generator ``none`` or ``npg`` for LPT's rows); this script carries no
+numbers of its own for the paper: without the file that column stays empty).
 
-Writes ``benchmarks/results/baselines.csv`` (one row per task x method) and
-``baselines.md`` (the table with the command and machine). Sweep run folders go to
-``artifacts/baselines/<task>/`` and are reused by a rerun. Run by hand, not in CI.
+Speed and memory (``baselines.csv`` / ``baselines.md``). Each method of the accuracy grid
+is then timed with ``bench_train.py``'s harness on each task, the way it trains in the
+sweep (LPT, prompt tuning, AdapterDrop and S-IDPG from the lower-layer cache): a fresh
+subprocess per measurement on the same batches for all, interleaved round-robin over
+``--repeats`` rounds (every method once, then again, odd rounds backwards), ``--warmup``
+untimed steps excluded; tokens/s and x PT (within a round, over prompt tuning's) as median
+and min-max over the rounds; training memory (peak tensor memory of the optimiser steps
+plus the lower-layer cache, first round) and its share of model tuning's.
+
+Sweep run folders go to ``artifacts/baselines/<task>/<model>/`` and are reused by a rerun
+(only missing cells train). Run by hand on a quiet machine, not in CI.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -33,109 +45,227 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-METHODS = "model-tuning,bitfit,lora,p-tuning-v2,prompt-tuning,lpt"
-LABELS = {"model-tuning": "model tuning", "bitfit": "BitFit", "lora": "LoRA", "p-tuning-v2": "P-tuning v2",
-          "prompt-tuning": "prompt tuning", "lpt": "LPT"}
+sys.path.insert(0, str(HERE))
+import bench_train  # the timing harness: one configuration per subprocess, rounds, medians)
+
+TASKS = "trec,rte,subj,mr,mpqa"  # every task with local data but SST-2
+# the paper's row order (model tuning, then the PETuning methods, LPT last)
+METHODS = "model-tuning,adapter,adapterdrop,bitfit,lora,prompt-tuning,p-tuning-v2,s-idpg,lpt"
+LABELS = {"model-tuning": "model tuning", "adapter": "Adapter", "adapterdrop": "AdapterDrop", "bitfit": "BitFit",
+          "lora": "LoRA", "prompt-tuning": "prompt tuning", "p-tuning-v2": "P-tuning v2",
+          "prefix-tuning": "prefix tuning", "s-idpg": "S-IDPG-PHM", "lpt": "LPT"}
+PAPER_COLUMNS = ["task", "method", "generator", "mean", "std"]
 
 
 def run(cmd: list[str]) -> None:
     print("+", " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1"})
-    if proc.returncode not in (0,):
+    if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
 
 
-def timing(task: str, method: str, generator: str, pl: int | None, args) -> dict:
-    cfg = dict(model=args.model, task=task, data_dir=os.path.abspath(args.data_dir), steps=args.time_steps,
-               batch_size=16, max_length=args.max_length, threads=args.threads, num_virtual_tokens=None,
-               method=method, generator=generator, prompt_layer=pl, cache=pl is not None)
-    out = subprocess.run([sys.executable, str(HERE / "bench_train.py"), "--one", json.dumps(cfg)], cwd=REPO,
-                         capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
-    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    if out.returncode or not line:
-        raise SystemExit(f"timing {cfg} failed:\n{out.stderr[-3000:]}")
-    return json.loads(line[0][7:])
+def label(method: str, generator: str) -> str:
+    name = LABELS.get(method, method)
+    if method == "lpt":
+        name += " (no generator)" if generator == "none" else f" {generator.upper()}"
+    return name
+
+
+def configurations(methods: list[str], generators: list[str]) -> list[tuple[str, str]]:
+    """(method, generator) rows of the table: LPT once per generator, the others once."""
+    return [(m, g) for m in methods for g in (generators if m == "lpt" else ["none"])]
+
+
+def sweep_task(task: str, args, pl: int) -> pd.DataFrame:
+    """The accuracy grid of one task (a rerun reuses its finished cells)."""
+    sweep_dir = Path(args.runs) / task / args.model
+    cmd = [sys.executable, "-m", "lpt_probe.sweep", "--task", task, "--model", args.model,
+           "--data-dir", args.data_dir, "--shots", "100", "--dev-size", str(args.dev_size),
+           "--methods", args.methods, "--generators", args.generators, "--prompt-layers", str(pl),
+           "--seeds", args.seeds, "--steps", str(args.steps), "--eval-every", str(args.eval_every),
+           "--max-length", str(args.max_length), "--out", str(sweep_dir), "--no-progress"]
+    if args.max_examples:
+        cmd += ["--max-examples", str(args.max_examples)]
+    run(cmd)
+    sweep = pd.read_csv(sweep_dir / "sweep.csv")
+    failed = sweep[sweep.status != "complete"]
+    if len(failed):
+        print(f"{task}: {len(failed)} cell(s) failed: {failed[['method', 'generator', 'seed', 'error']].to_dict('records')}",
+              flush=True)
+    return sweep[sweep.status == "complete"]
+
+
+def accuracy_rows(task: str, sweep: pd.DataFrame, rows: list[tuple[str, str]], args) -> list[dict]:
+    out = []
+    for method, generator in rows:
+        g = sweep[(sweep.method == method) & (sweep.generator == generator)]
+        if g.empty:
+            continue
+        pl = g.prompt_layer.iloc[0]
+        out.append({"task": task, "model": args.model, "method": method, "generator": generator,
+                    "label": label(method, generator), "prompt_layer": None if pd.isna(pl) else int(pl),
+                    "shots": 100, "steps": args.steps, "seeds": len(g), "test_mean": g.test_metric.mean(),
+                    "test_std": g.test_metric.std(), "dev_mean": g.dev_metric.mean(),
+                    "tunable_params": int(g.tunable_params.iloc[0])})
+    return out
+
+
+def with_paper(df: pd.DataFrame, path: str | None) -> pd.DataFrame:
+    """Join the paper's numbers for the same rows from ``path`` (none: empty columns)."""
+    df = df.copy()
+    df["paper_mean"], df["paper_std"] = float("nan"), float("nan")
+    if not path:
+        return df
+    paper = pd.read_csv(path)
+    missing = sorted(set(PAPER_COLUMNS) - set(paper.columns))
+    if missing:
+        raise SystemExit(f"--paper {path}: columns {missing} missing (need {PAPER_COLUMNS})")
+    paper = paper.assign(generator=paper.generator.fillna("none")).set_index(["task", "method", "generator"])
+    for i, r in df.iterrows():
+        key = (r.task, r.method, r.generator)
+        if key in paper.index:
+            df.loc[i, "paper_mean"], df.loc[i, "paper_std"] = paper.loc[key, "mean"], paper.loc[key, "std"]
+    return df
+
+
+def pm(mean: float, std: float, scale: float = 100.0) -> str:
+    if mean != mean:
+        return "-"
+    return f"{mean * scale:.1f}" + ("" if std != std else f" ± {std * scale:.1f}")
+
+
+def table2_markdown(df: pd.DataFrame, header: list[str], paper_path: str | None) -> str:
+    tasks = list(dict.fromkeys(df.task))
+    lines = header + [
+        "Test accuracy (%), mean ± std over the training seeds; Avg: the mean over the tasks of the row. Tunable: "
+        "trainable parameters (with this model's classifier head, which differs by number of labels: min-max over "
+        "the tasks).", "",
+        "| method | tunable | " + " | ".join(t.upper() for t in tasks) + " | Avg |",
+        "|---|---:|" + "---:|" * (len(tasks) + 1)]
+    for name, g in df.groupby("label", sort=False):
+        cells = {r.task: pm(r.test_mean, r.test_std) for r in g.itertuples()}
+        lo, hi = g.tunable_params.min(), g.tunable_params.max()
+        tunable = f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
+        avg = f"{g.test_mean.mean() * 100:.1f}" if len(g) == len(tasks) else "-"
+        lines.append(f"| {name} | {tunable} | " + " | ".join(cells.get(t, "-") for t in tasks) + f" | {avg} |")
+    lines += ["", "## The paper's numbers for the same rows (RoBERTa-large, Table 2 of arXiv 2210.11292)", ""]
+    if df.paper_mean.notna().any():
+        lines += [f"From `{paper_path}`.", "",
+                  "| method | " + " | ".join(t.upper() for t in tasks) + " |", "|---|" + "---:|" * len(tasks)]
+        for name, g in df.groupby("label", sort=False):
+            cells = {r.task: pm(r.paper_mean, r.paper_std, 1.0) for r in g.itertuples()}
+            lines.append(f"| {name} | " + " | ".join(cells.get(t, "-") for t in tasks) + " |")
+    else:
+        lines.append("Not filled in: this run was given no transcription of the paper's Table 2 (`--paper FILE`, "
+                     "columns task, method, generator, mean, std). No paper number appears here that was not "
+                     "read from such a file.")
+    return "\n".join(lines) + "\n"
+
+
+def timing(args, pl: int, rows: list[tuple[str, str]]) -> tuple[pd.DataFrame, list[str]]:
+    """Every (method, generator) of the grid, timed per task, interleaved round-robin."""
+    frames, skipped = [], []
+    t_all = time.perf_counter()
+    for task in args.tasks.split(","):
+        base = dict(model=args.model, task=task, data_dir=os.path.abspath(args.data_dir), steps=args.time_steps,
+                    warmup=args.warmup, batch_size=16, max_length=args.max_length, threads=args.threads,
+                    num_virtual_tokens=None)
+        cfgs = [bench_train.method_config(base, m, g, pl) for m, g in rows]
+        got, lost = bench_train.interleaved(cfgs, args.repeats, t_all)
+        skipped += lost
+        if got:
+            reps = pd.DataFrame(got).drop(columns=["data_dir", "memory"], errors="ignore")
+            frames.append(bench_train.summarise(reps))  # medians, ranges, ratios within a round
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), skipped
+
+
+def timing_markdown(df: pd.DataFrame, header: list[str]) -> str:
+    lines = header + ["| task | method | PL | cache | tunable | tokens/s | x PT | train mem MB | % of MT mem |",
+                      "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in df.to_dict("records"):
+        mem, share = r.get("train_peak_mb"), r.get("mem_vs_mt")
+        lines.append(f"| {r['task'].upper()} | {label(r['method'], r['generator'])} | {bench_train._pl(r)} | "
+                     f"{bench_train._cache(r)} | {int(r['tunable_params']):,} | "
+                     f"{bench_train.span(r, 'tokens_per_second', '{:.0f}')} | {bench_train.span(r, 'x_pt')} | "
+                     f"{'-' if mem is None or mem != mem else f'{mem:,.0f}'} | "
+                     f"{'-' if share is None or share != share else f'{share:.0%}'} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default="../shared/data")
-    p.add_argument("--tasks", default="trec,rte")
+    p.add_argument("--tasks", default=TASKS, help="comma list of tasks")
     p.add_argument("--model", default="minilm")
-    p.add_argument("--seeds", default="13,21,42")
+    p.add_argument("--methods", default=METHODS, help="comma list of methods (the rows, in this order)")
+    p.add_argument("--generators", default="none,npg", help="LPT's generators (one row each)")
+    p.add_argument("--seeds", default="13,21,42", help="training seeds")
     p.add_argument("--steps", type=int, default=200, help="training steps of every method")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--dev-size", type=int, default=500)
     p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--time-steps", type=int, default=30, help="steps timed per method")
+    p.add_argument("--paper", default=None, help="CSV of the paper's Table 2 numbers (task, method, generator, "
+                                                 "mean, std; in percent) to show beside ours")
+    p.add_argument("--time-steps", type=int, default=30, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds (0: no timing)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-examples", type=int, default=None, help="cap every split (smoke runs)")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--runs", default=str(REPO / "artifacts" / "baselines"))
     args = p.parse_args(argv)
+    if args.repeats < 0 or args.time_steps < 1 or args.warmup < 0:
+        p.error("--repeats >= 0, --time-steps >= 1 and --warmup >= 0")
     from transformers import AutoConfig
 
     from lpt_probe.model.loading import resolve
 
     L = AutoConfig.from_pretrained(resolve(args.model)[0]).num_hidden_layers
     pl = L // 2 + 1
-    sweeps = {}
+    rows = configurations(args.methods.split(","), args.generators.split(","))
+    t0 = time.perf_counter()
+    acc = []
     for task in args.tasks.split(","):  # accuracy first (deterministic) ...
-        t0 = time.perf_counter()
-        sweep_dir = Path(args.runs) / task / args.model
-        cmd = [sys.executable, "-m", "lpt_probe.sweep", "--task", task, "--model", args.model,
-               "--data-dir", args.data_dir, "--shots", "100", "--dev-size", str(args.dev_size),
-               "--methods", METHODS, "--generators", "none,npg", "--prompt-layers", str(pl),
-               "--seeds", args.seeds, "--steps", str(args.steps), "--eval-every", str(args.eval_every),
-               "--max-length", str(args.max_length), "--out", str(sweep_dir), "--no-progress"]
-        if args.max_examples:
-            cmd += ["--max-examples", str(args.max_examples)]
-        run(cmd)
-        sweep = pd.read_csv(sweep_dir / "sweep.csv")
-        sweeps[task] = sweep[sweep.status == "complete"]
-        print(f"{task}: sweep {time.perf_counter() - t0:.0f} s", flush=True)
-    rows = []
-    for task, sweep in sweeps.items():  # ... then timings, back to back on a quiet machine
-        for (method, generator), g in sweep.groupby(["method", "generator"], sort=False):
-            layer = pl if method == "lpt" else 1 if method == "prompt-tuning" else None
-            t = timing(task, method, generator, layer, args)
-            rows.append({"task": task, "model": args.model, "method": method, "generator": generator,
-                         "prompt_layer": layer, "seeds": len(g), "test_mean": g.test_metric.mean(),
-                         "test_std": g.test_metric.std(), "dev_mean": g.dev_metric.mean(),
-                         "tunable_params": int(g.tunable_params.iloc[0]), "steps": args.steps,
-                         "tokens_per_second": t["tokens_per_second"], "train_peak_mb": t["train_peak_mb"],
-                         "train_rss_mb": t["train_rss_mb"]})
-            print(f"{task} {method} {generator}: test {rows[-1]['test_mean']:.4f} ± {rows[-1]['test_std']:.4f}, "
-                  f"{t['tokens_per_second']:.0f} tok/s, +{t['train_peak_mb']:.0f} MB", flush=True)
-    df = pd.DataFrame(rows)
-    for task, g in df.groupby("task"):
-        pt = g[g.method == "prompt-tuning"].tokens_per_second.mean()
-        mt = g[g.method == "model-tuning"].train_peak_mb.mean()
-        df.loc[g.index, "x_pt"] = g.tokens_per_second / pt
-        df.loc[g.index, "mem_vs_mt"] = g.train_peak_mb / mt
+        t = time.perf_counter()
+        acc += accuracy_rows(task, sweep_task(task, args, pl), rows, args)
+        print(f"{task}: sweep {time.perf_counter() - t:.0f} s", flush=True)
+    table2 = with_paper(pd.DataFrame(acc), args.paper)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "baselines.csv", index=False)
     cmd = "python benchmarks/bench_baselines.py " + " ".join(argv if argv is not None else sys.argv[1:])
     import torch
 
-    lines = ["# Baselines in one harness", "", "Command:", "", f"    {cmd.strip()}", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-             f"{args.threads} threads. {args.model}, 100 shots (data seed 13), dev {args.dev_size}, "
-             f"{args.steps} steps, batch 16, max length {args.max_length}; test metric mean ± std over training "
-             f"seeds {args.seeds}. Tokens/s from {args.time_steps} timed steps per method on the same batches; "
-             f"train mem: peak tensor memory of the training steps (torch profiler) plus the lower-layer cache "
-             f"(see bench_train.py); x PT: tokens/s relative to prompt tuning.", "",
-             "| task | method | PL | tunable params | test accuracy | tokens/s | x PT | train mem MB | % of MT mem |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in df.itertuples(index=False):
-        name = LABELS[r.method] + (f" {r.generator.upper()}" if r.method == "lpt" and r.generator != "none" else "")
-        pl_ = "-" if pd.isna(r.prompt_layer) else str(int(r.prompt_layer))
-        lines.append(f"| {r.task.upper()} | {name} | {pl_} | {r.tunable_params:,} | {r.test_mean:.3f} ± "
-                     f"{r.test_std:.3f} | {r.tokens_per_second:,.0f} | {r.x_pt:.2f} | {r.train_peak_mb:,.0f} | "
-                     f"{r.mem_vs_mt:.0%} |")
-    (out / "baselines.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    machine = (f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+               f"{args.threads} threads.")
+    table2.to_csv(out / "table2.csv", index=False)
+    text = table2_markdown(table2, [
+        "# Table 2 shape: few-shot baselines in one harness", "", "Command:", "", f"    {cmd.strip()}", "",
+        f"{machine} {args.model} ({L} layers), 100 training examples (data seed 13), dev {args.dev_size}, "
+        f"{args.steps} steps, batch 16, max length {args.max_length}, training seeds {args.seeds}; LPT and "
+        f"AdapterDrop at layer {pl} (= L/2+1) and above; each method's own learning rate. Sweep wall time "
+        f"{time.perf_counter() - t0:.0f} s.", ""], args.paper)
+    (out / "table2.md").write_text(text)
+    print(text)
+    if args.repeats == 0:
+        return 0
+    df, skipped = timing(args, pl, rows)  # ... then timings, interleaved, on a quiet machine
+    if not df.empty:
+        acc_cols = table2.set_index(["task", "method", "generator"])[["test_mean", "test_std", "seeds"]]
+        df = df.join(acc_cols, on=["task", "method", "generator"])
+    df.to_csv(out / "baselines.csv", index=False)
+    text = timing_markdown(df, [
+        "# Baselines in one harness: speed and memory", "", "Command:", "", f"    {cmd.strip()}", "",
+        f"{machine} {args.model}, each method as it trains in the sweep above (LPT and AdapterDrop at layer {pl}; "
+        f"LPT, prompt tuning, AdapterDrop and S-IDPG from the lower-layer cache), 100-shot batches of 16, max "
+        f"length {args.max_length}: {args.time_steps} timed steps after {args.warmup} untimed ones per "
+        f"measurement, a fresh subprocess each, {args.repeats} round(s) interleaved round-robin. tokens/s and "
+        f"x PT (over prompt tuning in the same round): median (min-max) over the rounds; train mem: peak tensor "
+        f"memory of the training steps (torch profiler) plus the lower-layer cache, first round (see "
+        f"bench_train.py).", ""])
+    text += "".join(f"\nNot timed: {s}\n" for s in dict.fromkeys(skipped))
+    (out / "baselines.md").write_text(text)
+    print(text)
+    print(f"{time.perf_counter() - t0:.0f} s in all")
     return 0
 
 

@@ -1,12 +1,14 @@
 """lpt_probe: where in a frozen transformer should a soft prompt go, and why.
 
-Start here:
-- ``lpt_probe.tasks`` / ``lpt_probe.data``: the task registry and its data sources.
-- ``lpt_probe.models`` / ``lpt_probe.families`` / ``lpt_probe.backbone``: loading a model,
-  the model-family table and the "run layers k..L from hidden states" primitive.
-- ``lpt_probe.late_prompt`` and ``lpt_probe.train``: the late-prompt training core.
-- ``lpt_probe.probing`` and ``lpt_probe.mi``: per-layer probes estimating I(h;y).
-- ``lpt_probe.plotting`` and ``lpt_probe.figures``: paper figures from results on disk.
+Start here (the README's "Architecture" section has one line per module):
+- ``lpt_probe.model``: the family table, ``Backbone.run_layers`` (run layers k..L from a
+  hidden state), generators, methods, the late-prompt model, loading.
+- ``lpt_probe.data``: the task registry, data sources, verbalizer, encoded splits.
+- ``lpt_probe.runs``: training runs (``prepare``, ``train``, ``load_run``), sweeps, executors.
+- ``lpt_probe.probing`` and ``lpt_probe.analysis``: probes, per-layer I(h;y), influence,
+  projections.
+- ``lpt_probe.viz`` and ``lpt_probe.figures``: paper figures from results on disk.
+- Commands: ``python -m lpt_probe.{train,mi,influence,sweep,project,figures}``.
 
 Layer numbering, used everywhere: hidden state 0 is the embedding output, hidden state k
 is the output of transformer layer k (as Hugging Face ``hidden_states``). Prompt layer

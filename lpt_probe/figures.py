@@ -8,6 +8,9 @@ with :mod:`lpt_probe.viz` (so this never imports torch):
   mi           RESULTS/mi.csv                <- python -m lpt_probe.mi      (Fig. 2 right + heatmap)
   projection   RESULTS/projection.csv        <- python -m lpt_probe.project (Fig. 6)
   efficiency   RESULTS/train_throughput.csv  <- python benchmarks/bench_train.py (Table 10)
+  influence    RESULTS/influence.csv         <- python -m lpt_probe.influence (Section 4: the two forces)
+  section4     --sweep S --mi M --influence I: Section 4 on one page (sweep.csv + curves.csv, mi.csv,
+               influence.csv)
 
 RESULTS is the folder the producer wrote or the CSV itself. Figures go to ``--out``
 (default ``artifacts/figures/``) as PDF (``--png`` adds a 200 dpi PNG), named after the
@@ -48,6 +51,7 @@ SOURCES = {
     "mi": Source("mi.csv", "python -m lpt_probe.mi"),
     "projection": Source("projection.csv", "python -m lpt_probe.project"),
     "efficiency": Source("train_throughput.csv", "python benchmarks/bench_train.py"),
+    "influence": Source("influence.csv", "python -m lpt_probe.influence"),
 }
 
 
@@ -134,12 +138,20 @@ def _draw_efficiency(df, args, P, title):
     return {"": fig}
 
 
+def _draw_influence(df, args, P, title):
+    fig = P.plot_influence_by_layer(df, checkpoint=args.checkpoint, prompt_layers=_layers(args.prompt_layers))
+    if title:
+        fig.suptitle(f"{title} / {args.checkpoint} prompts")
+    return {"": fig}
+
+
 DRAW: dict[str, tuple[Callable, tuple[str, ...], dict[str, str]]] = {  # how, group by, default file stems
     "performance": (_draw_performance, ("task", "model", "shots"), {"": "performance"}),
     "convergence": (_draw_convergence, ("task", "model", "generator"), {"": "convergence"}),
     "mi": (_draw_mi, ("task", "model", "probe", "representation"), {"": "mi_by_layer", "heatmap": "mi_heatmap"}),
     "projection": (_draw_projection, (), {"": "projection"}),
     "efficiency": (_draw_efficiency, ("model",), {"": "efficiency"}),
+    "influence": (_draw_influence, ("task", "model", "generator"), {"": "influence_by_layer"}),
 }
 
 
@@ -163,12 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_args(common)
     common.add_argument("--title", action=argparse.BooleanOptionalAction, default=True,
                         help="title each figure with its task / model (default: on)")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(SOURCES) + "}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join([*SOURCES, "section4"]) + "}")
     helps = {"performance": "metric vs prompt layer, mean ± std over seeds (Fig. 2 left, 4, 5)",
              "convergence": "dev metric vs training step for some prompt layers (Fig. 2 middle)",
              "mi": "I(h; y) per hidden state per prompt layer, with controls, and a heatmap (Fig. 2 right)",
              "projection": "sentence representations vs generated prompts in 2-D (Fig. 6)",
-             "efficiency": "throughput and memory vs prompt layer, plus a markdown table (Table 10)"}
+             "efficiency": "throughput and memory vs prompt layer, plus a markdown table (Table 10)",
+             "influence": "the prompt's influence and the gradient signal per hidden state (Section 4)"}
     cmds = {c: sub.add_parser(c, parents=[common], help=h, description=f"{h}. Reads {SOURCES[c].file} "
                               f"(written by `{SOURCES[c].producer}`).") for c, h in helps.items()}
     cmds["performance"].add_argument("--metric", default="test_metric", choices=["test_metric", "dev_metric"])
@@ -185,13 +198,44 @@ def build_parser() -> argparse.ArgumentParser:
                             help="seeds: std over prompt seeds (default); ci: mean bootstrap 95%% CI; none")
     cmds["projection"].add_argument("--agreement", type=Path, default=None,
                                     help="agreement.csv to quote in the title (default: beside projection.csv)")
+    cmds["influence"].add_argument("--checkpoint", default="trained",
+                                   help="which prompts: init, trained or step-N (default: trained)")
+    cmds["influence"].add_argument("--prompt-layers", default=None, help="lines drawn, e.g. 1,6 (default: all)")
+    s4 = sub.add_parser("section4", help="Section 4 on one page: accuracy and convergence against PL, I(h; y), "
+                        "influence and gradient coherence against PL",
+                        description="One paper-width PDF, 2 x 3 panels, from a sweep folder (sweep.csv, curves.csv: "
+                        "python -m lpt_probe.sweep), an mi folder (mi.csv: python -m lpt_probe.mi) and an influence "
+                        "folder (influence.csv: python -m lpt_probe.influence).")
+    for flag, what in (("--sweep", "the sweep folder"), ("--mi", "the mi folder"),
+                       ("--influence", "the influence folder")):
+        s4.add_argument(flag, required=True, type=Path, help=f"{what} (or its CSV)")
+    for a in common._actions:  # the shared options, less RESULTS
+        if a.option_strings and a.dest != "help":
+            s4._add_action(a)
     cmds["efficiency"].add_argument("--table-format", default="markdown", choices=["markdown", "latex"],
                                     help="format of the table written beside the figure (.md or .tex)")
     return p
 
 
+def run_section4(args: argparse.Namespace) -> list[Path]:
+    """The Section 4 page from three producers' folders; returns the path(s) written."""
+    folder = args.sweep.parent if args.sweep.is_file() else args.sweep
+    tables = [pd.read_csv(find_input(where, cmd)) for where, cmd in
+              ((folder, "performance"), (folder, "convergence"), (args.mi, "mi"), (args.influence, "influence"))]
+    with P.paper_style(args.context):
+        fig = P.plot_section4(*tables)
+        if args.title:
+            inf = tables[3]
+            fig.suptitle(f"{inf['task'].iloc[0]} / {inf['model'].iloc[0]}")
+        written = P.save_figure(fig, Path(args.out) / f"{args.name or 'section4'}.pdf", png=args.png)
+        plt.close(fig)
+    return written
+
+
 def run(args: argparse.Namespace) -> list[Path]:
     """Draw and save every figure of one subcommand; returns the paths written."""
+    if args.command == "section4":
+        return run_section4(args)
     path = find_input(args.results, args.command)
     df = pd.read_csv(path)
     if args.command == "projection":

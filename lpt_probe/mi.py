@@ -27,6 +27,11 @@ from .cli import (
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lpt_probe.mi", description=__doc__.split("\n")[0])
     add_config_args(p, MIConfig)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--mdl", dest="mdl", action="store_true", default=None,
+                   help="MDL online codelength of every probe (default: on for linear and mlp probes, off for the "
+                        "transformer probe, which an online code refits ten times per layer)")
+    g.add_argument("--no-mdl", dest="mdl", action="store_false", help="skip MDL online codelength")
     add_output_args(p)
     return p
 

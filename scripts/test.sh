@@ -3,4 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest -q "$@"
+# Two workers (LPT_PROBE_TEST_WORKERS; 0 = none): one file per worker at a time, so a
+# file's fixtures stay in one process; each worker's torch runs one thread (tests/conftest.py).
+workers=${LPT_PROBE_TEST_WORKERS:-2}
+if [ "$workers" = "0" ]; then
+    exec .venv/bin/python -m pytest -q "$@"
+fi
+exec .venv/bin/python -m pytest -q -n "$workers" --dist loadfile "$@"

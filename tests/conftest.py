@@ -15,6 +15,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # scripts/test.sh runs two workers on two cores: one thread each
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # plotting-only environments
+        pass
 SHARED_DATA = Path(os.environ.get("LPT_PROBE_DATA_DIR", REPO.parent / "shared" / "data"))
 
 

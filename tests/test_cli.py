@@ -28,11 +28,12 @@ from lpt_probe.runs.trainer import TrainConfig
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = json.loads((REPO / "tests" / "data" / "cli_flags_before.json").read_text())
 COMMON = {"--quiet", "-q", "--verbose", "-v"}  # every command, added with the run library
+METHOD_OPTIONS = {"--adapter-size", "--adapter-layers", "--phm-n", "--sentence-pooling"}  # issue 13
 ADDED = {  # flags added since, by the issue that asked for them
-    "train": COMMON | {"--drop-overlap", "--save-every"},
-    "sweep": COMMON | {"--drop-overlap", "--save-every"},
-    "mi": COMMON | {"--drop-overlap", "--probe-grid", "--probe-input", "--probe-layers", "--probe-width",
-                    "--probe-init", "--probe-readout"},
+    "train": COMMON | {"--drop-overlap", "--save-every"} | METHOD_OPTIONS,
+    "sweep": COMMON | {"--drop-overlap", "--save-every"} | METHOD_OPTIONS,
+    "mi": COMMON | {"--mdl", "--drop-overlap", "--probe-grid", "--probe-input", "--probe-layers", "--probe-width",
+                    "--probe-init", "--probe-readout", "--control-permutations"},
     "project": COMMON,
 }
 

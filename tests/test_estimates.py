@@ -127,6 +127,29 @@ def test_shuffled_labels_give_about_zero_bits(n, d):
     assert sel["selectivity_bits"].iloc[0] > 0.1
 
 
+def test_shuffled_control_averages_permutations():
+    """Under a prior shift (70/30 train, 50/50 test) with a real but weak signal, one
+    permutation is one noisy draw; the averaged control is the mean of the draws and sits
+    closer to 0 than the worst of them."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(1600, 20))
+    y = (X[:, 0] + rng.normal(scale=2.0, size=1600) > 0).astype(int)
+    train = np.concatenate([np.flatnonzero(y == 1)[:420], np.flatnonzero(y == 0)[:180]])  # 70/30
+    dev = np.concatenate([np.flatnonzero(y == 1)[420:560], np.flatnonzero(y == 0)[180:240]])
+    test = np.concatenate([np.flatnonzero(y == 1)[560:760], np.flatnonzero(y == 0)[240:440]])  # 50/50
+    args = (X[train], y[train], X[dev], y[dev], X[test], y[test], 2)
+    single = [shuffled_label_control("linear", *args, bootstrap=0, permutation_seed=k).rows[0] for k in range(4)]
+    avg = shuffled_label_control("linear", *args, bootstrap=200, permutations=4).rows[0]
+    assert avg["permutations"] == 4 and single[0]["permutations"] == 1
+    assert avg["mi_bits"] == pytest.approx(np.mean([r["mi_bits"] for r in single]), abs=1e-9)
+    assert avg["control_std_bits"] == pytest.approx(np.std([r["mi_bits"] for r in single]), abs=1e-9)
+    assert abs(avg["mi_bits"]) <= max(abs(r["mi_bits"]) for r in single) + 1e-12
+    assert abs(avg["mi_bits"]) < 0.01 and avg["mi_ci_low"] <= avg["mi_bits"] <= avg["mi_ci_high"]
+    assert avg["probe_params"].startswith("[") and avg["probe_params"].count("C") == 4
+    with pytest.raises(ValueError, match="permutations=0"):
+        shuffled_label_control("linear", *args, permutations=0)
+
+
 # ---------------------------------------------------------------- exact small quantities
 def test_entropy_bits_exact():
     assert entropy_bits([0, 1, 1, 1], 2) == pytest.approx(0.8112781244591328, abs=1e-12)

@@ -17,7 +17,7 @@ from lpt_probe.runs.trainer import TrainConfig
 
 pytestmark = pytest.mark.integration
 QUICK_MI = ["--steps", "10", "--eval-every", "5", "--max-examples", "160", "--probe-train-max", "160",
-            "--bootstrap", "50", "--no-progress"]
+            "--bootstrap", "50", "--control-permutations", "1", "--no-progress"]
 
 
 def test_train_cli_minilm_trec_writes_a_complete_run_folder(data_dir, tmp_path, capsys):

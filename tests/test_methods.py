@@ -19,7 +19,8 @@ from lpt_probe.model.late_prompt import (
 from lpt_probe.model.methods import METHODS
 from lpt_probe.runs.trainer import TrainConfig, Trainer
 
-BASELINES = ["prompt-tuning", "model-tuning", "bitfit", "lora", "p-tuning-v2", "prefix-tuning"]
+BASELINES = ["prompt-tuning", "model-tuning", "bitfit", "lora", "p-tuning-v2", "prefix-tuning", "adapter",
+             "adapterdrop", "s-idpg"]
 
 
 def supported(method: str, family: str) -> bool:
@@ -42,7 +43,9 @@ def expected_trainable(method: str, name: str) -> bool:
         return "lora_A" in name or "lora_B" in name
     if method in ("p-tuning-v2", "prefix-tuning"):
         return name.startswith("prefix_model.prompt_encoder.")
-    return name.startswith("generator.")  # lpt, prompt-tuning
+    if method in ("adapter", "adapterdrop"):
+        return name.startswith("backbone.") and ".adapter." in name
+    return name.startswith("generator.")  # lpt, prompt-tuning, s-idpg (its PHM generator)
 
 
 def test_every_method_is_in_the_table():
@@ -74,9 +77,10 @@ def test_each_method_trains_exactly_its_parameters(method, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("method", ["model-tuning", "bitfit", "lora"])
+@pytest.mark.parametrize("method", ["model-tuning", "bitfit", "lora", "adapter", "adapterdrop"])
 def test_weight_methods_start_from_the_frozen_model(method, family):
-    """Before training, model tuning / BitFit / LoRA (B = 0 at init) compute the plain model."""
+    """Before training, model tuning / BitFit / LoRA (B = 0 at init) / adapters (up = 0)
+    compute the plain model."""
     if not supported(method, family):
         pytest.skip("unsupported pair")
     model = tiny_model(family)
@@ -107,7 +111,9 @@ def test_deep_prompts_reach_every_layer(family):
 
 
 @pytest.mark.parametrize("method,cfg_kw", [("lora", dict(lora_rank=2)), ("p-tuning-v2", {}),
-                                           ("bitfit", {}), ("prompt-tuning", dict(num_virtual_tokens=3))])
+                                           ("bitfit", {}), ("prompt-tuning", dict(num_virtual_tokens=3)),
+                                           ("adapter", dict(adapter_size=8)), ("adapterdrop", {}),
+                                           ("s-idpg", dict(phm_n=4))])
 def test_save_reload_predicts_identically_for_baselines(method, cfg_kw, tmp_path):
     data = synthetic(24)
     cfg = LatePromptConfig(method=method, **cfg_kw)
@@ -148,6 +154,9 @@ def test_baselines_learn_a_separable_task(method):
     (dict(method="adapters"), "bert", "choose one of lpt, prompt-tuning"),
     (dict(method="bitfit"), "llama", "no bias terms"),
     (dict(method="p-tuning-v2"), "deberta-v2", "does not support DeBERTa-v2"),
+    (dict(method="bitfit", adapter_size=16), "bert", "has no adapter_size"),
+    (dict(method="adapterdrop", adapter_layers="2,4"), "bert", "every layer from K up"),
+    (dict(method="s-idpg", phm_n=3), "bert", "must divide"),
 ])
 def test_bad_method_configs_say_what_to_do(kw, family, match):
     with pytest.raises(ValueError, match=match):

@@ -14,6 +14,7 @@ FIGURES = {
     "01_propagation_distance": ["performance_vs_layer.pdf", "convergence.pdf"],
     "02_mutual_information": ["mi_by_layer.pdf", "mi_heatmap.pdf"],
     "03_prompt_projection": ["projection.pdf"],
+    "04_propagation": ["influence_by_layer.pdf", "coherence_vs_prompt_layer.pdf"],
 }
 
 

@@ -90,12 +90,14 @@ def test_grid_edge_is_reported_in_rows_and_logged_at_debug_only(caplog):
     X, y = _gaussians(300, 4, 3.0, rng, np.eye(4)[0])
     X_dev, y_dev = _gaussians(200, 4, 3.0, rng, np.eye(4)[0])
     with caplog.at_level(logging.DEBUG, logger="lpt_probe.probing"):
-        probe = LinearProbe(2, Cs=(1e-4, 1e-3)).fit(X, y, X_dev, y_dev)  # strong signal: wants large C
+        probe = LinearProbe(2, Cs=(1e-5, 1e-4, 1e-3)).fit(X, y, X_dev, y_dev)  # strong signal: wants large C
     assert probe.C_ == 1e-3 and probe.selection_["at_grid_edge"] == ["C"]
     assert probe.cv_info_["at_grid_edge"] == "high"
     records = [r for r in caplog.records if r.name.startswith("lpt_probe.probing")]
     assert records and all(r.levelno == logging.DEBUG for r in records)
-    row = probe_information(lambda s: LinearProbe(2, Cs=(1e-4, 1e-3), seed=s), X, y, X_dev, y_dev, X_dev, y_dev,
+    two = LinearProbe(2, Cs=(1e-4, 1e-3)).fit(X, y, X_dev, y_dev)
+    assert two.selection_["at_grid_edge"] == []  # a 2-value grid has no interior: no edge to report
+    row = probe_information(lambda s: LinearProbe(2, Cs=(1e-5, 1e-4, 1e-3), seed=s), X, y, X_dev, y_dev, X_dev, y_dev,
                             2, bootstrap=0).rows[0]
     assert row["grid_edge"] == "C" and json.loads(row["probe_params"]) == {"C": 1e-3}
     single = LinearProbe(2, Cs=(1e-3,)).fit(X, y, X_dev, y_dev)
@@ -103,8 +105,8 @@ def test_grid_edge_is_reported_in_rows_and_logged_at_debug_only(caplog):
 
 
 def test_edge_params_and_expand_grid():
-    grid = {"hidden": [64, 256], "weight_decay": [0.0, 0.01, 0.1], "lr": [1e-3]}
-    assert edge_params(grid, {"hidden": 64, "weight_decay": 0.01, "lr": 1e-3}) == ["hidden"]
+    grid = {"hidden": [64, 128, 256], "weight_decay": [0.0, 0.01, 0.1], "lr": [1e-3, 3e-3]}
+    assert edge_params(grid, {"hidden": 64, "weight_decay": 0.01, "lr": 1e-3}) == ["hidden"]  # lr: 2 values
     assert edge_params(grid, {"hidden": 128, "weight_decay": 0.1, "lr": 1e-3}) == ["weight_decay"]
     # no weight decay is the floor of its grid, not an edge; a 1-value grid has no edge
     assert edge_params(grid, {"hidden": 128, "weight_decay": 0.0, "lr": 1e-3}) == []
@@ -186,7 +188,7 @@ def test_mlp_grid_selection_on_dev_pinned_values_and_records():
     best = min(sel["scores"], key=lambda s: s["log_loss"])
     assert probe.selected_params_ == {"weight_decay": 0.0, "hidden": best["hidden"], "lr": best["lr"]}
     assert probe.best_epoch_ == best["best_epoch"] and probe.n_epochs_ == best["n_epochs"]
-    assert set(sel["at_grid_edge"]) == {"hidden", "lr"}  # 2-value grids: every choice is an edge
+    assert sel["at_grid_edge"] == []  # 2-value grids have no interior: never reported as an edge
     json.dumps(sel)
     pinned = MLPProbe(2, hidden=8, grid=grid, max_epochs=5).fit(X, y, X_dev, y_dev)  # hidden pinned
     assert len(pinned.selection_["scores"]) == 2 and pinned.selected_params_["hidden"] == 8

@@ -17,18 +17,26 @@ REPO = Path(__file__).resolve().parents[1]
 QUICK = {
     "lpt_probe.train": ["--steps", "4", "--eval-every", "2", "--max-examples", "120"],
     "lpt_probe.mi": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "120",
-                     "--bootstrap", "50", "--no-progress"],
+                     "--bootstrap", "50", "--control-permutations", "1", "--no-progress"],
+    "lpt_probe.influence": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--prompt-layers", "6",
+                            "--seeds", "13", "--influence-max", "8", "--bootstrap", "50", "--no-progress"],
+    "benchmarks/bench_influence.py": ["--steps", "4", "--eval-every", "2", "--max-examples", "120",
+                                      "--prompt-layers", "6", "--mi-args",
+                                      "--probe-train-max 120 --bootstrap 50 --control-permutations 1",
+                                      "--influence-args", "--influence-max 8 --bootstrap 50"],
     "lpt_probe.sweep": ["--steps", "4", "--eval-every", "2", "--max-examples", "160", "--seeds", "13", "--no-progress"],
     "lpt_probe.project": ["--max-examples", "80", "--method", "pca"],
     "lpt_probe.figures": [],
     "benchmarks/bench_train.py": ["--models", "minilm", "--generators", "none", "--steps", "2",
-                                  "--baselines", "model-tuning,lora"],
+                                  "--baselines", "model-tuning,lora", "--repeats", "1", "--warmup", "1"],
     "benchmarks/bench_baselines.py": ["--tasks", "trec", "--seeds", "13", "--steps", "2", "--eval-every", "1",
-                                      "--dev-size", "20", "--max-examples", "60", "--time-steps", "2"],
+                                      "--dev-size", "20", "--max-examples", "60", "--time-steps", "2",
+                                      "--methods", "model-tuning,adapterdrop,s-idpg,prompt-tuning,lpt",
+                                      "--generators", "none", "--repeats", "1", "--warmup", "1"],
     "benchmarks/bench_mi.py": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max",
-                               "120", "--bootstrap", "50", "--prompt-layers", "2"],
+                               "120", "--bootstrap", "50", "--prompt-layers", "2", "--control-permutations", "1"],
     "scripts/demo.sh": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "120",
-                        "--bootstrap", "50", "--no-progress"],
+                        "--bootstrap", "50", "--control-permutations", "1", "--no-progress"],
 }
 
 
@@ -41,6 +49,19 @@ def readme_commands() -> list[str]:
             if line and not line.startswith("#"):
                 cmds.append(line)
     return cmds
+
+
+def test_readme_custom_task_example_is_the_shipped_file():
+    """The YAML the README shows is examples/sentiment/task.yaml, byte for byte, and it loads."""
+    from lpt_probe.data import load_custom_task
+
+    text = (REPO / "README.md").read_text()
+    shown = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    shipped = (REPO / "examples" / "sentiment" / "task.yaml").read_text()
+    assert shown == [shipped]
+    spec, data = load_custom_task(REPO / "examples" / "sentiment" / "task.yaml", shots=8, dev_size=8)
+    assert spec.name == "movie-sentiment" and tuple(spec.label_names) == ("negative", "positive")
+    assert len(data.test) == 16
 
 
 def test_readme_shows_the_two_setup_commands():
@@ -57,6 +78,7 @@ def test_every_readme_command_runs(data_dir, tmp_path):
         if cmd == "bash scripts/test.sh":
             continue  # CI's own command
         argv = shlex.split(cmd.replace("../shared/data", str(data_dir))
+                           .replace(" examples/", f" {REPO / 'examples'}/")
                            .replace(" benchmarks/results", f" {REPO / 'benchmarks' / 'results'}"))
         key = next((k for k in QUICK if k in argv), None)
         assert key is not None, f"README command {cmd!r} has no small-settings entry in tests/test_readme.py"
@@ -69,7 +91,7 @@ def test_every_readme_command_runs(data_dir, tmp_path):
         if key == "benchmarks/bench_baselines.py":
             argv[1] = str(REPO / argv[1])
             extra += ["--out", str(tmp_path / "bench"), "--runs", str(tmp_path / "baselines")]
-        if key == "benchmarks/bench_mi.py":
+        if key in ("benchmarks/bench_mi.py", "benchmarks/bench_influence.py"):
             argv[1] = str(REPO / argv[1])
             extra += ["--results", str(tmp_path / "bench")]
         if key == "scripts/demo.sh":

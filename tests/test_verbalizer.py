@@ -173,5 +173,5 @@ def test_encode_errors(bert, gpt2_like):
         encode("sst2", [SENT], gpt2_like, "mlm")
     with pytest.raises(ValueError, match="2 mask tokens"):
         encode("sst2", [Example("m", ("a [MASK] in the text",), 0)], bert, "mlm")
-    with pytest.raises(ValueError, match="raise max_length"):
+    with pytest.raises(ValueError, match="raise --max-length"):
         encode("rte", [PAIR], bert, "mlm", max_length=4)  # [CLS] ? [MASK] , [SEP] is 5

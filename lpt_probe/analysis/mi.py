@@ -139,7 +139,12 @@ class MIConfig:
     bootstrap: int = field(default=1000, metadata=_h("bootstrap resamples for the 95% CI"))
     controls: bool = field(default=True, metadata=_h("skip the shuffled-label and random-weights controls",
                                                      flag="--no-controls"))
-    mdl: bool = field(default=True, metadata=_h("skip MDL online codelength", flag="--no-mdl"))
+    control_permutations: int | None = field(default=None, metadata=_h(
+        "label permutations averaged in the shuffled-label control (one draw moves by a few hundredths of a "
+        "bit); default 3 for vector probes, 1 for the transformer probe (each draw refits it)"))
+    mdl: bool | None = field(default=None, metadata=_h(
+        "MDL online codelength of every probe (--mdl / --no-mdl); default: on for vector probes, off for the "
+        "transformer probe (an online code refits it ten times per layer)", cli=False))
     max_examples: int | None = field(default=None, metadata=_h("cap every split (quick runs)"))
     max_length: int = field(default=128, metadata=_h("max tokens per example"))
     drop_overlap: bool = field(default=False, metadata=_h(
@@ -168,6 +173,12 @@ class MIConfig:
             raise ValueError(f"--bootstrap {self.bootstrap} must be >= 0")
         if self.probe_width == 0:
             self.probe_width = None
+        if self.mdl is None:
+            self.mdl = not self.sequence_probe
+        if self.control_permutations is None:
+            self.control_permutations = 1 if self.sequence_probe else 3
+        if self.control_permutations < 1:
+            raise ValueError(f"--control-permutations {self.control_permutations} must be >= 1")
         parse_probe_grid(self.probe, self.probe_grid)  # a bad grid fails before anything runs
         if self.device == "auto":
             import torch
@@ -344,6 +355,11 @@ class MIRun:
         save_representations(folder, split, reps, info)
 
     # -- probe pieces -----------------------------------------------------------------
+    @property
+    def representation_label(self) -> str:
+        """``representation`` in mi.csv: the vector read (cls/mask/mean), or ``seq:<input>``."""
+        return f"seq:{self.cfg.probe_input}" if self.cfg.sequence_probe else self.cfg.representation
+
     def probe_settings(self, cond: Condition) -> dict[str, Any]:
         c = self.cfg
         kw = parse_probe_grid(c.probe, c.probe_grid)
@@ -353,6 +369,7 @@ class MIRun:
         return {"format": PIECE_FORMAT, "probe": c.probe, "kwargs": kw, "init": c.probe_init if c.sequence_probe
                 else None, "seeds": list(c.probe_seeds), "bootstrap": c.bootstrap,
                 "controls": bool(c.controls and cond.method != "random_weights"), "mdl": c.mdl,
+                "control_permutations": c.control_permutations,
                 "n_classes": self.n_classes}
 
     def piece_paths(self, cond: Condition, layer: int) -> tuple[dict[str, Path], str]:
@@ -385,16 +402,15 @@ class MIRun:
         c = self.cfg
         paths, key = self.piece_paths(cond, layer)
         settings = self.probe_settings(cond)
-        rep = (f"seq:{c.probe_input if cond.method == 'lpt' and layer >= cond.prompt_layer else 'text'}"
-               if c.sequence_probe else c.representation)
+        rep = self.representation_label
         base = {"layer": layer, "probe": c.probe, "representation": rep, "split": "test"}
         factory = self._factory()
         args = (factory, X["train"], y["train"], X["dev"], y["dev"], X["test"], y["test"], self.n_classes)
         res = probe_information(*args, seeds=c.probe_seeds, bootstrap=c.bootstrap)
         rows = [{**base, **r} for r in res.rows]
         if settings["controls"]:
-            rows += [{**base, **r} for r in shuffled_label_control(*args, seeds=c.probe_seeds,
-                                                                   bootstrap=c.bootstrap).rows]
+            rows += [{**base, **r} for r in shuffled_label_control(*args, seeds=c.probe_seeds, bootstrap=c.bootstrap,
+                                                                   permutations=c.control_permutations).rows]
         scores = pvi(res.log2q[0], res.log2q_null)
         pvi_rows = [{"layer": layer, "probe": c.probe, "representation": rep, "example_id": i, "label": int(t),
                      "pvi_bits": float(v)} for i, t, v in zip(self.encoded["test"].ids, y["test"], scores)]
@@ -447,6 +463,9 @@ class MIRun:
                         continue
                     head = pd.DataFrame({"task": task, "model": self.slug, "method": cond.method,
                                          "prompt_layer": cond.prompt_layer, "seed": cond.seed}, index=part.index)
+                    # a piece is shared by the conditions that read the same input (a prompt's
+                    # layers below PL are the frozen model's): label it with this run's settings
+                    part = part.assign(probe=self.cfg.probe, representation=self.representation_label)
                     frames[k].append(pd.concat([head, part], axis=1))
         out = {}
         for k, parts in frames.items():
@@ -532,8 +551,9 @@ def summary_table(mi: pd.DataFrame, cfg: MIConfig) -> str:
             f"{len(cfg.seeds)} prompt seed(s) ({','.join(map(str, cfg.seeds))}) x {len(cfg.probe_seeds)} probe "
             f"seed(s)")
     shuffled = mi[mi["control"] == "shuffled_labels"]["mi_bits"]
-    tail = (f"shuffled-label control: mean {shuffled.mean():+.3f} bits (min {shuffled.min():+.3f}, max "
-            f"{shuffled.max():+.3f})" if len(shuffled) else "")
+    tail = (f"shuffled-label control ({cfg.control_permutations} permutation(s) averaged per row): mean "
+            f"{shuffled.mean():+.3f} bits (min {shuffled.min():+.3f}, max {shuffled.max():+.3f})"
+            if len(shuffled) else "")
     return "\n".join(x for x in (head, view.round(3).to_string(), tail) if x)
 
 

@@ -1,6 +1,6 @@
 """Task data: read a task's labelled examples and split them as the paper does.
 
-Start at ``load_task(task, ...)``: it reads a registered task (``lpt_probe.tasks``) from
+Start at ``load_task(task, ...)``: it reads a registered task (``lpt_probe.data.tasks``) from
 the Hugging Face hub or from local files in their original formats, or a user's own
 task (``load_custom_task``: CSV/TSV/JSONL + a small YAML), and returns a ``TaskData``
 whose three ``Split`` s each carry a fingerprint.
@@ -22,7 +22,7 @@ Splits, one rule for every task (the paper's Appendix B and Section 6.4):
 4. A custom task's dev file, when given, is the dev set in both modes.
 
 Example ids are ``"<file>:<line>"`` (local) or ``"<hub split>:<idx or row>"`` (hub). A
-split's fingerprint is ``lpt_probe.io.fingerprint`` over one record per example (id,
+split's fingerprint is ``lpt_probe.store.fingerprint`` over one record per example (id,
 label and texts), not the ids alone, so an edited file changes it even when the ids
 survive. Texts shared across splits (duplicate rows in MPQA, TREC, RTE) are counted in
 ``info["text_overlap"]``. Rows with empty text are skipped, logged and listed by id in

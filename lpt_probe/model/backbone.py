@@ -1,6 +1,6 @@
 """The partial forward: run transformer layers k..L from a given hidden state.
 
-``Backbone`` wraps any model in the family table (``lpt_probe.families``) and offers one
+``Backbone`` wraps any model in the family table (``lpt_probe.model.families``) and offers one
 first-class operation, ``run_layers(h, attention_mask, start=k, stop=L)``: continue the
 forward pass from hidden state ``k`` to hidden state ``stop``. Everything else is built on
 it: ``hidden_states`` (all of 0..L, as HF's ``output_hidden_states``), prompt insertion
@@ -17,10 +17,13 @@ L)), while ``run_layers`` never normalises: ``final(h)`` does, and the head call
 
 Sequences are right-padded; ``attention_mask`` is the usual [batch, seq] 0/1 key mask.
 For rotary families ``position_ids`` default to ``0..seq-1``; callers that prepend a
-prompt pass positions covering prompt and text (see ``lpt_probe.late_prompt``).
+prompt pass positions covering prompt and text (see ``lpt_probe.model.late_prompt``).
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -46,6 +49,7 @@ class Backbone(nn.Module):
             )
         self._norm = self.family.final_norm(self.base)
         self._head = self.family.head(model)
+        self._capturing: dict | None = None  # set by capture_attention
 
     # -- facts ----------------------------------------------------------------------
     @property
@@ -101,12 +105,15 @@ class Backbone(nn.Module):
         stop: int | None = None,
         position_ids: Tensor | None = None,
         return_all: bool = False,
+        blocked: dict[int, Tensor] | None = None,
     ) -> Tensor | list[Tensor]:
         """Continue the forward pass from hidden state ``start`` to hidden state ``stop``.
 
         ``h``: hidden state ``start`` [batch, seq, hidden]; ``attention_mask`` [batch, seq].
         Returns hidden state ``stop`` (un-normed), or with ``return_all`` the list of hidden
-        states ``start+1..stop``.
+        states ``start+1..stop``. ``blocked``: layer index (0-based, the layer that makes
+        hidden state index+1) -> [batch, q, k] bool of query-key pairs that layer must not
+        attend (e.g. text queries to prompt keys: the prompt hidden from that layer).
         """
         L = self.num_hidden_layers
         stop = L if stop is None else stop
@@ -124,11 +131,61 @@ class Backbone(nn.Module):
         if start == stop:
             return outs if return_all else h
         ctx = self.context(attention_mask, position_ids, h.dtype)
+        if self._capturing is not None:
+            ctx["output_attentions"] = True  # families that return probabilities only on request
         for index in range(start, stop):
-            h = self.family.call_layer(self.layers[index], h, ctx, index, self.base)
+            layer_ctx = ctx
+            if blocked and index in blocked:
+                if self.family.block is None:
+                    raise ValueError(f"the {self.family.name!r} family entry has no `block` rule: it cannot hide "
+                                     "keys from queries; add one to its FamilySpec")
+                layer_ctx = self.family.block(ctx, blocked[index].to(attention_mask.device))
+            if self._capturing is not None:
+                self._capturing["index"] = index
+            h = self.family.call_layer(self.layers[index], h, layer_ctx, index, self.base)
             if return_all:
                 outs.append(h)
         return outs if return_all else h
+
+    @contextlib.contextmanager
+    def capture_attention(self) -> Iterator[dict[int, Tensor]]:
+        """Inside the block, every layer that ``run_layers`` calls records its attention
+        probabilities: yields {layer index: [batch, heads, q, k]} (the last call's).
+
+        The model runs its eager attention path meanwhile (SDPA and flash kernels return no
+        probabilities; eager computes the same softmax(QK^T) explicitly), through a forward
+        hook on each layer's self-attention module (``FamilySpec.attention``): no modeling
+        file is changed, and the implementation is restored on exit."""
+        if not self.family.attention:
+            raise ValueError(f"the {self.family.name!r} family entry names no attention module; add "
+                             "`attention=` to its FamilySpec")
+        probs: dict[int, Tensor] = {}
+        state = {"index": None}
+        config = self.model.config
+        saved = config._attn_implementation
+        handles = []
+
+        def hook(module, args, output):
+            weights = output[1] if isinstance(output, (tuple, list)) and len(output) > 1 else None
+            if weights is None:
+                raise RuntimeError(f"{type(module).__name__} returned no attention probabilities in eager mode")
+            probs[state["index"]] = weights.detach()
+
+        for layer in self.layers:
+            module = _get_path(layer, self.family.attention)
+            if module is None:
+                raise ValueError(f"{self.family.name}: no module {self.family.attention!r} in "
+                                 f"{type(layer).__name__}; fix `attention=` in its FamilySpec")
+            handles.append(module.register_forward_hook(hook))
+        config._attn_implementation = "eager"
+        self._capturing = state
+        try:
+            yield probs
+        finally:
+            self._capturing = None
+            config._attn_implementation = saved
+            for h in handles:
+                h.remove()
 
     def final(self, h: Tensor) -> Tensor:
         """The final norm of decoder families (identity for encoders)."""
@@ -170,6 +227,14 @@ class Backbone(nn.Module):
         for p in self.model.parameters():
             p.requires_grad_(False)
         return self
+
+
+def _get_path(module: nn.Module, path: str) -> nn.Module | None:
+    for part in path.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
 
 
 class LayerStack(nn.Module):

@@ -10,9 +10,12 @@ LM/MLM head):
 - ``context``: per-forward inputs every layer needs (attention mask in the family's format,
   rotary position embeddings, relative positions), built for a given sequence;
 - ``call_layer``: how to call one layer;
-- ``final_norm`` and ``head``: the final norm (decoders) and the LM/MLM head, if any.
+- ``final_norm`` and ``head``: the final norm (decoders) and the LM/MLM head, if any;
+- ``adapter_sites``: where, inside one layer, the attention block and the feed-forward
+  block project back to the hidden size (before the residual add), where Houlsby adapters
+  go (``lpt_probe.model.adapters``); empty = the family cannot take adapters.
 
-``lpt_probe.backbone.Backbone`` turns a spec into the "run layers k..L" primitive.
+``lpt_probe.model.backbone.Backbone`` turns a spec into the "run layers k..L" primitive.
 Read ``FamilySpec`` first, then one of the ``_bert_like`` / ``_llama`` entries.
 """
 
@@ -58,6 +61,13 @@ class FamilySpec:
     final_norm: Callable[[nn.Module], nn.Module | None]  # base -> final norm or None
     head: Callable[[nn.Module], Callable[[Tensor], Tensor] | None]  # model -> logits fn or None
     first_token_is_cls: bool = True  # encoders: position 0 is [CLS]/<s>
+    # layer-relative addresses of the attention-output and feed-forward-output projections
+    adapter_sites: tuple[str, ...] = ()
+    # layer-relative address of the self-attention module that returns (output, probabilities
+    # [batch, heads, q, k]) in eager mode (``Backbone.capture_attention``)
+    attention: str = ""
+    # (ctx, blocked [batch, q, k] bool) -> ctx in which a query never attends a blocked key
+    block: Callable[[dict, Tensor], dict] | None = None
 
 
 def _attr(path: str) -> Callable[[Any], Any]:
@@ -139,12 +149,25 @@ def _deberta_call(layer, h, ctx, index, base):
             ctx["attention_mask"],
             relative_pos=ctx["relative_pos"],
             rel_embeddings=ctx["rel_embeddings"],
+            output_attentions=ctx.get("output_attentions", False),  # its probabilities only on request
         )
     )
     conv = base.encoder.conv
     if index == 0 and conv is not None:
         out = conv(h, out, ctx["keep"])
     return out
+
+
+def _block_additive(ctx: dict, blocked: Tensor) -> dict:
+    """Additive [batch, 1, q, k] float masks: a blocked pair gets the dtype's most negative value."""
+    mask = ctx["attention_mask"]
+    return {**ctx, "attention_mask": mask.masked_fill(blocked[:, None], torch.finfo(mask.dtype).min)}
+
+
+def _block_product(ctx: dict, blocked: Tensor) -> dict:
+    """DeBERTa's 0/1 [batch, 1, q, k] product mask: a blocked pair becomes 0."""
+    mask = ctx["attention_mask"]
+    return {**ctx, "attention_mask": mask * (~blocked[:, None]).to(mask.dtype)}
 
 
 def _deberta_head(model: nn.Module):
@@ -210,31 +233,36 @@ register_family(FamilySpec(
     name="bert", model_types=("bert",), causal=False,
     base=_base_from("bert"), embed=_bert_embed, layers=_attr("encoder.layer"),
     context=_encoder_context, call_layer=_plain_call, final_norm=lambda base: None,
-    head=_head_module("cls"),
+    head=_head_module("cls"), adapter_sites=("attention.output.dense", "output.dense"),
+    attention="attention.self", block=_block_additive,
 ))
 register_family(FamilySpec(
     name="roberta", model_types=("roberta", "xlm-roberta", "camembert"), causal=False,
     base=_base_from("roberta"), embed=_bert_embed, layers=_attr("encoder.layer"),
     context=_encoder_context, call_layer=_plain_call, final_norm=lambda base: None,
-    head=_head_module("lm_head"),
+    head=_head_module("lm_head"), adapter_sites=("attention.output.dense", "output.dense"),
+    attention="attention.self", block=_block_additive,
 ))
 register_family(FamilySpec(
     name="deberta-v2", model_types=("deberta-v2",), causal=False,
     base=_base_from("deberta"), embed=_deberta_embed, layers=_attr("encoder.layer"),
     context=_deberta_context, call_layer=_deberta_call, final_norm=lambda base: None,
-    head=_deberta_head,
+    head=_deberta_head, adapter_sites=("attention.output.dense", "output.dense"),
+    attention="attention.self", block=_block_product,
 ))
 register_family(FamilySpec(
     name="gpt2", model_types=("gpt2",), causal=True,
     base=_base_from("transformer"), embed=_gpt2_embed, layers=_attr("h"),
     context=_causal_context, call_layer=_gpt2_call, final_norm=_attr("ln_f"),
-    head=_head_module("lm_head"), first_token_is_cls=False,
+    head=_head_module("lm_head"), first_token_is_cls=False, adapter_sites=("attn.c_proj", "mlp.c_proj"),
+    attention="attn", block=_block_additive,
 ))
 register_family(FamilySpec(
     name="llama", model_types=("llama", "mistral", "qwen2"), causal=True,
     base=_base_from("model"), embed=_llama_embed, layers=_attr("layers"),
     context=_llama_context, call_layer=_llama_call, final_norm=_attr("norm"),
     head=_head_module("lm_head"), first_token_is_cls=False,
+    adapter_sites=("self_attn.o_proj", "mlp.down_proj"), attention="self_attn", block=_block_additive,
 ))
 
 
@@ -248,5 +276,5 @@ def family_for(model_or_config: Any) -> FamilySpec:
     known = ", ".join(f"{s.name} ({'/'.join(s.model_types)})" for s in FAMILIES.values())
     raise ValueError(
         f"model_type {model_type!r} is not in lpt_probe's model-family table. "
-        f"Supported families: {known}. Add an entry with lpt_probe.families.register_family."
+        f"Supported families: {known}. Add an entry with lpt_probe.model.families.register_family."
     )

@@ -3,7 +3,7 @@
 Read ``LatePromptConfig`` (what is trained), then ``LatePromptModel.forward``:
 
 1. hidden state PL-1 of the text, from the backbone (under ``no_grad``: nothing below PL
-   trains) or from the lower-layer cache (``lpt_probe.cache``);
+   trains) or from the lower-layer cache (``lpt_probe.model.cache``);
 2. the prompt [batch, l, hidden] from the generator (``lpt_probe.generators``), prepended
    to it: positions 0..l-1 of the sequence above PL; the attention mask gains l ones, so
    every query attends to the prompt and to the real tokens and pad keys stay hidden (in
@@ -36,9 +36,16 @@ from torch import nn
 
 from ..layers import start_state
 from ..store import DamagedFile, atomic_write_bytes, atomic_write_text
+from .adapters import (
+    adapter_layers,
+    check_layers_syntax,
+    first_adapted_layer,
+    pin_layers,
+)
 from .backbone import Backbone
 from .generators import DEFAULT_NUM_VIRTUAL_TOKENS, GENERATORS, build_generator
-from .methods import METHODS, get_method, low_precision
+from .methods import METHOD_OPTIONS, METHODS, get_method, low_precision
+from .phm import SENTENCE_POOLINGS, check_phm_sizes, generator_sizes
 
 Tensor = torch.Tensor
 HEADS = ("auto", "lm", "classifier")
@@ -55,6 +62,9 @@ class LatePromptConfig:
     the generator ``none``; ``model-tuning``, ``bitfit`` and ``lora`` insert no prompt
     (``num_virtual_tokens`` 0); for ``p-tuning-v2`` / ``prefix-tuning``
     ``num_virtual_tokens`` is the length of the key/value prefix at every layer.
+    ``adapter`` / ``adapterdrop`` take ``adapter_size`` and ``adapter_layers``, ``s-idpg``
+    (an input prompt, l = 5 by default) ``phm_n`` and ``sentence_pooling``; those stay None
+    for the other methods, and ``check_against`` pins ``adapter_layers`` to layer numbers.
     """
 
     method: str = field(default="lpt", metadata={
@@ -85,16 +95,29 @@ class LatePromptConfig:
     lora_alpha: float = field(default=16.0, metadata={"help": "lora: scaling alpha (update x alpha / r)"})
     lora_dropout: float = field(default=0.0, metadata={"help": "lora: dropout on the adapter input",
                                                          "cli": False})
+    adapter_size: int | None = field(default=None, metadata={
+        "help": "adapter, adapterdrop: bottleneck size m of each adapter (default 64)"})
+    adapter_layers: str | None = field(default=None, metadata={
+        "help": "adapter, adapterdrop: the layers (1-based) with adapters: all, upper-half (L/2+1..L), K- (K..L), "
+                "K-J or a comma list such as 1,3,5-6; default all (adapter), upper-half (adapterdrop, which "
+                "takes K..L only)"})
+    phm_n: int | None = field(default=None, metadata={
+        "help": "s-idpg: n of its PHM layers (weights are sums of n Kronecker products; n must divide the hidden "
+                "size, --bottleneck and l x hidden; default 16)"})
+    sentence_pooling: str | None = field(default=None, metadata={
+        "help": "s-idpg: the frozen first pass's sentence vector: mean (over the tokens) or cls (the first "
+                "token; the last for decoders); default mean", "choices": SENTENCE_POOLINGS})
 
     def __post_init__(self):
         spec = get_method(self.method)
         if self.generator not in GENERATORS:
             raise ValueError(f"generator={self.generator!r} is unknown; choose one of {', '.join(GENERATORS)}")
         if self.method != "lpt" and self.generator != "none":
-            raise ValueError(f"method={self.method!r} has no prompt generator (got generator={self.generator!r}); "
+            own = " to choose (it builds its own)" if spec.make_generator else ""
+            raise ValueError(f"method={self.method!r} has no prompt generator{own} (got generator={self.generator!r}); "
                              "a generated prompt is --method lpt (at --prompt-layer 1 for the input)")
-        if self.method == "prompt-tuning" and self.prompt_layer != 1:
-            raise ValueError(f"method='prompt-tuning' puts the prompt at the input (prompt_layer=1), got "
+        if spec.input_prompt and self.prompt_layer != 1:
+            raise ValueError(f"method={self.method!r} puts the prompt at the input (prompt_layer=1), got "
                              f"prompt_layer={self.prompt_layer}; a later prompt is --method lpt")
         if not spec.late_prompt and not spec.full_forward and self.num_virtual_tokens:
             raise ValueError(f"method={self.method!r} inserts no prompt; drop num_virtual_tokens="
@@ -103,8 +126,8 @@ class LatePromptConfig:
             raise ValueError(f"method={self.method!r} has no prompt layer (the whole stack runs); got "
                              f"prompt_layer={self.prompt_layer}: leave it at 1")
         if self.num_virtual_tokens is None:
-            self.num_virtual_tokens = (DEFAULT_NUM_VIRTUAL_TOKENS[self.generator] if spec.late_prompt
-                                       else DEFAULT_PREFIX_TOKENS if spec.full_forward else 0)
+            self.num_virtual_tokens = ((spec.default_tokens or DEFAULT_NUM_VIRTUAL_TOKENS[self.generator])
+                                       if spec.late_prompt else DEFAULT_PREFIX_TOKENS if spec.full_forward else 0)
         if spec.full_forward and self.num_virtual_tokens < 1:
             raise ValueError(f"method={self.method!r}: num_virtual_tokens={self.num_virtual_tokens} must be >= 1 "
                              "(the prefix length at every layer)")
@@ -119,6 +142,35 @@ class LatePromptConfig:
             raise ValueError(f"head={self.head!r}: choose one of {', '.join(HEADS)}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r}: choose one of {', '.join(LOSSES)}")
+        self._method_options(spec)
+
+    def _method_options(self, spec) -> None:
+        """Options of some methods only (``METHOD_OPTIONS``): an error for the others, the
+        method's default when not given, then checked."""
+        own = spec.option_defaults
+        for name in METHOD_OPTIONS:
+            value = getattr(self, name)
+            if name not in own and value is not None:
+                users = ", ".join(m.name for m in METHODS.values() if name in m.option_defaults)
+                raise ValueError(f"method={self.method!r} has no {name} (an option of {users}); drop "
+                                 f"--{name.replace('_', '-')} {value} (or choose one of those methods)")
+            if name in own and value is None:
+                setattr(self, name, own[name])
+        if self.adapter_size is not None and self.adapter_size < 1:
+            raise ValueError(f"adapter_size={self.adapter_size} must be >= 1 (the adapters' bottleneck size)")
+        if self.adapter_layers is not None:
+            check_layers_syntax(self.adapter_layers)
+        if self.phm_n is not None and self.phm_n < 1:
+            raise ValueError(f"phm_n={self.phm_n} must be >= 1 (the number of Kronecker products)")
+        if self.sentence_pooling is not None and self.sentence_pooling not in SENTENCE_POOLINGS:
+            raise ValueError(f"sentence_pooling={self.sentence_pooling!r}: choose one of {', '.join(SENTENCE_POOLINGS)}")
+
+    def pin(self, num_hidden_layers: int) -> "LatePromptConfig":
+        """Write depth-relative settings as numbers for a model of ``num_hidden_layers``
+        layers (``adapter_layers`` 'upper-half' -> '4-6'), in place; returns self."""
+        if self.adapter_layers is not None:
+            self.adapter_layers = pin_layers(self.adapter_layers, num_hidden_layers)
+        return self
 
     def check_against(self, backbone: Backbone) -> None:
         L = backbone.num_hidden_layers
@@ -132,11 +184,23 @@ class LatePromptConfig:
                 f"head='lm' but {type(backbone.model).__name__} has no LM/MLM head; "
                 "use head='classifier' (or 'auto')"
             )
+        self.pin(L)  # the run's config records the adapted layers themselves
+        spec = get_method(self.method)
+        if spec.top_adapters:
+            layers = adapter_layers(self.adapter_layers, L)
+            if layers != list(range(layers[0], L + 1)):
+                raise ValueError(f"method={self.method!r} keeps adapters in every layer from K up (the layers below "
+                                 f"run once, from the cache); adapter_layers={self.adapter_layers!r} is not K..{L}: "
+                                 f"give --adapter-layers {layers[0]}- (any other set of layers is --method adapter)")
+        if self.phm_n is not None:
+            check_phm_sizes(self.phm_n, generator_sizes(self.prompt_tokens, backbone.hidden_size, self.bottleneck))
 
     @property
     def start_state(self) -> int:
         """The hidden state the prompt joins (PL-1; ``lpt_probe.layers``): layers PL..L run on it,
-        and the lower-layer cache holds it."""
+        and the lower-layer cache holds it. With adapters: the first adapted layer's input."""
+        if self.adapter_layers is not None:
+            return first_adapted_layer(self.adapter_layers) - 1
         return start_state(self.prompt_layer)
 
     @property
@@ -150,13 +214,15 @@ class LatePromptConfig:
         return "lm" if backbone.has_lm_head else "classifier"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields, less the method options that do not apply (None): adding a method's
+        options leaves the other methods' run keys as they were."""
+        return {k: v for k, v in asdict(self).items() if not (k in METHOD_OPTIONS and v is None)}
 
 
 class LatePromptModel(nn.Module):
     """A frozen backbone with a trainable late prompt (and, where used, a classifier).
 
-    With a baseline method (``config.method``, see ``lpt_probe.methods``) it trains that
+    With a baseline method (``config.method``, see ``lpt_probe.model.methods``) it trains that
     method's parameters instead; such methods get a copy of the backbone unless
     ``copy_backbone=False`` hands the model over (benchmarks measuring memory do).
     """
@@ -178,11 +244,14 @@ class LatePromptModel(nn.Module):
         self.head_kind = config.resolved_head(backbone)
         d = backbone.hidden_size
         # The late prompt (l = 0 for methods without one: then it inserts nothing).
-        self.generator = build_generator(
-            config.generator, config.prompt_tokens, d, config.bottleneck,
-            config.generator_dropout, first_token=not backbone.is_causal, init_std=config.prompt_init_std,
-        )
-        # Baselines: unfreeze backbone weights or attach peft modules (lpt_probe.methods).
+        if self.method.make_generator is not None:  # a method's own generator (S-IDPG's PHM one)
+            self.generator = self.method.make_generator(config, d, not backbone.is_causal)
+        else:
+            self.generator = build_generator(
+                config.generator, config.prompt_tokens, d, config.bottleneck,
+                config.generator_dropout, first_token=not backbone.is_causal, init_std=config.prompt_init_std,
+            )
+        # Baselines: unfreeze backbone weights or attach peft modules (lpt_probe.model.methods).
         attached = self.method.attach(self, backbone, config) if self.method.attach else None
         self.prefix_model = attached if self.method.full_forward else None
         if self.head_kind == "lm":
@@ -221,33 +290,45 @@ class LatePromptModel(nn.Module):
         return self.config.prompt_tokens
 
     def lower(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
-        """Hidden state PL-1 of the text (no prompt). # [batch, seq, hidden]"""
+        """Hidden state PL-1 of the text (no prompt; ``config.start_state``). # [batch, seq, hidden]"""
         with torch.set_grad_enabled(not self.method.cacheable and torch.is_grad_enabled()):
             h = self.backbone.embed(input_ids, attention_mask, token_type_ids)
-            return self.backbone.run_layers(h, attention_mask, 0, self.config.prompt_layer - 1)
+            return self.backbone.run_layers(h, attention_mask, 0, self.config.start_state)
+
+    @torch.no_grad()
+    def first_pass(self, h_low: Tensor, attention_mask: Tensor) -> Tensor:
+        """The frozen model's top hidden state L of the text alone (normed, as HF reports it),
+        from hidden state PL-1: what S-IDPG's generator reads. # [batch, seq, hidden]"""
+        top = self.backbone.run_layers(h_low, attention_mask, self.config.start_state)
+        return self.backbone.final(top)
 
     def insert(self, h_low: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Prepend the prompt to hidden state PL-1: (h, mask, prompt) with l more positions."""
+        source = self.first_pass(h_low, attention_mask) if self.method.first_pass else h_low
         # The prompt's parameters stay fp32; it joins a low-precision backbone in its dtype.
-        prompt = self.generator(h_low.float(), attention_mask).to(h_low.dtype)  # [batch, l, hidden]
+        prompt = self.generator(source.float(), attention_mask).to(h_low.dtype)  # [batch, l, hidden]
         b = h_low.shape[0]
         ones = torch.ones(b, prompt.shape[1], dtype=attention_mask.dtype, device=attention_mask.device)
         return torch.cat([prompt, h_low], dim=1), torch.cat([ones, attention_mask], dim=1), prompt
 
     def upper(self, h_low: Tensor, attention_mask: Tensor, pred_positions: Tensor,
-              return_states: bool = False) -> dict[str, Tensor]:
-        """From hidden state PL-1 (text only) to label logits at the prediction position."""
+              return_states: bool = False, blocked: dict[int, Tensor] | None = None) -> dict[str, Tensor]:
+        """From hidden state PL-1 (text only) to label logits at the prediction position.
+
+        ``blocked`` (opt-in, default None = the plain forward): layer index -> [batch, q, k]
+        bool over the l + seq positions, pairs that layer must not attend
+        (``Backbone.run_layers``); ``lpt_probe.analysis.influence`` hides the prompt with it."""
         h, mask, prompt = self.insert(h_low, attention_mask)
         n = h.shape[1]
         positions = torch.arange(n, device=h.device).expand(h.shape[0], n)  # [batch, l + seq]
-        start = self.config.prompt_layer - 1
+        start = self.config.start_state
         out: dict[str, Tensor] = {"prompt": prompt}
         if return_states:
-            states = self.backbone.run_layers(h, mask, start, None, positions, return_all=True)
+            states = self.backbone.run_layers(h, mask, start, None, positions, return_all=True, blocked=blocked)
             out["upper_states"] = states  # hidden states PL..L, prompt included
             top = states[-1] if states else h
         else:
-            top = self.backbone.run_layers(h, mask, start, None, positions)
+            top = self.backbone.run_layers(h, mask, start, None, positions, blocked=blocked)
         idx = pred_positions + prompt.shape[1]
         h_pred = top[torch.arange(top.shape[0], device=top.device), idx]  # [batch, hidden]
         return self.read_out(h_pred, out)

@@ -159,11 +159,19 @@ def _smollm2_folder(gguf_path: Path) -> Path:
     plain.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     (tmp / ".complete").write_text(gguf_path.name + "\n")
-    if target.exists():
-        import shutil
+    import shutil
 
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    if done.exists():  # another process finished the same conversion meanwhile: keep its folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        return target
+    if target.exists():  # a conversion that died half-way
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # lost a race to another writer
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not done.exists():
+            raise
     return target
 
 

@@ -16,11 +16,26 @@ lora            low-rank updates of attention (peft ``LoraConfig``)       no
 p-tuning-v2     deep prompts: key/value prefixes at every layer           no
                 (peft ``PrefixTuningConfig``, Liu et al. 2022)
 prefix-tuning   the same, reparameterised by an MLP (Li and Liang 2021)   no
+adapter         Houlsby adapters after the attention and the feed-forward  no
+                block of every layer (``--adapter-layers``: which layers)
+adapterdrop     the same adapters in layers K..L only (Rücklé et al.      hidden K-1
+                2021); default the upper half, K = L/2+1
+s-idpg          S-IDPG-PHM (Wu et al. 2022): a PHM generator makes an     hidden 0
+                instance-dependent input prompt (PL=1) from a frozen
+                first pass's sentence vector
 =============== ========================================================= ============
 
+Adapters are this package's own (``lpt_probe.model.adapters``: wired through the family
+table's ``adapter_sites``; the AdapterHub ``adapters`` library pins transformers 4.57), as
+are PHM layers and the S-IDPG generator (``lpt_probe.model.phm``). Options that only some
+methods have (``METHOD_OPTIONS``: ``adapter_size``, ``adapter_layers``, ``phm_n``,
+``sentence_pooling``) are listed with their defaults in ``MethodSpec.options``; giving one
+to another method is an error.
+
 Learning rates differ by method as in their papers (``MethodSpec.default_lr``: 1e-3 for
-prompts, 2e-5 model tuning, 5e-4 BitFit, LoRA and prefix tuning, 5e-3 P-tuning v2); the
-CLI uses them when ``--lr`` is not given, and records the value used in ``config.json``.
+prompts and the S-IDPG generator, 2e-5 model tuning, 5e-4 BitFit, LoRA, adapters and
+prefix tuning, 5e-3 P-tuning v2); the CLI uses them when ``--lr`` is not given, and
+records the value used in ``config.json``.
 
 Encoders without an MLM head (the ``minilm`` preset) read labels with a linear classifier
 on the prediction-position state; it trains with every method and is counted as tunable.
@@ -34,8 +49,8 @@ position; peft's prefix tuning does not support DeBERTa-v2 (a clear error says s
 The frozen backbone runs in eval mode for every method unless ``--backbone-dropout``
 (the same regime for all, so dropout is not what a comparison measures). Methods that
 train backbone weights (model tuning, BitFit) need fp32 weights: ``--dtype bf16/fp16``
-is refused for them; LoRA adapters and prompts are kept in fp32 over a low-precision
-backbone.
+is refused for them; LoRA and Houlsby adapters, generators and prompts are kept in fp32
+over a low-precision backbone.
 """
 
 from __future__ import annotations
@@ -47,7 +62,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .adapters import DEFAULT_ADAPTER_SIZE, adapter_layers, attach_adapters
 from .backbone import Backbone
+from .phm import DEFAULT_PHM_N, SentencePromptGenerator
+
+# LatePromptConfig fields that only some methods have (MethodSpec.options says which)
+METHOD_OPTIONS = ("adapter_size", "adapter_layers", "phm_n", "sentence_pooling")
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,17 @@ class MethodSpec:
     trains_backbone: bool = False  # updates backbone weights (needs fp32 weights)
     full_forward: bool = False  # runs the peft-wrapped HF model end to end (deep prompts)
     attach: Callable[[nn.Module, Backbone, object], nn.Module | None] | None = None
+    input_prompt: bool = False  # the prompt joins at the input only (prompt_layer 1)
+    default_tokens: int | None = None  # prompt length l when none is given (else the generator's)
+    # builds the method's own prompt generator: (config, hidden_size, first_token) -> module
+    make_generator: Callable[[object, int, bool], nn.Module] | None = None
+    first_pass: bool = False  # the generator reads the frozen model's top layer (a first pass)
+    top_adapters: bool = False  # adapters must fill layers K..L (the lower ones are cached)
+    options: tuple[tuple[str, object], ...] = ()  # its METHOD_OPTIONS and their defaults
+
+    @property
+    def option_defaults(self) -> dict[str, object]:
+        return dict(self.options)
 
 
 def _unfreeze_all(owner, backbone: Backbone, config) -> None:
@@ -118,6 +149,17 @@ def _prefix(projection: bool):
     return attach
 
 
+def _adapters(owner, backbone: Backbone, config) -> None:
+    """Houlsby adapters in the configured layers (``lpt_probe.model.adapters``)."""
+    layers = adapter_layers(config.adapter_layers, backbone.num_hidden_layers)
+    attach_adapters(backbone, layers, config.adapter_size, config.method)
+
+
+def _sentence_generator(config, hidden_size: int, first_token: bool) -> nn.Module:
+    return SentencePromptGenerator(config.num_virtual_tokens, hidden_size, config.bottleneck, config.phm_n,
+                                   config.sentence_pooling, config.generator_dropout, first_token)
+
+
 METHODS: dict[str, MethodSpec] = {}
 
 
@@ -129,7 +171,7 @@ def register_method(spec: MethodSpec) -> MethodSpec:
 register_method(MethodSpec("lpt", "late prompt tuning: a prompt (or generator) at prompt layer PL",
                            late_prompt=True, cacheable=True))
 register_method(MethodSpec("prompt-tuning", "prompt tuning (Lester et al. 2021): a learned prompt at PL=1",
-                           late_prompt=True, cacheable=True))
+                           late_prompt=True, cacheable=True, input_prompt=True))
 register_method(MethodSpec("model-tuning", "fine-tune every weight", late_prompt=False, cacheable=False,
                            default_lr=2e-5, trains_backbone=True, attach=_unfreeze_all))
 register_method(MethodSpec("bitfit", "BitFit (Ben Zaken et al. 2022): bias terms only", late_prompt=False,
@@ -142,6 +184,18 @@ register_method(MethodSpec("p-tuning-v2", "P-tuning v2 (Liu et al. 2022): deep p
 register_method(MethodSpec("prefix-tuning", "prefix tuning (Li and Liang 2021): deep prompts through an MLP "
                            "(peft, prefix_projection=True)", late_prompt=False, cacheable=False,
                            default_lr=5e-4, full_forward=True, attach=_prefix(projection=True)))
+register_method(MethodSpec("adapter", "Houlsby adapters (Houlsby et al. 2019) after the attention and the "
+                           "feed-forward block of each layer in --adapter-layers", late_prompt=False,
+                           cacheable=False, default_lr=5e-4, attach=_adapters,
+                           options=(("adapter_size", DEFAULT_ADAPTER_SIZE), ("adapter_layers", "all"))))
+register_method(MethodSpec("adapterdrop", "AdapterDrop (Rücklé et al. 2021): the adapters in layers K..L only "
+                           "(--adapter-layers K-, default upper-half); layers below K run once, from the cache",
+                           late_prompt=False, cacheable=True, default_lr=5e-4, attach=_adapters, top_adapters=True,
+                           options=(("adapter_size", DEFAULT_ADAPTER_SIZE), ("adapter_layers", "upper-half"))))
+register_method(MethodSpec("s-idpg", "S-IDPG-PHM (Wu et al. 2022): an input prompt (PL=1) made by a PHM "
+                           "generator from a frozen first pass's sentence vector", late_prompt=True,
+                           cacheable=True, input_prompt=True, default_tokens=5, make_generator=_sentence_generator,
+                           first_pass=True, options=(("phm_n", DEFAULT_PHM_N), ("sentence_pooling", "mean"))))
 
 
 def get_method(name: str) -> MethodSpec:

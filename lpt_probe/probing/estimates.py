@@ -166,11 +166,16 @@ def _rows_as_bytes(X) -> list[bytes]:
     return X.row_bytes() if isinstance(X, Sequences) else [row.tobytes() for row in np.ascontiguousarray(X)]
 
 
+_DUPLICATES_SEEN: set[tuple[int, int]] = set()  # (n_dup, n_test) already warned about in this process
+
+
 def _warn_duplicate_rows(X_train, X_test) -> None:
     train_rows = set(_rows_as_bytes(X_train))
     n_dup = sum(row in train_rows for row in _rows_as_bytes(X_test))
-    if n_dup:
-        logger.warning("%d of %d test rows have a feature vector identical to a train row "
+    if n_dup:  # once per process at WARNING (every layer and control would repeat it), then at DEBUG
+        seen = (n_dup, len(X_test)) in _DUPLICATES_SEEN
+        _DUPLICATES_SEEN.add((n_dup, len(X_test)))
+        (logger.debug if seen else logger.warning)("%d of %d test rows have a feature vector identical to a train row "
                        "(duplicate examples across splits, or a representation that is the same for every "
                        "example, such as the [MASK] token's embedding at hidden state 0)", n_dup, len(X_test))
 
@@ -250,24 +255,52 @@ def probe_information(probe_factory: ProbeFactory | str, X_train, y_train, X_dev
 
 def shuffled_label_control(probe_factory: ProbeFactory | str, X_train, y_train, X_dev, y_dev, X_test, y_test,
                            n_classes: int, seeds: Sequence[int] = (0,), bootstrap: int = 1000,
-                           ci: float = 0.95, rng_seed: int = 0, permutation_seed: int = 0) -> ProbeInformation:
-    """:func:`probe_information` with train (and dev) labels permuted by ``permutation_seed``.
+                           ci: float = 0.95, rng_seed: int = 0, permutation_seed: int = 0,
+                           permutations: int = 1) -> ProbeInformation:
+    """:func:`probe_information` with train (and dev) labels permuted, averaged over permutations.
 
-    The permutation keeps the label prior (so ``h_y_bits`` and ``null_ce_bits`` are
+    A permutation keeps the label prior (so ``h_y_bits`` and ``null_ce_bits`` are
     unchanged) but breaks the link between h and y in every row the probe sees, including
     the dev rows used for selection and early stopping. Scoring is on the TRUE test
-    labels, so ``mi_bits`` should be ~0 (or slightly negative: overfitting noise costs
-    bits). Rows have ``control="shuffled_labels"``.
+    labels, so ``mi_bits`` is ~0 in expectation (slightly negative when the probe fits
+    noise). One permutation is one draw: its estimate moves by a few hundredths of a bit
+    from draw to draw (the noise a probe fits tilts the prior one way or the other), so
+    ``permutations`` draws (seeds ``permutation_seed``, ``+1``, ...) are averaged per probe
+    seed: the per-example log2 q is averaged over the draws, ``mi_bits``, ``ce_bits``, the
+    CI (paired bootstrap on the averaged per-example values), ``accuracy`` and
+    ``macro_f1`` are those of the average; ``permutations`` and ``control_std_bits`` (the
+    std of the single-draw estimates) are added, and ``probe_params`` lists each draw's
+    choice. Rows have ``control="shuffled_labels"``.
     """
-    rng = np.random.default_rng(permutation_seed)
-    y_train = np.asarray(y_train)[rng.permutation(len(y_train))]
-    if y_dev is not None:
-        y_dev = np.asarray(y_dev)[rng.permutation(len(y_dev))]
-    result = probe_information(probe_factory, X_train, y_train, X_dev, y_dev, X_test, y_test, n_classes,
-                               seeds=seeds, bootstrap=bootstrap, ci=ci, rng_seed=rng_seed)
-    for row in result.rows:
-        row["control"] = "shuffled_labels"
-    return result
+    if permutations < 1:
+        raise ValueError(f"permutations={permutations} must be >= 1")
+    draws = []
+    for k in range(permutations):
+        rng = np.random.default_rng(permutation_seed + k)
+        y_tr = np.asarray(y_train)[rng.permutation(len(y_train))]
+        y_dv = None if y_dev is None else np.asarray(y_dev)[rng.permutation(len(y_dev))]
+        draws.append(probe_information(probe_factory, X_train, y_tr, X_dev, y_dv, X_test, y_test, n_classes,
+                                       seeds=seeds, bootstrap=bootstrap if permutations == 1 else 0, ci=ci,
+                                       rng_seed=rng_seed))
+    first = draws[0]
+    if permutations == 1:
+        rows = [{**r, "control": "shuffled_labels", "permutations": 1, "control_std_bits": float("nan")}
+                for r in first.rows]
+        return ProbeInformation(rows, first.log2q, first.log2q_null)
+    log2q = np.mean([d.log2q for d in draws], axis=0)  # [n_seeds, n_test]
+    rows = []
+    for i, row in enumerate(first.rows):
+        single = [d.rows[i]["mi_bits"] for d in draws]
+        lo, hi = bootstrap_mi_ci(log2q[i], first.log2q_null, bootstrap, ci, rng_seed)
+        rows.append({**row, "control": "shuffled_labels",
+                     "ce_bits": float(-log2q[i].mean()), "mi_bits": float(np.mean(log2q[i] - first.log2q_null)),
+                     "mi_ci_low": lo, "mi_ci_high": hi,
+                     "accuracy": float(np.mean([d.rows[i]["accuracy"] for d in draws])),
+                     "macro_f1": float(np.mean([d.rows[i]["macro_f1"] for d in draws])),
+                     "probe_params": "[" + ", ".join(d.rows[i]["probe_params"] for d in draws) + "]",
+                     "grid_edge": ",".join(sorted({e for d in draws for e in d.rows[i]["grid_edge"].split(",") if e})),
+                     "permutations": permutations, "control_std_bits": float(np.std(single))})
+    return ProbeInformation(rows, log2q, first.log2q_null)
 
 
 def selectivity(rows, control_rows, on: Sequence[str] = ("probe", "probe_seed"),

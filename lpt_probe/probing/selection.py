@@ -60,7 +60,8 @@ def expand_grid(grid: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any] | No
 
 def edge_params(grid: Mapping[str, Sequence[Any]], chosen: Mapping[str, Any],
                 zero_floor: Sequence[str] = ("weight_decay",)) -> list[str]:
-    """Names of the parameters whose chosen value is the min or max of a grid of >= 2 values.
+    """Names of the parameters whose chosen value is the min or max of a grid of >= 3 values
+    (a two-point grid has no interior: either choice would be "at the edge").
 
     A parameter in ``zero_floor`` chosen at a low edge of 0 does not count: no weight
     decay is no regularisation, and the grid cannot extend below it.
@@ -68,7 +69,7 @@ def edge_params(grid: Mapping[str, Sequence[Any]], chosen: Mapping[str, Any],
     out = []
     for name, values in grid.items():
         values = sorted({_plain(v) for v in values})
-        if len(values) < 2 or name not in chosen:
+        if len(values) < 3 or name not in chosen:
             continue
         v = chosen[name]
         if v == values[-1] or (v == values[0] and not (name in zero_floor and v == 0)):

@@ -36,7 +36,7 @@ from ..layers import parse_prompt_layers
 from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig
 from ..model.loading import model_slug
-from ..model.methods import METHODS, get_method
+from ..model.methods import METHOD_OPTIONS, METHODS, get_method
 from ..progress import bar
 from ..viz import paper_style, plot_convergence, plot_performance_vs_layer, save_figure
 from .executors import ExecutorConfig, run
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "shots", "data_seed",
                  "dev_metric", "test_metric", "steps", "best_step", "tunable_params", "tokens_per_second",
                  "peak_memory_mb", "rss_mb", "wall_seconds", "status", "error", "run_dir"]
-PROMPT_OPTIONS = ("num_virtual_tokens", "bottleneck", "head", "loss", "lora_rank", "lora_alpha")
+PROMPT_OPTIONS = ("num_virtual_tokens", "bottleneck", "head", "loss", "lora_rank", "lora_alpha") + METHOD_OPTIONS
 
 
 @dataclass
@@ -108,12 +108,21 @@ def build_grid(methods, generators, layers, seeds) -> list[Cell]:
     return cells
 
 
-def cell_configs(sweep: SweepConfig, cell: Cell, base: TrainConfig) -> tuple[LatePromptConfig, TrainConfig]:
+def cell_configs(sweep: SweepConfig, cell: Cell, base: TrainConfig,
+                 num_hidden_layers: int | None = None) -> tuple[LatePromptConfig, TrainConfig]:
+    """A cell's two configs: the shared options less those its method does not take (a
+    prompt length, other methods' options), depth-relative settings pinned for a model of
+    ``num_hidden_layers`` layers (as training pins them, so keys agree)."""
     spec = get_method(cell.method)
     options = dict(sweep.prompt)
     if not (spec.late_prompt or spec.full_forward):  # a prompt or prefix length means nothing here
         options["num_virtual_tokens"] = None
+    for name in METHOD_OPTIONS:  # adapter sizes mean nothing to a prompt, PHM's n nothing to an adapter
+        if name not in spec.option_defaults:
+            options[name] = None
     pc = LatePromptConfig(method=cell.method, prompt_layer=cell.prompt_layer, generator=cell.generator, **options)
+    if num_hidden_layers is not None:
+        pc.pin(num_hidden_layers)
     return pc, resolve_lr(pc, replace(base, seed=cell.seed))
 
 
@@ -178,7 +187,7 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
         L = prepared.backbone.num_hidden_layers
         layers = parse_prompt_layers(sweep.prompt_layers, L) if "lpt" in sweep.methods else []
         cells = build_grid(sweep.methods, sweep.generators, layers, sweep.seeds)
-        configs = {c: cell_configs(sweep, c, base) for c in cells}
+        configs = {c: cell_configs(sweep, c, base, L) for c in cells}
         leaders = same_model(configs)
         twins = sorted(c.name for c in cells if leaders[c] is not c)
         if twins:

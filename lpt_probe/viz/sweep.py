@@ -42,7 +42,7 @@ def plot_performance_vs_layer(df: pd.DataFrame, metric: str = "test_metric", hue
     data_seed, dev_metric, test_metric, steps, tunable_params, tokens_per_second,
     peak_memory_mb, wall_seconds, status (only ``prompt_layer``, ``metric`` and ``hue``
     are required). Rows whose ``status`` is not "complete" are dropped. Rows of a method
-    other than "lpt" (the baselines of ``lpt_probe.methods``) or without a prompt layer
+    other than "lpt" (the baselines of ``lpt_probe.model.methods``) or without a prompt layer
     become horizontal reference lines, one per method, each in its own line style. The PL=1
     point of a line without a generator (prompt tuning) gets a star and a "PT" label. ``errorbars``:
     "band", "bars" or "none".

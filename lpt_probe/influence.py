@@ -1,0 +1,64 @@
+"""The prompt's influence and the label signal's path, layer by layer:
+``python -m lpt_probe.influence --task trec``.
+
+The command-line front of ``lpt_probe.analysis.influence`` (every flag is a field of
+``InfluenceConfig``). It trains the prompts it needs (or reuses matching run folders),
+measures, for every prompt layer, seed and checkpoint (init, ``--checkpoints`` steps,
+trained), the attention mass the text puts on the prompt, the displacement of the text's
+states from the frozen model's, the drop in the gold label's log-probability when the
+prompt is hidden from a layer, and the norm and coherence of the loss gradient down to the
+prompt; prints a summary per prompt layer and writes ``influence.csv``,
+``influence_by_layer.pdf`` and ``run.json`` into ``--out`` (default
+``artifacts/influence/<task>/<model>/``). Rerunning resumes; changed settings recompute
+exactly what they change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from .analysis.influence import (
+    InfluenceConfig,
+    default_out,
+    run_influence,
+    summary_table,
+)
+from .cli import (
+    add_config_args,
+    add_output_args,
+    config_from_args,
+    run_main,
+    setup_logging,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lpt_probe.influence", description=__doc__.split("\n")[0])
+    add_config_args(p, InfluenceConfig)
+    add_output_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    setup_logging(args)
+    t0 = time.perf_counter()
+    state = {"out": args.out}
+
+    def body() -> int:
+        cfg = config_from_args(InfluenceConfig, args, progress=args.progress and not args.quiet)
+        state["out"] = cfg.out or str(default_out(cfg))
+        run, table, meta = run_influence(cfg)
+        print(summary_table(table))
+        print(f"wrote {run.out}/influence.csv, influence_by_layer.pdf, run.json in {time.perf_counter() - t0:.0f} s "
+              f"({meta['pieces_measured']} piece(s) measured, {meta['pieces_reused']} reused)")
+        return 0
+
+    return run_main(p, body, interrupted=lambda: f"{state['out']}/run.json marked 'interrupted'; rerun the command "
+                                               "to resume (finished pieces are kept)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""Per-layer representations on tiny random models of every family: what ``extract`` and
+``layer_sequences`` return equals the backbone's own hidden states and the late-prompt
+forward; a late prompt's layers below PL are the frozen pass's, bit for bit; float16
+storage stays within a stated tolerance of float32, for the arrays and for an estimate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lpt_probe.analysis.representations import (extract, extract_many, layer_sequences, load_representations,
+                                                save_representations)
+from lpt_probe.data.encoded import Encoded
+from lpt_probe.model.backbone import Backbone
+from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel
+from lpt_probe.probing import probe_information
+
+from tiny import FAMILIES, V, tiny_model
+
+WORDS = [7, 8, 9]
+
+
+def encoded(n=7, seed=0, causal=False) -> Encoded:
+    g = np.random.default_rng(seed)
+    ids, pred, text = [], [], []
+    for i in range(n):
+        length = int(g.integers(5, 11))
+        ids.append([int(t) for t in g.integers(5, V, size=length)])
+        pred.append(length - 1 if causal else 1)
+        text.append([0, 0] + [1] * (length - 3) + [0])  # two template tokens, the text, a closing token
+    return Encoded(ids, pred, [i % 3 for i in range(n)], [f"x{i}" for i in range(n)], pad_id=1, text_mask=text)
+
+
+def lpt_for(bb: Backbone, pl: int, generator: str = "npg") -> LatePromptModel:
+    torch.manual_seed(pl)
+    return LatePromptModel(bb, LatePromptConfig(prompt_layer=pl, generator=generator), 3,
+                           WORDS if bb.has_lm_head else None).eval()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_frozen_vectors_equal_the_backbone_hidden_states(family):
+    bb = Backbone(tiny_model(family))
+    data = encoded(causal=bb.is_causal)
+    reps = extract(bb, data, batch_size=3, progress=False)
+    for i in range(len(data)):
+        ids = torch.tensor([data.input_ids[i]])
+        with torch.no_grad():
+            states = bb.hidden_states(ids, torch.ones_like(ids))
+        keep = torch.tensor(data.text_mask[i], dtype=torch.bool)
+        for k, h in enumerate(states):
+            h = h[0]
+            np.testing.assert_allclose(reps["mask"][k, i], h[data.pred_positions[i]].numpy(), atol=1e-5)
+            np.testing.assert_allclose(reps["cls"][k, i], h[0].numpy(), atol=1e-5)
+            np.testing.assert_allclose(reps["mean"][k, i], h[keep].mean(0).numpy(), atol=1e-5)  # text tokens only
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_late_prompt_vectors_equal_its_forward_and_the_frozen_pass_below_pl(family):
+    bb = Backbone(tiny_model(family))
+    data = encoded(causal=bb.is_causal)
+    pl = 3
+    model = lpt_for(bb, pl)
+    frozen = extract(bb, data, batch_size=4, progress=False)
+    alone = extract(model, data, batch_size=4, progress=False)
+    for k in range(pl):  # hidden states 0..PL-1: the frozen model's, exactly
+        for r in ("cls", "mask", "mean"):
+            np.testing.assert_array_equal(alone[r][k], frozen[r][k])
+        assert np.isnan(alone["prompt_states"][k]).all()
+    b = data.collate(list(range(len(data))))
+    with torch.no_grad():
+        out = model(b["input_ids"], b["attention_mask"], b["pred_positions"], return_states=True)
+    l = model.l
+    for j, s in enumerate(out["upper_states"]):
+        k = pl + j
+        if k == bb.num_hidden_layers:
+            s = bb.final(s)
+        rows = torch.arange(len(data))
+        np.testing.assert_allclose(alone["mask"][k], s[rows, b["pred_positions"] + l].numpy(), atol=1e-5)
+        np.testing.assert_allclose(alone["prompt_states"][k], s[:, :l].mean(1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(alone["prompt"], out["prompt"].numpy(), atol=1e-6)
+
+
+def test_joint_extraction_equals_one_model_at_a_time():
+    bb = Backbone(tiny_model("roberta"))
+    data = encoded()
+    models = {"frozen": None, "pl2": lpt_for(bb, 2), "pl4": lpt_for(bb, 4, "none")}
+    joint = extract_many(bb, models, data, batch_size=3, progress=False)
+    for name, m in models.items():
+        alone = extract(m if m is not None else bb, data, batch_size=3, progress=False)
+        for key in alone:
+            np.testing.assert_array_equal(joint[name][key], alone[key], err_msg=f"{name} {key}")
+    other = Backbone(tiny_model("roberta"))
+    with pytest.raises(ValueError, match="wraps another backbone"):
+        extract_many(other, {"pl2": models["pl2"]}, data)
+
+
+@pytest.mark.parametrize("family", ["bert", "deberta-v2", "llama"])
+@pytest.mark.parametrize("include_prompt", [True, False])
+def test_layer_sequences_equal_the_hidden_states(family, include_prompt):
+    bb = Backbone(tiny_model(family))
+    data = encoded(causal=bb.is_causal)
+    pl = 2
+    model = lpt_for(bb, pl)
+    b = data.collate(list(range(len(data))))
+    with torch.no_grad():
+        lower = bb.hidden_states(b["input_ids"], b["attention_mask"])
+        up = model(b["input_ids"], b["attention_mask"], b["pred_positions"], return_states=True)
+    L, l = bb.num_hidden_layers, model.l
+    seen = []
+    for j, seqs in layer_sequences(bb, model, data, include_prompt, batch_size=3, dtype=np.float32):
+        seen.append(j)
+        assert len(seqs) == len(data)
+        for i in range(len(data)):
+            n = len(data.input_ids[i])
+            if j < pl:
+                want = lower[j][i, :n]
+            else:
+                s = up["upper_states"][j - pl]
+                s = bb.final(s) if j == L else s
+                want = s[i, : l + n] if include_prompt else s[i, l: l + n]
+            np.testing.assert_allclose(seqs[i], want.numpy(), atol=1e-5, err_msg=f"layer {j} row {i}")
+            shift = l if include_prompt and j >= pl else 0
+            assert seqs.readout[i] == data.pred_positions[i] + shift
+    assert seen == list(range(L + 1))
+
+
+def test_float16_storage_is_within_tolerance_of_float32(tmp_path):
+    bb = Backbone(tiny_model("bert"))
+    data = encoded(n=9)
+    reps = extract(bb, data, progress=False)
+    save_representations(tmp_path, "test", reps, {"key": "k"})
+    back, info = load_representations(tmp_path, "test")
+    for r in ("cls", "mask", "mean"):
+        scale = np.abs(reps[r]).max()
+        assert np.abs(back[r] - reps[r]).max() <= 1e-3 * scale  # half precision: ~3 decimal digits
+    assert info["key"] == "k" and len(info["sha256"]) == 64
+    # the estimate barely moves: Gaussian classes, features stored in float16 vs float32
+    g = np.random.default_rng(0)
+    y = g.integers(0, 2, 3000)
+    X = g.normal(size=(3000, 64)) + 0.4 * y[:, None] * g.normal(size=64)[None, :]
+    split = lambda Z: (Z[:1800], y[:1800], Z[1800:2400], y[1800:2400], Z[2400:], y[2400:])  # noqa: E731
+    full = probe_information("linear", *split(X), 2, bootstrap=0).rows[0]["mi_bits"]
+    half = probe_information("linear", *split(X.astype(np.float16).astype(np.float64)), 2, bootstrap=0).rows[0]
+    assert abs(half["mi_bits"] - full) < 0.005
+    (tmp_path / "test.safetensors").write_bytes(b"broken")
+    with pytest.raises(ValueError, match="damaged"):
+        load_representations(tmp_path, "test")
