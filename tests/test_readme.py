@@ -70,13 +70,20 @@ def test_readme_shows_the_two_setup_commands():
     assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text()
 
 
-@pytest.mark.integration
-def test_every_readme_command_runs(data_dir, tmp_path):
+def is_benchmark(cmd: str) -> bool:
+    """README commands that run a benchmark script (tests/test_readme_benchmarks.py runs them)."""
+    return "benchmarks/bench_" in cmd
+
+
+def run_readme_commands(data_dir, tmp_path, benchmarks: bool) -> list[str]:
+    """Run the README's bash commands (the benchmark scripts, or all the others, in README
+    order) with the small settings of ``QUICK``; return the commands run. Split in two so
+    that the two halves run on different test workers (scripts/test.sh)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "LPT_PROBE_DATA_DIR": str(data_dir), "TQDM_DISABLE": "1"}
     ran = []
     for cmd in readme_commands():
-        if cmd == "bash scripts/test.sh":
-            continue  # CI's own command
+        if cmd == "bash scripts/test.sh" or is_benchmark(cmd) != benchmarks:
+            continue  # CI's own command, or the other half
         argv = shlex.split(cmd.replace("../shared/data", str(data_dir))
                            .replace(" examples/", f" {REPO / 'examples'}/")
                            .replace(" benchmarks/results", f" {REPO / 'benchmarks' / 'results'}"))
@@ -100,6 +107,13 @@ def test_every_readme_command_runs(data_dir, tmp_path):
         proc = subprocess.run(argv + extra, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
         assert proc.returncode == 0, f"{cmd!r} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         ran.append(cmd)
+    return ran
+
+
+@pytest.mark.integration
+def test_every_readme_command_runs(data_dir, tmp_path):
+    ran = run_readme_commands(data_dir, tmp_path, benchmarks=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LPT_PROBE_DATA_DIR": str(data_dir), "TQDM_DISABLE": "1"}
     assert len(ran) >= 5
     text = (REPO / "README.md").read_text()
     for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):  # after the commands above
