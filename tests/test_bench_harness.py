@@ -4,8 +4,9 @@
   on the same batch, before clipping and the update (to 1e-6), from the cache or not;
 - a sweep trains cells that are the same model once: prompt tuning and LPT at prompt
   layer 1 without a generator share one run folder (``same_model``);
-- a cell trained from the lower-layer cache while the sweep releases the layers it no
-  longer needs gives the metrics of the same cell trained with nothing released.
+- a cell trained from the lower-layer cache while the sweep releases the cached layers and
+  the layer weights it no longer needs gives the metrics of the same cell trained with
+  nothing released.
 
 Tiny random models: the five-family ones of ``tiny.py``, and a tiny BERT over the
 embedded MiniLM's tokenizer (``test_adapters.tiny_bundle``) for the sweeps.
@@ -13,6 +14,7 @@ embedded MiniLM's tokenizer (``test_adapters.tiny_bundle``) for the sweeps.
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -113,7 +115,7 @@ def test_time_bare_counts_the_timed_batches_and_refuses_what_it_cannot_time():
 
 
 # -- (b), (c) sweeps on a tiny BERT -----------------------------------------------------------------
-def tiny_sweep(tmp_path, bundle, methods, layers, seeds=(13,), out="sweep"):
+def tiny_sweep(tmp_path, bundle, methods, layers, seeds=(13,), out="sweep", release_weights=None):
     from lpt_probe.runs.run import prepare
     from lpt_probe.runs.sweep import SweepConfig, run_sweep
 
@@ -122,7 +124,7 @@ def tiny_sweep(tmp_path, bundle, methods, layers, seeds=(13,), out="sweep"):
     prepared = prepare(base, bundle)
     sweep = SweepConfig(methods=methods, prompt_layers=layers, generators=("none",), seeds=seeds,
                         out=str(tmp_path / out), progress=False)
-    return run_sweep(sweep, base, prepared=prepared), base, prepared
+    return run_sweep(sweep, base, prepared=prepared, release_weights=release_weights), base, prepared
 
 
 def test_prompt_tuning_and_lpt_at_layer_1_share_one_run(tiny_bundle, tmp_path, monkeypatch):
@@ -187,19 +189,27 @@ def test_cells_trained_while_the_sweep_releases_cache_layers_equal_unreleased(ti
     def watching(pc, tc, run_dir, prepared, caches, progress):
         seen[str(run_dir).rsplit("/", 1)[-1]] = {
             "given": sorted({k for c in caches.values() for k in c.layers}),
-            "still_held": sorted({k for c in built for k in c.layers})}
+            "still_held": sorted({k for c in built for k in c.layers}),
+            "weights_released": prepared.backbone.released_layers}
         return real_cell(pc, tc, run_dir, prepared, caches, progress)
 
     monkeypatch.setattr(executors, "execute_cell", watching)
-    table, base, prepared = tiny_sweep(tmp_path, tiny_bundle, ("lpt",), "2,3,4")
+    own = (copy.deepcopy(tiny_bundle[0]), *tiny_bundle[1:])  # its weights get released: not the shared fixture
+    table, base, prepared = tiny_sweep(tmp_path, own, ("lpt",), "2,3,4", release_weights=True)
     monkeypatch.undo()
     assert (table.status == "complete").all() and len(table) == 3
     # each cell got its own layer only, and the layers of finished cells were released
-    assert seen == {"none-pl2-s13": {"given": [1], "still_held": [1, 2, 3]},
-                    "none-pl3-s13": {"given": [2], "still_held": [2, 3]},
-                    "none-pl4-s13": {"given": [3], "still_held": [3]}}
+    # (and the weights of the layers below each cell's prompt layer: PL 4 runs layers 4.. only)
+    assert seen == {"none-pl2-s13": {"given": [1], "still_held": [1, 2, 3], "weights_released": 1},
+                    "none-pl3-s13": {"given": [2], "still_held": [2, 3], "weights_released": 2},
+                    "none-pl4-s13": {"given": [3], "still_held": [3], "weights_released": 3}}
     assert all(c.layers == [] for c in built)  # all released at the end
-    # the same cells trained again, from one full cache that is never released
+    with pytest.raises(RuntimeError, match="layer 0 of this model was released"):
+        LowerLayerCache.build(prepared.backbone, prepared.encoded["train"], [1], progress=False)
+    # the same cells trained again on the whole model, from one full cache that is never released
+    from lpt_probe.runs.run import prepare
+
+    prepared = prepare(base, tiny_bundle)
     prepared.backbone.model.eval()
     full = {s: LowerLayerCache.build(prepared.backbone, prepared.encoded[s], [1, 2, 3], progress=False)
             for s in prepared.encoded}

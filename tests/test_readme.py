@@ -33,6 +33,8 @@ QUICK = {
                                       "--dev-size", "20", "--max-examples", "60", "--time-steps", "2",
                                       "--methods", "model-tuning,adapterdrop,s-idpg,prompt-tuning,lpt",
                                       "--generators", "none", "--repeats", "1", "--warmup", "1"],
+    "benchmarks/bench_sweep.py": ["--prompt-layers", "2,6", "--generators", "none", "--seeds", "13", "--steps", "2",
+                                  "--dev-size", "20", "--max-examples", "60"],
     "benchmarks/bench_mi.py": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max",
                                "120", "--bootstrap", "50", "--prompt-layers", "2", "--control-permutations", "1"],
     "scripts/demo.sh": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "120",
@@ -92,7 +94,11 @@ def run_readme_commands(data_dir, tmp_path, benchmarks: bool) -> list[str]:
         extra = list(QUICK[key])
         if argv[0] == "python":
             argv[0] = sys.executable
-        if key == "benchmarks/bench_train.py":
+        if key == "lpt_probe.mi" and "transformer" in argv:  # the sequence probe: one prompt layer, one lr
+            extra += ["--prompt-layers", "6", "--probe-grid", "lr=1e-3"]
+        if key == "lpt_probe.mi" and "all" in argv:  # the every-layer recipe: two layers, one seed
+            extra += ["--prompt-layers", "2,6", "--seeds", "13"]
+        if key in ("benchmarks/bench_train.py", "benchmarks/bench_sweep.py"):
             argv[1] = str(REPO / argv[1])
             extra += ["--out", str(tmp_path / "bench")]
         if key == "benchmarks/bench_baselines.py":

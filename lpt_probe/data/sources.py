@@ -365,6 +365,9 @@ def stratified_split(examples: Sequence[Example], n: int, rng: np.random.Generat
             [e for e, c in zip(examples, chosen) if not c])
 
 
+_OVERLAP_SAID: set[tuple] = set()  # (task, repeats, pool size, first repeat) reported in this process
+
+
 def _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap=False) -> tuple[list, list, list, dict]:
     info: dict[str, Any] = {"protocol": spec.protocol.value, "split_seed": SPLIT_SEED}
     pool, test = raw["train"], raw.get("test")
@@ -383,7 +386,10 @@ def _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap=False) -> t
         logger.info("%s: dropped %d training-pool rows whose text is also a test text (--drop-overlap)",
                     spec.name, len(repeats))
     elif repeats:
-        log = logger.warning if spec.protocol is Protocol.CUSTOM else logger.info
+        said_key = (spec.name, len(repeats), len(pool), repeats[0].texts)
+        said = said_key in _OVERLAP_SAID  # once per process for the same data (mi loads the pool twice)
+        _OVERLAP_SAID.add(said_key)
+        log = logger.debug if said else logger.warning if spec.protocol is Protocol.CUSTOM else logger.info
         log("%s: %d of %d training-pool rows repeat a test text (e.g. %s); they may be drawn as shots or dev "
             "rows. --drop-overlap removes them", spec.name, len(repeats), len(pool), repeats[0].id)
     given_dev = raw.get("dev")

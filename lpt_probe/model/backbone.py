@@ -147,6 +147,26 @@ class Backbone(nn.Module):
                 outs.append(h)
         return outs if return_all else h
 
+    def release_layers(self, stop: int) -> int:
+        """Drop the weights of layers 0..stop-1 (the ones that make hidden states 1..stop)
+        once nothing will run them again: a sweep training from the lower-layer cache calls
+        it as its cells move up (``lpt_probe.runs.executors.run_local``). Each released layer
+        becomes a :class:`ReleasedLayer` that refuses to run. Returns the number of
+        parameters freed by this call."""
+        if not 0 <= stop <= self.num_hidden_layers:
+            raise ValueError(f"release_layers needs 0 <= stop <= {self.num_hidden_layers}; got {stop}")
+        freed = 0
+        for index in range(stop):
+            if not isinstance(self.layers[index], ReleasedLayer):
+                freed += sum(p.numel() for p in self.layers[index].parameters())
+                self.layers[index] = ReleasedLayer(index)
+        return freed
+
+    @property
+    def released_layers(self) -> int:
+        """How many of the lowest layers :meth:`release_layers` has dropped."""
+        return sum(isinstance(layer, ReleasedLayer) for layer in self.layers)
+
     @contextlib.contextmanager
     def capture_attention(self) -> Iterator[dict[int, Tensor]]:
         """Inside the block, every layer that ``run_layers`` calls records its attention
@@ -227,6 +247,21 @@ class Backbone(nn.Module):
         for p in self.model.parameters():
             p.requires_grad_(False)
         return self
+
+
+class ReleasedLayer(nn.Module):
+    """Stands in for a layer whose weights :meth:`Backbone.release_layers` dropped."""
+
+    def __init__(self, index: int):
+        super().__init__()
+        self.index = index
+
+    def forward(self, *args, **kwargs):
+        raise RuntimeError(
+            f"layer {self.index} of this model was released (its weights dropped) after the sweep cells "
+            "that needed it had trained from the lower-layer cache; load the model again "
+            "(lpt_probe.runs.run.prepare) to run the lower layers"
+        )
 
 
 def _get_path(module: nn.Module, path: str) -> nn.Module | None:

@@ -10,7 +10,9 @@ retries it ``retries`` times before recording it.
 - ``run_local``: one cell after another in this process; the model, the data and one
   lower-layer cache (every hidden state the grid starts from, computed in one pass) are
   shared. Cells run in order of their start layer, and a cached layer is released as soon
-  as no remaining cell needs it, so a cell holds no hidden states it cannot use.
+  as no remaining cell needs it, so a cell holds no hidden states it cannot use; when the
+  sweep loaded the model itself, the weights of the layers below a cell's prompt layer are
+  dropped too (no later cell runs them).
 - ``run_ray``: Ray is the scheduler. One task computes the lower-layer cache and returns
   one object per layer; each cell is a task that receives its layer by reference through
   Ray's object store, reserves ``cpus_per_run`` / ``gpus_per_run`` and is retried by Ray
@@ -102,9 +104,12 @@ def _retrying(fn: Callable[[], dict], retries: int, what: str) -> dict:
 
 
 def run_local(todo: list, configs: dict, execution: ExecutorConfig, base: TrainConfig, out, on_done,
-              prepared: Prepared, progress: bool = True) -> None:
+              prepared: Prepared, progress: bool = True, release_weights: bool = False) -> None:
     """In this process, one cell after another, sharing the model and one cache whose
-    layers are released once no remaining cell starts from them."""
+    layers are released once no remaining cell starts from them. With ``release_weights``
+    (the sweep owns ``prepared``) and every cell training from the cache, the weights of
+    the layers below the current cell's prompt layer are dropped too: cells run in order of
+    their start layer, so no later cell runs them."""
     layer_of = {c: cache_layer(configs[c][0], base) for c in todo}
     need = sorted({k for k in layer_of.values() if k is not None})
     full = None
@@ -115,9 +120,15 @@ def run_local(todo: list, configs: dict, execution: ExecutorConfig, base: TrainC
                                          progress=progress) for s in prepared.encoded}
     order = sorted(todo, key=lambda c: (layer_of[c] is None, layer_of[c] or 0))
     remaining = {k: sum(1 for c in order if layer_of[c] == k) for k in need}
+    release_weights = release_weights and all(layer_of[c] is not None for c in order)
     for cell in order:
         pc, tc = configs[cell]
         k = layer_of[cell]
+        if release_weights and k:
+            freed = prepared.backbone.release_layers(k)
+            if freed:
+                logger.debug("released the weights of layers 1..%d (%d parameters): no remaining cell runs them",
+                             k, freed)
         caches = {s: full[s].only(k) for s in full} if k is not None else None
         run_dir = store.join(out, "runs", cell.name)
         result = _retrying(lambda: execute_cell(pc, tc, run_dir, prepared, caches, progress),
@@ -203,9 +214,12 @@ def run_ray(todo: list, configs: dict, execution: ExecutorConfig, base: TrainCon
 
 
 def run(execution: ExecutorConfig, todo: list, configs: dict, base: TrainConfig, out, on_done,
-        prepared: Prepared | None = None, progress: bool = True, device: str | None = None) -> None:
-    """Run ``todo`` cells with the configured executor (see the module docstring)."""
+        prepared: Prepared | None = None, progress: bool = True, device: str | None = None,
+        release_weights: bool = False) -> None:
+    """Run ``todo`` cells with the configured executor (see the module docstring);
+    ``release_weights``: the local executor may drop lower-layer weights of ``prepared``."""
     if execution.executor == "ray":
         run_ray(todo, configs, execution, base, out, on_done, prepared, progress, device)
     else:
-        run_local(todo, configs, execution, base, out, on_done, prepared or prepare(base), progress)
+        run_local(todo, configs, execution, base, out, on_done, prepared or prepare(base), progress,
+                  release_weights=release_weights or prepared is None)

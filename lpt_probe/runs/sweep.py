@@ -173,8 +173,14 @@ def default_out(base: TrainConfig) -> str:
 
 
 def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig | None = None,
-              prepared: Prepared | None = None, requested_device: str | None = None) -> pd.DataFrame:
-    """Train (or collect) every cell of the grid; returns the ``sweep.csv`` table."""
+              prepared: Prepared | None = None, requested_device: str | None = None,
+              release_weights: bool | None = None) -> pd.DataFrame:
+    """Train (or collect) every cell of the grid; returns the ``sweep.csv`` table.
+
+    ``release_weights`` (default: when ``prepared`` is not given, i.e. the sweep loads the
+    model itself): the local executor drops the weights of layers no remaining cell runs
+    (see ``lpt_probe.runs.executors.run_local``); a ``prepared`` passed in is left whole."""
+    release_weights = prepared is None if release_weights is None else release_weights
     execution = execution or ExecutorConfig()
     out_arg = sweep.out or default_out(base)
     out = out_arg if store.is_url(out_arg) else Path(out_arg).resolve()
@@ -237,7 +243,7 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
         try:
             if todo:
                 run(execution, todo, configs, base, out, on_done, prepared, sweep.progress,
-                    device=requested_device)
+                    device=requested_device, release_weights=release_weights)
         except BaseException as exc:
             meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                         error=f"{type(exc).__name__}: {exc}")

@@ -48,7 +48,8 @@ def _efficiency_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 def _method_rank(method: str) -> int:
     """Table and legend order: model tuning, the other baselines, prompt tuning, LPT."""
-    order = ["model-tuning", "bitfit", "lora", "p-tuning-v2", "prefix-tuning", "prompt-tuning", "lpt"]
+    order = ["model-tuning", "bitfit", "lora", "p-tuning-v2", "prefix-tuning", "adapter", "adapterdrop", "s-idpg",
+             "prompt-tuning", "lpt"]
     return order.index(method) if method in order else len(order)
 
 
@@ -105,7 +106,11 @@ def plot_efficiency(df: pd.DataFrame, ax: Axes | Figure | Sequence[Axes] | None 
         ax_.set_xlabel(PROMPT_LAYER)
         ax_.set_ylabel(AXIS_LABELS.get(metric, metric.replace("_", " ")))
         layer_ticks(ax_, df["prompt_layer"])
-    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    n_entries = len(axes[-1].get_legend_handles_labels()[1])
+    # many series (every baseline and generator): two legend columns, so the legend is no
+    # taller than the panels and the PDF keeps the panels' shape
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, ncol=1 if n_entries <= 8 else 2,
+                    fontsize="small" if n_entries > 8 else None, columnspacing=1.0, handlelength=2.2)
     return axes[0].figure
 
 

@@ -44,6 +44,7 @@ _CONTEXT_SCALE = {"paper": 1.0, "notebook": 1.25, "talk": 1.6}
 GENERATOR_LABELS = {"none": "no generator", "npg": "NPG", "appg": "APPG", "mppg": "MPPG"}
 METHOD_LABELS = {"lpt": "LPT", "prompt-tuning": "prompt tuning", "model-tuning": "model tuning",
                  "bitfit": "BitFit", "lora": "LoRA", "p-tuning-v2": "P-tuning v2", "prefix-tuning": "prefix tuning",
+                 "adapter": "Adapter", "adapterdrop": "AdapterDrop", "s-idpg": "S-IDPG-PHM",
                  "frozen": "no prompt", "random_weights": "random weights"}
 REFERENCE_STYLES = ["--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 2))]
 AXIS_LABELS = {
