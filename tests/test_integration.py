@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lpt_probe import mi, sweep, train
+from lpt_probe.analysis import pieces as pieces_mod
 from lpt_probe.analysis.mi import MIRun
 from lpt_probe.runs import run as runs_run
 from lpt_probe.runs.trainer import TrainConfig
@@ -119,28 +120,32 @@ def test_mi_cli_on_real_rte(data_dir, tmp_path):
 
 
 def test_mi_resumes_after_a_crash(data_dir, tmp_path, monkeypatch):
+    """Killed mid-way in one process, resumed with two worker processes: the tables equal
+    those of one uninterrupted run in one process (pieces do not depend on where they ran)."""
     args = ["--task", "rte", "--data-dir", str(data_dir), "--prompt-layers", "2", "--no-mdl", *QUICK_MI]
     clean = tmp_path / "clean"
-    assert mi.main([*args, "--out", str(clean)]) == 0
+    assert mi.main([*args, "--jobs", "1", "--out", str(clean)]) == 0
     crashed = tmp_path / "crashed"
-    real = MIRun.fit_piece
+    real = pieces_mod.fit_piece
     calls = {"n": 0}
 
-    def boom(self, *a, **kw):
+    def boom(*a, **kw):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt("simulated Ctrl-C")
-        return real(self, *a, **kw)
+        return real(*a, **kw)
 
-    monkeypatch.setattr(MIRun, "fit_piece", boom)
-    assert mi.main([*args, "--out", str(crashed)]) == 130  # one line, no traceback
+    monkeypatch.setattr(pieces_mod, "fit_piece", boom)
+    assert mi.main([*args, "--jobs", "1", "--out", str(crashed)]) == 130  # one line, no traceback
     assert json.loads((crashed / "run.json").read_text())["status"] == "interrupted"
     assert not (crashed / "mi.csv").exists()
-    monkeypatch.setattr(MIRun, "fit_piece", real)
+    monkeypatch.setattr(pieces_mod, "fit_piece", real)
     first_piece = sorted((crashed / "pieces").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)[0]
     stamp = first_piece.stat().st_mtime_ns
-    assert mi.main([*args, "--out", str(crashed)]) == 0
+    assert len(list((crashed / "pieces").glob("*.json"))) == 2
+    assert mi.main([*args, "--jobs", "2", "--out", str(crashed)]) == 0
     assert first_piece.stat().st_mtime_ns == stamp  # finished piece not recomputed
+    assert json.loads((crashed / "run.json").read_text())["settings"]["jobs"] == 2
     for name in ("mi.csv", "pvi.csv", "mdl.csv"):
         assert (clean / name).read_bytes() == (crashed / name).read_bytes(), name
 
@@ -193,3 +198,29 @@ def test_smollm2_preset_matches_hf_and_trains(data_dir):
     res = runs_run.train(LatePromptConfig(prompt_layer=20, generator="npg"), cfg, bundle=bundle, progress=False)
     assert res.model.head_kind == "lm"
     assert math.isfinite(res.metrics["test_metric"])
+
+
+def test_mi_trains_its_prompts_from_one_shared_cache_exactly_as_one_by_one(data_dir, tmp_path):
+    """``MIRun.train_prompts`` computes every start state in one frozen pass; each prompt it
+    trains equals the one ``train`` makes alone with its own cache: same curve, same
+    metrics, same weights."""
+    from lpt_probe.analysis.mi import MIConfig
+
+    cfg = MIConfig(task="trec", data_dir=str(data_dir), prompt_layers="2,4", seeds=(13, 21), steps=4, eval_every=2,
+                   max_examples=120, probe_train_max=60, out=str(tmp_path / "mi"), progress=False, jobs=1)
+    run = MIRun(cfg)
+    run.load_data()
+    conds = [c for c in run.conditions() if c.method == "lpt"]
+    run.train_prompts(conds)
+    assert len(conds) == 4 and set(run.models) == {c.name for c in conds}
+    for c in conds:
+        alone = runs_run.train(run.prompt_config(c), run.train_config(c.seed), None, prepared=run.prompt_prepared,
+                               progress=False)
+        folder = tmp_path / "mi" / run.run_dirs[c.name]
+        metrics = json.loads((folder / "metrics.json").read_text())
+        for k in ("dev_metric", "test_metric", "best_step"):
+            assert metrics[k] == alone.metrics[k], (c.name, k)
+        cols = ["step", "train_loss", "dev_metric", "dev_loss", "lr"]  # not the timing
+        pd.testing.assert_frame_equal(pd.read_csv(folder / "curve.csv")[cols], alone.curve[cols], check_dtype=False)
+        mine, theirs = run.models[c.name].trainable_state_dict(), alone.model.trainable_state_dict()
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)

@@ -212,3 +212,47 @@ def test_linear_probe_on_shuffled_labels_with_dev_stays_near_zero():
         warnings.simplefilter("error")  # no ConvergenceWarning leaks
         row = shuffled_label_control("linear", X, y, X_dev, y_dev, X_test, y_test, 2, bootstrap=0).rows[0]
     assert abs(row["mi_bits"]) < 0.02, row
+
+
+# ------------------------------------------------------------- early stop on the C path
+@pytest.mark.parametrize("sep", [0.0, 0.8, 3.0])
+@pytest.mark.parametrize("use_dev", [True, False])
+def test_linear_path_stops_early_and_chooses_what_the_full_grid_chooses(sep, use_dev):
+    """``patience``: the ascending C path stops once held-out loss has not improved for
+    three grid points; the chosen C and the predictions equal those of the full grid."""
+    rng = np.random.default_rng(int(sep * 10) + use_dev)
+    direction = np.eye(40)[0]
+    X, y = _gaussians(150, 40, sep, rng, direction)
+    Xd, yd = _gaussians(150, 40, sep, rng, direction)
+    Xt, _ = _gaussians(100, 40, sep, rng, direction)
+    dev = (Xd, yd) if use_dev else (None, None)
+    full = LinearProbe(2, patience=None).fit(X, y, *dev)
+    short = LinearProbe(2).fit(X, y, *dev)
+    assert short.patience == 3 and short.C_ == full.C_
+    np.testing.assert_allclose(short.predict_proba(Xt), full.predict_proba(Xt))
+    assert len(full.selection_["scores"]) == len(LinearProbe.DEFAULT_CS)
+    fitted = [s["C"] for s in short.selection_["scores"]]
+    assert fitted == list(LinearProbe.DEFAULT_CS[:len(fitted)])  # a prefix of the grid, losses as the full run's
+    for a, b in zip(short.selection_["scores"], full.selection_["scores"]):
+        assert a["log_loss"] == pytest.approx(b["log_loss"], rel=1e-9)
+    best = fitted.index(short.C_)
+    assert len(fitted) == len(LinearProbe.DEFAULT_CS) or len(fitted) - 1 - best == 3
+
+
+def test_linear_path_of_a_probe_with_nothing_to_learn_skips_the_large_Cs():
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((1500, 50)), rng.integers(0, 3, 1500)
+    Xd, yd = rng.standard_normal((800, 50)), rng.integers(0, 3, 800)
+    probe = LinearProbe(3).fit(X, y, Xd, yd)
+    assert probe.C_ <= 1e-4 and len(probe.selection_["scores"]) <= 5  # the slow large-C fits are skipped
+    assert probe.selection_["scores"] == LinearProbe(3, patience=None).fit(X, y, Xd, yd).selection_["scores"][:5][
+        :len(probe.selection_["scores"])]
+
+
+def test_linear_path_with_patience_off_fits_every_C_even_when_loss_rises():
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((120, 30)), rng.integers(0, 2, 120)
+    Xd, yd = rng.standard_normal((120, 30)), rng.integers(0, 2, 120)
+    assert len(LinearProbe(2, patience=0).fit(X, y, Xd, yd).selection_["scores"]) == 8
+    assert len(LinearProbe(2, patience=None).fit(X, y, Xd, yd).selection_["scores"]) == 8
+    assert len(LinearProbe(2, patience=1).fit(X, y, Xd, yd).selection_["scores"]) < 8

@@ -37,6 +37,7 @@ QUICK = {
                                   "--dev-size", "20", "--max-examples", "60"],
     "benchmarks/bench_mi.py": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max",
                                "120", "--bootstrap", "50", "--prompt-layers", "2", "--control-permutations", "1"],
+    "benchmarks/bench_probe_path.py": ["--permutations", "1"],
     "scripts/demo.sh": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "120",
                         "--bootstrap", "50", "--control-permutations", "1", "--no-progress"],
 }
@@ -104,7 +105,7 @@ def run_readme_commands(data_dir, tmp_path, benchmarks: bool) -> list[str]:
         if key == "benchmarks/bench_baselines.py":
             argv[1] = str(REPO / argv[1])
             extra += ["--out", str(tmp_path / "bench"), "--runs", str(tmp_path / "baselines")]
-        if key in ("benchmarks/bench_mi.py", "benchmarks/bench_influence.py"):
+        if key in ("benchmarks/bench_mi.py", "benchmarks/bench_influence.py", "benchmarks/bench_probe_path.py"):
             argv[1] = str(REPO / argv[1])
             extra += ["--results", str(tmp_path / "bench")]
         if key == "scripts/demo.sh":

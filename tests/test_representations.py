@@ -113,14 +113,16 @@ def test_layer_sequences_equal_the_hidden_states(family, include_prompt):
         assert len(seqs) == len(data)
         for i in range(len(data)):
             n = len(data.input_ids[i])
-            if j < pl:
+            if j < pl - 1 or (j == pl - 1 and not include_prompt):
                 want = lower[j][i, :n]
+            elif j == pl - 1:  # the prompt joins hidden state PL-1: it is in front of the frozen text states
+                want = torch.cat([up["prompt"][i], lower[j][i, :n]])
             else:
                 s = up["upper_states"][j - pl]
                 s = bb.final(s) if j == L else s
                 want = s[i, : l + n] if include_prompt else s[i, l: l + n]
             np.testing.assert_allclose(seqs[i], want.numpy(), atol=1e-5, err_msg=f"layer {j} row {i}")
-            shift = l if include_prompt and j >= pl else 0
+            shift = l if include_prompt and j >= pl - 1 else 0
             assert seqs.readout[i] == data.pred_positions[i] + shift
     assert seen == list(range(L + 1))
 
@@ -146,3 +148,19 @@ def test_float16_storage_is_within_tolerance_of_float32(tmp_path):
     (tmp_path / "test.safetensors").write_bytes(b"broken")
     with pytest.raises(ValueError, match="damaged"):
         load_representations(tmp_path, "test")
+
+
+def test_which_hidden_states_share_the_frozen_models_piece():
+    """Below PL a late prompt's text states are the frozen model's (one piece for both);
+    a sequence probe reading the prompt positions too sees the prompt from PL-1 on."""
+    from types import SimpleNamespace
+
+    from lpt_probe.analysis.mi import Condition, MIConfig, MIRun
+
+    cond = Condition("lpt-pl3-s13", "lpt", 3, 13)
+    frozen = Condition("frozen", "frozen", 0, 0)
+    for probe, probe_input, shared in (("linear", "text+prompt", [0, 1, 2]), ("transformer", "text", [0, 1, 2]),
+                                       ("transformer", "text+prompt", [0, 1])):
+        run = SimpleNamespace(cfg=MIConfig(probe=probe, probe_input=probe_input, jobs=1))
+        assert [j for j in range(7) if MIRun.shares_frozen_input(run, cond, j)] == shared, (probe, probe_input)
+        assert not any(MIRun.shares_frozen_input(run, frozen, j) for j in range(7))

@@ -281,3 +281,18 @@ def test_train_library_reuse_checks_keys(data_dir, tmp_path):
     assert not c.reused and c.key != a.key and meta(out)["key"] == c.key
     run = load_run(out)
     assert run.prompt_config.prompt_layer == 3 and run.task.name == "trec"
+
+
+def test_reported_dev_numbers_are_those_of_the_kept_weights(data_dir):
+    """train() reports the dev evaluation fit() made of the weights it keeps (not a second
+    pass): evaluating the returned model again gives the same numbers."""
+    from lpt_probe.model.late_prompt import LatePromptConfig
+    from lpt_probe.runs.trainer import TrainConfig, Trainer
+
+    cfg = TrainConfig(task="trec", data_dir=str(data_dir), shots=16, dev_size=40, max_examples=120, steps=6,
+                      eval_every=2, lr=0.05)
+    res = runs_run.train(LatePromptConfig(prompt_layer=3, generator="npg"), cfg, None, progress=False)
+    again = Trainer(res.model, cfg).evaluate(runs_run.prepare(cfg).encoded["dev"])
+    assert res.metrics["dev_metric"] == again["metric"] == res.metrics["best_dev_metric"]
+    assert res.metrics["dev_accuracy"] == again["accuracy"]
+    assert res.metrics["best_step"] in (2, 4, 6)

@@ -48,6 +48,7 @@ from .. import store
 from ..data.encoded import encode_split
 from ..layers import parse_prompt_layers
 from ..model.backbone import Backbone
+from ..model.cache import LowerLayerCache
 from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import (
@@ -59,21 +60,13 @@ from ..model.loading import (
     random_identity,
     random_like,
 )
-from ..probing import (
-    PROBES,
-    assert_disjoint,
-    make_probe,
-    online_codelength,
-    parse_probe_grid,
-    probe_information,
-    pvi,
-    shuffled_label_control,
-)
+from ..probing import PROBES, assert_disjoint, make_probe, parse_probe_grid
 from ..progress import bar
-from ..runs.folders import load_run
+from ..runs.folders import check_run, load_run
 from ..runs.run import SPLITS, load_data, prepare, run_config, train
 from ..runs.trainer import TrainConfig
 from ..viz import paper_style, plot_mi_by_layer, save_figure
+from .pieces import PieceJob, ProbeFactory, default_jobs, layer_arrays, run_pieces
 from .representations import (
     REPRESENTATIONS,
     extract,
@@ -88,7 +81,7 @@ REPS_FORMAT = 2
 PIECE_FORMAT = 2
 PROBE_INPUTS = ("text", "text+prompt")
 COND_COLUMNS = ["task", "model", "method", "prompt_layer", "seed"]
-JOINT_GROUP = 6  # late-prompt conditions extracted together in one frozen pass (bounds memory)
+JOINT_BYTES = 2 * 2**30  # conditions extracted together in one frozen pass hold at most ~this much per split
 
 
 def _h(text: str, **kw) -> dict:
@@ -150,6 +143,9 @@ class MIConfig:
     drop_overlap: bool = field(default=False, metadata=_h(
         "remove training-pool rows whose text is also a test text"))
     device: str = field(default="cpu", metadata=_h("cpu, cuda, cuda:N or auto"))
+    jobs: int | None = field(default=None, metadata=_h(
+        "worker processes that fit the linear / mlp probe pieces in parallel (default: the CPU cores, at most 8; "
+        "1 = in this process); the results do not depend on it"))
     out: str | None = field(default=None, metadata=_h("default artifacts/mi/<task>/<model>/"))
     progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
 
@@ -177,6 +173,10 @@ class MIConfig:
             self.mdl = not self.sequence_probe
         if self.control_permutations is None:
             self.control_permutations = 1 if self.sequence_probe else 3
+        if self.jobs is None:
+            self.jobs = default_jobs()
+        if self.jobs < 1:
+            raise ValueError(f"--jobs {self.jobs} must be >= 1")
         if self.control_permutations < 1:
             raise ValueError(f"--control-permutations {self.control_permutations} must be >= 1")
         parse_probe_grid(self.probe, self.probe_grid)  # a bad grid fails before anything runs
@@ -270,10 +270,21 @@ class MIRun:
             self.model_keys[cond.name] = key
         return self.model_keys[cond.name]
 
+    def shares_frozen_input(self, cond: Condition, layer: int) -> bool:
+        """Whether a probe at ``layer`` of ``cond`` reads exactly the frozen model's input:
+        a late prompt's text states below PL are the frozen model's; a sequence probe that
+        reads the prompt positions too (``text+prompt``) sees them from hidden state PL-1
+        on (the prompt joins there), so only its states below PL-1 are shared."""
+        if cond.method != "lpt":
+            return False
+        if self.cfg.sequence_probe and self.cfg.probe_input == "text+prompt":
+            return layer < cond.prompt_layer - 1
+        return layer < cond.prompt_layer
+
     def input_key(self, cond: Condition, layer: int) -> str:
-        """What a probe at ``layer`` of ``cond`` reads: below PL a late prompt's input is
-        the frozen model's, so their pieces are one."""
-        below = cond.method == "lpt" and layer < cond.prompt_layer
+        """What a probe at ``layer`` of ``cond`` reads; where it is the frozen model's input
+        (:meth:`shares_frozen_input`) the two conditions share one piece."""
+        below = self.shares_frozen_input(cond, layer)
         src = self.conditions()[0] if below else cond
         what = self.cfg.representation
         if self.cfg.sequence_probe:
@@ -282,8 +293,13 @@ class MIRun:
                                   "data": self.fingerprints})
 
     # -- models -----------------------------------------------------------------------
-    def model_for(self, cond: Condition) -> LatePromptModel | Backbone | None:
-        """The late-prompt model (trained or reused), the random backbone, or None (frozen)."""
+    def run_folder(self, cond: Condition) -> Path:
+        return self.out / "runs" / f"{cond.name}-{self.model_key(cond)[:10]}"
+
+    def model_for(self, cond: Condition, caches: dict[str, LowerLayerCache] | None = None
+                  ) -> LatePromptModel | Backbone | None:
+        """The late-prompt model (trained or reused), the random backbone, or None (frozen).
+        ``caches``: the lower-layer cache of the prompt's start state, when one is at hand."""
         if cond.method == "frozen":
             return None
         if cond.method == "random_weights":
@@ -293,10 +309,9 @@ class MIRun:
         if cond.name in self.models:
             return self.models[cond.name]
         t0 = time.perf_counter()
-        key = self.model_key(cond)
-        folder = self.out / "runs" / f"{cond.name}-{key[:10]}"
+        folder = self.run_folder(cond)
         res = train(self.prompt_config(cond), self.train_config(cond.seed), folder, prepared=self.prompt_prepared,
-                    progress=self.cfg.progress)
+                    caches=caches, progress=self.cfg.progress)
         model = res.model if res.model is not None else load_run(folder, self.cfg.device, bundle=self.bundle).model
         self.models[cond.name] = model.eval()
         self.run_dirs[cond.name] = str(folder.relative_to(self.out))
@@ -304,6 +319,32 @@ class MIRun:
         logger.info("prompt %s: %s (test %s %.4f)", cond.name, "reused" if res.reused else "trained",
                     res.metrics.get("metric_name", "metric"), res.metrics.get("test_metric", float("nan")))
         return model
+
+    def train_prompts(self, conds: list[Condition]) -> None:
+        """Train (or load) every late prompt of ``conds``; the ones to train start from one
+        lower-layer cache that holds every start state they need, computed in one frozen
+        pass (as a sweep does) instead of one pass per prompt, and a state is dropped once
+        no remaining prompt starts from it. Same runs, same keys as training them one by one."""
+        lpt = [c for c in conds if c.method == "lpt" and c.name not in self.models]
+        todo = [c for c in lpt if self.train_config(c.seed).cache and
+                not check_run(self.run_folder(c), self.model_key(c))[0]]
+        caches: dict[str, LowerLayerCache] = {}
+        if todo:
+            t0 = time.perf_counter()
+            prep = self.prompt_prepared
+            prep.backbone.model.eval()
+            states = sorted({self.prompt_config(c).start_state for c in todo})
+            caches = {s: LowerLayerCache.build(prep.backbone, prep.encoded[s], states,
+                                               self.train_config(todo[0].seed).eval_batch_size,
+                                               desc=f"cache {s}", progress=self.cfg.progress) for s in SPLITS}
+            self.seconds["train"] += time.perf_counter() - t0
+        for i, c in enumerate(lpt):
+            state = self.prompt_config(c).start_state
+            mine = {s: caches[s].only(state) for s in SPLITS} if c in todo else None
+            self.model_for(c, mine)
+            if c in todo and all(self.prompt_config(d).start_state != state for d in todo[todo.index(c) + 1:]):
+                for s in SPLITS:
+                    caches[s].states.pop(state, None)  # no later prompt starts here
 
     # -- vector representations -------------------------------------------------------
     def reps_folder(self, cond: Condition) -> tuple[Path, str]:
@@ -321,11 +362,13 @@ class MIRun:
     def vector_reps(self, conds: list[Condition]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
         """name -> split -> arrays; computes what is missing (frozen and prompts jointly)."""
         missing = [c for c in conds if not self._reps_done(c)]
-        for c in missing:
-            self.model_for(c)  # train first: extraction timing is extraction only
+        self.train_prompts(missing)  # train first: extraction timing is extraction only
         t0 = time.perf_counter()
         shared = [c for c in missing if c.method in ("frozen", "lpt")]
-        groups = [shared[i:i + JOINT_GROUP] for i in range(0, len(shared), JOINT_GROUP)]
+        n = max(len(self.encoded[s]) for s in SPLITS)
+        per = 4 * (4 * (self.L + 1) + 8) * n * self.backbone.hidden_size  # float32: 3 vectors + prompt states, prompt
+        size = max(1, JOINT_BYTES // per)  # MiniLM on TREC: all 19 in one pass; SmolLM2: a few per pass
+        groups = [shared[i:i + size] for i in range(0, len(shared), size)]
         for group in groups:
             models = {c.name: self.model_for(c) for c in group}
             for s in SPLITS:
@@ -395,61 +438,68 @@ class MIRun:
         if c.sequence_probe and c.probe_init == "backbone":
             stack_of = self.backbone.layer_stack
             kw["encoder_factory"] = lambda: stack_of(self.L - c.probe_layers, self.L, trainable=True)
-        return lambda seed: make_probe(c.probe, self.n_classes, seed, **kw)
+            return lambda seed: make_probe(c.probe, self.n_classes, seed, **kw)
+        return ProbeFactory(c.probe, self.n_classes, kw)  # picklable: pieces may run in worker processes
 
-    def fit_piece(self, cond: Condition, layer: int, X: dict, y: dict) -> None:
-        """Probe one hidden state (plus controls, MDL, PVI) -> pieces/*.csv, sidecar last."""
+    def piece_job(self, cond: Condition, layer: int, X: dict, y: dict) -> PieceJob:
+        """What probing ``layer`` of ``cond`` needs (see ``lpt_probe.analysis.pieces``)."""
         c = self.cfg
         paths, key = self.piece_paths(cond, layer)
         settings = self.probe_settings(cond)
-        rep = self.representation_label
-        base = {"layer": layer, "probe": c.probe, "representation": rep, "split": "test"}
-        factory = self._factory()
-        args = (factory, X["train"], y["train"], X["dev"], y["dev"], X["test"], y["test"], self.n_classes)
-        res = probe_information(*args, seeds=c.probe_seeds, bootstrap=c.bootstrap)
-        rows = [{**base, **r} for r in res.rows]
-        if settings["controls"]:
-            rows += [{**base, **r} for r in shuffled_label_control(*args, seeds=c.probe_seeds, bootstrap=c.bootstrap,
-                                                                   permutations=c.control_permutations).rows]
-        scores = pvi(res.log2q[0], res.log2q_null)
-        pvi_rows = [{"layer": layer, "probe": c.probe, "representation": rep, "example_id": i, "label": int(t),
-                     "pvi_bits": float(v)} for i, t, v in zip(self.encoded["test"].ids, y["test"], scores)]
-        mdl_rows = []
-        if c.mdl:
-            m = online_codelength(factory, X["train"], y["train"], self.n_classes, seed=c.probe_seeds[0])
-            mdl_rows.append({**base, "split": "train", **{k: m[k] for k in ("online_codelength_bits",
-                                                                              "uniform_codelength_bits",
-                                                                              "compression", "n")}})
-        files = {}
-        for name, table in (("mi", rows), ("mdl", mdl_rows), ("pvi", pvi_rows)):
-            store.write_csv(paths[name], pd.DataFrame(table))
-            files[name] = _sha(paths[name])
-        store.write_json(paths["done"], {"key": key, "files": files, "condition": asdict(cond), "layer": layer,
-                                         "settings": settings})  # last: marks the piece done
+        return PieceJob(key=key, paths=paths, sidecar={"condition": asdict(cond), "layer": layer, "settings": settings},
+                        layer=layer, probe=c.probe, representation=self.representation_label,
+                        n_classes=self.n_classes, probe_seeds=tuple(c.probe_seeds), bootstrap=c.bootstrap,
+                        controls=settings["controls"], permutations=c.control_permutations, mdl=c.mdl,
+                        test_ids=list(self.encoded["test"].ids), X=X, y=y, factory=self._factory())
 
-    def probe_vectors(self, cond: Condition, reps: dict) -> None:
-        y = {s: reps[s]["labels"] for s in SPLITS}
-        for layer in range(self.L + 1):
-            if self.piece_done(cond, layer):
-                continue
-            X = {s: reps[s][self.cfg.representation][layer] for s in SPLITS}
-            self.fit_piece(cond, layer, X, y)
+    def pending(self, conds: list[Condition]) -> list[tuple[Condition, int]]:
+        """The (condition, hidden state) pieces still to fit, each distinct piece once: under
+        the first condition that reads it (a prompt's states below PL are the frozen model's)."""
+        todo, seen = [], set()
+        for cond in conds:
+            for layer in range(self.L + 1):
+                key = self.piece_paths(cond, layer)[1]
+                if key not in seen and not self.piece_done(cond, layer):
+                    seen.add(key)
+                    todo.append((cond, layer))
+        return todo
 
-    def probe_sequences(self, cond: Condition) -> None:
-        todo = [j for j in range(self.L + 1) if not self.piece_done(cond, j)]
-        if not todo:
-            return
-        model = self.model_for(cond)
-        frozen, lpt = (model, None) if isinstance(model, Backbone) else (self.backbone, model)
-        include = self.cfg.probe_input == "text+prompt"
-        gens = {s: layer_sequences(frozen, lpt, self.encoded[s], include, start=todo[0]) for s in SPLITS}
+    def vector_pieces(self, conds: list[Condition], reps: dict) -> tuple[int, Any]:
+        """(how many pieces are missing, a lazy iterable of their jobs) for vector probes."""
+        todo = self.pending(conds)
+
+        def jobs():
+            for cond, layer in todo:
+                y = {s: reps[cond.name][s]["labels"] for s in SPLITS}
+                yield self.piece_job(cond, layer, layer_arrays(reps[cond.name], self.cfg.representation, layer), y)
+
+        return len(todo), jobs()
+
+    def sequence_pieces(self, conds: list[Condition]) -> tuple[int, Any]:
+        """(how many pieces are missing, a lazy iterable of their jobs) for sequence probes:
+        a condition's hidden states are computed one after the other (one forward pass, one
+        layer in memory), each as its piece is dispatched, so the next layer is computed
+        while worker processes fit the probes of the previous ones."""
+        todo = self.pending(conds)
+        layers_of: dict[Condition, list[int]] = {}
+        for cond, layer in todo:
+            layers_of.setdefault(cond, []).append(layer)
         y = {s: np.asarray(self.encoded[s].labels) for s in SPLITS}
-        for items in zip(*(gens[s] for s in SPLITS)):
-            layer = items[0][0]
-            if layer in todo and not self.piece_done(cond, layer):  # an earlier condition may have made it
-                self.fit_piece(cond, layer, {s: seq for s, (_, seq) in zip(SPLITS, items)}, y)
-            if layer >= todo[-1]:
-                break
+        include = self.cfg.probe_input == "text+prompt"
+
+        def jobs():
+            for cond, layers in layers_of.items():
+                model = self.model_for(cond)
+                frozen, lpt = (model, None) if isinstance(model, Backbone) else (self.backbone, model)
+                gens = {s: layer_sequences(frozen, lpt, self.encoded[s], include, start=layers[0]) for s in SPLITS}
+                for items in zip(*(gens[s] for s in SPLITS)):
+                    layer = items[0][0]
+                    if layer in layers:
+                        yield self.piece_job(cond, layer, {s: seq for s, (_, seq) in zip(SPLITS, items)}, y)
+                    if layer >= layers[-1]:
+                        break
+
+        return len(todo), jobs()
 
     def collect(self, conds: list[Condition]) -> dict[str, pd.DataFrame]:
         frames: dict[str, list[pd.DataFrame]] = {"mi": [], "mdl": [], "pvi": []}
@@ -518,15 +568,21 @@ def run_mi(cfg: MIConfig) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
                               conditions=[asdict(c) for c in conds])
         store.write_json(out / "run.json", meta)
         try:
-            reps = None if cfg.sequence_probe else run.vector_reps(conds)
-            for cond in bar(conds, desc="conditions", enabled=cfg.progress):
+            if cfg.sequence_probe:  # prompts first: training time is training only
+                run.train_prompts(list(dict.fromkeys(c for c, _ in run.pending(conds))))
                 t1 = time.perf_counter()
-                if cfg.sequence_probe:
-                    run.probe_sequences(cond)
-                else:
-                    run.probe_vectors(cond, reps[cond.name])
-                run.seconds["probe"] += time.perf_counter() - t1
-                logger.info("probed %s (%d hidden states) in %.0f s", cond.name, run.L + 1, time.perf_counter() - t1)
+                total, jobs = run.sequence_pieces(conds)
+                n_jobs = 1 if cfg.probe_init == "backbone" else cfg.jobs  # its probes hold the live backbone
+            else:
+                reps = run.vector_reps(conds)
+                t1 = time.perf_counter()
+                total, jobs = run.vector_pieces(conds, reps)
+                n_jobs = cfg.jobs
+            n = run_pieces(jobs, total, n_jobs, cfg.progress)
+            run.seconds["probe"] += time.perf_counter() - t1
+            logger.info("probed %d piece(s) (%d conditions x %d hidden states, shared pieces once) in %.0f s "
+                        "with %d process(es)", n, len(conds), run.L + 1, time.perf_counter() - t1,
+                        max(1, min(n_jobs, n)))
             frames = run.collect(conds)
         except BaseException as exc:
             meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",

@@ -24,7 +24,10 @@ representation never mixes prompt tokens in. The generated prompt itself
 example's whole sequence of states (``probing.Sequences``, float16) for sequence probes:
 the states of layer j+1 are computed from those of layer j, so one layer is in memory at
 a time and the forward pass runs once. ``include_prompt`` keeps the prompt positions in
-front of the text at layers >= PL (what the next layer sees).
+front of the text from hidden state PL-1 on: what the next layer reads. At PL-1 they are
+the prompt itself as it joins (a generator's output there), as in the authors' code, whose
+``hidden_states[add_prompt_layer]`` is taken after the prompt is concatenated; the text
+positions of PL-1 are the frozen model's.
 
 ``save_representations`` / ``load_representations`` write and read one safetensors file per
 split (float16 by default) plus a JSON sidecar naming the content key, the model, the
@@ -131,9 +134,10 @@ def layer_sequences(frozen: Backbone, model: LatePromptModel | None, data: Encod
                     ) -> Iterator[tuple[int, Sequences]]:
     """(j, the sequences of hidden state j of every example), for j = ``start``..L.
 
-    Readout = the prediction position (shifted by l where the prompt is included). States
-    of layer j+1 come from those of layer j (one layer in memory at a time); hidden state
-    L is reported after the final norm, as HF does. ``model`` None = the frozen backbone."""
+    Readout = the prediction position (shifted by l where the prompt is included: hidden
+    states PL-1..L). States of layer j+1 come from those of layer j (one layer in memory
+    at a time); hidden state L is reported after the final norm, as HF does. ``model``
+    None = the frozen backbone."""
     frozen.model.eval()
     if model is not None:
         model.eval()
@@ -149,6 +153,8 @@ def layer_sequences(frozen: Backbone, model: LatePromptModel | None, data: Encod
         current.append((frozen.embed(b["input_ids"], b["attention_mask"]), b["attention_mask"], 0))
     pred = [data.collate(idx, "cpu")["pred_positions"] for idx in order]
     for j in bar(range(L + 1), desc="layer sequences", enabled=progress):
+        if model is not None and j == pl - 1:  # the prompt joins hidden state PL-1: what layer PL reads
+            current = [(*model.insert(h, keep)[:2], model.l) for h, keep, _ in current]
         if j >= start:
             parts, lengths, readout = [], [], []
             for (h, keep, l), p, idx in zip(current, pred, order):
@@ -168,9 +174,6 @@ def layer_sequences(frozen: Backbone, model: LatePromptModel | None, data: Encod
             break
         nxt = []
         for h, keep, l in current:
-            if model is not None and j == pl - 1:  # insert the prompt before layer PL
-                h, keep, _ = model.insert(h, keep)
-                l = model.l
             if model is not None and j >= pl - 1:
                 n = h.shape[1]
                 positions = torch.arange(n, device=h.device).expand(h.shape[0], n)

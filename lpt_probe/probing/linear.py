@@ -64,6 +64,17 @@ class LinearProbe:
         rows, m folds are used; with m < 2 no CV is possible and the smallest C (the most
         regularised, close to the prior-only model) is used.
     max_iter: lbfgs iteration cap per fit.
+    patience: stop walking up the C grid once the held-out log-loss has not improved on its
+        best for this many grid points in a row (None or 0: fit every C). The held-out
+        loss of an L2 logistic regression falls and then rises with C, and the large-C fits
+        are the slow ones (lbfgs needs the most iterations where it overfits most, e.g. a
+        shuffled-label fit at C = 10), so a probe with nothing to learn stops after four of
+        the eight Cs. Three, not two: where there is nothing to learn the dev loss is flat
+        and noisy, and on one RTE layer it dipped again three points after its first
+        minimum (patience 2 then chose C=1e-6 where the full grid chose 1e-3, 0.006 bits
+        apart). ``benchmarks/bench_probe_path.py`` compares the choice with the full grid's
+        on every stored layer of real runs (``benchmarks/results/probe_path.md``); pass
+        ``patience=None`` to fit every C.
     seed: shuffles the CV folds.
     num_threads: BLAS/OpenMP threads while fitting and predicting (threadpoolctl; None
         leaves them alone). Default 1: lbfgs on probe-sized problems makes many small
@@ -72,7 +83,8 @@ class LinearProbe:
 
     Fitted attributes: ``classes_`` (arange(K)), ``present_classes_`` (classes seen in
     ``fit``), ``C_``, ``selected_params_`` (``{"C": C_}``), ``selection_`` (``source``
-    "dev" | "cv" | "none", ``scores`` [{"C", "log_loss"}], ``at_grid_edge`` (["C"] or []),
+    "dev" | "cv" | "none", ``scores`` [{"C", "log_loss"}] for the Cs fitted (the path may
+    stop early, see ``patience``), ``at_grid_edge`` (["C"] or []),
     ``fallback`` (reason or None)), ``cv_info_`` (the older summary, kept: ``n_splits``,
     ``requested_cv``, ``fallback``, ``scores`` {C: held-out nats}, ``C``,
     ``at_grid_edge`` "low" | "high" | None), ``scaler_``, ``model_`` (None when only one
@@ -92,10 +104,11 @@ class LinearProbe:
     GRID_KEYS = {"C": (float, lambda v: v > 0, "a float > 0")}
 
     def __init__(self, n_classes: int, Cs: Sequence[float] = DEFAULT_CS, cv: int = 3,
-                 max_iter: int = 1000, seed: int = 0, num_threads: int | None = 1):
+                 max_iter: int = 1000, seed: int = 0, num_threads: int | None = 1, patience: int | None = 3):
         self.n_classes = n_classes
         self.Cs = Cs
         self.cv = cv
+        self.patience = patience
         self.max_iter = max_iter
         self.seed = seed
         self.num_threads = num_threads
@@ -111,20 +124,29 @@ class LinearProbe:
         out[:, classes] = proba
         return out
 
-    def _path(self, Xtr, ytr, Xva, yva, Cs: list[float], keep_best: bool = False):
-        """Fit ascending Cs (warm-started) on train; held-out nats per C [len(Cs)], and the
-        fitted model of the first best C when ``keep_best``."""
-        lr = LogisticRegression(C=Cs[0], max_iter=self.max_iter, warm_start=True)
-        losses, best = np.zeros(len(Cs)), None
+    def _path(self, folds: list[tuple], Cs: list[float], keep_best: bool = False):
+        """Fit ascending Cs (warm-started per fold) on each fold's train rows; held-out nats
+        per C averaged over the folds [len(Cs)] (NaN where the path stopped early, see
+        ``patience``), and the fitted model of the first best C when ``keep_best`` (one fold).
+        ``folds``: [(X_train, y_train, X_heldout, y_heldout)], already scaled."""
+        models = [LogisticRegression(C=Cs[0], max_iter=self.max_iter, warm_start=True) for _ in folds]
+        losses, best, best_j = np.full(len(Cs), np.nan), None, 0
         for j, C in enumerate(Cs):
-            lr.set_params(C=C)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)  # reported after the final fit
-                lr.fit(Xtr, ytr)
-            losses[j] = log_loss_nats(self._expand(lr.predict_proba(Xva), lr.classes_), yva)
-            if keep_best and (best is None or losses[j] < losses[best[0]]):
-                best = (j, copy.deepcopy(lr))
-        return losses, (best[1] if keep_best else None)
+            fold_losses = []
+            for lr, (Xtr, ytr, Xva, yva) in zip(models, folds):
+                lr.set_params(C=C)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)  # reported after the final fit
+                    lr.fit(Xtr, ytr)
+                fold_losses.append(log_loss_nats(self._expand(lr.predict_proba(Xva), lr.classes_), yva))
+            losses[j] = float(np.mean(fold_losses))
+            if j == 0 or losses[j] < losses[best_j]:
+                best_j = j
+                if keep_best:
+                    best = copy.deepcopy(models[0])
+            if self.patience and j - best_j >= self.patience:
+                break  # held-out loss rose for `patience` grid points in a row: larger C only overfits more
+        return losses, best
 
     def _cv_select(self, X: np.ndarray, y: np.ndarray, Cs: list[float]) -> tuple[float | None, dict]:
         counts = np.bincount(y, minlength=self.n_classes)
@@ -141,12 +163,12 @@ class LinearProbe:
         if n_splits < self.cv:
             info["fallback"] = (f"smallest class has {int(present.min())} training rows; "
                                 f"using {n_splits} folds instead of {self.cv}")
-        folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.seed)
-        losses = np.zeros((n_splits, len(Cs)))
-        for f, (tr, va) in enumerate(folds.split(X, y)):
+        folds = []
+        for tr, va in StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.seed).split(X, y):
             scaler = StandardScaler().fit(X[tr])
-            losses[f], _ = self._path(scaler.transform(X[tr]), y[tr], scaler.transform(X[va]), y[va], Cs)
-        return losses.mean(axis=0), info
+            folds.append((scaler.transform(X[tr]), y[tr], scaler.transform(X[va]), y[va]))
+        losses, _ = self._path(folds, Cs)
+        return losses, info
 
     def fit(self, X, y, X_dev=None, y_dev=None) -> "LinearProbe":
         X, y = check_xy(X, y, self.n_classes, kind=self.input_kind, owner="LinearProbe")
@@ -182,7 +204,7 @@ class LinearProbe:
             return self
         Z = self.scaler_.transform(X)
         if X_dev is not None:
-            losses, self.model_ = self._path(Z, y, self.scaler_.transform(X_dev), y_dev, Cs, keep_best=True)
+            losses, self.model_ = self._path([(Z, y, self.scaler_.transform(X_dev), y_dev)], Cs, keep_best=True)
             source, self.cv_info_ = "dev", {"requested_cv": int(self.cv), "n_splits": 0, "fallback": None}
         else:
             losses, self.cv_info_ = self._cv_select(X, y, Cs)
@@ -191,9 +213,9 @@ class LinearProbe:
             self.C_ = Cs[0]
             scores = []
         else:
-            best = int(np.argmin(losses))  # first minimum = smallest C on ties
+            best = int(np.nanargmin(losses))  # first minimum = smallest C on ties
             self.C_ = float(Cs[best])
-            scores = [{"C": C, "log_loss": float(m)} for C, m in zip(Cs, losses)]
+            scores = [{"C": C, "log_loss": float(m)} for C, m in zip(Cs, losses) if m == m]  # evaluated points
         if self.model_ is None:  # CV or no selection: fit all train rows with the chosen C
             self.model_ = LogisticRegression(C=self.C_, max_iter=self.max_iter)
             with warnings.catch_warnings():

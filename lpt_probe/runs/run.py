@@ -192,7 +192,7 @@ def _train(prompt_cfg, cfg, run_dir, prepared: Prepared, config, caches, progres
 
         trainer = Trainer(model, cfg, data.task.metric.value)
         curve, stats = trainer.fit(encoded["train"], encoded["dev"], caches, progress, on_checkpoint=checkpoint)
-        dev = trainer.evaluate(encoded["dev"], caches.get("dev"))
+        dev = trainer.best_dev_ or trainer.evaluate(encoded["dev"], caches.get("dev"))  # best_dev_: no rerun
         test = trainer.evaluate(encoded["test"], caches.get("test"))
     except BaseException as exc:  # mark the run, never leave it looking complete
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"

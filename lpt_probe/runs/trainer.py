@@ -164,6 +164,7 @@ class Trainer:
             cfg = replace(cfg, lr=model.method.default_lr)
         self.model, self.cfg, self.metric = model, cfg, metric
         self.device = torch.device(cfg.device)
+        self.best_dev_: dict[str, Any] | None = None  # set by fit: dev evaluation of the kept weights
 
     def _forward(self, data: Encoded, idx, cache: LowerLayerCache | None, return_states=False):
         b = data.collate(idx, self.device)
@@ -276,7 +277,7 @@ class Trainer:
                              "dev_loss": ev["loss"], "lr": sched.get_last_lr()[0], "train_seconds": train_time})
                 window = []
                 if ev["metric"] > best["metric"]:
-                    best = {"metric": ev["metric"], "step": step, "state": model.trainable_state_dict()}
+                    best = {"metric": ev["metric"], "step": step, "state": model.trainable_state_dict(), "eval": ev}
                 pbar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", dev=f"{ev['metric']:.3f}")
             if on_checkpoint is not None and cfg.save_every and step % cfg.save_every == 0:
                 on_checkpoint(step)
@@ -287,4 +288,7 @@ class Trainer:
         with torch.no_grad():
             for name, p in model.trainable_named_parameters():
                 p.copy_(best["state"][name])
+        # the dev evaluation of the weights just restored (evaluation is deterministic in
+        # eval mode, so evaluating them again would give these numbers): run.train reads it
+        self.best_dev_ = best.get("eval")
         return pd.DataFrame(rows), stats

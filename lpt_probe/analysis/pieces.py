@@ -1,0 +1,162 @@
+"""One probe piece of an ``mi`` analysis, and running many of them on every CPU core.
+
+A *piece* is one hidden state of one condition (a late prompt, the frozen model, random
+weights), probed: the probe per seed, the shuffled-label control, the MDL online code and
+the per-example PVI. :class:`PieceJob` carries everything a piece needs: the layer's
+arrays, the labels, the probe settings and where the files go; nothing of the model. So
+:func:`fit_piece` runs in this process or in a worker process, and
+:func:`run_pieces` spreads vector-probe pieces over ``n_jobs`` processes (joblib's
+process pool). Every fit is seeded, so a piece's files are the same wherever and in
+whichever order it ran; each piece writes its three CSVs and then, last, its JSON sidecar
+with their sha256 (the mark that the piece is done; ``lpt_probe.analysis.mi`` reads it).
+
+Why processes: the probes fit with one BLAS / torch thread each (a probe-sized lbfgs fit
+runs slower, not faster, on several threads), so one process leaves every other core idle
+while the pieces of a Figure-2 analysis (77 on MiniLM with every prompt layer) queue up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .. import store
+from ..probing import make_probe, online_codelength, probe_information, pvi, shuffled_label_control
+from ..progress import bar
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PieceJob", "ProbeFactory", "fit_piece", "run_pieces", "default_jobs"]
+
+
+def default_jobs() -> int:
+    """Worker processes for probe pieces: the CPU cores this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+@dataclass(frozen=True)
+class ProbeFactory:
+    """``seed -> unfitted probe`` (a picklable ``make_probe`` with fixed settings)."""
+
+    name: str
+    n_classes: int
+    kwargs: dict = field(default_factory=dict)
+
+    def __call__(self, seed: int):
+        return make_probe(self.name, self.n_classes, seed, **self.kwargs)
+
+
+@dataclass
+class PieceJob:
+    """Everything one piece needs; ``X``/``y`` map split -> [n, d] array (or Sequences) / labels."""
+
+    key: str
+    paths: dict[str, Path]  # "mi", "mdl", "pvi" (CSV) and "done" (JSON sidecar, written last)
+    sidecar: dict[str, Any]  # what the sidecar records besides key and file hashes
+    layer: int
+    probe: str
+    representation: str
+    n_classes: int
+    probe_seeds: tuple[int, ...]
+    bootstrap: int
+    controls: bool
+    permutations: int
+    mdl: bool
+    test_ids: list
+    X: dict
+    y: dict
+    factory: Callable[[int], Any]
+
+
+_LOGGING_SET = False
+
+
+def _worker_logging(level: int | None) -> None:
+    """In a worker process: log at the parent's level in the parent's format (once)."""
+    global _LOGGING_SET
+    if level is None or _LOGGING_SET:
+        return
+    _LOGGING_SET = True
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    root.setLevel(level)
+
+
+def fit_piece(job: PieceJob, log_level: int | None = None) -> str:
+    """Probe one hidden state (plus controls, MDL, PVI) -> its CSVs, then the sidecar; returns the key."""
+    _worker_logging(log_level)
+    base = {"layer": job.layer, "probe": job.probe, "representation": job.representation, "split": "test"}
+    X, y = job.X, job.y
+    args = (job.factory, X["train"], y["train"], X["dev"], y["dev"], X["test"], y["test"], job.n_classes)
+    res = probe_information(*args, seeds=job.probe_seeds, bootstrap=job.bootstrap)
+    rows = [{**base, **r} for r in res.rows]
+    if job.controls:
+        rows += [{**base, **r} for r in shuffled_label_control(*args, seeds=job.probe_seeds, bootstrap=job.bootstrap,
+                                                               permutations=job.permutations).rows]
+    scores = pvi(res.log2q[0], res.log2q_null)
+    pvi_rows = [{"layer": job.layer, "probe": job.probe, "representation": job.representation, "example_id": i,
+                 "label": int(t), "pvi_bits": float(v)} for i, t, v in zip(job.test_ids, y["test"], scores)]
+    mdl_rows = []
+    if job.mdl:
+        m = online_codelength(job.factory, X["train"], y["train"], job.n_classes, seed=job.probe_seeds[0])
+        mdl_rows.append({**base, "split": "train", **{k: m[k] for k in ("online_codelength_bits",
+                                                                          "uniform_codelength_bits",
+                                                                          "compression", "n")}})
+    files = {}
+    for name, table in (("mi", rows), ("mdl", mdl_rows), ("pvi", pvi_rows)):
+        store.write_csv(job.paths[name], pd.DataFrame(table))
+        files[name] = store.file_sha256(job.paths[name])
+    store.write_json(job.paths["done"], {"key": job.key, "files": files, **job.sidecar})  # last: marks it done
+    return job.key
+
+
+def run_pieces(jobs: Iterable[PieceJob], total: int, n_jobs: int = 1, progress: bool = True,
+               desc: str = "probe pieces") -> int:
+    """Fit ``total`` pieces from ``jobs`` (a lazy iterable: a piece's arrays are made when
+    it is dispatched), in this process (``n_jobs`` 1) or in up to ``n_jobs`` worker
+    processes; returns how many ran. Pieces whose key repeats are fitted once."""
+    n_jobs = max(1, min(int(n_jobs), total))
+
+    def unique(it: Iterable[PieceJob]):
+        seen = set()
+        for job in it:
+            if job.key not in seen:
+                seen.add(job.key)
+                yield job
+
+    pbar = bar(total=total, desc=desc, enabled=progress)
+    done = 0
+    level = logging.getLogger("lpt_probe").getEffectiveLevel()
+    try:
+        if n_jobs == 1:
+            for job in unique(jobs):
+                fit_piece(job)
+                done += 1
+                pbar.update(1)
+        else:
+            from joblib import Parallel, delayed
+
+            pool = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered",
+                            pre_dispatch="2*n_jobs")
+            for _ in pool(delayed(fit_piece)(job, level) for job in unique(jobs)):
+                done += 1
+                pbar.update(1)
+    finally:
+        pbar.close()
+    return done
+
+
+def layer_arrays(reps: dict[str, dict[str, np.ndarray]], representation: str, layer: int) -> dict[str, np.ndarray]:
+    """split -> the [n, d] array of one hidden state (a view into the stored representations)."""
+    return {s: reps[s][representation][layer] for s in reps}
