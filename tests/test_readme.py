@@ -95,8 +95,8 @@ def run_readme_commands(data_dir, tmp_path, benchmarks: bool) -> list[str]:
         extra = list(QUICK[key])
         if argv[0] == "python":
             argv[0] = sys.executable
-        if key == "lpt_probe.mi" and "transformer" in argv:  # the sequence probe: one prompt layer, one lr
-            extra += ["--prompt-layers", "6", "--probe-grid", "lr=1e-3"]
+        if key == "lpt_probe.mi" and "transformer" in argv:  # the sequence probe: one prompt layer, one lr,
+            extra += ["--prompt-layers", "6", "--probe-grid", "lr=1e-3", "--no-controls"]  # no controls (CI time)
         if key == "lpt_probe.mi" and "all" in argv:  # the every-layer recipe: two layers, one seed
             extra += ["--prompt-layers", "2,6", "--seeds", "13"]
         if key in ("benchmarks/bench_train.py", "benchmarks/bench_sweep.py"):

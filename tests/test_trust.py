@@ -296,3 +296,29 @@ def test_reported_dev_numbers_are_those_of_the_kept_weights(data_dir):
     assert res.metrics["dev_metric"] == again["metric"] == res.metrics["best_dev_metric"]
     assert res.metrics["dev_accuracy"] == again["accuracy"]
     assert res.metrics["best_step"] in (2, 4, 6)
+
+
+def test_weight_digest_memo_keeps_what_another_process_wrote_meanwhile(tmp_path, monkeypatch):
+    """fingerprints.json is read, extended and written under a lock, merging what another
+    process added between our read and our write (two sweeps hashing at once)."""
+    from lpt_probe.model import loading
+
+    monkeypatch.setenv("LPT_PROBE_CACHE", str(tmp_path / "cache"))
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"weights")
+    memo_path = tmp_path / "cache" / "fingerprints.json"
+    memo_path.parent.mkdir()
+    memo_path.write_text(json.dumps({"old|1|1": "a" * 64}))
+    real = loading._file_digest
+
+    def concurrent(path, memo):  # another process finishes its own hashing while we hash
+        memo_path.write_text(json.dumps({"old|1|1": "a" * 64, "other|2|2": "b" * 64}))
+        return real(path, memo)
+
+    monkeypatch.setattr(loading, "_file_digest", concurrent)
+    digest = loading.weights_fingerprint(ckpt)
+    memo = json.loads(memo_path.read_text())
+    assert {"old|1|1", "other|2|2"} <= set(memo) and len(memo) == 3
+    monkeypatch.setattr(loading, "_file_digest", real)
+    assert loading.weights_fingerprint(ckpt) == digest

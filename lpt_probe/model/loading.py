@@ -257,11 +257,24 @@ def weights_fingerprint(folder: str | Path) -> str:
     for p in files:
         h.update(f"{p.name}:{_file_digest(p, memo)}\n".encode())
     if len(memo) != before:
-        try:
-            atomic_write_text(memo_path, json.dumps(memo, indent=1, sort_keys=True))
-        except OSError:  # a read-only cache folder only costs hashing again
-            logger.debug("could not write %s", memo_path)
+        _merge_memo(memo_path, memo)
     return h.hexdigest()
+
+
+def _merge_memo(memo_path: Path, memo: dict) -> None:
+    """Add ``memo``'s digests to the file under a lock, keeping what another process wrote
+    since we read it (several sweeps may hash checkpoints at once)."""
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(str(memo_path) + ".lock", timeout=30):
+            try:
+                on_disk = json.loads(memo_path.read_text())
+            except (OSError, ValueError):
+                on_disk = {}
+            atomic_write_text(memo_path, json.dumps({**on_disk, **memo}, indent=1, sort_keys=True))
+    except (OSError, Timeout):  # a read-only or busy cache folder only costs hashing again
+        logger.debug("could not write %s", memo_path)
 
 
 def _checkpoint_folder(path: str, info: dict) -> Path | None:
