@@ -57,9 +57,9 @@ LABELS = {"model-tuning": "model tuning", "adapter": "Adapter", "adapterdrop": "
 PAPER_COLUMNS = ["task", "method", "generator", "mean", "std"]
 
 
-def run(cmd: list[str]) -> None:
+def run(cmd: list[str], threads: int) -> None:
     print("+", " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1"})
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(threads)})
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
 
@@ -86,7 +86,7 @@ def sweep_task(task: str, args, pl: int) -> pd.DataFrame:
            "--max-length", str(args.max_length), "--out", str(sweep_dir), "--no-progress"]
     if args.max_examples:
         cmd += ["--max-examples", str(args.max_examples)]
-    run(cmd)
+    run(cmd, args.threads)
     sweep = pd.read_csv(sweep_dir / "sweep.csv")
     failed = sweep[sweep.status != "complete"]
     if len(failed):
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     p.add_argument("--time-steps", type=int, default=30, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
     p.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds (0: no timing)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the sweep's training and of the timing")
     p.add_argument("--max-examples", type=int, default=None, help="cap every split (smoke runs)")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--runs", default=str(REPO / "artifacts" / "baselines"))

@@ -220,6 +220,25 @@ class OutputLock:
             self._lock.release()
 
 
+def merge_json(path: str | os.PathLike, entries: dict, timeout: float = 30.0) -> bool:
+    """Add ``entries`` to the JSON object in ``path`` under a lock (``<path>.lock``), keeping
+    what another process wrote since this one read it. False (and nothing written) when the
+    file cannot be locked or written: callers use it for caches, where that only costs work."""
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    try:
+        with FileLock(str(path) + ".lock", mode=0o666 & ~_umask(), timeout=timeout):
+            try:
+                on_disk = json.loads(path.read_text())
+            except (OSError, ValueError):
+                on_disk = {}
+            atomic_write_text(path, json.dumps({**on_disk, **entries}, indent=1, sort_keys=True))
+    except (OSError, Timeout):
+        return False
+    return True
+
+
 def check_output_folder(path: str | os.PathLike, flag: str = "--out") -> None:
     """A clear one-line error when ``path`` cannot be an output folder: ``NotADirectoryError``
     (a file is in the way) or ``PermissionError`` (not writable)."""

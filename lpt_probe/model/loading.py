@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from ..store import atomic_write_text
+from ..store import merge_json
 
 logger = logging.getLogger(__name__)
 
@@ -257,24 +257,9 @@ def weights_fingerprint(folder: str | Path) -> str:
     for p in files:
         h.update(f"{p.name}:{_file_digest(p, memo)}\n".encode())
     if len(memo) != before:
-        _merge_memo(memo_path, memo)
+        if not merge_json(memo_path, memo):  # a read-only or busy cache folder only costs hashing again
+            logger.debug("could not write %s", memo_path)
     return h.hexdigest()
-
-
-def _merge_memo(memo_path: Path, memo: dict) -> None:
-    """Add ``memo``'s digests to the file under a lock, keeping what another process wrote
-    since we read it (several sweeps may hash checkpoints at once)."""
-    from filelock import FileLock, Timeout
-
-    try:
-        with FileLock(str(memo_path) + ".lock", timeout=30):
-            try:
-                on_disk = json.loads(memo_path.read_text())
-            except (OSError, ValueError):
-                on_disk = {}
-            atomic_write_text(memo_path, json.dumps({**on_disk, **memo}, indent=1, sort_keys=True))
-    except (OSError, Timeout):  # a read-only or busy cache folder only costs hashing again
-        logger.debug("could not write %s", memo_path)
 
 
 def _checkpoint_folder(path: str, info: dict) -> Path | None:
