@@ -27,6 +27,9 @@ untimed steps excluded; tokens/s and x PT (within a round, over prompt tuning's)
 and min-max over the rounds; training memory (peak tensor memory of the optimiser steps
 plus the lower-layer cache, first round) and its share of model tuning's.
 
+``--no-table2`` keeps table2.csv/.md as they are: for timing a subset of the tasks after
+the full table was written (the accuracy of the timed tasks is still read from their sweeps).
+
 Sweep run folders go to ``artifacts/baselines/<task>/<model>/`` and are reused by a rerun
 (only missing cells train). Run by hand on a quiet machine, not in CI.
 """
@@ -211,6 +214,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds (0: no timing)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the sweep's training and of the timing")
     p.add_argument("--max-examples", type=int, default=None, help="cap every split (smoke runs)")
+    p.add_argument("--no-table2", action="store_true",
+                   help="leave table2.csv/.md as they are (e.g. timing a subset of the tasks after the full table)")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--runs", default=str(REPO / "artifacts" / "baselines"))
     args = p.parse_args(argv)
@@ -239,7 +244,6 @@ def main(argv=None) -> int:
 
     machine = (f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
                f"{args.threads} threads.")
-    table2.to_csv(out / "table2.csv", index=False)
     text = table2_markdown(table2, [
         "# Table 2 shape: few-shot baselines in one harness", "", "Command:", "", f"    {cmd.strip()}", "",
         f"{machine} {args.model} ({L} layers), 100 training examples (data seed 13), dev {args.dev_size}, "
@@ -248,7 +252,9 @@ def main(argv=None) -> int:
         f"{time.perf_counter() - t0:.0f} s for this invocation; the cells' own wall time, as each run folder "
         f"recorded it when it trained (a rerun reuses finished cells): {cell_seconds:.0f} s in all.", ""],
         args.paper)
-    (out / "table2.md").write_text(text)
+    if not args.no_table2:
+        table2.to_csv(out / "table2.csv", index=False)
+        (out / "table2.md").write_text(text)
     print(text)
     if args.repeats == 0:
         return 0
