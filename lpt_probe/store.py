@@ -220,6 +220,16 @@ class OutputLock:
             self._lock.release()
 
 
+def read_json_cache(path: str | os.PathLike) -> dict:
+    """The JSON object of a cache file, or {} when it is missing, unreadable or damaged (not
+    a JSON object): a cache that starts over only costs work again."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def merge_json(path: str | os.PathLike, entries: dict, timeout: float = 30.0) -> bool:
     """Add ``entries`` to the JSON object in ``path`` under a lock (``<path>.lock``), keeping
     what another process wrote since this one read it. False (and nothing written) when the
@@ -229,11 +239,7 @@ def merge_json(path: str | os.PathLike, entries: dict, timeout: float = 30.0) ->
     path = Path(path)
     try:
         with FileLock(str(path) + ".lock", mode=0o666 & ~_umask(), timeout=timeout):
-            try:
-                on_disk = json.loads(path.read_text())
-            except (OSError, ValueError):
-                on_disk = {}
-            atomic_write_text(path, json.dumps({**on_disk, **entries}, indent=1, sort_keys=True))
+            atomic_write_text(path, json.dumps({**read_json_cache(path), **entries}, indent=1, sort_keys=True))
     except (OSError, Timeout):
         return False
     return True

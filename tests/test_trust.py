@@ -322,3 +322,21 @@ def test_weight_digest_memo_keeps_what_another_process_wrote_meanwhile(tmp_path,
     assert {"old|1|1", "other|2|2"} <= set(memo) and len(memo) == 3
     monkeypatch.setattr(loading, "_file_digest", real)
     assert loading.weights_fingerprint(ckpt) == digest
+
+
+def test_a_damaged_digest_memo_is_replaced_not_fatal(tmp_path, monkeypatch):
+    """A fingerprints.json that holds another JSON value (not an object) costs hashing again,
+    never a crash: the memo is rewritten as an object holding this checkpoint's digests."""
+    from lpt_probe.model import loading
+
+    monkeypatch.setenv("LPT_PROBE_CACHE", str(tmp_path / "cache"))
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"weights")
+    memo_path = tmp_path / "cache" / "fingerprints.json"
+    memo_path.parent.mkdir()
+    memo_path.write_text("[1, 2]")
+    digest = loading.weights_fingerprint(ckpt)
+    memo = json.loads(memo_path.read_text())
+    assert isinstance(memo, dict) and len(memo) == 1
+    assert loading.weights_fingerprint(ckpt) == digest

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import logging
 import os
 import re
@@ -39,7 +38,7 @@ from typing import Any
 
 import torch
 
-from ..store import merge_json
+from ..store import merge_json, read_json_cache
 
 logger = logging.getLogger(__name__)
 
@@ -248,10 +247,7 @@ def weights_fingerprint(folder: str | Path) -> str:
     if not files:
         raise FileNotFoundError(f"{folder} holds no weight files (*.safetensors, *.bin, *.gguf)")
     memo_path = cache_dir() / "fingerprints.json"
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        memo = {}
+    memo = read_json_cache(memo_path)
     before = len(memo)
     h = hashlib.sha256()
     for p in files:
