@@ -51,6 +51,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import bench_train  # the timing harness: one configuration per subprocess, rounds, medians)
 
+from lpt_probe.layers import middle_prompt_layer  # noqa: E402
+
 TASKS = "trec,rte,subj,mr,mpqa"  # every task with local data but SST-2
 # the paper's row order (model tuning, then the PETuning methods, LPT last)
 METHODS = "model-tuning,adapter,adapterdrop,bitfit,lora,prompt-tuning,p-tuning-v2,s-idpg,lpt"
@@ -226,7 +228,7 @@ def main(argv=None) -> int:
     from lpt_probe.model.loading import resolve
 
     L = AutoConfig.from_pretrained(resolve(args.model)[0]).num_hidden_layers
-    pl = L // 2 + 1
+    pl = middle_prompt_layer(L)
     rows = configurations(args.methods.split(","), args.generators.split(","))
     t0 = time.perf_counter()
     acc, cell_seconds = [], 0.0

@@ -59,6 +59,8 @@ import sys
 import time
 from pathlib import Path
 
+from lpt_probe.layers import middle_prompt_layer
+
 RESULTS = Path(__file__).resolve().parent / "results"
 MEM_STEPS = 3  # optimiser steps profiled for tensor memory
 KEYS = ["model", "method", "generator", "prompt_layer", "cache"]  # one configuration
@@ -167,7 +169,7 @@ def method_config(base: dict, method: str, generator: str = "none", prompt_layer
 def grid(model: str, layers: int, args) -> list[dict]:
     # PL = f*L + 1: the prompt joins after a quarter, half, three quarters of the layers
     # (mid depth = the authors' add_prompt_layer = L/2, i.e. half the layers run above PL)
-    q = [int(layers * f) + 1 for f in (0.25, 0.5, 0.75)]
+    q = [int(layers * 0.25) + 1, middle_prompt_layer(layers), int(layers * 0.75) + 1]
     base = dict(model=model, task=args.task, data_dir=args.data_dir, steps=args.steps, warmup=args.warmup,
                 batch_size=args.batch_size, max_length=args.max_length, threads=args.threads,
                 num_virtual_tokens=args.num_virtual_tokens)

@@ -6,9 +6,11 @@
 - Prompt layer PL = k (1-based, the paper's) means the prompt joins the *input* of layer
   k, i.e. it is concatenated in front of hidden state k-1 (:func:`start_state`). PL = 1 is
   classic prompt tuning. The authors' code flag ``add_prompt_layer=12`` is PL = 13.
-- The "middle" prompt layer of an L-layer model is :func:`middle_prompt_layer`; the
-  paper's Figure 2 uses PL 1, the middle and the last (:func:`parse_prompt_layers`
-  ``"default"``).
+- The "middle" prompt layer of an L-layer model is :func:`middle_prompt_layer`, L//2+1:
+  the prompt joins after half the layers (the paper's "most intermediate layer" of
+  RoBERTa-large is its 13th of 24, the authors' ``add_prompt_layer=12``). The paper's
+  Figure 2 uses PL 1, the middle and the last (:func:`parse_prompt_layers` ``"default"``).
+  Every command, figure, adapter placement and benchmark takes the middle from here.
 """
 
 from __future__ import annotations
@@ -22,8 +24,14 @@ def start_state(prompt_layer: int) -> int:
 
 
 def middle_prompt_layer(num_hidden_layers: int) -> int:
-    """The middle prompt layer of an L-layer model: (L+1)//2 (3 of 6, 12 of 24, 15 of 30)."""
-    return max(1, (int(num_hidden_layers) + 1) // 2)
+    """The middle prompt layer of an L-layer model: L//2+1 (4 of 6, 13 of 24, 16 of 30).
+
+    The prompt joins hidden state L//2, so half the layers (rounded down) run below it and
+    the other half above: the paper's PL 13 of RoBERTa-large's 24 (``add_prompt_layer=12``)."""
+    L = int(num_hidden_layers)
+    if L < 1:
+        raise ValueError(f"num_hidden_layers={num_hidden_layers}: a model has at least one layer")
+    return min(L, L // 2 + 1)
 
 
 def parse_prompt_layers(spec: str, num_hidden_layers: int) -> list[int]:

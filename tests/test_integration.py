@@ -100,8 +100,8 @@ def test_mi_cli_on_real_rte(data_dir, tmp_path):
         assert col in df.columns, col
     assert df["accuracy"].between(0, 1).all()
     main = df[df.control == "none"]
-    # default prompt layers for MiniLM (6 layers): 1, middle (3), last (6), plus controls
-    assert set(main[main.method == "lpt"].prompt_layer) == {1, 3, 6}
+    # default prompt layers for MiniLM (6 layers): 1, middle (4 = L//2+1), last (6), plus controls
+    assert set(main[main.method == "lpt"].prompt_layer) == {1, 4, 6}
     assert set(main.method) == {"lpt", "frozen", "random_weights"}
     assert (main.groupby(["method", "prompt_layer", "seed"]).layer.apply(sorted)
             .apply(lambda x: x == list(range(7)))).all()  # one row per layer 0..L and seed
@@ -116,7 +116,7 @@ def test_mi_cli_on_real_rte(data_dir, tmp_path):
     assert set(df.control) == {"none", "shuffled_labels"}
     pvi = pd.read_csv(out / "pvi.csv")
     assert len(pvi) == df[df.control == "none"].shape[0] * int(df.n.iloc[0])
-    assert len(list((out / "runs").glob("lpt-pl3-s13-*/meta.json"))) == 1
+    assert len(list((out / "runs").glob("lpt-pl4-s13-*/meta.json"))) == 1
 
 
 def test_mi_resumes_after_a_crash(data_dir, tmp_path, monkeypatch):

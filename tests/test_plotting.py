@@ -130,7 +130,7 @@ def test_convergence(tmp_path):
     curves = curves_table()
     ax = P.plot_convergence(curves)
     assert ax.get_xlabel() == "training step" and ax.get_ylabel() == "dev metric"
-    assert legend_texts(ax) == ["PL=1 (PT)", "PL=3", "PL=6"]  # 1, the middle and the last
+    assert legend_texts(ax) == ["PL=1 (PT)", "PL=4", "PL=6"]  # 1, the middle (L//2+1) and the last
     ax2 = P.plot_convergence(curves, prompt_layers=[2, 5], metric="train_loss")
     assert legend_texts(ax2) == ["PL=2", "PL=5"] and ax2.get_ylabel() == "train loss"
     with pytest.raises(ValueError, match=r"\[9\]"):
@@ -139,7 +139,7 @@ def test_convergence(tmp_path):
     with pytest.raises(ValueError, match="generator"):
         P.plot_convergence(mixed)
     # PL=1 with a generator is not prompt tuning: no "(PT)"
-    assert legend_texts(P.plot_convergence(mixed, generator="npg")) == ["PL=1", "PL=3", "PL=6"]
+    assert legend_texts(P.plot_convergence(mixed, generator="npg")) == ["PL=1", "PL=4", "PL=6"]
     saved(ax.figure, tmp_path)
 
 

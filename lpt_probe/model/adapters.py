@@ -39,6 +39,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..layers import middle_prompt_layer
 from .backbone import Backbone
 
 Tensor = torch.Tensor
@@ -46,7 +47,7 @@ DEFAULT_ADAPTER_SIZE = 64
 # named layer sets -> (first layer, last layer) for a model of depth L
 NAMED_LAYERS = {
     "all": lambda L: (1, L),
-    "upper-half": lambda L: (L // 2 + 1, L),
+    "upper-half": lambda L: (middle_prompt_layer(L), L),  # the layers from the middle prompt layer up
 }
 SYNTAX = "all, upper-half (L/2+1..L), K- (K..L), K-J, or a comma list such as 1,3,5-6"
 
