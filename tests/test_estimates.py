@@ -332,3 +332,36 @@ def test_mean_std_table_and_selectivity_join():
         selectivity(rows, ctrl)
     with pytest.raises(ValueError, match="lack column"):
         selectivity(rows, [{"probe": "linear", "mi_bits": 0.0}], on=("probe", "probe_seed", "layer"))
+
+
+# ---------------------------------------------------------------- a class absent from probe-train
+@pytest.mark.parametrize("probe", ["linear", "mlp"])
+def test_class_absent_from_probe_train_is_refused(probe):
+    """Pure noise, class 2 never in the training rows but 1/3 of the test rows: an unseen
+    class cannot be learnt, and the estimate would measure how the probe and the null
+    model guess it (the unsmoothed null gave ~11.8 bits on noise; an early-stopped MLP keeps
+    mass on the unseen class and still scored +0.33 bits with a smoothed null): refused,
+    naming the class, the counts and the fix."""
+    rng = np.random.default_rng(0)
+    X_tr, y_tr = rng.standard_normal((300, 8)), rng.integers(0, 2, 300)
+    X_dv, y_dv = rng.standard_normal((150, 8)), rng.integers(0, 2, 150)
+    X_te, y_te = rng.standard_normal((300, 8)), np.repeat([0, 1, 2], 100)
+    with pytest.raises(ValueError, match=r"class\(es\) \[2\] occur in 100 of 300 test rows but never in the 300 "
+                                         r"probe-train rows.*--probe-train-max"):
+        probe_information(probe, X_tr, y_tr, X_dv, y_dv, X_te, y_te, n_classes=3, bootstrap=0)
+    # a class absent from train AND test is fine: the probe and the null model are smoothed
+    # alike (rule of succession), so noise still scores ~0 bits
+    keep = y_te < 2
+    res = probe_information(probe, X_tr, y_tr, X_dv, y_dv, X_te[keep], y_te[keep], n_classes=3, bootstrap=0)
+    assert abs(res.rows[0]["mi_bits"]) < 0.05, res.rows[0]
+    # the null model at the unseen class is (0 + 1) / (n + K), not EPS
+    assert null_log2q(y_tr, [2], 3)[0] == pytest.approx(math.log2(1 / 303))
+
+
+def test_null_prior_smooths_only_when_a_class_is_absent():
+    from lpt_probe.probing import null_prior
+
+    assert null_prior([0, 0, 1, 1], 2).tolist() == [0.5, 0.5]  # every class seen: the plain prior
+    assert null_prior([0, 0, 0, 1], 3) == pytest.approx([4 / 7, 2 / 7, 1 / 7])  # (count + 1) / (n + K)
+    lin = LinearProbe(3).fit(np.random.default_rng(1).standard_normal((4, 2)), np.array([0, 0, 0, 1]))
+    assert lin.smoothing_ == pytest.approx(3 / 7)  # the probes use the same weight

@@ -33,6 +33,7 @@ from .estimates import (
     mean_std_table,
     nats_to_bits,
     null_log2q,
+    null_prior,
     probe_information,
     pvi,
     selectivity,
@@ -59,6 +60,7 @@ from .transformer import TransformerProbe
 
 __all__ = [
     "EPS", "LN2", "nats_to_bits", "entropy_bits", "log2_likelihood", "cross_entropy_bits", "null_log2q",
+    "null_prior",
     "bootstrap_mi_ci", "ProbeInformation", "probe_information", "shuffled_label_control", "selectivity",
     "pvi", "mean_std_table", "as_factory", "fit_probe",
     "DEFAULT_FRACTIONS", "block_boundaries", "block_codelength_bits", "online_codelength",

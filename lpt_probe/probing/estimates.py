@@ -46,14 +46,14 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from .probes import make_probe
-from .selection import EPS, json_params
+from .selection import EPS, json_params, smooth_absent, succession_weight
 from .sequences import Sequences, check_features, check_xy, n_features
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "EPS", "LN2", "nats_to_bits", "entropy_bits", "log2_likelihood", "cross_entropy_bits",
-    "null_log2q", "bootstrap_mi_ci", "ProbeInformation", "probe_information",
+    "null_prior", "null_log2q", "bootstrap_mi_ci", "ProbeInformation", "probe_information",
     "shuffled_label_control", "selectivity", "pvi", "mean_std_table", "as_factory", "fit_probe",
 ]
 
@@ -94,9 +94,25 @@ def cross_entropy_bits(proba, y) -> float:
     return float(-np.mean(log2_likelihood(proba, y)))
 
 
+def null_prior(y_train, n_classes: int) -> np.ndarray:
+    """The null model [K]: the TRAIN label prior, what a probe given no input would learn.
+
+    When a class is absent from ``y_train`` it is smoothed exactly as every probe smooths
+    its predictions (the rule of succession, (count + 1) / (n + K);
+    ``selection.succession_weight``): otherwise a test row of that class would cost the
+    null model -log2(EPS) ~ 40 bits and the probe ~log2(n + K), and a probe of pure noise
+    would score ~12 bits."""
+    y_train = np.asarray(y_train)
+    if len(y_train) == 0:
+        raise ValueError("null_prior needs at least one training label, got none")
+    prior = np.bincount(y_train, minlength=n_classes) / len(y_train)
+    return smooth_absent(prior[None, :], succession_weight(y_train, n_classes))[0]
+
+
 def null_log2q(y_train, y_eval, n_classes: int) -> np.ndarray:
-    """log2 g_null(y) [n_eval] for the null model g_null = the TRAIN label prior (clipped)."""
-    prior = np.bincount(np.asarray(y_train), minlength=n_classes) / len(y_train)
+    """log2 g_null(y) [n_eval] for the null model g_null = :func:`null_prior` (the TRAIN
+    label prior, smoothed like the probes when a class is absent; clipped at EPS)."""
+    prior = null_prior(y_train, n_classes)
     return nats_to_bits(np.log(np.clip(prior[np.asarray(y_eval)], EPS, 1.0)))
 
 
@@ -214,6 +230,14 @@ def probe_information(probe_factory: ProbeFactory | str, X_train, y_train, X_dev
         raise ValueError(f"train, dev and test must all be arrays or all Sequences, got {kinds}")
     if n_features(X_test) != n_features(X_train):
         raise ValueError(f"train has {n_features(X_train)} features but test has {n_features(X_test)}")
+    unseen = np.setdiff1d(np.unique(y_test), np.unique(y_train))
+    if len(unseen):
+        raise ValueError(
+            f"class(es) {unseen.tolist()} occur in {int(np.isin(y_test, unseen).sum())} of {len(y_test)} test rows "
+            f"but never in the {len(y_train)} probe-train rows: no probe can learn them, and the estimate would "
+            "measure how the probe and the null model guess an unseen class (about 12 bits on pure noise), not "
+            "information in h; give the probe more training rows (--probe-train-max, --max-examples) or drop "
+            "the class from the data")
     _warn_duplicate_rows(X_train, X_test)
     factory = as_factory(probe_factory, n_classes)
     h_y = entropy_bits(y_train, n_classes)

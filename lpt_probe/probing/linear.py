@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
-from .selection import log_loss_nats, selection_summary
+from .selection import log_loss_nats, selection_summary, smooth_absent, succession_weight
 from .sequences import check_features, check_xy
 
 logger = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class LinearProbe:
         self.present_classes_ = np.unique(y)
         self.n_features_in_ = X.shape[1]
         missing = np.setdiff1d(self.classes_, self.present_classes_)
-        self.smoothing_ = self.n_classes / (len(y) + self.n_classes) if len(missing) else 0.0
+        self.smoothing_ = succession_weight(y, self.n_classes)
         if len(missing):
             logger.debug("LinearProbe: classes %s absent from the %d training rows; mixing predictions "
                          "with uniform by the rule of succession (weight %.3g)", missing.tolist(), len(y),
@@ -245,7 +245,7 @@ class LinearProbe:
             proba[:, self.present_classes_[0]] = 1.0
         else:
             proba = self._expand(self.model_.predict_proba(self.scaler_.transform(X)), self.model_.classes_)
-        return (1.0 - self.smoothing_) * proba + self.smoothing_ / self.n_classes
+        return smooth_absent(proba, self.smoothing_)
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

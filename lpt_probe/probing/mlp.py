@@ -13,7 +13,7 @@ import logging
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from .selection import expand_grid, selection_summary
+from .selection import expand_grid, selection_summary, smooth_absent, succession_weight
 from .sequences import check_features, check_xy
 from .training import seeded, torch_threads, train_early_stopped
 
@@ -75,7 +75,9 @@ class MLPProbe:
     ``at_grid_edge``), ``dev_source_`` ("given" | "carved" | "none"), ``dev_indices_``
     (carved rows, else None), and for the chosen network ``train_loss_curve_``,
     ``dev_loss_curve_`` (mean nats per epoch), ``best_epoch_`` (1-based), ``n_epochs_``,
-    ``stopped_early_``; ``n_features_in_``.
+    ``stopped_early_``; ``n_features_in_``; ``smoothing_`` (classes absent from the rows
+    fitted on: predictions mixed with uniform by the rule of succession, as every probe and
+    the null model do, ``selection.succession_weight``).
     """
 
     name = "mlp"
@@ -145,6 +147,7 @@ class MLPProbe:
                 X_dev, y_dev = X[self.dev_indices_], y[self.dev_indices_]
                 X, y = X[tr], y[tr]
                 self.dev_source_ = "carved"
+        self.smoothing_ = succession_weight(y, self.n_classes)  # classes absent from the rows fitted on
         self.mean_ = X.mean(axis=0)
         std = X.std(axis=0)
         self.scale_ = np.where(std > 0, std, 1.0)
@@ -190,7 +193,7 @@ class MLPProbe:
         X = check_features(X, self.input_kind, "MLPProbe", "predict")
         with torch_threads(self.num_threads), torch.no_grad():
             logits = self.model_(self._transform(X)).double()  # [n, K]
-            return torch.softmax(logits, dim=1).cpu().numpy()
+            return smooth_absent(torch.softmax(logits, dim=1).cpu().numpy(), self.smoothing_)
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -25,11 +25,34 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EPS", "log_loss_nats", "expand_grid", "edge_params", "selection_summary", "json_params"]
+__all__ = ["EPS", "log_loss_nats", "expand_grid", "edge_params", "selection_summary", "json_params",
+           "succession_weight", "smooth_absent"]
 
 # Probability floor before any log (re-exported as estimates.EPS): one example costs at
 # most -log2(EPS) ~ 39.86 bits.
 EPS = 1e-12
+
+
+def succession_weight(y, n_classes: int) -> float:
+    """The weight of the uniform distribution mixed into every prediction of a model fitted
+    on labels ``y`` when some of the ``n_classes`` classes are absent from them: K / (n + K),
+    the rule of succession (0 when every class is present).
+
+    One rule for every probe and for the null model: mixing a prior p with uniform by this
+    weight gives exactly (count + 1) / (n + K). A class absent from the probe-train rows
+    then costs the probe and the null model the same on a test row of that class, instead
+    of -log2(EPS) ~ 40 bits to the null model alone (which read as ~12 bits of "information"
+    on pure noise)."""
+    y = np.asarray(y)
+    present = np.unique(y)
+    return float(n_classes / (len(y) + n_classes)) if len(present) < n_classes else 0.0
+
+
+def smooth_absent(proba: np.ndarray, weight: float) -> np.ndarray:
+    """``(1 - weight) * proba + weight / K`` (the identity for weight 0); proba [n, K]."""
+    if not weight:
+        return proba
+    return (1.0 - weight) * proba + weight / proba.shape[-1]
 
 
 def log_loss_nats(proba: np.ndarray, y: np.ndarray) -> float:

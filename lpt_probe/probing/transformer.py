@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .mlp import carve_dev
-from .selection import expand_grid, selection_summary
+from .selection import expand_grid, selection_summary, smooth_absent, succession_weight
 from .sequences import check_features, check_xy
 
 logger = logging.getLogger(__name__)
@@ -186,6 +186,7 @@ class TransformerProbe:
             if part is not None:
                 self._check_lengths(part, what)
         self.max_length_ = max(X.max_length, 0 if X_dev is None else X_dev.max_length)
+        self.smoothing_ = succession_weight(y, self.n_classes)  # classes absent from the rows fitted on
         self.mean_, self.scale_ = X.token_moments() if self._uses(self.standardize) else (None, None)
         from .training import torch_threads  # torch: imported only when a probe fits
 
@@ -274,7 +275,8 @@ class TransformerProbe:
         self._check_lengths(X, "predict")
         with torch_threads(self.num_threads), torch.no_grad():
             self.model_.eval()
-            return torch.softmax(self._logits(self.model_, X).double(), dim=1).cpu().numpy()  # [n, K]
+            proba = torch.softmax(self._logits(self.model_, X).double(), dim=1).cpu().numpy()  # [n, K]
+        return smooth_absent(proba, self.smoothing_)
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
