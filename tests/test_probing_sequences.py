@@ -160,3 +160,27 @@ def test_no_private_names_imported_across_probing_modules():
     hits = [f"{p.name}: {line}" for p in folder.glob("*.py") for line in p.read_text().splitlines()
             if pattern.search(line)]
     assert hits == []
+
+
+def test_standardisation_reads_text_tokens_only():
+    """A late prompt's positions (``prefix``) lead the sequence a probe reads, but the
+    moments it standardises with are the text tokens': huge prompt vectors in front do
+    not change them, and indexing keeps each sequence's prefix."""
+    rng = np.random.default_rng(0)
+    text = [rng.standard_normal((n, 3)) for n in (4, 2, 5)]
+    prompt = [100 + 50 * rng.standard_normal((2, 3)) for _ in text]  # [l=2, d] each, far off scale
+    with_prompt = Sequences.from_list([np.concatenate([p, t]) for p, t in zip(prompt, text)])
+    with_prompt = Sequences(with_prompt.values, with_prompt.lengths, prefix=[2, 2, 2])
+    alone = Sequences.from_list(text)
+    for got, want in zip(with_prompt.token_moments(), alone.token_moments()):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert with_prompt.text_token_mask().sum() == alone.n_tokens
+    sub = with_prompt[[2, 0]]
+    assert sub.prefix.tolist() == [2, 2] and sub[0].shape == (7, 3)
+    with pytest.raises(ValueError, match="prefix"):
+        Sequences(alone.values, alone.lengths, prefix=[4, 0, 0])  # no text token left in sequence 0
+    from lpt_probe.probing import TransformerProbe
+
+    probe = TransformerProbe(2, num_layers=1, width=8, grid={"lr": [1e-3]}, max_epochs=1, min_steps=1)
+    probe.fit(with_prompt, np.array([0, 1, 0]), X_dev=with_prompt[[0, 1]], y_dev=np.array([0, 1]))
+    np.testing.assert_allclose(probe.mean_, alone.token_moments()[0], rtol=1e-6)

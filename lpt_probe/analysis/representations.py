@@ -156,7 +156,7 @@ def layer_sequences(frozen: Backbone, model: LatePromptModel | None, data: Encod
         if model is not None and j == pl - 1:  # the prompt joins hidden state PL-1: what layer PL reads
             current = [(*model.insert(h, keep)[:2], model.l) for h, keep, _ in current]
         if j >= start:
-            parts, lengths, readout = [], [], []
+            parts, lengths, readout, prefix = [], [], [], []
             for (h, keep, l), p, idx in zip(current, pred, order):
                 h = frozen.final(h) if j == L else h
                 n_text = keep[:, l:].sum(1).cpu()
@@ -165,10 +165,12 @@ def layer_sequences(frozen: Backbone, model: LatePromptModel | None, data: Encod
                     parts.append(h[r, lo: l + int(n_text[r])].float().cpu().numpy().astype(dtype))
                     lengths.append(l - lo + int(n_text[r]))
                     readout.append(int(p[r]) + l - lo)
+                    prefix.append(l - lo)  # prompt positions in front of the text
             flat_order = [i for idx in order for i in idx]
             inverse = np.argsort(flat_order)  # back to the data's own row order
             lengths_a = np.asarray(lengths)[inverse]
-            seqs = Sequences(np.concatenate([parts[i] for i in inverse]), lengths_a, np.asarray(readout)[inverse])
+            seqs = Sequences(np.concatenate([parts[i] for i in inverse]), lengths_a, np.asarray(readout)[inverse],
+                             np.asarray(prefix)[inverse])
             yield j, seqs
         if j == L:
             break

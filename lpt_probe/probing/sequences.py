@@ -41,9 +41,14 @@ class Sequences:
     lengths: ``[n]`` tokens per sequence, each >= 1, summing to ``total_tokens``.
     readout: ``[n]`` prediction position inside each sequence, in ``[0, length_i)``;
         None means the last token of each sequence.
+    prefix: ``[n]`` how many leading positions of each sequence are not text (a late
+        prompt's l positions, from hidden state PL-1 on); None means none. They are part
+        of the sequence a probe reads, but :meth:`token_moments` (the standardisation a
+        probe learns) is taken over the text tokens only, so the same text gets the same
+        scaling with or without a prompt in front.
     """
 
-    def __init__(self, values, lengths, readout=None):
+    def __init__(self, values, lengths, readout=None, prefix=None):
         values = np.asarray(values)
         if values.dtype != np.float16:
             values = values.astype(np.float32, copy=False)
@@ -64,6 +69,12 @@ class Sequences:
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(f"readout[{i}]={int(readout[i])} is outside sequence {i} of length "
                              f"{int(lengths[i])}; readout indexes positions inside each sequence")
+        prefix = np.zeros(len(lengths), dtype=np.int64) if prefix is None else \
+            np.asarray(prefix, dtype=np.int64).reshape(-1)
+        if len(prefix) != len(lengths) or (len(prefix) and (prefix.min() < 0 or (prefix >= lengths).any())):
+            raise ValueError(f"prefix must hold {len(lengths)} counts in [0, length_i) (at least one text token "
+                             f"per sequence), got {prefix[:5].tolist()}...")
+        self.prefix = prefix  # [n] leading non-text positions
         self.values = values  # [total_tokens, d]
         self.lengths = lengths  # [n]
         self.readout = readout  # [n]
@@ -131,7 +142,7 @@ class Sequences:
         starts = self.offsets[idx]
         new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         tok = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])  # [tokens]
-        return Sequences(self.values[tok], lengths, self.readout[idx])
+        return Sequences(self.values[tok], lengths, self.readout[idx], self.prefix[idx])
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
@@ -139,7 +150,8 @@ class Sequences:
 
     def row_bytes(self) -> list[bytes]:
         """One byte string per sequence (states + readout), for duplicate detection."""
-        return [self[i].tobytes() + int(self.readout[i]).to_bytes(8, "little") for i in range(len(self))]
+        return [self[i].tobytes() + int(self.readout[i]).to_bytes(8, "little") + int(self.prefix[i]).to_bytes(8, "little")
+                for i in range(len(self))]
 
     # -- pooled views -------------------------------------------------------------------
     def readout_vectors(self) -> np.ndarray:
@@ -151,9 +163,16 @@ class Sequences:
         sums = np.add.reduceat(self.values.astype(np.float32), self.offsets[:-1], axis=0)  # [n, d]
         return sums / self.lengths[:, None]
 
+    def text_token_mask(self) -> np.ndarray:
+        """``[total_tokens]`` bool: True at text tokens, False at the leading ``prefix`` ones."""
+        within = np.arange(self.n_tokens) - np.repeat(self.offsets[:-1], self.lengths)  # position in its sequence
+        return within >= np.repeat(self.prefix, self.lengths)
+
     def token_moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature mean and std over all tokens, float64 ``[d]`` each (std 0 -> 1)."""
-        v = self.values.astype(np.float64)
+        """Per-feature mean and std over the TEXT tokens (leading ``prefix`` positions, a
+        late prompt's, left out), float64 ``[d]`` each (std 0 -> 1)."""
+        v = self.values if not self.prefix.any() else self.values[self.text_token_mask()]
+        v = v.astype(np.float64)
         mean, std = v.mean(axis=0), v.std(axis=0)
         return mean, np.where(std > 0, std, 1.0)
 
