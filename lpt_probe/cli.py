@@ -11,7 +11,8 @@ A field's flag comes from its metadata: ``help`` (the help text, typed once), ``
 (a collection or a callable returning one, so choices are read from the registries:
 ``GENERATORS``, ``METHODS``, ``PROBES``, ...), ``flag`` (the option string, or a tuple of
 them, when it is not ``--field-name``), ``cli=False`` (no flag). Booleans that default to True get
-``--no-<name>``, those that default to False ``--<name>``; ``tuple[int, ...]`` fields take
+``--no-<name>`` (or ``flag``; ``on_flag`` adds the positive spelling too, for a
+default that was once False), those that default to False ``--<name>``; ``tuple[int, ...]`` fields take
 comma lists (``--seeds 13,21,42``), each parse error naming its flag.
 
 Why not ``transformers.HfArgumentParser`` (which STYLE.md suggests first): it adds an
@@ -119,6 +120,12 @@ def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
         flags = (flags,) if isinstance(flags, str) else tuple(flags or ())
         if tp is bool:
             flags = flags or ((f"--no-{dashed}",) if default else (f"--{dashed}",))
+            on = meta.get("on_flag")
+            if on and default:  # a True default that also keeps its old positive spelling
+                g = parser.add_mutually_exclusive_group()
+                g.add_argument(on, action="store_true", help="(the default)", **kw)
+                g.add_argument(*flags, action="store_false", help=text, dest=f.name)
+                continue
             parser.add_argument(*flags, action="store_false" if default else "store_true", help=text, **kw)
             continue
         flags = flags or (f"--{dashed}",)

@@ -4,7 +4,8 @@ The command-line front of ``lpt_probe.analysis.mi`` (every flag is a field of
 ``MIConfig``). It trains the prompts it needs (or reuses matching run folders), probes
 every hidden state with the chosen probe family and its controls, prints I(h;y) in bits
 per hidden state (rows) and condition (columns), and writes ``mi.csv``, ``mdl.csv``,
-``pvi.csv``, ``mi_by_layer.pdf`` and ``run.json`` into ``--out`` (default
+``pvi.csv``, ``mi_diff.csv`` (each prompt minus the frozen model, paired bootstrap),
+``mi_by_layer.pdf`` and ``run.json`` into ``--out`` (default
 ``artifacts/mi/<task>/<model>/``). Rerunning resumes; changed settings recompute exactly
 what they change.
 """
@@ -47,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(MIConfig, args, progress=args.progress and not args.quiet)
         state["out"] = cfg.out or str(default_out(cfg))
         run, frames, meta = run_mi(cfg)
-        print(summary_table(frames["mi"], cfg))
-        print(f"wrote {run.out}/mi.csv, mdl.csv, pvi.csv, mi_by_layer.pdf, run.json in {time.perf_counter() - t0:.0f} s")
+        print(summary_table(frames["mi"], run.cfg, frames["diff"]))
+        print(f"wrote {run.out}/mi.csv, mdl.csv, pvi.csv, mi_diff.csv, mi_by_layer.pdf, run.json in "
+              f"{time.perf_counter() - t0:.0f} s")
         return 0
 
     return run_main(p, body, interrupted=lambda: f"{state['out']}/run.json marked 'interrupted'; rerun the command "

@@ -46,6 +46,7 @@ import pandas as pd
 
 from .. import store
 from ..data.encoded import encode_split
+from ..data.sources import probe_splits
 from ..layers import parse_prompt_layers
 from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
@@ -60,12 +61,13 @@ from ..model.loading import (
     random_identity,
     random_like,
 )
-from ..probing import PROBES, assert_disjoint, make_probe, parse_probe_grid
+from ..probing import PROBES, assert_disjoint, make_probe, parse_probe_grid, pooled_null
 from ..progress import bar
 from ..runs.folders import check_run, load_run
 from ..runs.run import SPLITS, load_data, prepare, run_config, train
 from ..runs.trainer import TrainConfig
 from ..viz import paper_style, plot_mi_by_layer, save_figure
+from .compare import condition_differences, effects_table
 from .pieces import PieceJob, ProbeFactory, default_jobs, layer_arrays, run_pieces
 from .representations import (
     REPRESENTATIONS,
@@ -78,7 +80,7 @@ from .representations import (
 
 logger = logging.getLogger(__name__)
 REPS_FORMAT = 2
-PIECE_FORMAT = 2
+PIECE_FORMAT = 3  # 3: PVI per probe seed, shuffled-label permutations per piece
 PROBE_INPUTS = ("text", "text+prompt")
 COND_COLUMNS = ["task", "model", "method", "prompt_layer", "seed"]
 JOINT_BYTES = 2 * 2**30  # conditions extracted together in one frozen pass hold at most ~this much per split
@@ -103,16 +105,24 @@ class MIConfig:
     seeds: tuple[int, ...] = field(default=(13,), metadata=_h("prompt seeds, comma separated (Figure 2: 13,21,42)"))
     shots: int | None = field(default=100, metadata=_h("few-shot K for prompt training (0 = full data)"))
     data_seed: int = field(default=13, metadata=_h("seed of the few-shot sample"))
+    dev_size: int = field(default=1000, metadata=_h(
+        "the prompt's dev set (rows drawn from the training pool unless the task has a dev file); set aside from "
+        "the probes' rows with the prompt's shots"))
     steps: int = field(default=200, metadata=_h("prompt training steps (paper few-shot: 1000)"))
     eval_every: int = field(default=100, metadata=_h("evaluate the prompt on dev every N steps"))
     lr: float = field(default=1e-3, metadata=_h("prompt learning rate"))
     probe: str = field(default="linear", metadata=_h(
         "probe family: linear and mlp read one vector per example (--representation); transformer reads the "
         "layer's whole sequence of states (the paper's estimator)", choices=lambda: list(PROBES)))
-    probe_seeds: tuple[int, ...] = field(default=(0,), metadata=_h("probe seeds, comma separated"))
+    probe_seeds: tuple[int, ...] | None = field(default=None, metadata=_h(
+        "probe seeds, comma separated; default 0,1,2 for the mlp and transformer probes (their fits depend on the "
+        "seed), 0 for the linear probe (its fit on a given dev split does not)"))
     representation: str = field(default="mask", metadata=_h(
         "vector probes: which vector per example (mask = the prediction position)", choices=REPRESENTATIONS))
     probe_train_max: int | None = field(default=2000, metadata=_h("cap on probe train rows"))
+    probe_dev_size: int = field(default=500, metadata=_h(
+        "probe dev rows (hyperparameters, early stopping), drawn from the task's non-test rows left once the "
+        "prompt's shots and dev rows are set aside; at most a third of them"))
     probe_grid: str = field(default="", metadata=_h(
         "widen or replace the probe's hyperparameter grid, chosen on dev: e.g. 'C=1e-5,1e-4,1e-3' (linear), "
         "'hidden=64,256;weight_decay=0,0.01;lr=1e-3' (mlp), 'lr=1e-3,3e-4;weight_decay=0,0.01' (transformer)"))
@@ -140,8 +150,10 @@ class MIConfig:
         "transformer probe (an online code refits it ten times per layer)", cli=False))
     max_examples: int | None = field(default=None, metadata=_h("cap every split (quick runs)"))
     max_length: int = field(default=128, metadata=_h("max tokens per example"))
-    drop_overlap: bool = field(default=False, metadata=_h(
-        "remove training-pool rows whose text is also a test text"))
+    drop_overlap: bool = field(default=True, metadata=_h(
+        "remove training-pool rows whose text is also a test text (the default here: a probe or prompt that saw "
+        "a test text would measure memory, not information); --keep-overlap keeps them",
+        flag="--keep-overlap", on_flag="--drop-overlap"))
     device: str = field(default="cpu", metadata=_h("cpu, cuda, cuda:N or auto"))
     jobs: int | None = field(default=None, metadata=_h(
         "worker processes that fit the linear / mlp probe pieces in parallel (default: the CPU cores, at most 8; "
@@ -151,14 +163,18 @@ class MIConfig:
 
     def __post_init__(self):
         self.seeds = tuple(int(s) for s in self.seeds)
-        self.probe_seeds = tuple(int(s) for s in self.probe_seeds)
         if self.shots == 0:
             self.shots = None
         if self.probe not in PROBES:
             raise ValueError(f"probe={self.probe!r} is unknown; choose one of {', '.join(PROBES)}")
+        if self.probe_seeds is None:
+            self.probe_seeds = (0,) if self.probe == "linear" else (0, 1, 2)
+        self.probe_seeds = tuple(int(s) for s in self.probe_seeds)
+        if not self.seeds or not self.probe_seeds:
+            raise ValueError("--seeds and --probe-seeds need at least one seed each, e.g. 13")
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation={self.representation!r}: choose one of {REPRESENTATIONS}")
-        for name in ("steps", "eval_every", "probe_layers", "max_length"):
+        for name in ("steps", "eval_every", "probe_layers", "max_length", "dev_size", "probe_dev_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 1")
         for name in ("probe_train_max", "max_examples"):
@@ -229,23 +245,30 @@ class MIRun:
     def train_config(self, seed: int) -> TrainConfig:
         c = self.cfg
         return TrainConfig(task=c.task, model=c.model, data_dir=c.data_dir, source=c.source, shots=c.shots,
-                           data_seed=c.data_seed, max_examples=c.max_examples, max_length=c.max_length,
-                           drop_overlap=c.drop_overlap, seed=seed, steps=c.steps, eval_every=c.eval_every,
-                           lr=c.lr, device=c.device, bucket=True)
+                           data_seed=c.data_seed, dev_size=c.dev_size, max_examples=c.max_examples,
+                           max_length=c.max_length, drop_overlap=c.drop_overlap, seed=seed, steps=c.steps,
+                           eval_every=c.eval_every, lr=c.lr, device=c.device, bucket=True)
 
     def load_data(self) -> None:
+        """The prompt's data (few-shot train, its dev, test) and the probes': every other
+        non-test row of the task (``data.sources.probe_splits``), the same test split."""
         base = self.train_config(self.cfg.seeds[0])
-        self.probe_data = load_data(replace(base, shots=None, steps=1))
+        self.prompt_prepared = prepare(base, bundle=self.bundle) if self.prompt_layers else None
+        full = load_data(replace(base, shots=None, steps=1))
+        prompt_rows = ([i for s in ("train", "dev") for i in getattr(self.prompt_prepared.data, s).ids]
+                       if self.prompt_prepared else [])
+        train, dev, self.probe_rows = probe_splits(full, prompt_rows, self.cfg.probe_dev_size,
+                                                   self.cfg.probe_train_max)
+        self.probe_data = replace(full, train=train, dev=dev)
         kind = self.backbone.template_kind
         tok = self.bundle[1]
         enc = {s: encode_split(self.probe_data.task, getattr(self.probe_data, s), tok, kind, self.cfg.max_length, s)
                for s in SPLITS}
-        enc["train"] = enc["train"].subsample(self.cfg.probe_train_max)
         self.encoded = enc
         self.n_classes = self.probe_data.task.num_labels
-        assert_disjoint(*(enc[s].ids for s in SPLITS), names=list(SPLITS))
+        assert_disjoint(*(enc[s].ids for s in SPLITS), *([prompt_rows] if prompt_rows else []),
+                        names=list(SPLITS) + (["prompt train+dev"] if prompt_rows else []))
         self.fingerprints = {s: enc[s].fingerprint for s in SPLITS}
-        self.prompt_prepared = prepare(base, bundle=self.bundle) if self.prompt_layers else None
 
     # -- conditions and their keys ----------------------------------------------------
     def conditions(self) -> list[Condition]:
@@ -556,7 +579,7 @@ def run_mi(cfg: MIConfig) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
     with store.OutputLock(out):
         run = MIRun(cfg)
         run.load_data()
-        for stale in ("mi.csv", "mdl.csv", "pvi.csv", "mi_by_layer.pdf"):  # derived: rebuilt below
+        for stale in ("mi.csv", "mdl.csv", "pvi.csv", "mi_diff.csv", "mi_by_layer.pdf"):  # derived: rebuilt below
             (out / stale).unlink(missing_ok=True)
         conds = run.conditions()
         meta = store.run_meta(status="running", settings=asdict(cfg), prompt_layers=run.prompt_layers,
@@ -565,6 +588,7 @@ def run_mi(cfg: MIConfig) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
                               probe_label_counts={s: np.bincount(run.encoded[s].labels,
                                                                  minlength=run.n_classes).tolist() for s in SPLITS},
                               truncation={s: run.encoded[s].truncation for s in SPLITS},
+                              probe_rows=run.probe_rows,
                               conditions=[asdict(c) for c in conds])
         store.write_json(out / "run.json", meta)
         try:
@@ -584,6 +608,8 @@ def run_mi(cfg: MIConfig) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
                         "with %d process(es)", n, len(conds), run.L + 1, time.perf_counter() - t1,
                         max(1, min(n_jobs, n)))
             frames = run.collect(conds)
+            frames["diff"] = condition_differences(frames["pvi"], cfg.bootstrap)
+            store.write_csv(out / "mi_diff.csv", frames["diff"])
         except BaseException as exc:
             meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                         error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t0,
@@ -592,25 +618,39 @@ def run_mi(cfg: MIConfig) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
             raise
         edge = warn_grid_edges(frames["mi"])
         draw(out, frames["mi"])
+        shuffled = frames["mi"][frames["mi"]["control"] == "shuffled_labels"] if len(frames["mi"]) else []
         meta.update(status="complete", wall_seconds=time.perf_counter() - t0, phase_seconds=run.seconds,
                     runs=run.run_dirs, model_keys=run.model_keys, grid_edge_warning=edge,
+                    shuffled_label_null=pooled_null(shuffled) if len(shuffled) else None,
                     outputs=sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")))
         store.write_json(out / "run.json", meta)
     return run, frames, meta
 
 
-def summary_table(mi: pd.DataFrame, cfg: MIConfig) -> str:
-    """The printed table: mean I(h;y) per hidden state and condition, saying what it rests on."""
+def summary_table(mi: pd.DataFrame, cfg: MIConfig, diff: pd.DataFrame | None = None) -> str:
+    """The printed table: mean I(h;y) per hidden state and condition, saying what it rests
+    on; the pooled shuffled-label null; and with ``diff`` (``mi_diff.csv``) each prompt's
+    difference to the frozen model, effects marked."""
     real = mi[mi["control"] == "none"]
     view = real.pivot_table(index="layer", columns=["method", "prompt_layer"], values="mi_bits", aggfunc="mean")
     head = (f"I(h;y) in bits ({cfg.probe} probe, held-out test; null-model minus probe cross-entropy), mean over "
             f"{len(cfg.seeds)} prompt seed(s) ({','.join(map(str, cfg.seeds))}) x {len(cfg.probe_seeds)} probe "
             f"seed(s)")
-    shuffled = mi[mi["control"] == "shuffled_labels"]["mi_bits"]
-    tail = (f"shuffled-label control ({cfg.control_permutations} permutation(s) averaged per row): mean "
-            f"{shuffled.mean():+.3f} bits (min {shuffled.min():+.3f}, max {shuffled.max():+.3f})"
-            if len(shuffled) else "")
-    return "\n".join(x for x in (head, view.round(3).to_string(), tail) if x)
+    shuffled = mi[mi["control"] == "shuffled_labels"]
+    tail = ""
+    if len(shuffled):
+        null = pooled_null(shuffled)
+        tail = (f"shuffled-label control ({cfg.control_permutations} permutation(s) per row, its own per piece): "
+                f"rows mean {shuffled['mi_bits'].mean():+.3f} bits (min {shuffled['mi_bits'].min():+.3f}, max "
+                f"{shuffled['mi_bits'].max():+.3f}); pooled null of {null['n_draws']} single draws: 95% within "
+                f"[{null['low']:+.3f}, {null['high']:+.3f}] bits")
+    parts = [head, view.round(3).to_string(), tail]
+    if diff is not None and len(diff):
+        n_seeds = int(diff["n_seeds"].max())
+        parts += [f"late prompt minus frozen model at each hidden state (bits; mean over {n_seeds} prompt seed(s) x "
+                  f"{len(cfg.probe_seeds)} probe seed(s); * = effect: the 95% paired bootstrap interval over test "
+                  "examples excludes 0 and every seed agrees in sign)", effects_table(diff)]
+    return "\n".join(x for x in parts if x)
 
 
 __all__ = ["MIConfig", "MIRun", "Condition", "run_mi", "summary_table", "default_out", "draw", "PROBE_INPUTS"]

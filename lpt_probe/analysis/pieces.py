@@ -32,7 +32,7 @@ from ..progress import bar
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PieceJob", "ProbeFactory", "fit_piece", "run_pieces", "default_jobs"]
+__all__ = ["PieceJob", "ProbeFactory", "fit_piece", "run_pieces", "default_jobs", "permutation_seed"]
 
 
 def default_jobs() -> int:
@@ -93,6 +93,14 @@ def _worker_logging(level: int | None) -> None:
     root.setLevel(level)
 
 
+def permutation_seed(key: str) -> int:
+    """The first label permutation of a piece's shuffled-label control, drawn from the
+    piece's own key: every piece (each hidden state of each condition) gets its own
+    permutations, so the control rows are independent draws of the null distribution
+    rather than one shared labelling moving them all together."""
+    return int(key[:12], 16)
+
+
 def fit_piece(job: PieceJob, log_level: int | None = None) -> str:
     """Probe one hidden state (plus controls, MDL, PVI) -> its CSVs, then the sidecar; returns the key."""
     _worker_logging(log_level)
@@ -102,11 +110,13 @@ def fit_piece(job: PieceJob, log_level: int | None = None) -> str:
     res = probe_information(*args, seeds=job.probe_seeds, bootstrap=job.bootstrap)
     rows = [{**base, **r} for r in res.rows]
     if job.controls:
-        rows += [{**base, **r} for r in shuffled_label_control(*args, seeds=job.probe_seeds, bootstrap=job.bootstrap,
-                                                               permutations=job.permutations).rows]
-    scores = pvi(res.log2q[0], res.log2q_null)
-    pvi_rows = [{"layer": job.layer, "probe": job.probe, "representation": job.representation, "example_id": i,
-                 "label": int(t), "pvi_bits": float(v)} for i, t, v in zip(job.test_ids, y["test"], scores)]
+        rows += [{**base, **r} for r in shuffled_label_control(
+            *args, seeds=job.probe_seeds, bootstrap=job.bootstrap, permutations=job.permutations,
+            permutation_seed=permutation_seed(job.key)).rows]
+    pvi_rows = [{"layer": job.layer, "probe": job.probe, "representation": job.representation, "probe_seed": int(s),
+                 "example_id": i, "label": int(t), "pvi_bits": float(v)}
+                for s, log2q in zip(job.probe_seeds, res.log2q)
+                for i, t, v in zip(job.test_ids, y["test"], pvi(log2q, res.log2q_null))]
     mdl_rows = []
     if job.mdl:
         m = online_codelength(job.factory, X["train"], y["train"], job.n_classes, seed=job.probe_seeds[0])

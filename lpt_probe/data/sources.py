@@ -465,6 +465,38 @@ def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path |
                     source, skipped, info)
 
 
+def probe_splits(full: TaskData, exclude: Iterable[str] = (), dev_size: int = 500, train_max: int | None = None
+                 ) -> tuple[Split, Split, dict[str, Any]]:
+    """Probe-train and probe-dev rows for ``mi``: every non-test row of the task (the
+    full-data train and dev splits of ``full``) except the ids in ``exclude`` (a late
+    prompt's few-shot rows and the dev rows it was selected on), split into a stratified
+    probe dev of ``dev_size`` rows and a probe train of the rest (capped at ``train_max``,
+    stratified), both with ``SPLIT_SEED``. So no row that trained or selected a prompt
+    reaches a probe, and every condition (prompts, the frozen model) is probed on the same
+    rows. ``dev_size`` is capped at a third of what is left (logged); returns (train, dev,
+    facts for run.json)."""
+    exclude = set(exclude)
+    pool = [e for e in (*full.train, *full.dev) if e.id not in exclude]
+    n_excluded = len(full.train) + len(full.dev) - len(pool)
+    k = full.task.num_labels
+    if len(pool) < 3 * k:
+        raise ValueError(f"{full.task.name}: only {len(pool)} non-test rows are left for the probes once the "
+                         f"prompt's {n_excluded} training and dev rows are set aside (need at least {3 * k}); "
+                         f"give fewer --shots or a smaller --dev-size, or more data")
+    dev_n = min(int(dev_size), len(pool) // 3)
+    if dev_n < dev_size:
+        logger.info("%s: probe dev capped at %d rows (a third of the %d rows left for the probes)", full.task.name,
+                    dev_n, len(pool))
+    dev, train = stratified_split(pool, dev_n, np.random.default_rng(SPLIT_SEED), "a probe dev set")
+    n_pool_train = len(train)
+    if train_max is not None and len(train) > train_max:
+        train = stratified_split(train, train_max, np.random.default_rng(SPLIT_SEED), "capped probe-train rows")[0]
+    facts = {"non_test_rows": len(full.train) + len(full.dev), "excluded_prompt_rows": n_excluded,
+             "probe_dev": len(dev), "probe_train": len(train), "probe_train_pool": n_pool_train,
+             "probe_dev_size_asked": int(dev_size), "split_seed": SPLIT_SEED}
+    return Split("train", train), Split("dev", dev), facts
+
+
 def is_task_file(task: str | Path) -> bool:
     """A custom task given as its YAML file (see ``load_custom_task``)."""
     return str(task).lower().endswith((".yaml", ".yml"))

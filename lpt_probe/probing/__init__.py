@@ -34,6 +34,8 @@ from .estimates import (
     nats_to_bits,
     null_log2q,
     null_prior,
+    paired_difference,
+    pooled_null,
     probe_information,
     pvi,
     selectivity,
@@ -61,7 +63,8 @@ from .transformer import TransformerProbe
 __all__ = [
     "EPS", "LN2", "nats_to_bits", "entropy_bits", "log2_likelihood", "cross_entropy_bits", "null_log2q",
     "null_prior",
-    "bootstrap_mi_ci", "ProbeInformation", "probe_information", "shuffled_label_control", "selectivity",
+    "bootstrap_mi_ci", "ProbeInformation", "probe_information", "shuffled_label_control", "pooled_null",
+    "paired_difference", "selectivity",
     "pvi", "mean_std_table", "as_factory", "fit_probe",
     "DEFAULT_FRACTIONS", "block_boundaries", "block_codelength_bits", "online_codelength",
     "PROBES", "LinearProbe", "MLPProbe", "TransformerProbe", "make_probe", "register_probe",

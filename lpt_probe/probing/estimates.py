@@ -37,6 +37,7 @@ logs are converted once, by :func:`nats_to_bits`.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 from typing import Any, Callable, NamedTuple, Sequence
@@ -54,7 +55,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "EPS", "LN2", "nats_to_bits", "entropy_bits", "log2_likelihood", "cross_entropy_bits",
     "null_prior", "null_log2q", "bootstrap_mi_ci", "ProbeInformation", "probe_information",
-    "shuffled_label_control", "selectivity", "pvi", "mean_std_table", "as_factory", "fit_probe",
+    "shuffled_label_control", "pooled_null", "paired_difference", "selectivity", "pvi", "mean_std_table",
+    "as_factory", "fit_probe",
 ]
 
 LN2 = math.log(2.0)
@@ -277,6 +279,10 @@ def probe_information(probe_factory: ProbeFactory | str, X_train, y_train, X_dev
     return ProbeInformation(rows, np.stack(all_log2q), log2q_null)
 
 
+def _json_floats(values) -> str:
+    return json.dumps([float(v) for v in values])
+
+
 def shuffled_label_control(probe_factory: ProbeFactory | str, X_train, y_train, X_dev, y_dev, X_test, y_test,
                            n_classes: int, seeds: Sequence[int] = (0,), bootstrap: int = 1000,
                            ci: float = 0.95, rng_seed: int = 0, permutation_seed: int = 0,
@@ -294,7 +300,9 @@ def shuffled_label_control(probe_factory: ProbeFactory | str, X_train, y_train, 
     CI (paired bootstrap on the averaged per-example values), ``accuracy`` and
     ``macro_f1`` are those of the average; ``permutations`` and ``control_std_bits`` (the
     std of the single-draw estimates) are added, and ``probe_params`` lists each draw's
-    choice. Rows have ``control="shuffled_labels"``.
+    choice. Rows have ``control="shuffled_labels"``, ``control_draws_bits`` (JSON list of
+    the single-draw estimates: the pieces of the pooled null distribution,
+    :func:`pooled_null`) and ``permutation_seeds``.
     """
     if permutations < 1:
         raise ValueError(f"permutations={permutations} must be >= 1")
@@ -307,8 +315,10 @@ def shuffled_label_control(probe_factory: ProbeFactory | str, X_train, y_train, 
                                        seeds=seeds, bootstrap=bootstrap if permutations == 1 else 0, ci=ci,
                                        rng_seed=rng_seed))
     first = draws[0]
+    seeds_used = ",".join(str(permutation_seed + k) for k in range(permutations))
     if permutations == 1:
-        rows = [{**r, "control": "shuffled_labels", "permutations": 1, "control_std_bits": float("nan")}
+        rows = [{**r, "control": "shuffled_labels", "permutations": 1, "control_std_bits": float("nan"),
+                 "control_draws_bits": _json_floats([r["mi_bits"]]), "permutation_seeds": seeds_used}
                 for r in first.rows]
         return ProbeInformation(rows, first.log2q, first.log2q_null)
     log2q = np.mean([d.log2q for d in draws], axis=0)  # [n_seeds, n_test]
@@ -323,8 +333,40 @@ def shuffled_label_control(probe_factory: ProbeFactory | str, X_train, y_train, 
                      "macro_f1": float(np.mean([d.rows[i]["macro_f1"] for d in draws])),
                      "probe_params": "[" + ", ".join(d.rows[i]["probe_params"] for d in draws) + "]",
                      "grid_edge": ",".join(sorted({e for d in draws for e in d.rows[i]["grid_edge"].split(",") if e})),
-                     "permutations": permutations, "control_std_bits": float(np.std(single))})
+                     "permutations": permutations, "control_std_bits": float(np.std(single)),
+                     "control_draws_bits": _json_floats(single), "permutation_seeds": seeds_used})
     return ProbeInformation(rows, log2q, first.log2q_null)
+
+
+def pooled_null(control_rows, ci: float = 0.95) -> dict[str, float]:
+    """The null distribution of the estimate, pooled over every shuffled-label row given
+    (each piece's single permutation draws, ``control_draws_bits``, when present; else the
+    rows' ``mi_bits``): how far an estimate moves when h says nothing about y. Returns
+    ``n_draws``, ``mean``, ``std``, the central ``ci`` interval (``low``, ``high``) and
+    ``max_abs``. An estimate inside [low, high] is not distinguishable from a probe fitting
+    noise."""
+    df = pd.DataFrame(control_rows)
+    if df.empty:
+        raise ValueError("pooled_null needs at least one shuffled-label row; run with the controls on")
+    if "control_draws_bits" in df.columns and df["control_draws_bits"].notna().all():
+        draws = np.concatenate([json.loads(v) for v in df["control_draws_bits"]]).astype(np.float64)
+    else:
+        draws = df["mi_bits"].to_numpy(np.float64)
+    lo, hi = np.quantile(draws, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return {"n_draws": int(len(draws)), "mean": float(draws.mean()), "std": float(draws.std(ddof=1))
+            if len(draws) > 1 else float("nan"), "low": float(lo), "high": float(hi),
+            "max_abs": float(np.abs(draws).max())}
+
+
+def paired_difference(pvi_a, pvi_b, bootstrap: int = 1000, ci: float = 0.95, rng_seed: int = 0
+                      ) -> tuple[float, float, float]:
+    """Mean of ``pvi_a - pvi_b`` [n] (two conditions' pointwise V-information on the SAME
+    test examples) and its paired percentile bootstrap interval over examples: the
+    difference of two I(h;y) estimates with the test-sample noise they share cancelled.
+    (mean, nan, nan) when ``bootstrap`` is 0."""
+    a, b = np.asarray(pvi_a, dtype=np.float64), np.asarray(pvi_b, dtype=np.float64)
+    lo, hi = bootstrap_mi_ci(a, b, bootstrap, ci, rng_seed)
+    return float(np.mean(a - b)), lo, hi
 
 
 def selectivity(rows, control_rows, on: Sequence[str] = ("probe", "probe_seed"),
