@@ -147,7 +147,7 @@ def test_hiding_the_prompt_from_every_layer_gives_the_frozen_logits(family):
     want_from = gold_logprob(m, intact, b["labels"]) - gold_logprob(m, ref, b["labels"])
     torch.testing.assert_close(res["logprob_drop_from", "prediction", 2], want_from, atol=tol * 10, rtol=0)
     want_alone = gold_logprob(m, intact, b["labels"]) - gold_logprob(m, alone, b["labels"])
-    torch.testing.assert_close(res["logprob_drop_layer", "prediction", 3], want_alone, atol=1e-10, rtol=0)
+    torch.testing.assert_close(res["logprob_drop_layer", "prediction", 3], want_alone, atol=tol, rtol=0)
 
 
 def _loss_of(m, b, i, h_low=None, state=None, j=None, prompt=None):
@@ -201,6 +201,33 @@ def test_gradient_norms_match_finite_differences(family, eps, rel):
         d[0, m.l + pred[i]] = gv / gv.norm()
         fd = (_loss_of(m, b_i, 0, state=s + eps * d, j=3) - _loss_of(m, b_i, 0, state=s - eps * d, j=3)) / (2 * eps)
         assert fd == pytest.approx(float(gv.norm()), rel=rel)
+        # the scale-free measure: g . h is the loss's derivative along h itself (the state
+        # at the prediction position scaled by 1 + eps), and ||g|| ||h|| bounds it
+        d = torch.zeros_like(hi)
+        d[0, pred[i]] = hi[0, pred[i]]
+        fd = (_loss_of(m, b_i, 0, hi + eps * d) - _loss_of(m, b_i, 0, hi - eps * d)) / (2 * eps)
+        assert fd == pytest.approx(float(g["dot", "prediction", 1][i]), rel=rel, abs=1e-9)
+        scaled = float(g["scaled", "prediction", 1][i])
+        assert scaled == pytest.approx(float(g["prediction", 1][i].norm() * hi[0, pred[i]].norm()), rel=1e-9)
+        assert abs(fd) <= scaled * (1 + 1e-6)
+
+
+def test_gold_logprob_is_over_the_label_words_only():
+    """Moving logit mass between tokens that are not label words changes the vocabulary's
+    log-probability of the gold word but not log p(gold) among the labels."""
+    m, bb = lpt("roberta", pl=2, dtype=torch.float64)
+    b = batch(bb.is_causal)
+    with torch.no_grad():
+        out = m.upper(bb.run_layers(bb.embed(b["input_ids"], b["attention_mask"]), b["attention_mask"], 0, 1),
+                      b["attention_mask"], b["pred_positions"])
+    got = gold_logprob(m, out, b["labels"])
+    want = torch.log_softmax(out["vocab_logits"][:, m.label_word_ids].double(), -1)[torch.arange(3), b["labels"]]
+    torch.testing.assert_close(got, want)
+    other = out["vocab_logits"].clone()
+    other[:, [i for i in range(other.shape[1]) if i not in set(m.label_word_ids.tolist())][:5]] += 7.0
+    moved = {**out, "vocab_logits": other}
+    torch.testing.assert_close(gold_logprob(m, moved, b["labels"]), got)
+    assert not torch.allclose(m.loss(moved, b["labels"]), m.loss(out, b["labels"]))  # the vocab loss did move
 
 
 def test_coherence_is_one_for_identical_examples_and_about_one_over_n_for_noise():
@@ -230,6 +257,9 @@ def test_measure_identical_examples_have_coherence_one(family):
     assert len(coh) and np.allclose(coh["value"], 1.0, atol=1e-5)
     assert set(coh["position"]) == {"prediction", "text_mean", "prompt"}
     assert set(table[table["quantity"] == "grad_norm"]["layer"]) == set(range(1, L + 1))  # PL-1..L
+    for q in ("grad_x_state_norm", "grad_dot_state"):  # beside every grad_norm row
+        assert set(map(tuple, table[table["quantity"] == q][["layer", "position"]].values)) == \
+            set(map(tuple, table[table["quantity"] == "grad_norm"][["layer", "position"]].values))
     assert (table["n"] == 5).all() and (table["ci_low"] <= table["value"] + 1e-9).all()
 
 

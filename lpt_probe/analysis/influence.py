@@ -25,7 +25,8 @@ influence of the prompt on the text (hidden state j = the output of layer j)
     alone. Below PL both are the same computation: displacement 0, cosine 1, exactly.
     Hidden state L is after the decoders' final norm, as everywhere in lpt_probe.
   - ``logprob_drop_layer`` / ``logprob_drop_from`` (j >= PL, position ``prediction``):
-    the gold label's log-probability (minus the model's own loss, ``LatePromptModel.loss``)
+    the gold label's log-probability AMONG THE LABELS (a log-softmax over the label words'
+    logits, or the classifier's; never the whole vocabulary, :func:`gold_logprob`)
     with the prompt intact minus with the prompt's keys hidden from the text queries of
     layer j alone / of layers j..L (``Backbone.run_layers(blocked=...)``; prompt queries
     still run). Hiding it from every layer >= PL gives the frozen model's own logits: for
@@ -39,6 +40,13 @@ the label signal on its way down (loss = the model's own loss on the gold label)
     over real tokens of the per-token norms (``text_mean``); ``prompt`` (layer PL-1): the
     norm w.r.t. the inserted prompt itself (l x hidden; the generated prompt for
     generators). At j = L the gradient is w.r.t. the state the head reads.
+  - ``grad_x_state_norm`` = ||g|| ||h|| and ``grad_dot_state`` = g . h (same positions as
+    ``grad_norm``; at ``prompt`` h is the inserted prompt): scale-free beside the raw norm.
+    A layer-normed model is (nearly) blind to the scale of its hidden states, so where the
+    states are large the gradient is small for that reason alone, and raw norms of different
+    layers do not compare; g . h is the change of the loss when h is scaled by (1 + eps),
+    per eps, and ||g|| ||h|| bounds it. (The loss here is the model's own training loss,
+    ``LatePromptModel.loss``: what the prompt's gradient is.)
   - ``grad_coherence``: ||mean_i g_i||^2 / mean_i ||g_i||^2 across examples (1 = every
     example pushes the same way, about 1/n = noise), of the gradient at ``prediction``,
     of the mean over real tokens of the per-token gradients (``text_mean``: the gradient
@@ -85,11 +93,11 @@ from ..viz import paper_style, plot_influence_by_layer, save_figure
 
 logger = logging.getLogger(__name__)
 Tensor = torch.Tensor
-PIECE_FORMAT = 1
+PIECE_FORMAT = 2  # 2: log-prob drops over the label words only; scale-free gradient measures
 COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "checkpoint", "layer", "quantity",
            "position", "value", "ci_low", "ci_high", "n"]
 QUANTITIES = ("attention_mass", "displacement", "cosine", "logprob_drop_layer", "logprob_drop_from", "grad_norm",
-              "grad_coherence")
+              "grad_x_state_norm", "grad_dot_state", "grad_coherence")
 
 
 def _h(text: str, **kw) -> dict:
@@ -111,6 +119,8 @@ class InfluenceConfig:
     seeds: tuple[int, ...] = field(default=(13,), metadata=_h("prompt seeds, comma separated"))
     shots: int | None = field(default=100, metadata=_h("few-shot K for prompt training (0 = full data)"))
     data_seed: int = field(default=13, metadata=_h("seed of the few-shot sample"))
+    dev_size: int = field(default=1000, metadata=_h(
+        "the prompt's dev set (rows drawn from the training pool unless the task has a dev file)"))
     steps: int = field(default=200, metadata=_h("prompt training steps (paper few-shot: 1000)"))
     eval_every: int = field(default=100, metadata=_h("evaluate the prompt on dev every N steps"))
     lr: float = field(default=1e-3, metadata=_h("prompt learning rate"))
@@ -127,8 +137,10 @@ class InfluenceConfig:
     bootstrap: int = field(default=1000, metadata=_h("bootstrap resamples over examples for the 95% CI"))
     max_examples: int | None = field(default=None, metadata=_h("cap every split (quick runs)"))
     max_length: int = field(default=128, metadata=_h("max tokens per example"))
-    drop_overlap: bool = field(default=False, metadata=_h(
-        "remove training-pool rows whose text is also a test text"))
+    drop_overlap: bool = field(default=True, metadata=_h(
+        "remove training-pool rows whose text is also a test text (the default here, as in mi: the prompt "
+        "measured on test never saw a test text in training); --keep-overlap keeps them",
+        flag="--keep-overlap", on_flag="--drop-overlap"))
     device: str = field(default="cpu", metadata=_h("cpu, cuda, cuda:N or auto"))
     out: str | None = field(default=None, metadata=_h("default artifacts/influence/<task>/<model>/"))
     progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
@@ -144,7 +156,7 @@ class InfluenceConfig:
             self.influence_max = None
         if self.split not in SPLITS:
             raise ValueError(f"--split {self.split!r}: choose one of {', '.join(SPLITS)}")
-        for name in ("steps", "eval_every", "max_length", "batch_size"):
+        for name in ("steps", "eval_every", "max_length", "batch_size", "dev_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 1")
         for name in ("max_examples", "influence_max"):
@@ -185,11 +197,11 @@ def prompt_keys_blocked(b: int, l: int, n: int, device=None) -> Tensor:
 
 
 def gold_logprob(model: LatePromptModel, out: dict[str, Tensor], labels: Tensor) -> Tensor:
-    """Per example, minus the model's own loss on the gold label (its log-probability under
-    the read-out the prompt was trained with). # [batch]"""
-    keys = [k for k in ("logits", "vocab_logits") if k in out]
-    return torch.stack([-model.loss({k: out[k][i:i + 1] for k in keys}, labels[i:i + 1])
-                        for i in range(len(labels))])
+    """Per example, log p(gold label) among the LABELS: a log-softmax over the label words'
+    logits (LM and MLM heads) or the classifier's, never over the whole vocabulary, so a
+    prompt that moves mass between two non-label tokens changes nothing here. # [batch]"""
+    logp = torch.log_softmax(out["logits"].double(), dim=-1)  # [batch, num_labels]
+    return logp[torch.arange(len(labels), device=labels.device), labels]
 
 
 def _token_mean(x: Tensor, keep: Tensor) -> Tensor:
@@ -270,15 +282,25 @@ def gradient_measures(model: LatePromptModel, h_low: Tensor, batch: dict[str, Te
         out = model.read_out(read, {"prompt": out["prompt"]}, normed=True)
         loss = model.loss(out, labels) * len(labels)  # the summed loss: per-example gradients
         grads = torch.autograd.grad(loss, [x, out["prompt"]] + list(states[:-1]) + [read])
-    res: dict[tuple[str, int], Tensor] = {("prompt", start): grads[1].flatten(1)}
+    res: dict[tuple, Tensor] = {("prompt", start): grads[1].flatten(1)}
+    p = out["prompt"].detach().flatten(1)
+    res["scaled", "prompt", start] = grads[1].flatten(1).norm(dim=-1) * p.norm(dim=-1)
+    res["dot", "prompt", start] = (grads[1].flatten(1) * p).sum(-1)
     g_top = torch.zeros_like(states[-1][:, l:])
     g_top[torch.arange(len(pred)), pred] = grads[-1]  # only the prediction position is read at L
+    h_top = states[-1][:, l:].detach().clone()
+    h_top[torch.arange(len(pred)), pred] = read.detach()  # the state the head reads (after the final norm)
     per_state = [grads[0]] + [g[:, l:] for g in grads[2:-1]] + [g_top]  # hidden states PL-1..L, text only
+    values = [x.detach()] + [h[:, l:].detach() for h in states[:-1]] + [h_top]
     w = keep.to(x.dtype).unsqueeze(-1)
-    for j, g in zip(range(start, L + 1), per_state):
+    for j, g, h in zip(range(start, L + 1), per_state, values):
         res["prediction", j] = _at(g, pred)
         res["text_mean", j] = (g * w).sum(1) / w.sum(1)
         res["norm_text", j] = _token_mean(g.norm(dim=-1), keep)
+        scaled = g.norm(dim=-1) * h.norm(dim=-1)  # [batch, seq] ||g|| ||h||, per token
+        dot = (g * h).sum(-1)  # [batch, seq] g . h: d loss / d log(scale of h), per token
+        res["scaled", "prediction", j], res["dot", "prediction", j] = _at(scaled, pred), _at(dot, pred)
+        res["scaled", "text_mean", j], res["dot", "text_mean", j] = _token_mean(scaled, keep), _token_mean(dot, keep)
     return res
 
 
@@ -292,6 +314,8 @@ def measure_batch(model: LatePromptModel, frozen: Backbone, batch: dict[str, Ten
     for key, v in grads.items():
         if key[0] == "norm_text":
             scalars["grad_norm", "text_mean", key[1]] = v.detach()
+        elif key[0] in ("scaled", "dot"):
+            scalars["grad_x_state_norm" if key[0] == "scaled" else "grad_dot_state", key[1], key[2]] = v.detach()
         else:
             vectors[key] = v.detach()
             if key[0] != "text_mean":
@@ -409,9 +433,9 @@ class InfluenceRun:
     def train_config(self, seed: int) -> TrainConfig:
         c = self.cfg
         return TrainConfig(task=c.task, model=c.model, data_dir=c.data_dir, source=c.source, shots=c.shots,
-                           data_seed=c.data_seed, max_examples=c.max_examples, max_length=c.max_length,
-                           drop_overlap=c.drop_overlap, seed=seed, steps=c.steps, eval_every=c.eval_every,
-                           lr=c.lr, device=c.device, bucket=True, save_every=c.save_every)
+                           data_seed=c.data_seed, dev_size=c.dev_size, max_examples=c.max_examples,
+                           max_length=c.max_length, drop_overlap=c.drop_overlap, seed=seed, steps=c.steps,
+                           eval_every=c.eval_every, lr=c.lr, device=c.device, bucket=True, save_every=c.save_every)
 
     def load_data(self) -> None:
         self.prepared = prepare(self.train_config(self.cfg.seeds[0]), bundle=self.bundle)

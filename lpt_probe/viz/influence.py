@@ -43,6 +43,8 @@ INFLUENCE_LABELS = {
     "logprob_drop_layer": "log p(gold) drop, prompt hidden\nfrom this layer [nats]",
     "logprob_drop_from": "log p(gold) drop, prompt hidden\nfrom this layer up [nats]",
     "grad_norm": "||d loss / d h||",
+    "grad_x_state_norm": "||d loss / d h|| ||h||",
+    "grad_dot_state": "(d loss / d h) . h",
     "grad_coherence": "gradient coherence",
 }
 POSITION_LABELS = {"prediction": "prediction position", "text_mean": "mean over tokens", "prompt": "the prompt"}
@@ -102,7 +104,7 @@ def plot_influence_by_layer(table: pd.DataFrame, panels: Sequence[tuple[str, str
             if k - 1 in st.index:
                 ax.plot([k - 1], [st.loc[k - 1, "mean"]], marker="o", ms=4, mfc="white", mec=c, mew=1.0, ls="none",
                         zorder=4)
-        if q == "grad_norm" and (sub["value"] > 0).all():
+        if q in ("grad_norm", "grad_x_state_norm") and (sub["value"] > 0).all():
             ax.set_yscale("log")
         ax.set_ylabel(_label(q, p))
         ax.set_xlabel(HIDDEN_STATE)
