@@ -100,7 +100,7 @@ def test_performance_vs_layer(tmp_path):
     df = sweep_table()
     ax = P.plot_performance_vs_layer(df)
     assert ax.get_xlabel() == "prompt layer (PL)"
-    assert ax.get_ylabel() == "test metric"
+    assert ax.get_ylabel() == "test accuracy"
     assert legend_texts(ax) == ["no generator", "NPG", "model tuning"]
     assert "PT" in [t.get_text() for t in ax.texts]
     ok = df[(df.status == "complete") & (df.method == "lpt") & (df.generator == "none")]
@@ -129,7 +129,7 @@ def test_performance_options_and_refusals():
 def test_convergence(tmp_path):
     curves = curves_table()
     ax = P.plot_convergence(curves)
-    assert ax.get_xlabel() == "training step" and ax.get_ylabel() == "dev metric"
+    assert ax.get_xlabel() == "training step" and ax.get_ylabel() == "dev accuracy"
     assert legend_texts(ax) == ["PL=1 (PT)", "PL=4", "PL=6"]  # 1, the middle (L//2+1) and the last
     ax2 = P.plot_convergence(curves, prompt_layers=[2, 5], metric="train_loss")
     assert legend_texts(ax2) == ["PL=2", "PL=5"] and ax2.get_ylabel() == "train loss"
@@ -149,16 +149,16 @@ def test_mi_by_layer(tmp_path):
     ax = P.plot_mi_by_layer(mi)
     assert ax.get_xlabel() == "hidden state (0 = embeddings)"
     assert ax.get_ylabel() == "I(h; y) [bits]"
-    assert legend_texts(ax) == ["PL=1", "PL=3", "PL=6", "no prompt", "shuffled labels", "random weights", "H(y)"]
+    assert legend_texts(ax) == ["PL=1", "PL=3", "PL=6", "no prompt", "shuffled labels", "random weights", "null-model cross-entropy"]
     assert line(ax, "shuffled labels").get_linestyle() == "--"
     assert line(ax, "random weights").get_linestyle() == "--"
-    np.testing.assert_allclose(line(ax, "H(y)").get_ydata(), [1.0, 1.0])
+    np.testing.assert_allclose(line(ax, "null-model cross-entropy").get_ydata(), [1.0, 1.0])
     real = mi[(mi.method == "lpt") & (mi.prompt_layer == 3) & (mi.control == "none")]
     np.testing.assert_allclose(line(ax, "PL=3").get_ydata(), real.groupby("layer")["mi_bits"].mean().to_numpy())
     np.testing.assert_array_equal(line(ax, "PL=3").get_xdata(), np.arange(7))
     saved(ax.figure, tmp_path)
     acc = P.plot_mi_by_layer(mi, value="accuracy", band="ci")
-    assert acc.get_ylabel() == "accuracy" and "H(y)" not in legend_texts(acc)
+    assert acc.get_ylabel() == "accuracy" and "null-model cross-entropy" not in legend_texts(acc)
 
 
 def test_mi_refuses_mixed_probes():

@@ -69,6 +69,7 @@ this invocation's pieces.
 from __future__ import annotations
 
 import logging
+import os
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -86,7 +87,7 @@ from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import DEFAULT_MODEL, PRESETS, identity, load_model, model_slug
 from ..progress import bar
-from ..runs.folders import load_run
+from ..runs.folders import check_run, find_run, load_run
 from ..runs.run import SPLITS, prepare, run_config, train
 from ..runs.trainer import TrainConfig
 from ..viz import paper_style, plot_influence_by_layer, save_figure
@@ -141,6 +142,9 @@ class InfluenceConfig:
         "remove training-pool rows whose text is also a test text (the default here, as in mi: the prompt "
         "measured on test never saw a test text in training); --keep-overlap keeps them",
         flag="--keep-overlap", on_flag="--drop-overlap"))
+    reuse_runs: tuple[str, ...] = field(default=(), metadata=_h(
+        "folders of run folders (e.g. a sweep's runs/) searched for a finished prompt with exactly the same "
+        "settings, data and model before one is trained", metavar="DIR,DIR,..."))
     device: str = field(default="cpu", metadata=_h("cpu, cuda, cuda:N or auto"))
     out: str | None = field(default=None, metadata=_h("default artifacts/influence/<task>/<model>/"))
     progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
@@ -469,7 +473,13 @@ class InfluenceRun:
         return self.model_keys[name]
 
     def run_folder(self, cond: Condition) -> Path:
-        return self.out / "runs" / f"{cond.name}-{self.run_key(cond)[:10]}"
+        """Where ``cond``'s prompt is (or will be) trained: ``runs/<condition>-<key>``, or a
+        finished run with the same key under ``reuse_runs`` (``runs.folders.find_run``)."""
+        key = self.run_key(cond)
+        own = self.out / "runs" / f"{cond.name}-{key[:10]}"
+        if self.cfg.reuse_runs and not check_run(own, key)[0]:
+            return find_run(self.cfg.reuse_runs, key) or own
+        return own
 
     def model_for(self, cond: Condition, checkpoint: str) -> LatePromptModel:
         pc = self.prompt_config(cond)
@@ -480,7 +490,7 @@ class InfluenceRun:
         t0 = time.perf_counter()
         folder = self.run_folder(cond)
         res = train(pc, self.train_config(cond.seed), folder, prepared=self.prepared, progress=self.cfg.progress)
-        self.run_dirs[cond.name] = str(folder.relative_to(self.out))
+        self.run_dirs[cond.name] = os.path.relpath(folder, self.out)
         self.seconds["train"] += time.perf_counter() - t0
         logger.info("prompt %s: %s (test %s %.4f)", cond.name, "reused" if res.reused else "trained",
                     res.metrics.get("metric_name", "metric"), res.metrics.get("test_metric", float("nan")))

@@ -36,6 +36,7 @@ the estimate). No test row ever reaches a prompt or a probe during fitting.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -63,7 +64,7 @@ from ..model.loading import (
 )
 from ..probing import PROBES, assert_disjoint, make_probe, parse_probe_grid, pooled_null
 from ..progress import bar
-from ..runs.folders import check_run, load_run
+from ..runs.folders import check_run, find_run, load_run
 from ..runs.run import SPLITS, load_data, prepare, run_config, train
 from ..runs.trainer import TrainConfig
 from ..viz import paper_style, plot_mi_by_layer, save_figure
@@ -154,6 +155,9 @@ class MIConfig:
         "remove training-pool rows whose text is also a test text (the default here: a probe or prompt that saw "
         "a test text would measure memory, not information); --keep-overlap keeps them",
         flag="--keep-overlap", on_flag="--drop-overlap"))
+    reuse_runs: tuple[str, ...] = field(default=(), metadata=_h(
+        "folders of run folders (e.g. a sweep's runs/) searched for a finished prompt with exactly the same "
+        "settings, data and model before one is trained", metavar="DIR,DIR,..."))
     device: str = field(default="cpu", metadata=_h("cpu, cuda, cuda:N or auto"))
     jobs: int | None = field(default=None, metadata=_h(
         "worker processes that fit the linear / mlp probe pieces in parallel (default: the CPU cores, at most 8; "
@@ -317,7 +321,13 @@ class MIRun:
 
     # -- models -----------------------------------------------------------------------
     def run_folder(self, cond: Condition) -> Path:
-        return self.out / "runs" / f"{cond.name}-{self.model_key(cond)[:10]}"
+        """Where ``cond``'s prompt is (or will be) trained: ``runs/<condition>-<key>``, or a
+        finished run with the same key under ``reuse_runs`` (``runs.folders.find_run``)."""
+        key = self.model_key(cond)
+        own = self.out / "runs" / f"{cond.name}-{key[:10]}"
+        if self.cfg.reuse_runs and not check_run(own, key)[0]:
+            return find_run(self.cfg.reuse_runs, key) or own
+        return own
 
     def model_for(self, cond: Condition, caches: dict[str, LowerLayerCache] | None = None
                   ) -> LatePromptModel | Backbone | None:
@@ -337,7 +347,7 @@ class MIRun:
                     caches=caches, progress=self.cfg.progress)
         model = res.model if res.model is not None else load_run(folder, self.cfg.device, bundle=self.bundle).model
         self.models[cond.name] = model.eval()
-        self.run_dirs[cond.name] = str(folder.relative_to(self.out))
+        self.run_dirs[cond.name] = os.path.relpath(folder, self.out)
         self.seconds["train"] += time.perf_counter() - t0
         logger.info("prompt %s: %s (test %s %.4f)", cond.name, "reused" if res.reused else "trained",
                     res.metrics.get("metric_name", "metric"), res.metrics.get("test_metric", float("nan")))

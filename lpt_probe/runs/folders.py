@@ -109,6 +109,27 @@ class LoadedRun:
         return dict(self.config["data"])
 
 
+def find_run(roots, key: str) -> Path | None:
+    """A finished run folder with ``key`` among the subfolders of ``roots`` (a folder or a
+    list of them, e.g. a sweep's ``runs/``), or None: how ``mi``, ``influence`` and
+    ``section4`` reuse prompts another command trained with the same settings instead of
+    training them again. A folder counts only when :func:`check_run` accepts it."""
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots or [])
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for meta in sorted(root.glob("*/meta.json")):
+            try:
+                if store.read_json_object(meta).get("key") != key:
+                    continue
+            except store.DamagedFile:
+                continue
+            if check_run(meta.parent, key)[0]:
+                return meta.parent
+    return None
+
+
 def load_run(folder: str | Path, device: str = "cpu", bundle=None, checkpoint: str | None = None,
              require_complete: bool = True) -> LoadedRun:
     """The model, task spec and tokenizer of a finished run, from the folder alone.

@@ -61,7 +61,7 @@ def plot_mi_by_layer(mi: pd.DataFrame, ax: Axes | None = None, value: str = "mi_
     control ("none" | "shuffled_labels"), h_y_bits, ce_bits, mi_bits, accuracy,
     macro_f1, mi_ci_low, mi_ci_high, n, probe_seed. Uses the test split. Lines: "PL=k"
     (lpt), "no prompt" (frozen, black); dashed controls "shuffled labels" (all
-    conditions pooled) and "random weights"; a dotted "H(y)" ceiling for ``mi_bits``.
+    conditions pooled) and "random weights"; a dotted ceiling for ``mi_bits``: the null model's test cross-entropy (the most a probe can gain).
     A small open circle marks hidden state k-1, where the PL=k prompt joins.
     ``band``: "seeds" (std over prompt seeds; none for a single seed), "ci" (half
     the mean bootstrap 95% CI width; ``mi_bits`` only, else as "seeds") or None.
@@ -96,7 +96,7 @@ def plot_mi_by_layer(mi: pd.DataFrame, ax: Axes | None = None, value: str = "mi_
         draw_line(ax, _mi_stats(rand, value, None), CONTROL_COLOURS["random weights"], "random weights", ls="--", lw=0.9)
     ceiling = "null_ce_bits" if "null_ce_bits" in mi.columns else "h_y_bits"
     if value == "mi_bits" and ceiling in mi.columns:  # the estimate's ceiling: the null model's test CE
-        ax.axhline(mi[ceiling].mean(), color="0.35", ls=":", lw=0.9, label="H(y)")
+        ax.axhline(mi[ceiling].mean(), color="0.35", ls=":", lw=0.9, label="null-model cross-entropy")
     ax.set_xlabel(HIDDEN_STATE)
     ax.set_ylabel(AXIS_LABELS.get(value, value.replace("_", " ")))
     integer_x(ax)

@@ -35,7 +35,7 @@ from ..store import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COLUMN_WIDTHS_IN", "PaperStyle", "paper_style", "figure_size", "save_figure", "require_columns",
+__all__ = ["axis_label", "COLUMN_WIDTHS_IN", "PaperStyle", "paper_style", "figure_size", "save_figure", "require_columns",
            "single_group", "nonempty", "complete_rows", "new_axes", "panel_axes", "palette", "label_for",
            "group_stats", "draw_line", "integer_x", "layer_ticks", "hue_order"]
 
@@ -48,11 +48,26 @@ METHOD_LABELS = {"lpt": "LPT", "prompt-tuning": "prompt tuning", "model-tuning":
                  "frozen": "no prompt", "random_weights": "random weights"}
 REFERENCE_STYLES = ["--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 2))]
 AXIS_LABELS = {
-    "test_metric": "test metric", "dev_metric": "dev metric", "train_loss": "train loss",
+    "test_metric": "test accuracy", "dev_metric": "dev accuracy", "train_loss": "train loss",
     "mi_bits": "I(h; y) [bits]", "ce_bits": "probe cross-entropy [bits]", "accuracy": "accuracy",
     "macro_f1": "macro F1", "tokens_per_second": "training tokens / s",
     "peak_memory_mb": "peak memory [MB]", "wall_seconds": "wall time [s]", "steps": "training steps",
 }
+METRIC_WORDS = {"accuracy": "accuracy", "acc_f1": "mean of accuracy and F1"}
+
+
+def axis_label(column: str, df=None) -> str:
+    """The axis label of a column; ``test_metric`` / ``dev_metric`` name the task's metric
+    when the table says which (``metric_name``: accuracy, or acc_f1 for MRPC/QQP)."""
+    if column in ("test_metric", "dev_metric") and df is not None and "metric_name" in getattr(df, "columns", ()):
+        names = set(df["metric_name"].dropna().astype(str))
+        if len(names) == 1 and names != {"accuracy"}:
+            return f"{column.split('_')[0]} {METRIC_WORDS.get(names.pop(), 'metric')}"
+        if len(names) > 1:
+            return f"{column.split('_')[0]} metric"
+    return AXIS_LABELS.get(column, column.replace("_", " "))
+
+
 PROMPT_LAYER = "prompt layer (PL)"
 HIDDEN_STATE = "hidden state (0 = embeddings)"
 MARKERS = "o^sDvP<>X"

@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from ..layers import middle_prompt_layer
 from .style import (
     AXIS_LABELS,
+    axis_label,
     METHOD_LABELS,
     PROMPT_LAYER,
     REFERENCE_STYLES,
@@ -87,7 +88,7 @@ def plot_performance_vs_layer(df: pd.DataFrame, metric: str = "test_metric", hue
         else:
             ax.axhline(g[metric].mean(), color=grey, ls=style, lw=1.0, label=label)
     ax.set_xlabel(PROMPT_LAYER)
-    ax.set_ylabel(AXIS_LABELS.get(metric, metric.replace("_", " ")))
+    ax.set_ylabel(axis_label(metric, df))
     layer_ticks(ax, layered["prompt_layer"])
     ax.legend(title=None if hue in (None, "generator") else hue.replace("_", " "), loc="best")
     return ax
@@ -128,6 +129,6 @@ def plot_convergence(curves: pd.DataFrame, prompt_layers: Sequence[int] | None =
         is_pt = k == 1 and ("generator" not in curves.columns or set(curves["generator"].astype(str)) == {"none"})
         draw_line(ax, st, c, f"PL={k}" + (" (PT)" if is_pt else ""), marker="o" if len(st) <= 12 else None, ms=2.5)
     ax.set_xlabel("training step")
-    ax.set_ylabel(AXIS_LABELS.get(metric, metric.replace("_", " ")))
+    ax.set_ylabel(axis_label(metric, curves))
     ax.legend(loc="best")
     return ax

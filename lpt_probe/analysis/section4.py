@@ -1,0 +1,342 @@
+"""The paper's Section 4 for one task and model, end to end: the library behind
+``python -m lpt_probe.section4``.
+
+Section 4 of Liu et al. (2022) claims a trade-off between a prompt's *propagation
+distance* and its *influence*: (1) accuracy against the prompt layer rises then falls,
+(2) training converges fastest for a mid-depth prompt, (3) the usable information
+I(h;y) at the top is highest for a mid-depth prompt, and it explains them by (4) a
+prompt's influence on the text falling with its layer and (5) the label signal reaching
+an early prompt being weak. ``run_section4(cfg)`` measures all five on one task:
+
+1. ``sweep/``: a layer sweep (``lpt_probe.runs.sweep``) at every prompt layer of
+   ``prompt_layers`` for ``seeds`` (accuracy and dev curves: claims 1 and 2);
+2. ``mi/``: ``lpt_probe.analysis.mi`` at ``analysis_layers`` (1, the middle and the last by
+   default) with the frozen model and the controls (claim 3);
+3. ``influence/``: ``lpt_probe.analysis.influence`` at the same layers (claims 4 and 5);
+4. ``claims.csv``: one row per claim with what was measured and a plain verdict
+   (:func:`section4_claims`; the rules are in its docstring), and ``section4.json``.
+
+The three stages share one set of trained prompts: ``mi`` and ``influence`` are given the
+sweep's ``runs/`` (``reuse_runs``) and every setting that enters a run's key is built once
+(:meth:`Section4Config.mi_config`), so a prompt at an analysis layer is trained once, by
+the sweep, from its lower-layer cache, and read back by the other two. Each stage keeps
+its own resumable folder, so an interrupted ``section4`` resumes where it stopped.
+Drawing is the command's job (``lpt_probe.section4`` draws ``section4.pdf`` with
+``lpt_probe.viz.plot_section4``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import store
+from ..layers import parse_prompt_layers
+from ..model.generators import GENERATORS
+from ..model.loading import DEFAULT_MODEL, PRESETS, model_slug
+from ..probing import PROBES
+from ..runs.sweep import SweepConfig, run_sweep
+from .influence import InfluenceConfig, run_influence
+from .mi import MIConfig, MIRun, run_mi
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Section4Config", "run_section4", "section4_claims", "CLAIMS", "claims_markdown", "default_out"]
+
+CLAIMS = {  # id -> (the paper's claim, what the paper shows for it)
+    "accuracy": "accuracy rises then falls with the prompt layer",
+    "convergence": "training converges fastest for a mid-depth prompt",
+    "information": "I(h;y) at the top layer is highest for a mid-depth prompt",
+    "influence": "a prompt's influence on the text falls with its layer",
+    "signal": "the label signal reaching the prompt weakens with distance",
+}
+
+
+def _h(text: str, **kw) -> dict:
+    return {"help": text, **kw}
+
+
+@dataclass
+class Section4Config:
+    """Every setting of one Section 4 study (the flags of ``python -m lpt_probe.section4``)."""
+
+    task: str = field(default="subj", metadata=_h("a registered task or a custom task's YAML file"))
+    model: str = field(default=DEFAULT_MODEL, metadata=_h(
+        f"{', '.join(PRESETS)} (offline presets; default minilm), a hub id or a folder"))
+    data_dir: str | None = field(default=None, metadata=_h("local task files (e.g. ../shared/data); default: the hub"))
+    source: str = field(default="auto", metadata=_h("auto, hub or local", choices=("auto", "hub", "local")))
+    prompt_layers: str = field(default="all", metadata=_h(
+        "the sweep's prompt layers (accuracy and convergence): 'all', 'default' (1, middle, last) or '1,4,6'"))
+    analysis_layers: str = field(default="default", metadata=_h(
+        "prompt layers of mi and influence: 'default' (1, middle, last), 'all' or '1,4,6'; each must be in the "
+        "sweep's --prompt-layers (its prompts are reused)"))
+    generator: str = field(default="none", metadata=_h(
+        "prompt generator (none: the plain late prompt of the paper's Section 4 analysis)", choices=GENERATORS))
+    seeds: tuple[int, ...] = field(default=(13, 21, 42), metadata=_h("prompt seeds, comma separated"))
+    shots: int | None = field(default=100, metadata=_h("few-shot K for prompt training (0 = full data)"))
+    data_seed: int = field(default=13, metadata=_h("seed of the few-shot sample"))
+    dev_size: int = field(default=1000, metadata=_h("the prompts' dev set"))
+    steps: int = field(default=200, metadata=_h("prompt training steps (paper few-shot: 1000)"))
+    eval_every: int = field(default=20, metadata=_h("dev evaluation every N steps (the convergence curves)"))
+    lr: float = field(default=1e-3, metadata=_h("prompt learning rate"))
+    max_length: int = field(default=128, metadata=_h("max tokens per example"))
+    max_examples: int | None = field(default=None, metadata=_h("cap every split (quick runs)"))
+    probe: str = field(default="linear", metadata=_h("mi's probe family", choices=lambda: list(PROBES)))
+    probe_train_max: int | None = field(default=2000, metadata=_h("mi: cap on probe train rows"))
+    probe_dev_size: int = field(default=500, metadata=_h("mi: probe dev rows"))
+    control_permutations: int | None = field(default=None, metadata=_h(
+        "mi: label permutations per shuffled-label row (default: mi's)"))
+    mdl: bool = field(default=False, metadata=_h("mi: also the MDL online codelength (off here: not a claim)"))
+    bootstrap: int = field(default=1000, metadata=_h("bootstrap resamples of every interval"))
+    influence_max: int | None = field(default=200, metadata=_h("influence: test examples measured (0 = all)"))
+    influence_batch_size: int = field(default=16, metadata=_h("influence: examples per measured batch"))
+    jobs: int | None = field(default=None, metadata=_h("mi: worker processes for the probe pieces"))
+    paper: str | None = field(default=None, metadata=_h(
+        "the paper's Tables 5/10 CSV (e.g. ../shared/paper/lpt_paper_efficiency_tables_5_10.csv): its accuracy at "
+        "prompt layers 1/7/13/19 of RoBERTa-large goes beside ours in claims.csv"))
+    device: str = field(default="cpu", metadata=_h("cpu, cuda, cuda:N or auto"))
+    out: str | None = field(default=None, metadata=_h("default artifacts/section4/<task>/<model>/"))
+    progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
+
+    def __post_init__(self):
+        self.seeds = tuple(int(s) for s in self.seeds)
+        if not self.seeds:
+            raise ValueError("--seeds: give at least one prompt seed, e.g. 13")
+        if self.eval_every > self.steps:
+            raise ValueError(f"--eval-every {self.eval_every} > --steps {self.steps}: the convergence curves need "
+                             "several evaluations; give --eval-every <= --steps")
+
+    def mi_config(self) -> MIConfig:
+        """mi's settings; its prompts' training settings are the sweep's and influence's too."""
+        return MIConfig(task=self.task, model=self.model, data_dir=self.data_dir, source=self.source,
+                        prompt_layers=self.analysis_layers, generator=self.generator, seeds=self.seeds,
+                        shots=self.shots, data_seed=self.data_seed, dev_size=self.dev_size, steps=self.steps,
+                        eval_every=self.eval_every, lr=self.lr, probe=self.probe,
+                        probe_train_max=self.probe_train_max, probe_dev_size=self.probe_dev_size,
+                        bootstrap=self.bootstrap, control_permutations=self.control_permutations, mdl=self.mdl,
+                        max_examples=self.max_examples, max_length=self.max_length, jobs=self.jobs,
+                        device=self.device, out=str(Path(self.out_dir) / "mi"),
+                        reuse_runs=(str(Path(self.out_dir) / "sweep" / "runs"),), progress=self.progress)
+
+    def influence_config(self) -> InfluenceConfig:
+        return InfluenceConfig(task=self.task, model=self.model, data_dir=self.data_dir, source=self.source,
+                               prompt_layers=self.analysis_layers, generator=self.generator, seeds=self.seeds,
+                               shots=self.shots, data_seed=self.data_seed, dev_size=self.dev_size, steps=self.steps,
+                               eval_every=self.eval_every, lr=self.lr, influence_max=self.influence_max,
+                               batch_size=self.influence_batch_size, bootstrap=self.bootstrap,
+                               max_examples=self.max_examples, max_length=self.max_length, device=self.device,
+                               out=str(Path(self.out_dir) / "influence"),
+                               reuse_runs=(str(Path(self.out_dir) / "sweep" / "runs"),), progress=self.progress)
+
+    @property
+    def out_dir(self) -> str:
+        return self.out or str(default_out(self))
+
+
+def default_out(cfg: Section4Config) -> Path:
+    return Path("artifacts") / "section4" / Path(cfg.task).stem / model_slug(cfg.model)
+
+
+def run_section4(cfg: Section4Config) -> dict:
+    """Sweep, mi and influence into ``cfg.out``, then ``claims.csv`` and ``section4.json``;
+    returns the tables (``sweep``, ``curves``, ``mi``, ``diff``, ``influence``, ``claims``)
+    and ``meta``."""
+    t0 = time.perf_counter()
+    out = Path(cfg.out_dir)
+    cfg = replace(cfg, out=str(out))
+    store.check_output_folder(out)
+    mi_cfg = cfg.mi_config()
+    seconds: dict[str, float] = {}
+    with store.OutputLock(out):
+        meta = store.run_meta(status="running", settings=asdict(cfg))
+        store.write_json(out / "section4.json", meta)
+        (out / "claims.csv").unlink(missing_ok=True)
+        try:
+            mi_run = MIRun(mi_cfg)  # loads the model once; the sweep trains with it
+            L = mi_run.L
+            sweep_layers = parse_prompt_layers(cfg.prompt_layers, L)
+            missing = sorted(set(mi_run.prompt_layers) - set(sweep_layers))
+            if missing:
+                raise ValueError(f"--analysis-layers {cfg.analysis_layers!r} includes prompt layer(s) {missing} that "
+                                 f"the sweep's --prompt-layers {cfg.prompt_layers!r} ({sweep_layers}) does not "
+                                 "train; add them to --prompt-layers")
+            mi_run.load_data()
+            base = mi_run.train_config(cfg.seeds[0])  # exactly what mi and influence key their prompts with
+            t = time.perf_counter()
+            sweep = run_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.prompt_layers,
+                                          generators=(cfg.generator,), seeds=cfg.seeds,
+                                          out=str(out / "sweep"), progress=cfg.progress),
+                              base, prepared=mi_run.prompt_prepared, requested_device=cfg.device)
+            seconds["sweep"] = time.perf_counter() - t
+            curves = store.read_csv(out / "sweep" / "curves.csv")
+            del mi_run  # run_mi loads what it needs itself
+            t = time.perf_counter()
+            _, frames, mi_meta = run_mi(mi_cfg)
+            seconds["mi"] = time.perf_counter() - t
+            t = time.perf_counter()
+            _, influence, inf_meta = run_influence(cfg.influence_config())
+            seconds["influence"] = time.perf_counter() - t
+            paper = read_paper_layers(cfg.paper) if cfg.paper else None
+            claims = section4_claims(sweep, curves, frames["mi"], frames["diff"], influence, paper)
+            store.write_csv(out / "claims.csv", claims)
+        except BaseException as exc:
+            meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                        error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t0,
+                        stage_seconds=seconds)
+            store.write_json(out / "section4.json", meta)
+            raise
+        trained = {"mi": len([r for r in mi_meta.get("runs", {}).values() if not r.startswith("runs")]),
+                   "influence": len([r for r in inf_meta.get("runs", {}).values() if not r.startswith("runs")])}
+        meta.update(status="complete", wall_seconds=time.perf_counter() - t0, stage_seconds=seconds,
+                    prompts_reused_from_sweep=trained, num_hidden_layers=L,
+                    sweep_cells=int(len(sweep)), failed_cells=int((sweep["status"] != "complete").sum()))
+        store.write_json(out / "section4.json", meta)
+    return {"sweep": sweep, "curves": curves, "mi": frames["mi"], "diff": frames["diff"], "influence": influence,
+            "claims": claims, "meta": meta}
+
+
+# -- the claims ---------------------------------------------------------------------------
+def read_paper_layers(path: str | Path) -> pd.DataFrame:
+    """The paper's accuracy against the prompt layer (RoBERTa-large, RTE): Table 10's LPT
+    rows at prompt layers 7/13/19 and its prompt tuning row (prompt layer 1), as
+    (method, prompt_layer, accuracy, std)."""
+    df = store.read_csv(path)
+    need = {"source", "method", "prompt_layer", "rte_acc", "rte_std"}
+    if not need <= set(df.columns):
+        raise ValueError(f"{path}: expected the paper's Tables 5/10 CSV with columns {sorted(need)}, got "
+                         f"{sorted(df.columns)}")
+    t10 = df[df["source"] == "Table 10"]
+    rows = [{"method": "Prompt Tuning", "prompt_layer": 1, "accuracy": r.rte_acc, "std": r.rte_std}
+            for r in t10[t10["method"] == "Prompt Tuning"].itertuples()]
+    rows += [{"method": r.method, "prompt_layer": int(r.prompt_layer), "accuracy": r.rte_acc, "std": r.rte_std}
+             for r in t10[t10["prompt_layer"].notna()].itertuples()]
+    return pd.DataFrame(rows)
+
+
+def _by_layer(df: pd.DataFrame, value: str) -> pd.DataFrame:
+    return df.groupby("prompt_layer")[value].agg(["mean", "std", "count"]).sort_index()
+
+
+def _interior_peak(means: pd.Series) -> bool:
+    """The largest value sits strictly between the first and the last prompt layer."""
+    return len(means) >= 3 and means.idxmax() not in (means.index.min(), means.index.max())
+
+
+def _fmt_layers(s: pd.Series, digits: int = 3) -> str:
+    return ", ".join(f"PL{int(k)} {v:.{digits}f}" for k, v in s.items())
+
+
+def section4_claims(sweep: pd.DataFrame, curves: pd.DataFrame, mi: pd.DataFrame, diff: pd.DataFrame,
+                    influence: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per claim of :data:`CLAIMS`: ``claim``, ``measured`` (the numbers, means over
+    seeds), ``verdict`` (``yes`` / ``no``) and ``rule`` (how the verdict is read off them):
+
+    - accuracy: mean test metric per prompt layer; yes if the best layer is neither the
+      first nor the last and beats both by more than its seed std.
+    - convergence: the area under each run's dev curve (mean dev metric over its
+      evaluations, the convergence figure's curves) per layer; yes if the largest is at an
+      interior layer. Also the first step reaching 90% of the best dev metric of all runs.
+    - information: I(h;y) at the top hidden state per analysis layer; yes if the highest is
+      an interior layer and its difference to the frozen model there is an effect
+      (``mi_diff.csv``: paired bootstrap interval excludes 0, every seed agrees).
+    - influence: the trained prompt's whole effect on log p(gold) (hidden from PL up) per
+      layer; yes if it falls with the layer (each value below the previous one).
+    - signal: the coherence of the label signal's gradient at the untrained prompt; yes if
+      it rises with the layer (a later prompt receives a more coherent signal).
+    """
+    rows = []
+    done = sweep[(sweep["status"] == "complete") & (sweep["method"] == "lpt")]
+    acc = _by_layer(done, "test_metric")
+    best = acc["mean"].idxmax()
+    ends = acc["mean"].loc[[acc.index.min(), acc.index.max()]]
+    margin = 0.0 if np.isnan(acc.loc[best, "std"]) else acc.loc[best, "std"]
+    ok = _interior_peak(acc["mean"]) and bool((acc.loc[best, "mean"] - ends > margin).all())
+    paper_text = ""
+    if paper is not None and len(paper):
+        npg = paper[paper["method"].isin(["Prompt Tuning", "LPT w/ NPG"])].sort_values("prompt_layer")
+        paper_text = "RTE (Table 10, NPG; PL1 = prompt tuning): " + ", ".join(
+            f"PL{int(r.prompt_layer)} {r.accuracy:.1f}" for r in npg.itertuples())
+    rows.append({"claim": "accuracy", "measured": f"test accuracy: {_fmt_layers(acc['mean'])}; best PL{int(best)} "
+                 f"(seed std {acc.loc[best, 'std']:.3f})", "verdict": "yes" if ok else "no", "paper": paper_text})
+
+    c = curves[curves["method"] == "lpt"] if "method" in curves.columns else curves
+    c = c.dropna(subset=["dev_metric"])
+    aulc = c.groupby(["prompt_layer", "seed"])["dev_metric"].mean().groupby("prompt_layer").mean()
+    target = 0.9 * c["dev_metric"].max()
+    first = c[c["dev_metric"] >= target].groupby(["prompt_layer", "seed"])["step"].min()
+    reach = first.groupby("prompt_layer").mean().reindex(aulc.index)
+    reach_text = ", ".join(f"PL{int(k)} {'never' if np.isnan(v) else f'{v:.0f}'}" for k, v in reach.items())
+    rows.append({"claim": "convergence", "measured": f"mean dev metric over the curve: {_fmt_layers(aulc)}; first "
+                 f"step at 90% of the best dev ({target:.3f}): {reach_text}",
+                 "verdict": "yes" if _interior_peak(aulc) else "no", "paper": "Fig. 2 (middle); no numbers given"})
+
+    real = mi[(mi["control"] == "none")]
+    top = real["layer"].max()
+    at_top = real[(real["layer"] == top) & (real["method"] == "lpt")]
+    info = _by_layer(at_top, "mi_bits")["mean"]
+    frozen = real[(real["layer"] == top) & (real["method"] == "frozen")]["mi_bits"].mean()
+    pooled = diff[diff["seed"].isna() & (diff["layer"] == top)].set_index("prompt_layer") if len(diff) else None
+    best_i = info.idxmax()
+    effect = bool(pooled is not None and best_i in pooled.index and pooled.loc[best_i, "effect"])
+    d = (f"; PL{int(best_i)} minus frozen {pooled.loc[best_i, 'diff_bits']:+.3f} bits "
+         f"[{pooled.loc[best_i, 'ci_low']:+.3f}, {pooled.loc[best_i, 'ci_high']:+.3f}]") if pooled is not None and \
+        best_i in pooled.index else ""
+    rows.append({"claim": "information", "measured": f"I(h;y) at hidden state {int(top)} (bits): {_fmt_layers(info)}; "
+                 f"frozen {frozen:.3f}{d}", "verdict": "yes" if _interior_peak(info) and effect else "no",
+                 "paper": "Fig. 2 (right); no numbers given"})
+
+    trained = influence[influence["checkpoint"] == "trained"]
+    drop = trained[(trained["quantity"] == "logprob_drop_from") & (trained["layer"] == trained["prompt_layer"])]
+    drop = _by_layer(drop, "value")["mean"]
+    mass = trained[(trained["quantity"] == "attention_mass") & (trained["position"] == "prediction")
+                   & (trained["layer"] == trained["layer"].max())]
+    mass = _by_layer(mass, "value")["mean"]
+    falls = bool(len(drop) >= 2 and (np.diff(drop.to_numpy()) < 0).all())
+    rows.append({"claim": "influence", "measured": f"log p(gold) drop when the trained prompt is hidden from PL up "
+                 f"(nats): {_fmt_layers(drop)}; its attention mass at the top layer: {_fmt_layers(mass)}",
+                 "verdict": "yes" if falls else "no", "paper": "argued in Section 4; not measured"})
+
+    init = influence[influence["checkpoint"] == "init"]
+    coh = _by_layer(init[(init["quantity"] == "grad_coherence") & (init["position"] == "prompt")], "value")["mean"]
+    scaled = _by_layer(init[(init["quantity"] == "grad_x_state_norm") & (init["position"] == "prompt")],
+                       "value")["mean"]
+    rises = bool(len(coh) >= 2 and (np.diff(coh.to_numpy()) > 0).all())
+    rows.append({"claim": "signal", "measured": f"gradient coherence at the untrained prompt: {_fmt_layers(coh)}; "
+                 f"||g|| ||prompt||: {_fmt_layers(scaled)}", "verdict": "yes" if rises else "no",
+                 "paper": "argued in Section 4; not measured"})
+    out = pd.DataFrame(rows)
+    out.insert(1, "statement", out["claim"].map(CLAIMS))
+    head = sweep.iloc[0]
+    return out.assign(task=head["task"], model=head["model"])
+
+
+def claims_markdown(folders: list[str | Path]) -> str:
+    """One markdown table from several studies' ``claims.csv``: the paper's claim, what the
+    paper shows, then per study (task / model) the verdict and the numbers."""
+    tables = []
+    for f in folders:
+        path = Path(f) / "claims.csv" if Path(f).is_dir() else Path(f)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; `python -m lpt_probe.section4 ... --out {f}` writes it")
+        tables.append(store.read_csv(path))
+    studies = [f"{t['task'].iloc[0]} / {t['model'].iloc[0]}" for t in tables]
+    lines = ["| paper's claim | paper (RoBERTa-large) | " + " | ".join(studies) + " |",
+             "|---|---|" + "---|" * len(studies)]
+    for claim, statement in CLAIMS.items():
+        cells = []
+        paper = ""
+        for t in tables:
+            r = t[t["claim"] == claim]
+            if r.empty:
+                cells.append("-")
+                continue
+            r = r.iloc[0]
+            paper = paper or (r["paper"] if isinstance(r["paper"], str) else "")
+            cells.append(f"**{r['verdict']}**: {r['measured']}")
+        lines.append(f"| {statement} | {paper or '-'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

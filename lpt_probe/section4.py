@@ -1,0 +1,90 @@
+"""The paper's Section 4 for one task and model in one command:
+``python -m lpt_probe.section4 --task subj --model smollm2``.
+
+The command-line front of ``lpt_probe.analysis.section4`` (every flag is a field of
+``Section4Config``). It runs a layer sweep (accuracy and convergence against the prompt
+layer), ``mi`` (I(h;y) per hidden state) and ``influence`` (the prompt's influence and the
+label signal reaching it) on one shared set of trained prompts, writes ``sweep/``,
+``mi/``, ``influence/``, ``claims.csv`` (each Section 4 claim, what was measured and a
+verdict) and ``section4.json`` into ``--out`` (default
+``artifacts/section4/<task>/<model>/``), draws ``section4.pdf`` (2 x 3 panels; ``--png``
+adds a PNG) and prints the claims. Rerunning resumes.
+
+``--table DIR [DIR ...]`` prints one markdown table of the claims of finished studies
+(the README's Section 4 table) instead of running one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from .analysis.section4 import Section4Config, claims_markdown, run_section4
+from .cli import add_config_args, add_output_args, config_from_args, run_main, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lpt_probe.section4", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="The stages' own commands: python -m lpt_probe.sweep, python -m lpt_probe.mi, "
+                                       "python -m lpt_probe.influence; the figure alone: python -m lpt_probe.figures "
+                                       "section4 --sweep OUT/sweep --mi OUT/mi --influence OUT/influence")
+    add_config_args(p.add_argument_group("study"), Section4Config)
+    g = p.add_argument_group("output")
+    g.add_argument("--png", action="store_true", help="also write section4.png (200 dpi) beside the PDF")
+    g.add_argument("--table", nargs="+", metavar="DIR", default=None,
+                   help="print the markdown table of the claims of these finished studies and exit")
+    add_output_args(p)
+    return p
+
+
+def draw(out: Path, tables: dict, png: bool = False) -> list[Path]:
+    """``section4.pdf`` (and ``.png``) from the study's tables."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import viz as P
+
+    with P.paper_style():
+        fig = P.plot_section4(tables["sweep"][tables["sweep"]["status"] == "complete"], tables["curves"],
+                              tables["mi"], tables["influence"])
+        inf = tables["influence"]
+        fig.suptitle(f"{inf['task'].iloc[0]} / {inf['model'].iloc[0]}")
+        written = P.save_figure(fig, out / "section4.pdf", png=png)
+        plt.close(fig)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    setup_logging(args)
+    t0 = time.perf_counter()
+    state = {"out": args.out}
+
+    def body() -> int:
+        if args.table:
+            print(claims_markdown(args.table))
+            return 0
+        cfg = config_from_args(Section4Config, args, progress=args.progress and not args.quiet)
+        state["out"] = cfg.out_dir
+        res = run_section4(cfg)
+        written = draw(Path(cfg.out_dir), res, png=args.png)
+        claims = res["claims"]
+        width = max(len(c) for c in claims["claim"])
+        for r in claims.itertuples():
+            print(f"{r.claim:<{width}}  {r.verdict:<3}  {r.measured}")
+        stages = ", ".join(f"{k} {v:.0f} s" for k, v in res["meta"]["stage_seconds"].items())
+        print(f"wrote {cfg.out_dir}/claims.csv, section4.json, {', '.join(w.name for w in written)} and sweep/, mi/, "
+              f"influence/ in {time.perf_counter() - t0:.0f} s ({stages})")
+        return 0
+
+    return run_main(p, body, interrupted=lambda: f"{state['out']}/section4.json marked 'interrupted'; rerun the "
+                                               "command to resume (finished cells and pieces are kept)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
