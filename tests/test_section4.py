@@ -1,0 +1,108 @@
+"""Section 4 in one command: the claims read off the tables, and the command end to end
+(one set of prompts for sweep, mi and influence; resume; the claims table)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from figure_data import LAYERS, curves_table, mi_table, sweep_table
+
+from lpt_probe import section4 as cli
+from lpt_probe.analysis.section4 import CLAIMS, claims_markdown, read_paper_layers, section4_claims
+
+PAPER = "lpt_paper_efficiency_tables_5_10.csv"
+
+
+def influence_table(falls=True, rises=True, layers=(1, 3, 6), seeds=(13, 42)) -> pd.DataFrame:
+    rows = []
+    for pl in layers:
+        for seed in seeds:
+            drop = (1.0 - pl / 10) if falls else pl / 10
+            coh = (0.02 + pl / 100) if rises else (0.1 - pl / 100)
+            for ckpt in ("init", "trained"):
+                rows += [dict(checkpoint=ckpt, quantity="logprob_drop_from", position="prediction", layer=pl,
+                              value=drop),
+                         dict(checkpoint=ckpt, quantity="attention_mass", position="prediction", layer=LAYERS,
+                              value=0.5 - pl / 20),
+                         dict(checkpoint=ckpt, quantity="grad_coherence", position="prompt", layer=pl - 1, value=coh),
+                         dict(checkpoint=ckpt, quantity="grad_x_state_norm", position="prompt", layer=pl - 1,
+                              value=1.0)]
+            for r in rows[-8:]:
+                r.update(prompt_layer=pl, seed=seed)
+    return pd.DataFrame(rows).assign(task="rte", model="minilm", generator="none", method="lpt")
+
+
+def diff_table(effect: bool) -> pd.DataFrame:
+    return pd.DataFrame([{"prompt_layer": k, "seed": pd.NA, "layer": LAYERS, "diff_bits": 0.2 if k == 3 else 0.0,
+                          "ci_low": 0.1 if k == 3 else -0.1, "ci_high": 0.3 if k == 3 else 0.1,
+                          "effect": effect and k == 3} for k in (1, 3, 6)]).astype({"seed": "Int64"})
+
+
+def test_claims_read_the_paper_shapes_as_yes():
+    claims = section4_claims(sweep_table(), curves_table(), mi_table(), diff_table(effect=True), influence_table())
+    assert list(claims["claim"]) == list(CLAIMS)
+    assert dict(zip(claims["claim"], claims["verdict"])) == {c: "yes" for c in CLAIMS}
+    acc = claims.set_index("claim").loc["accuracy", "measured"]
+    assert "PL1 " in acc and "best PL" in acc
+
+
+def test_claims_say_no_when_the_shapes_are_absent():
+    flat = sweep_table().assign(test_metric=lambda d: np.where(d["method"] == "lpt", 0.5 + d["prompt_layer"] / 100,
+                                                               d["test_metric"]))  # rises to the last layer
+    claims = section4_claims(flat, curves_table(layers=(1, 6)), mi_table(), diff_table(effect=False),
+                             influence_table(falls=False, rises=False))
+    verdict = dict(zip(claims["claim"], claims["verdict"]))
+    assert verdict == {c: "no" for c in CLAIMS}  # no interior peak, two layers only, no effect, wrong directions
+
+
+def test_paper_column_comes_from_the_paper_table(data_dir):
+    paper = read_paper_layers(data_dir.parent / "paper" / PAPER)
+    npg = paper[paper["method"] == "LPT w/ NPG"].set_index("prompt_layer")["accuracy"]
+    assert list(npg.index) == [7, 13, 19] and npg.idxmax() == 13  # the paper's own rise and fall
+    claims = section4_claims(sweep_table(), curves_table(), mi_table(), diff_table(True), influence_table(), paper)
+    text = claims.set_index("claim").loc["accuracy", "paper"]
+    assert text.startswith("RTE (Table 10") and f"PL13 {npg.loc[13]:.1f}" in text
+    with pytest.raises(ValueError, match="rte_acc"):
+        read_paper_layers(data_dir.parent / "paper" / "lpt_paper_tables_1_3.csv")
+
+
+@pytest.mark.integration
+def test_section4_command_shares_prompts_resumes_and_tabulates(data_dir, tmp_path, capsys):
+    out = tmp_path / "s4"
+    args = ["--task", "trec", "--data-dir", str(data_dir), "--prompt-layers", "1,4,6", "--seeds", "13",
+            "--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "80",
+            "--probe-dev-size", "30", "--bootstrap", "50", "--control-permutations", "1", "--influence-max", "8",
+            "--jobs", "1", "--no-progress", "--out", str(out), "--paper", str(data_dir.parent / "paper" / PAPER)]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert all(c in printed for c in CLAIMS) and "claims.csv" in printed
+    meta = json.loads((out / "section4.json").read_text())
+    assert meta["status"] == "complete" and meta["prompts_reused_from_sweep"] == {"mi": 3, "influence": 3}
+    assert not (out / "mi" / "runs").exists() and not (out / "influence" / "runs").exists()  # trained once
+    claims = pd.read_csv(out / "claims.csv")
+    assert list(claims["claim"]) == list(CLAIMS) and set(claims["verdict"]) <= {"yes", "no"}
+    assert (out / "section4.pdf").stat().st_size > 10_000
+    first = {p: p.stat().st_mtime_ns for p in (out / "mi" / "pieces").glob("*.json")}
+    assert cli.main(args) == 0  # a rerun trains and fits nothing again
+    assert {p: p.stat().st_mtime_ns for p in (out / "mi" / "pieces").glob("*.json")} == first
+    inf = json.loads((out / "influence" / "run.json").read_text())
+    assert inf["pieces_measured"] == 0
+    capsys.readouterr()
+    assert cli.main(["--table", str(out), str(out)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| paper's claim | paper (RoBERTa-large) | trec / minilm | trec / minilm |")
+    assert len(table) == 2 + len(CLAIMS) and "Table 10" in table[2]
+    assert claims_markdown([out]).splitlines()[2].count("|") == 4
+
+
+@pytest.mark.integration
+def test_section4_refuses_analysis_layers_the_sweep_does_not_train(data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--task", "trec", "--data-dir", str(data_dir), "--prompt-layers", "1,6", "--analysis-layers",
+                  "1,4", "--max-examples", "60", "--out", str(tmp_path / "s4"), "--no-progress"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: --analysis-layers '1,4' includes prompt layer(s) [4]" in err and "Traceback" not in err
