@@ -60,6 +60,12 @@ LABELS = {"model-tuning": "model tuning", "adapter": "Adapter", "adapterdrop": "
           "lora": "LoRA", "prompt-tuning": "prompt tuning", "p-tuning-v2": "P-tuning v2",
           "prefix-tuning": "prefix tuning", "s-idpg": "S-IDPG-PHM", "lpt": "LPT"}
 PAPER_COLUMNS = ["task", "method", "generator", "mean", "std"]
+# the paper's method names (../shared/paper/lpt_paper_tables_1_3.csv) -> (method, generator) here
+PAPER_METHODS = {"Model Tuning": ("model-tuning", "none"), "Adapter": ("adapter", "none"),
+                 "AdapterDrop": ("adapterdrop", "none"), "BitFit": ("bitfit", "none"), "LoRA": ("lora", "none"),
+                 "Prompt Tuning": ("prompt-tuning", "none"), "P-tuning v2": ("p-tuning-v2", "none"),
+                 "S-IDPG-PHM": ("s-idpg", "none"), "LPT w/o PG": ("lpt", "none"), "LPT w/ NPG": ("lpt", "npg"),
+                 "LPT w/ APPG": ("lpt", "appg"), "LPT w/ MPPG": ("lpt", "mppg")}
 
 
 def run(cmd: list[str], threads: int) -> None:
@@ -115,21 +121,44 @@ def accuracy_rows(task: str, sweep: pd.DataFrame, rows: list[tuple[str, str]], a
     return out
 
 
-def with_paper(df: pd.DataFrame, path: str | None) -> pd.DataFrame:
-    """Join the paper's numbers for the same rows from ``path`` (none: empty columns)."""
-    df = df.copy()
-    df["paper_mean"], df["paper_std"] = float("nan"), float("nan")
-    if not path:
-        return df
+def read_paper(path: str, table: str = "Table 2") -> pd.DataFrame:
+    """The paper's numbers as (task, method, generator, mean, std, tunable_params): either
+    the paper's own tables (``../shared/paper/lpt_paper_tables_1_3.csv``: one row per table,
+    method and task, the paper's method names; ``table`` picks Table 2 = 100 shots) or a
+    file with the columns of ``PAPER_COLUMNS``."""
     paper = pd.read_csv(path)
+    if {"source", "method", "task", "mean"} <= set(paper.columns):  # the paper's own transcription
+        paper = paper[paper["source"] == table]
+        if paper.empty:
+            raise SystemExit(f"--paper {path}: no rows of {table!r}")
+        known = paper["method"].isin(list(PAPER_METHODS))
+        if not known.all():
+            raise SystemExit(f"--paper {path}: unknown method name(s) {sorted(set(paper.method[~known]))}; "
+                             f"known: {sorted(PAPER_METHODS)}")
+        pairs = paper["method"].map(PAPER_METHODS)
+        return paper.assign(method=[m for m, _ in pairs], generator=[g for _, g in pairs],
+                            task=paper["task"].str.lower())[PAPER_COLUMNS + ["tunable_params"]]
     missing = sorted(set(PAPER_COLUMNS) - set(paper.columns))
     if missing:
-        raise SystemExit(f"--paper {path}: columns {missing} missing (need {PAPER_COLUMNS})")
+        raise SystemExit(f"--paper {path}: columns {missing} missing (need {PAPER_COLUMNS}, or the paper's own "
+                         "tables with source, method, task, mean, std)")
+    return paper
+
+
+def with_paper(df: pd.DataFrame, path: str | None, table: str = "Table 2") -> pd.DataFrame:
+    """Join the paper's numbers for the same rows from ``path`` (none: empty columns)."""
+    df = df.drop(columns=[c for c in ("paper_mean", "paper_std", "paper_tunable") if c in df.columns])
+    df["paper_mean"], df["paper_std"], df["paper_tunable"] = float("nan"), float("nan"), ""
+    if not path:
+        return df
+    paper = read_paper(path, table)
     paper = paper.assign(generator=paper.generator.fillna("none")).set_index(["task", "method", "generator"])
     for i, r in df.iterrows():
         key = (r.task, r.method, r.generator)
         if key in paper.index:
             df.loc[i, "paper_mean"], df.loc[i, "paper_std"] = paper.loc[key, "mean"], paper.loc[key, "std"]
+            if "tunable_params" in paper.columns:
+                df.loc[i, "paper_tunable"] = str(paper.loc[key, "tunable_params"])
     return df
 
 
@@ -155,16 +184,54 @@ def table2_markdown(df: pd.DataFrame, header: list[str], paper_path: str | None)
         lines.append(f"| {name} | {tunable} | " + " | ".join(cells.get(t, "-") for t in tasks) + f" | {avg} |")
     lines += ["", "## The paper's numbers for the same rows (RoBERTa-large, Table 2 of arXiv 2210.11292)", ""]
     if df.paper_mean.notna().any():
-        lines += [f"From `{paper_path}`.", "",
-                  "| method | " + " | ".join(t.upper() for t in tasks) + " |", "|---|" + "---:|" * len(tasks)]
+        lines += [f"From `{paper_path}` (the paper's RoBERTa-large, 100 training samples, 4 data splits).", "",
+                  "| method | tunable | " + " | ".join(t.upper() for t in tasks) + " | Avg |",
+                  "|---|---:|" + "---:|" * (len(tasks) + 1)]
         for name, g in df.groupby("label", sort=False):
             cells = {r.task: pm(r.paper_mean, r.paper_std, 1.0) for r in g.itertuples()}
-            lines.append(f"| {name} | " + " | ".join(cells.get(t, "-") for t in tasks) + " |")
+            tun = next((t for t in g.paper_tunable if isinstance(t, str) and t), "-")
+            avg = f"{g.paper_mean.mean():.1f}" if g.paper_mean.notna().sum() == len(tasks) else "-"
+            lines.append(f"| {name} | {tun} | " + " | ".join(cells.get(t, "-") for t in tasks) + f" | {avg} |")
+        lines += ["", "Side by side (test accuracy %, ours / the paper's; Avg over these five tasks only, not the "
+                  "paper's ten):", "", beside_markdown(df, tasks)]
     else:
         lines.append("Not filled in: this run was given no transcription of the paper's Table 2 (`--paper FILE`, "
                      "columns task, method, generator, mean, std). No paper number appears here that was not "
                      "read from such a file.")
     return "\n".join(lines) + "\n"
+
+
+def beside_markdown(df: pd.DataFrame, tasks: list[str]) -> str:
+    """One row per method, each task's cell "ours / paper" (means, %)."""
+    lines = ["| method | " + " | ".join(t.upper() for t in tasks) + " | Avg |", "|---|" + "---:|" * (len(tasks) + 1)]
+    for name, g in df.groupby("label", sort=False):
+        by = g.set_index("task")
+        cell = {t: f"{pm(by.loc[t, 'test_mean'], float('nan'))} / {pm(by.loc[t, 'paper_mean'], float('nan'), 1.0)}"
+                for t in tasks if t in by.index}
+        ours = f"{g.test_mean.mean() * 100:.1f}" if len(g) == len(tasks) else "-"
+        theirs = f"{g.paper_mean.mean():.1f}" if g.paper_mean.notna().sum() == len(tasks) else "-"
+        lines.append(f"| {name} | " + " | ".join(cell.get(t, "-") for t in tasks) + f" | {ours} / {theirs} |")
+    return "\n".join(lines)
+
+
+def rerender(args) -> int:
+    """table2.md / .csv again from a written table2.csv (our numbers as they are) with the
+    paper's column: no training. The header keeps how the accuracy was measured."""
+    src = Path(args.from_table)
+    table2 = with_paper(pd.read_csv(src), args.paper, args.paper_table)
+    old_md = src.with_suffix(".md")
+    header = old_md.read_text().split("\nTest accuracy (%)")[0].rstrip("\n").splitlines() if old_md.is_file() else \
+        ["# Table 2 shape: few-shot baselines in one harness"]
+    cmd = "python benchmarks/bench_baselines.py " + " ".join(args.argv)
+    header += ["", f"Paper's column added without retraining by: `{cmd.strip()}` (our numbers read from {src.name}).",
+               ""]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = table2_markdown(table2, header, args.paper)
+    table2.to_csv(out / "table2.csv", index=False)
+    (out / "table2.md").write_text(text)
+    print(text)
+    return 0
 
 
 def timing(args, pl: int, rows: list[tuple[str, str]]) -> tuple[pd.DataFrame, list[str]]:
@@ -209,8 +276,11 @@ def main(argv=None) -> int:
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--dev-size", type=int, default=500)
     p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--paper", default=None, help="CSV of the paper's Table 2 numbers (task, method, generator, "
-                                                 "mean, std; in percent) to show beside ours")
+    p.add_argument("--paper", default=None, help="the paper's numbers to show beside ours: its own tables "
+                   "(../shared/paper/lpt_paper_tables_1_3.csv) or a CSV with task, method, generator, mean, std (%%)")
+    p.add_argument("--paper-table", default="Table 2", help="which of the paper's tables (Table 2: 100 shots)")
+    p.add_argument("--from-table", default=None, metavar="CSV",
+                   help="no training: write table2.md/.csv again from this table2.csv with the paper's column")
     p.add_argument("--time-steps", type=int, default=30, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
     p.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds (0: no timing)")
@@ -221,8 +291,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--runs", default=str(REPO / "artifacts" / "baselines"))
     args = p.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
     if args.repeats < 0 or args.time_steps < 1 or args.warmup < 0:
         p.error("--repeats >= 0, --time-steps >= 1 and --warmup >= 0")
+    if args.from_table:
+        return rerender(args)
     from transformers import AutoConfig
 
     from lpt_probe.model.loading import resolve
@@ -238,7 +311,7 @@ def main(argv=None) -> int:
         cell_seconds += float(sweep.wall_seconds.sum())
         acc += accuracy_rows(task, sweep, rows, args)
         print(f"{task}: sweep {time.perf_counter() - t:.0f} s", flush=True)
-    table2 = with_paper(pd.DataFrame(acc), args.paper)
+    table2 = with_paper(pd.DataFrame(acc), args.paper, args.paper_table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = "python benchmarks/bench_baselines.py " + " ".join(argv if argv is not None else sys.argv[1:])

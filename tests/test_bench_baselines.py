@@ -50,7 +50,9 @@ def test_paper_column_comes_only_from_the_given_file(tmp_path):
     joined = bb.with_paper(df, str(paper))
     assert joined.paper_mean.tolist()[1] == 91.5 and pd.isna(joined.paper_mean.tolist()[0])
     text = bb.table2_markdown(joined, ["# t"], str(paper))
-    assert "| LPT NPG | 91.5 ± 1.2 |" in text and "| LoRA | - |" in text and "Not filled in" not in text
+    # the paper's table (its tunable column: none in this file), then ours / the paper's side by side
+    assert "| LPT NPG | - | 91.5 ± 1.2 |" in text and "| LoRA | - | - |" in text and "Not filled in" not in text
+    assert "| LPT NPG | 60.0 / 91.5 |" in text
 
     bad = tmp_path / "bad.csv"
     bad.write_text("task,method,mean\ntrec,lora,80\n")
@@ -76,3 +78,44 @@ def test_no_table2_leaves_the_committed_table(tmp_path, monkeypatch):
     assert (out / "table2.md").read_text() == full
     assert bb.main(["--tasks", "rte"] + common) == 0  # without the flag it is rewritten
     assert "TREC" not in (out / "table2.md").read_text()
+
+
+def test_paper_column_from_the_papers_own_tables(data_dir):
+    """The paper's transcription (../shared/paper) maps its method names onto our rows:
+    Table 2 (100 shots) by default, Table 3 (500 shots) when asked; unknown names refused."""
+    paper_csv = data_dir.parent / "paper" / "lpt_paper_tables_1_3.csv"
+    df = pd.DataFrame([{"task": t, "method": m, "generator": g, "label": bb.label(m, g), "test_mean": 0.5,
+                        "test_std": 0.01, "tunable_params": 10} for t in ("trec", "rte")
+                       for m, g in (("model-tuning", "none"), ("lpt", "npg"), ("lpt", "none"), ("s-idpg", "none"))])
+    joined = bb.with_paper(df, str(paper_csv))
+    raw = pd.read_csv(paper_csv)
+    t2 = raw[raw.source == "Table 2"].set_index(["method", "task"])["mean"]
+    got = joined.set_index(["method", "generator", "task"])["paper_mean"]
+    assert got[("model-tuning", "none", "trec")] == t2[("Model Tuning", "trec")]
+    assert got[("lpt", "npg", "rte")] == t2[("LPT w/ NPG", "rte")]
+    assert got[("lpt", "none", "trec")] == t2[("LPT w/o PG", "trec")]
+    assert got[("s-idpg", "none", "rte")] == t2[("S-IDPG-PHM", "rte")]
+    t3 = raw[raw.source == "Table 3"].set_index(["method", "task"])["mean"]
+    got3 = bb.with_paper(df, str(paper_csv), "Table 3").set_index(["method", "generator", "task"])["paper_mean"]
+    assert got3[("lpt", "npg", "trec")] == t3[("LPT w/ NPG", "trec")] != got[("lpt", "npg", "trec")]
+    text = bb.table2_markdown(joined, ["# t"], str(paper_csv))
+    assert "Side by side" in text and f"| 50.0 / {t2[('Model Tuning', 'trec')]:.1f} |" in text
+    with pytest.raises(SystemExit, match="no rows of 'Table 9'"):
+        bb.with_paper(df, str(paper_csv), "Table 9")
+
+
+def test_from_table_rerenders_without_training(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(bb, "sweep_task", lambda *a: pytest.fail("--from-table must not train"))
+    src = tmp_path / "in"
+    src.mkdir()
+    rows = pd.DataFrame([{"task": "trec", "model": "minilm", "method": "lora", "generator": "none", "label": "LoRA",
+                          "prompt_layer": None, "shots": 100, "steps": 200, "seeds": 3, "test_mean": 0.835,
+                          "test_std": 0.031, "dev_mean": 0.8, "tunable_params": 76038}])
+    rows.to_csv(src / "table2.csv", index=False)
+    (src / "table2.md").write_text("# Table 2 shape\n\nCommand:\n\n    python x --train\n\nTest accuracy (%), ...\n")
+    out = tmp_path / "out"
+    paper_csv = str(data_dir.parent / "paper" / "lpt_paper_tables_1_3.csv")
+    assert bb.main(["--from-table", str(src / "table2.csv"), "--paper", paper_csv, "--out", str(out)]) == 0
+    text = (out / "table2.md").read_text()
+    assert "python x --train" in text and "without retraining" in text and "| LoRA | 83.5 / 92.0 |" in text
+    assert pd.read_csv(out / "table2.csv")["paper_mean"].tolist() == [92.0]
