@@ -1,14 +1,25 @@
 """lpt_probe: where in a frozen transformer should a soft prompt go, and why.
 
-Start here (the README's "Architecture" section has one line per module):
-- ``lpt_probe.model``: the family table, ``Backbone.run_layers`` (run layers k..L from a
-  hidden state), generators, methods, the late-prompt model, loading.
-- ``lpt_probe.data``: the task registry, data sources, verbalizer, encoded splits.
-- ``lpt_probe.runs``: training runs (``prepare``, ``train``, ``load_run``), sweeps, executors.
-- ``lpt_probe.probing`` and ``lpt_probe.analysis``: probes, per-layer I(h;y), influence,
-  projections.
-- ``lpt_probe.viz`` and ``lpt_probe.figures``: paper figures from results on disk.
-- Commands: ``python -m lpt_probe.{train,mi,influence,sweep,project,figures}``.
+The public API (every name below is importable from ``lpt_probe``; each is loaded on first
+use, so ``import lpt_probe`` and the plotting code never import torch)::
+
+    from lpt_probe import TrainConfig, LatePromptConfig, train, Predictor
+    from lpt_probe import MIConfig, run_mi, InfluenceConfig, run_influence
+    from lpt_probe import SweepConfig, run_sweep, Section4Config, run_section4, load_custom_task
+
+- Training: ``train(LatePromptConfig(...), TrainConfig(...), out=folder)`` -> ``TrainResult``
+  (metrics, curve, model); ``Predictor.from_run(folder).predict(texts)``.
+- Analyses: ``run_mi(MIConfig(...))`` -> (run, tables, run.json); ``run_influence``,
+  ``run_sweep(SweepConfig(...), TrainConfig(...))``, ``run_section4(Section4Config(...))``.
+- Data: ``load_custom_task("task.yaml")`` -> (TaskSpec, TaskData).
+- Hugging Face interop: ``attach_late_prompt`` / ``save_pretrained`` / ``from_pretrained``
+  (``lpt_probe.model.interop``), when installed.
+
+Where a reader starts in the code: ``lpt_probe.model`` (the family table, ``Backbone.run_layers``:
+run layers k..L from a hidden state; the late-prompt model), ``lpt_probe.data`` (the task
+registry), ``lpt_probe.runs`` (training runs, sweeps), ``lpt_probe.probing`` and
+``lpt_probe.analysis`` (probes, I(h;y), influence, Section 4), ``lpt_probe.viz`` (figures,
+no torch). Commands: ``lpt-probe <command>`` or ``python -m lpt_probe.<command>``.
 
 Layer numbering, used everywhere: hidden state 0 is the embedding output, hidden state k
 is the output of transformer layer k (as Hugging Face ``hidden_states``). Prompt layer
@@ -16,4 +27,55 @@ PL=k (1-based, the paper's) means the prompt joins the input of layer k, i.e. it
 concatenated to hidden state k-1; PL=1 is classic prompt tuning.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.2.0"
+
+# public name -> the module that defines it (imported on first access: PEP 562)
+_API = {
+    "TrainConfig": "lpt_probe.runs.trainer",
+    "LatePromptConfig": "lpt_probe.model.late_prompt",
+    "LatePromptModel": "lpt_probe.model.late_prompt",
+    "train": "lpt_probe.runs.run",
+    "TrainResult": "lpt_probe.runs.run",
+    "load_run": "lpt_probe.runs.folders",
+    "Predictor": "lpt_probe.runs.predict",
+    "SweepConfig": "lpt_probe.runs.sweep",
+    "run_sweep": "lpt_probe.runs.sweep",
+    "ExecutorConfig": "lpt_probe.runs.executors",
+    "MIConfig": "lpt_probe.analysis.mi",
+    "run_mi": "lpt_probe.analysis.mi",
+    "InfluenceConfig": "lpt_probe.analysis.influence",
+    "run_influence": "lpt_probe.analysis.influence",
+    "Section4Config": "lpt_probe.analysis.section4",
+    "run_section4": "lpt_probe.analysis.section4",
+    "load_custom_task": "lpt_probe.data.sources",
+    "load_task": "lpt_probe.data.sources",
+    "get_task": "lpt_probe.data.tasks",
+    "list_tasks": "lpt_probe.data.tasks",
+    "load_model": "lpt_probe.model.loading",
+    "Backbone": "lpt_probe.model.backbone",
+}
+_OPTIONAL = {  # names of modules that may not be present in every build
+    "attach_late_prompt": "lpt_probe.model.interop",
+    "detach_late_prompt": "lpt_probe.model.interop",
+    "save_pretrained": "lpt_probe.model.interop",
+    "from_pretrained": "lpt_probe.model.interop",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    module = _API.get(name) or _OPTIONAL.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lpt_probe' has no attribute {name!r}; the public API is: {', '.join(__all__)}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
