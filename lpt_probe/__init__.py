@@ -8,7 +8,8 @@ use, so ``import lpt_probe`` and the plotting code never import torch)::
     from lpt_probe import SweepConfig, run_sweep, Section4Config, run_section4, load_custom_task
 
 - Training: ``train(LatePromptConfig(...), TrainConfig(...), out=folder)`` -> ``TrainResult``
-  (metrics, curve, model); ``Predictor.from_run(folder).predict(texts)``.
+  (metrics, curve, model); ``Predictor.from_run(folder).predict(texts)``. (``lpt_probe.train``
+  is the ``train`` command's module, callable as ``lpt_probe.runs.run.train``.)
 - Analyses: ``run_mi(MIConfig(...))`` -> (run, tables, run.json); ``run_influence``,
   ``run_sweep(SweepConfig(...), TrainConfig(...))``, ``run_section4(Section4Config(...))``.
 - Data: ``load_custom_task("task.yaml")`` -> (TaskSpec, TaskData).
@@ -38,7 +39,7 @@ _API = {
     "TrainConfig": "lpt_probe.runs.trainer",
     "LatePromptConfig": "lpt_probe.model.late_prompt",
     "LatePromptModel": "lpt_probe.model.late_prompt",
-    "train": "lpt_probe.runs.run",
+    "train": "lpt_probe.train",  # the command module, callable as lpt_probe.runs.run.train
     "TrainResult": "lpt_probe.runs.run",
     "load_run": "lpt_probe.runs.folders",
     "Predictor": "lpt_probe.runs.predict",
@@ -72,7 +73,8 @@ def __getattr__(name: str):
     module = _API.get(name) or _OPTIONAL.get(name)
     if module is None:
         raise AttributeError(f"module 'lpt_probe' has no attribute {name!r}; the public API is: {', '.join(__all__)}")
-    value = getattr(importlib.import_module(module), name)
+    mod = importlib.import_module(module)
+    value = mod if module == f"lpt_probe.{name}" else getattr(mod, name)  # lpt_probe.train: the callable module
     globals()[name] = value  # later lookups skip this function
     return value
 

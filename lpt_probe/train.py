@@ -6,11 +6,18 @@ The command-line front of ``lpt_probe.runs.run.train``: the flags are the fields
 one printed line summarises ``metrics.json``. ``--method`` trains a baseline in the
 same harness (``lpt_probe.model.methods``). Rerunning the same command reuses the
 finished run; changed settings, data or weights train it again.
+
+This module is also the public ``lpt_probe.train``: calling it trains, exactly as
+``lpt_probe.runs.run.train`` (``train(LatePromptConfig(...), TrainConfig(...), out=...)``),
+so ``from lpt_probe import train`` gives one object whatever was imported before, with
+``train(...)`` for Python and ``train.main(argv)`` for the command.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import types
 from pathlib import Path
 
 from .cli import (
@@ -70,3 +77,13 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+class _TrainModule(types.ModuleType):
+    """``lpt_probe.train`` the module, callable as ``lpt_probe.runs.run.train``."""
+
+    def __call__(self, *args, **kwargs):
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _TrainModule

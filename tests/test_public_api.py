@@ -53,3 +53,14 @@ def test_lpt_probe_command_dispatches(capsys):
     for name in COMMANDS:  # every command module has main(argv)
         __import__(f"lpt_probe.{name}")
         assert callable(sys.modules[f"lpt_probe.{name}"].main)
+
+
+def test_train_is_one_object_whatever_was_imported_first():
+    """``from lpt_probe import train`` gives the command module, callable as the library's
+    ``train`` (the names would otherwise clash and depend on import order)."""
+    for first in ("import lpt_probe.train", "from lpt_probe import run_mi", "pass"):
+        code = (f"{first}\nfrom lpt_probe import train\nimport lpt_probe.train as m\nfrom lpt_probe.runs.run import "
+                "train as f\nassert train is m and callable(train) and train.main and f is not train\n"
+                "import inspect\nassert inspect.signature(f).parameters")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.returncode == 0, (first, out.stderr)
