@@ -41,12 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def draw(out: Path, tables: dict, png: bool = False) -> list[Path]:
     """``section4.pdf`` (and ``.png``) from the study's tables."""
-    import matplotlib
+    import matplotlib  # here: the figure's backend is chosen before pyplot loads, after the run
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend
 
-    from . import viz as P
+    from . import viz as P  # plotting: loaded only when drawing
 
     with P.paper_style():
         fig = P.plot_section4(tables["sweep"][tables["sweep"]["status"] == "complete"], tables["curves"],
