@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from . import __version__
+        from . import __version__  # the package root: always loaded already
 
         print(f"lpt-probe {__version__}")
         return 0
