@@ -17,6 +17,7 @@ while the pieces of a Figure-2 analysis (77 on MiniLM with every prompt layer) q
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ def permutation_seed(key: str) -> int:
     piece's own key: every piece (each hidden state of each condition) gets its own
     permutations, so the control rows are independent draws of the null distribution
     rather than one shared labelling moving them all together."""
-    return int(key[:12], 16)
+    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16)
 
 
 def fit_piece(job: PieceJob, log_level: int | None = None) -> str:
