@@ -90,19 +90,61 @@ def _base_type(tp) -> tuple[Any, bool]:
     return tp, False
 
 
+# How --help groups the flags of the configs (presentation only; each command passes the
+# grouping of its configs to add_config_args). A field not named goes to the last group.
+DATA = ("task", "model", "data_dir", "source", "shots", "data_seed", "dev_size", "max_examples", "max_length",
+        "drop_overlap")
+TRAIN_GROUPS = {
+    "task and data": DATA,
+    "training": ("seed", "lr", "batch_size", "steps", "epochs", "eval_every", "save_every", "cache",
+                 "backbone_dropout", "bucket", "grad_accum"),
+    "hardware": ("device", "dtype"),
+}
+PROMPT_GROUPS = {
+    "late prompt": ("method", "prompt_layer", "generator", "num_virtual_tokens", "bottleneck", "head", "loss"),
+    "baseline options (with --method)": ("lora_rank", "lora_alpha", "adapter_size", "adapter_layers", "phm_n",
+                                         "sentence_pooling"),
+}
+STUDY_GROUPS = {
+    "task and data": DATA,
+    "prompts": ("prompt_layers", "analysis_layers", "generator", "num_virtual_tokens", "seeds", "steps", "eval_every",
+                "lr", "checkpoints", "save_every", "reuse_runs"),
+    "probes (mi)": ("probe", "probe_seeds", "representation", "probe_train_max", "probe_dev_size", "probe_grid",
+                    "probe_input", "probe_layers", "probe_width", "probe_init", "probe_readout", "mdl"),
+    "estimates and controls": ("bootstrap", "controls", "control_permutations", "paper"),
+    "measurement (influence)": ("split", "influence_max", "batch_size", "influence_batch_size"),
+    "hardware and output": ("device", "dtype", "jobs", "out", "progress"),
+}
+
+
+def _target(parser, groups: dict[str, Iterable[str]] | None, name: str):
+    """The argument group a field's flag goes to (created once per title on ``parser``)."""
+    if not groups or not isinstance(parser, argparse.ArgumentParser):
+        return parser
+    title = next((t for t, names in groups.items() if name in names), list(groups)[-1])
+    made = parser.__dict__.setdefault("_lpt_groups", {})
+    if title not in made:
+        made[title] = parser.add_argument_group(title)
+    return made[title]
+
+
 def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls, *,
                     skip: Iterable[str] = (), defaults: dict[str, Any] | None = None,
-                    helps: dict[str, str] | None = None) -> None:
+                    helps: dict[str, str] | None = None, groups: dict[str, Iterable[str]] | None = None) -> None:
     """Add one flag per field of the dataclass ``cls`` (see the module docstring).
 
     ``skip``: fields without a flag here; ``defaults`` / ``helps``: per-command overrides
-    (``mi`` trains for 200 steps where ``train`` defaults to 1000)."""
+    (``mi`` trains for 200 steps where ``train`` defaults to 1000); ``groups``: title ->
+    field names, the sections of ``--help`` (``TRAIN_GROUPS``, ``PROMPT_GROUPS``,
+    ``STUDY_GROUPS``)."""
     skip, defaults, helps = set(skip), defaults or {}, helps or {}
     hints = typing.get_type_hints(cls)
+    root = parser
     for f in dataclasses.fields(cls):
         meta = dict(f.metadata)
         if f.name in skip or meta.get("cli", True) is False:
             continue
+        parser = _target(root, groups, f.name)
         if f.name in defaults:
             default = defaults[f.name]
         elif f.default is not dataclasses.MISSING:

@@ -25,6 +25,7 @@ from .analysis.influence import (
     summary_table,
 )
 from .cli import (
+    STUDY_GROUPS,
     add_config_args,
     add_output_args,
     config_from_args,
@@ -34,8 +35,9 @@ from .cli import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lpt_probe.influence", description=__doc__.split("\n")[0])
-    add_config_args(p, InfluenceConfig)
+    p = argparse.ArgumentParser(prog="python -m lpt_probe.influence", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, InfluenceConfig, groups=STUDY_GROUPS)
     add_output_args(p)
     return p
 

@@ -17,6 +17,7 @@ import time
 
 from .analysis.mi import MIConfig, default_out, run_mi, summary_table
 from .cli import (
+    STUDY_GROUPS,
     add_config_args,
     add_output_args,
     config_from_args,
@@ -26,9 +27,10 @@ from .cli import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lpt_probe.mi", description=__doc__.split("\n")[0])
-    add_config_args(p, MIConfig)
-    g = p.add_mutually_exclusive_group()
+    p = argparse.ArgumentParser(prog="python -m lpt_probe.mi", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, MIConfig, groups=STUDY_GROUPS)
+    g = p._lpt_groups["probes (mi)"].add_mutually_exclusive_group()
     g.add_argument("--mdl", dest="mdl", action="store_true", default=None,
                    help="MDL online codelength of every probe (default: on for linear and mlp probes, off for the "
                         "transformer probe, which an online code refits ten times per layer)")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from .analysis.section4 import Section4Config, claims_markdown, run_section4
-from .cli import add_config_args, add_output_args, config_from_args, run_main, setup_logging
+from .cli import STUDY_GROUPS, add_config_args, add_output_args, config_from_args, run_main, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="The stages' own commands: python -m lpt_probe.sweep, python -m lpt_probe.mi, "
                                        "python -m lpt_probe.influence; the figure alone: python -m lpt_probe.figures "
                                        "section4 --sweep OUT/sweep --mi OUT/mi --influence OUT/influence")
-    add_config_args(p.add_argument_group("study"), Section4Config)
+    add_config_args(p, Section4Config, groups=STUDY_GROUPS)
     g = p.add_argument_group("output")
     g.add_argument("--png", action="store_true", help="also write section4.png (200 dpi) beside the PDF")
     g.add_argument("--table", nargs="+", metavar="DIR", default=None,

@@ -15,6 +15,8 @@ import time
 from dataclasses import replace
 
 from .cli import (
+    PROMPT_GROUPS,
+    TRAIN_GROUPS,
     add_config_args,
     add_output_args,
     config_from_args,
@@ -29,11 +31,12 @@ from .runs.trainer import TrainConfig
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lpt_probe.sweep", description=__doc__.split("\n")[0])
-    add_config_args(p.add_argument_group("data and training"), TrainConfig)
+    add_config_args(p, TrainConfig, groups=TRAIN_GROUPS)
     g = p.add_argument_group("grid")
     add_config_args(g, SweepConfig, skip=("out", "progress"))
-    add_config_args(p.add_argument_group("late prompt (every cell)"), LatePromptConfig,
-                    skip=("method", "prompt_layer", "generator"))
+    add_config_args(p, LatePromptConfig, skip=("method", "prompt_layer", "generator"),
+                    groups={"late prompt (every cell)": PROMPT_GROUPS["late prompt"],
+                            "baseline options (with --methods)": PROMPT_GROUPS["baseline options (with --method)"]})
     add_config_args(p.add_argument_group("execution"), ExecutorConfig)
     add_config_args(p, SweepConfig, skip=("methods", "prompt_layers", "generators", "seeds"))
     add_output_args(p)

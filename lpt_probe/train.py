@@ -21,6 +21,8 @@ import types
 from pathlib import Path
 
 from .cli import (
+    PROMPT_GROUPS,
+    TRAIN_GROUPS,
     add_config_args,
     add_output_args,
     config_from_args,
@@ -36,9 +38,10 @@ from .runs.trainer import TrainConfig, TrainingDiverged
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lpt_probe.train", description=__doc__.split("\n")[0])
-    add_config_args(p.add_argument_group("late prompt"), LatePromptConfig, defaults={"prompt_layer": None})
-    add_config_args(p.add_argument_group("data and training"), TrainConfig)
-    p.add_argument("--out", default=None, help="run folder (default artifacts/runs/<task>/<model>/...)")
+    add_config_args(p, LatePromptConfig, defaults={"prompt_layer": None}, groups=PROMPT_GROUPS)
+    add_config_args(p, TrainConfig, groups=TRAIN_GROUPS)
+    p._lpt_groups["hardware"].add_argument("--out", default=None,
+                                           help="run folder (default artifacts/runs/<task>/<model>/...)")
     add_output_args(p)
     return p
 

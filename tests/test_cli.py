@@ -34,7 +34,8 @@ ADDED = {  # flags added since, by the issue that asked for them
     "sweep": COMMON | {"--drop-overlap", "--save-every"} | METHOD_OPTIONS,
     "mi": COMMON | {"--mdl", "--drop-overlap", "--probe-grid", "--probe-input", "--probe-layers", "--probe-width",
                     "--probe-init", "--probe-readout", "--control-permutations", "--jobs",
-                    "--dev-size", "--probe-dev-size", "--keep-overlap", "--reuse-runs"},  # issue 22
+                    "--dev-size", "--probe-dev-size", "--keep-overlap", "--reuse-runs",  # issue 22
+                    "--dtype"},  # issue 23
     "project": COMMON,
 }
 

@@ -149,7 +149,8 @@ def test_mi_by_layer(tmp_path):
     ax = P.plot_mi_by_layer(mi)
     assert ax.get_xlabel() == "hidden state (0 = embeddings)"
     assert ax.get_ylabel() == "I(h; y) [bits]"
-    assert legend_texts(ax) == ["PL=1", "PL=3", "PL=6", "no prompt", "shuffled labels", "random weights", "null-model cross-entropy"]
+    assert legend_texts(ax) == ["PL=1", "PL=3", "PL=6", "no prompt", "shuffled labels", "random weights",
+                                "null-model cross-entropy"]
     assert line(ax, "shuffled labels").get_linestyle() == "--"
     assert line(ax, "random weights").get_linestyle() == "--"
     np.testing.assert_allclose(line(ax, "null-model cross-entropy").get_ydata(), [1.0, 1.0])

@@ -145,7 +145,10 @@ class InfluenceConfig:
     reuse_runs: tuple[str, ...] = field(default=(), metadata=_h(
         "folders of run folders (e.g. a sweep's runs/) searched for a finished prompt with exactly the same "
         "settings, data and model before one is trained", metavar="DIR,DIR,..."))
-    device: str = field(default="cpu", metadata=_h("cpu, cuda, cuda:N or auto"))
+    device: str = field(default="auto", metadata=_h("cpu, cuda, cuda:N or auto (CUDA when present)"))
+    dtype: str = field(default="fp32", metadata=_h(
+        "precision of the frozen backbone's weights (bf16/fp16 on a GPU); prompts, generators and probes stay fp32",
+        choices=("fp32", "bf16", "fp16")))
     out: str | None = field(default=None, metadata=_h("default artifacts/influence/<task>/<model>/"))
     progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
 
@@ -425,7 +428,7 @@ class InfluenceRun:
     def __init__(self, cfg: InfluenceConfig):
         self.cfg = cfg
         self.out = Path(cfg.out) if cfg.out else default_out(cfg)
-        self.bundle = load_model(cfg.model, device=cfg.device)
+        self.bundle = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
         self.backbone = Backbone(self.bundle[0]).freeze()
         self.L = self.backbone.num_hidden_layers
         self.prompt_layers = parse_prompt_layers(cfg.prompt_layers, self.L)
@@ -439,7 +442,8 @@ class InfluenceRun:
         return TrainConfig(task=c.task, model=c.model, data_dir=c.data_dir, source=c.source, shots=c.shots,
                            data_seed=c.data_seed, dev_size=c.dev_size, max_examples=c.max_examples,
                            max_length=c.max_length, drop_overlap=c.drop_overlap, seed=seed, steps=c.steps,
-                           eval_every=c.eval_every, lr=c.lr, device=c.device, bucket=True, save_every=c.save_every)
+                           eval_every=c.eval_every, lr=c.lr, device=c.device, dtype=c.dtype, bucket=True,
+                           save_every=c.save_every)
 
     def load_data(self) -> None:
         self.prepared = prepare(self.train_config(self.cfg.seeds[0]), bundle=self.bundle)

@@ -158,7 +158,10 @@ class MIConfig:
     reuse_runs: tuple[str, ...] = field(default=(), metadata=_h(
         "folders of run folders (e.g. a sweep's runs/) searched for a finished prompt with exactly the same "
         "settings, data and model before one is trained", metavar="DIR,DIR,..."))
-    device: str = field(default="cpu", metadata=_h("cpu, cuda, cuda:N or auto"))
+    device: str = field(default="auto", metadata=_h("cpu, cuda, cuda:N or auto (CUDA when present)"))
+    dtype: str = field(default="fp32", metadata=_h(
+        "precision of the frozen backbone's weights (bf16/fp16 on a GPU); prompts, generators and probes stay fp32",
+        choices=("fp32", "bf16", "fp16")))
     jobs: int | None = field(default=None, metadata=_h(
         "worker processes that fit the linear / mlp probe pieces in parallel (default: the CPU cores, at most 8; "
         "1 = in this process); the results do not depend on it"))
@@ -234,7 +237,7 @@ class MIRun:
     def __init__(self, cfg: MIConfig):
         self.cfg = cfg
         self.out = Path(cfg.out) if cfg.out else default_out(cfg)
-        self.bundle = load_model(cfg.model, device=cfg.device)
+        self.bundle = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
         self.backbone = Backbone(self.bundle[0])
         self.L = self.backbone.num_hidden_layers
         self.prompt_layers = parse_prompt_layers(cfg.prompt_layers, self.L)
@@ -251,7 +254,7 @@ class MIRun:
         return TrainConfig(task=c.task, model=c.model, data_dir=c.data_dir, source=c.source, shots=c.shots,
                            data_seed=c.data_seed, dev_size=c.dev_size, max_examples=c.max_examples,
                            max_length=c.max_length, drop_overlap=c.drop_overlap, seed=seed, steps=c.steps,
-                           eval_every=c.eval_every, lr=c.lr, device=c.device, bucket=True)
+                           eval_every=c.eval_every, lr=c.lr, device=c.device, dtype=c.dtype, bucket=True)
 
     def load_data(self) -> None:
         """The prompt's data (few-shot train, its dev, test) and the probes': every other

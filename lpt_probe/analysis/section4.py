@@ -65,7 +65,7 @@ def _h(text: str, **kw) -> dict:
 class Section4Config:
     """Every setting of one Section 4 study (the flags of ``python -m lpt_probe.section4``)."""
 
-    task: str = field(default="subj", metadata=_h("a registered task or a custom task's YAML file"))
+    task: str = field(default="rte", metadata=_h("a registered task or a custom task's YAML file"))
     model: str = field(default=DEFAULT_MODEL, metadata=_h(
         f"{', '.join(PRESETS)} (offline presets; default minilm), a hub id or a folder"))
     data_dir: str | None = field(default=None, metadata=_h("local task files (e.g. ../shared/data); default: the hub"))
@@ -99,7 +99,10 @@ class Section4Config:
     paper: str | None = field(default=None, metadata=_h(
         "the paper's Tables 5/10 CSV (e.g. ../shared/paper/lpt_paper_efficiency_tables_5_10.csv): its accuracy at "
         "prompt layers 1/7/13/19 of RoBERTa-large goes beside ours in claims.csv"))
-    device: str = field(default="cpu", metadata=_h("cpu, cuda, cuda:N or auto"))
+    device: str = field(default="auto", metadata=_h("cpu, cuda, cuda:N or auto (CUDA when present)"))
+    dtype: str = field(default="fp32", metadata=_h(
+        "precision of the frozen backbone's weights (bf16/fp16 on a GPU); prompts, generators and probes stay fp32",
+        choices=("fp32", "bf16", "fp16")))
     out: str | None = field(default=None, metadata=_h("default artifacts/section4/<task>/<model>/"))
     progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
 
@@ -120,7 +123,7 @@ class Section4Config:
                         probe_train_max=self.probe_train_max, probe_dev_size=self.probe_dev_size,
                         bootstrap=self.bootstrap, control_permutations=self.control_permutations, mdl=self.mdl,
                         max_examples=self.max_examples, max_length=self.max_length, jobs=self.jobs,
-                        device=self.device, out=str(Path(self.out_dir) / "mi"),
+                        device=self.device, dtype=self.dtype, out=str(Path(self.out_dir) / "mi"),
                         reuse_runs=(str(Path(self.out_dir) / "sweep" / "runs"),), progress=self.progress)
 
     def influence_config(self) -> InfluenceConfig:
@@ -130,7 +133,7 @@ class Section4Config:
                                eval_every=self.eval_every, lr=self.lr, influence_max=self.influence_max,
                                batch_size=self.influence_batch_size, bootstrap=self.bootstrap,
                                max_examples=self.max_examples, max_length=self.max_length, device=self.device,
-                               out=str(Path(self.out_dir) / "influence"),
+                               dtype=self.dtype, out=str(Path(self.out_dir) / "influence"),
                                reuse_runs=(str(Path(self.out_dir) / "sweep" / "runs"),), progress=self.progress)
 
     @property

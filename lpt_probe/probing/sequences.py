@@ -150,7 +150,8 @@ class Sequences:
 
     def row_bytes(self) -> list[bytes]:
         """One byte string per sequence (states + readout), for duplicate detection."""
-        return [self[i].tobytes() + int(self.readout[i]).to_bytes(8, "little") + int(self.prefix[i]).to_bytes(8, "little")
+        return [self[i].tobytes() + int(self.readout[i]).to_bytes(8, "little")
+                + int(self.prefix[i]).to_bytes(8, "little")
                 for i in range(len(self))]
 
     # -- pooled views -------------------------------------------------------------------

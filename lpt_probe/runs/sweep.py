@@ -46,7 +46,8 @@ from .trainer import TrainConfig
 
 logger = logging.getLogger(__name__)
 SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "shots", "data_seed",
-                 "metric_name", "dev_metric", "test_metric", "steps", "best_step", "tunable_params", "tokens_per_second",
+                 "metric_name", "dev_metric", "test_metric", "steps", "best_step", "tunable_params",
+                 "tokens_per_second",
                  "peak_memory_mb", "rss_mb", "wall_seconds", "status", "error", "run_dir"]
 PROMPT_OPTIONS = ("num_virtual_tokens", "bottleneck", "head", "loss", "lora_rank", "lora_alpha") + METHOD_OPTIONS
 

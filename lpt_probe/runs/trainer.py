@@ -48,7 +48,7 @@ def _meta(help: str, **kw) -> dict:
 class TrainConfig:
     """How one run trains and on which data (the flags of ``python -m lpt_probe.train``)."""
 
-    task: str = field(default="trec", metadata=_meta(
+    task: str = field(default="rte", metadata=_meta(
         "a registered task (sst2 mpqa mr subj trec mnli mrpc qnli qqp rte) or a custom task's YAML file "
         "(see the README's custom-task example)"))
     model: str = field(default=DEFAULT_MODEL, metadata=_meta(
@@ -81,7 +81,7 @@ class TrainConfig:
     backbone_dropout: bool = field(default=False, metadata=_meta(
         "authors' regime: dropout in the frozen layers (turns the cache off)"))
     bucket: bool = field(default=False, metadata=_meta("length-bucketed training batches"))
-    device: str = field(default="cpu", metadata=_meta("cpu, cuda, cuda:N or auto (CUDA when present)"))
+    device: str = field(default="auto", metadata=_meta("cpu, cuda, cuda:N or auto (CUDA when present)"))
     dtype: str = field(default="fp32", metadata=_meta(
         "precision of the frozen backbone's weights; prompts, generators, heads and LoRA adapters stay fp32 "
         "(methods that train backbone weights need fp32)", choices=lambda: list(DTYPES)))

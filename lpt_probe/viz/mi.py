@@ -61,7 +61,8 @@ def plot_mi_by_layer(mi: pd.DataFrame, ax: Axes | None = None, value: str = "mi_
     control ("none" | "shuffled_labels"), h_y_bits, ce_bits, mi_bits, accuracy,
     macro_f1, mi_ci_low, mi_ci_high, n, probe_seed. Uses the test split. Lines: "PL=k"
     (lpt), "no prompt" (frozen, black); dashed controls "shuffled labels" (all
-    conditions pooled) and "random weights"; a dotted ceiling for ``mi_bits``: the null model's test cross-entropy (the most a probe can gain).
+    conditions pooled) and "random weights"; a dotted ceiling for ``mi_bits``: the null model's
+    test cross-entropy (the most a probe can gain).
     A small open circle marks hidden state k-1, where the PL=k prompt joins.
     ``band``: "seeds" (std over prompt seeds; none for a single seed), "ci" (half
     the mean bootstrap 95% CI width; ``mi_bits`` only, else as "seeds") or None.

@@ -35,7 +35,8 @@ from ..store import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["axis_label", "COLUMN_WIDTHS_IN", "PaperStyle", "paper_style", "figure_size", "save_figure", "require_columns",
+__all__ = ["axis_label",
+           "COLUMN_WIDTHS_IN", "PaperStyle", "paper_style", "figure_size", "save_figure", "require_columns",
            "single_group", "nonempty", "complete_rows", "new_axes", "panel_axes", "palette", "label_for",
            "group_stats", "draw_line", "integer_x", "layer_ticks", "hue_order"]
 
