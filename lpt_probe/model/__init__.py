@@ -7,4 +7,10 @@
 - ``late_prompt``: ``LatePromptConfig`` and ``LatePromptModel``; saving prompt weights.
 - ``cache``: ``LowerLayerCache``, hidden states below the prompt layer computed once.
 - ``loading``: ``load_model`` (presets, hub ids, folders) and model identity.
+- ``interop``: ``LatePrompt`` (a peft-style folder: ``save_pretrained`` / ``from_pretrained``)
+  and ``attach_late_prompt``, a plain Hugging Face model that runs with a late prompt.
 """
+
+from .interop import AttachedLatePrompt, LatePrompt, attach_late_prompt, detach_late_prompt
+
+__all__ = ["AttachedLatePrompt", "LatePrompt", "attach_late_prompt", "detach_late_prompt"]

@@ -362,6 +362,13 @@ class LatePromptModel(nn.Module):
             h_low = self.lower(input_ids, attention_mask, token_type_ids)
         return self.upper(h_low, attention_mask, pred_positions, return_states)
 
+    def save_pretrained(self, folder: str | Path, task=None, base_model_name: str | None = None) -> Path:
+        """A peft-style folder that plain transformers code can use (``lpt_probe.model.interop``:
+        config, weights, and with ``task`` (its ``TaskSpec``) the template and label words)."""
+        from .interop import LatePrompt  # interop builds on this module: imported on use, not at the top
+
+        return LatePrompt.from_model(self, task, base_model_name).save_pretrained(folder)
+
     def loss(self, out: dict[str, Tensor], labels: Tensor) -> Tensor:
         if self.head_kind == "lm" and self.config.loss == "vocab":
             return nn.functional.cross_entropy(out["vocab_logits"], self.label_word_ids[labels])
