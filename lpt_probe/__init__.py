@@ -13,8 +13,9 @@ use, so ``import lpt_probe`` and the plotting code never import torch)::
 - Analyses: ``run_mi(MIConfig(...))`` -> (run, tables, run.json); ``run_influence``,
   ``run_sweep(SweepConfig(...), TrainConfig(...))``, ``run_section4(Section4Config(...))``.
 - Data: ``load_custom_task("task.yaml")`` -> (TaskSpec, TaskData).
-- Hugging Face interop: ``attach_late_prompt`` / ``save_pretrained`` / ``from_pretrained``
-  (``lpt_probe.model.interop``), when installed.
+- Hugging Face interop: ``LatePrompt.from_run(load_run(folder)).save_pretrained(dir)``,
+  ``LatePrompt.from_pretrained(dir)``, ``attach_late_prompt(hf_model, prompt)`` -> a handle with
+  ``detach()`` (``lpt_probe.model.interop``).
 
 Where a reader starts in the code: ``lpt_probe.model`` (the family table, ``Backbone.run_layers``:
 run layers k..L from a hidden state; the late-prompt model), ``lpt_probe.data`` (the task
@@ -58,19 +59,16 @@ _API = {
     "list_tasks": "lpt_probe.data.tasks",
     "load_model": "lpt_probe.model.loading",
     "Backbone": "lpt_probe.model.backbone",
-}
-_OPTIONAL = {  # names of modules that may not be present in every build
+    "LatePrompt": "lpt_probe.model.interop",
     "attach_late_prompt": "lpt_probe.model.interop",
     "detach_late_prompt": "lpt_probe.model.interop",
-    "save_pretrained": "lpt_probe.model.interop",
-    "from_pretrained": "lpt_probe.model.interop",
 }
 
 __all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str):
-    module = _API.get(name) or _OPTIONAL.get(name)
+    module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'lpt_probe' has no attribute {name!r}; the public API is: {', '.join(__all__)}")
     mod = importlib.import_module(module)
