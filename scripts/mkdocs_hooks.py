@@ -1,6 +1,6 @@
 """mkdocs hooks for the docs site (``hooks:`` in mkdocs.yml); nothing here is part of the package.
 
-Three jobs, each so that the site never drifts from the code:
+What it does, so that the site never drifts from the code:
 
 - ``on_files``: the notebooks live in ``notebooks/``, outside ``docs_dir``; they are added to
   the build as ``notebooks/<name>.ipynb`` (mkdocs-jupyter then renders them, unexecuted).
@@ -11,9 +11,11 @@ Three jobs, each so that the site never drifts from the code:
   one fails the strict build.
 - ``<!-- lpt-probe-families -->`` becomes the model-family table of
   ``lpt_probe.model.families.FAMILIES``.
+- ``on_config``: the package and the snippets (``--8<-- "CHANGELOG.md"``) are read from this
+  checkout whatever the working directory (``mkdocs build -f path/to/mkdocs.yml``).
 
-The package is imported from this checkout (the repository root goes first on
-``sys.path``), not from whatever copy the environment has installed.
+(The repository root goes first on ``sys.path``: the commands' help comes from this
+checkout's package, not from whatever copy the environment has installed.)
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def on_config(config):
     repo = str(_repo(config))
     if sys.path[:1] != [repo]:
         sys.path.insert(0, repo)
+    snippets = config.mdx_configs.get("pymdownx.snippets")
+    if snippets is not None:  # its base_path is read from the working directory: anchor it here
+        snippets["base_path"] = [str(Path(repo, p)) for p in snippets.get("base_path", ["."])]
     return config
 
 

@@ -35,9 +35,10 @@ def site(tmp_path_factory) -> Path:
     _needs_mkdocs()
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_MKDOCS_2_WARNING": "1", "OMP_NUM_THREADS": "1"}
+    # from another folder: nothing in the build may depend on the working directory
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--clean", "-d", str(out),
-                           "-f", str(REPO / "mkdocs.yml")], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+                           "-f", str(REPO / "mkdocs.yml")], cwd=out.parent, env=env, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return out
 
