@@ -1,17 +1,19 @@
-"""Every command the README shows in a ```bash block runs (with small settings appended:
+"""Every command the README and the docs pages (docs/, in the nav order of mkdocs.yml) show
+in a ```bash block runs, once even when several pages show it (with small settings appended:
 argparse takes the last value of a repeated flag), from a scratch folder so default
 outputs land there. ``bash scripts/test.sh`` is the command CI runs (``.ci/run``)."""
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from docs_site import fenced_blocks, markdown_pages
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = {
@@ -43,10 +45,10 @@ QUICK = {
 }
 
 
-def readme_commands() -> list[str]:
-    text = (REPO / "README.md").read_text()
+def bash_commands(text: str) -> list[str]:
+    """The commands of a Markdown text's ```bash blocks, comments dropped, in order."""
     cmds = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+    for block in fenced_blocks(text, "bash"):
         for line in block.splitlines():
             line = line.split(" #")[0].strip()
             if line and not line.startswith("#"):
@@ -54,12 +56,44 @@ def readme_commands() -> list[str]:
     return cmds
 
 
+def shown_texts(root: Path = REPO) -> list[str]:
+    """README.md, then every docs page in nav order (tests/docs_site.py)."""
+    return [(root / "README.md").read_text()] + [p.read_text() for p in markdown_pages(root)]
+
+
+def unique(items) -> list:
+    seen = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def readme_commands(root: Path = REPO) -> list[str]:
+    """The ```bash commands of the README, then those of the docs pages that the README does
+    not show, in nav order; a command shown on several pages is run once."""
+    return unique(c for text in shown_texts(root) for c in bash_commands(text))
+
+
+def readme_python_blocks(root: Path = REPO) -> list[str]:
+    """The ```python blocks of the README and the docs pages, each once."""
+    return unique(b for text in shown_texts(root) for b in fenced_blocks(text, "python"))
+
+
+def quick_key(cmd: str) -> str:
+    """The ``QUICK`` entry (small settings) of a shown command; none is an error naming it."""
+    argv = shlex.split(cmd)
+    key = next((k for k in QUICK if k in argv), None)
+    assert key is not None, f"README command {cmd!r} has no small-settings entry in tests/test_readme.py"
+    return key
+
+
 def test_readme_custom_task_example_is_the_shipped_file():
-    """The YAML the README shows is examples/sentiment/task.yaml, byte for byte, and it loads."""
+    """The YAML the README and the docs pages show is examples/sentiment/task.yaml, byte for
+    byte, and it loads."""
     from lpt_probe.data import load_custom_task
 
-    text = (REPO / "README.md").read_text()
-    shown = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    shown = unique(b for text in shown_texts() for b in fenced_blocks(text, "yaml"))
     shipped = (REPO / "examples" / "sentiment" / "task.yaml").read_text()
     assert shown == [shipped]
     spec, data = load_custom_task(REPO / "examples" / "sentiment" / "task.yaml", shots=8, dev_size=8)
@@ -68,7 +102,7 @@ def test_readme_custom_task_example_is_the_shipped_file():
 
 
 def test_readme_shows_the_two_setup_commands():
-    cmds = readme_commands()
+    cmds = bash_commands((REPO / "README.md").read_text())  # the README itself, not the docs pages
     assert cmds[:2] == ["bash scripts/demo.sh", "bash scripts/test.sh"]
     assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text()
 
@@ -87,11 +121,10 @@ def run_readme_commands(data_dir, tmp_path, benchmarks: bool) -> list[str]:
     for cmd in readme_commands():
         if cmd == "bash scripts/test.sh" or is_benchmark(cmd) != benchmarks:
             continue  # CI's own command, or the other half
+        key = quick_key(cmd)
         argv = shlex.split(cmd.replace("../shared/data", str(data_dir))
                            .replace(" examples/", f" {REPO / 'examples'}/")
                            .replace(" benchmarks/results", f" {REPO / 'benchmarks' / 'results'}"))
-        key = next((k for k in QUICK if k in argv), None)
-        assert key is not None, f"README command {cmd!r} has no small-settings entry in tests/test_readme.py"
         extra = list(QUICK[key])
         if argv[0] == "python":
             argv[0] = sys.executable
@@ -122,8 +155,45 @@ def test_every_readme_command_runs(data_dir, tmp_path):
     ran = run_readme_commands(data_dir, tmp_path, benchmarks=False)
     env = {**os.environ, "PYTHONPATH": str(REPO), "LPT_PROBE_DATA_DIR": str(data_dir), "TQDM_DISABLE": "1"}
     assert len(ran) >= 5
-    text = (REPO / "README.md").read_text()
-    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):  # after the commands above
+    for block in readme_python_blocks():  # after the commands above
         proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=600)
-        assert proc.returncode == 0, f"README python block failed:\n{block}\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, f"README/docs python block failed:\n{block}\n{proc.stderr[-3000:]}"
+
+
+def test_readme_commands_include_docs_pages(tmp_path):
+    """A command shown only on a docs page is collected (after the README's, in nav order); one
+    shown on the README and a page, or on two pages, once; pages left out of the build
+    (exclude_docs) are not read."""
+    (tmp_path / "docs" / "guides").mkdir(parents=True)
+    (tmp_path / "docs" / "figures").mkdir()
+    (tmp_path / "mkdocs.yml").write_text(
+        "docs_dir: docs\nexclude_docs: |\n  figures/*.md\nnav:\n  - Home: index.md\n"
+        "  - Guides:\n      - guides/b.md\n      - guides/a.md\n  - Notebooks: notebooks/x.ipynb\n")
+    fence = "```"
+    (tmp_path / "README.md").write_text(
+        f"{fence}bash\nbash scripts/demo.sh   # the main job\nbash scripts/test.sh\n{fence}\n")
+    (tmp_path / "docs" / "index.md").write_text(f"# Home\n\n{fence}bash\nbash scripts/demo.sh\n{fence}\n")
+    (tmp_path / "docs" / "guides" / "a.md").write_text(
+        f"# A\n\n{fence}bash\npython -m lpt_probe.figures mi out\npython -m lpt_probe.mi --task trec\n{fence}\n")
+    (tmp_path / "docs" / "guides" / "b.md").write_text(
+        f"# B\n\n{fence}bash\npython -m lpt_probe.mi --task trec\n{fence}\n\n"
+        f"{fence}text\npython -m lpt_probe.train --model hub/id\n{fence}\n\n"
+        f"{fence}python\nprint(1)\n{fence}\n")
+    (tmp_path / "docs" / "figures" / "table.md").write_text(f"{fence}bash\npython -m lpt_probe.sweep\n{fence}\n")
+    assert readme_commands(tmp_path) == ["bash scripts/demo.sh", "bash scripts/test.sh",
+                                         "python -m lpt_probe.mi --task trec", "python -m lpt_probe.figures mi out"]
+    assert readme_python_blocks(tmp_path) == ["print(1)\n"]
+
+
+def test_every_shown_command_has_small_settings():
+    """Every command the README and the docs pages show is collected and has a QUICK entry,
+    so the integration tests above can run it."""
+    cmds = readme_commands()
+    for page in markdown_pages():
+        for cmd in bash_commands(page.read_text()):
+            assert cmd in cmds, f"{page.relative_to(REPO)}: {cmd!r} is not collected"
+    for cmd in cmds:
+        if cmd != "bash scripts/test.sh":  # CI's own command: shown, never run from here
+            quick_key(cmd)
+    assert len(cmds) == len(set(cmds))
