@@ -545,18 +545,18 @@ def run_influence(cfg: InfluenceConfig) -> tuple[InfluenceRun, pd.DataFrame, dic
             for cond, ckpt in bar(todo, desc="influence", enabled=cfg.progress):
                 measured += run.measure_piece(cond, ckpt)
             table = run.collect(conds)
+            draw(out, table)
+            meta.update(status="complete", wall_seconds=time.perf_counter() - t0, phase_seconds=run.seconds,
+                        pieces_measured=measured, pieces_reused=len(todo) - measured, runs=run.run_dirs,
+                        model_keys=run.model_keys,
+                        outputs=sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")))
+            store.write_json(out / "run.json", meta)  # last: only now is the analysis complete
         except BaseException as exc:
             meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                         error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t0,
                         phase_seconds=run.seconds)
-            store.write_json(out / "run.json", meta)
+            store.write_status(out / "run.json", meta)
             raise
-        draw(out, table)
-        meta.update(status="complete", wall_seconds=time.perf_counter() - t0, phase_seconds=run.seconds,
-                    pieces_measured=measured, pieces_reused=len(todo) - measured, runs=run.run_dirs,
-                    model_keys=run.model_keys,
-                    outputs=sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")))
-        store.write_json(out / "run.json", meta)
     return run, table, meta
 
 

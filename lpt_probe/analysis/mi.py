@@ -584,18 +584,18 @@ def run_mi(cfg: MIConfig) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
                         "with %d process(es)", n, len(conds), run.L + 1, time.perf_counter() - t1,
                         max(1, min(n_jobs, n)))
             frames = run.collect(conds)
+            edge = warn_grid_edges(frames["mi"])
+            draw(out, frames["mi"])
+            meta.update(status="complete", wall_seconds=time.perf_counter() - t0, phase_seconds=run.seconds,
+                        runs=run.run_dirs, model_keys=run.model_keys, grid_edge_warning=edge,
+                        outputs=sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")))
+            store.write_json(out / "run.json", meta)  # last: only now is the analysis complete
         except BaseException as exc:
             meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                         error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t0,
                         phase_seconds=run.seconds)
-            store.write_json(out / "run.json", meta)
+            store.write_status(out / "run.json", meta)
             raise
-        edge = warn_grid_edges(frames["mi"])
-        draw(out, frames["mi"])
-        meta.update(status="complete", wall_seconds=time.perf_counter() - t0, phase_seconds=run.seconds,
-                    runs=run.run_dirs, model_keys=run.model_keys, grid_edge_warning=edge,
-                    outputs=sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")))
-        store.write_json(out / "run.json", meta)
     return run, frames, meta
 
 
