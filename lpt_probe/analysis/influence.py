@@ -76,7 +76,7 @@ from ..layers import parse_prompt_layers
 from ..model.backbone import Backbone
 from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig, LatePromptModel
-from ..model.loading import DEFAULT_MODEL, PRESETS, identity, load_model, model_slug
+from ..model.loading import DEFAULT_MODEL, PRESETS, identity, load_model, model_slug, resolve_device
 from ..progress import bar
 from ..runs.folders import load_run
 from ..runs.run import SPLITS, prepare, run_config, train
@@ -164,8 +164,7 @@ class InfluenceConfig:
         if off:
             raise ValueError(f"--checkpoints {','.join(map(str, off))} are not multiples of --save-every "
                              f"{self.save_every}: the run saves its prompt every {self.save_every} steps only")
-        if self.device == "auto":
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = resolve_device(self.device)
 
     @property
     def checkpoint_names(self) -> list[str]:

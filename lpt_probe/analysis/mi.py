@@ -59,6 +59,7 @@ from ..model.loading import (
     model_slug,
     random_identity,
     random_like,
+    resolve_device,
 )
 from ..probing import PROBES, assert_disjoint, make_probe, parse_probe_grid
 from ..progress import bar
@@ -180,10 +181,7 @@ class MIConfig:
         if self.control_permutations < 1:
             raise ValueError(f"--control-permutations {self.control_permutations} must be >= 1")
         parse_probe_grid(self.probe, self.probe_grid)  # a bad grid fails before anything runs
-        if self.device == "auto":
-            import torch
-
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = resolve_device(self.device)
 
     @property
     def sequence_probe(self) -> bool:
