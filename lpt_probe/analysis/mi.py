@@ -236,8 +236,8 @@ class MIRun:
         self.probe_data = load_data(replace(base, shots=None, steps=1))
         kind = self.backbone.template_kind
         tok = self.bundle[1]
-        enc = {s: encode_split(self.probe_data.task, getattr(self.probe_data, s), tok, kind, self.cfg.max_length, s)
-               for s in SPLITS}
+        enc = {s: encode_split(self.probe_data.task, getattr(self.probe_data, s), tok, kind, self.cfg.max_length, s,
+                               max_positions=self.backbone.max_positions) for s in SPLITS}
         enc["train"] = enc["train"].subsample(self.cfg.probe_train_max)
         self.encoded = enc
         self.n_classes = self.probe_data.task.num_labels

@@ -93,8 +93,8 @@ def prepare(cfg: TrainConfig, bundle=None, data: TaskData | None = None) -> Prep
                                                                           dtype=cfg.dtype)
     data = data if data is not None else load_data(cfg)
     backbone = Backbone(model)
-    encoded = {s: encode_split(data.task, getattr(data, s), tokenizer, backbone.template_kind, cfg.max_length, s)
-               for s in SPLITS}
+    encoded = {s: encode_split(data.task, getattr(data, s), tokenizer, backbone.template_kind, cfg.max_length, s,
+                               max_positions=backbone.max_positions) for s in SPLITS}
     words = label_word_ids(data.task, tokenizer, backbone.template_kind) if backbone.has_lm_head else None
     return Prepared(backbone, tokenizer, info, data, encoded, words)
 
