@@ -255,10 +255,14 @@ class OutputLock:
     """An exclusive lock on an output folder (``<folder>/.lock``, ``filelock.FileLock``).
 
     A second command on the same folder does not wait forever or corrupt it: it refuses
-    with ``FolderBusy`` after ``timeout`` seconds. URLs (object stores) are not locked."""
+    with ``FolderBusy`` after ``timeout`` seconds. URLs (object stores) are not locked. A
+    command that fails before writing anything leaves no trace: the lock file, and the
+    folders the lock made, are removed again when nothing else was written into them."""
 
     def __init__(self, folder: str | os.PathLike, timeout: float = 0.0):
         self.folder, self.timeout, self._lock = folder, timeout, None
+        self._made: list[Path] = []  # folders this lock created, innermost first
+        self._made_lock_file = False
 
     def __enter__(self) -> "OutputLock":
         if is_url(self.folder):
@@ -266,18 +270,34 @@ class OutputLock:
         from filelock import FileLock, Timeout
 
         folder = Path(self.folder)
+        self._made = [p for p in (folder, *folder.parents) if not p.exists()]
         folder.mkdir(parents=True, exist_ok=True)
+        self._made_lock_file = not (folder / ".lock").exists()
         self._lock = FileLock(str(folder / ".lock"), mode=0o666 & ~_umask())
         try:
             self._lock.acquire(timeout=self.timeout)
         except Timeout:
+            self._made, self._made_lock_file = [], False  # the other command's folder: leave it
             raise FolderBusy(f"{folder} is in use by another lpt_probe command (lock file {folder / '.lock'}); "
                              f"wait for it to finish or write to another --out") from None
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._lock is not None:
-            self._lock.release()
+        if self._lock is None:
+            return
+        folder = Path(self.folder)
+        lock_file = folder / ".lock"
+        try:
+            if self._made_lock_file and [p.name for p in folder.iterdir()] == [".lock"]:
+                lock_file.unlink()  # still holding it: nobody else can be writing here
+        except OSError:
+            pass
+        self._lock.release()
+        for made in self._made:  # innermost first; a folder that holds anything stays
+            try:
+                made.rmdir()
+            except OSError:
+                break
 
 
 def read_json_cache(path: str | os.PathLike) -> dict:
