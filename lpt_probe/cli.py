@@ -32,13 +32,13 @@ import types
 import typing
 from typing import Any, Callable, Iterable
 
-from .store import DamagedFile, FolderBusy
+from .store import DamagedFile, DiskFull, FolderBusy
 
 logger = logging.getLogger(__name__)
 
 # Errors that are the user's to fix: one line, exit 2. Everything else is a bug: traceback.
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError, FolderBusy,
-               DamagedFile)
+               DamagedFile, DiskFull)
 
 
 def int_list(flag: str) -> Callable[[str], tuple[int, ...]]:

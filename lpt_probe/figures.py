@@ -17,8 +17,9 @@ RESULTS is the folder the producer wrote or the CSV itself. Figures go to ``--ou
 subcommand or ``--name``; a table holding several tasks or models (shot counts for
 performance, generators for convergence, probes for mi) gives one figure per group, the
 group appended to the name. The paths
-written are printed. A missing input exits with status 2 and names the command that
-makes it.
+written are printed. A missing input, an empty table (no rows) or an ``--out`` that cannot
+be a folder exits with status 2 and one line naming the file and the fix; rows whose drawn
+value is NaN are left out with a warning naming their lines in the file.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ import pandas as pd
 
 from . import store
 from . import viz as P
-from .cli import add_output_args, setup_logging
+from .cli import add_output_args, run_main, setup_logging
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("lpt_probe.figures")  # not __name__, which is "__main__" under python -m
 
 
 class Source(NamedTuple):
@@ -69,6 +70,50 @@ def find_input(results: str | Path, command: str) -> Path:
         raise MissingInput(f"{where}: `figures {command}` needs {src.file}, which `{src.producer}` writes; "
                            f"pass the folder it wrote (or the CSV itself) as RESULTS")
     return path
+
+
+def read_table(path: Path, command: str) -> pd.DataFrame:
+    """The table at ``path`` (found by :func:`find_input`); one that cannot be drawn (empty,
+    a header without rows, not CSV) raises ``ValueError`` naming the file and the fix."""
+    producer = SOURCES[command].producer
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty (not even a header row): nothing to draw; rerun `{producer}`, which "
+                         f"writes it") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable CSV ({str(exc).strip().splitlines()[-1]}); rerun "
+                         f"`{producer}`, which writes it") from None
+    if df.empty:
+        raise ValueError(f"{path} has a header but no rows: nothing to draw; `{producer}` writes rows as its work "
+                         f"finishes, so rerun it (or pass the folder of a finished one)")
+    return df
+
+
+# The columns each figure draws: rows where they are NaN are left out of the figure.
+VALUES: dict[str, Callable[[argparse.Namespace], tuple[str, ...]]] = {
+    "performance": lambda a: (a.metric,), "convergence": lambda a: (a.metric,), "mi": lambda a: (a.value,),
+    "projection": lambda a: ("x", "y"), "efficiency": lambda a: ("tokens_per_second", "peak_memory_mb"),
+    "influence": lambda a: ("value",)}
+
+
+def warn_missing_values(df: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> list[int]:
+    """Warn (naming the lines of ``path``) about rows whose drawn value is NaN: the figure
+    leaves them out, so its lines join across the gap. Rows of runs that did not finish
+    (``status`` other than complete) are left out anyway and not reported. Returns the lines."""
+    rows = df[df["status"] == "complete"] if "status" in df.columns else df
+    present = [c for c in columns if c in rows.columns]
+    if not present:
+        return []
+    bad = rows[rows[present].isna().any(axis=1)]
+    if bad.empty:
+        return []
+    lines = [int(i) + 2 for i in bad.index]  # line 1 is the header
+    shown = ", ".join(map(str, lines[:10])) + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
+    logger.warning("%s: %d row(s) have no %s (NaN) and are left out of the figure, so its lines join across "
+                   "them: line(s) %s of the file; rerun what wrote them or drop those rows", path, len(lines),
+                   " / ".join(present), shown)
+    return lines
 
 
 def _slug(value) -> str:
@@ -220,8 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
 def run_section4(args: argparse.Namespace) -> list[Path]:
     """The Section 4 page from three producers' folders; returns the path(s) written."""
     folder = args.sweep.parent if args.sweep.is_file() else args.sweep
-    tables = [pd.read_csv(find_input(where, cmd)) for where, cmd in
-              ((folder, "performance"), (folder, "convergence"), (args.mi, "mi"), (args.influence, "influence"))]
+    tables = []
+    for where, cmd, values in ((folder, "performance", ("test_metric",)), (folder, "convergence", ("dev_metric",)),
+                               (args.mi, "mi", ("mi_bits",)), (args.influence, "influence", ("value",))):
+        path = find_input(where, cmd)
+        tables.append(read_table(path, cmd))
+        warn_missing_values(tables[-1], path, values)
     with P.paper_style(args.context):
         fig = P.plot_section4(*tables)
         if args.title:
@@ -234,10 +283,12 @@ def run_section4(args: argparse.Namespace) -> list[Path]:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Draw and save every figure of one subcommand; returns the paths written."""
+    store.check_output_folder(args.out)  # before any work: a file in the way, or no write permission
     if args.command == "section4":
         return run_section4(args)
     path = find_input(args.results, args.command)
-    df = pd.read_csv(path)
+    df = read_table(path, args.command)
+    warn_missing_values(df, path, VALUES[args.command](args))
     if args.command == "projection":
         if args.agreement is None:
             args.agreement = path.parent / "agreement.csv"  # optional: written by the same command
@@ -266,13 +317,13 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use("Agg")  # files only: never open a window
     setup_logging(args)
-    try:
-        written = run(args)
-    except (MissingInput, ValueError, pd.errors.EmptyDataError) as exc:
-        parser.exit(2, f"error: {exc}\n")
-    for path in written:
-        print(path)
-    return 0
+
+    def body() -> int:
+        for path in run(args):
+            print(path)
+        return 0
+
+    return run_main(parser, body)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from .analysis.projection import METHODS, save_projection
 from .analysis.prompt_projection import project_run
 from .analysis.representations import REPRESENTATIONS
 from .cli import add_output_args, run_main, setup_logging
+from .store import check_output_folder
 from .viz import paper_style, plot_projection, save_figure
 
 
@@ -48,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         run = Path(args.run)
+        out = Path(args.out) if args.out else run / "projection"
+        if args.out or run.is_dir():  # before the work, not after it (no run folder: project_run says so)
+            check_output_folder(out)
         table, agreement = project_run(run, args.split, args.method, args.representation, args.how,
                                        args.max_examples, args.data_dir, args.seed)
-        out = Path(args.out) if args.out else run / "projection"
         save_projection(out, table, agreement)
         with paper_style():
             fig = plot_projection(table, agreement=agreement)

@@ -4,7 +4,9 @@ Every result file is written atomically (to a temporary file with a name unique 
 writer, in the same folder, then renamed), with the user's umask (0644 typically, so
 shared disks and Ray workers running as another user can read it), so a crash never
 leaves a half-written file that looks complete. ``read_json`` names the file and says
-what to do when it is damaged. ``content_key`` hashes a canonical JSON of everything that
+what to do when it is damaged; a full disk raises ``DiskFull`` naming the folder and its
+free space, and ``write_status`` marks a failed command without hiding its error when
+even that cannot be written. ``content_key`` hashes a canonical JSON of everything that
 determines a result (settings, data fingerprints, model identity, format version): a
 cached piece is reused only when its stored key equals the key of the work asked for.
 ``OutputLock`` keeps two commands from writing one output folder at once. ``run_meta``
@@ -21,16 +23,20 @@ so it reads as complete only once everything else is there. ``join``, ``exists``
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
+import logging
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
+logger = logging.getLogger(__name__)
 _PACKAGES = ("lpt_probe", "torch", "transformers", "datasets", "scikit-learn", "numpy", "pandas")
 
 
@@ -76,15 +82,55 @@ def _umask() -> int:
     return mask
 
 
+class DiskFull(OSError):
+    """No space left (or the quota is used up) on the disk an output goes to."""
+
+
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``'1.5 KB'`` (powers of 1024)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def _no_space_message(path: Path, size: int) -> str:
+    folder = path.parent
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = f"{human_bytes(shutil.disk_usage(probe).free)} free"
+    except OSError:
+        free = "free space unknown"
+    return (f"no space left on the disk holding {folder} ({free}) while writing {path.name} "
+            f"({human_bytes(size)}); free some space there or write to another folder (--out)")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path | str:
     """Write ``data`` to ``path`` atomically (a temporary file unique to this writer, then
-    ``os.replace``; one put for URLs). The file gets the user's umask, like ``open``."""
+    ``os.replace``; one put for URLs). The file gets the user's umask, like ``open``. A full
+    disk (or quota) raises ``DiskFull``, naming the folder and its free space."""
     if is_url(path):
         fs, inner = _fs(path)
         fs.makedirs(inner.rsplit("/", 1)[0], exist_ok=True)
         fs.pipe_file(inner, data)
         return path
     path = Path(path)
+    try:
+        _write_local(path, data)
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise DiskFull(_no_space_message(path, len(data))) from None
+        raise
+    return path
+
+
+def _write_local(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -98,7 +144,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path | str:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -109,11 +154,26 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def write_status(path: str | os.PathLike, meta: dict) -> bool:
+    """Write a ``failed`` / ``interrupted`` status file (``meta.json``, ``run.json``) on the way
+    out of an error. When even that cannot be written (a full disk), warn and return False
+    instead of hiding the error being reported: the file then still says ``running``, which
+    is redone on the next run all the same."""
+    try:
+        write_json(path, meta)
+    except OSError as exc:
+        logger.warning("could not mark %s %r (%s); it still says 'running', which the next run redoes as well",
+                       path, meta.get("status"), exc)
+        return False
+    return True
+
+
 class DamagedFile(ValueError):
     """A result file that cannot be read (truncated, edited by hand, not JSON)."""
 
 
-def _damaged(path, reason: str) -> DamagedFile:
+def damaged(path, reason: str) -> DamagedFile:
+    """The error for a result file that cannot be used: names it, why, and what to do."""
     folder = str(path).rsplit("/", 1)[0] if is_url(path) else Path(path).parent
     return DamagedFile(f"{path} is damaged ({reason}); delete {folder} and rerun the command that "
                        f"wrote it")
@@ -128,16 +188,16 @@ def read_json(path: str | os.PathLike) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise _damaged(path, f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        raise damaged(path, f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except UnicodeDecodeError as e:
-        raise _damaged(path, f"not UTF-8 text: {e.reason} at byte {e.start}") from None
+        raise damaged(path, f"not UTF-8 text: {e.reason} at byte {e.start}") from None
 
 
 def read_json_object(path: str | os.PathLike) -> dict:
     """``read_json`` that also insists on a JSON object (what every result file holds)."""
     obj = read_json(path)
     if not isinstance(obj, dict):
-        raise _damaged(path, f"expected a JSON object, found {type(obj).__name__}")
+        raise damaged(path, f"expected a JSON object, found {type(obj).__name__}")
     return obj
 
 
@@ -195,10 +255,14 @@ class OutputLock:
     """An exclusive lock on an output folder (``<folder>/.lock``, ``filelock.FileLock``).
 
     A second command on the same folder does not wait forever or corrupt it: it refuses
-    with ``FolderBusy`` after ``timeout`` seconds. URLs (object stores) are not locked."""
+    with ``FolderBusy`` after ``timeout`` seconds. URLs (object stores) are not locked. A
+    command that fails before writing anything leaves no trace: the lock file, and the
+    folders the lock made, are removed again when nothing else was written into them."""
 
     def __init__(self, folder: str | os.PathLike, timeout: float = 0.0):
         self.folder, self.timeout, self._lock = folder, timeout, None
+        self._made: list[Path] = []  # folders this lock created, innermost first
+        self._made_lock_file = False
 
     def __enter__(self) -> "OutputLock":
         if is_url(self.folder):
@@ -206,18 +270,34 @@ class OutputLock:
         from filelock import FileLock, Timeout
 
         folder = Path(self.folder)
+        self._made = [p for p in (folder, *folder.parents) if not p.exists()]
         folder.mkdir(parents=True, exist_ok=True)
+        self._made_lock_file = not (folder / ".lock").exists()
         self._lock = FileLock(str(folder / ".lock"), mode=0o666 & ~_umask())
         try:
             self._lock.acquire(timeout=self.timeout)
         except Timeout:
+            self._made, self._made_lock_file = [], False  # the other command's folder: leave it
             raise FolderBusy(f"{folder} is in use by another lpt_probe command (lock file {folder / '.lock'}); "
                              f"wait for it to finish or write to another --out") from None
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._lock is not None:
-            self._lock.release()
+        if self._lock is None:
+            return
+        folder = Path(self.folder)
+        lock_file = folder / ".lock"
+        try:
+            if self._made_lock_file and [p.name for p in folder.iterdir()] == [".lock"]:
+                lock_file.unlink()  # still holding it: nobody else can be writing here
+        except OSError:
+            pass
+        self._lock.release()
+        for made in self._made:  # innermost first; a folder that holds anything stays
+            try:
+                made.rmdir()
+            except OSError:
+                break
 
 
 def read_json_cache(path: str | os.PathLike) -> dict:

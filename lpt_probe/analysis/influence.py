@@ -85,7 +85,7 @@ from ..layers import parse_prompt_layers
 from ..model.backbone import Backbone
 from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig, LatePromptModel
-from ..model.loading import DEFAULT_MODEL, PRESETS, identity, load_model, model_slug
+from ..model.loading import DEFAULT_MODEL, PRESETS, identity, load_model, model_slug, resolve_device
 from ..progress import bar
 from ..runs.folders import check_run, find_run, load_run
 from ..runs.run import SPLITS, prepare, run_config, train
@@ -183,8 +183,7 @@ class InfluenceConfig:
         if off:
             raise ValueError(f"--checkpoints {','.join(map(str, off))} are not multiples of --save-every "
                              f"{self.save_every}: the run saves its prompt every {self.save_every} steps only")
-        if self.device == "auto":
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = resolve_device(self.device)
 
     @property
     def checkpoint_names(self) -> list[str]:
@@ -583,18 +582,18 @@ def run_influence(cfg: InfluenceConfig) -> tuple[InfluenceRun, pd.DataFrame, dic
             for cond, ckpt in bar(todo, desc="influence", enabled=cfg.progress):
                 measured += run.measure_piece(cond, ckpt)
             table = run.collect(conds)
+            draw(out, table)
+            meta.update(status="complete", wall_seconds=time.perf_counter() - t0, phase_seconds=run.seconds,
+                        pieces_measured=measured, pieces_reused=len(todo) - measured, runs=run.run_dirs,
+                        model_keys=run.model_keys,
+                        outputs=sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")))
+            store.write_json(out / "run.json", meta)  # last: only now is the analysis complete
         except BaseException as exc:
             meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                         error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t0,
                         phase_seconds=run.seconds)
-            store.write_json(out / "run.json", meta)
+            store.write_status(out / "run.json", meta)
             raise
-        draw(out, table)
-        meta.update(status="complete", wall_seconds=time.perf_counter() - t0, phase_seconds=run.seconds,
-                    pieces_measured=measured, pieces_reused=len(todo) - measured, runs=run.run_dirs,
-                    model_keys=run.model_keys,
-                    outputs=sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")))
-        store.write_json(out / "run.json", meta)
     return run, table, meta
 
 

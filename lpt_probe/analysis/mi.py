@@ -61,6 +61,7 @@ from ..model.loading import (
     model_slug,
     random_identity,
     random_like,
+    resolve_device,
 )
 from ..probing import PROBES, assert_disjoint, make_probe, parse_probe_grid, pooled_null
 from ..progress import bar
@@ -203,10 +204,7 @@ class MIConfig:
         if self.control_permutations < 1:
             raise ValueError(f"--control-permutations {self.control_permutations} must be >= 1")
         parse_probe_grid(self.probe, self.probe_grid)  # a bad grid fails before anything runs
-        if self.device == "auto":
-            import torch
-
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = resolve_device(self.device)
 
     @property
     def sequence_probe(self) -> bool:
@@ -269,8 +267,8 @@ class MIRun:
         self.probe_data = replace(full, train=train, dev=dev)
         kind = self.backbone.template_kind
         tok = self.bundle[1]
-        enc = {s: encode_split(self.probe_data.task, getattr(self.probe_data, s), tok, kind, self.cfg.max_length, s)
-               for s in SPLITS}
+        enc = {s: encode_split(self.probe_data.task, getattr(self.probe_data, s), tok, kind, self.cfg.max_length, s,
+                               max_positions=self.backbone.max_positions) for s in SPLITS}
         self.encoded = enc
         self.n_classes = self.probe_data.task.num_labels
         assert_disjoint(*(enc[s].ids for s in SPLITS), *([prompt_rows] if prompt_rows else []),
@@ -623,20 +621,20 @@ def run_mi(cfg: MIConfig) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
             frames = run.collect(conds)
             frames["diff"] = condition_differences(frames["pvi"], cfg.bootstrap)
             store.write_csv(out / "mi_diff.csv", frames["diff"])
+            edge = warn_grid_edges(frames["mi"])
+            draw(out, frames["mi"])
+            shuffled = frames["mi"][frames["mi"]["control"] == "shuffled_labels"] if len(frames["mi"]) else []
+            meta.update(status="complete", wall_seconds=time.perf_counter() - t0, phase_seconds=run.seconds,
+                        runs=run.run_dirs, model_keys=run.model_keys, grid_edge_warning=edge,
+                        shuffled_label_null=pooled_null(shuffled) if len(shuffled) else None,
+                        outputs=sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")))
+            store.write_json(out / "run.json", meta)  # last: only now is the analysis complete
         except BaseException as exc:
             meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                         error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t0,
                         phase_seconds=run.seconds)
-            store.write_json(out / "run.json", meta)
+            store.write_status(out / "run.json", meta)
             raise
-        edge = warn_grid_edges(frames["mi"])
-        draw(out, frames["mi"])
-        shuffled = frames["mi"][frames["mi"]["control"] == "shuffled_labels"] if len(frames["mi"]) else []
-        meta.update(status="complete", wall_seconds=time.perf_counter() - t0, phase_seconds=run.seconds,
-                    runs=run.run_dirs, model_keys=run.model_keys, grid_edge_warning=edge,
-                    shuffled_label_null=pooled_null(shuffled) if len(shuffled) else None,
-                    outputs=sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")))
-        store.write_json(out / "run.json", meta)
     return run, frames, meta
 
 

@@ -39,7 +39,7 @@ def project_run(run_dir: str | Path, split: str = "test", method: str = "umap", 
     tc = run.train_config if data_dir is None else replace(run.train_config, data_dir=data_dir)
     data = load_data(tc)
     enc = encode_split(run.task, getattr(data, split), run.tokenizer, run.model.backbone.template_kind,
-                       tc.max_length, split)
+                       tc.max_length, split, max_positions=run.model.backbone.max_positions)
     if enc.fingerprint != run.data_fingerprints.get(split):
         logger.warning("%s: the %s split read now differs from the one this run was trained and scored with "
                        "(data files changed or moved?)", run_dir, split)

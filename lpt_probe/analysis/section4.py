@@ -38,7 +38,7 @@ import pandas as pd
 from .. import store
 from ..layers import parse_prompt_layers
 from ..model.generators import GENERATORS
-from ..model.loading import DEFAULT_MODEL, PRESETS, model_slug
+from ..model.loading import DEFAULT_MODEL, PRESETS, model_slug, resolve_device
 from ..probing import PROBES
 from ..runs.sweep import SweepConfig, run_sweep
 from .influence import InfluenceConfig, run_influence
@@ -108,6 +108,7 @@ class Section4Config:
 
     def __post_init__(self):
         self.seeds = tuple(int(s) for s in self.seeds)
+        self.device = resolve_device(self.device)
         if not self.seeds:
             raise ValueError("--seeds: give at least one prompt seed, e.g. 13")
         if self.eval_every > self.steps:
@@ -191,7 +192,7 @@ def run_section4(cfg: Section4Config) -> dict:
             meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                         error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t0,
                         stage_seconds=seconds)
-            store.write_json(out / "section4.json", meta)
+            store.write_status(out / "section4.json", meta)
             raise
         trained = {"mi": len([r for r in mi_meta.get("runs", {}).values() if not r.startswith("runs")]),
                    "influence": len([r for r in inf_meta.get("runs", {}).values() if not r.startswith("runs")])}

@@ -133,12 +133,23 @@ def _truncation_stats(enc: dict, ids: list[str]) -> dict[str, Any]:
             "heavy_examples": [ids[i] for i in np.flatnonzero(heavy)[:5]]}
 
 
-def encode_split(task, examples, tokenizer, kind: str, max_length: int, split_name: str = "") -> Encoded:
+def check_max_length(max_length: int, max_positions: int | None) -> None:
+    """Refuse a ``max_length`` the model cannot take (more tokens than its position table),
+    before anything is encoded or run, naming the limit."""
+    if max_positions is not None and max_length > max_positions:
+        raise ValueError(f"--max-length {max_length} is above the model's position limit of {max_positions} tokens "
+                         f"(longer inputs would fail inside the model); give --max-length {max_positions} or less")
+
+
+def encode_split(task, examples, tokenizer, kind: str, max_length: int, split_name: str = "",
+                 max_positions: int | None = None) -> Encoded:
     """Encode one split (a ``Split`` or a sequence of ``Example``) with the verbalizer.
 
-    Raises when ``max_length`` leaves nothing of an example's text; warns (with the count)
-    when examples keep less than half of their text tokens; ``Encoded.truncation`` holds
-    the counts that run folders record in ``meta.json``."""
+    Raises when ``max_length`` exceeds ``max_positions`` (the model's position limit,
+    ``Backbone.max_positions``) or leaves nothing of an example's text; warns (with the
+    count) when examples keep less than half of their text tokens; ``Encoded.truncation``
+    holds the counts that run folders record in ``meta.json``."""
+    check_max_length(max_length, max_positions)
     examples = list(getattr(examples, "examples", examples))
     enc = encode(task, examples, tokenizer, kind, max_length=max_length)
     ids = [e.id for e in examples]

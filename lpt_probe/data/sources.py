@@ -32,9 +32,11 @@ classes share helpers that would otherwise travel between modules.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +185,25 @@ def _lines(path: Path, encoding: str) -> list[tuple[int, str]]:
     return out
 
 
+@contextlib.contextmanager
+def _any_field_size():
+    """Let ``csv`` read fields of any length (its default stops at 128 KB with ``_csv.Error``):
+    a long text is read whole and cut to ``max_length`` tokens when encoded (which warns).
+    The module-wide limit is restored afterwards."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # the largest a C long takes everywhere
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
 def _glue_tsv(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
+    with _any_field_size():
+        return _glue_rows(r, path, src)
+
+
+def _glue_rows(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
     lines = _lines(path, src.encoding)
     rows = csv.reader((t for _, t in lines), delimiter="\t", quoting=csv.QUOTE_NONE)
     header = next(rows, None)
@@ -261,15 +281,16 @@ def _table(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
         text = "\n".join(t for _, t in lines) + "\n"
         reader = csv.DictReader(_stdio.StringIO(text, newline=""),
                                 delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        missing = [c for c in want if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}:1: header {reader.fieldnames} lacks columns {missing}; the file needs "
-                             f"a header row naming {list(want)} (text_columns and label_column of the task)")
-        for row in reader:
-            if None in row or None in row.values():
-                raise ValueError(f"{path}:{reader.line_num}: malformed row: field count "
-                                 f"differs from the header's {len(reader.fieldnames)}")
-            row_example(row, reader.line_num)
+        with _any_field_size():
+            missing = [c for c in want if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path}:1: header {reader.fieldnames} lacks columns {missing}; the file needs "
+                                 f"a header row naming {list(want)} (text_columns and label_column of the task)")
+            for row in reader:
+                if None in row or None in row.values():
+                    raise ValueError(f"{path}:{reader.line_num}: malformed row: field count "
+                                     f"differs from the header's {len(reader.fieldnames)}")
+                row_example(row, reader.line_num)
     return [e for e in out if e is not None]
 
 
@@ -365,7 +386,7 @@ def stratified_split(examples: Sequence[Example], n: int, rng: np.random.Generat
             [e for e, c in zip(examples, chosen) if not c])
 
 
-_OVERLAP_SAID: set[tuple] = set()  # (task, repeats, pool size, first repeat) reported in this process
+_SAID: set[tuple] = set()  # facts about the data already reported in this process (said once)
 
 
 def _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap=False) -> tuple[list, list, list, dict]:
@@ -387,8 +408,8 @@ def _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap=False) -> t
                     spec.name, len(repeats))
     elif repeats:
         said_key = (spec.name, len(repeats), len(pool), repeats[0].texts)
-        said = said_key in _OVERLAP_SAID  # once per process for the same data (mi loads the pool twice)
-        _OVERLAP_SAID.add(said_key)
+        said = said_key in _SAID  # once per process for the same data (mi loads the pool twice)
+        _SAID.add(said_key)
         log = logger.debug if said else logger.warning if spec.protocol is Protocol.CUSTOM else logger.info
         log("%s: %d of %d training-pool rows repeat a test text (e.g. %s); they may be drawn as shots or dev "
             "rows. --drop-overlap removes them", spec.name, len(repeats), len(pool), repeats[0].id)
@@ -419,6 +440,25 @@ def _overlap(splits: dict[str, list[Example]]) -> dict[str, int]:
     return {f"{a}&{b}": len(texts[a] & texts[b]) for a, b in pairs}
 
 
+def _warn_labels_without_rows(spec: TaskSpec, raw: dict[str, list[Example]]) -> None:
+    """Warn about labels the training data never shows (a YAML ``labels`` entry with no rows):
+    training still runs, but nothing teaches the prompt that label."""
+    counts = {role: Counter(e.label for e in rows) for role, rows in raw.items()}
+    absent = [k for k in range(spec.num_labels) if not counts.get("train", Counter())[k]]
+    if not absent:
+        return
+    names = ", ".join(repr(spec.label_names[k]) for k in absent)
+    rows = "; ".join(f"{spec.label_names[k]!r}: " + ", ".join(f"{counts[role][k]} in {role}" for role in counts)
+                     for k in absent)
+    where = "the task's YAML file" if spec.protocol is Protocol.CUSTOM else "the task's labels"
+    said_key = ("labels", spec.name, rows, sum(len(v) for v in raw.values()))
+    said = said_key in _SAID  # once per process for the same data (mi loads it twice)
+    _SAID.add(said_key)
+    log = logger.debug if said else logger.warning
+    log("%s: label(s) %s have no rows in the training data (%s); the prompt is trained without ever seeing them: "
+        "remove them from labels in %s, or add rows for them", spec.name, names, rows, where)
+
+
 def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path | None = None,
               shots: int | None = None, data_seed: int = 13, dev_size: int = 1000,
               max_examples: int | None = None, drop_overlap: bool = False) -> TaskData:
@@ -445,6 +485,7 @@ def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path |
     if source == "local" and data_dir is None and spec.protocol is not Protocol.CUSTOM:
         raise ValueError("source='local' needs data_dir (--data-dir), e.g. ../shared/data")
     raw, reader = _read_hub(spec) if source == "hub" else _read_local(spec, data_dir)
+    _warn_labels_without_rows(spec, raw)
     if spec.protocol is Protocol.CUSTOM:
         source = "custom"
     train, dev, test, info = _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap)

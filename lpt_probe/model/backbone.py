@@ -74,6 +74,11 @@ class Backbone(nn.Module):
         return "clm" if self.is_causal else "mlm"
 
     @property
+    def max_positions(self) -> int | None:
+        """The most tokens one input may have (the family's ``max_positions``; None: no limit)."""
+        return self.family.max_positions(self.config)
+
+    @property
     def has_lm_head(self) -> bool:
         return self._head is not None
 

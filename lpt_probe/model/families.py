@@ -11,6 +11,7 @@ LM/MLM head):
   rotary position embeddings, relative positions), built for a given sequence;
 - ``call_layer``: how to call one layer;
 - ``final_norm`` and ``head``: the final norm (decoders) and the LM/MLM head, if any;
+- ``max_positions``: the most tokens one input may have (the position table's size);
 - ``adapter_sites``: where, inside one layer, the attention block and the feed-forward
   block project back to the hidden size (before the residual add), where Houlsby adapters
   go (``lpt_probe.model.adapters``); empty = the family cannot take adapters.
@@ -46,6 +47,12 @@ def additive_mask(keep: Tensor, dtype: torch.dtype, causal: bool) -> Tensor:
     return out.masked_fill(~allowed, torch.finfo(dtype).min)
 
 
+def _position_table(config, offset: int = 0) -> int | None:
+    """``max_position_embeddings`` less ``offset`` rows that are not token positions."""
+    n = getattr(config, "max_position_embeddings", None)
+    return int(n) - offset if isinstance(n, int) and n > 0 else None
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """How to drive one Hugging Face model family layer by layer."""
@@ -68,6 +75,18 @@ class FamilySpec:
     attention: str = ""
     # (ctx, blocked [batch, q, k] bool) -> ctx in which a query never attends a blocked key
     block: Callable[[dict, Tensor], dict] | None = None
+    # config -> the most tokens one input may have (its position table), None = no fixed limit
+    max_positions: Callable[[Any], int | None] = _position_table
+
+
+def _roberta_positions(config) -> int | None:
+    # positions start after the padding index: 514 rows hold 512 tokens
+    return _position_table(config, offset=int(getattr(config, "pad_token_id", 0) or 0) + 1)
+
+
+def _deberta_positions(config) -> int | None:
+    # no absolute position table unless position_biased_input; relative buckets take any length
+    return _position_table(config) if getattr(config, "position_biased_input", True) else None
 
 
 def _attr(path: str) -> Callable[[Any], Any]:
@@ -241,14 +260,14 @@ register_family(FamilySpec(
     base=_base_from("roberta"), embed=_bert_embed, layers=_attr("encoder.layer"),
     context=_encoder_context, call_layer=_plain_call, final_norm=lambda base: None,
     head=_head_module("lm_head"), adapter_sites=("attention.output.dense", "output.dense"),
-    attention="attention.self", block=_block_additive,
+    attention="attention.self", block=_block_additive, max_positions=_roberta_positions,
 ))
 register_family(FamilySpec(
     name="deberta-v2", model_types=("deberta-v2",), causal=False,
     base=_base_from("deberta"), embed=_deberta_embed, layers=_attr("encoder.layer"),
     context=_deberta_context, call_layer=_deberta_call, final_norm=lambda base: None,
     head=_deberta_head, adapter_sites=("attention.output.dense", "output.dense"),
-    attention="attention.self", block=_block_product,
+    attention="attention.self", block=_block_product, max_positions=_deberta_positions,
 ))
 register_family(FamilySpec(
     name="gpt2", model_types=("gpt2",), causal=True,

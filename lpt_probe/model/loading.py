@@ -71,6 +71,41 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return DTYPES[dtype]
 
 
+DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (CUDA when present)"
+
+
+def resolve_device(device: str | torch.device, flag: str = "--device") -> str:
+    """The device to run on, checked here rather than deep inside torch: ``auto`` becomes
+    ``cuda`` when a CUDA GPU is visible, else ``cpu``; a name torch does not know, or a
+    device this machine or this torch build lacks, raises ``ValueError`` naming it and what
+    there is. Every config with a ``device`` (``TrainConfig``, ``MIConfig``,
+    ``InfluenceConfig``) and ``load_model`` go through it."""
+    text = str(device).strip()
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{flag} {text!r} is not a device; choose {DEVICE_HELP}") from None
+    if dev.type == "cpu":
+        return text
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (f"this torch ({torch.__version__}) is built without CUDA" if torch.version.cuda is None
+                   else "no CUDA GPU is visible (CUDA_VISIBLE_DEVICES, driver)")
+            raise ValueError(f"{flag} {text}: {why}; use --device cpu (or auto, which picks CUDA when present)")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            have = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            raise ValueError(f"{flag} {text}: this machine has {count} CUDA device(s) ({have}); give one of those")
+        return text
+    backend = getattr(torch.backends, dev.type, None) or getattr(torch, dev.type, None)
+    if backend is not None and getattr(backend, "is_available", lambda: False)():
+        return text
+    raise ValueError(f"{flag} {text}: this machine (torch {torch.__version__}) has no {dev.type} device; "
+                     f"choose {DEVICE_HELP}")
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("LPT_PROBE_CACHE", Path.home() / ".cache" / "lpt_probe"))
 
@@ -286,7 +321,7 @@ def load_model(
     import transformers as T
 
     dtype = resolve_dtype(dtype)
-
+    device = resolve_device(device)
     if head not in ("auto", "lm", "none"):
         raise ValueError(f"head={head!r}: choose one of 'auto', 'lm', 'none'")
     path, info = resolve(name_or_path)

@@ -18,8 +18,11 @@ configs (less the device and the data's location), the task spec, the label word
 the model identity, the fingerprints of the encoded splits (so a changed data file,
 tokenizer, template or ``max_length`` changes it) and ``RUN_FORMAT``. A folder is reused
 only when its status is ``complete``, its stored key equals the key asked for, and every
-declared file is present with the recorded sha256 (:func:`check_run`); otherwise
-training redoes it, and :func:`load_run` refuses it with a message that names the folder.
+declared file (the weights, ``config.json``, ``metrics.json`` and ``curve.csv``) is present
+with the sha256 ``meta.json`` recorded (:func:`check_run`; folders written before the last
+three were recorded are checked by the shape of ``config.json`` and its key, :func:`read_config`);
+otherwise training redoes it, and :func:`load_run` refuses it with a message that names the
+folder and what to do.
 
 :func:`load_run` rebuilds the trained model from the folder alone (no data files, no task
 YAML): ``Predictor``, ``project``, ``mi`` and ``influence`` all load runs through it.
@@ -64,24 +67,55 @@ def _read(folder, name: str) -> dict:
     return store.read_json_object(store.join(folder, name))
 
 
+# What load_run needs from a config.json of format RUN_FORMAT: part -> the JSON types it may have.
+CONFIG_PARTS: dict[str, tuple[type, ...]] = {
+    "key": (str,), "prompt": (dict,), "train": (dict,), "task_spec": (dict,), "label_word_ids": (list, type(None)),
+    "model_identity": (dict,), "data": (dict,)}
+# Files every complete run has; their sha256 is recorded in meta.json's ``files`` with the weights.
+RESULT_FILES = ("config.json", "metrics.json", "curve.csv")
+
+
+def read_config(folder: str | Path) -> dict:
+    """A run's ``config.json``, checked: a whole-number ``format`` and, from ``RUN_FORMAT`` on,
+    every part :func:`load_run` reads. A file that parses but is wrong raises ``DamagedFile``
+    naming it (an older format is returned as it is: callers say so)."""
+    path = store.join(folder, "config.json")
+    config = store.read_json_object(path)
+    fmt = config.get("format", 1)
+    if isinstance(fmt, bool) or not isinstance(fmt, int):
+        raise store.damaged(path, f"its format is {fmt!r}, expected a whole number such as {RUN_FORMAT}")
+    if fmt >= RUN_FORMAT:
+        bad = [k for k, types in CONFIG_PARTS.items() if k not in config or not isinstance(config[k], types)]
+        if bad:
+            raise store.damaged(path, f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} missing or of the "
+                                      f"wrong type")
+    return config
+
+
 def check_run(folder: str | Path, key: str | None = None) -> tuple[bool, str]:
-    """(usable, reason): complete, with this ``key`` (if given), every declared file intact."""
+    """(usable, reason): complete, with this ``key`` (if given), every declared file intact
+    (the weights, and ``config.json``, ``metrics.json``, ``curve.csv`` of runs that record them)."""
     if not store.exists(store.join(folder, "meta.json")):
         return False, "no meta.json (never finished)"
     try:
-        meta, config = _read(folder, "meta.json"), _read(folder, "config.json")
+        meta, config = _read(folder, "meta.json"), read_config(folder)
     except (store.DamagedFile, FileNotFoundError) as exc:
         return False, str(exc)
     if meta.get("status") != "complete":
         return False, f"its status is {meta.get('status')!r}, not 'complete'"
     if config.get("format", 1) < RUN_FORMAT or "key" not in meta:
         return False, f"written by an older lpt_probe (run format {config.get('format', 1)} < {RUN_FORMAT})"
+    files = meta.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        return False, "meta.json is damaged (its 'files' is not a table of file names and sha256s)"
+    if config["key"] != meta["key"]:
+        return False, "config.json is damaged (its key differs from the one meta.json recorded)"
     if key is not None and meta["key"] != key:
         return False, "it was trained with other settings, data or model weights"
     for name in ("metrics.json", "curve.csv"):
         if not store.exists(store.join(folder, name)):
             return False, f"{name} is missing"
-    for name, digest in meta.get("files", {}).items():
+    for name, digest in files.items():
         path = store.join(folder, name)
         if not store.exists(path):
             return False, f"{name} is missing"
@@ -142,7 +176,7 @@ def load_run(folder: str | Path, device: str = "cpu", bundle=None, checkpoint: s
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise RunNotUsable(f"{folder} is not a run folder (no config.json); make one with python -m lpt_probe.train")
-    config = _read(folder, "config.json")
+    config = read_config(folder)
     if config.get("format", 1) < RUN_FORMAT:
         raise RunNotUsable(f"{folder} was written by an older lpt_probe (run format {config.get('format', 1)}): it "
                            f"lacks the task spec and key; rerun the training command that made it")
@@ -152,8 +186,11 @@ def load_run(folder: str | Path, device: str = "cpu", bundle=None, checkpoint: s
     if not ok:
         logger.warning("%s: %s; loading it anyway (require_complete=False)", folder, reason)
     meta = _read(folder, "meta.json") if (folder / "meta.json").exists() else {}
-    tc = TrainConfig(**{**config["train"], "device": device})
-    pc = LatePromptConfig(**config["prompt"])
+    try:
+        tc = TrainConfig(**{**config["train"], "device": device})
+        pc = LatePromptConfig(**config["prompt"])
+    except TypeError as exc:  # a setting this version does not know (hand-edited, or another version's)
+        raise store.damaged(folder / "config.json", f"its settings do not fit this lpt_probe: {exc}") from None
     model, tokenizer, info = bundle if bundle is not None else load_model(tc.model, device=device, dtype=tc.dtype)
     want = config["model_identity"].get("weights_sha256")
     have = info.get("identity", {}).get("weights_sha256")

@@ -46,7 +46,8 @@ class Predictor:
                                  f"needs {n_fields} ({', '.join(self.task.text_fields)})")
             examples.append(Example(id=str(i), texts=fields, label=0))
         backbone = self.model.backbone
-        data = encode_split(self.task, examples, self.tokenizer, backbone.template_kind, self.max_length)
+        data = encode_split(self.task, examples, self.tokenizer, backbone.template_kind, self.max_length,
+                            max_positions=backbone.max_positions)
         out = np.zeros((len(data), self.task.num_labels), dtype=np.float32)
         for idx in data.batches(self.batch_size):
             b = data.collate(idx, backbone.device)

@@ -93,8 +93,8 @@ def prepare(cfg: TrainConfig, bundle=None, data: TaskData | None = None) -> Prep
                                                                           dtype=cfg.dtype)
     data = data if data is not None else load_data(cfg)
     backbone = Backbone(model)
-    encoded = {s: encode_split(data.task, getattr(data, s), tokenizer, backbone.template_kind, cfg.max_length, s)
-               for s in SPLITS}
+    encoded = {s: encode_split(data.task, getattr(data, s), tokenizer, backbone.template_kind, cfg.max_length, s,
+                               max_positions=backbone.max_positions) for s in SPLITS}
     words = label_word_ids(data.task, tokenizer, backbone.template_kind) if backbone.has_lm_head else None
     return Prepared(backbone, tokenizer, info, data, encoded, words)
 
@@ -171,8 +171,9 @@ def _train(prompt_cfg, cfg, run_dir, prepared: Prepared, config, caches, progres
         for old in (run_dir / "checkpoints").glob("step-*.safetensors"):
             old.unlink()
         store.write_json(run_dir / "meta.json", meta)  # "running" first: the folder is not a result
-        store.write_json(run_dir / "config.json", config)
     try:
+        if run_dir is not None:
+            files["config.json"] = store.file_sha256(store.write_json(run_dir / "config.json", config))
         torch.manual_seed(cfg.seed)
         model = LatePromptModel(backbone, prompt_cfg, data.task.num_labels, prepared.label_word_ids,
                                 copy_backbone=not owned).to(cfg.device)
@@ -194,28 +195,28 @@ def _train(prompt_cfg, cfg, run_dir, prepared: Prepared, config, caches, progres
         curve, stats = trainer.fit(encoded["train"], encoded["dev"], caches, progress, on_checkpoint=checkpoint)
         dev = trainer.best_dev_ or trainer.evaluate(encoded["dev"], caches.get("dev"))  # best_dev_: no rerun
         test = trainer.evaluate(encoded["test"], caches.get("test"))
+        metrics = {
+            "task": data.task.name, "model": model_slug(cfg.model), "method": prompt_cfg.method,
+            "prompt_layer": prompt_cfg.prompt_layer, "generator": prompt_cfg.generator,
+            "num_virtual_tokens": prompt_cfg.num_virtual_tokens, "head": model.head_kind, "seed": cfg.seed,
+            "shots": cfg.shots, "data_seed": cfg.data_seed, "metric_name": data.task.metric.value,
+            "dev_metric": dev["metric"], "test_metric": test["metric"],
+            "dev_accuracy": dev["accuracy"], "test_accuracy": test["accuracy"],
+            "tunable_params": model.num_trainable(), "dtype": cfg.dtype, "lr": cfg.lr, "cache": use_cache, **stats,
+        }
+        meta.update(status="complete", tunable_params=model.num_trainable(),
+                    wall_seconds=time.perf_counter() - t_start, tokens_per_second=stats["tokens_per_second"],
+                    **peak_memory_mb(torch.device(cfg.device)))
+        if run_dir is not None:
+            files["prompt.safetensors"] = save_prompt(model, run_dir)
+            files["curve.csv"] = store.file_sha256(store.write_csv(run_dir / "curve.csv", curve))
+            files["metrics.json"] = store.file_sha256(store.write_json(run_dir / "metrics.json", metrics))
+            meta["files"] = files
+            store.write_json(run_dir / "meta.json", meta)  # last: only now is the run complete
     except BaseException as exc:  # mark the run, never leave it looking complete
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         meta.update(status=status, error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t_start)
         if run_dir is not None:
-            store.write_json(run_dir / "meta.json", meta)
+            store.write_status(run_dir / "meta.json", meta)
         raise
-    metrics = {
-        "task": data.task.name, "model": model_slug(cfg.model), "method": prompt_cfg.method,
-        "prompt_layer": prompt_cfg.prompt_layer, "generator": prompt_cfg.generator,
-        "num_virtual_tokens": prompt_cfg.num_virtual_tokens, "head": model.head_kind, "seed": cfg.seed,
-        "shots": cfg.shots, "data_seed": cfg.data_seed, "metric_name": data.task.metric.value,
-        "dev_metric": dev["metric"], "test_metric": test["metric"],
-        "dev_accuracy": dev["accuracy"], "test_accuracy": test["accuracy"],
-        "tunable_params": model.num_trainable(), "dtype": cfg.dtype, "lr": cfg.lr, "cache": use_cache, **stats,
-    }
-    meta.update(status="complete", tunable_params=model.num_trainable(),
-                wall_seconds=time.perf_counter() - t_start, tokens_per_second=stats["tokens_per_second"],
-                **peak_memory_mb(torch.device(cfg.device)))
-    if run_dir is not None:
-        files["prompt.safetensors"] = save_prompt(model, run_dir)
-        store.write_csv(run_dir / "curve.csv", curve)
-        store.write_json(run_dir / "metrics.json", metrics)
-        meta["files"] = files
-        store.write_json(run_dir / "meta.json", meta)  # last: only now is the run complete
     return TrainResult(run_dir, metrics, curve, model, meta, config["key"])

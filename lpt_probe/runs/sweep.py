@@ -246,16 +246,16 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
             if todo:
                 run(execution, todo, configs, base, out, on_done, prepared, sweep.progress,
                     device=requested_device, release_weights=release_weights)
+            table = write_tables()
+            meta.update(status="complete", failed=int((table["status"] != "complete").sum()))
+            store.write_json(store.join(out, "sweep.json"), meta)
         except BaseException as exc:
             meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                         error=f"{type(exc).__name__}: {exc}")
-            store.write_json(store.join(out, "sweep.json"), meta)
+            store.write_status(store.join(out, "sweep.json"), meta)
             raise
         finally:
             pbar.close()
-        table = write_tables()
-        meta.update(status="complete", failed=int((table["status"] != "complete").sum()))
-        store.write_json(store.join(out, "sweep.json"), meta)
     return table
 
 

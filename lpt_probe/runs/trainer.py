@@ -34,7 +34,7 @@ from ..data.encoded import Encoded
 from ..data.sources import SOURCES
 from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptModel
-from ..model.loading import DEFAULT_MODEL, DTYPES, PRESETS, resolve_dtype
+from ..model.loading import DEFAULT_MODEL, DTYPES, PRESETS, resolve_device, resolve_dtype
 from ..progress import bar
 
 logger = logging.getLogger(__name__)
@@ -116,8 +116,7 @@ class TrainConfig:
         if self.backbone_dropout and self.cache:
             logger.info("backbone_dropout=True: the lower-layer cache is turned off")
             self.cache = False
-        if self.device == "auto":
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = resolve_device(self.device)
 
     def total_steps(self, n_train: int) -> int:
         return self.steps if self.steps is not None else self.epochs * math.ceil(n_train / self.batch_size)

@@ -1,0 +1,302 @@
+"""Hostile inputs (issue 24): each case that used to end in a traceback, or in silence,
+now gives one ``error: ...`` line (exit 2) or a warning that names the problem, and the
+cases that leave a folder behind (a damaged config.json, a full disk) recover on the
+rerun. The embedded MiniLM with tiny settings, tiny random models, synthetic tables."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from figure_data import mi_table
+from tiny import tiny_model
+
+from lpt_probe import figures, mi, project, store, train
+from lpt_probe.data.encoded import check_max_length
+from lpt_probe.data.sources import load_custom_task
+from lpt_probe.model.backbone import Backbone
+from lpt_probe.model.loading import resolve_device
+from lpt_probe.runs.folders import check_run, load_run
+from lpt_probe.runs.trainer import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--prompt-layer", "3", "--steps", "1", "--eval-every", "1", "--dev-size", "10", "--shots", "20"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def toy_task(folder: Path, labels=("neg", "pos"), test_rows: list[str] | None = None) -> Path:
+    """A two-column sentiment CSV task with its YAML (the README's custom-task shape)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [f"{w} movie number {i},{lab}" for i in range(30) for w, lab in (("great", "pos"), ("awful", "neg"))]
+    (folder / "train.csv").write_text("\n".join(["text,label", *rows]) + "\n")
+    test = test_rows if test_rows is not None else [f"{w} film {i},{lab}" for i in range(10)
+                                                    for w, lab in (("great", "pos"), ("awful", "neg"))]
+    (folder / "test.csv").write_text("\n".join(["text,label", *test]) + "\n")
+    words = {"neg": "bad", "pos": "good", "meh": "fine"}
+    (folder / "task.yaml").write_text(
+        "name: toy\ntrain: train.csv\ntest: test.csv\ntext_columns: [text]\nlabel_column: label\n"
+        f"labels: [{', '.join(labels)}]\nmlm_template: '{{text_a}} It was {{mask}} .'\n"
+        f"mlm_label_words: [{', '.join(words[x] for x in labels)}]\nclm_template: '{{text_a}} It was'\n"
+        f"clm_label_words: [{', '.join(words[x] for x in labels)}]\n")
+    return folder / "task.yaml"
+
+
+def one_line_error(err: str, *needles: str) -> str:
+    """The single ``error: ...`` line of a refused command's stderr (nothing else, no traceback)."""
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def refused(main, argv, capsys, *needles: str) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    return one_line_error(capsys.readouterr().err, *needles)
+
+
+def status(folder: Path) -> str:
+    return json.loads((folder / "meta.json").read_text())["status"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[list[str], Path]:
+    """A complete tiny run (argv that trains it, folder); tests work on copies."""
+    base = tmp_path_factory.mktemp("hostile")
+    out = base / "run"
+    argv = ["--task", str(toy_task(base / "task")), *TINY, "--out", str(out)]
+    assert train.main(argv) == 0
+    return argv, out
+
+
+# -- 1. a config.json that parses but is wrong ---------------------------------------------------
+@pytest.mark.parametrize("text, message", [
+    ('{"format": "x"}', "its format is 'x', expected a whole number"),
+    ('{"format": 2}', "key, prompt, train, task_spec, label_word_ids, model_identity, data are missing"),
+    (None, "config.json is damaged (its sha256 differs from the one meta.json recorded)"),  # a setting edited
+])
+def test_a_wrong_config_json_is_refused_by_loaders_and_redone_by_train(finished_run, tmp_path, capsys, caplog, text,
+                                                                       message):
+    argv, original = finished_run
+    out = tmp_path / "run"
+    shutil.copytree(original, out)
+    config = json.loads((out / "config.json").read_text())
+    assert json.loads((out / "meta.json").read_text())["files"]["config.json"] == store.file_sha256(out / "config.json")
+    if text is None:
+        config["prompt"]["num_virtual_tokens"] += 1  # well-formed, but not what the weights were trained with
+        text = json.dumps(config)
+    (out / "config.json").write_text(text)
+    ok, reason = check_run(out)
+    assert not ok and message in reason
+    with pytest.raises(ValueError, match=r"config\.json is damaged"):
+        load_run(out)
+    refused(project.main, [str(out), "--method", "pca", "--quiet"], capsys, str(out), "config.json is damaged",
+            message)
+    caplog.clear()
+    assert train.main([*argv[:-1], str(out)]) == 0  # the rerun trains it again ...
+    assert "training again" in caplog.text and message in caplog.text
+    assert check_run(out)[0] and status(out) == "complete"
+    assert load_run(out).config["key"] == config["key"]  # ... and loaders take it again
+
+
+# -- 2. figures and project check --out before any work -------------------------------------------
+def test_figures_and_project_refuse_a_bad_out_before_working(finished_run, tmp_path, capsys, monkeypatch):
+    mi_table().to_csv(tmp_path / "mi.csv", index=False)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    refused(figures.main, ["mi", str(tmp_path / "mi.csv"), "--out", str(afile)], capsys,
+            f"--out {afile}: a file of that name exists")
+    refused(figures.main, ["section4", "--sweep", str(tmp_path), "--mi", str(tmp_path), "--influence",
+                           str(tmp_path), "--out", str(afile / "sub")], capsys, f"{afile} is a file")
+    _, run = finished_run
+
+    def never(*a, **kw):
+        raise AssertionError("project computed before checking --out")
+
+    monkeypatch.setattr(project, "project_run", never)
+    refused(project.main, [str(run), "--out", str(afile), "--quiet"], capsys, "a file of that name exists")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    refused(project.main, [str(run), "--out", str(locked / "proj"), "--quiet"], capsys, f"{locked} is not writable")
+    refused(figures.main, ["mi", str(tmp_path), "--out", str(locked)], capsys, f"{locked} is not writable")
+    assert list(locked.iterdir()) == []
+
+
+def test_figures_bad_out_as_a_command_has_no_traceback(tmp_path):
+    mi_table().to_csv(tmp_path / "mi.csv", index=False)
+    (tmp_path / "afile").write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "lpt_probe.figures", "mi", str(tmp_path), "--out",
+                           str(tmp_path / "afile")], capture_output=True, text=True, env=ENV, cwd=tmp_path)
+    assert proc.returncode == 2
+    one_line_error(proc.stderr, "a file of that name exists")
+
+
+# -- 3. empty tables are errors naming the file; NaN values are named --------------------------------
+def test_figures_refuse_empty_tables_and_name_nan_rows(tmp_path, capsys, caplog):
+    table = mi_table()
+    table.head(0).to_csv(tmp_path / "mi.csv", index=False)
+    refused(figures.main, ["mi", str(tmp_path), "--out", str(tmp_path / "figs")], capsys,
+            f"{tmp_path / 'mi.csv'} has a header but no rows")
+    (tmp_path / "mi.csv").write_text("")
+    refused(figures.main, ["mi", str(tmp_path), "--out", str(tmp_path / "figs")], capsys,
+            f"{tmp_path / 'mi.csv'} is empty", "python -m lpt_probe.mi")
+    assert not (tmp_path / "figs").exists()
+    table.loc[[3, 40], "mi_bits"] = np.nan
+    table.to_csv(tmp_path / "mi.csv", index=False)
+    caplog.clear()
+    assert figures.main(["mi", str(tmp_path), "--out", str(tmp_path / "figs")]) == 0
+    assert "2 row(s) have no mi_bits (NaN)" in caplog.text and "line(s) 5, 42 of the file" in caplog.text
+    assert (tmp_path / "figs" / "mi_by_layer.pdf").is_file()
+    caplog.clear()
+    table.dropna().to_csv(tmp_path / "mi.csv", index=False)
+    assert figures.main(["mi", str(tmp_path), "--out", str(tmp_path / "figs")]) == 0
+    assert "NaN" not in caplog.text
+
+
+# -- 4. a 1 MB text field is read and truncated --------------------------------------------------------
+def test_a_huge_csv_field_is_read_and_truncated_with_the_warning(tmp_path, caplog):
+    huge = "great " * 180_000  # ~1 MB, beyond csv's default field limit of 128 KB
+    task = toy_task(tmp_path / "task", test_rows=[f'"{huge.strip()}",pos'] +
+                    [f"{w} film {i},{lab}" for i in range(5) for w, lab in (("great", "pos"), ("awful", "neg"))])
+    limit = csv.field_size_limit()
+    _, data = load_custom_task(task, dev_size=10)
+    assert max(len(e.texts[0]) for e in data.test) > 1_000_000 and csv.field_size_limit() == limit
+    out = tmp_path / "run"
+    assert train.main(["--task", str(task), *TINY, "--max-length", "32", "--out", str(out)]) == 0
+    assert "toy test: 1 of 11 examples keep less than 50% of their text at max_length=32" in caplog.text
+    assert json.loads((out / "meta.json").read_text())["truncation"]["test"]["heavily_truncated"] == 1
+
+
+# -- 5. a full disk: one line naming the folder and the free space; the run is marked failed -------------
+def test_a_full_disk_is_one_line_marks_the_run_failed_and_the_rerun_recovers(finished_run, tmp_path, capsys,
+                                                                             monkeypatch):
+    argv, _ = finished_run
+    out = tmp_path / "run"
+    write = store._write_local
+
+    def full(path, data):
+        if Path(path).name == "prompt.safetensors":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(path, data)
+
+    monkeypatch.setattr(store, "_write_local", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=10 << 30, used=10 << 30, free=1536))
+    refused(train.main, [*argv[:-1], str(out), "--quiet"], capsys,
+            f"no space left on the disk holding {out} (1.5 KB free)", "prompt.safetensors", "--out")
+    assert status(out) == "failed" and not check_run(out)[0]
+    monkeypatch.undo()
+    assert train.main([*argv[:-1], str(out)]) == 0
+    assert status(out) == "complete" and check_run(out)[0]
+
+
+def test_any_atomic_write_on_a_full_disk_is_disk_full(tmp_path, monkeypatch, caplog):
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "_write_local", full)
+    with pytest.raises(store.DiskFull, match=f"holding {tmp_path / 'new'} .* free\\) while writing x.json"):
+        store.write_json(tmp_path / "new" / "x.json", {"a": 1})
+    # marking a failure that cannot be written warns instead of replacing the error being reported
+    assert store.write_status(tmp_path / "run.json", {"status": "failed"}) is False
+    assert "could not mark" in caplog.text and "'failed'" in caplog.text and "still says 'running'" in caplog.text
+    monkeypatch.setattr(store, "_write_local", lambda p, d: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError) as exc:  # other OS errors are not mistaken for a full disk
+        store.write_json(tmp_path / "x.json", {})
+    assert not isinstance(exc.value, store.DiskFull)
+
+
+# -- 6. devices this machine does not have -----------------------------------------------------------
+def test_unknown_or_missing_devices_are_one_line(tmp_path, capsys, data_dir):
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert TrainConfig(device="cpu").device == "cpu"
+    with pytest.raises(ValueError, match="--device 'tpu' is not a device; choose cpu, cuda"):
+        TrainConfig(device="tpu")
+    missing = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+    base = ["--task", "trec", "--data-dir", str(data_dir), "--out", str(tmp_path / "out"), "--quiet"]
+    refused(train.main, [*base, "--device", missing], capsys, f"--device {missing}: ", "--device cpu"
+            if not torch.cuda.is_available() else "give one of those")
+    refused(mi.main, [*base, "--device", "tpu"], capsys, "--device 'tpu' is not a device")
+    assert not (tmp_path / "out").exists()
+    proc = subprocess.run([sys.executable, "-m", "lpt_probe.train", *base, "--device", "tpu"],
+                          capture_output=True, text=True, env=ENV, cwd=tmp_path)
+    assert proc.returncode == 2
+    one_line_error(proc.stderr, "--device 'tpu' is not a device")
+
+
+# -- 7. --max-length above the model's position limit ---------------------------------------------------
+@pytest.mark.parametrize("family, limit", [("bert", 512), ("roberta", 510), ("gpt2", 1024), ("llama", 2048),
+                                           ("deberta-v2", None)])
+def test_position_limit_comes_from_the_family_table(family, limit):
+    assert Backbone(tiny_model(family)).max_positions == limit  # roberta: 512 rows less padding_idx + 1
+
+
+def test_max_length_above_the_position_limit_is_refused_up_front(tmp_path, capsys):
+    check_max_length(512, 512)
+    check_max_length(10_000, None)
+    with pytest.raises(ValueError, match="--max-length 513 is above the model's position limit of 512 tokens"):
+        check_max_length(513, 512)
+    task = toy_task(tmp_path / "task")
+    refused(train.main, ["--task", str(task), *TINY, "--max-length", "1000", "--out", str(tmp_path / "run"), "--quiet"],
+            capsys,
+            "--max-length 1000 is above the model's position limit of 512 tokens", "--max-length 512 or less")
+    assert not (tmp_path / "run").exists()
+
+
+# -- 8. mi's early errors leave no folder; labels without rows are warned --------------------------------
+def test_early_errors_leave_no_output_folder(tmp_path, capsys):
+    out = tmp_path / "made" / "by" / "mi"
+    refused(mi.main, ["--task", "trec", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out), "--quiet"],
+            capsys, "data file", "not found")
+    assert not (tmp_path / "made").exists()
+    given = tmp_path / "given"
+    given.mkdir()
+    refused(mi.main, ["--task", "trec", "--data-dir", str(tmp_path / "nowhere"), "--out", str(given), "--quiet"],
+            capsys, "not found")
+    assert given.is_dir() and list(given.iterdir()) == []  # the user's folder stays, without our .lock
+
+
+def test_output_lock_cleans_up_only_what_it_made_and_left_empty(tmp_path):
+    with store.OutputLock(tmp_path / "a" / "b"):
+        pass
+    assert not (tmp_path / "a").exists()
+    with store.OutputLock(tmp_path / "kept"):
+        (tmp_path / "kept" / "result.csv").write_text("x\n")
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [".lock", "result.csv"]
+    with store.OutputLock(tmp_path / "busy"):
+        with pytest.raises(store.FolderBusy):
+            with store.OutputLock(tmp_path / "busy"):
+                pass
+        assert (tmp_path / "busy" / ".lock").exists()  # the refused command leaves the holder's lock alone
+
+
+def test_a_label_without_rows_is_warned(tmp_path, caplog):
+    spec, data = load_custom_task(toy_task(tmp_path / "task", labels=("neg", "pos", "meh")), dev_size=10)
+    assert spec.num_labels == 3 and len(data.train) > 0
+    assert "toy: label(s) 'meh' have no rows in the training data ('meh': 0 in train, 0 in test)" in caplog.text
+    assert "remove them from labels in the task's YAML file" in caplog.text
+    caplog.clear()
+    load_custom_task(toy_task(tmp_path / "fine"), dev_size=10)
+    assert "no rows" not in caplog.text
+
+
+def test_the_guide_lists_every_case():
+    guide = (REPO / "docs" / "guides" / "errors.md").read_text()
+    for needle in ("config.json is damaged", "a file of that name exists", "has a header but no rows", "NaN",
+                   "field", "no space left on the disk", "is not a device", "position limit", ".lock",
+                   "have no rows in the training data"):
+        assert needle in guide, needle
