@@ -26,6 +26,9 @@ QUICK = {
                                       "--prompt-layers", "6", "--mi-args",
                                       "--probe-train-max 120 --bootstrap 50 --control-permutations 1",
                                       "--influence-args", "--influence-max 8 --bootstrap 50"],
+    "lpt_probe.section4": ["--steps", "4", "--eval-every", "2", "--max-examples", "100", "--probe-train-max", "60",
+                           "--probe-dev-size", "30", "--bootstrap", "30", "--control-permutations", "1",
+                           "--influence-max", "6", "--seeds", "13", "--no-progress"],
     "lpt_probe.sweep": ["--steps", "4", "--eval-every", "2", "--max-examples", "160", "--seeds", "13", "--no-progress"],
     "lpt_probe.project": ["--max-examples", "80", "--method", "pca"],
     "lpt_probe.figures": [],
@@ -130,6 +133,8 @@ def run_readme_commands(data_dir, tmp_path, benchmarks: bool) -> list[str]:
             argv[0] = sys.executable
         if key == "lpt_probe.mi" and "transformer" in argv:  # the sequence probe: one prompt layer, one lr,
             extra += ["--prompt-layers", "6", "--probe-grid", "lr=1e-3", "--no-controls"]  # no controls (CI time)
+        if key == "lpt_probe.section4" and "--table" not in argv:  # three prompt layers: 1, the middle, the last
+            extra += ["--prompt-layers", "1,16,30" if "smollm2" in argv else "1,4,6"]
         if key == "lpt_probe.mi" and "all" in argv:  # the every-layer recipe: two layers, one seed
             extra += ["--prompt-layers", "2,6", "--seeds", "13"]
         if key in ("benchmarks/bench_train.py", "benchmarks/bench_sweep.py"):
