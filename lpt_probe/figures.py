@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import store
+from .layers import select_prompt_layers
 from . import viz as P
 from .cli import add_output_args, run_main, setup_logging
 
@@ -146,22 +147,23 @@ def _draw_performance(df, args, P, title):
     return {"": _titled(P.plot_performance_vs_layer(df, metric=args.metric, hue=hue), title)}
 
 
-def _layers(spec: str | None) -> list[int] | None:
-    try:
-        return [int(k) for k in spec.split(",") if k.strip()] if spec else None
-    except ValueError:
-        raise ValueError(f"--prompt-layers {spec!r}: give numbers like 1,6,12") from None
+def _layers(spec: str | None, df: pd.DataFrame) -> list[int] | None:
+    """``--prompt-layers`` (default, all or a comma list: ``layers.select_prompt_layers``) over
+    the prompt layers the table holds; None draws the plotting function's own default."""
+    if spec is None:
+        return None
+    return select_prompt_layers(spec, df["prompt_layer"].dropna()) if "prompt_layer" in df.columns else None
 
 
 def _draw_convergence(df, args, P, title):
-    layers = _layers(args.prompt_layers)
+    layers = _layers(args.prompt_layers, df)
     return {"": _titled(P.plot_convergence(df, prompt_layers=layers, metric=args.metric), title)}
 
 
 def _draw_mi(df, args, P, title):
     band = None if args.band == "none" else args.band
     figs = {"": _titled(P.plot_mi_by_layer(df, value=args.value, band=band,
-                                           prompt_layers=_layers(args.prompt_layers)), title)}
+                                           prompt_layers=_layers(args.prompt_layers, df)), title)}
     lpt = df[(df["method"] == "lpt") & (df["control"] == "none")]
     if lpt["prompt_layer"].nunique() > 1:
         figs["heatmap"] = _titled(P.plot_mi_heatmap(df, value=args.value), title)
@@ -184,7 +186,7 @@ def _draw_efficiency(df, args, P, title):
 
 
 def _draw_influence(df, args, P, title):
-    fig = P.plot_influence_by_layer(df, checkpoint=args.checkpoint, prompt_layers=_layers(args.prompt_layers))
+    fig = P.plot_influence_by_layer(df, checkpoint=args.checkpoint, prompt_layers=_layers(args.prompt_layers, df))
     if title:
         fig.suptitle(f"{title} / {args.checkpoint} prompts")
     return {"": fig}
@@ -235,17 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
                                      help="one line per value of this column (default: generator)")
     cmds["convergence"].add_argument("--metric", default="dev_metric", choices=["dev_metric", "train_loss"])
     cmds["convergence"].add_argument("--prompt-layers", default=None,
-                                     help="comma list such as 1,6,12 (default: 1, the middle and the last)")
+                                     help="default (1, the middle and the last), all, or a comma list such as 1,6,12 "
+                                          "(default: default)")
     cmds["mi"].add_argument("--value", default="mi_bits", choices=["mi_bits", "accuracy", "macro_f1", "ce_bits"])
     cmds["mi"].add_argument("--prompt-layers", default=None,
-                            help="prompt layers drawn as lines, e.g. 1,6,12 (default: all; the heatmap has all)")
+                            help="prompt layers drawn as lines: all, default (1, middle, last) or a comma list such as "
+                                 "1,6,12 (default: all; the heatmap has all)")
     cmds["mi"].add_argument("--band", default="seeds", choices=["seeds", "ci", "none"],
                             help="seeds: std over prompt seeds (default); ci: mean bootstrap 95%% CI; none")
     cmds["projection"].add_argument("--agreement", type=Path, default=None,
                                     help="agreement.csv to quote in the title (default: beside projection.csv)")
     cmds["influence"].add_argument("--checkpoint", default="trained",
                                    help="which prompts: init, trained or step-N (default: trained)")
-    cmds["influence"].add_argument("--prompt-layers", default=None, help="lines drawn, e.g. 1,6 (default: all)")
+    cmds["influence"].add_argument("--prompt-layers", default=None,
+                                   help="lines drawn: all, default (1, middle, last) or a comma list such as 1,6 "
+                                        "(default: all)")
     s4 = sub.add_parser("section4", help="Section 4 on one page: accuracy and convergence against PL, I(h; y), "
                         "influence and gradient coherence against PL",
                         description="One paper-width PDF, 2 x 3 panels, from a sweep folder (sweep.csv, curves.csv: "

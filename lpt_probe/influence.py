@@ -17,7 +17,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from . import viz
 from .analysis.influence import (
     InfluenceConfig,
     default_out,
@@ -42,6 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def draw(out: Path, table: pd.DataFrame) -> Path:
+    """``influence_by_layer.pdf``: every quantity against the hidden state, a line per prompt layer."""
+    with viz.paper_style():
+        fig = viz.plot_influence_by_layer(table)
+        fig.suptitle(f"{table['task'].iloc[0]} / {table['model'].iloc[0]} / trained prompts")
+        path = viz.save_figure(fig, Path(out) / "influence_by_layer.pdf")[0]
+        plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
@@ -53,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(InfluenceConfig, args, progress=args.progress and not args.quiet)
         state["out"] = cfg.out or str(default_out(cfg))
         run, table, meta = run_influence(cfg)
+        draw(run.out, table)
         print(summary_table(table))
         print(f"wrote {run.out}/influence.csv, influence_by_layer.pdf, run.json in {time.perf_counter() - t0:.0f} s "
               f"({meta['pieces_measured']} piece(s) measured, {meta['pieces_reused']} reused)")

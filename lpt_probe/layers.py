@@ -51,3 +51,23 @@ def parse_prompt_layers(spec: str, num_hidden_layers: int) -> list[int]:
         raise ValueError(f"--prompt-layers {spec!r}: prompt layers must be in 1..{L} for a model with "
                          f"num_hidden_layers={L} (got {bad or 'none'})")
     return layers
+
+
+def select_prompt_layers(spec: str | None, present) -> list[int]:
+    """The prompt layers a figure draws, out of those its table holds (``present``): ``None``,
+    ``""`` or ``"all"``: every one; ``"default"``: the lowest, the one nearest the middle
+    (:func:`middle_prompt_layer` of the highest) and the highest; or a comma list such as
+    ``"1,6"`` (the plotting functions say which of them the table lacks)."""
+    have = sorted({int(k) for k in present})
+    spec = "" if spec is None else str(spec).strip()
+    if spec in ("", "all"):
+        return have
+    if spec == "default":
+        if not have:
+            return []
+        middle = min(have, key=lambda k: (abs(k - middle_prompt_layer(have[-1])), k))
+        return sorted({have[0], middle, have[-1]})
+    try:
+        return sorted({int(x) for x in spec.split(",") if x.strip()})
+    except ValueError:
+        raise ValueError(f"--prompt-layers {spec!r}: give 'default', 'all' or numbers like '1,4,6'") from None

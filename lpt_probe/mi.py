@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from . import viz
 from .analysis.mi import MIConfig, default_out, run_mi, summary_table
 from .cli import (
     STUDY_GROUPS,
@@ -39,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def draw(out: Path, mi: pd.DataFrame) -> Path:
+    """``mi_by_layer.pdf``: I(h;y) per hidden state, a line per prompt layer and the controls."""
+    with viz.paper_style():
+        ax = viz.plot_mi_by_layer(mi)
+        ax.set_title(f"{mi['task'].iloc[0]} / {mi['model'].iloc[0]} / {mi['probe'].iloc[0]} probe")
+        path = viz.save_figure(ax.figure, Path(out) / "mi_by_layer.pdf")[0]
+        plt.close(ax.figure)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
@@ -50,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(MIConfig, args, progress=args.progress and not args.quiet)
         state["out"] = cfg.out or str(default_out(cfg))
         run, frames, meta = run_mi(cfg)
+        draw(run.out, frames["mi"])
         print(summary_table(frames["mi"], run.cfg, frames["diff"]))
         print(f"wrote {run.out}/mi.csv, mdl.csv, pvi.csv, mi_diff.csv, mi_by_layer.pdf, run.json in "
               f"{time.perf_counter() - t0:.0f} s")

@@ -11,8 +11,12 @@ draws ``performance_vs_layer.pdf`` and ``convergence*.pdf`` into ``--out``.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
+
+from . import store
 
 from .cli import (
     PROMPT_GROUPS,
@@ -25,8 +29,36 @@ from .cli import (
 )
 from .model.late_prompt import LatePromptConfig
 from .runs.executors import ExecutorConfig
-from .runs.sweep import PROMPT_OPTIONS, SweepConfig, default_out, draw, run_sweep
+from .runs.sweep import PROMPT_OPTIONS, SweepConfig, default_out, run_sweep
 from .runs.trainer import TrainConfig
+from .viz import paper_style, plot_convergence, plot_performance_vs_layer, save_figure
+
+
+def draw(out: str | Path) -> list[Path]:
+    """performance_vs_layer.pdf and convergence*.pdf from the tables in ``out``."""
+    sweep = store.read_csv(store.join(out, "sweep.csv"))
+    done = sweep[sweep["status"] == "complete"]
+    lpt = done[done["method"] == "lpt"]
+    if lpt.empty:  # figures are about prompt layers: a baselines-only grid has none
+        return []
+    curves = store.read_csv(store.join(out, "curves.csv"))
+    curves = curves[curves["method"] == "lpt"] if "method" in curves.columns else curves
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) if store.is_url(out) else Path(out)
+        paths = []
+        with paper_style():
+            ax = plot_performance_vs_layer(done)
+            paths += save_figure(ax.figure, local / "performance_vs_layer.pdf")
+            generators = sorted(curves["generator"].unique())
+            for g in generators:  # one convergence figure per generator
+                ax = plot_convergence(curves, generator=g)
+                name = "convergence.pdf" if len(generators) == 1 else f"convergence_{g}.pdf"
+                paths += save_figure(ax.figure, local / name)
+        if store.is_url(out):
+            for p in paths:
+                store.atomic_write_bytes(store.join(out, p.name), p.read_bytes())
+            paths = [Path(p.name) for p in paths]
+    return paths
 
 
 def build_parser() -> argparse.ArgumentParser:

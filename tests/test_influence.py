@@ -303,7 +303,7 @@ def test_command_resumes_recomputes_and_init_is_step_zero(data_dir, tmp_path, ca
     ir = InfluenceRun(InfluenceConfig(task="trec", data_dir=str(data_dir), prompt_layers="6", steps=4,
                                       eval_every=2, max_examples=24, checkpoints=(0,)))
     ir.load_data()
-    init = ir.model_for(Condition("lpt-pl6-s13", 6, 13), "init")
+    init = ir.model_for(Condition.lpt(6, 13), "init")
     for k, v in init.trainable_state_dict().items():
         assert torch.equal(v, run.model.trainable_state_dict()[k]), k
     key = ["prompt_layer", "layer", "quantity", "position"]

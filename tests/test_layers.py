@@ -32,3 +32,15 @@ def test_adapterdrop_upper_half_starts_at_the_middle_prompt_layer():
     for L in (6, 24, 30):
         layers = adapter_layers("upper-half", L)
         assert min(layers) == middle_prompt_layer(L) and max(layers) == L
+
+
+def test_figures_select_prompt_layers_with_the_same_grammar():
+    from lpt_probe.layers import select_prompt_layers
+
+    present = [1, 2, 3, 4, 5, 6]
+    assert select_prompt_layers("default", present) == [1, 4, 6]
+    assert select_prompt_layers("all", present) == present == select_prompt_layers(None, present)
+    assert select_prompt_layers("6,1", present) == [1, 6]
+    assert select_prompt_layers("default", [1, 8, 16, 23, 30]) == [1, 16, 30]
+    with pytest.raises(ValueError, match="'default', 'all' or numbers"):
+        select_prompt_layers("middle", present)

@@ -5,7 +5,6 @@ differences between conditions, and the probe-seed defaults."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +27,17 @@ def _task_data(n_train=60, n_dev=30, n_test=20):
                     Split("test", [ex("test", i) for i in range(n_test)]), "local")
 
 
+def test_probe_splits_keep_a_rare_class_in_probe_train():
+    """A stratified cap can round a rare class away; probe-train then gets one row of it (a
+    class only in test would be refused by the estimate)."""
+    rows = [Example(f"train:{i}", (f"t{i}",), 1 if i < 2 else 0) for i in range(60)]
+    full = TaskData(get_task("sst2"), Split("train", rows[:50]), Split("dev", rows[50:]),
+                    Split("test", [Example("test:0", ("x",), 1), Example("test:1", ("y",), 0)]), "local")
+    train, dev, facts = probe_splits(full, [], dev_size=10, train_max=10)
+    assert 1 in {e.label for e in train} and facts["classes_topped_up"] == ["positive"]
+    assert not set(train.ids) & set(dev.ids) and len(train) == 11
+
+
 def test_probe_splits_set_the_prompt_rows_aside():
     full = _task_data()
     prompt_rows = [f"train:{i}" for i in range(10)] + [f"dev:{i}" for i in range(5)]
@@ -37,7 +47,7 @@ def test_probe_splits_set_the_prompt_rows_aside():
     assert not set(train.ids) & set(dev.ids)
     assert len(dev) == 20 and len(train) == 40  # 90 - 15 = 75 rows: 20 dev, 55 capped to 40
     assert facts == {"non_test_rows": 90, "excluded_prompt_rows": 15, "probe_dev": 20, "probe_train": 40,
-                     "probe_train_pool": 55, "probe_dev_size_asked": 20, "split_seed": 42}
+                     "probe_train_pool": 55, "probe_dev_size_asked": 20, "split_seed": 42, "classes_topped_up": []}
     # deterministic, and a dev larger than a third of what is left is capped
     assert probe_splits(full, prompt_rows, dev_size=20, train_max=40)[0].ids == train.ids
     assert len(probe_splits(full, prompt_rows, dev_size=500)[1]) == 75 // 3

@@ -222,7 +222,7 @@ def test_a_second_command_on_a_busy_folder_refuses(tmp_path, capsys):
 MI = ["--task", "trec", "--prompt-layers", "2", "--seeds", "13", "--shots", "16", "--steps", "2", "--eval-every", "2",
       "--max-examples", "90", "--probe-train-max", "60", "--no-mdl", "--no-controls", "--bootstrap", "10",
       "--no-progress", "--quiet"]
-CHANGES = [["--probe-train-max", "40"], ["--max-examples", "80"], ["--max-length", "12"], ["--steps", "3"],
+CHANGES = [["--probe-train-max", "50"], ["--max-examples", "80"], ["--max-length", "12"], ["--steps", "3"],
            ["--shots", "12"], ["--seeds", "21"], ["--probe", "mlp", "--probe-grid", "hidden=16;lr=1e-2"],
            ["--representation", "cls"], ["--task", "subj"]]
 

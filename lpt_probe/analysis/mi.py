@@ -40,7 +40,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -48,29 +48,25 @@ import pandas as pd
 from .. import store
 from ..data.encoded import encode_split
 from ..data.sources import probe_splits
-from ..layers import parse_prompt_layers
+from ..layers import parse_prompt_layers, start_state
 from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
-from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import (
-    DEFAULT_MODEL,
-    PRESETS,
     identity,
     load_model,
     model_slug,
     random_identity,
     random_like,
-    resolve_device,
 )
 from ..probing import PROBES, assert_disjoint, make_probe, parse_probe_grid, pooled_null
-from ..progress import bar
 from ..runs.folders import check_run, find_run, load_run
 from ..runs.run import SPLITS, load_data, prepare, run_config, train
 from ..runs.trainer import TrainConfig
-from ..viz import paper_style, plot_mi_by_layer, save_figure
 from .compare import condition_differences, effects_table
 from .pieces import PieceJob, ProbeFactory, default_jobs, layer_arrays, run_pieces
+from .study import Condition, StudyConfig, StudyOutput
+from .study import field_help as _h
 from .representations import (
     REPRESENTATIONS,
     extract,
@@ -88,31 +84,13 @@ COND_COLUMNS = ["task", "model", "method", "prompt_layer", "seed"]
 JOINT_BYTES = 2 * 2**30  # conditions extracted together in one frozen pass hold at most ~this much per split
 
 
-def _h(text: str, **kw) -> dict:
-    return {"help": text, **kw}
-
-
 @dataclass
-class MIConfig:
-    """Every setting of one ``mi`` analysis (the flags of ``python -m lpt_probe.mi``)."""
+class MIConfig(StudyConfig):
+    """Every setting of one ``mi`` analysis (the flags of ``python -m lpt_probe.mi``): the
+    study's (``StudyConfig``) and the probes'."""
 
-    task: str = field(default="rte", metadata=_h("a registered task or a custom task's YAML file"))
-    model: str = field(default=DEFAULT_MODEL, metadata=_h(
-        f"{', '.join(PRESETS)} (offline presets; default minilm), a hub id or a folder"))
-    data_dir: str | None = field(default=None, metadata=_h("local task files (e.g. ../shared/data); default: the hub"))
-    source: str = field(default="auto", metadata=_h("auto, hub or local", choices=("auto", "hub", "local")))
-    prompt_layers: str = field(default="default", metadata=_h("'default' (1, middle, last), 'all' or '1,4,6'"))
-    generator: str = field(default="none", metadata=_h("prompt generator", choices=GENERATORS))
-    num_virtual_tokens: int | None = field(default=None, metadata=_h("prompt length l (default: the generator's)"))
-    seeds: tuple[int, ...] = field(default=(13,), metadata=_h("prompt seeds, comma separated (Figure 2: 13,21,42)"))
-    shots: int | None = field(default=100, metadata=_h("few-shot K for prompt training (0 = full data)"))
-    data_seed: int = field(default=13, metadata=_h("seed of the few-shot sample"))
-    dev_size: int = field(default=1000, metadata=_h(
-        "the prompt's dev set (rows drawn from the training pool unless the task has a dev file); set aside from "
-        "the probes' rows with the prompt's shots"))
-    steps: int = field(default=200, metadata=_h("prompt training steps (paper few-shot: 1000)"))
-    eval_every: int = field(default=100, metadata=_h("evaluate the prompt on dev every N steps"))
-    lr: float = field(default=1e-3, metadata=_h("prompt learning rate"))
+    kind: ClassVar[str] = "mi"
+
     probe: str = field(default="linear", metadata=_h(
         "probe family: linear and mlp read one vector per example (--representation); transformer reads the "
         "layer's whole sequence of states (the paper's estimator)", choices=lambda: list(PROBES)))
@@ -141,7 +119,6 @@ class MIConfig:
     probe_readout: str = field(default="position", metadata=_h(
         "transformer probe: the state at the prediction position, or attention pooling",
         choices=("position", "attention")))
-    bootstrap: int = field(default=1000, metadata=_h("bootstrap resamples for the 95% CI"))
     controls: bool = field(default=True, metadata=_h("skip the shuffled-label and random-weights controls",
                                                      flag="--no-controls"))
     control_permutations: int | None = field(default=None, metadata=_h(
@@ -150,47 +127,26 @@ class MIConfig:
     mdl: bool | None = field(default=None, metadata=_h(
         "MDL online codelength of every probe (--mdl / --no-mdl); default: on for vector probes, off for the "
         "transformer probe (an online code refits it ten times per layer)", cli=False))
-    max_examples: int | None = field(default=None, metadata=_h("cap every split (quick runs)"))
-    max_length: int = field(default=128, metadata=_h("max tokens per example"))
-    drop_overlap: bool = field(default=True, metadata=_h(
-        "remove training-pool rows whose text is also a test text (the default here: a probe or prompt that saw "
-        "a test text would measure memory, not information); --keep-overlap keeps them",
-        flag="--keep-overlap", on_flag="--drop-overlap"))
-    reuse_runs: tuple[str, ...] = field(default=(), metadata=_h(
-        "folders of run folders (e.g. a sweep's runs/) searched for a finished prompt with exactly the same "
-        "settings, data and model before one is trained", metavar="DIR,DIR,..."))
-    device: str = field(default="auto", metadata=_h("cpu, cuda, cuda:N or auto (CUDA when present)"))
-    dtype: str = field(default="fp32", metadata=_h(
-        "precision of the frozen backbone's weights (bf16/fp16 on a GPU); prompts, generators and probes stay fp32",
-        choices=("fp32", "bf16", "fp16")))
     jobs: int | None = field(default=None, metadata=_h(
         "worker processes that fit the linear / mlp probe pieces in parallel (default: the CPU cores, at most 8; "
         "1 = in this process); the results do not depend on it"))
-    out: str | None = field(default=None, metadata=_h("default artifacts/mi/<task>/<model>/"))
-    progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
 
     def __post_init__(self):
-        self.seeds = tuple(int(s) for s in self.seeds)
-        if self.shots == 0:
-            self.shots = None
+        super().__post_init__()
         if self.probe not in PROBES:
             raise ValueError(f"probe={self.probe!r} is unknown; choose one of {', '.join(PROBES)}")
         if self.probe_seeds is None:
             self.probe_seeds = (0,) if self.probe == "linear" else (0, 1, 2)
         self.probe_seeds = tuple(int(s) for s in self.probe_seeds)
-        if not self.seeds or not self.probe_seeds:
-            raise ValueError("--seeds and --probe-seeds need at least one seed each, e.g. 13")
+        if not self.probe_seeds:
+            raise ValueError("--probe-seeds: give at least one probe seed, e.g. 0")
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation={self.representation!r}: choose one of {REPRESENTATIONS}")
-        for name in ("steps", "eval_every", "probe_layers", "max_length", "dev_size", "probe_dev_size"):
+        for name in ("probe_layers", "probe_dev_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 1")
-        for name in ("probe_train_max", "max_examples"):
-            v = getattr(self, name)
-            if v is not None and v < 2:
-                raise ValueError(f"--{name.replace('_', '-')} {v} must be >= 2 (or left out)")
-        if self.bootstrap < 0:
-            raise ValueError(f"--bootstrap {self.bootstrap} must be >= 0")
+        if self.probe_train_max is not None and self.probe_train_max < 2:
+            raise ValueError(f"--probe-train-max {self.probe_train_max} must be >= 2 (or left out)")
         if self.probe_width == 0:
             self.probe_width = None
         if self.mdl is None:
@@ -204,7 +160,6 @@ class MIConfig:
         if self.control_permutations < 1:
             raise ValueError(f"--control-permutations {self.control_permutations} must be >= 1")
         parse_probe_grid(self.probe, self.probe_grid)  # a bad grid fails before anything runs
-        self.device = resolve_device(self.device)
 
     @property
     def sequence_probe(self) -> bool:
@@ -212,17 +167,7 @@ class MIConfig:
 
 
 def default_out(cfg: MIConfig) -> Path:
-    return Path("artifacts") / "mi" / Path(cfg.task).stem / model_slug(cfg.model)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One model whose layers are probed: a late prompt, the frozen model, or random weights."""
-
-    name: str
-    method: str  # "lpt", "frozen" or "random_weights"
-    prompt_layer: int  # 0 for the frozen and random models
-    seed: int
+    return cfg.default_out()
 
 
 def _sha(path: Path) -> str:
@@ -234,7 +179,7 @@ class MIRun:
 
     def __init__(self, cfg: MIConfig):
         self.cfg = cfg
-        self.out = Path(cfg.out) if cfg.out else default_out(cfg)
+        self.out = cfg.out_dir
         self.bundle = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
         self.backbone = Backbone(self.bundle[0])
         self.L = self.backbone.num_hidden_layers
@@ -248,11 +193,7 @@ class MIRun:
 
     # -- data -------------------------------------------------------------------------
     def train_config(self, seed: int) -> TrainConfig:
-        c = self.cfg
-        return TrainConfig(task=c.task, model=c.model, data_dir=c.data_dir, source=c.source, shots=c.shots,
-                           data_seed=c.data_seed, dev_size=c.dev_size, max_examples=c.max_examples,
-                           max_length=c.max_length, drop_overlap=c.drop_overlap, seed=seed, steps=c.steps,
-                           eval_every=c.eval_every, lr=c.lr, device=c.device, dtype=c.dtype, bucket=True)
+        return self.cfg.train_config(seed)
 
     def load_data(self) -> None:
         """The prompt's data (few-shot train, its dev, test) and the probes': every other
@@ -278,14 +219,13 @@ class MIRun:
     # -- conditions and their keys ----------------------------------------------------
     def conditions(self) -> list[Condition]:
         conds = [Condition("frozen", "frozen", 0, 0)]
-        conds += [Condition(f"lpt-pl{k}-s{s}", "lpt", k, s) for k in self.prompt_layers for s in self.cfg.seeds]
+        conds += [Condition.lpt(k, s) for k in self.prompt_layers for s in self.cfg.seeds]
         if self.cfg.controls:
             conds.append(Condition(f"random-s{self.cfg.seeds[0]}", "random_weights", 0, self.cfg.seeds[0]))
         return conds
 
     def prompt_config(self, cond: Condition) -> LatePromptConfig:
-        return LatePromptConfig(prompt_layer=cond.prompt_layer, generator=self.cfg.generator,
-                                num_virtual_tokens=self.cfg.num_virtual_tokens)
+        return self.cfg.prompt_config(cond.prompt_layer)
 
     def model_key(self, cond: Condition) -> str:
         if cond.name not in self.model_keys:
@@ -306,7 +246,7 @@ class MIRun:
         if cond.method != "lpt":
             return False
         if self.cfg.sequence_probe and self.cfg.probe_input == "text+prompt":
-            return layer < cond.prompt_layer - 1
+            return layer < start_state(cond.prompt_layer)
         return layer < cond.prompt_layer
 
     def input_key(self, cond: Condition, layer: int) -> str:
@@ -574,68 +514,47 @@ def warn_grid_edges(mi: pd.DataFrame) -> str | None:
     return msg
 
 
-def draw(out: Path, mi: pd.DataFrame) -> Path | None:
-    with paper_style():
-        ax = plot_mi_by_layer(mi)
-        ax.set_title(f"{mi['task'].iloc[0]} / {mi['model'].iloc[0]} / {mi['probe'].iloc[0]} probe")
-        return save_figure(ax.figure, out / "mi_by_layer.pdf")[0]
-
-
 def run_mi(cfg: MIConfig) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
-    """The whole analysis into ``cfg.out``; returns the run, the tables and ``run.json``."""
-    t0 = time.perf_counter()
-    out = Path(cfg.out) if cfg.out else default_out(cfg)
-    cfg = replace(cfg, out=str(out))
-    store.check_output_folder(out)
-    with store.OutputLock(out):
+    """The whole analysis into ``cfg.out``; returns the run, the tables (``mi``, ``mdl``,
+    ``pvi``, ``diff``) and ``run.json``. Drawing is the caller's (the command draws
+    ``mi_by_layer.pdf`` with ``lpt_probe.viz.plot_mi_by_layer``)."""
+    cfg = replace(cfg, out=str(cfg.out_dir))
+    out = cfg.out_dir
+    with StudyOutput(out, "run.json", stale=("mi.csv", "mdl.csv", "pvi.csv", "mi_diff.csv", "mi_by_layer.pdf")
+                     ) as study:
         run = MIRun(cfg)
         run.load_data()
-        for stale in ("mi.csv", "mdl.csv", "pvi.csv", "mi_diff.csv", "mi_by_layer.pdf"):  # derived: rebuilt below
-            (out / stale).unlink(missing_ok=True)
         conds = run.conditions()
-        meta = store.run_meta(status="running", settings=asdict(cfg), prompt_layers=run.prompt_layers,
-                              model=run.bundle[2], probe_data=run.probe_data.to_meta(),
-                              probe_fingerprints=run.fingerprints,
-                              probe_label_counts={s: np.bincount(run.encoded[s].labels,
-                                                                 minlength=run.n_classes).tolist() for s in SPLITS},
-                              truncation={s: run.encoded[s].truncation for s in SPLITS},
-                              probe_rows=run.probe_rows,
-                              conditions=[asdict(c) for c in conds])
-        store.write_json(out / "run.json", meta)
-        try:
-            if cfg.sequence_probe:  # prompts first: training time is training only
-                run.train_prompts(list(dict.fromkeys(c for c, _ in run.pending(conds))))
-                t1 = time.perf_counter()
-                total, jobs = run.sequence_pieces(conds)
-                n_jobs = 1 if cfg.probe_init == "backbone" else cfg.jobs  # its probes hold the live backbone
-            else:
-                reps = run.vector_reps(conds)
-                t1 = time.perf_counter()
-                total, jobs = run.vector_pieces(conds, reps)
-                n_jobs = cfg.jobs
-            n = run_pieces(jobs, total, n_jobs, cfg.progress)
-            run.seconds["probe"] += time.perf_counter() - t1
-            logger.info("probed %d piece(s) (%d conditions x %d hidden states, shared pieces once) in %.0f s "
-                        "with %d process(es)", n, len(conds), run.L + 1, time.perf_counter() - t1,
-                        max(1, min(n_jobs, n)))
-            frames = run.collect(conds)
-            frames["diff"] = condition_differences(frames["pvi"], cfg.bootstrap)
-            store.write_csv(out / "mi_diff.csv", frames["diff"])
-            edge = warn_grid_edges(frames["mi"])
-            draw(out, frames["mi"])
-            shuffled = frames["mi"][frames["mi"]["control"] == "shuffled_labels"] if len(frames["mi"]) else []
-            meta.update(status="complete", wall_seconds=time.perf_counter() - t0, phase_seconds=run.seconds,
-                        runs=run.run_dirs, model_keys=run.model_keys, grid_edge_warning=edge,
-                        shuffled_label_null=pooled_null(shuffled) if len(shuffled) else None,
-                        outputs=sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")))
-            store.write_json(out / "run.json", meta)  # last: only now is the analysis complete
-        except BaseException as exc:
-            meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                        error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t0,
-                        phase_seconds=run.seconds)
-            store.write_status(out / "run.json", meta)
-            raise
-    return run, frames, meta
+        study.start(store.run_meta(status="running", settings=asdict(cfg), prompt_layers=run.prompt_layers,
+                                   model=run.bundle[2], probe_data=run.probe_data.to_meta(),
+                                   probe_fingerprints=run.fingerprints,
+                                   probe_label_counts={s: np.bincount(run.encoded[s].labels,
+                                                                      minlength=run.n_classes).tolist()
+                                                       for s in SPLITS},
+                                   truncation={s: run.encoded[s].truncation for s in SPLITS},
+                                   probe_rows=run.probe_rows, conditions=[asdict(c) for c in conds]))
+        study.meta["phase_seconds"] = run.seconds  # filled as the phases run, kept if one fails
+        if cfg.sequence_probe:  # prompts first: training time is training only
+            run.train_prompts(list(dict.fromkeys(c for c, _ in run.pending(conds))))
+            t1 = time.perf_counter()
+            total, jobs = run.sequence_pieces(conds)
+            n_jobs = 1 if cfg.probe_init == "backbone" else cfg.jobs  # its probes hold the live backbone
+        else:
+            reps = run.vector_reps(conds)
+            t1 = time.perf_counter()
+            total, jobs = run.vector_pieces(conds, reps)
+            n_jobs = cfg.jobs
+        n = run_pieces(jobs, total, n_jobs, cfg.progress)
+        run.seconds["probe"] += time.perf_counter() - t1
+        logger.info("probed %d piece(s) (%d conditions x %d hidden states, shared pieces once) in %.0f s "
+                    "with %d process(es)", n, len(conds), run.L + 1, time.perf_counter() - t1, max(1, min(n_jobs, n)))
+        frames = run.collect(conds)
+        frames["diff"] = condition_differences(frames["pvi"], cfg.bootstrap)
+        store.write_csv(out / "mi_diff.csv", frames["diff"])
+        shuffled = frames["mi"][frames["mi"]["control"] == "shuffled_labels"] if len(frames["mi"]) else []
+        study.meta.update(runs=run.run_dirs, model_keys=run.model_keys, grid_edge_warning=warn_grid_edges(frames["mi"]),
+                          shuffled_label_null=pooled_null(shuffled) if len(shuffled) else None)
+    return run, frames, study.meta
 
 
 def summary_table(mi: pd.DataFrame, cfg: MIConfig, diff: pd.DataFrame | None = None) -> str:
@@ -664,4 +583,4 @@ def summary_table(mi: pd.DataFrame, cfg: MIConfig, diff: pd.DataFrame | None = N
     return "\n".join(x for x in parts if x)
 
 
-__all__ = ["MIConfig", "MIRun", "Condition", "run_mi", "summary_table", "default_out", "draw", "PROBE_INPUTS"]
+__all__ = ["MIConfig", "MIRun", "Condition", "run_mi", "summary_table", "default_out", "PROBE_INPUTS"]

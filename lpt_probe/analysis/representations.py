@@ -103,7 +103,7 @@ def extract_many(frozen: Backbone, models: dict[str, LatePromptModel | None], da
                     o[r][k, idx] = v.float().cpu().numpy()
             if m is None:
                 continue
-            up = m.upper(states[pl - 1], keep, pred, return_states=True)
+            up = m.upper(states[m.config.start_state], keep, pred, return_states=True)
             l = up["prompt"].shape[1]
             upper = up["upper_states"]  # hidden states PL..L, prompt in front
             upper[-1] = frozen.final(upper[-1])
@@ -142,7 +142,7 @@ def layer_sequences(frozen: Backbone, model: LatePromptModel | None, data: Encod
     if model is not None:
         model.eval()
     L = frozen.num_hidden_layers
-    pl = model.config.prompt_layer if model is not None else L + 1
+    joins = model.config.start_state if model is not None else L + 1  # the hidden state the prompt joins (PL-1)
     order = list(data.batches(batch_size))
     dev = frozen.device
     # per batch: the current states [batch, seq(+l), hidden], the key mask and how many
@@ -153,7 +153,7 @@ def layer_sequences(frozen: Backbone, model: LatePromptModel | None, data: Encod
         current.append((frozen.embed(b["input_ids"], b["attention_mask"]), b["attention_mask"], 0))
     pred = [data.collate(idx, "cpu")["pred_positions"] for idx in order]
     for j in bar(range(L + 1), desc="layer sequences", enabled=progress):
-        if model is not None and j == pl - 1:  # the prompt joins hidden state PL-1: what layer PL reads
+        if j == joins:  # the prompt joins hidden state PL-1: what layer PL reads
             current = [(*model.insert(h, keep)[:2], model.l) for h, keep, _ in current]
         if j >= start:
             parts, lengths, readout, prefix = [], [], [], []
@@ -176,7 +176,7 @@ def layer_sequences(frozen: Backbone, model: LatePromptModel | None, data: Encod
             break
         nxt = []
         for h, keep, l in current:
-            if model is not None and j >= pl - 1:
+            if j >= joins:
                 n = h.shape[1]
                 positions = torch.arange(n, device=h.device).expand(h.shape[0], n)
                 h = frozen.run_layers(h, keep, j, j + 1, positions)

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -38,11 +39,12 @@ import pandas as pd
 from .. import store
 from ..layers import parse_prompt_layers
 from ..model.generators import GENERATORS
-from ..model.loading import DEFAULT_MODEL, PRESETS, model_slug, resolve_device
 from ..probing import PROBES
 from ..runs.sweep import SweepConfig, run_sweep
 from .influence import InfluenceConfig, run_influence
 from .mi import MIConfig, MIRun, run_mi
+from .study import StudyConfig, StudyOutput
+from .study import field_help as _h
 
 logger = logging.getLogger(__name__)
 
@@ -57,151 +59,108 @@ CLAIMS = {  # id -> (the paper's claim, what the paper shows for it)
 }
 
 
-def _h(text: str, **kw) -> dict:
-    return {"help": text, **kw}
-
-
 @dataclass
-class Section4Config:
-    """Every setting of one Section 4 study (the flags of ``python -m lpt_probe.section4``)."""
+class Section4Config(StudyConfig):
+    """Every setting of one Section 4 study (the flags of ``python -m lpt_probe.section4``):
+    the study's (``StudyConfig``; its prompts are the sweep's, mi's and influence's) and the
+    stages' own."""
 
-    task: str = field(default="rte", metadata=_h("a registered task or a custom task's YAML file"))
-    model: str = field(default=DEFAULT_MODEL, metadata=_h(
-        f"{', '.join(PRESETS)} (offline presets; default minilm), a hub id or a folder"))
-    data_dir: str | None = field(default=None, metadata=_h("local task files (e.g. ../shared/data); default: the hub"))
-    source: str = field(default="auto", metadata=_h("auto, hub or local", choices=("auto", "hub", "local")))
+    kind: ClassVar[str] = "section4"
+
     prompt_layers: str = field(default="all", metadata=_h(
         "the sweep's prompt layers (accuracy and convergence): 'all', 'default' (1, middle, last) or '1,4,6'"))
-    analysis_layers: str = field(default="default", metadata=_h(
-        "prompt layers of mi and influence: 'default' (1, middle, last), 'all' or '1,4,6'; each must be in the "
-        "sweep's --prompt-layers (its prompts are reused)"))
     generator: str = field(default="none", metadata=_h(
         "prompt generator (none: the plain late prompt of the paper's Section 4 analysis)", choices=GENERATORS))
     seeds: tuple[int, ...] = field(default=(13, 21, 42), metadata=_h("prompt seeds, comma separated"))
-    shots: int | None = field(default=100, metadata=_h("few-shot K for prompt training (0 = full data)"))
-    data_seed: int = field(default=13, metadata=_h("seed of the few-shot sample"))
-    dev_size: int = field(default=1000, metadata=_h("the prompts' dev set"))
-    steps: int = field(default=200, metadata=_h("prompt training steps (paper few-shot: 1000)"))
     eval_every: int = field(default=20, metadata=_h("dev evaluation every N steps (the convergence curves)"))
-    lr: float = field(default=1e-3, metadata=_h("prompt learning rate"))
-    max_length: int = field(default=128, metadata=_h("max tokens per example"))
-    max_examples: int | None = field(default=None, metadata=_h("cap every split (quick runs)"))
+    analysis_layers: str = field(default="default", metadata=_h(
+        "prompt layers of mi and influence: 'default' (1, middle, last), 'all' or '1,4,6'; each must be in the "
+        "sweep's --prompt-layers (its prompts are reused)"))
     probe: str = field(default="linear", metadata=_h("mi's probe family", choices=lambda: list(PROBES)))
     probe_train_max: int | None = field(default=2000, metadata=_h("mi: cap on probe train rows"))
     probe_dev_size: int = field(default=500, metadata=_h("mi: probe dev rows"))
     control_permutations: int | None = field(default=None, metadata=_h(
         "mi: label permutations per shuffled-label row (default: mi's)"))
     mdl: bool = field(default=False, metadata=_h("mi: also the MDL online codelength (off here: not a claim)"))
-    bootstrap: int = field(default=1000, metadata=_h("bootstrap resamples of every interval"))
     influence_max: int | None = field(default=200, metadata=_h("influence: test examples measured (0 = all)"))
     influence_batch_size: int = field(default=16, metadata=_h("influence: examples per measured batch"))
     jobs: int | None = field(default=None, metadata=_h("mi: worker processes for the probe pieces"))
     paper: str | None = field(default=None, metadata=_h(
         "the paper's Tables 5/10 CSV (e.g. ../shared/paper/lpt_paper_efficiency_tables_5_10.csv): its accuracy at "
         "prompt layers 1/7/13/19 of RoBERTa-large goes beside ours in claims.csv"))
-    device: str = field(default="auto", metadata=_h("cpu, cuda, cuda:N or auto (CUDA when present)"))
-    dtype: str = field(default="fp32", metadata=_h(
-        "precision of the frozen backbone's weights (bf16/fp16 on a GPU); prompts, generators and probes stay fp32",
-        choices=("fp32", "bf16", "fp16")))
-    out: str | None = field(default=None, metadata=_h("default artifacts/section4/<task>/<model>/"))
-    progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
 
     def __post_init__(self):
-        self.seeds = tuple(int(s) for s in self.seeds)
-        self.device = resolve_device(self.device)
-        if not self.seeds:
-            raise ValueError("--seeds: give at least one prompt seed, e.g. 13")
+        super().__post_init__()
         if self.eval_every > self.steps:
             raise ValueError(f"--eval-every {self.eval_every} > --steps {self.steps}: the convergence curves need "
                              "several evaluations; give --eval-every <= --steps")
 
+    def _study(self, stage: str) -> dict:
+        """The shared settings as a stage takes them: its folder, the analysis layers, and the
+        sweep's runs to reuse."""
+        shared = {f.name: getattr(self, f.name) for f in fields(StudyConfig)}
+        return {**shared, "prompt_layers": self.analysis_layers, "out": str(Path(self.out_dir) / stage),
+                "reuse_runs": (str(Path(self.out_dir) / "sweep" / "runs"), *self.reuse_runs)}
+
     def mi_config(self) -> MIConfig:
         """mi's settings; its prompts' training settings are the sweep's and influence's too."""
-        return MIConfig(task=self.task, model=self.model, data_dir=self.data_dir, source=self.source,
-                        prompt_layers=self.analysis_layers, generator=self.generator, seeds=self.seeds,
-                        shots=self.shots, data_seed=self.data_seed, dev_size=self.dev_size, steps=self.steps,
-                        eval_every=self.eval_every, lr=self.lr, probe=self.probe,
-                        probe_train_max=self.probe_train_max, probe_dev_size=self.probe_dev_size,
-                        bootstrap=self.bootstrap, control_permutations=self.control_permutations, mdl=self.mdl,
-                        max_examples=self.max_examples, max_length=self.max_length, jobs=self.jobs,
-                        device=self.device, dtype=self.dtype, out=str(Path(self.out_dir) / "mi"),
-                        reuse_runs=(str(Path(self.out_dir) / "sweep" / "runs"),), progress=self.progress)
+        return MIConfig(**self._study("mi"), probe=self.probe, probe_train_max=self.probe_train_max,
+                        probe_dev_size=self.probe_dev_size, control_permutations=self.control_permutations,
+                        mdl=self.mdl, jobs=self.jobs)
 
     def influence_config(self) -> InfluenceConfig:
-        return InfluenceConfig(task=self.task, model=self.model, data_dir=self.data_dir, source=self.source,
-                               prompt_layers=self.analysis_layers, generator=self.generator, seeds=self.seeds,
-                               shots=self.shots, data_seed=self.data_seed, dev_size=self.dev_size, steps=self.steps,
-                               eval_every=self.eval_every, lr=self.lr, influence_max=self.influence_max,
-                               batch_size=self.influence_batch_size, bootstrap=self.bootstrap,
-                               max_examples=self.max_examples, max_length=self.max_length, device=self.device,
-                               dtype=self.dtype, out=str(Path(self.out_dir) / "influence"),
-                               reuse_runs=(str(Path(self.out_dir) / "sweep" / "runs"),), progress=self.progress)
-
-    @property
-    def out_dir(self) -> str:
-        return self.out or str(default_out(self))
+        return InfluenceConfig(**self._study("influence"), influence_max=self.influence_max,
+                               batch_size=self.influence_batch_size)
 
 
 def default_out(cfg: Section4Config) -> Path:
-    return Path("artifacts") / "section4" / Path(cfg.task).stem / model_slug(cfg.model)
+    return cfg.default_out()
 
 
 def run_section4(cfg: Section4Config) -> dict:
     """Sweep, mi and influence into ``cfg.out``, then ``claims.csv`` and ``section4.json``;
     returns the tables (``sweep``, ``curves``, ``mi``, ``diff``, ``influence``, ``claims``)
     and ``meta``."""
-    t0 = time.perf_counter()
-    out = Path(cfg.out_dir)
+    out = cfg.out_dir
     cfg = replace(cfg, out=str(out))
-    store.check_output_folder(out)
     mi_cfg = cfg.mi_config()
     seconds: dict[str, float] = {}
-    with store.OutputLock(out):
-        meta = store.run_meta(status="running", settings=asdict(cfg))
-        store.write_json(out / "section4.json", meta)
-        (out / "claims.csv").unlink(missing_ok=True)
-        try:
-            mi_run = MIRun(mi_cfg)  # loads the model once; the sweep trains with it
-            L = mi_run.L
-            sweep_layers = parse_prompt_layers(cfg.prompt_layers, L)
-            missing = sorted(set(mi_run.prompt_layers) - set(sweep_layers))
-            if missing:
-                raise ValueError(f"--analysis-layers {cfg.analysis_layers!r} includes prompt layer(s) {missing} that "
-                                 f"the sweep's --prompt-layers {cfg.prompt_layers!r} ({sweep_layers}) does not "
-                                 "train; add them to --prompt-layers")
-            mi_run.load_data()
-            base = mi_run.train_config(cfg.seeds[0])  # exactly what mi and influence key their prompts with
-            t = time.perf_counter()
-            sweep = run_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.prompt_layers,
-                                          generators=(cfg.generator,), seeds=cfg.seeds,
-                                          out=str(out / "sweep"), progress=cfg.progress),
-                              base, prepared=mi_run.prompt_prepared, requested_device=cfg.device)
-            seconds["sweep"] = time.perf_counter() - t
-            curves = store.read_csv(out / "sweep" / "curves.csv")
-            del mi_run  # run_mi loads what it needs itself
-            t = time.perf_counter()
-            _, frames, mi_meta = run_mi(mi_cfg)
-            seconds["mi"] = time.perf_counter() - t
-            t = time.perf_counter()
-            _, influence, inf_meta = run_influence(cfg.influence_config())
-            seconds["influence"] = time.perf_counter() - t
-            paper = read_paper_layers(cfg.paper) if cfg.paper else None
-            claims = section4_claims(sweep, curves, frames["mi"], frames["diff"], influence, paper)
-            store.write_csv(out / "claims.csv", claims)
-        except BaseException as exc:
-            meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                        error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t0,
-                        stage_seconds=seconds)
-            store.write_status(out / "section4.json", meta)
-            raise
-        trained = {"mi": len([r for r in mi_meta.get("runs", {}).values() if not r.startswith("runs")]),
-                   "influence": len([r for r in inf_meta.get("runs", {}).values() if not r.startswith("runs")])}
-        meta.update(status="complete", wall_seconds=time.perf_counter() - t0, stage_seconds=seconds,
-                    prompts_reused_from_sweep=trained, num_hidden_layers=L,
-                    sweep_cells=int(len(sweep)), failed_cells=int((sweep["status"] != "complete").sum()))
-        store.write_json(out / "section4.json", meta)
+    with StudyOutput(out, "section4.json", stale=("claims.csv", "section4.pdf", "section4.png")) as study:
+        mi_run = MIRun(mi_cfg)  # loads the model once; the sweep trains with it
+        L = mi_run.L
+        sweep_layers = parse_prompt_layers(cfg.prompt_layers, L)
+        missing = sorted(set(mi_run.prompt_layers) - set(sweep_layers))
+        if missing:
+            raise ValueError(f"--analysis-layers {cfg.analysis_layers!r} includes prompt layer(s) {missing} that "
+                             f"the sweep's --prompt-layers {cfg.prompt_layers!r} ({sweep_layers}) does not "
+                             "train; add them to --prompt-layers")
+        study.start(store.run_meta(status="running", settings=asdict(cfg), num_hidden_layers=L,
+                                   stage_seconds=seconds))
+        mi_run.load_data()
+        base = mi_run.train_config(cfg.seeds[0])  # exactly what mi and influence key their prompts with
+        t = time.perf_counter()
+        sweep = run_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.prompt_layers,
+                                      generators=(cfg.generator,), seeds=cfg.seeds,
+                                      out=str(out / "sweep"), progress=cfg.progress),
+                          base, prepared=mi_run.prompt_prepared, requested_device=cfg.device)
+        seconds["sweep"] = time.perf_counter() - t
+        curves = store.read_csv(out / "sweep" / "curves.csv")
+        del mi_run  # run_mi loads what it needs itself
+        t = time.perf_counter()
+        _, frames, mi_meta = run_mi(mi_cfg)
+        seconds["mi"] = time.perf_counter() - t
+        t = time.perf_counter()
+        _, influence, inf_meta = run_influence(cfg.influence_config())
+        seconds["influence"] = time.perf_counter() - t
+        paper = read_paper_layers(cfg.paper) if cfg.paper else None
+        claims = section4_claims(sweep, curves, frames["mi"], frames["diff"], influence, paper)
+        store.write_csv(out / "claims.csv", claims)
+        reused = {"mi": len([r for r in mi_meta.get("runs", {}).values() if not r.startswith("runs")]),
+                  "influence": len([r for r in inf_meta.get("runs", {}).values() if not r.startswith("runs")])}
+        study.meta.update(prompts_reused_from_sweep=reused, sweep_cells=int(len(sweep)),
+                          failed_cells=int((sweep["status"] != "complete").sum()))
     return {"sweep": sweep, "curves": curves, "mi": frames["mi"], "diff": frames["diff"], "influence": influence,
-            "claims": claims, "meta": meta}
+            "claims": claims, "meta": study.meta}
 
 
 # -- the claims ---------------------------------------------------------------------------

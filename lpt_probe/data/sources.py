@@ -528,13 +528,27 @@ def probe_splits(full: TaskData, exclude: Iterable[str] = (), dev_size: int = 50
     if dev_n < dev_size:
         logger.info("%s: probe dev capped at %d rows (a third of the %d rows left for the probes)", full.task.name,
                     dev_n, len(pool))
-    dev, train = stratified_split(pool, dev_n, np.random.default_rng(SPLIT_SEED), "a probe dev set")
-    n_pool_train = len(train)
-    if train_max is not None and len(train) > train_max:
-        train = stratified_split(train, train_max, np.random.default_rng(SPLIT_SEED), "capped probe-train rows")[0]
+    dev, rest = stratified_split(pool, dev_n, np.random.default_rng(SPLIT_SEED), "a probe dev set")
+    train, left = rest, []
+    if train_max is not None and len(rest) > train_max:
+        train, left = stratified_split(rest, train_max, np.random.default_rng(SPLIT_SEED), "capped probe-train rows")
+    # a class the rows hold must reach probe-train (proportional allocation can round a rare
+    # class away in a small cap): one row of it from the rows the cap left, else from dev
+    topped = []
+    for c in sorted({e.label for e in pool} - {e.label for e in train}):
+        spare = next((e for e in left if e.label == c), None)
+        if spare is None and sum(e.label == c for e in dev) > 1:
+            spare = next(e for e in dev if e.label == c)
+            dev = [e for e in dev if e is not spare]
+        if spare is not None:
+            train, left = [*train, spare], [e for e in left if e is not spare]
+            topped.append(full.task.label_names[c])
+    if topped:
+        logger.info("%s: probe train got one row of %s, which the stratified cap had rounded away",
+                    full.task.name, ", ".join(topped))
     facts = {"non_test_rows": len(full.train) + len(full.dev), "excluded_prompt_rows": n_excluded,
-             "probe_dev": len(dev), "probe_train": len(train), "probe_train_pool": n_pool_train,
-             "probe_dev_size_asked": int(dev_size), "split_seed": SPLIT_SEED}
+             "probe_dev": len(dev), "probe_train": len(train), "probe_train_pool": len(rest),
+             "probe_dev_size_asked": int(dev_size), "split_seed": SPLIT_SEED, "classes_topped_up": topped}
     return Split("train", train), Split("dev", dev), facts
 
 

@@ -25,6 +25,8 @@ from .estimates import (
     LN2,
     ProbeInformation,
     as_factory,
+    bootstrap_counts,
+    bootstrap_indices,
     bootstrap_mi_ci,
     cross_entropy_bits,
     entropy_bits,
@@ -63,7 +65,8 @@ from .transformer import TransformerProbe
 __all__ = [
     "EPS", "LN2", "nats_to_bits", "entropy_bits", "log2_likelihood", "cross_entropy_bits", "null_log2q",
     "null_prior",
-    "bootstrap_mi_ci", "ProbeInformation", "probe_information", "shuffled_label_control", "pooled_null",
+    "bootstrap_indices", "bootstrap_counts", "bootstrap_mi_ci", "ProbeInformation", "probe_information",
+    "shuffled_label_control", "pooled_null",
     "paired_difference", "selectivity",
     "pvi", "mean_std_table", "as_factory", "fit_probe",
     "DEFAULT_FRACTIONS", "block_boundaries", "block_codelength_bits", "online_codelength",

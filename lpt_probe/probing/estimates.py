@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "EPS", "LN2", "nats_to_bits", "entropy_bits", "log2_likelihood", "cross_entropy_bits",
-    "null_prior", "null_log2q", "bootstrap_mi_ci", "ProbeInformation", "probe_information",
+    "null_prior", "null_log2q", "bootstrap_indices", "bootstrap_counts", "bootstrap_mi_ci", "ProbeInformation", "probe_information",
     "shuffled_label_control", "pooled_null", "paired_difference", "selectivity", "pvi", "mean_std_table",
     "as_factory", "fit_probe",
 ]
@@ -118,6 +118,27 @@ def null_log2q(y_train, y_eval, n_classes: int) -> np.ndarray:
     return nats_to_bits(np.log(np.clip(prior[np.asarray(y_eval)], EPS, 1.0)))
 
 
+def bootstrap_indices(n: int, n_boot: int, rng_seed: int = 0):
+    """The resamples of a percentile bootstrap over ``n`` examples: yields ``[rows, n]``
+    arrays of example indices drawn with replacement, ``n_boot`` rows in all, in chunks of at
+    most ~2M indices (one chunk, one draw, whenever n_boot x n fits). The one resampler of
+    the package: the probes' intervals (:func:`bootstrap_mi_ci`) and influence's
+    (:func:`bootstrap_counts`) draw the same resamples for the same n and seed."""
+    rng = np.random.default_rng(rng_seed)
+    chunk = max(1, 2_000_000 // max(n, 1))
+    for s in range(0, n_boot, chunk):
+        yield rng.integers(0, n, size=(min(chunk, n_boot - s), n))  # [rows, n]
+
+
+def bootstrap_counts(n: int, n_boot: int, rng_seed: int = 0) -> np.ndarray:
+    """[n_boot, n]: how often each example is drawn in each resample of
+    :func:`bootstrap_indices` (for statistics that are weighted sums over examples)."""
+    if n_boot <= 0:
+        return np.zeros((0, n))
+    return np.concatenate([np.stack([np.bincount(r, minlength=n) for r in idx])
+                           for idx in bootstrap_indices(n, n_boot, rng_seed)]).astype(np.float64)
+
+
 def bootstrap_mi_ci(log2q, log2q_null, n_boot: int = 1000, ci: float = 0.95,
                     rng_seed: int = 0) -> tuple[float, float]:
     """Paired percentile bootstrap CI of ``mean(log2q - log2q_null)`` over test examples.
@@ -142,10 +163,7 @@ def bootstrap_mi_ci(log2q, log2q_null, n_boot: int = 1000, ci: float = 0.95,
         return float("nan"), float("nan")
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1), got {ci!r}")
-    rng = np.random.default_rng(rng_seed)
-    chunk = max(1, 2_000_000 // n)  # at most ~2M indices in memory at a time
-    means = np.concatenate([gain[rng.integers(0, n, size=(min(chunk, n_boot - s), n))].mean(axis=1)
-                            for s in range(0, n_boot, chunk)])  # [n_boot]
+    means = np.concatenate([gain[idx].mean(axis=1) for idx in bootstrap_indices(n, n_boot, rng_seed)])  # [n_boot]
     lo, hi = np.quantile(means, [(1 - ci) / 2, 1 - (1 - ci) / 2])
     return float(lo), float(hi)
 

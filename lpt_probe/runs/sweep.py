@@ -17,14 +17,14 @@ The driver aggregates as cells finish: ``sweep.csv`` (one row per cell: task, mo
 method, generator, prompt_layer, seed, shots, data_seed, dev and test metric, steps,
 tunable params, tokens/s, peak memory, resident memory when the cell finished, wall time,
 status, error, run folder), ``curves.csv`` and ``sweep.json`` (the three configs, versions,
-data fingerprints, status) are rewritten after every cell. ``draw`` makes the figures.
+data fingerprints, status) are rewritten after every cell. The command draws the figures
+(``lpt_probe.sweep.draw``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -38,7 +38,6 @@ from ..model.late_prompt import LatePromptConfig
 from ..model.loading import model_slug
 from ..model.methods import METHOD_OPTIONS, METHODS, get_method
 from ..progress import bar
-from ..viz import paper_style, plot_convergence, plot_performance_vs_layer, save_figure
 from .executors import ExecutorConfig, run
 from .folders import check_run
 from .run import Prepared, prepare, resolve_lr, run_config
@@ -257,30 +256,3 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
         finally:
             pbar.close()
     return table
-
-
-def draw(out: str | Path) -> list[Path]:
-    """performance_vs_layer.pdf and convergence*.pdf from the tables in ``out``."""
-    sweep = store.read_csv(store.join(out, "sweep.csv"))
-    done = sweep[sweep["status"] == "complete"]
-    lpt = done[done["method"] == "lpt"]
-    if lpt.empty:  # figures are about prompt layers: a baselines-only grid has none
-        return []
-    curves = store.read_csv(store.join(out, "curves.csv"))
-    curves = curves[curves["method"] == "lpt"] if "method" in curves.columns else curves
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) if store.is_url(out) else Path(out)
-        paths = []
-        with paper_style():
-            ax = plot_performance_vs_layer(done)
-            paths += save_figure(ax.figure, local / "performance_vs_layer.pdf")
-            generators = sorted(curves["generator"].unique())
-            for g in generators:  # one convergence figure per generator
-                ax = plot_convergence(curves, generator=g)
-                name = "convergence.pdf" if len(generators) == 1 else f"convergence_{g}.pdf"
-                paths += save_figure(ax.figure, local / name)
-        if store.is_url(out):
-            for p in paths:
-                store.atomic_write_bytes(store.join(out, p.name), p.read_bytes())
-            paths = [Path(p.name) for p in paths]
-    return paths

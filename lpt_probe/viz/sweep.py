@@ -11,9 +11,8 @@ import matplotlib as mpl
 import pandas as pd
 from matplotlib.axes import Axes
 
-from ..layers import middle_prompt_layer
+from ..layers import select_prompt_layers
 from .style import (
-    AXIS_LABELS,
     axis_label,
     METHOD_LABELS,
     PROMPT_LAYER,
@@ -96,10 +95,7 @@ def plot_performance_vs_layer(df: pd.DataFrame, metric: str = "test_metric", hue
 
 def _default_layers(present: Sequence[int]) -> list[int]:
     """1 (or the lowest), the middle and the last prompt layer present."""
-    present = sorted(int(k) for k in present)
-    last = present[-1]
-    middle = min(present, key=lambda k: (abs(k - middle_prompt_layer(last)), k))
-    return sorted({present[0], middle, last})
+    return select_prompt_layers("default", present)
 
 
 def plot_convergence(curves: pd.DataFrame, prompt_layers: Sequence[int] | None = None,

@@ -1,0 +1,183 @@
+"""What every study of trained late prompts shares: ``mi``, ``influence`` and ``section4``.
+
+A *study* trains (or reuses) late prompts at some prompt layers and seeds, on one task and
+model, and then measures them. :class:`StudyConfig` holds the settings they share (task,
+model, data, the prompts and how they train, hardware, where the results go) with their
+checks; ``MIConfig``, ``InfluenceConfig`` and ``Section4Config`` extend it with their own.
+:meth:`StudyConfig.train_config` and :meth:`StudyConfig.prompt_config` are the one place
+a study's prompts get their training settings, so every study of the same settings keys
+its prompts alike and can reuse another's run folders. :class:`Condition` names one model
+a study measures (a late prompt, the frozen model, random weights); :class:`StudyOutput`
+is the resumable output folder every study writes (lock, stale outputs, ``run.json``
+running / failed / interrupted / complete).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .. import store
+from ..model.generators import GENERATORS
+from ..model.late_prompt import LatePromptConfig
+from ..model.loading import DEFAULT_MODEL, DTYPES, PRESETS, model_slug, resolve_device
+from ..runs.trainer import TrainConfig
+
+__all__ = ["StudyConfig", "Condition", "StudyOutput", "field_help"]
+
+
+def field_help(text: str, **kw) -> dict:
+    """A config field's metadata: its ``--help`` text and flag options (``lpt_probe.cli``)."""
+    return {"help": text, **kw}
+
+
+_h = field_help
+
+
+@dataclass
+class StudyConfig:
+    """The settings every study shares (see the module docstring)."""
+
+    kind: ClassVar[str] = "study"  # the default output folder: artifacts/<kind>/<task>/<model>
+
+    task: str = field(default="rte", metadata=_h("a registered task or a custom task's YAML file"))
+    model: str = field(default=DEFAULT_MODEL, metadata=_h(
+        f"{', '.join(PRESETS)} (offline presets; default minilm), a hub id or a folder"))
+    data_dir: str | None = field(default=None, metadata=_h("local task files (e.g. ../shared/data); default: the hub"))
+    source: str = field(default="auto", metadata=_h("auto, hub or local", choices=("auto", "hub", "local")))
+    prompt_layers: str = field(default="default", metadata=_h("'default' (1, middle, last), 'all' or '1,4,6'"))
+    generator: str = field(default="none", metadata=_h("prompt generator", choices=GENERATORS))
+    num_virtual_tokens: int | None = field(default=None, metadata=_h("prompt length l (default: the generator's)"))
+    seeds: tuple[int, ...] = field(default=(13,), metadata=_h("prompt seeds, comma separated (Figure 2: 13,21,42)"))
+    shots: int | None = field(default=100, metadata=_h("few-shot K for prompt training (0 = full data)"))
+    data_seed: int = field(default=13, metadata=_h("seed of the few-shot sample"))
+    dev_size: int = field(default=1000, metadata=_h(
+        "the prompt's dev set (rows drawn from the training pool unless the task has a dev file); mi sets it "
+        "aside from the probes' rows with the prompt's shots"))
+    steps: int = field(default=200, metadata=_h("prompt training steps (paper few-shot: 1000)"))
+    eval_every: int = field(default=100, metadata=_h("evaluate the prompt on dev every N steps"))
+    lr: float = field(default=1e-3, metadata=_h("prompt learning rate"))
+    bootstrap: int = field(default=1000, metadata=_h("bootstrap resamples over test examples for every 95% CI"))
+    max_examples: int | None = field(default=None, metadata=_h("cap every split (quick runs)"))
+    max_length: int = field(default=128, metadata=_h("max tokens per example"))
+    drop_overlap: bool = field(default=True, metadata=_h(
+        "remove training-pool rows whose text is also a test text (the default for studies: a prompt or probe "
+        "that saw a test text would measure memory, not information); --keep-overlap keeps them",
+        flag="--keep-overlap", on_flag="--drop-overlap"))
+    reuse_runs: tuple[str, ...] = field(default=(), metadata=_h(
+        "folders of run folders (e.g. a sweep's runs/) searched for a finished prompt with exactly the same "
+        "settings, data and model before one is trained", metavar="DIR,DIR,..."))
+    device: str = field(default="auto", metadata=_h("cpu, cuda, cuda:N or auto (CUDA when present)"))
+    dtype: str = field(default="fp32", metadata=_h(
+        "precision of the frozen backbone's weights (bf16/fp16 on a GPU); prompts, generators and probes stay fp32",
+        choices=lambda: list(DTYPES)))
+    out: str | None = field(default=None, metadata=_h("default artifacts/<command>/<task>/<model>/"))
+    progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
+
+    def __post_init__(self):
+        self.seeds = tuple(int(s) for s in self.seeds)
+        if not self.seeds:
+            raise ValueError("--seeds: give at least one prompt seed, e.g. 13")
+        if self.shots == 0:
+            self.shots = None
+        if self.generator not in GENERATORS:
+            raise ValueError(f"--generator {self.generator!r} is unknown; choose one of {', '.join(GENERATORS)}")
+        for name in ("steps", "eval_every", "max_length", "dev_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 1")
+        if self.max_examples is not None and self.max_examples < 2:
+            raise ValueError(f"--max-examples {self.max_examples} must be >= 2 (or left out)")
+        if self.bootstrap < 0:
+            raise ValueError(f"--bootstrap {self.bootstrap} must be >= 0")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        self.reuse_runs = tuple(str(p) for p in self.reuse_runs)
+        self.device = resolve_device(self.device)
+
+    def train_config(self, seed: int, **extra: Any) -> TrainConfig:
+        """How this study's prompt of ``seed`` trains (``extra``: e.g. influence's save_every)."""
+        return TrainConfig(task=self.task, model=self.model, data_dir=self.data_dir, source=self.source,
+                           shots=self.shots, data_seed=self.data_seed, dev_size=self.dev_size,
+                           max_examples=self.max_examples, max_length=self.max_length,
+                           drop_overlap=self.drop_overlap, seed=seed, steps=self.steps, eval_every=self.eval_every,
+                           lr=self.lr, device=self.device, dtype=self.dtype, bucket=True, **extra)
+
+    def prompt_config(self, prompt_layer: int) -> LatePromptConfig:
+        """The late prompt this study trains at ``prompt_layer``."""
+        return LatePromptConfig(prompt_layer=prompt_layer, generator=self.generator,
+                                num_virtual_tokens=self.num_virtual_tokens)
+
+    def default_out(self) -> Path:
+        return Path("artifacts") / self.kind / Path(self.task).stem / model_slug(self.model)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else self.default_out()
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One model a study measures: a late prompt, the frozen model, or random weights."""
+
+    name: str
+    method: str  # "lpt", "frozen" or "random_weights"
+    prompt_layer: int  # 0 for the frozen and random models
+    seed: int
+
+    @classmethod
+    def lpt(cls, prompt_layer: int, seed: int) -> "Condition":
+        return cls(f"lpt-pl{prompt_layer}-s{seed}", "lpt", int(prompt_layer), int(seed))
+
+
+class StudyOutput:
+    """A study's resumable output folder, as a context manager::
+
+        with StudyOutput(out, "run.json", stale=("mi.csv",)) as study:
+            ...                                   # load the model and data (an error here leaves nothing)
+            study.start(store.run_meta(...))      # run.json says "running"
+            ...                                   # compute; study.meta.update(...) with what is learnt
+        # run.json says "complete" (with wall_seconds), or "failed" / "interrupted" and the error
+
+    It checks ``out`` first, holds its lock (a second command refuses), removes the
+    derived outputs in ``stale`` (rebuilt by this invocation) and writes the status file
+    last, so a half-finished folder never reads as complete."""
+
+    def __init__(self, out: str | Path, status_file: str = "run.json", stale: tuple[str, ...] = ()):
+        self.out, self.status_file, self.stale = Path(out), status_file, stale
+        self.meta: dict[str, Any] | None = None
+        self.t0 = time.perf_counter()
+        self._lock = store.OutputLock(self.out)
+
+    def __enter__(self) -> "StudyOutput":
+        store.check_output_folder(self.out)
+        self._lock.__enter__()
+        return self
+
+    def start(self, meta: dict[str, Any]) -> None:
+        """Remove the stale outputs and write the status file as ``running``."""
+        for name in self.stale:
+            (self.out / name).unlink(missing_ok=True)
+        self.meta = {**meta, "status": "running"}
+        store.write_json(self.out / self.status_file, self.meta)
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self.meta is not None:
+                if exc is None:
+                    self.meta.update(status="complete", wall_seconds=self.seconds)
+                    self.meta["outputs"] = sorted(p.name for p in self.out.iterdir()
+                                                  if p.is_file() and not p.name.startswith("."))
+                    store.write_json(self.out / self.status_file, self.meta)  # last: only now complete
+                else:
+                    self.meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                                     error=f"{exc_type.__name__}: {exc}", wall_seconds=self.seconds)
+                    store.write_status(self.out / self.status_file, self.meta)
+        finally:
+            self._lock.__exit__(exc_type, exc, tb)
+
