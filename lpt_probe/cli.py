@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+import time
 import types
 import typing
 from typing import Any, Callable, Iterable
@@ -231,3 +232,42 @@ def run_main(parser: argparse.ArgumentParser, body: Callable[[], int],
     except USER_ERRORS as exc:
         parser.exit(2, f"error: {exc}\n")
     return 1  # pragma: no cover  (parser.exit raises)
+
+
+def study_parser(prog: str, doc: str, cfg_cls) -> argparse.ArgumentParser:
+    """A study command's parser: its whole docstring as the description, the config's flags
+    in ``STUDY_GROUPS`` sections, ``--quiet`` / ``--verbose``."""
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, cfg_cls, groups=STUDY_GROUPS)
+    add_output_args(p)
+    return p
+
+
+def study_main(parser: argparse.ArgumentParser, argv: list[str] | None, cfg_cls,
+               work: Callable[[Any, argparse.Namespace], tuple[str, str]], status_file: str = "run.json",
+               before: Callable[[argparse.Namespace], int | None] | None = None) -> int:
+    """The body every study command shares (``mi``, ``influence``, ``section4``): parse,
+    log, build ``cfg_cls`` from the flags, run ``work(cfg, args)``, which returns (the
+    summary to print, what it wrote), and print both with the time taken; user errors and
+    Ctrl-C as :func:`run_main` (an interruption names the status file to resume from).
+    ``before(args)``: a mode that needs no config (e.g. ``section4 --table``); its return
+    value, when not None, is the exit status."""
+    args = parser.parse_args(argv)
+    setup_logging(args)
+    t0 = time.perf_counter()
+    state = {"out": getattr(args, "out", None)}
+
+    def body() -> int:
+        if before is not None:
+            done = before(args)
+            if done is not None:
+                return done
+        cfg = config_from_args(cfg_cls, args, progress=args.progress and not args.quiet)
+        state["out"] = str(cfg.out_dir)
+        summary, wrote = work(cfg, args)
+        print(summary)
+        print(f"wrote {wrote} in {time.perf_counter() - t0:.0f} s")
+        return 0
+
+    return run_main(parser, body, interrupted=lambda: f"{state['out']}/{status_file} marked 'interrupted'; rerun "
+                                                      "the command to resume (finished pieces are kept)")

@@ -16,7 +16,6 @@ exactly what they change.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -25,26 +24,14 @@ import pandas as pd
 from . import viz
 from .analysis.influence import (
     InfluenceConfig,
-    default_out,
     run_influence,
     summary_table,
 )
-from .cli import (
-    STUDY_GROUPS,
-    add_config_args,
-    add_output_args,
-    config_from_args,
-    run_main,
-    setup_logging,
-)
+from .cli import study_main, study_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lpt_probe.influence", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(p, InfluenceConfig, groups=STUDY_GROUPS)
-    add_output_args(p)
-    return p
+    return study_parser("python -m lpt_probe.influence", __doc__, InfluenceConfig)
 
 
 def draw(out: Path, table: pd.DataFrame) -> Path:
@@ -57,25 +44,15 @@ def draw(out: Path, table: pd.DataFrame) -> Path:
     return path
 
 
+def report(cfg: InfluenceConfig, args) -> tuple[str, str]:
+    run, table, meta = run_influence(cfg)
+    draw(run.out, table)
+    pieces = f"{meta['pieces_measured']} piece(s) measured, {meta['pieces_reused']} reused"
+    return summary_table(table), f"{run.out}/influence.csv, influence_by_layer.pdf, run.json ({pieces})"
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = build_parser()
-    args = p.parse_args(argv)
-    setup_logging(args)
-    t0 = time.perf_counter()
-    state = {"out": args.out}
-
-    def body() -> int:
-        cfg = config_from_args(InfluenceConfig, args, progress=args.progress and not args.quiet)
-        state["out"] = cfg.out or str(default_out(cfg))
-        run, table, meta = run_influence(cfg)
-        draw(run.out, table)
-        print(summary_table(table))
-        print(f"wrote {run.out}/influence.csv, influence_by_layer.pdf, run.json in {time.perf_counter() - t0:.0f} s "
-              f"({meta['pieces_measured']} piece(s) measured, {meta['pieces_reused']} reused)")
-        return 0
-
-    return run_main(p, body, interrupted=lambda: f"{state['out']}/run.json marked 'interrupted'; rerun the command "
-                                               "to resume (finished pieces are kept)")
+    return study_main(build_parser(), argv, InfluenceConfig, report)  # run, draw, print
 
 
 if __name__ == "__main__":

@@ -13,34 +13,23 @@ what they change.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import viz
-from .analysis.mi import MIConfig, default_out, run_mi, summary_table
-from .cli import (
-    STUDY_GROUPS,
-    add_config_args,
-    add_output_args,
-    config_from_args,
-    run_main,
-    setup_logging,
-)
+from .analysis.mi import MIConfig, run_mi, summary_table
+from .cli import study_main, study_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lpt_probe.mi", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(p, MIConfig, groups=STUDY_GROUPS)
+    p = study_parser("python -m lpt_probe.mi", __doc__, MIConfig)
     g = p._lpt_groups["probes (mi)"].add_mutually_exclusive_group()
     g.add_argument("--mdl", dest="mdl", action="store_true", default=None,
                    help="MDL online codelength of every probe (default: on for linear and mlp probes, off for the "
                         "transformer probe, which an online code refits ten times per layer)")
     g.add_argument("--no-mdl", dest="mdl", action="store_false", help="skip MDL online codelength")
-    add_output_args(p)
     return p
 
 
@@ -54,25 +43,15 @@ def draw(out: Path, mi: pd.DataFrame) -> Path:
     return path
 
 
+def report(cfg: MIConfig, args) -> tuple[str, str]:
+    run, frames, _ = run_mi(cfg)
+    draw(run.out, frames["mi"])
+    return summary_table(frames["mi"], run.cfg, frames["diff"]), \
+        f"{run.out}/mi.csv, mdl.csv, pvi.csv, mi_diff.csv, mi_by_layer.pdf, run.json"
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = build_parser()
-    args = p.parse_args(argv)
-    setup_logging(args)
-    t0 = time.perf_counter()
-    state = {"out": args.out}
-
-    def body() -> int:
-        cfg = config_from_args(MIConfig, args, progress=args.progress and not args.quiet)
-        state["out"] = cfg.out or str(default_out(cfg))
-        run, frames, meta = run_mi(cfg)
-        draw(run.out, frames["mi"])
-        print(summary_table(frames["mi"], run.cfg, frames["diff"]))
-        print(f"wrote {run.out}/mi.csv, mdl.csv, pvi.csv, mi_diff.csv, mi_by_layer.pdf, run.json in "
-              f"{time.perf_counter() - t0:.0f} s")
-        return 0
-
-    return run_main(p, body, interrupted=lambda: f"{state['out']}/run.json marked 'interrupted'; rerun the command "
-                                               "to resume (finished pieces are kept)")
+    return study_main(build_parser(), argv, MIConfig, report)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,10 @@ adds a PNG) and prints the claims. Rerunning resumes.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from .analysis.section4 import Section4Config, claims_markdown, run_section4
-from .cli import STUDY_GROUPS, add_config_args, add_output_args, config_from_args, run_main, setup_logging
+from .cli import STUDY_GROUPS, add_config_args, add_output_args, study_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,32 +57,27 @@ def draw(out: Path, tables: dict, png: bool = False) -> list[Path]:
     return written
 
 
+def table(args) -> int | None:
+    """``--table DIR ...``: the claims of finished studies as one markdown table."""
+    if not args.table:
+        return None
+    print(claims_markdown(args.table))
+    return 0
+
+
+def report(cfg: Section4Config, args) -> tuple[str, str]:
+    res = run_section4(cfg)
+    written = draw(Path(cfg.out_dir), res, png=args.png)
+    claims = res["claims"]
+    width = max(len(c) for c in claims["claim"])
+    lines = [f"{r.claim:<{width}}  {r.verdict:<3}  {r.measured}" for r in claims.itertuples()]
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in res["meta"]["stage_seconds"].items())
+    return "\n".join(lines), (f"{cfg.out_dir}/claims.csv, section4.json, {', '.join(w.name for w in written)} "
+                              f"and sweep/, mi/, influence/ ({stages})")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = build_parser()
-    args = p.parse_args(argv)
-    setup_logging(args)
-    t0 = time.perf_counter()
-    state = {"out": args.out}
-
-    def body() -> int:
-        if args.table:
-            print(claims_markdown(args.table))
-            return 0
-        cfg = config_from_args(Section4Config, args, progress=args.progress and not args.quiet)
-        state["out"] = cfg.out_dir
-        res = run_section4(cfg)
-        written = draw(Path(cfg.out_dir), res, png=args.png)
-        claims = res["claims"]
-        width = max(len(c) for c in claims["claim"])
-        for r in claims.itertuples():
-            print(f"{r.claim:<{width}}  {r.verdict:<3}  {r.measured}")
-        stages = ", ".join(f"{k} {v:.0f} s" for k, v in res["meta"]["stage_seconds"].items())
-        print(f"wrote {cfg.out_dir}/claims.csv, section4.json, {', '.join(w.name for w in written)} and sweep/, mi/, "
-              f"influence/ in {time.perf_counter() - t0:.0f} s ({stages})")
-        return 0
-
-    return run_main(p, body, interrupted=lambda: f"{state['out']}/section4.json marked 'interrupted'; rerun the "
-                                               "command to resume (finished cells and pieces are kept)")
+    return study_main(build_parser(), argv, Section4Config, report, "section4.json", before=table)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def test_no_private_names_cross_modules_and_commands_stay_apart():
     proc = subprocess.run(["grep", "-rE", r"from \.+[a-z_.]* import .*\b_[a-z]", "lpt_probe"], cwd=REPO,
                           capture_output=True, text=True)
     assert proc.stdout == "", proc.stdout
-    commands = {"train", "mi", "sweep", "figures", "project", "influence"}
+    commands = {"train", "mi", "sweep", "figures", "project", "influence", "section4"}
     for name in commands:
         path = REPO / "lpt_probe" / f"{name}.py"
         if not path.exists():
@@ -113,6 +113,39 @@ def test_no_private_names_cross_modules_and_commands_stay_apart():
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1
                      and n.module is None for a in n.names}
         assert not (imported & (commands - {name})), f"{name}.py imports command module(s) {imported & commands}"
+
+
+# The layers the README's Architecture section states; each module imports only from its own
+# layer or the layers above it (a lower number).
+LAYERS = {"layers": 1, "store": 1, "progress": 1, "cli": 1, "model": 2, "data": 2, "runs": 3, "analysis": 4,
+          "probing": 4, "viz": 4, "train": 5, "mi": 5, "influence": 5, "sweep": 5, "section4": 5, "project": 5,
+          "figures": 5, "__main__": 5}
+
+
+def _layer_of(parts: list[str]) -> int:
+    return LAYERS[parts[0]]
+
+
+def test_every_module_imports_only_from_its_layer_or_above():
+    for path in sorted((REPO / "lpt_probe").rglob("*.py")):
+        rel = path.relative_to(REPO / "lpt_probe").with_suffix("").parts
+        if rel == ("__init__",):
+            continue  # the package root names the public API lazily (importlib), importing nothing
+        mine = _layer_of(list(rel))
+        package = list(rel[:-1])  # the package this module sits in, relative to lpt_probe
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.level >= 1:
+                base = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+                mod = base + (node.module.split(".") if node.module else [])
+                targets = [mod] if mod else [[a.name] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lpt_probe."):
+                targets = [node.module.split(".")[1:]]
+            for target in targets:
+                if target and target[0] in LAYERS:
+                    theirs = _layer_of(target)
+                    assert theirs <= mine, (f"lpt_probe/{'/'.join(rel)}.py (layer {mine}) imports "
+                                            f"{'.'.join(target)} (layer {theirs}), a layer below it")
 
 
 def test_imports_sit_at_the_top_unless_they_say_why():

@@ -90,7 +90,7 @@ def test_cli_reference_has_every_commands_help(site):
 
 def test_changelog_page_includes_the_changelog(site):
     html = built_page(site, "changelog.md").read_text()
-    assert "0.1.0" in html and "Unreleased" in html and "--8&lt;--" not in html
+    assert "0.1.0" in html and "0.2.0" in html and "--8&lt;--" not in html
 
 
 def test_every_docs_page_is_in_the_nav():

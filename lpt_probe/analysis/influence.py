@@ -86,27 +86,16 @@ from ..model.backbone import Backbone
 from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import identity, load_model, model_slug
 from ..progress import bar
-from ..runs.folders import check_run, find_run, load_run
+from ..runs.folders import load_run
 from ..runs.run import SPLITS, prepare, run_config, train
 from ..runs.trainer import TrainConfig
-from .influence_measures import (
-    QUANTITIES,
-    coherence,
-    coherence_replicates,
-    forward_measures,
-    gold_logprob,
-    gradient_measures,
-    measure,
-    measure_batch,
-    prompt_keys_blocked,
-    resample_counts,
-    summarise_coherence,
-    summarise_mean,
-)
-from .study import Condition, StudyConfig, StudyOutput
-from .study import field_help as _h
+from .influence_measures import QUANTITIES, coherence, coherence_replicates, forward_measures, gold_logprob  # noqa: F401
+from .influence_measures import gradient_measures, measure, measure_batch, prompt_keys_blocked  # noqa: F401
+from .influence_measures import resample_counts, summarise_coherence, summarise_mean  # noqa: F401 (re-exported)
+from .study import Condition, StudyConfig, StudyOutput, field_help, run_folder
 
 logger = logging.getLogger(__name__)
+_h = field_help  # a config field's help text and flag options
 Tensor = torch.Tensor
 PIECE_FORMAT = 2  # 2: log-prob drops over the label words only; scale-free gradient measures
 COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "checkpoint", "layer", "quantity",
@@ -217,13 +206,7 @@ class InfluenceRun:
         return self.model_keys[name]
 
     def run_folder(self, cond: Condition) -> Path:
-        """Where ``cond``'s prompt is (or will be) trained: ``runs/<condition>-<key>``, or a
-        finished run with the same key under ``reuse_runs`` (``runs.folders.find_run``)."""
-        key = self.run_key(cond)
-        own = self.out / "runs" / f"{cond.name}-{key[:10]}"
-        if self.cfg.reuse_runs and not check_run(own, key)[0]:
-            return find_run(self.cfg.reuse_runs, key) or own
-        return own
+        return run_folder(self.out, self.cfg, cond, self.run_key(cond))
 
     def model_for(self, cond: Condition, checkpoint: str) -> LatePromptModel:
         pc = self.prompt_config(cond)

@@ -40,7 +40,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -59,29 +59,22 @@ from ..model.loading import (
     random_identity,
     random_like,
 )
-from ..probing import PROBES, assert_disjoint, make_probe, parse_probe_grid, pooled_null
-from ..runs.folders import check_run, find_run, load_run
+from ..probing import PROBES, assert_disjoint, parse_probe_grid, pooled_null
+from ..runs.folders import check_run, load_run
 from ..runs.run import SPLITS, load_data, prepare, run_config, train
 from ..runs.trainer import TrainConfig
 from .compare import condition_differences, effects_table
-from .pieces import PieceJob, ProbeFactory, default_jobs, layer_arrays, run_pieces
-from .study import Condition, StudyConfig, StudyOutput
-from .study import field_help as _h
+from .mi_store import ProbePieces, StoredRepresentations
+from .pieces import default_jobs, run_pieces
+from .study import Condition, StudyConfig, StudyOutput, field_help, run_folder
 from .representations import (
     REPRESENTATIONS,
-    extract,
-    extract_many,
-    layer_sequences,
-    load_representations,
-    save_representations,
 )
 
 logger = logging.getLogger(__name__)
-REPS_FORMAT = 2
-PIECE_FORMAT = 3  # 3: PVI per probe seed, shuffled-label permutations per piece
+_h = field_help  # a config field's help text and flag options
 PROBE_INPUTS = ("text", "text+prompt")
 COND_COLUMNS = ["task", "model", "method", "prompt_layer", "seed"]
-JOINT_BYTES = 2 * 2**30  # conditions extracted together in one frozen pass hold at most ~this much per split
 
 
 @dataclass
@@ -174,8 +167,10 @@ def _sha(path: Path) -> str:
     return store.file_sha256(path)
 
 
-class MIRun:
-    """One ``mi`` invocation: settings, the loaded model and data, and the pieces on disk."""
+class MIRun(StoredRepresentations, ProbePieces):
+    """One ``mi`` invocation: settings, the loaded model and data, the prompts and their
+    representations; what it keeps on disk (representations, probe pieces) is
+    ``lpt_probe.analysis.mi_store``'s."""
 
     def __init__(self, cfg: MIConfig):
         self.cfg = cfg
@@ -262,13 +257,7 @@ class MIRun:
 
     # -- models -----------------------------------------------------------------------
     def run_folder(self, cond: Condition) -> Path:
-        """Where ``cond``'s prompt is (or will be) trained: ``runs/<condition>-<key>``, or a
-        finished run with the same key under ``reuse_runs`` (``runs.folders.find_run``)."""
-        key = self.model_key(cond)
-        own = self.out / "runs" / f"{cond.name}-{key[:10]}"
-        if self.cfg.reuse_runs and not check_run(own, key)[0]:
-            return find_run(self.cfg.reuse_runs, key) or own
-        return own
+        return run_folder(self.out, self.cfg, cond, self.model_key(cond))
 
     def model_for(self, cond: Condition, caches: dict[str, LowerLayerCache] | None = None
                   ) -> LatePromptModel | Backbone | None:
@@ -319,183 +308,6 @@ class MIRun:
             if c in todo and all(self.prompt_config(d).start_state != state for d in todo[todo.index(c) + 1:]):
                 for s in SPLITS:
                     caches[s].states.pop(state, None)  # no later prompt starts here
-
-    # -- vector representations -------------------------------------------------------
-    def reps_folder(self, cond: Condition) -> tuple[Path, str]:
-        key = store.content_key({"format": REPS_FORMAT, "model": self.model_key(cond), "data": self.fingerprints})
-        return self.out / "reps" / f"{cond.name}-{key[:12]}", key
-
-    def _reps_done(self, cond: Condition) -> bool:
-        folder, key = self.reps_folder(cond)
-        try:
-            return all((folder / f"{s}.json").exists() and store.read_json_object(folder / f"{s}.json").get("key")
-                       == key and (folder / f"{s}.safetensors").exists() for s in SPLITS)
-        except store.DamagedFile:
-            return False
-
-    def vector_reps(self, conds: list[Condition]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
-        """name -> split -> arrays; computes what is missing (frozen and prompts jointly)."""
-        missing = [c for c in conds if not self._reps_done(c)]
-        self.train_prompts(missing)  # train first: extraction timing is extraction only
-        t0 = time.perf_counter()
-        shared = [c for c in missing if c.method in ("frozen", "lpt")]
-        n = max(len(self.encoded[s]) for s in SPLITS)
-        per = 4 * (4 * (self.L + 1) + 8) * n * self.backbone.hidden_size  # float32: 3 vectors + prompt states, prompt
-        size = max(1, JOINT_BYTES // per)  # MiniLM on TREC: all 19 in one pass; SmolLM2: a few per pass
-        groups = [shared[i:i + size] for i in range(0, len(shared), size)]
-        for group in groups:
-            models = {c.name: self.model_for(c) for c in group}
-            for s in SPLITS:
-                reps = extract_many(self.backbone, models, self.encoded[s], desc=f"extract {s}",
-                                    progress=self.cfg.progress)
-                for c in group:
-                    self._save_reps(c, s, reps[c.name])
-            logger.info("extracted %s", ", ".join(c.name for c in group))
-        for c in missing:
-            if c.method == "random_weights":
-                for s in SPLITS:
-                    self._save_reps(c, s, extract(self.model_for(c), self.encoded[s], desc=f"{c.name} {s}",
-                                                  progress=self.cfg.progress))
-                logger.info("extracted %s", c.name)
-        self.seconds["extract"] += time.perf_counter() - t0
-        out = {}
-        for c in conds:
-            folder, _ = self.reps_folder(c)
-            out[c.name] = {s: load_representations(folder, s)[0] for s in SPLITS}
-        return out
-
-    def _save_reps(self, cond: Condition, split: str, reps: dict) -> None:
-        folder, key = self.reps_folder(cond)
-        info = {"key": key, "condition": asdict(cond), "model": self.bundle[2]["identity"],
-                "model_key": self.model_key(cond), "task": self.probe_data.task.name,
-                "fingerprint": self.fingerprints[split]}
-        save_representations(folder, split, reps, info)
-
-    # -- probe pieces -----------------------------------------------------------------
-    @property
-    def representation_label(self) -> str:
-        """``representation`` in mi.csv: the vector read (cls/mask/mean), or ``seq:<input>``."""
-        return f"seq:{self.cfg.probe_input}" if self.cfg.sequence_probe else self.cfg.representation
-
-    def probe_settings(self, cond: Condition) -> dict[str, Any]:
-        c = self.cfg
-        kw = parse_probe_grid(c.probe, c.probe_grid)
-        if c.sequence_probe:
-            kw.update(num_layers=c.probe_layers, readout=c.probe_readout,
-                      width=None if c.probe_init == "backbone" else c.probe_width)
-        return {"format": PIECE_FORMAT, "probe": c.probe, "kwargs": kw, "init": c.probe_init if c.sequence_probe
-                else None, "seeds": list(c.probe_seeds), "bootstrap": c.bootstrap,
-                "controls": bool(c.controls and cond.method != "random_weights"), "mdl": c.mdl,
-                "control_permutations": c.control_permutations,
-                "n_classes": self.n_classes}
-
-    def piece_paths(self, cond: Condition, layer: int) -> tuple[dict[str, Path], str]:
-        key = store.content_key({"input": self.input_key(cond, layer), "probe": self.probe_settings(cond)})
-        stem = self.out / "pieces" / f"h{layer}-{self.cfg.probe}-{key[:16]}"
-        return {k: stem.with_name(f"{stem.name}.{k}.csv") for k in ("mi", "mdl", "pvi")} | \
-            {"done": stem.with_name(f"{stem.name}.json")}, key
-
-    def piece_done(self, cond: Condition, layer: int) -> bool:
-        paths, key = self.piece_paths(cond, layer)
-        if not paths["done"].exists():
-            return False
-        try:
-            done = store.read_json_object(paths["done"])
-        except store.DamagedFile:
-            return False
-        return done.get("key") == key and all(
-            paths[k].exists() and _sha(paths[k]) == done.get("files", {}).get(k) for k in ("mi", "mdl", "pvi"))
-
-    def _factory(self):
-        c = self.cfg
-        kw = self.probe_settings(Condition("x", "frozen", 0, 0))["kwargs"]
-        if c.sequence_probe and c.probe_init == "backbone":
-            stack_of = self.backbone.layer_stack
-            kw["encoder_factory"] = lambda: stack_of(self.L - c.probe_layers, self.L, trainable=True)
-            return lambda seed: make_probe(c.probe, self.n_classes, seed, **kw)
-        return ProbeFactory(c.probe, self.n_classes, kw)  # picklable: pieces may run in worker processes
-
-    def piece_job(self, cond: Condition, layer: int, X: dict, y: dict) -> PieceJob:
-        """What probing ``layer`` of ``cond`` needs (see ``lpt_probe.analysis.pieces``)."""
-        c = self.cfg
-        paths, key = self.piece_paths(cond, layer)
-        settings = self.probe_settings(cond)
-        return PieceJob(key=key, paths=paths, sidecar={"condition": asdict(cond), "layer": layer, "settings": settings},
-                        layer=layer, probe=c.probe, representation=self.representation_label,
-                        n_classes=self.n_classes, probe_seeds=tuple(c.probe_seeds), bootstrap=c.bootstrap,
-                        controls=settings["controls"], permutations=c.control_permutations, mdl=c.mdl,
-                        test_ids=list(self.encoded["test"].ids), X=X, y=y, factory=self._factory())
-
-    def pending(self, conds: list[Condition]) -> list[tuple[Condition, int]]:
-        """The (condition, hidden state) pieces still to fit, each distinct piece once: under
-        the first condition that reads it (a prompt's states below PL are the frozen model's)."""
-        todo, seen = [], set()
-        for cond in conds:
-            for layer in range(self.L + 1):
-                key = self.piece_paths(cond, layer)[1]
-                if key not in seen and not self.piece_done(cond, layer):
-                    seen.add(key)
-                    todo.append((cond, layer))
-        return todo
-
-    def vector_pieces(self, conds: list[Condition], reps: dict) -> tuple[int, Any]:
-        """(how many pieces are missing, a lazy iterable of their jobs) for vector probes."""
-        todo = self.pending(conds)
-
-        def jobs():
-            for cond, layer in todo:
-                y = {s: reps[cond.name][s]["labels"] for s in SPLITS}
-                yield self.piece_job(cond, layer, layer_arrays(reps[cond.name], self.cfg.representation, layer), y)
-
-        return len(todo), jobs()
-
-    def sequence_pieces(self, conds: list[Condition]) -> tuple[int, Any]:
-        """(how many pieces are missing, a lazy iterable of their jobs) for sequence probes:
-        a condition's hidden states are computed one after the other (one forward pass, one
-        layer in memory), each as its piece is dispatched, so the next layer is computed
-        while worker processes fit the probes of the previous ones."""
-        todo = self.pending(conds)
-        layers_of: dict[Condition, list[int]] = {}
-        for cond, layer in todo:
-            layers_of.setdefault(cond, []).append(layer)
-        y = {s: np.asarray(self.encoded[s].labels) for s in SPLITS}
-        include = self.cfg.probe_input == "text+prompt"
-
-        def jobs():
-            for cond, layers in layers_of.items():
-                model = self.model_for(cond)
-                frozen, lpt = (model, None) if isinstance(model, Backbone) else (self.backbone, model)
-                gens = {s: layer_sequences(frozen, lpt, self.encoded[s], include, start=layers[0]) for s in SPLITS}
-                for items in zip(*(gens[s] for s in SPLITS)):
-                    layer = items[0][0]
-                    if layer in layers:
-                        yield self.piece_job(cond, layer, {s: seq for s, (_, seq) in zip(SPLITS, items)}, y)
-                    if layer >= layers[-1]:
-                        break
-
-        return len(todo), jobs()
-
-    def collect(self, conds: list[Condition]) -> dict[str, pd.DataFrame]:
-        frames: dict[str, list[pd.DataFrame]] = {"mi": [], "mdl": [], "pvi": []}
-        task = self.probe_data.task.name
-        for cond in conds:
-            for layer in range(self.L + 1):
-                paths, _ = self.piece_paths(cond, layer)
-                for k in frames:
-                    part = pd.read_csv(paths[k]) if paths[k].stat().st_size > 1 else pd.DataFrame()
-                    if part.empty:
-                        continue
-                    head = pd.DataFrame({"task": task, "model": self.slug, "method": cond.method,
-                                         "prompt_layer": cond.prompt_layer, "seed": cond.seed}, index=part.index)
-                    # a piece is shared by the conditions that read the same input (a prompt's
-                    # layers below PL are the frozen model's): label it with this run's settings
-                    part = part.assign(probe=self.cfg.probe, representation=self.representation_label)
-                    frames[k].append(pd.concat([head, part], axis=1))
-        out = {}
-        for k, parts in frames.items():
-            out[k] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-            store.write_csv(self.out / f"{k}.csv", out[k])
-        return out
 
 
 def warn_grid_edges(mi: pd.DataFrame) -> str | None:

@@ -43,10 +43,10 @@ from ..probing import PROBES
 from ..runs.sweep import SweepConfig, run_sweep
 from .influence import InfluenceConfig, run_influence
 from .mi import MIConfig, MIRun, run_mi
-from .study import StudyConfig, StudyOutput
-from .study import field_help as _h
+from .study import StudyConfig, StudyOutput, field_help
 
 logger = logging.getLogger(__name__)
+_h = field_help  # a config field's help text and flag options
 
 __all__ = ["Section4Config", "run_section4", "section4_claims", "CLAIMS", "claims_markdown", "default_out"]
 

@@ -23,9 +23,10 @@ from .. import store
 from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig
 from ..model.loading import DEFAULT_MODEL, DTYPES, PRESETS, model_slug, resolve_device
+from ..runs.folders import check_run, find_run
 from ..runs.trainer import TrainConfig
 
-__all__ = ["StudyConfig", "Condition", "StudyOutput", "field_help"]
+__all__ = ["StudyConfig", "Condition", "StudyOutput", "field_help", "run_folder"]
 
 
 def field_help(text: str, **kw) -> dict:
@@ -129,6 +130,16 @@ class Condition:
     @classmethod
     def lpt(cls, prompt_layer: int, seed: int) -> "Condition":
         return cls(f"lpt-pl{prompt_layer}-s{seed}", "lpt", int(prompt_layer), int(seed))
+
+
+def run_folder(out: Path, cfg: StudyConfig, cond: Condition, key: str) -> Path:
+    """Where a study's prompt ``cond`` with run key ``key`` is (or will be) trained:
+    ``<out>/runs/<condition>-<key>``, or a finished run with the same key under the study's
+    ``reuse_runs`` (``runs.folders.find_run``)."""
+    own = Path(out) / "runs" / f"{cond.name}-{key[:10]}"
+    if cfg.reuse_runs and not check_run(own, key)[0]:
+        return find_run(cfg.reuse_runs, key) or own
+    return own
 
 
 class StudyOutput:

@@ -26,339 +26,28 @@ split's fingerprint is ``lpt_probe.store.fingerprint`` over one record per examp
 label and texts), not the ids alone, so an edited file changes it even when the ids
 survive. Texts shared across splits (duplicate rows in MPQA, TREC, RTE) are counted in
 ``info["text_overlap"]``. Rows with empty text are skipped, logged and listed by id in
-``TaskData.skipped``. This module is longer than most: readers, splitting and the data
-classes share helpers that would otherwise travel between modules.
+``TaskData.skipped``. The data classes (``Example``, ``Split``, ``TaskData``) live in
+``lpt_probe.data.examples``, the file and hub readers in ``lpt_probe.data.readers``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import json
 import logging
-import sys
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..store import fingerprint
-from .tasks import LocalSource, Protocol, TaskSpec, get_task, json_ready
+from .examples import Example, Split, TaskData
+from .readers import read_hub, read_local
+from .tasks import LocalSource, Protocol, TaskSpec, get_task
 
 logger = logging.getLogger(__name__)
 
 SPLIT_SEED = 42  # fixed seed of every protocol-level draw (sample_test test, full-data dev)
 SAMPLE_TEST_SIZE = 2000
 SOURCES = ("auto", "hub", "local", "custom")
-
-
-@dataclass(frozen=True)
-class Example:
-    id: str  # unique within a task: "<file>:<line>" or "<hub split>:<idx>"
-    texts: tuple[str, ...]  # (text_a,) or (text_a, text_b)
-    label: int  # index into TaskSpec.label_names
-
-    def __post_init__(self):
-        if not isinstance(self.id, str) or not self.id:
-            raise ValueError(f"Example.id must be a non-empty string, got {self.id!r}")
-        if not (1 <= len(self.texts) <= 2) or not all(isinstance(t, str) for t in self.texts):
-            raise ValueError(f"Example {self.id}: texts must be 1 or 2 strings, got {self.texts!r}")
-        if not isinstance(self.label, (int, np.integer)) or self.label < 0:
-            raise ValueError(f"Example {self.id}: label must be an int >= 0, got {self.label!r}")
-
-
-def _record(ex: Example) -> str:
-    return "\x1f".join((ex.id, str(ex.label), *ex.texts))
-
-
-@dataclass(frozen=True)
-class Split:
-    name: str  # "train", "dev" or "test"
-    examples: tuple[Example, ...]
-    fingerprint: str = ""  # io.fingerprint of (id, label, texts) records; computed if empty
-
-    def __post_init__(self):
-        object.__setattr__(self, "examples", tuple(self.examples))
-        ids = [e.id for e in self.examples]
-        if len(set(ids)) != len(ids):
-            dup = [i for i, n in Counter(ids).items() if n > 1][:5]
-            raise ValueError(f"split {self.name!r} repeats example ids {dup}")
-        fp = fingerprint(_record(e) for e in self.examples)
-        if self.fingerprint and self.fingerprint != fp:
-            raise ValueError(f"split {self.name!r}: fingerprint {self.fingerprint!r} does not "
-                             f"match its examples ({fp!r})")
-        object.__setattr__(self, "fingerprint", fp)
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __iter__(self):
-        return iter(self.examples)
-
-    @property
-    def ids(self) -> list[str]:
-        return [e.id for e in self.examples]
-
-    @property
-    def labels(self) -> np.ndarray:
-        return np.array([e.label for e in self.examples], dtype=np.int64)  # [n]
-
-    def label_counts(self) -> dict[int, int]:
-        return dict(sorted(Counter(e.label for e in self.examples).items()))
-
-
-@dataclass
-class TaskData:
-    task: TaskSpec  # the spec the data were read for
-    train: Split
-    dev: Split
-    test: Split
-    source: str  # "hub", "local" or "custom"
-    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> example ids
-    info: dict[str, Any] = field(default_factory=dict)  # protocol, seeds, sizes, files, overlap
-
-    def __post_init__(self):
-        for split in self.splits():
-            if len(split) == 0:
-                raise ValueError(f"{self.task.name}: the {split.name} split is empty; check the "
-                                 f"data files, shots, dev_size and max_examples")
-            bad = [e.id for e in split if e.label >= self.task.num_labels][:5]
-            if bad:
-                raise ValueError(f"{self.task.name}: labels out of range in {split.name}: {bad}")
-
-    def splits(self) -> tuple[Split, Split, Split]:
-        return (self.train, self.dev, self.test)
-
-    def fingerprints(self) -> dict[str, str]:
-        return {s.name: s.fingerprint for s in self.splits()}
-
-    def to_meta(self) -> dict[str, Any]:
-        """JSON-able facts for ``meta.json``: task, source, sizes, fingerprints, skips, info."""
-        return json_ready({
-            "task": self.task.name, "source": self.source, "fingerprints": self.fingerprints(),
-            "sizes": {s.name: len(s) for s in self.splits()},
-            "label_counts": {s.name: {self.task.label_names[k]: v
-                                      for k, v in s.label_counts().items()}
-                             for s in self.splits()},
-            "skipped": self.skipped, "info": self.info, "spec": self.task.to_dict()})
-
-
-# --- reading ----------------------------------------------------------------------------
-class _Reader:
-    """Turns raw rows into Examples for one task, collecting skipped rows and files read."""
-
-    def __init__(self, spec: TaskSpec, values: Sequence[str] = ()):
-        self.spec = spec
-        self.to_id = {str(v): i for i, v in enumerate(values or spec.label_names)}
-        self.skipped: list[str] = []
-        self.files: list[str] = []
-
-    def label(self, raw: Any, where: str) -> int:
-        key = str(raw).strip()
-        if key not in self.to_id:
-            raise ValueError(f"{where}: label {key!r} is not a {self.spec.name} label; expected "
-                             f"one of {sorted(self.to_id)} (for labels {self.spec.label_names})")
-        return self.to_id[key]
-
-    def example(self, id_: str, texts: Iterable[Any], raw_label: Any, where: str):
-        texts = tuple("" if t is None else str(t).strip() for t in texts)
-        label = self.label(raw_label, where)
-        if not all(texts):
-            self.skipped.append(id_)
-            return None
-        return Example(id_, texts, label)
-
-
-def _lines(path: Path, encoding: str) -> list[tuple[int, str]]:
-    """(1-based line number, text) of every line; decoding errors name the line."""
-    raw = path.read_bytes().split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()  # the newline ending the last line
-    out = []
-    for n, b in enumerate(raw, 1):
-        try:
-            out.append((n, b.decode(encoding).rstrip("\r")))
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path}:{n}: cannot decode as {encoding} ({e})") from None
-    return out
-
-
-@contextlib.contextmanager
-def _any_field_size():
-    """Let ``csv`` read fields of any length (its default stops at 128 KB with ``_csv.Error``):
-    a long text is read whole and cut to ``max_length`` tokens when encoded (which warns).
-    The module-wide limit is restored afterwards."""
-    old = csv.field_size_limit()
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # the largest a C long takes everywhere
-    try:
-        yield
-    finally:
-        csv.field_size_limit(old)
-
-
-def _glue_tsv(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
-    with _any_field_size():
-        return _glue_rows(r, path, src)
-
-
-def _glue_rows(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
-    lines = _lines(path, src.encoding)
-    rows = csv.reader((t for _, t in lines), delimiter="\t", quoting=csv.QUOTE_NONE)
-    header = next(rows, None)
-    want = (*src.text_columns, src.label_column)
-    if header is None or any(c not in header for c in want):
-        raise ValueError(f"{path}:1: header {header} lacks columns "
-                         f"{[c for c in want if c not in (header or [])]} ({r.spec.name} reads "
-                         f"{list(want)})")
-    cols = [header.index(c) for c in want]
-    out = []
-    for (n, _), row in zip(lines[1:], rows):
-        where = f"{path}:{n}"
-        if not any(row):  # a blank line: no text
-            r.skipped.append(f"{path.name}:{n}")
-            continue
-        if len(row) != len(header):
-            raise ValueError(f"{where}: malformed line: {len(row)} tab-separated fields, header "
-                             f"has {len(header)} (a stray tab or a truncated row?)")
-        ex = r.example(f"{path.name}:{n}", [row[c] for c in cols[:-1]], row[cols[-1]], where)
-        out.append(ex)
-    return [e for e in out if e is not None]
-
-
-def _trec(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
-    out = []
-    for n, line in _lines(path, src.encoding):
-        head, _, text = line.partition(" ")
-        coarse, colon, fine = head.partition(":")
-        if not colon or not coarse or not fine:
-            raise ValueError(f"{path}:{n}: malformed line {line[:60]!r}; expected "
-                             f"'COARSE:fine question text'")
-        out.append(r.example(f"{path.name}:{n}", [text], coarse, f"{path}:{n}"))
-    return [e for e in out if e is not None]
-
-
-def _line_files(r: _Reader, paths: list[Path], src: LocalSource) -> list[Example]:
-    out = []
-    for label, path in enumerate(paths):
-        for n, line in _lines(path, src.encoding):
-            out.append(r.example(f"{path.name}:{n}", [line], r.spec.label_names[label], ""))
-    return [e for e in out if e is not None]
-
-
-def _table(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
-    """A custom CSV / TSV / JSONL file with named text and label columns."""
-    want = (*src.text_columns, src.label_column)
-    out = []
-
-    def row_example(row: dict, n: int):
-        missing = [c for c in want if c not in row or (c == src.label_column and row[c] is None)]
-        if missing:
-            raise ValueError(f"{path}:{n}: malformed row: no {missing} (columns: {list(row)})")
-        out.append(r.example(f"{path.name}:{n}", [row[c] for c in src.text_columns],
-                             row[src.label_column], f"{path}:{n}"))
-
-    lines = _lines(path, src.encoding)  # decoding errors name the file and line
-    if not any(t.strip() for _, t in lines):
-        raise ValueError(f"{path} is empty: a task file needs "
-                         + ("one JSON object a line" if path.suffix.lower() in (".jsonl", ".json") else
-                            f"a header row naming the columns {list(want)} and at least one row below it"))
-    if path.suffix.lower() in (".jsonl", ".json"):
-        for n, line in lines:
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: malformed JSON line ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n}: malformed line: expected a JSON object")
-            row_example(row, n)
-    else:
-        import io as _stdio
-
-        text = "\n".join(t for _, t in lines) + "\n"
-        reader = csv.DictReader(_stdio.StringIO(text, newline=""),
-                                delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        with _any_field_size():
-            missing = [c for c in want if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ValueError(f"{path}:1: header {reader.fieldnames} lacks columns {missing}; the file needs "
-                                 f"a header row naming {list(want)} (text_columns and label_column of the task)")
-            for row in reader:
-                if None in row or None in row.values():
-                    raise ValueError(f"{path}:{reader.line_num}: malformed row: field count "
-                                     f"differs from the header's {len(reader.fieldnames)}")
-                row_example(row, reader.line_num)
-    return [e for e in out if e is not None]
-
-
-_FORMATS = {"glue_tsv": _glue_tsv, "trec": _trec, "csv": _table, "tsv": _table, "jsonl": _table}
-
-
-def _read_local(spec: TaskSpec, data_dir: str | Path | None) -> tuple[dict, _Reader]:
-    src = spec.local
-    if src is None:
-        raise ValueError(f"{spec.name} has no local source; use source='hub'")
-    base = Path(data_dir) if data_dir is not None else Path()
-    folder = next((base / f for f in src.folders if (base / f).is_dir()), base / src.folders[0])
-    r = _Reader(spec, src.label_values)
-    roles = {"train": src.train_files, "test": src.test_files, "dev": src.dev_files}
-    out: dict[str, list[Example]] = {}
-    for role, files in roles.items():
-        paths = [folder / f for f in files]
-        for p in paths:
-            if not p.is_file():
-                raise FileNotFoundError(
-                    f"{spec.name}: data file {p} not found; pass --data-dir (data_dir=...) "
-                    f"naming the folder that holds {'/'.join(src.folders)}/{p.name} (e.g. "
-                    f"../shared/data), or use source='hub'")
-            r.files.append(str(p))
-        if not paths:
-            continue
-        if src.format == "lines":
-            out[role] = _line_files(r, paths, src)
-        else:
-            out[role] = [e for p in paths for e in _FORMATS[src.format](r, p, src)]
-        if not out[role]:
-            raise ValueError(f"{spec.name}: no examples in {[str(p) for p in paths]} (empty "
-                             f"{role} split)")
-    return out, r
-
-
-def _read_hub(spec: TaskSpec) -> tuple[dict, _Reader]:
-    hub = spec.hub
-    if hub is None:
-        raise ValueError(f"{spec.name} has no hub source; pass data_dir for local files")
-    try:
-        import datasets
-    except ImportError as e:
-        raise ImportError("source='hub' needs the 'datasets' package; install it or pass "
-                          "--data-dir to read local files") from e
-    r = _Reader(spec, hub.label_values)
-    out: dict[str, list[Example]] = {}
-    for role, splits in (("train", hub.train_splits), ("test", hub.test_splits)):
-        for split in splits:
-            name = f"{hub.path}{'/' + hub.config if hub.config else ''} split {split!r}"
-            try:
-                ds = datasets.load_dataset(hub.path, hub.config, split=split)
-            except Exception as e:
-                raise RuntimeError(f"{spec.name}: could not load {name} from the Hugging Face hub "
-                                   f"({e}); offline? pass --data-dir for local files") from e
-            missing = [c for c in (*hub.text_columns, hub.label_column) if c not in ds.column_names]
-            if missing:
-                raise ValueError(f"{name} lacks columns {missing} (has {ds.column_names})")
-            names = getattr(ds.features[hub.label_column], "names", None)
-            idx = ds["idx"] if "idx" in ds.column_names else range(len(ds))
-            cols = [ds[c] for c in hub.text_columns]
-            for i, (k, raw) in enumerate(zip(idx, ds[hub.label_column])):
-                raw = names[raw] if names is not None and isinstance(raw, int) and raw >= 0 else raw
-                ex = r.example(f"{split}:{k}", [c[i] for c in cols], raw, f"{name} row {i}")
-                if ex is not None:
-                    out.setdefault(role, []).append(ex)
-            r.files.append(f"hf://{hub.path}/{hub.config or ''}:{split}")
-    return out, r
 
 
 # --- splitting -----------------------------------------------------------------------------
@@ -484,7 +173,7 @@ def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path |
         source = "local" if data_dir is not None else "hub"
     if source == "local" and data_dir is None and spec.protocol is not Protocol.CUSTOM:
         raise ValueError("source='local' needs data_dir (--data-dir), e.g. ../shared/data")
-    raw, reader = _read_hub(spec) if source == "hub" else _read_local(spec, data_dir)
+    raw, reader = read_hub(spec) if source == "hub" else read_local(spec, data_dir)
     _warn_labels_without_rows(spec, raw)
     if spec.protocol is Protocol.CUSTOM:
         source = "custom"
