@@ -78,3 +78,40 @@ def test_bins_overlap_like_torch():
 def test_unknown_generator_lists_choices():
     with pytest.raises(ValueError, match="none, npg, appg, mppg"):
         build_generator("lstm", 5, 8)
+
+
+def test_register_generator_makes_a_new_choice_everywhere():
+    """One call registers a generator: it builds, trains in a LatePromptModel and is a
+    --generator choice of the commands; a taken name is refused."""
+    import torch
+    from torch import nn
+
+    from lpt_probe import mi
+    from lpt_probe.model.generators import (DEFAULT_NUM_VIRTUAL_TOKENS, GENERATOR_SPECS, GENERATORS, GeneratorSpec,
+                                            register_generator)
+    from lpt_probe.model.late_prompt import LatePromptConfig
+
+    class MeanPrompt(nn.Module):  # the mean token state, repeated l times
+        def __init__(self, l, d):
+            super().__init__()
+            self.l, self.proj = l, nn.Linear(d, d)
+
+        def forward(self, h, attention_mask):
+            w = attention_mask.unsqueeze(-1).to(h.dtype)
+            mean = (h * w).sum(1) / w.sum(1)  # [batch, hidden]
+            return self.proj(mean).unsqueeze(1).expand(-1, self.l, -1)
+
+    try:
+        register_generator(GeneratorSpec("meanpg", lambda l, d, m, p, first, std: MeanPrompt(l, d), 3))
+        assert "meanpg" in GENERATORS and LatePromptConfig(generator="meanpg").num_virtual_tokens == 3
+        gen = build_generator("meanpg", 3, 8)
+        out = gen(torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.long))
+        assert out.shape == (2, 3, 8)
+        choices = {a.dest: a for a in mi.build_parser()._actions}["generator"].choices
+        assert "meanpg" in choices
+        with pytest.raises(ValueError, match="registered already"):
+            register_generator(GeneratorSpec("npg", lambda *a: None, 5))
+    finally:
+        GENERATORS.remove("meanpg") if "meanpg" in GENERATORS else None
+        GENERATOR_SPECS.pop("meanpg", None)
+        DEFAULT_NUM_VIRTUAL_TOKENS.pop("meanpg", None)

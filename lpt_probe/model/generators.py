@@ -21,13 +21,20 @@ padding side and pad length: valid tokens are first compacted to the front.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 from torch import nn
 
 Tensor = torch.Tensor
 
-GENERATORS = ("none", "npg", "appg", "mppg")
-DEFAULT_NUM_VIRTUAL_TOKENS = {"none": 20, "npg": 5, "appg": 10, "mppg": 10}
+# The registry (filled at the end of this module; ``register_generator`` adds more): the
+# names, in order, and each one's default prompt length l. Both are updated in place, so
+# the flags' choices, which hold these objects, see a generator registered later.
+GENERATORS: list[str] = []
+DEFAULT_NUM_VIRTUAL_TOKENS: dict[str, int] = {}
+GENERATOR_SPECS: dict[str, "GeneratorSpec"] = {}
 
 
 class PlainPrompt(nn.Module):
@@ -128,13 +135,46 @@ class PoolingPromptGenerator(nn.Module):
         return self.dropout(self.proj_up(torch.relu(pooled)))  # [batch, l, hidden]
 
 
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """One prompt generator: its ``--generator`` name, how to build it and its default l.
+
+    ``build(num_virtual_tokens, hidden_size, bottleneck, dropout, first_token, init_std)``
+    returns an ``nn.Module`` whose ``forward(h [batch, seq, hidden], attention_mask
+    [batch, seq])`` gives the prompt ``[batch, l, hidden]`` from hidden state PL-1."""
+
+    name: str
+    build: Callable[..., nn.Module]
+    default_tokens: int
+    help: str = ""
+
+
+def register_generator(spec: GeneratorSpec) -> GeneratorSpec:
+    """Add a generator (one call: it is then a ``--generator`` choice of every command,
+    with its default prompt length); a name already taken is an error."""
+    if spec.name in GENERATOR_SPECS:
+        raise ValueError(f"generator {spec.name!r} is registered already; choose another name")
+    if spec.default_tokens < 0:
+        raise ValueError(f"generator {spec.name!r}: default_tokens={spec.default_tokens} must be >= 0")
+    GENERATOR_SPECS[spec.name] = spec
+    GENERATORS.append(spec.name)
+    DEFAULT_NUM_VIRTUAL_TOKENS[spec.name] = spec.default_tokens
+    return spec
+
+
 def build_generator(kind: str, num_virtual_tokens: int, hidden_size: int, bottleneck: int = 128,
                     dropout: float = 0.1, first_token: bool = True, init_std: float = 1.0) -> nn.Module:
-    if kind == "none":
-        return PlainPrompt(num_virtual_tokens, hidden_size, init_std)
-    if kind == "npg":
-        return NaivePromptGenerator(num_virtual_tokens, hidden_size, bottleneck, dropout, first_token)
-    if kind in ("appg", "mppg"):
-        mode = "avg" if kind == "appg" else "max"
-        return PoolingPromptGenerator(num_virtual_tokens, hidden_size, bottleneck, dropout, mode)
-    raise ValueError(f"generator {kind!r} is unknown; choose one of {', '.join(GENERATORS)}")
+    """The generator ``kind`` of the registry, built for a model of ``hidden_size``."""
+    if kind not in GENERATOR_SPECS:
+        raise ValueError(f"generator {kind!r} is unknown; choose one of {', '.join(GENERATORS)}")
+    return GENERATOR_SPECS[kind].build(num_virtual_tokens, hidden_size, bottleneck, dropout, first_token, init_std)
+
+
+register_generator(GeneratorSpec("none", lambda l, d, m, p, first, std: PlainPrompt(l, d, std), 20,
+                                 "one learned l x d prompt for every input (LPT w/o PG)"))
+register_generator(GeneratorSpec("npg", lambda l, d, m, p, first, std: NaivePromptGenerator(l, d, m, p, first), 5,
+                                 "a bottleneck MLP on the first-token state"))
+register_generator(GeneratorSpec("appg", lambda l, d, m, p, first, std: PoolingPromptGenerator(l, d, m, p, "avg"), 10,
+                                 "down-project every token, average-pool to l, up-project"))
+register_generator(GeneratorSpec("mppg", lambda l, d, m, p, first, std: PoolingPromptGenerator(l, d, m, p, "max"), 10,
+                                 "down-project every token, max-pool to l, up-project"))
