@@ -9,6 +9,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -149,8 +150,10 @@ def run_readme_commands(data_dir, tmp_path, benchmarks: bool) -> list[str]:
         if key == "scripts/demo.sh":
             argv[1] = str(REPO / argv[1])
             extra += ["--out", str(tmp_path / "demo")]
+        t0 = time.perf_counter()
         proc = subprocess.run(argv + extra, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
         assert proc.returncode == 0, f"{cmd!r} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        print(f"{time.perf_counter() - t0:6.0f} s  {cmd[:110]}")  # pytest -s (or a failure) shows where CI time goes
         ran.append(cmd)
     return ran
 
