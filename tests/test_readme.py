@@ -127,6 +127,7 @@ def run_readme_commands(data_dir, tmp_path, benchmarks: bool) -> list[str]:
             continue  # CI's own command, or the other half
         key = quick_key(cmd)
         argv = shlex.split(cmd.replace("../shared/data", str(data_dir))
+                           .replace("../shared/paper", str(data_dir.parent / "paper"))
                            .replace(" examples/", f" {REPO / 'examples'}/")
                            .replace(" benchmarks/results", f" {REPO / 'benchmarks' / 'results'}"))
         extra = list(QUICK[key])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -96,6 +97,10 @@ def test_section4_command_shares_prompts_resumes_and_tabulates(data_dir, tmp_pat
     assert table[0].startswith("| paper's claim | paper (RoBERTa-large) | trec / minilm | trec / minilm |")
     assert len(table) == 2 + len(CLAIMS) and "Table 10" in table[2]
     assert claims_markdown([out]).splitlines()[2].count("|") == 4
+    # a | inside a cell (the signal row's ||g|| ||prompt||) is escaped: every row has 3 + 1 cell borders
+    assert "||g||" in claims.iloc[-1]["measured"]
+    borders = [len(re.findall(r"(?<!\\)\|", line)) for line in claims_markdown([out]).splitlines()]
+    assert borders == [4] * (2 + len(CLAIMS))
 
 
 @pytest.mark.integration

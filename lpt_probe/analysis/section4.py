@@ -278,6 +278,11 @@ def section4_claims(sweep: pd.DataFrame, curves: pd.DataFrame, mi: pd.DataFrame,
     return out.assign(task=head["task"], model=head["model"])
 
 
+def _cell(text: str) -> str:
+    """Text for one markdown table cell: a ``|`` (as in ``||g||``) would split the cell."""
+    return text.replace("|", "\\|")
+
+
 def claims_markdown(folders: list[str | Path]) -> str:
     """One markdown table from several studies' ``claims.csv``: the paper's claim, what the
     paper shows, then per study (task / model) the verdict and the numbers."""
@@ -300,6 +305,6 @@ def claims_markdown(folders: list[str | Path]) -> str:
                 continue
             r = r.iloc[0]
             paper = paper or (r["paper"] if isinstance(r["paper"], str) else "")
-            cells.append(f"**{r['verdict']}**: {r['measured']}")
-        lines.append(f"| {statement} | {paper or '-'} | " + " | ".join(cells) + " |")
+            cells.append(f"**{r['verdict']}**: {_cell(r['measured'])}")
+        lines.append(f"| {statement} | {_cell(paper) or '-'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -164,7 +164,9 @@ def plot_section4(sweep: pd.DataFrame, curves: pd.DataFrame, mi: pd.DataFrame, i
     plot_performance_vs_layer(sweep, ax=axes[0])
     plot_convergence(curves, ax=axes[1])
     plot_mi_by_layer(mi, ax=axes[2])
-    axes[2].legend(loc="best", fontsize="x-small", ncols=2)
+    lo, hi = axes[2].get_ylim()  # headroom: the legend sits above the curves, never on them or on the ticks
+    axes[2].set_ylim(lo, lo + (hi - lo) / 0.62)
+    axes[2].legend(loc="upper center", fontsize="x-small", ncols=2, framealpha=0.9)
     plot_influence_vs_prompt_layer(influence, "attention_mass", "prediction", "top", ax=axes[3])
     plot_influence_vs_prompt_layer(influence, "logprob_drop_from", "prediction", "insertion", ax=axes[4])
     plot_influence_vs_prompt_layer(influence, "grad_coherence", "prompt", "insertion", ax=axes[5])
