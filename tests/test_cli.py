@@ -148,6 +148,20 @@ def test_every_module_imports_only_from_its_layer_or_above():
                                             f"{'.'.join(target)} (layer {theirs}), a layer below it")
 
 
+MAX_MODULE_LINES = 400  # issue 25: a module a reader can hold in their head
+
+
+def test_no_module_is_over_400_lines():
+    """Split a module that grows past the limit along a seam, into a new module of its package."""
+    too_long = {}
+    for path in sorted((REPO / "lpt_probe").rglob("*.py")):
+        n = len(path.read_text().splitlines())
+        if n > MAX_MODULE_LINES:
+            too_long[path.relative_to(REPO).as_posix()] = n
+    assert not too_long, "; ".join(f"{name} has {n} lines (at most {MAX_MODULE_LINES})"
+                                   for name, n in too_long.items())
+
+
 def test_imports_sit_at_the_top_unless_they_say_why():
     """A function-level import of the package's own modules only hides the graph."""
     for path in (REPO / "lpt_probe").rglob("*.py"):

@@ -27,7 +27,6 @@ the text keeps its own and the prompt has none.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,7 +34,6 @@ import torch
 from torch import nn
 
 from ..layers import start_state
-from ..store import DamagedFile, atomic_write_bytes, atomic_write_text
 from .adapters import (
     adapter_layers,
     check_layers_syntax,
@@ -46,6 +44,7 @@ from .backbone import Backbone
 from .generators import DEFAULT_NUM_VIRTUAL_TOKENS, GENERATORS, build_generator
 from .methods import METHOD_OPTIONS, METHODS, get_method, low_precision
 from .phm import SENTENCE_POOLINGS, check_phm_sizes, generator_sizes
+from .prompt_weights import load_prompt_weights, save_prompt  # noqa: F401 (re-exported)
 
 Tensor = torch.Tensor
 HEADS = ("auto", "lm", "classifier")
@@ -373,43 +372,3 @@ class LatePromptModel(nn.Module):
         if self.head_kind == "lm" and self.config.loss == "vocab":
             return nn.functional.cross_entropy(out["vocab_logits"], self.label_word_ids[labels])
         return nn.functional.cross_entropy(out["logits"], labels)
-
-
-def save_prompt(model: LatePromptModel, folder: str | Path, name: str = "prompt.safetensors") -> str:
-    """Write the trainable weights (safetensors, atomically) beside the prompt config (JSON);
-    returns the weight file's sha256, which ``meta.json`` records."""
-    import hashlib
-
-    from safetensors.torch import save
-
-    folder = Path(folder)
-    data = save({k: v.contiguous() for k, v in model.trainable_state_dict().items()})
-    atomic_write_bytes(folder / name, data)
-    if name == "prompt.safetensors":
-        atomic_write_text(folder / "prompt_config.json", json.dumps(model.config.to_dict(), indent=2) + "\n")
-    return hashlib.sha256(data).hexdigest()
-
-
-def load_prompt_weights(model: LatePromptModel, path: str | Path) -> None:
-    """Load weights saved by ``save_prompt``; a damaged file raises ``DamagedFile`` naming it."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise DamagedFile(f"{path} is damaged ({exc}); delete {Path(path).parent} and train it again") from None
-    own = dict(model.trainable_named_parameters())
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or extra or shapes:
-        raise ValueError(
-            f"{path}: weights do not fit this prompt config (missing {missing}, unexpected {extra}, "
-            f"shape mismatch {shapes}); load them with the prompt_config.json saved beside them"
-        )
-    with torch.no_grad():
-        for k, v in state.items():
-            own[k].copy_(v)

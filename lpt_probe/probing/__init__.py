@@ -13,6 +13,9 @@ states is someone else's job. Start with:
 - :mod:`.estimates`: ``probe_information`` (I = null-model minus probe cross-entropy on
   test = mean PVI, in bits, with a paired bootstrap CI), ``shuffled_label_control``,
   ``selectivity``, ``pvi``, ``mean_std_table``.
+- :mod:`.bits`: what those estimates share, in bits: ``nats_to_bits``, ``log2_likelihood``,
+  the null model (``null_prior``, ``null_log2q``) and the one bootstrap resampler
+  (``bootstrap_indices``, ``bootstrap_mi_ci``); re-exported by :mod:`.estimates`.
 - :mod:`.mdl`: ``online_codelength``, the online MDL code of Voita & Titov (2020).
 - :mod:`.sequences`: the ``Sequences`` container and ``check_xy``, the input validation.
 
@@ -20,22 +23,24 @@ Every information quantity is in bits. Importing this package does not import to
 (plotting code imports it); the torch probes import it when they fit.
 """
 
-from .estimates import (
+from .bits import (
     EPS,
     LN2,
-    ProbeInformation,
-    as_factory,
     bootstrap_counts,
     bootstrap_indices,
     bootstrap_mi_ci,
     cross_entropy_bits,
     entropy_bits,
-    fit_probe,
     log2_likelihood,
-    mean_std_table,
     nats_to_bits,
     null_log2q,
     null_prior,
+)
+from .estimates import (
+    ProbeInformation,
+    as_factory,
+    fit_probe,
+    mean_std_table,
     paired_difference,
     pooled_null,
     probe_information,

@@ -11,7 +11,7 @@ more compressible labelling (higher compression, shorter code) means the labels 
 easier to extract from X for that probe family, counting both data and effort.
 
 Units: everything returned is in bits. Probe losses are natural-log internally (torch
-and scikit-learn) and are converted once with ``estimates.nats_to_bits``; the reference
+and scikit-learn) and are converted once with ``bits.nats_to_bits``; the reference
 implementation mixes nats and bits, which this module deliberately does not copy.
 """
 
@@ -23,7 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .estimates import ProbeFactory, as_factory, fit_probe, log2_likelihood
+from .bits import log2_likelihood
+from .estimates import ProbeFactory, as_factory, fit_probe
 from .sequences import check_xy
 
 logger = logging.getLogger(__name__)

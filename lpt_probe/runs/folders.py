@@ -39,8 +39,9 @@ from typing import Any
 from .. import store
 from ..data.tasks import TaskSpec
 from ..model.backbone import Backbone
-from ..model.late_prompt import LatePromptConfig, LatePromptModel, load_prompt_weights
+from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import load_model
+from ..model.prompt_weights import load_prompt_weights
 from .trainer import TrainConfig
 
 logger = logging.getLogger(__name__)

@@ -31,9 +31,10 @@ from ..data.sources import TaskData, is_task_file, load_custom_task, load_task
 from ..data.verbalizer import label_word_ids
 from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
-from ..model.late_prompt import LatePromptConfig, LatePromptModel, save_prompt
+from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import load_model, model_slug
 from ..model.methods import get_method
+from ..model.prompt_weights import save_prompt
 from .folders import check_run, config_record
 from .trainer import TrainConfig, Trainer, peak_memory_mb
 
