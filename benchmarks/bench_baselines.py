@@ -36,22 +36,18 @@ Sweep run folders go to ``artifacts/baselines/<task>/<model>/`` and are reused b
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-import bench_train  # the timing harness: one configuration per subprocess, rounds, medians)
-
-from lpt_probe.layers import middle_prompt_layer  # noqa: E402
+import bench_train  # the throughput measurement: one configuration per subprocess, rounds, medians
+import harness
+from harness import REPO, RESULTS, cache_cell, prompt_layer_cell, span
+from lpt_probe import store
+from lpt_probe.layers import middle_prompt_layer
 
 TASKS = "trec,rte,subj,mr,mpqa"  # every task with local data but SST-2
 # the paper's row order (model tuning, then the PETuning methods, LPT last)
@@ -66,13 +62,6 @@ PAPER_METHODS = {"Model Tuning": ("model-tuning", "none"), "Adapter": ("adapter"
                  "Prompt Tuning": ("prompt-tuning", "none"), "P-tuning v2": ("p-tuning-v2", "none"),
                  "S-IDPG-PHM": ("s-idpg", "none"), "LPT w/o PG": ("lpt", "none"), "LPT w/ NPG": ("lpt", "npg"),
                  "LPT w/ APPG": ("lpt", "appg"), "LPT w/ MPPG": ("lpt", "mppg")}
-
-
-def run(cmd: list[str], threads: int) -> None:
-    print("+", " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(threads)})
-    if proc.returncode != 0:
-        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
 
 
 def label(method: str, generator: str) -> str:
@@ -97,12 +86,12 @@ def sweep_task(task: str, args, pl: int) -> pd.DataFrame:
            "--max-length", str(args.max_length), "--out", str(sweep_dir), "--no-progress"]
     if args.max_examples:
         cmd += ["--max-examples", str(args.max_examples)]
-    run(cmd, args.threads)
+    harness.run_timed(cmd, cwd=REPO, threads=args.threads, capture=False, echo=True)
     sweep = pd.read_csv(sweep_dir / "sweep.csv")
     failed = sweep[sweep.status != "complete"]
     if len(failed):
-        print(f"{task}: {len(failed)} cell(s) failed: {failed[['method', 'generator', 'seed', 'error']].to_dict('records')}",
-              flush=True)
+        cells = failed[["method", "generator", "seed", "error"]].to_dict("records")
+        print(f"{task}: {len(failed)} cell(s) failed: {cells}", flush=True)
     return sweep[sweep.status == "complete"]
 
 
@@ -222,15 +211,11 @@ def rerender(args) -> int:
     old_md = src.with_suffix(".md")
     header = old_md.read_text().split("\nTest accuracy (%)")[0].rstrip("\n").splitlines() if old_md.is_file() else \
         ["# Table 2 shape: few-shot baselines in one harness"]
-    cmd = "python benchmarks/bench_baselines.py " + " ".join(args.argv)
-    header += ["", f"Paper's column added without retraining by: `{cmd.strip()}` (our numbers read from {src.name}).",
-               ""]
+    cmd = harness.command(__file__, args.argv)
+    header += ["", f"Paper's column added without retraining by: `{cmd}` (our numbers read from {src.name}).", ""]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = table2_markdown(table2, header, args.paper)
-    table2.to_csv(out / "table2.csv", index=False)
-    (out / "table2.md").write_text(text)
-    print(text)
+    store.write_csv(out / "table2.csv", table2)
+    harness.write_report(out / "table2.md", table2_markdown(table2, header, args.paper))
     return 0
 
 
@@ -255,18 +240,15 @@ def timing_markdown(df: pd.DataFrame, header: list[str]) -> str:
     lines = header + ["| task | method | PL | cache | tunable | tokens/s | x PT | train mem MB | % of MT mem |",
                       "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for r in df.to_dict("records"):
-        mem, share = r.get("train_peak_mb"), r.get("mem_vs_mt")
-        lines.append(f"| {r['task'].upper()} | {label(r['method'], r['generator'])} | {bench_train._pl(r)} | "
-                     f"{bench_train._cache(r)} | {int(r['tunable_params']):,} | "
-                     f"{bench_train.span(r, 'tokens_per_second', '{:.0f}')} | {bench_train.span(r, 'x_pt')} | "
-                     f"{'-' if mem is None or mem != mem else f'{mem:,.0f}'} | "
-                     f"{'-' if share is None or share != share else f'{share:.0%}'} |")
+        lines.append(f"| {r['task'].upper()} | {label(r['method'], r['generator'])} | {prompt_layer_cell(r)} | "
+                     f"{cache_cell(r)} | {int(r['tunable_params']):,} | {span(r, 'tokens_per_second', '{:.0f}')} | "
+                     f"{span(r, 'x_pt')} | {harness.cell(r.get('train_peak_mb'), '{:,.0f}')} | "
+                     f"{harness.cell(r.get('mem_vs_mt'), '{:.0%}')} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default="../shared/data")
+    p = harness.parser(__doc__)
     p.add_argument("--tasks", default=TASKS, help="comma list of tasks")
     p.add_argument("--model", default="minilm")
     p.add_argument("--methods", default=METHODS, help="comma list of methods (the rows, in this order)")
@@ -288,7 +270,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-examples", type=int, default=None, help="cap every split (smoke runs)")
     p.add_argument("--no-table2", action="store_true",
                    help="leave table2.csv/.md as they are (e.g. timing a subset of the tasks after the full table)")
-    p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--runs", default=str(REPO / "artifacts" / "baselines"))
     args = p.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
@@ -313,14 +295,10 @@ def main(argv=None) -> int:
         print(f"{task}: sweep {time.perf_counter() - t:.0f} s", flush=True)
     table2 = with_paper(pd.DataFrame(acc), args.paper, args.paper_table)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = "python benchmarks/bench_baselines.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    import torch
-
-    machine = (f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-               f"{args.threads} threads.")
+    cmd = harness.command(__file__, args.argv)
+    machine = harness.machine_line(args.threads) + "."
     text = table2_markdown(table2, [
-        "# Table 2 shape: few-shot baselines in one harness", "", "Command:", "", f"    {cmd.strip()}", "",
+        *harness.report_head("Table 2 shape: few-shot baselines in one harness", cmd),
         f"{machine} {args.model} ({L} layers), 100 training examples (data seed 13), dev {args.dev_size}, "
         f"{args.steps} steps, batch 16, max length {args.max_length}, training seeds {args.seeds}; LPT and "
         f"AdapterDrop at layer {pl} (= L/2+1) and above; each method's own learning rate. Sweep wall time "
@@ -328,8 +306,8 @@ def main(argv=None) -> int:
         f"recorded it when it trained (a rerun reuses finished cells): {cell_seconds:.0f} s in all.", ""],
         args.paper)
     if not args.no_table2:
-        table2.to_csv(out / "table2.csv", index=False)
-        (out / "table2.md").write_text(text)
+        store.write_csv(out / "table2.csv", table2)
+        store.atomic_write_text(out / "table2.md", text)
     print(text)
     if args.repeats == 0:
         return 0
@@ -337,9 +315,9 @@ def main(argv=None) -> int:
     if not df.empty:
         acc_cols = table2.set_index(["task", "method", "generator"])[["test_mean", "test_std", "seeds"]]
         df = df.join(acc_cols, on=["task", "method", "generator"])
-    df.to_csv(out / "baselines.csv", index=False)
+    store.write_csv(out / "baselines.csv", df)
     text = timing_markdown(df, [
-        "# Baselines in one harness: speed and memory", "", "Command:", "", f"    {cmd.strip()}", "",
+        *harness.report_head("Baselines in one harness: speed and memory", cmd),
         f"{machine} {args.model}, each method as it trains in the sweep above (LPT and AdapterDrop at layer {pl}; "
         f"LPT, prompt tuning, AdapterDrop and S-IDPG from the lower-layer cache), 100-shot batches of 16, max "
         f"length {args.max_length}: {args.time_steps} timed steps after {args.warmup} untimed ones per "
@@ -347,9 +325,7 @@ def main(argv=None) -> int:
         f"x PT (over prompt tuning in the same round): median (min-max) over the rounds; train mem: peak tensor "
         f"memory of the training steps (torch profiler) plus the lower-layer cache, first round (see "
         f"bench_train.py).", ""])
-    text += "".join(f"\nNot timed: {s}\n" for s in dict.fromkeys(skipped))
-    (out / "baselines.md").write_text(text)
-    print(text)
+    harness.write_report(out / "baselines.md", text + harness.not_timed(skipped))
     print(f"{time.perf_counter() - t0:.0f} s in all")
     return 0
 

@@ -18,33 +18,21 @@ shared machine a timing is only as good as its quiet. Run by hand, not in CI.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import shlex
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import harness
+from harness import RESULTS
 
 
 def timed(module: str, flags: list[str], out: Path) -> dict:
-    cmd = [sys.executable, "-m", f"lpt_probe.{module}", "--out", str(out), "--no-progress", *flags]
-    load = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode:
-        raise SystemExit(f"{module} failed:\n{proc.stderr[-3000:]}")
-    run = json.loads((out / "run.json").read_text())
+    proc, run = harness.run_module(module, flags, out)
     phases = run.get("phase_seconds") or {}
-    return {"command": " ".join(["python -m", f"lpt_probe.{module}", *flags]), "wall_seconds": wall,
+    return {"command": " ".join(["python -m", f"lpt_probe.{module}", *flags]), "wall_seconds": proc.wall_seconds,
             "phase_seconds": phases, "analysis_seconds": sum(v for k, v in phases.items() if k != "train"),
-            "load_before": load, "load_after": os.getloadavg()[0], "status": run["status"],
+            "load_before": proc.load_before, "load_after": proc.load_after, "status": run["status"],
             "stdout_tail": proc.stdout[-2000:]}
 
 
@@ -68,8 +56,7 @@ def render(entries: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default="../shared/data")
+    p = harness.parser(__doc__)
     p.add_argument("--task", default="trec")
     p.add_argument("--mi-args", default="", help="flags for mi only, one string")
     p.add_argument("--influence-args", default="", help="flags for influence only, one string")
@@ -81,18 +68,12 @@ def main(argv=None) -> int:
     inf = timed("influence", shared + shlex.split(args.influence_args), tmp / "influence")
     result = {"mi": mi, "influence": inf, "ratio_wall": inf["wall_seconds"] / mi["wall_seconds"],
               "ratio_analysis": inf["analysis_seconds"] / max(mi["analysis_seconds"], 1e-9),
-              "cpu_count": os.cpu_count(), "machine": platform.machine()}
+              **harness.machine()}
     results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / "influence_time.json"
-    entries = json.loads(path.read_text()) if path.exists() else {}
     key = " ".join(shared + ([f"[mi: {args.mi_args}]"] if args.mi_args else [])
                    + ([f"[influence: {args.influence_args}]"] if args.influence_args else []))
-    entries[key] = result
-    tmp_file = path.with_suffix(".tmp")
-    tmp_file.write_text(json.dumps(entries, indent=2) + "\n")
-    tmp_file.replace(path)
-    (results / "influence_time.md").write_text(render(entries))
+    entries = harness.merge_entries(results / "influence_time.json", {key: result})
+    harness.write_report(results / "influence_time.md", render(entries), echo=False)
     print(json.dumps({k: v for k, v in result.items() if k not in ("mi", "influence")}, indent=2))
     return 0
 

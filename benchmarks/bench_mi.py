@@ -15,18 +15,13 @@ hand, not in CI.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import harness
+from harness import RESULTS
 
 
 def render(entries: dict) -> str:
@@ -47,39 +42,24 @@ def render(entries: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default="../shared/data")
+    p = harness.parser(__doc__)
     p.add_argument("--task", default="rte")
     p.add_argument("--budget", type=float, default=900, help="seconds (default 900: the default command's 15 min)")
     p.add_argument("--keep", default=None, help="copy the mi output folder here")
     p.add_argument("--results", default=str(RESULTS), help="where mi_time.json / mi_time.md go")
     args, extra = p.parse_known_args(argv)
     out = Path(tempfile.mkdtemp()) / "mi"
-    cmd = [sys.executable, "-m", "lpt_probe.mi", "--task", args.task, "--data-dir", args.data_dir,
-           "--out", str(out), "--no-progress", *extra]
-    shown = " ".join(["python -m lpt_probe.mi --task", args.task, "--data-dir", args.data_dir, *extra])
-    load_before = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-3000:])
-    run = json.loads((out / "run.json").read_text())
+    flags = ["--task", args.task, "--data-dir", args.data_dir, *extra]
+    shown = " ".join(["python -m lpt_probe.mi", *flags])
+    proc, run = harness.run_module("mi", flags, out)
+    wall = proc.wall_seconds
     result = {"wall_seconds": wall, "budget_seconds": args.budget, "within_budget": wall <= args.budget,
-              "phase_seconds": run.get("phase_seconds"), "cpu_count": os.cpu_count(),
-              "machine": platform.machine(), "load_before": load_before, "load_after": os.getloadavg()[0],
-              "status": run["status"], "stdout_tail": proc.stdout[-2500:]}
+              "phase_seconds": run.get("phase_seconds"), **harness.machine(), "load_before": proc.load_before,
+              "load_after": proc.load_after, "status": run["status"], "stdout_tail": proc.stdout[-2500:]}
     results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / "mi_time.json"
-    entries = json.loads(path.read_text()) if path.exists() else {}
-    if "command" in entries:  # one entry of an earlier version (and an earlier estimator): dropped
-        entries = {}
-    entries[shown] = result
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries, indent=2) + "\n")
-    tmp.replace(path)
-    (results / "mi_time.md").write_text(render(entries))
+    # one entry of an earlier version (and an earlier estimator) is dropped
+    entries = harness.merge_entries(results / "mi_time.json", {shown: result}, reset=lambda old: "command" in old)
+    harness.write_report(results / "mi_time.md", render(entries), echo=False)
     if args.keep:
         shutil.copytree(out, args.keep, dirs_exist_ok=True)
     print(json.dumps({k: v for k, v in result.items() if k != "stdout_tail"}, indent=2))

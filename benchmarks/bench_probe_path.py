@@ -16,18 +16,15 @@ Results: benchmarks/results/probe_path.json and probe_path.md. Run by hand, not 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import harness
+from harness import RESULTS
+from lpt_probe import store
 
 
 def distinct_layers(folder: Path, representation: str):
@@ -73,16 +70,16 @@ def compare(X, y, n_classes: int, dev: bool, patience: int, rows: int | None = N
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = harness.parser(__doc__, data_dir=False)
     p.add_argument("folders", nargs="+", help="mi output folders (with reps/ and run.json)")
     p.add_argument("--permutations", type=int, default=3, help="shuffled labellings per layer")
     p.add_argument("--patience", type=int, default=None, help="the early stop to check (default: LinearProbe's)")
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args(argv)
     patience = args.patience or default_patience()
-    rows, load0, t0 = [], os.getloadavg()[0], time.perf_counter()
+    rows, load0, t0 = [], harness.load_average(), time.perf_counter()
     for folder in map(Path, args.folders):
-        run = json.loads((folder / "run.json").read_text())
+        run = store.read_json_object(folder / "run.json")
         rep, task = run["settings"]["representation"], run["settings"]["task"]
         for cond, layer, X, y in distinct_layers(folder, rep):
             K = int(max(y[s].max() for s in y)) + 1
@@ -99,21 +96,19 @@ def main(argv=None) -> int:
             print(f"{task} {cond} h{layer}: {sum(r['same_C'] for r in rows[-len(cases):])}/{len(cases)} same C",
                   flush=True)
     out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
     same = sum(r["same_C"] for r in rows)
     full, early = sum(r["seconds_full"] for r in rows), sum(r["seconds_early"] for r in rows)
-    shown = " ".join(argv if argv is not None else sys.argv[1:])
-    summary = {"command": f"python benchmarks/bench_probe_path.py {shown}",
+    summary = {"command": harness.command(__file__, argv),
                "patience": patience, "fits": len(rows), "same_C": same,
                "max_proba_diff": max(r["max_proba_diff"] for r in rows),
-               "seconds_full": full, "seconds_early": early, "cpu_count": os.cpu_count(),
-               "machine": platform.machine(), "load_before": load0, "load_after": os.getloadavg()[0],
+               "seconds_full": full, "seconds_early": early, **harness.machine(),
+               "load_before": load0, "load_after": harness.load_average(),
                "wall_seconds": time.perf_counter() - t0, "rows": rows}
-    (out / "probe_path.json").write_text(json.dumps(summary, indent=1) + "\n")
+    harness.write_json(out / "probe_path.json", summary, indent=1)
     differ = [r for r in rows if not r["same_C"]]
     n_layers = len({(r["folder"], r["condition"], r["layer"]) for r in rows})
-    lines = ["# The linear probe's early stop on the C path, checked on real features", "", "Command:", "",
-             f"    {summary['command']}", "",
+    lines = [*harness.report_head("The linear probe's early stop on the C path, checked on real features",
+                                  summary["command"]),
              (f"{len(rows)} probe selections ({n_layers} distinct layer representations x true labels, "
               f"{args.permutations} shuffled labellings and CV): the early stop (patience {patience}) chose "
               f"the full grid's C in **{same} of {len(rows)}**; largest "
@@ -125,8 +120,7 @@ def main(argv=None) -> int:
                   "|---|---|---:|---|---:|---:|"]
         lines += [f"| {r['task']} | {r['condition']} | {r['layer']} | {r['case']} | {r['C_full']:g} | "
                   f"{r['C_early']:g} |" for r in differ]
-    (out / "probe_path.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    harness.write_report(out / "probe_path.md", "\n".join(lines) + "\n")
     return 0
 
 

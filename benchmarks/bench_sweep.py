@@ -35,18 +35,16 @@ benchmarks/results) with the command that made them. Run by hand on a quiet mach
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+import harness
+from harness import REPO, RESULTS
+from lpt_probe import store
+
 GOAL = 1.1  # sweep wall <= GOAL x ideal
 
 
@@ -142,10 +140,10 @@ def verdict(ratio: float) -> str:
 def markdown(res: dict) -> str:
     p, w = res["parts"], res["sweep_wall_seconds"]
     lines = [
-        "# A layer sweep against its ideal cost", "", "Command:", "", f"    {res['command']}", "",
+        *harness.report_head("A layer sweep against its ideal cost", res["command"]),
         f"The sweep it timed (one subprocess, fresh folder): `{res['sweep_command']}`", "",
-        f"Machine: {res['machine']}, {res['cpu_count']} CPU cores, torch {res['torch']}, {res['torch_threads']} "
-        f"torch threads. {len(res['cells'])} cells (prompt layers x generators x seeds), cached hidden states "
+        f"{harness.machine_line(res['torch_threads'], 'torch threads', res)}. {len(res['cells'])} cells (prompt "
+        f"layers x generators x seeds), cached hidden states "
         f"{res['cached_states'][0]}..{res['cached_states'][-1]} of a {res['num_hidden_layers']}-layer model. "
         "One measurement of each (no repeats): on a busy machine the ratio moves with the load.", "",
         "| | seconds |", "|---|---:|",
@@ -169,16 +167,15 @@ def markdown(res: dict) -> str:
     for r in res["cells"]:
         tr = r.get("train_seconds")
         ratio = f"{tr / r['bare_train_seconds']:.2f}" if tr and r["bare_train_seconds"] > 0 else "-"
-        f = (lambda v, fmt="{:.1f}": "-" if v is None or v != v else fmt.format(v))
+        f = harness.cell
         lines.append(f"| {r['cell']} | {r['prompt_layer']} | {r['generator']} | {r['seed']} | {f(tr, '{:.2f}')} | "
-                     f"{r['bare_train_seconds']:.2f} | {ratio} | {f(r.get('wall_seconds'))} | {f(r.get('rss_mb'), '{:.0f}')} | "
-                     f"{f(r.get('peak_memory_mb'), '{:.0f}')} |")
+                     f"{r['bare_train_seconds']:.2f} | {ratio} | {f(r.get('wall_seconds'))} | "
+                     f"{f(r.get('rss_mb'), '{:.0f}')} | {f(r.get('peak_memory_mb'), '{:.0f}')} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default="../shared/data")
+    p = harness.parser(__doc__)
     p.add_argument("--task", default="trec")
     p.add_argument("--model", default="minilm")
     p.add_argument("--prompt-layers", default="all")
@@ -191,11 +188,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-examples", type=int, default=None, help="cap every split (smoke runs)")
     p.add_argument("--threads", type=int, default=None, help="torch threads in both (default: torch's)")
     p.add_argument("--keep", default=None, help="the sweep's folder (default: a fresh temporary one)")
-    p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
-    env = {**os.environ, "TQDM_DISABLE": "1"}
     if args.threads:
-        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
         import torch
 
         torch.set_num_threads(args.threads)
@@ -203,37 +198,27 @@ def main(argv=None) -> int:
     if folder.exists() and any(folder.iterdir()):
         raise SystemExit(f"{folder} is not empty: the sweep must train every cell (give a fresh --keep)")
     s_argv = sweep_argv(args, str(folder))
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "lpt_probe.sweep", *s_argv], cwd=REPO, env=env,
-                          capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if proc.returncode:
-        raise SystemExit(f"the sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    wall = harness.run_timed([sys.executable, "-m", "lpt_probe.sweep", *s_argv], "the sweep", cwd=REPO,
+                             threads=args.threads).wall_seconds
     print(f"sweep: {wall:.1f} s", flush=True)
     res = ideal(s_argv)
     import pandas as pd
-    import torch
 
     table = pd.read_csv(folder / "sweep.csv")
     for r in res["cells"]:
         row = table[table.run_dir == f"runs/{r['cell']}"].iloc[0]
-        metrics = json.loads((folder / "runs" / r["cell"] / "metrics.json").read_text())
+        metrics = store.read_json_object(folder / "runs" / r["cell"] / "metrics.json")
         r.update(train_seconds=metrics["train_seconds"], wall_seconds=float(row.wall_seconds),
                  rss_mb=float(row.rss_mb), peak_memory_mb=float(row.peak_memory_mb),
                  tokens_per_second=float(row.tokens_per_second), test_metric=float(row.test_metric))
-    cmd = "python benchmarks/bench_sweep.py " + " ".join(argv if argv is not None else sys.argv[1:])
     shown = [a if a != os.path.abspath(args.data_dir) else args.data_dir for a in s_argv]
     shown[shown.index("--out") + 1] = "<fresh folder>"
-    res.update(command=cmd.strip(), sweep_command="python -m lpt_probe.sweep " + " ".join(shown),
+    res.update(command=harness.command(__file__, argv), sweep_command="python -m lpt_probe.sweep " + " ".join(shown),
                sweep_wall_seconds=wall, ratio=wall / res["ideal"], ratio_all=wall / res["ideal_all"], goal=GOAL,
-               verdict=verdict(wall / res["ideal"]), machine=platform.machine(), cpu_count=os.cpu_count(),
-               torch=torch.__version__)
+               verdict=verdict(wall / res["ideal"]), **harness.machine(torch=True))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep_vs_ideal.json").write_text(json.dumps(res, indent=2) + "\n")
-    text = markdown(res)
-    (out / "sweep_vs_ideal.md").write_text(text)
-    print(text)
+    harness.write_json(out / "sweep_vs_ideal.json", res)
+    harness.write_report(out / "sweep_vs_ideal.md", markdown(res))
     return 0
 
 

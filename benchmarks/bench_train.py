@@ -54,14 +54,16 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+import harness
+from harness import cache_cell, prompt_layer_cell, span
+from lpt_probe import store
 from lpt_probe.layers import middle_prompt_layer
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = harness.RESULTS
 MEM_STEPS = 3  # optimiser steps profiled for tensor memory
 KEYS = ["model", "method", "generator", "prompt_layer", "cache"]  # one configuration
 RATIOS = ("x_pt", "x_mt", "trainer_vs_bare", "bare_vs_pt_bare")
@@ -186,13 +188,11 @@ def grid(model: str, layers: int, args) -> list[dict]:
 
 def measure(cfg: dict) -> dict:
     """One configuration in a fresh subprocess."""
-    t = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--one", json.dumps(cfg)], capture_output=True, text=True,
-                         env={**os.environ, "TQDM_DISABLE": "1"})
+    out = harness.run_timed([sys.executable, __file__, "--one", json.dumps(cfg)], f"configuration {cfg}")
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    if out.returncode or not line:
-        raise SystemExit(f"configuration {cfg} failed:\n{out.stderr[-3000:]}")
-    return {**json.loads(line[0][7:]), "wall_seconds": time.perf_counter() - t}
+    if not line:
+        raise SystemExit(f"configuration {cfg} failed: it printed no RESULT line:\n{out.stderr[-harness.TAIL:]}")
+    return {**json.loads(line[0][7:]), "wall_seconds": out.wall_seconds}
 
 
 def interleaved(cfgs: list[dict], repeats: int, t_all: float | None = None) -> tuple[list[dict], list[str]]:
@@ -275,23 +275,6 @@ def verdict(lo: float, hi: float, goal: float) -> str:
     return "met" if lo >= goal else "missed" if hi < goal else "undecided"
 
 
-def span(r, col: str, fmt: str = "{:.2f}") -> str:
-    v, lo, hi = r.get(col), r.get(f"{col}_min"), r.get(f"{col}_max")
-    if v is None or v != v:
-        return "-"
-    if lo is None or lo != lo or r.get("repeats", 1) == 1:
-        return fmt.format(v)
-    return f"{fmt.format(v)} ({fmt.format(lo)}-{fmt.format(hi)})"
-
-
-def _pl(r) -> str:
-    return "-" if r["prompt_layer"] is None or r["prompt_layer"] != r["prompt_layer"] else str(int(r["prompt_layer"]))
-
-
-def _cache(r) -> str:
-    return "yes" if str(r["cache"]).lower() in ("true", "1", "yes") else "no"
-
-
 def markdown(rows: list[dict]) -> str:
     head = ("| model | batch x len, steps (+warm-up) x repeats | method | generator | PL | cache | tokens/s | x PT | "
             "x MT | bare tokens/s | trainer / bare | bare / PT bare | train mem MB | % of MT mem | RSS growth MB | "
@@ -299,16 +282,15 @@ def markdown(rows: list[dict]) -> str:
     lines = []
     for r in rows:
         warm = r.get("warmup")
-        warm = "" if warm is None or warm != warm else f" (+{int(warm)})"
+        warm = "" if harness.missing(warm) else f" (+{int(warm)})"
         reps = r.get("repeats")
-        reps = "" if reps is None or reps != reps else f" x {int(reps)}"
-        mem = r.get("train_peak_mb")
+        reps = "" if harness.missing(reps) else f" x {int(reps)}"
         lines.append(
             f"| {r['model']} | {r['batch_size']} x {r['max_length']}, {r['steps']}{warm}{reps} | {r['method']} | "
-            f"{r['generator']} | {_pl(r)} | {_cache(r)} | {span(r, 'tokens_per_second', '{:.0f}')} | "
+            f"{r['generator']} | {prompt_layer_cell(r)} | {cache_cell(r)} | {span(r, 'tokens_per_second', '{:.0f}')} | "
             f"{span(r, 'x_pt')} | {span(r, 'x_mt')} | {span(r, 'bare_tokens_per_second', '{:.0f}')} | "
             f"{span(r, 'trainer_vs_bare')} | {span(r, 'bare_vs_pt_bare')} | "
-            f"{'-' if mem is None or mem != mem else f'{mem:.0f}'} | {r['mem_vs_mt']:.0%} | "
+            f"{harness.cell(r.get('train_peak_mb'), '{:.0f}')} | {r['mem_vs_mt']:.0%} | "
             f"{r['train_rss_mb']:.0f} | {int(r['tunable_params']):,} |")
     return head + "\n".join(lines) + "\n"
 
@@ -318,8 +300,8 @@ def goals(df, mid: dict[str, int]) -> list[dict]:
     tuning and in memory, and every bare-timed late prompt's trainer / bare."""
     out = []
     for r in df.to_dict("records"):
-        model, cached = r["model"], _cache(r) == "yes"
-        name = f"{r['method']} {r['generator']} PL {_pl(r)}" + (" cache" if cached else "")
+        model, cached = r["model"], cache_cell(r) == "yes"
+        name = f"{r['method']} {r['generator']} PL {prompt_layer_cell(r)}" + (" cache" if cached else "")
         checks = []
         if r["method"] == "lpt" and cached and r["prompt_layer"] == mid.get(model):
             checks += [("x_pt", "x prompt tuning"), ("x_mt", "x model tuning")]
@@ -346,9 +328,8 @@ def goals_markdown(items: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = harness.parser(__doc__)
     p.add_argument("--models", default="minilm,smollm2")
-    p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--task", default="rte", help="the few-shot batches to time (100 shots, data seed 13)")
     p.add_argument("--baselines", default=BASELINES,
                    help="the other methods to time (comma list; '' for none): AdapterDrop and S-IDPG from the "
@@ -384,7 +365,6 @@ def main(argv=None) -> int:
         skipped += lost
     reps = pd.DataFrame(rows).drop(columns=["data_dir", "memory"], errors="ignore")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rep_csv, csv = out / "train_throughput_repeats.csv", out / "train_throughput.csv"
     if rep_csv.exists():  # keep the other models' rows: each model can be benchmarked on its own
         old = pd.read_csv(rep_csv)
@@ -394,40 +374,33 @@ def main(argv=None) -> int:
     if csv.exists():
         old = pd.read_csv(csv)
         df = pd.concat([old[~old.model.isin(df.model.unique())], df], ignore_index=True)
-    reps.to_csv(rep_csv, index=False)
-    df.to_csv(csv, index=False)
-    cmd = "python benchmarks/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    store.write_csv(rep_csv, reps)
+    store.write_csv(csv, df)
     cmds = out / "train_throughput.commands.txt"
     lines = [ln for ln in (cmds.read_text().splitlines() if cmds.exists() else [])
              if not any(f"--models {m}" in ln for m in args.models.split(","))]
-    cmds.write_text("\n".join(lines + [cmd.strip()]) + "\n")
+    store.atomic_write_text(cmds, "\n".join(lines + [harness.command(__file__, argv)]) + "\n")
     for m in df.model.unique():  # rows kept from an earlier run: their mid depth
         if m not in mid:
             mid[m] = int(AutoConfig.from_pretrained(resolve(m)[0]).num_hidden_layers * 0.5) + 1
-    import platform
-
-    import torch
-
-    text = ("# Training throughput\n\nCommands:\n\n" + "".join(f"    {c}\n" for c in cmds.read_text().splitlines())
-            + f"\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-            f"{args.threads} threads; {args.task.upper()} few-shot batches (batch x max tokens, timed steps per "
-            f"measurement, untimed warm-up steps before them, repeats as listed). Each measurement is a fresh "
-            f"subprocess; the repeats are interleaved round-robin (every configuration once, then again, odd rounds "
-            f"backwards). Speeds and ratios: median (min-max) over the repeats, each ratio computed within a repeat. "
-            f"x PT / x MT: tokens/s relative to prompt tuning / model tuning of the same model; bare: layers PL..L "
-            f"forward and backward to the prompt alone, on the same batches prepared beforehand "
-            f"(lpt_probe.runs.bare); trainer / bare: Trainer.step's tokens/s over the bare loop's; bare / PT bare: "
-            f"the bare loop against prompt tuning's. train mem: peak tensor memory of the training steps (torch "
-            f"profiler, the {min(MEM_STEPS, args.steps + args.warmup)} largest batches, first repeat) plus the "
-            f"lower-layer cache; RSS growth: peak resident memory growth of the process once model and data are "
-            f"loaded (includes the cache pass and allocator slack; median).\n\n"
+    head = harness.report_head("Training throughput", cmds.read_text().splitlines())
+    text = ("\n".join(head) + f"\n{harness.machine_line(args.threads)}; {args.task.upper()} few-shot batches "
+            f"(batch x max tokens, timed steps per measurement, untimed warm-up steps before them, repeats as "
+            f"listed). Each measurement is a fresh subprocess; the repeats are interleaved round-robin (every "
+            f"configuration once, then again, odd rounds backwards). Speeds and ratios: median (min-max) over the "
+            f"repeats, each ratio computed within a repeat. x PT / x MT: tokens/s relative to prompt tuning / model "
+            f"tuning of the same model; bare: layers PL..L forward and backward to the prompt alone, on the same "
+            f"batches prepared beforehand (lpt_probe.runs.bare); trainer / bare: Trainer.step's tokens/s over the "
+            f"bare loop's; bare / PT bare: the bare loop against prompt tuning's. train mem: peak tensor memory of "
+            f"the training steps (torch profiler, the {min(MEM_STEPS, args.steps + args.warmup)} largest batches, "
+            f"first repeat) plus the lower-layer cache; RSS growth: peak resident memory growth of the process once "
+            f"model and data are loaded (includes the cache pass and allocator slack; median).\n\n"
             + markdown(df.to_dict("records"))
             + "\n## Goals\n\nmet: the whole range reaches the goal; missed: none of it; undecided: the range "
               "straddles the goal (the machine's noise does not decide it).\n\n"
             + goals_markdown(goals(df, mid))
-            + "".join(f"\nNot timed: {s}\n" for s in dict.fromkeys(skipped)))
-    (out / "train_throughput.md").write_text(text)
-    print(text)
+            + harness.not_timed(skipped))
+    harness.write_report(out / "train_throughput.md", text)
     print(f"{time.perf_counter() - t_all:.0f} s in all")
     return 0
 

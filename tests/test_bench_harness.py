@@ -8,14 +8,24 @@
   the layer weights it no longer needs gives the metrics of the same cell trained with
   nothing released.
 
+And what the benchmark scripts share (issue 25, ``benchmarks/harness.py``): the command
+line, machine facts, timed subprocesses, result files written atomically in the format the
+committed results have, table cells; no script takes another's private names or calls the
+shared pieces itself.
+
 Tiny random models: the five-family ones of ``tiny.py``, and a tiny BERT over the
 embedded MiniLM's tokenizer (``test_adapters.tiny_bundle``) for the sweeps.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
+import os
+import platform
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -225,3 +235,186 @@ def test_cells_trained_while_the_sweep_releases_cache_layers_equal_unreleased(ti
         np.testing.assert_allclose(curve.train_loss, res.curve.train_loss, rtol=0, atol=1e-7)
         np.testing.assert_allclose(curve.dev_loss, res.curve.dev_loss, rtol=0, atol=1e-7)
     assert all(c.layers == [1, 2, 3] for c in full.values())
+
+
+# -- (d) benchmarks/harness.py: what the benchmark scripts share ----------------------------------
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import harness  # noqa: E402
+
+from lpt_probe import store  # noqa: E402
+
+SCRIPTS = sorted(BENCH.glob("bench_*.py"))
+
+
+def test_command_records_the_script_and_its_arguments(monkeypatch):
+    assert harness.command("/x/benchmarks/bench_mi.py", ["--task", "trec"]) == \
+        "python benchmarks/bench_mi.py --task trec"
+    assert harness.command(BENCH / "bench_sweep.py", []) == "python benchmarks/bench_sweep.py"  # no trailing space
+    monkeypatch.setattr(sys, "argv", ["bench_train.py", "--models", "minilm"])
+    assert harness.command("bench_train.py", None) == "python benchmarks/bench_train.py --models minilm"
+
+
+def test_parser_and_report_head():
+    p = harness.parser("First line.\n\nMore.")
+    assert p.description == "First line." and p.parse_args([]).data_dir == "../shared/data"
+    assert not hasattr(harness.parser("Doc.", data_dir=False).parse_args([]), "data_dir")
+    assert harness.report_head("T", "python a") == ["# T", "", "Command:", "", "    python a", ""]
+    assert harness.report_head("T", ["python a", "python b"]) == \
+        ["# T", "", "Commands:", "", "    python a", "    python b", ""]
+    # a list of one command is still a list of the commands a report accumulates
+    assert harness.report_head("T", ["python a"])[2] == "Commands:"
+
+
+def test_machine_facts_and_line():
+    info = harness.machine()
+    assert list(info) == ["cpu_count", "machine"] and info["cpu_count"] == os.cpu_count()
+    assert info["machine"] == platform.machine()
+    assert harness.machine(torch=True)["torch"] == torch.__version__
+    line = harness.machine_line(4, "torch threads", {"machine": "arm64", "cpu_count": 8, "torch": "9.9"})
+    assert line == "Machine: arm64, 8 CPU cores, torch 9.9, 4 torch threads"
+    assert harness.machine_line(2).endswith(f"torch {torch.__version__}, 2 threads")
+    assert isinstance(harness.load_average(), float)
+
+
+def test_run_timed_sets_the_environment_and_times_the_command():
+    code = ("import os, time; time.sleep(0.2); "
+            "print(os.environ['TQDM_DISABLE'], os.environ['OMP_NUM_THREADS'], os.environ['MKL_NUM_THREADS'], "
+            "os.getcwd())")
+    got = harness.run_timed([sys.executable, "-c", code], threads=3, cwd=BENCH)
+    assert got.returncode == 0 and got.stdout.split() == ["1", "3", "3", str(BENCH)]
+    assert 0.2 <= got.wall_seconds < 60
+    assert isinstance(got.load_before, float) and isinstance(got.load_after, float)
+
+
+def test_run_timed_stops_on_a_failing_command_with_its_error_tail():
+    code = "import sys; sys.stderr.write('x' * 5000 + 'the real error'); sys.exit(3)"
+    with pytest.raises(SystemExit) as exc:
+        harness.run_timed([sys.executable, "-c", code], "the thing")
+    message = str(exc.value.code)
+    assert message.startswith("the thing failed (3):\n") and message.endswith("the real error")
+    assert len(message) == len("the thing failed (3):\n") + harness.TAIL  # the tail only
+    with pytest.raises(SystemExit, match=r"failed \(2\)$"):  # output not captured: status only
+        harness.run_timed([sys.executable, "-c", "raise SystemExit(2)"], capture=False)
+
+
+def test_run_module_runs_the_lpt_probe_command_and_reads_its_run_json(tmp_path, monkeypatch):
+    seen = []
+
+    def fake(cmd, what=None, **kw):
+        seen.append((cmd, what))
+        out = Path(cmd[cmd.index("--out") + 1])
+        store.write_json(out / "run.json", {"status": "complete", "phase_seconds": {"train": 1.5}})
+        return harness.Timed(0, "table", "", 2.0, 0.1, 0.2)
+
+    monkeypatch.setattr(harness, "run_timed", fake)
+    timed, run = harness.run_module("mi", ["--task", "trec"], tmp_path / "mi")
+    assert seen == [([sys.executable, "-m", "lpt_probe.mi", "--out", str(tmp_path / "mi"), "--no-progress",
+                      "--task", "trec"], "mi")]
+    assert run == {"status": "complete", "phase_seconds": {"train": 1.5}} and timed.wall_seconds == 2.0
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "run.json").write_text("{not json")  # what a command killed mid-write could leave
+    monkeypatch.setattr(harness, "run_timed", lambda cmd, what=None, **kw: None)
+    with pytest.raises(store.DamagedFile, match="run.json is damaged"):
+        harness.run_module("influence", [], tmp_path / "bad")
+
+
+def test_write_json_keeps_the_committed_format(tmp_path):
+    """Key order and indentation as the results already have them: rewriting each committed
+    JSON result gives the same bytes (the helpers change no results file)."""
+    for name, indent in (("mi_time.json", 2), ("influence_time.json", 2), ("sweep_vs_ideal.json", 2),
+                         ("probe_path.json", 1)):
+        committed = BENCH / "results" / name
+        if not committed.exists():
+            continue
+        text = committed.read_text()
+        harness.write_json(tmp_path / name, json.loads(text), indent=indent)
+        assert (tmp_path / name).read_text() == text, name
+    harness.write_json(tmp_path / "deep" / "x.json", {"b": 1, "a": [1, 2]})
+    assert (tmp_path / "deep" / "x.json").read_text() == '{\n  "b": 1,\n  "a": [\n    1,\n    2\n  ]\n}\n'
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["x.json"]  # no temporary file left
+
+
+def test_merge_entries_adds_replaces_in_place_and_refuses_a_damaged_file(tmp_path):
+    path = tmp_path / "results" / "t.json"
+    assert harness.merge_entries(path, {"cmd a": {"wall": 1}}) == {"cmd a": {"wall": 1}}
+    harness.merge_entries(path, {"cmd b": {"wall": 2}})
+    merged = harness.merge_entries(path, {"cmd a": {"wall": 3}})
+    assert list(merged) == ["cmd a", "cmd b"] and merged["cmd a"] == {"wall": 3}  # replaced where it stood
+    assert json.loads(path.read_text()) == merged
+    assert path.read_text() == json.dumps(merged, indent=2) + "\n"
+    # an earlier version's file (one entry, not keyed by command): dropped when reset says so
+    path.write_text(json.dumps({"command": "old", "wall_seconds": 1}))
+    assert harness.merge_entries(path, {"new": 1}, reset=lambda old: "command" in old) == {"new": 1}
+    assert harness.merge_entries(path, {"newer": 2}, reset=lambda old: "command" in old) == {"new": 1, "newer": 2}
+    path.write_text('{"cmd a": {"wall"')  # a truncated file: results are not thrown away silently
+    with pytest.raises(store.DamagedFile, match="t.json is damaged"):
+        harness.merge_entries(path, {"cmd c": {}})
+    assert path.read_text() == '{"cmd a": {"wall"'
+
+
+def test_write_report_writes_and_echoes(tmp_path, capsys):
+    harness.write_report(tmp_path / "r" / "a.md", "# A\n")
+    assert (tmp_path / "r" / "a.md").read_text() == "# A\n" and capsys.readouterr().out == "# A\n\n"
+    harness.write_report(tmp_path / "r" / "b.md", "# B\n", echo=False)
+    assert (tmp_path / "r" / "b.md").read_text() == "# B\n" and capsys.readouterr().out == ""
+
+
+def test_table_cells():
+    nan = float("nan")
+    assert [harness.missing(v) for v in (None, nan, 0, 0.0, "")] == [True, True, False, False, False]
+    assert harness.cell(nan) == "-" and harness.cell(None, "{:.0f}") == "-" and harness.cell(1234.5, "{:,.0f}") == "1,234"
+    assert harness.cell(0.314, "{:.0%}") == "31%"
+    row = {"x": 1.87, "x_min": 1.821, "x_max": 1.99, "repeats": 3}
+    assert harness.span(row, "x") == "1.87 (1.82-1.99)"
+    assert harness.span({**row, "repeats": 1}, "x") == "1.87"
+    assert harness.span({"x": 1.87}, "x") == "1.87" and harness.span({"x": nan}, "x") == "-"
+    assert harness.span({**row, "x_min": nan}, "x", "{:.0f}") == "2"
+    assert harness.span({}, "x") == "-"
+    assert [harness.prompt_layer_cell({"prompt_layer": v}) for v in (None, nan, 4.0, 13)] == ["-", "-", "4", "13"]
+    assert [harness.cache_cell({"cache": v}) for v in (True, "True", "true", 1, "yes", False, "False", 0, nan)] == \
+        ["yes"] * 5 + ["no"] * 4
+    assert harness.not_timed(["m bitfit: no bias", "m bitfit: no bias", "m x: y"]) == \
+        "\nNot timed: m bitfit: no bias\n\nNot timed: m x: y\n"
+
+
+def _imports(path: Path):
+    """(module, name) for each ``from module import name``, and (module, attribute) for each
+    ``module.attribute`` of a module brought in by ``import module``."""
+    tree = ast.parse(path.read_text())
+    imported = {a.asname or a.name: a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            yield from ((node.module, a.name) for a in node.names)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in imported:
+            yield imported[node.value.id], node.attr
+
+
+def private_uses(path: Path, ours: set[str]) -> list[str]:
+    """The names starting with ``_`` that ``path`` takes from another module of ``ours``."""
+    return [f"{m}.{n}" for m, n in _imports(path) if m in ours - {path.stem} and n.startswith("_")]
+
+
+def test_no_bench_script_uses_another_scripts_private_names(tmp_path):
+    assert len(SCRIPTS) >= 6
+    ours = {p.stem for p in SCRIPTS} | {"harness"}
+    for path in SCRIPTS:
+        assert private_uses(path, ours) == [], f"{path.name} uses private names of other benchmark scripts"
+    # the check sees both forms of import, and a script's own private names are its own
+    probe = tmp_path / "bench_probe.py"
+    probe.write_text("import bench_train as bt\nfrom harness import _x, cell\nbt._pl(1)\nbt.span\n"
+                     "import bench_probe\nbench_probe._mine\n")
+    assert private_uses(probe, ours | {"bench_probe"}) == ["harness._x", "bench_train._pl"]
+
+
+def test_the_scripts_leave_the_shared_pieces_to_the_harness():
+    """Machine facts, load averages, timed subprocesses and result writing live in harness.py
+    only: no script calls them itself (the duplicates issue 25 removed)."""
+    banned = {("subprocess", "run"), ("platform", "machine"), ("os", "getloadavg"), ("os", "cpu_count"),
+              ("json", "dump"), ("sys", "path")}
+    for path in SCRIPTS:
+        used = set(_imports(path))
+        assert not (used & banned), f"{path.name} calls {sorted(used & banned)} itself: use harness"
+        assert any(m == "harness" for m, _ in used), f"{path.name} does not use harness"
+        text = path.read_text()
+        assert ".write_text(" not in text and ".to_csv(" not in text, f"{path.name} writes a result non-atomically"
