@@ -9,7 +9,9 @@ free space, and ``write_status`` marks a failed command without hiding its error
 even that cannot be written. ``content_key`` hashes a canonical JSON of everything that
 determines a result (settings, data fingerprints, model identity, format version): a
 cached piece is reused only when its stored key equals the key of the work asked for.
-``OutputLock`` keeps two commands from writing one output folder at once. ``run_meta``
+``OutputLock`` keeps two commands from writing one output folder at once;
+``ResumableOutput`` (``lpt_probe.outputs``) is the resumable output folder built on it (lock,
+stale files, a status file running / failed / interrupted / complete). ``run_meta``
 collects the facts every run folder records in ``meta.json``.
 
 Output locations may also be fsspec URLs (``s3://bucket/sweeps``, ``gs://...``,
@@ -385,3 +387,11 @@ def run_meta(**extra: Any) -> dict[str, Any]:
     }
     meta.update(extra)
     return meta
+
+
+def __getattr__(name: str):
+    if name == "ResumableOutput":
+        from .outputs import ResumableOutput  # here, lazily: lpt_probe.outputs imports this module
+
+        return ResumableOutput
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,22 +7,21 @@ checks; ``MIConfig``, ``InfluenceConfig`` and ``Section4Config`` extend it with 
 :meth:`StudyConfig.train_config` and :meth:`StudyConfig.prompt_config` are the one place
 a study's prompts get their training settings, so every study of the same settings keys
 its prompts alike and can reuse another's run folders. :class:`Condition` names one model
-a study measures (a late prompt, the frozen model, random weights); :class:`StudyOutput`
-is the resumable output folder every study writes (lock, stale outputs, ``run.json``
-running / failed / interrupted / complete).
+a study measures (a late prompt, the frozen model, random weights); ``StudyOutput`` is
+``store.ResumableOutput``, the resumable output folder every study writes (lock, stale
+outputs, ``run.json`` running / failed / interrupted / complete).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .. import store
 from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig
 from ..model.loading import DEFAULT_MODEL, DTYPES, PRESETS, model_slug, resolve_device
+from ..outputs import ResumableOutput
 from ..runs.folders import check_run, find_run
 from ..runs.trainer import TrainConfig
 
@@ -142,53 +141,6 @@ def run_folder(out: Path, cfg: StudyConfig, cond: Condition, key: str) -> Path:
     return own
 
 
-class StudyOutput:
-    """A study's resumable output folder, as a context manager::
-
-        with StudyOutput(out, "run.json", stale=("mi.csv",)) as study:
-            ...                                   # load the model and data (an error here leaves nothing)
-            study.start(store.run_meta(...))      # run.json says "running"
-            ...                                   # compute; study.meta.update(...) with what is learnt
-        # run.json says "complete" (with wall_seconds), or "failed" / "interrupted" and the error
-
-    It checks ``out`` first, holds its lock (a second command refuses), removes the
-    derived outputs in ``stale`` (rebuilt by this invocation) and writes the status file
-    last, so a half-finished folder never reads as complete."""
-
-    def __init__(self, out: str | Path, status_file: str = "run.json", stale: tuple[str, ...] = ()):
-        self.out, self.status_file, self.stale = Path(out), status_file, stale
-        self.meta: dict[str, Any] | None = None
-        self.t0 = time.perf_counter()
-        self._lock = store.OutputLock(self.out)
-
-    def __enter__(self) -> "StudyOutput":
-        store.check_output_folder(self.out)
-        self._lock.__enter__()
-        return self
-
-    def start(self, meta: dict[str, Any]) -> None:
-        """Remove the stale outputs and write the status file as ``running``."""
-        for name in self.stale:
-            (self.out / name).unlink(missing_ok=True)
-        self.meta = {**meta, "status": "running"}
-        store.write_json(self.out / self.status_file, self.meta)
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.t0
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if self.meta is not None:
-                if exc is None:
-                    self.meta.update(status="complete", wall_seconds=self.seconds)
-                    self.meta["outputs"] = sorted(p.name for p in self.out.iterdir()
-                                                  if p.is_file() and not p.name.startswith("."))
-                    store.write_json(self.out / self.status_file, self.meta)  # last: only now complete
-                else:
-                    self.meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                                     error=f"{exc_type.__name__}: {exc}", wall_seconds=self.seconds)
-                    store.write_status(self.out / self.status_file, self.meta)
-        finally:
-            self._lock.__exit__(exc_type, exc, tb)
-
+# A study's resumable output folder (lock, stale outputs, ``run.json`` running / failed /
+# interrupted / complete): the one context manager of every command, ``store.ResumableOutput``.
+StudyOutput = ResumableOutput

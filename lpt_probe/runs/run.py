@@ -7,7 +7,7 @@ rules and the folder's contents: ``lpt_probe.runs.folders``). While a run trains
 ``meta.json`` says ``running``; ``complete`` is written last, after every file; an error
 marks it ``failed`` and Ctrl-C ``interrupted``, so an unfinished run is never mistaken for
 a result, and rerunning the command trains it again. Two commands on one folder at once:
-the second refuses (``store.OutputLock``).
+the second refuses. The folder is a ``store.ResumableOutput``, like every command's.
 
 Sweeps and analyses pass ``prepared`` (and the lower-layer ``caches``) so that many runs
 share one loaded model and one encoding of the data.
@@ -15,7 +15,6 @@ share one loaded model and one encoding of the data.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -40,6 +39,8 @@ from .trainer import TrainConfig, Trainer, peak_memory_mb
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
+# what a new training run into a used folder rebuilds: removed before meta.json says "running"
+STALE = ("metrics.json", "curve.csv", "prompt.safetensors", "prompt_config.json", "checkpoints/step-*.safetensors")
 
 
 @dataclass
@@ -154,70 +155,59 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
             return _reuse(run_dir, key)
         if (run_dir / "meta.json").exists() or (run_dir / "config.json").exists():
             logger.info("%s: training again: %s", run_dir, reason)
-    with store.OutputLock(run_dir) if run_dir is not None else contextlib.nullcontext():
-        return _train(prompt_cfg, cfg, run_dir, prepared, config, caches, progress, owned, t_start)
+    # no folder (run_dir None): nothing is locked or written
+    with store.ResumableOutput(run_dir, "meta.json", STALE, t0=t_start, list_outputs=False) as output:
+        metrics, curve, model = _train(prompt_cfg, cfg, output, prepared, config, caches, progress, owned)
+    return TrainResult(run_dir, metrics, curve, model, output.meta, config["key"])
 
 
-def _train(prompt_cfg, cfg, run_dir, prepared: Prepared, config, caches, progress, owned, t_start) -> TrainResult:
+def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress, owned):
     if torch.device(cfg.device).type == "cuda" and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats(cfg.device)  # peak_cuda_mb is this run's, even in a sweep
     backbone, data, encoded = prepared.backbone, prepared.data, prepared.encoded
-    meta = store.run_meta(status="running", key=config["key"], device=str(cfg.device), model=prepared.model_info,
-                          data=data.to_meta(), truncation=prepared.truncation(),
-                          torch_threads=torch.get_num_threads())
+    run_dir = output.out
     files: dict[str, str] = {}
+    # "running" first (the folder is not a result); an error from here on marks it failed / interrupted
+    meta = output.start(store.run_meta(status="running", key=config["key"], device=str(cfg.device),
+                                       model=prepared.model_info, data=data.to_meta(),
+                                       truncation=prepared.truncation(), torch_threads=torch.get_num_threads()))
     if run_dir is not None:
-        for stale in ("metrics.json", "curve.csv", "prompt.safetensors", "prompt_config.json"):
-            (run_dir / stale).unlink(missing_ok=True)
-        for old in (run_dir / "checkpoints").glob("step-*.safetensors"):
-            old.unlink()
-        store.write_json(run_dir / "meta.json", meta)  # "running" first: the folder is not a result
-    try:
-        if run_dir is not None:
-            files["config.json"] = store.file_sha256(store.write_json(run_dir / "config.json", config))
-        torch.manual_seed(cfg.seed)
-        model = LatePromptModel(backbone, prompt_cfg, data.task.num_labels, prepared.label_word_ids,
-                                copy_backbone=not owned).to(cfg.device)
-        model.backbone_dropout = cfg.backbone_dropout
-        use_cache = cfg.cache and model.method.cacheable
-        state = prompt_cfg.start_state
-        if use_cache and caches is None:
-            backbone.model.eval()
-            caches = {s: LowerLayerCache.build(backbone, encoded[s], [state], cfg.eval_batch_size,
-                                               desc=f"cache {s} h{state}", progress=progress) for s in encoded}
-        caches = caches if use_cache else {}
+        files["config.json"] = store.file_sha256(store.write_json(run_dir / "config.json", config))
+    torch.manual_seed(cfg.seed)
+    model = LatePromptModel(backbone, prompt_cfg, data.task.num_labels, prepared.label_word_ids,
+                            copy_backbone=not owned).to(cfg.device)
+    model.backbone_dropout = cfg.backbone_dropout
+    use_cache = cfg.cache and model.method.cacheable
+    state = prompt_cfg.start_state
+    if use_cache and caches is None:
+        backbone.model.eval()
+        caches = {s: LowerLayerCache.build(backbone, encoded[s], [state], cfg.eval_batch_size,
+                                           desc=f"cache {s} h{state}", progress=progress) for s in encoded}
+    caches = caches if use_cache else {}
 
-        def checkpoint(step: int) -> None:
-            if run_dir is not None:
-                name = f"checkpoints/step-{step}.safetensors"
-                files[name] = save_prompt(model, run_dir, name)
+    def checkpoint(step: int) -> None:
+        if run_dir is not None:
+            name = f"checkpoints/step-{step}.safetensors"
+            files[name] = save_prompt(model, run_dir, name)
 
-        trainer = Trainer(model, cfg, data.task.metric.value)
-        curve, stats = trainer.fit(encoded["train"], encoded["dev"], caches, progress, on_checkpoint=checkpoint)
-        dev = trainer.best_dev_ or trainer.evaluate(encoded["dev"], caches.get("dev"))  # best_dev_: no rerun
-        test = trainer.evaluate(encoded["test"], caches.get("test"))
-        metrics = {
-            "task": data.task.name, "model": model_slug(cfg.model), "method": prompt_cfg.method,
-            "prompt_layer": prompt_cfg.prompt_layer, "generator": prompt_cfg.generator,
-            "num_virtual_tokens": prompt_cfg.num_virtual_tokens, "head": model.head_kind, "seed": cfg.seed,
-            "shots": cfg.shots, "data_seed": cfg.data_seed, "metric_name": data.task.metric.value,
-            "dev_metric": dev["metric"], "test_metric": test["metric"],
-            "dev_accuracy": dev["accuracy"], "test_accuracy": test["accuracy"],
-            "tunable_params": model.num_trainable(), "dtype": cfg.dtype, "lr": cfg.lr, "cache": use_cache, **stats,
-        }
-        meta.update(status="complete", tunable_params=model.num_trainable(),
-                    wall_seconds=time.perf_counter() - t_start, tokens_per_second=stats["tokens_per_second"],
-                    **peak_memory_mb(torch.device(cfg.device)))
-        if run_dir is not None:
-            files["prompt.safetensors"] = save_prompt(model, run_dir)
-            files["curve.csv"] = store.file_sha256(store.write_csv(run_dir / "curve.csv", curve))
-            files["metrics.json"] = store.file_sha256(store.write_json(run_dir / "metrics.json", metrics))
-            meta["files"] = files
-            store.write_json(run_dir / "meta.json", meta)  # last: only now is the run complete
-    except BaseException as exc:  # mark the run, never leave it looking complete
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        meta.update(status=status, error=f"{type(exc).__name__}: {exc}", wall_seconds=time.perf_counter() - t_start)
-        if run_dir is not None:
-            store.write_status(run_dir / "meta.json", meta)
-        raise
-    return TrainResult(run_dir, metrics, curve, model, meta, config["key"])
+    trainer = Trainer(model, cfg, data.task.metric.value)
+    curve, stats = trainer.fit(encoded["train"], encoded["dev"], caches, progress, on_checkpoint=checkpoint)
+    dev = trainer.best_dev_ or trainer.evaluate(encoded["dev"], caches.get("dev"))  # best_dev_: no rerun
+    test = trainer.evaluate(encoded["test"], caches.get("test"))
+    metrics = {
+        "task": data.task.name, "model": model_slug(cfg.model), "method": prompt_cfg.method,
+        "prompt_layer": prompt_cfg.prompt_layer, "generator": prompt_cfg.generator,
+        "num_virtual_tokens": prompt_cfg.num_virtual_tokens, "head": model.head_kind, "seed": cfg.seed,
+        "shots": cfg.shots, "data_seed": cfg.data_seed, "metric_name": data.task.metric.value,
+        "dev_metric": dev["metric"], "test_metric": test["metric"],
+        "dev_accuracy": dev["accuracy"], "test_accuracy": test["accuracy"],
+        "tunable_params": model.num_trainable(), "dtype": cfg.dtype, "lr": cfg.lr, "cache": use_cache, **stats,
+    }
+    meta.update(tunable_params=model.num_trainable(), wall_seconds=output.seconds,
+                tokens_per_second=stats["tokens_per_second"], **peak_memory_mb(torch.device(cfg.device)))
+    if run_dir is not None:
+        files["prompt.safetensors"] = save_prompt(model, run_dir)
+        files["curve.csv"] = store.file_sha256(store.write_csv(run_dir / "curve.csv", curve))
+        files["metrics.json"] = store.file_sha256(store.write_json(run_dir / "metrics.json", metrics))
+        meta["files"] = files
+    return metrics, curve, model  # leaving ``output``: meta.json "complete", last, after every file

@@ -189,7 +189,8 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
     # workers may start elsewhere: every path absolute; "auto" devices resolve where a cell runs
     base = replace(base, data_dir=_absolute(base.data_dir),
                    task=_absolute(base.task) if is_task_file(base.task) else base.task)
-    with store.OutputLock(out):
+    # sweep.json: "running" before any table; "complete" (with the failed cells' count) last
+    with store.ResumableOutput(out, "sweep.json", timed=False, list_outputs=False) as output:
         prepared = prepared or prepare(base)  # the driver keys every cell: it needs the model and data
         L = prepared.backbone.num_hidden_layers
         layers = parse_prompt_layers(sweep.prompt_layers, L) if "lpt" in sweep.methods else []
@@ -202,9 +203,8 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
                         ", ".join(f"{c} = {leaders[next(x for x in cells if x.name == c)].name}" for c in twins))
         settings = {"sweep": asdict(replace(sweep, out=str(out_arg))), "train": asdict(base),
                     "execution": asdict(execution)}
-        meta = store.run_meta(status="running", settings=settings, prompt_layers=layers, cells=len(cells),
-                              data=prepared.data.to_meta())
-        store.write_json(store.join(out, "sweep.json"), meta)
+        meta = output.start(store.run_meta(status="running", settings=settings, prompt_layers=layers,
+                                           cells=len(cells), data=prepared.data.to_meta()))
         base_row = {"task": prepared.data.task.name, "model": model_slug(base.model), "shots": base.shots,
                     "data_seed": base.data_seed}
         rows: dict[Cell, dict] = {}
@@ -246,13 +246,7 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
                 run(execution, todo, configs, base, out, on_done, prepared, sweep.progress,
                     device=requested_device, release_weights=release_weights)
             table = write_tables()
-            meta.update(status="complete", failed=int((table["status"] != "complete").sum()))
-            store.write_json(store.join(out, "sweep.json"), meta)
-        except BaseException as exc:
-            meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                        error=f"{type(exc).__name__}: {exc}")
-            store.write_status(store.join(out, "sweep.json"), meta)
-            raise
+            meta["failed"] = int((table["status"] != "complete").sum())
         finally:
             pbar.close()
     return table

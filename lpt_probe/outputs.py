@@ -1,0 +1,103 @@
+"""A resumable output folder: the one context manager of ``run``, ``sweep``, ``mi``, ``influence``.
+
+``ResumableOutput`` (also ``store.ResumableOutput``) checks the folder, holds its lock (a
+second command refuses), removes the outputs this invocation rebuilds and keeps a status
+file (``meta.json`` of a run, ``sweep.json``, ``run.json`` of a study) that says
+``running`` before any other output is written, and ``complete`` only last, after every
+file; an error marks it ``failed`` and Ctrl-C ``interrupted``, with the error. So an
+unfinished folder is never mistaken for a result, and rerunning the command redoes it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from . import store
+
+__all__ = ["ResumableOutput"]
+
+
+class ResumableOutput:
+    """A resumable output folder, as a context manager::
+
+        with ResumableOutput(out, "run.json", stale=("mi.csv",)) as output:
+            ...                                   # load the model and data (an error here leaves nothing)
+            output.start(store.run_meta(...))     # run.json says "running"
+            ...                                   # compute; output.meta.update(...) with what is learnt
+        # run.json says "complete" (with wall_seconds), or "failed" / "interrupted" and the error
+
+    ``out``: a folder, an fsspec URL (not locked; no ``stale`` or ``outputs`` there), or
+    None: no folder at all (nothing is checked, locked or written; ``meta`` is still kept).
+    ``stale``: names or glob patterns inside ``out`` (``checkpoints/step-*.safetensors``)
+    removed by ``start`` before the status file says ``running``. ``t0``: when the work
+    began (``time.perf_counter()``; default: now). ``timed``: record ``wall_seconds``
+    since ``t0`` (on success unless the caller set it). ``list_outputs``: on success,
+    record the folder's file names under ``outputs``. Errors before ``start`` (and a
+    ``running`` that could not be written) leave the status file as it was."""
+
+    def __init__(self, out: str | Path | None, status_file: str = "run.json", stale: tuple[str, ...] = (), *,
+                 t0: float | None = None, timed: bool = True, list_outputs: bool = True):
+        self.out = None if out is None else out if store.is_url(out) else Path(out)
+        self.status_file, self.stale, self.timed, self.list_outputs = status_file, tuple(stale), timed, list_outputs
+        self.meta: dict[str, Any] | None = None
+        self.t0 = time.perf_counter() if t0 is None else t0
+        self._lock = store.OutputLock(self.out) if self.out is not None else None
+
+    @property
+    def status_path(self):
+        return None if self.out is None else store.join(self.out, self.status_file)
+
+    def __enter__(self) -> "ResumableOutput":
+        if self.out is not None:
+            store.check_output_folder(self.out)
+            self._lock.__enter__()
+        return self
+
+    def start(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """Remove the stale outputs and write the status file as ``running``; returns the
+        status dict (``self.meta``) that the caller fills and ``__exit__`` writes last."""
+        meta = {**meta, "status": "running"}
+        if self.out is not None:
+            if not store.is_url(self.out):
+                for pattern in self.stale:
+                    if any(c in pattern for c in "*?["):
+                        for path in self.out.glob(pattern):
+                            path.unlink()
+                    else:
+                        (self.out / pattern).unlink(missing_ok=True)
+            store.write_json(self.status_path, meta)  # "running" first: the folder is not a result
+        self.meta = meta
+        return meta
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self.meta is not None:
+                if exc is None:
+                    self._complete()
+                else:
+                    self.meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                                     error=f"{exc_type.__name__}: {exc}")
+                    if self.timed:
+                        self.meta["wall_seconds"] = self.seconds
+                    if self.out is not None:
+                        store.write_status(self.status_path, self.meta)
+        finally:
+            if self._lock is not None:
+                self._lock.__exit__(exc_type, exc, tb)
+
+    def _complete(self) -> None:
+        self.meta["status"] = "complete"
+        if self.timed:
+            self.meta.setdefault("wall_seconds", self.seconds)
+        if self.out is None:
+            return
+        if self.list_outputs and not store.is_url(self.out):
+            self.meta["outputs"] = sorted(p.name for p in self.out.iterdir()
+                                          if p.is_file() and not p.name.startswith("."))
+        store.write_json(self.status_path, self.meta)  # last: only now is the folder complete
