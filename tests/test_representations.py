@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lpt_probe.analysis.representations import (extract, extract_many, layer_sequences, load_representations,
-                                                save_representations)
+from lpt_probe.analysis.representations import (StoredArray, extract, extract_many, layer_sequences,
+                                                load_representations, open_representations, save_representations)
 from lpt_probe.data.encoded import Encoded
 from lpt_probe.model.backbone import Backbone
 from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel
@@ -148,6 +148,28 @@ def test_float16_storage_is_within_tolerance_of_float32(tmp_path):
     (tmp_path / "test.safetensors").write_bytes(b"broken")
     with pytest.raises(ValueError, match="damaged"):
         load_representations(tmp_path, "test")
+
+
+def test_open_representations_reads_one_hidden_state_at_a_time(tmp_path):
+    """The lazy reader gives exactly the eager reader's arrays, layer by layer (mi feeds its
+    probe pieces this way, so memory holds the layers being fitted, not every layer)."""
+    bb = Backbone(tiny_model("bert"))
+    reps = extract(bb, encoded(n=9), progress=False)
+    save_representations(tmp_path, "test", reps, {"key": "k"})
+    eager, info = load_representations(tmp_path, "test")
+    lazy, info2 = open_representations(tmp_path, "test")
+    assert info == info2 and isinstance(lazy["labels"], np.ndarray)
+    np.testing.assert_array_equal(lazy["labels"], eager["labels"])
+    for r in ("cls", "mask", "mean"):
+        assert isinstance(lazy[r], StoredArray) and lazy[r].shape == eager[r].shape
+        for k in range(eager[r].shape[0]):
+            got = lazy[r][k]
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, eager[r][k])
+        np.testing.assert_array_equal(np.asarray(lazy[r]), eager[r])
+    (tmp_path / "test.safetensors").write_bytes(b"broken")
+    with pytest.raises(ValueError, match="damaged"):
+        open_representations(tmp_path, "test")
 
 
 def test_which_hidden_states_share_the_frozen_models_piece():

@@ -30,7 +30,7 @@ from ..model.backbone import Backbone
 from ..probing import make_probe, parse_probe_grid
 from ..runs.run import SPLITS
 from .pieces import PieceJob, ProbeFactory, layer_arrays
-from .representations import extract, extract_many, layer_sequences, load_representations, save_representations
+from .representations import extract, extract_many, layer_sequences, open_representations, save_representations
 from .study import Condition
 
 __all__ = ["PIECE_FORMAT", "REPS_FORMAT", "ProbePieces", "StoredRepresentations"]
@@ -85,7 +85,7 @@ class StoredRepresentations:
         out = {}
         for c in conds:
             folder, _ = self.reps_folder(c)
-            out[c.name] = {s: load_representations(folder, s)[0] for s in SPLITS}
+            out[c.name] = {s: open_representations(folder, s)[0] for s in SPLITS}  # read per hidden state
         return out
 
     def _save_reps(self, cond: Condition, split: str, reps: dict) -> None:

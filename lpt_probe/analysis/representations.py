@@ -31,7 +31,10 @@ positions of PL-1 are the frozen model's.
 
 ``save_representations`` / ``load_representations`` write and read one safetensors file per
 split (float16 by default) plus a JSON sidecar naming the content key, the model, the
-prompt and the data fingerprint, so every probe reuses the same arrays.
+prompt and the data fingerprint, so every probe reuses the same arrays;
+``open_representations`` reads them lazily (:class:`StoredArray`: one hidden state at a
+time), which is how ``mi`` feeds its probe pieces without holding every condition's
+every layer in memory.
 """
 
 from __future__ import annotations
@@ -196,6 +199,65 @@ def save_representations(folder: str | Path, split: str, reps: dict[str, Any], i
     path = store.atomic_write_bytes(folder / f"{split}.safetensors", save(arrays))
     store.write_json(folder / f"{split}.json", {**info, "sha256": store.file_sha256(path)})
     return path
+
+
+class StoredArray:
+    """One stored array, read on access: ``a[k]`` reads only ``a``'s k-th slice along the
+    first axis (one hidden state of ``[L+1, n, d]``) from the safetensors file, as float32;
+    ``np.asarray(a)`` reads it whole. So an ``mi`` run holds the hidden states its probes
+    are fitting, not every condition's every layer (at RoBERTa-large scale with every
+    prompt layer, the whole set is tens of GB)."""
+
+    def __init__(self, path: Path, name: str):
+        self.path, self.name = path, name
+
+    def _cast(self, v: np.ndarray) -> np.ndarray:
+        return v.astype(np.float32) if v.dtype.kind == "f" else v
+
+    def __getitem__(self, k) -> np.ndarray:
+        from safetensors import safe_open
+
+        with safe_open(str(self.path), framework="np") as f:
+            return self._cast(f.get_slice(self.name)[k])
+
+    def __array__(self, dtype=None, copy=None):
+        from safetensors import safe_open
+
+        with safe_open(str(self.path), framework="np") as f:
+            v = self._cast(f.get_tensor(self.name))
+        return v if dtype is None else v.astype(dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        from safetensors import safe_open
+
+        with safe_open(str(self.path), framework="np") as f:
+            return tuple(f.get_slice(self.name).get_shape())
+
+
+def open_representations(folder: str | Path, split: str, eager: tuple[str, ...] = ("labels",)
+                         ) -> tuple[dict[str, Any], dict]:
+    """Like :func:`load_representations`, but every array except ``eager`` ones is a
+    :class:`StoredArray` read on access (checked against its sha256 once, here)."""
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(folder)
+    path = folder / f"{split}.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"no cached representations at {path}; run extraction first")
+    info = store.read_json_object(folder / f"{split}.json")
+    if info.get("sha256") and store.file_sha256(path) != info["sha256"]:
+        raise store.DamagedFile(f"{path} is damaged (sha256 differs from {split}.json); delete {folder} and rerun")
+    try:
+        with safe_open(str(path), framework="np") as f:
+            names = list(f.keys())
+        arrays = {k: StoredArray(path, k) for k in names}
+        for k in eager:
+            if k in arrays:
+                arrays[k] = np.asarray(arrays[k])
+    except SafetensorError as exc:
+        raise store.DamagedFile(f"{path} is damaged ({exc}); delete {folder} and rerun") from None
+    return arrays, info
 
 
 def load_representations(folder: str | Path, split: str) -> tuple[dict[str, np.ndarray], dict]:
