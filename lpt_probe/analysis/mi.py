@@ -48,7 +48,7 @@ import pandas as pd
 from .. import store
 from ..data.encoded import encode_split
 from ..data.sources import probe_splits
-from ..layers import parse_prompt_layers, start_state
+from ..layers import parse_prompt_layers
 from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptConfig, LatePromptModel
@@ -59,7 +59,8 @@ from ..model.loading import (
     random_identity,
     random_like,
 )
-from ..probing import PROBES, assert_disjoint, parse_probe_grid, pooled_null
+from ..probing import (PROBES, ProbeOptions, TransformerProbeOptions, assert_disjoint, parse_probe_grid,
+                       pooled_null, probe_options)
 from ..runs.folders import check_run, load_run
 from ..runs.run import SPLITS, load_data, prepare, run_config, train
 from ..runs.trainer import TrainConfig
@@ -67,20 +68,20 @@ from .compare import condition_differences, effects_table
 from .mi_store import ProbePieces, StoredRepresentations
 from .pieces import default_jobs, run_pieces
 from .study import Condition, StudyConfig, StudyOutput, field_help, run_folder
-from .representations import (
-    REPRESENTATIONS,
-)
+from .representations import REPRESENTATIONS
 
 logger = logging.getLogger(__name__)
 _h = field_help  # a config field's help text and flag options
-PROBE_INPUTS = ("text", "text+prompt")
+PROBE_INPUTS = TransformerProbeOptions.INPUTS
 COND_COLUMNS = ["task", "model", "method", "prompt_layer", "seed"]
 
 
 @dataclass
 class MIConfig(StudyConfig):
     """Every setting of one ``mi`` analysis (the flags of ``python -m lpt_probe.mi``): the
-    study's (``StudyConfig``) and the probes'."""
+    study's (``StudyConfig``) and the probes'. The ``probe_<option>`` flags (``--probe-layers``,
+    ...) are the chosen probe family's own options: :attr:`probe_options` builds them, the
+    probe checks them and answers what the analysis asks (``lpt_probe.probing.options``)."""
 
     kind: ClassVar[str] = "mi"
 
@@ -108,10 +109,10 @@ class MIConfig(StudyConfig):
     probe_init: str = field(default="scratch", metadata=_h(
         "transformer probe: scratch, or backbone = start from copies of the backbone's own top K layers (the "
         "closest analogue of the paper's 6-layer RoBERTa-large probe; no projection)",
-        choices=("scratch", "backbone")))
+        choices=TransformerProbeOptions.INITS))
     probe_readout: str = field(default="position", metadata=_h(
         "transformer probe: the state at the prediction position, or attention pooling",
-        choices=("position", "attention")))
+        choices=TransformerProbeOptions.READOUTS))
     controls: bool = field(default=True, metadata=_h("skip the shuffled-label and random-weights controls",
                                                      flag="--no-controls"))
     control_permutations: int | None = field(default=None, metadata=_h(
@@ -135,17 +136,16 @@ class MIConfig(StudyConfig):
             raise ValueError("--probe-seeds: give at least one probe seed, e.g. 0")
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation={self.representation!r}: choose one of {REPRESENTATIONS}")
-        for name in ("probe_layers", "probe_dev_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 1")
+        if self.probe_dev_size < 1:
+            raise ValueError(f"--probe-dev-size {self.probe_dev_size} must be >= 1")
         if self.probe_train_max is not None and self.probe_train_max < 2:
             raise ValueError(f"--probe-train-max {self.probe_train_max} must be >= 2 (or left out)")
-        if self.probe_width == 0:
-            self.probe_width = None
+        options = self.probe_options  # the probe checks its own options (a bad --probe-layers fails here)
+        vars(self).update(options.as_flags())  # as it reads them: --probe-width 0 is None
         if self.mdl is None:
-            self.mdl = not self.sequence_probe
+            self.mdl = options.default_mdl
         if self.control_permutations is None:
-            self.control_permutations = 1 if self.sequence_probe else 3
+            self.control_permutations = options.default_permutations
         if self.jobs is None:
             self.jobs = default_jobs()
         if self.jobs < 1:
@@ -153,6 +153,11 @@ class MIConfig(StudyConfig):
         if self.control_permutations < 1:
             raise ValueError(f"--control-permutations {self.control_permutations} must be >= 1")
         parse_probe_grid(self.probe, self.probe_grid)  # a bad grid fails before anything runs
+
+    @property
+    def probe_options(self) -> ProbeOptions:
+        """The chosen probe's own options, from the ``probe_<option>`` flags (``lpt_probe.probing.options``)."""
+        return probe_options(self.probe, self)
 
     @property
     def sequence_probe(self) -> bool:
@@ -237,21 +242,16 @@ class MIRun(StoredRepresentations, ProbePieces):
         """Whether a probe at ``layer`` of ``cond`` reads exactly the frozen model's input:
         a late prompt's text states below PL are the frozen model's; a sequence probe that
         reads the prompt positions too (``text+prompt``) sees them from hidden state PL-1
-        on (the prompt joins there), so only its states below PL-1 are shared."""
-        if cond.method != "lpt":
-            return False
-        if self.cfg.sequence_probe and self.cfg.probe_input == "text+prompt":
-            return layer < start_state(cond.prompt_layer)
-        return layer < cond.prompt_layer
+        on (the prompt joins there), so only its states below PL-1 are shared. The probe
+        says which (``ProbeOptions.first_changed_state``)."""
+        return cond.method == "lpt" and layer < self.cfg.probe_options.first_changed_state(cond.prompt_layer)
 
     def input_key(self, cond: Condition, layer: int) -> str:
         """What a probe at ``layer`` of ``cond`` reads; where it is the frozen model's input
         (:meth:`shares_frozen_input`) the two conditions share one piece."""
         below = self.shares_frozen_input(cond, layer)
         src = self.conditions()[0] if below else cond
-        what = self.cfg.representation
-        if self.cfg.sequence_probe:
-            what = f"seq:{self.cfg.probe_input if cond.method == 'lpt' and not below else 'text'}"
+        what = self.cfg.probe_options.input_tag(self.cfg.representation, cond.method == "lpt" and not below)
         return store.content_key({"model": self.model_key(src), "layer": layer, "input": what,
                                   "data": self.fingerprints})
 
@@ -350,12 +350,11 @@ def run_mi(cfg: MIConfig) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
             run.train_prompts(list(dict.fromkeys(c for c, _ in run.pending(conds))))
             t1 = time.perf_counter()
             total, jobs = run.sequence_pieces(conds)
-            n_jobs = 1 if cfg.probe_init == "backbone" else cfg.jobs  # its probes hold the live backbone
         else:
             reps = run.vector_reps(conds)
             t1 = time.perf_counter()
             total, jobs = run.vector_pieces(conds, reps)
-            n_jobs = cfg.jobs
+        n_jobs = 1 if cfg.probe_options.in_process else cfg.jobs  # e.g. probes that hold the live backbone
         n = run_pieces(jobs, total, n_jobs, cfg.progress)
         run.seconds["probe"] += time.perf_counter() - t1
         logger.info("probed %d piece(s) (%d conditions x %d hidden states, shared pieces once) in %.0f s "

@@ -104,16 +104,15 @@ class ProbePieces:
     @property
     def representation_label(self) -> str:
         """``representation`` in mi.csv: the vector read (cls/mask/mean), or ``seq:<input>``."""
-        return f"seq:{self.cfg.probe_input}" if self.cfg.sequence_probe else self.cfg.representation
+        return self.cfg.probe_options.input_tag(self.cfg.representation)
 
     def probe_settings(self, cond: Condition) -> dict[str, Any]:
+        """Every probe setting a piece's key holds; the probe's construction (``kwargs``,
+        ``init``) is the probe's answer (``ProbeOptions.settings``)."""
         c = self.cfg
-        kw = parse_probe_grid(c.probe, c.probe_grid)
-        if c.sequence_probe:
-            kw.update(num_layers=c.probe_layers, readout=c.probe_readout,
-                      width=None if c.probe_init == "backbone" else c.probe_width)
-        return {"format": PIECE_FORMAT, "probe": c.probe, "kwargs": kw, "init": c.probe_init if c.sequence_probe
-                else None, "seeds": list(c.probe_seeds), "bootstrap": c.bootstrap,
+        built = c.probe_options.settings(parse_probe_grid(c.probe, c.probe_grid))
+        return {"format": PIECE_FORMAT, "probe": c.probe, "kwargs": built["kwargs"], "init": built["init"],
+                "seeds": list(c.probe_seeds), "bootstrap": c.bootstrap,
                 "controls": bool(c.controls and cond.method != "random_weights"), "mdl": c.mdl,
                 "control_permutations": c.control_permutations,
                 "n_classes": self.n_classes}
@@ -139,10 +138,9 @@ class ProbePieces:
     def _factory(self):
         c = self.cfg
         kw = self.probe_settings(Condition("x", "frozen", 0, 0))["kwargs"]
-        if c.sequence_probe and c.probe_init == "backbone":
-            stack_of = self.backbone.layer_stack
-            kw["encoder_factory"] = lambda: stack_of(self.L - c.probe_layers, self.L, trainable=True)
-            return lambda seed: make_probe(c.probe, self.n_classes, seed, **kw)
+        live = c.probe_options.live_kwargs(self.backbone)  # e.g. layers copied from the backbone
+        if live:  # not picklable: these probes fit in this process (ProbeOptions.in_process)
+            return lambda seed: make_probe(c.probe, self.n_classes, seed, **kw, **live)
         return ProbeFactory(c.probe, self.n_classes, kw)  # picklable: pieces may run in worker processes
 
     def piece_job(self, cond: Condition, layer: int, X: dict, y: dict) -> PieceJob:
@@ -189,7 +187,7 @@ class ProbePieces:
         for cond, layer in todo:
             layers_of.setdefault(cond, []).append(layer)
         y = {s: np.asarray(self.encoded[s].labels) for s in SPLITS}
-        include = self.cfg.probe_input == "text+prompt"
+        include = self.cfg.probe_options.reads_prompt
 
         def jobs():
             for cond, layers in layers_of.items():

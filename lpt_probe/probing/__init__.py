@@ -10,6 +10,9 @@ states is someone else's job. Start with:
   ``MLPProbe`` (:mod:`.mlp`), ``TransformerProbe`` (:mod:`.transformer`, over :class:`Sequences`);
   each picks its hyperparameters on dev and reports ``selected_params_`` / ``selection_``
   (:mod:`.selection`).
+- :mod:`.options`: a family's own options beyond its grid (the transformer probe's depth,
+  width, initialisation, input and readout: ``TransformerProbeOptions``), built by
+  ``probe_options(name, flags)``; a study asks them instead of branching on them.
 - :mod:`.estimates`: ``probe_information`` (I = null-model minus probe cross-entropy on
   test = mean PVI, in bits, with a paired bootstrap CI), ``shuffled_label_control``,
   ``selectivity``, ``pvi``, ``mean_std_table``.
@@ -56,11 +59,13 @@ from .mdl import (
     online_codelength,
 )
 from .mlp import MLPProbe
+from .options import ProbeOptions, TransformerProbeOptions
 from .probes import (
     PROBES,
     assert_disjoint,
     make_probe,
     parse_probe_grid,
+    probe_options,
     register_probe,
 )
 from .selection import edge_params, expand_grid, json_params, log_loss_nats
@@ -76,7 +81,7 @@ __all__ = [
     "pvi", "mean_std_table", "as_factory", "fit_probe",
     "DEFAULT_FRACTIONS", "block_boundaries", "block_codelength_bits", "online_codelength",
     "PROBES", "LinearProbe", "MLPProbe", "TransformerProbe", "make_probe", "register_probe",
-    "parse_probe_grid", "assert_disjoint",
+    "parse_probe_grid", "assert_disjoint", "probe_options", "ProbeOptions", "TransformerProbeOptions",
     "expand_grid", "edge_params", "json_params", "log_loss_nats",
     "Sequences", "INPUT_KINDS", "check_xy", "check_features", "n_features",
 ]

@@ -16,7 +16,9 @@ from the rows it was fitted on; labels are integers in ``[0, n_classes)``. Every
 declares ``input_kind`` ("vector": ``X [n, d]``; "sequence": ``Sequences``), takes its
 hyperparameter grid as a constructor parameter (``Cs`` or ``grid``; a user string
 becomes one through :func:`parse_probe_grid`) and after ``fit`` exposes
-``selected_params_`` and ``selection_`` (see :mod:`.selection`).
+``selected_params_`` and ``selection_`` (see :mod:`.selection`). A family with options
+of its own, beyond its grid, names their class in ``Options`` (:mod:`.options`);
+:func:`probe_options` builds them, and a study asks them what it needs.
 
 Conventions (scikit-learn): parameters are stored unchanged by ``__init__`` and
 validated in ``fit``; learned state lives in attributes ending in ``_``; ``fit`` returns
@@ -34,6 +36,7 @@ import numpy as np
 
 from .linear import LinearProbe
 from .mlp import MLPProbe
+from .options import ProbeOptions
 from .selection import EPS
 from .sequences import check_xy
 from .transformer import TransformerProbe
@@ -41,7 +44,7 @@ from .transformer import TransformerProbe
 logger = logging.getLogger(__name__)
 
 __all__ = ["LinearProbe", "MLPProbe", "TransformerProbe", "PROBES", "make_probe", "register_probe",
-           "parse_probe_grid", "assert_disjoint", "check_xy", "EPS"]
+           "probe_options", "parse_probe_grid", "assert_disjoint", "check_xy", "EPS"]
 
 _check_xy = check_xy  # the old private name, for internal callers
 
@@ -67,6 +70,17 @@ def make_probe(name: str, n_classes: int, seed: int = 0, **kw):
     if name not in PROBES:
         raise ValueError(f"unknown probe {name!r}; choose one of {sorted(PROBES)}")
     return PROBES[name](n_classes=n_classes, seed=seed, **kw)
+
+
+def probe_options(name: str, flags: Any = None) -> ProbeOptions:
+    """The options of probe family ``name`` (its ``Options`` class; :class:`~.options.ProbeOptions`,
+    none of its own, for a family without one), from ``flags``' ``probe_<option>`` attributes
+    (``probe_options("transformer", mi_config)`` reads ``probe_layers``, ``probe_width``, ...)
+    or the defaults, checked: a bad value raises ValueError naming its flag."""
+    if name not in PROBES:
+        raise ValueError(f"unknown probe {name!r}; choose one of {sorted(PROBES)}")
+    cls = getattr(PROBES[name], "Options", ProbeOptions)
+    return cls() if flags is None else cls.from_flags(flags)
 
 
 def _parse_value(probe: str, key: str, text: str, spec) -> Any:

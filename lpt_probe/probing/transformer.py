@@ -7,7 +7,9 @@ layers, a readout (the state at the prediction position, or attention pooling) a
 linear classifier, trained with Adam and early-stopped on dev, over a small grid of
 learning rate and weight decay chosen by dev log-loss. It reads
 :class:`~.sequences.Sequences` (``input_kind = "sequence"``), so ``probe_information``,
-``shuffled_label_control``, ``pvi`` and ``online_codelength`` take it unchanged.
+``shuffled_label_control``, ``pvi`` and ``online_codelength`` take it unchanged. A study
+sets its depth, width, initialisation, input and readout once through its ``Options``
+(:class:`~.options.TransformerProbeOptions`, the ``--probe-*`` flags of ``mi``).
 
 ``encoder_factory`` swaps the built-in encoder layers for any module
 ``(h [b, s, width], key_mask [b, s] bool, True at real tokens) -> h [b, s, width]``, e.g.
@@ -24,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from .mlp import carve_dev
+from .options import TransformerProbeOptions
 from .selection import expand_grid, selection_summary, smooth_absent, succession_weight
 from .sequences import check_features, check_xy
 
@@ -90,7 +93,8 @@ class TransformerProbe:
     FALLBACK = {"lr": 1e-3, "weight_decay": 0.0}
     GRID_KEYS = {"lr": (float, lambda v: v > 0, "a float > 0"),
                  "weight_decay": (float, lambda v: v >= 0, "a float >= 0")}
-    READOUTS = ("position", "attention")
+    READOUTS = TransformerProbeOptions.READOUTS
+    Options = TransformerProbeOptions  # what a study sets once (--probe-layers, ...; see .options)
 
     def __init__(self, n_classes: int, width: int | None = 128, num_layers: int = 1, num_heads: int = 4,
                  ffn: int | None = None, dropout: float = 0.1, positional: bool | None = None,
