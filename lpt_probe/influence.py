@@ -10,7 +10,8 @@ prompt is hidden from a layer, and the norm and coherence of the loss gradient d
 prompt; prints a summary per prompt layer and writes ``influence.csv``,
 ``influence_by_layer.pdf`` and ``run.json`` into ``--out`` (default
 ``artifacts/influence/<task>/<model>/``). Rerunning resumes; changed settings recompute
-exactly what they change.
+exactly what they change. ``--executor ray`` trains and measures as Ray tasks
+(``lpt_probe.analysis.remote``), with the same files and results.
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ from .analysis.influence import (
     run_influence,
     summary_table,
 )
-from .cli import study_main, study_parser
+from .analysis.remote import add_execution_args
+from .cli import config_from_args, study_main, study_parser
+from .runs.executors import ExecutorConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return study_parser("python -m lpt_probe.influence", __doc__, InfluenceConfig)
+    p = study_parser("python -m lpt_probe.influence", __doc__, InfluenceConfig)
+    add_execution_args(p)
+    return p
 
 
 def draw(out: Path, table: pd.DataFrame) -> Path:
@@ -45,7 +50,8 @@ def draw(out: Path, table: pd.DataFrame) -> Path:
 
 
 def report(cfg: InfluenceConfig, args) -> tuple[str, str]:
-    run, table, meta = run_influence(cfg)
+    execution = config_from_args(ExecutorConfig, args)
+    run, table, meta = run_influence(cfg, execution, device=args.device)  # "auto" resolves on each Ray worker
     draw(run.out, table)
     pieces = f"{meta['pieces_measured']} piece(s) measured, {meta['pieces_reused']} reused"
     return summary_table(table), f"{run.out}/influence.csv, influence_by_layer.pdf, run.json ({pieces})"

@@ -7,7 +7,8 @@ per hidden state (rows) and condition (columns), and writes ``mi.csv``, ``mdl.cs
 ``pvi.csv``, ``mi_diff.csv`` (each prompt minus the frozen model, paired bootstrap),
 ``mi_by_layer.pdf`` and ``run.json`` into ``--out`` (default
 ``artifacts/mi/<task>/<model>/``). Rerunning resumes; changed settings recompute exactly
-what they change.
+what they change. ``--executor ray`` trains, extracts and probes as Ray tasks
+(``lpt_probe.analysis.remote``), with the same files and results.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import pandas as pd
 
 from . import viz
 from .analysis.mi import MIConfig, run_mi, summary_table
-from .cli import study_main, study_parser
+from .analysis.remote import add_execution_args
+from .cli import config_from_args, study_main, study_parser
+from .runs.executors import ExecutorConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MDL online codelength of every probe (default: on for linear and mlp probes, off for the "
                         "transformer probe, which an online code refits ten times per layer)")
     g.add_argument("--no-mdl", dest="mdl", action="store_false", help="skip MDL online codelength")
+    add_execution_args(p)
     return p
 
 
@@ -44,7 +48,8 @@ def draw(out: Path, mi: pd.DataFrame) -> Path:
 
 
 def report(cfg: MIConfig, args) -> tuple[str, str]:
-    run, frames, _ = run_mi(cfg)
+    execution = config_from_args(ExecutorConfig, args)
+    run, frames, _ = run_mi(cfg, execution, device=args.device)  # "auto" resolves on each Ray worker
     draw(run.out, frames["mi"])
     return summary_table(frames["mi"], run.cfg, frames["diff"]), \
         f"{run.out}/mi.csv, mdl.csv, pvi.csv, mi_diff.csv, mi_by_layer.pdf, run.json"

@@ -55,7 +55,7 @@ def data_dir() -> Path:
 # --no-loadscope-reorder), the long files start at once and the short ones fill the gaps,
 # instead of a long file starting last and running alone.
 SLOW_FIRST = ["test_readme.py", "test_notebooks.py", "test_readme_benchmarks.py", "test_trust.py",
-              "test_integration.py", "test_sweep_executors.py", "test_influence.py"]
+              "test_integration.py", "test_sweep_executors.py", "test_study_executors.py", "test_influence.py"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -35,7 +35,8 @@ ADDED = {  # flags added since, by the issue that asked for them
     "mi": COMMON | {"--mdl", "--drop-overlap", "--probe-grid", "--probe-input", "--probe-layers", "--probe-width",
                     "--probe-init", "--probe-readout", "--control-permutations", "--jobs",
                     "--dev-size", "--probe-dev-size", "--keep-overlap", "--reuse-runs",  # issue 22
-                    "--dtype"},  # issue 23
+                    "--dtype",  # issue 23
+                    "--executor", "--address", "--cpus-per-run", "--gpus-per-run"},  # issue 26
     "project": COMMON,
 }
 

@@ -85,13 +85,14 @@ from ..layers import parse_prompt_layers
 from ..model.backbone import Backbone
 from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import identity, load_model, model_slug
-from ..progress import bar
+from ..runs.executors import ExecutorConfig
 from ..runs.folders import load_run
 from ..runs.run import SPLITS, prepare, run_config, train
 from ..runs.trainer import TrainConfig
 from .influence_measures import QUANTITIES, coherence, coherence_replicates, forward_measures, gold_logprob  # noqa: F401
 from .influence_measures import gradient_measures, measure, measure_batch, prompt_keys_blocked  # noqa: F401
 from .influence_measures import resample_counts, summarise_coherence, summarise_mean  # noqa: F401 (re-exported)
+from .remote import study_executor
 from .study import Condition, StudyConfig, StudyOutput, field_help, run_folder
 
 logger = logging.getLogger(__name__)
@@ -160,10 +161,10 @@ def default_out(cfg: InfluenceConfig) -> Path:
 class InfluenceRun:
     """One ``influence`` invocation: settings, the loaded model and data, the pieces on disk."""
 
-    def __init__(self, cfg: InfluenceConfig):
+    def __init__(self, cfg: InfluenceConfig, bundle=None):  # bundle: (model, tokenizer, info) already loaded
         self.cfg = cfg
         self.out = cfg.out_dir
-        self.bundle = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+        self.bundle = bundle or load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
         self.backbone = Backbone(self.bundle[0]).freeze()
         self.L = self.backbone.num_hidden_layers
         self.prompt_layers = parse_prompt_layers(cfg.prompt_layers, self.L)
@@ -274,10 +275,14 @@ class InfluenceRun:
         return table
 
 
-def run_influence(cfg: InfluenceConfig) -> tuple[InfluenceRun, pd.DataFrame, dict]:
+def run_influence(cfg: InfluenceConfig, execution: ExecutorConfig | None = None, device: str | None = None
+                  ) -> tuple[InfluenceRun, pd.DataFrame, dict]:
     """The whole analysis into ``cfg.out``; returns the run, ``influence.csv`` and ``run.json``.
-    Drawing is the caller's (the command draws ``influence_by_layer.pdf``)."""
-    cfg = replace(cfg, out=str(cfg.out_dir))
+    ``execution``: where the work runs (default: this process; ``lpt_probe.analysis.remote``),
+    ``device`` the one asked for. Drawing is the caller's (the command draws
+    ``influence_by_layer.pdf``)."""
+    executor = study_executor(execution, device)
+    cfg = executor.settle(replace(cfg, out=str(cfg.out_dir)))
     out = cfg.out_dir
     with StudyOutput(out, "run.json", stale=("influence.csv", "influence_by_layer.pdf")) as study:
         run = InfluenceRun(cfg)
@@ -288,11 +293,11 @@ def run_influence(cfg: InfluenceConfig) -> tuple[InfluenceRun, pd.DataFrame, dic
                                    measured_examples=len(run.data), measured_fingerprint=run.data.fingerprint,
                                    measured_label_counts=np.bincount(run.data.labels,
                                                                      minlength=run.task.num_labels).tolist(),
-                                   conditions=[asdict(c) for c in conds], checkpoints=cfg.checkpoint_names))
+                                   conditions=[asdict(c) for c in conds], checkpoints=cfg.checkpoint_names,
+                                   execution=asdict(executor.execution)))
         study.meta["phase_seconds"] = run.seconds  # filled as the phases run, kept if one fails
         todo = [(c, k) for c in conds for k in cfg.checkpoint_names]
-        measured = sum(run.measure_piece(cond, ckpt) for cond, ckpt in bar(todo, desc="influence",
-                                                                            enabled=cfg.progress))
+        measured = executor.influence(run, todo)  # here, or each piece a Ray task
         table = run.collect(conds)
         study.meta.update(pieces_measured=measured, pieces_reused=len(todo) - measured, runs=run.run_dirs,
                           model_keys=run.model_keys)

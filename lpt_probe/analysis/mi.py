@@ -25,7 +25,8 @@ setting. A piece is reused only when its stored key matches and its files are in
 changing any setting into the same ``--out`` gives what an empty folder would (changing
 ``--probe`` reuses the representations; rows of a late prompt below its prompt layer are
 the frozen model's rows, computed once). ``mi.csv`` is assembled from exactly this
-invocation's pieces.
+invocation's pieces. Where the work runs (this process, or Ray tasks with ``--executor
+ray``) is ``lpt_probe.analysis.remote``'s; the files are the same either way.
 
 Probe data: the prompt is trained on the few-shot sample, but probes need more rows than
 K=100 to estimate information; they use the task's full-data splits (train capped at
@@ -63,10 +64,12 @@ from ..probing import (PROBES, ProbeOptions, TransformerProbeOptions, assert_dis
                        pooled_null, probe_options)
 from ..runs.folders import check_run, load_run
 from ..runs.run import SPLITS, load_data, prepare, run_config, train
+from ..runs.executors import ExecutorConfig
 from ..runs.trainer import TrainConfig
 from .compare import condition_differences, effects_table
 from .mi_store import ProbePieces, StoredRepresentations
-from .pieces import default_jobs, run_pieces
+from .pieces import default_jobs
+from .remote import study_executor
 from .study import Condition, StudyConfig, StudyOutput, field_help, run_folder
 from .representations import REPRESENTATIONS
 
@@ -177,10 +180,10 @@ class MIRun(StoredRepresentations, ProbePieces):
     representations; what it keeps on disk (representations, probe pieces) is
     ``lpt_probe.analysis.mi_store``'s."""
 
-    def __init__(self, cfg: MIConfig):
+    def __init__(self, cfg: MIConfig, bundle=None):  # bundle: (model, tokenizer, info) already loaded
         self.cfg = cfg
         self.out = cfg.out_dir
-        self.bundle = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+        self.bundle = bundle or load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
         self.backbone = Backbone(self.bundle[0])
         self.L = self.backbone.num_hidden_layers
         self.prompt_layers = parse_prompt_layers(cfg.prompt_layers, self.L)
@@ -326,11 +329,15 @@ def warn_grid_edges(mi: pd.DataFrame) -> str | None:
     return msg
 
 
-def run_mi(cfg: MIConfig) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
+def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None, device: str | None = None
+           ) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
     """The whole analysis into ``cfg.out``; returns the run, the tables (``mi``, ``mdl``,
-    ``pvi``, ``diff``) and ``run.json``. Drawing is the caller's (the command draws
+    ``pvi``, ``diff``) and ``run.json``. ``execution``: where the work runs (default: this
+    process; ``lpt_probe.analysis.remote``), ``device`` the one asked for (Ray workers
+    resolve ``auto`` themselves). Drawing is the caller's (the command draws
     ``mi_by_layer.pdf`` with ``lpt_probe.viz.plot_mi_by_layer``)."""
-    cfg = replace(cfg, out=str(cfg.out_dir))
+    executor = study_executor(execution, device)
+    cfg = executor.settle(replace(cfg, out=str(cfg.out_dir)))
     out = cfg.out_dir
     with StudyOutput(out, "run.json", stale=("mi.csv", "mdl.csv", "pvi.csv", "mi_diff.csv", "mi_by_layer.pdf")
                      ) as study:
@@ -344,26 +351,16 @@ def run_mi(cfg: MIConfig) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
                                                                       minlength=run.n_classes).tolist()
                                                        for s in SPLITS},
                                    truncation={s: run.encoded[s].truncation for s in SPLITS},
-                                   probe_rows=run.probe_rows, conditions=[asdict(c) for c in conds]))
+                                   probe_rows=run.probe_rows, conditions=[asdict(c) for c in conds],
+                                   execution=asdict(executor.execution)))
         study.meta["phase_seconds"] = run.seconds  # filled as the phases run, kept if one fails
-        if cfg.sequence_probe:  # prompts first: training time is training only
-            run.train_prompts(list(dict.fromkeys(c for c, _ in run.pending(conds))))
-            t1 = time.perf_counter()
-            total, jobs = run.sequence_pieces(conds)
-        else:
-            reps = run.vector_reps(conds)
-            t1 = time.perf_counter()
-            total, jobs = run.vector_pieces(conds, reps)
-        n_jobs = 1 if cfg.probe_options.in_process else cfg.jobs  # e.g. probes that hold the live backbone
-        n = run_pieces(jobs, total, n_jobs, cfg.progress)
-        run.seconds["probe"] += time.perf_counter() - t1
-        logger.info("probed %d piece(s) (%d conditions x %d hidden states, shared pieces once) in %.0f s "
-                    "with %d process(es)", n, len(conds), run.L + 1, time.perf_counter() - t1, max(1, min(n_jobs, n)))
+        fitted = executor.mi(run, conds)  # train, extract and fit what is missing, here or on Ray
         frames = run.collect(conds)
         frames["diff"] = condition_differences(frames["pvi"], cfg.bootstrap)
         store.write_csv(out / "mi_diff.csv", frames["diff"])
         shuffled = frames["mi"][frames["mi"]["control"] == "shuffled_labels"] if len(frames["mi"]) else []
-        study.meta.update(runs=run.run_dirs, model_keys=run.model_keys, grid_edge_warning=warn_grid_edges(frames["mi"]),
+        study.meta.update(runs=run.run_dirs, model_keys=run.model_keys, pieces_fitted=fitted,
+                          grid_edge_warning=warn_grid_edges(frames["mi"]),
                           shuffled_label_null=pooled_null(shuffled) if len(shuffled) else None)
     return run, frames, study.meta
 

@@ -12,6 +12,8 @@ splits), ``fingerprints``, ``probe_data``, ``slug``, ``bundle``, ``backbone``, `
 probe setting, so it is reused only by an invocation that would compute it identically;
 pieces that read the same input (a prompt's states below PL are the frozen model's) are
 fitted once.
+The work comes in per-condition steps (``extract_reps``, ``load_reps``,
+``sequence_jobs``) so that ``lpt_probe.analysis.remote`` can run each as a Ray task.
 """
 
 from __future__ import annotations
@@ -57,12 +59,24 @@ class StoredRepresentations:
         except store.DamagedFile:
             return False
 
+    def missing_reps(self, conds: list[Condition]) -> list[Condition]:
+        """The conditions whose representations are not stored (complete, same key) yet."""
+        return [c for c in conds if not self._reps_done(c)]
+
     def vector_reps(self, conds: list[Condition]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
         """name -> split -> arrays; computes what is missing (frozen and prompts jointly)."""
-        missing = [c for c in conds if not self._reps_done(c)]
+        missing = self.missing_reps(conds)
         self.train_prompts(missing)  # train first: extraction timing is extraction only
+        self.extract_reps(missing)
+        return self.load_reps(conds)
+
+    def extract_reps(self, conds: list[Condition]) -> None:
+        """Extract and store the representations of ``conds`` (the frozen model and the
+        prompts jointly, in groups that fit in memory; random weights one by one). A
+        condition's arrays do not depend on which others share its frozen pass, so a Ray
+        task extracting one condition writes the same files."""
         t0 = time.perf_counter()
-        shared = [c for c in missing if c.method in ("frozen", "lpt")]
+        shared = [c for c in conds if c.method in ("frozen", "lpt")]
         n = max(len(self.encoded[s]) for s in SPLITS)
         per = 4 * (4 * (self.L + 1) + 8) * n * self.backbone.hidden_size  # float32: 3 vectors + prompt states, prompt
         size = max(1, JOINT_BYTES // per)  # MiniLM on TREC: all 19 in one pass; SmolLM2: a few per pass
@@ -75,13 +89,17 @@ class StoredRepresentations:
                 for c in group:
                     self._save_reps(c, s, reps[c.name])
             logger.info("extracted %s", ", ".join(c.name for c in group))
-        for c in missing:
+        for c in conds:
             if c.method == "random_weights":
                 for s in SPLITS:
                     self._save_reps(c, s, extract(self.model_for(c), self.encoded[s], desc=f"{c.name} {s}",
                                                   progress=self.cfg.progress))
                 logger.info("extracted %s", c.name)
         self.seconds["extract"] += time.perf_counter() - t0
+
+    def load_reps(self, conds: list[Condition]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+        """name -> split -> the stored arrays of every condition of ``conds``: labels in memory,
+        the rest read one hidden state at a time as float32 (``open_representations``)."""
         out = {}
         for c in conds:
             folder, _ = self.reps_folder(c)
@@ -94,8 +112,6 @@ class StoredRepresentations:
                 "model_key": self.model_key(cond), "task": self.probe_data.task.name,
                 "fingerprint": self.fingerprints[split]}
         save_representations(folder, split, reps, info)
-
-
 
 
 class ProbePieces:
@@ -177,31 +193,39 @@ class ProbePieces:
 
         return len(todo), jobs()
 
-    def sequence_pieces(self, conds: list[Condition]) -> tuple[int, Any]:
-        """(how many pieces are missing, a lazy iterable of their jobs) for sequence probes:
-        a condition's hidden states are computed one after the other (one forward pass, one
-        layer in memory), each as its piece is dispatched, so the next layer is computed
-        while worker processes fit the probes of the previous ones."""
-        todo = self.pending(conds)
+    def sequence_layers(self, conds: list[Condition]) -> dict[Condition, list[int]]:
+        """condition -> the hidden states of its sequence-probe pieces still to fit."""
         layers_of: dict[Condition, list[int]] = {}
-        for cond, layer in todo:
+        for cond, layer in self.pending(conds):
             layers_of.setdefault(cond, []).append(layer)
+        return layers_of
+
+    def sequence_jobs(self, cond: Condition, layers: list[int]):
+        """The piece jobs of ``cond`` at ``layers`` (ascending) for sequence probes: its hidden
+        states are computed one after the other (one forward pass, one layer in memory), each
+        as its piece is dispatched, so the next layer is computed while worker processes fit
+        the probes of the previous ones."""
         y = {s: np.asarray(self.encoded[s].labels) for s in SPLITS}
-        include = self.cfg.probe_options.reads_prompt
+        model = self.model_for(cond)
+        frozen, lpt = (model, None) if isinstance(model, Backbone) else (self.backbone, model)
+        gens = {s: layer_sequences(frozen, lpt, self.encoded[s], self.cfg.probe_options.reads_prompt,
+                                   start=layers[0]) for s in SPLITS}
+        for items in zip(*(gens[s] for s in SPLITS)):
+            layer = items[0][0]
+            if layer in layers:
+                yield self.piece_job(cond, layer, {s: seq for s, (_, seq) in zip(SPLITS, items)}, y)
+            if layer >= layers[-1]:
+                break
+
+    def sequence_pieces(self, conds: list[Condition]) -> tuple[int, Any]:
+        """(how many pieces are missing, a lazy iterable of their jobs) for sequence probes."""
+        layers_of = self.sequence_layers(conds)
 
         def jobs():
             for cond, layers in layers_of.items():
-                model = self.model_for(cond)
-                frozen, lpt = (model, None) if isinstance(model, Backbone) else (self.backbone, model)
-                gens = {s: layer_sequences(frozen, lpt, self.encoded[s], include, start=layers[0]) for s in SPLITS}
-                for items in zip(*(gens[s] for s in SPLITS)):
-                    layer = items[0][0]
-                    if layer in layers:
-                        yield self.piece_job(cond, layer, {s: seq for s, (_, seq) in zip(SPLITS, items)}, y)
-                    if layer >= layers[-1]:
-                        break
+                yield from self.sequence_jobs(cond, layers)
 
-        return len(todo), jobs()
+        return sum(map(len, layers_of.values())), jobs()
 
     def collect(self, conds: list[Condition]) -> dict[str, pd.DataFrame]:
         frames: dict[str, list[pd.DataFrame]] = {"mi": [], "mdl": [], "pvi": []}

@@ -22,6 +22,9 @@ retries it ``retries`` times before recording it.
 Both call ``on_done(cell, result)`` as each cell finishes; ``lpt_probe.runs.sweep``
 aggregates. ``result`` carries ``status`` and ``error``; the run folder's ``meta.json``
 the rest (``rss_mb``: the process's resident memory when the cell finished).
+``mi`` and ``influence`` train their prompts through ``run_ray`` too and build on
+``connect`` and ``prepared_in_worker`` (``lpt_probe.analysis.remote``). Ray's settings
+given with the local executor are an error naming the flag, not silently ignored.
 """
 
 from __future__ import annotations
@@ -65,6 +68,36 @@ class ExecutorConfig:
         if self.cpus_per_run <= 0 or self.gpus_per_run < 0:
             raise ValueError(f"--cpus-per-run {self.cpus_per_run} must be > 0 and --gpus-per-run "
                              f"{self.gpus_per_run} >= 0")
+        if self.executor == "local":  # Ray's settings mean nothing here: say so rather than ignore them
+            given = [(flag, value) for flag, value, default in (
+                ("--address", self.address, None), ("--cpus-per-run", self.cpus_per_run, 1),
+                ("--gpus-per-run", self.gpus_per_run, 0)) if value != default]
+            if given:
+                flag, value = given[0]
+                value = f"{value:g}" if isinstance(value, (int, float)) else value
+                raise ValueError(f"{flag} {value} is a Ray setting, but --executor is local (everything runs in "
+                                 f"this process); add --executor ray or drop {flag}")
+        else:
+            require_ray()
+
+
+def require_ray():
+    """The ``ray`` module, or a clear error when it is not installed."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--executor ray needs the ray package, which is not installed in this environment: "
+                         "pip install 'ray>=2.40' (or use --executor local)") from None
+    return ray
+
+
+def connect(execution: ExecutorConfig):
+    """The ``ray`` module, connected: to ``execution.address``, or a Ray started on this
+    machine; a Ray already initialised in this process (a notebook, a test) is used as it is."""
+    ray = require_ray()
+    if not ray.is_initialized():
+        ray.init(address=execution.address, ignore_reinit_error=True, log_to_driver=False)
+    return ray
 
 
 def execute_cell(pc: LatePromptConfig, tc: TrainConfig, run_dir: str | Path, prepared: Prepared | None = None,
@@ -149,7 +182,9 @@ PREPARE_KEYS = ("task", "model", "data_dir", "source", "shots", "data_seed", "de
 _WORKER_PREPARED: dict[tuple, Prepared] = {}
 
 
-def _prepared_in_worker(tc: TrainConfig) -> Prepared:
+def prepared_in_worker(tc: TrainConfig) -> Prepared:
+    """In a Ray worker: the model and data ``tc`` needs, loaded once per worker (the last
+    one loaded is kept; ``lpt_probe.analysis.remote`` builds its studies on it too)."""
     key = tuple(getattr(tc, k) for k in PREPARE_KEYS)
     if key not in _WORKER_PREPARED:
         _WORKER_PREPARED.clear()  # one model per worker at a time
@@ -160,7 +195,7 @@ def _prepared_in_worker(tc: TrainConfig) -> Prepared:
 def _ray_build_caches(tc_dict: dict, layers: list[int], device: str):
     """Ray task: hidden states ``layers`` of every split, one return value per layer."""
     tc = TrainConfig(**{**tc_dict, "device": device})
-    prepared = _prepared_in_worker(tc)
+    prepared = prepared_in_worker(tc)
     prepared.backbone.model.eval()
     full = {s: LowerLayerCache.build(prepared.backbone, prepared.encoded[s], layers, tc.eval_batch_size,
                                      progress=False) for s in prepared.encoded}
@@ -173,16 +208,13 @@ def _ray_cell(pc_dict: dict, tc_dict: dict, run_dir: str, caches: dict | None, d
     resolves on the worker: CUDA where Ray gave it a GPU)."""
     tc = TrainConfig(**{**tc_dict, "device": device})
     pc = LatePromptConfig(**pc_dict)
-    return execute_cell(pc, tc, run_dir, _prepared_in_worker(tc), caches, progress=False)
+    return execute_cell(pc, tc, run_dir, prepared_in_worker(tc), caches, progress=False)
 
 
 def run_ray(todo: list, configs: dict, execution: ExecutorConfig, base: TrainConfig, out, on_done,
             prepared: Prepared | None = None, progress: bool = True, device: str | None = None) -> None:
     """Each cell a Ray task; the cache computed by one task and passed by reference."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=execution.address, ignore_reinit_error=True, log_to_driver=False)
+    ray = connect(execution)
     device = device or base.device
     resources = {"num_cpus": execution.cpus_per_run, "num_gpus": execution.gpus_per_run}
     need = sorted({k for k in (cache_layer(configs[c][0], base) for c in todo) if k is not None})
