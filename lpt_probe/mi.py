@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import viz
 from .analysis.mi import MIConfig, run_mi, summary_table
+from .analysis.plan import plan_mi
 from .analysis.remote import add_execution_args
 from .cli import config_from_args, study_main, study_parser
 from .runs.executors import ExecutorConfig
@@ -34,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "transformer probe, which an online code refits ten times per layer)")
     g.add_argument("--no-mdl", dest="mdl", action="store_false", help="skip MDL online codelength")
     add_execution_args(p)
+    p._lpt_groups["hardware and output"].add_argument(
+        "--plan", action="store_true",
+        help="print what this invocation will do and cost (prompts to train, passes, disk, probe pieces, a time "
+             "estimate calibrated on this machine) and exit: nothing is trained or written")
     return p
 
 
@@ -48,6 +53,8 @@ def draw(out: Path, mi: pd.DataFrame) -> Path:
 
 
 def report(cfg: MIConfig, args) -> tuple[str, str]:
+    if args.plan:
+        return plan_mi(cfg).render(), "nothing (--plan)"
     execution = config_from_args(ExecutorConfig, args)
     run, frames, _ = run_mi(cfg, execution, device=args.device)  # "auto" resolves on each Ray worker
     draw(run.out, frames["mi"])

@@ -36,7 +36,7 @@ ADDED = {  # flags added since, by the issue that asked for them
                     "--probe-init", "--probe-readout", "--control-permutations", "--jobs",
                     "--dev-size", "--probe-dev-size", "--keep-overlap", "--reuse-runs",  # issue 22
                     "--dtype",  # issue 23
-                    "--executor", "--address", "--cpus-per-run", "--gpus-per-run"},  # issue 26
+                    "--executor", "--address", "--cpus-per-run", "--gpus-per-run", "--plan"},  # issue 26
     "project": COMMON,
 }
 

@@ -44,6 +44,11 @@ QUICK = {
     "benchmarks/bench_mi.py": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max",
                                "120", "--bootstrap", "50", "--prompt-layers", "2", "--control-permutations", "1"],
     "benchmarks/bench_probe_path.py": ["--permutations", "1"],
+    "benchmarks/bench_plan.py": ["--settings", "trec-pl1-4-6", "--steps", "4", "--eval-every", "2", "--shots", "20",
+                                 "--dev-size", "20", "--max-examples", "80", "--probe-train-max", "80",
+                                 "--probe-dev-size", "20", "--bootstrap", "30", "--control-permutations", "1"],
+    "benchmarks/bench_paper_scale.py": ["--shape", "tiny", "--sizes", "16,24", "--steps", "2", "--prompt-layers", "2",
+                                        "--dev-size", "8"],
     "scripts/demo.sh": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "120",
                         "--bootstrap", "50", "--control-permutations", "1", "--no-progress"],
 }
@@ -145,9 +150,12 @@ def run_readme_commands(data_dir, tmp_path, benchmarks: bool) -> list[str]:
         if key == "benchmarks/bench_baselines.py":
             argv[1] = str(REPO / argv[1])
             extra += ["--out", str(tmp_path / "bench"), "--runs", str(tmp_path / "baselines")]
-        if key in ("benchmarks/bench_mi.py", "benchmarks/bench_influence.py", "benchmarks/bench_probe_path.py"):
+        if key in ("benchmarks/bench_mi.py", "benchmarks/bench_influence.py", "benchmarks/bench_probe_path.py",
+                   "benchmarks/bench_plan.py", "benchmarks/bench_paper_scale.py"):
             argv[1] = str(REPO / argv[1])
             extra += ["--results", str(tmp_path / "bench")]
+        if key == "benchmarks/bench_paper_scale.py":
+            extra += ["--work", str(tmp_path / "shape")]
         if key == "scripts/demo.sh":
             argv[1] = str(REPO / argv[1])
             extra += ["--out", str(tmp_path / "demo")]

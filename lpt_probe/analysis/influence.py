@@ -93,7 +93,7 @@ from .influence_measures import QUANTITIES, coherence, coherence_replicates, for
 from .influence_measures import gradient_measures, measure, measure_batch, prompt_keys_blocked  # noqa: F401
 from .influence_measures import resample_counts, summarise_coherence, summarise_mean  # noqa: F401 (re-exported)
 from .remote import study_executor
-from .study import Condition, StudyConfig, StudyOutput, field_help, run_folder
+from .study import Condition, StudyConfig, StudyOutput, check_at_least, field_help, run_folder
 
 logger = logging.getLogger(__name__)
 _h = field_help  # a config field's help text and flag options
@@ -128,15 +128,12 @@ class InfluenceConfig(StudyConfig):
             self.influence_max = None
         if self.split not in SPLITS:
             raise ValueError(f"--split {self.split!r}: choose one of {', '.join(SPLITS)}")
-        if self.batch_size < 1:
-            raise ValueError(f"--batch-size {self.batch_size} must be >= 1")
-        if self.influence_max is not None and self.influence_max < 2:
-            raise ValueError(f"--influence-max {self.influence_max} must be >= 2 (or left out)")
+        check_at_least(self, 1, "batch_size")
+        check_at_least(self, 2, "influence_max", optional=True)
         bad = [c for c in self.checkpoints if not 0 <= c <= self.steps]
         if bad:
             raise ValueError(f"--checkpoints {','.join(map(str, bad))}: steps must lie in 0..--steps {self.steps}")
-        if self.save_every is not None and self.save_every < 1:
-            raise ValueError(f"--save-every {self.save_every} must be >= 1 (or left out)")
+        check_at_least(self, 1, "save_every", optional=True)
         if self.checkpoints and self.save_every is None:
             self.save_every = math.gcd(*self.checkpoints) or self.steps
         off = [c for c in self.checkpoints if self.save_every and c % self.save_every]

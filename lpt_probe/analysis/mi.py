@@ -70,7 +70,7 @@ from .compare import condition_differences, effects_table
 from .mi_store import ProbePieces, StoredRepresentations
 from .pieces import default_jobs
 from .remote import study_executor
-from .study import Condition, StudyConfig, StudyOutput, field_help, run_folder
+from .study import Condition, StudyConfig, StudyOutput, check_at_least, field_help, run_folder
 from .representations import REPRESENTATIONS
 
 logger = logging.getLogger(__name__)
@@ -139,10 +139,8 @@ class MIConfig(StudyConfig):
             raise ValueError("--probe-seeds: give at least one probe seed, e.g. 0")
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation={self.representation!r}: choose one of {REPRESENTATIONS}")
-        if self.probe_dev_size < 1:
-            raise ValueError(f"--probe-dev-size {self.probe_dev_size} must be >= 1")
-        if self.probe_train_max is not None and self.probe_train_max < 2:
-            raise ValueError(f"--probe-train-max {self.probe_train_max} must be >= 2 (or left out)")
+        check_at_least(self, 1, "probe_dev_size")
+        check_at_least(self, 2, "probe_train_max", optional=True)
         options = self.probe_options  # the probe checks its own options (a bad --probe-layers fails here)
         vars(self).update(options.as_flags())  # as it reads them: --probe-width 0 is None
         if self.mdl is None:
@@ -151,10 +149,7 @@ class MIConfig(StudyConfig):
             self.control_permutations = options.default_permutations
         if self.jobs is None:
             self.jobs = default_jobs()
-        if self.jobs < 1:
-            raise ValueError(f"--jobs {self.jobs} must be >= 1")
-        if self.control_permutations < 1:
-            raise ValueError(f"--control-permutations {self.control_permutations} must be >= 1")
+        check_at_least(self, 1, "jobs", "control_permutations")
         parse_probe_grid(self.probe, self.probe_grid)  # a bad grid fails before anything runs
 
     @property

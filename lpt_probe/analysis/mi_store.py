@@ -151,7 +151,7 @@ class ProbePieces:
             paths[k].exists() and store.file_sha256(paths[k]) == done.get("files", {}).get(k)
             for k in ("mi", "mdl", "pvi"))
 
-    def _factory(self):
+    def probe_factory(self):
         c = self.cfg
         kw = self.probe_settings(Condition("x", "frozen", 0, 0))["kwargs"]
         live = c.probe_options.live_kwargs(self.backbone)  # e.g. layers copied from the backbone
@@ -168,7 +168,7 @@ class ProbePieces:
                         layer=layer, probe=c.probe, representation=self.representation_label,
                         n_classes=self.n_classes, probe_seeds=tuple(c.probe_seeds), bootstrap=c.bootstrap,
                         controls=settings["controls"], permutations=c.control_permutations, mdl=c.mdl,
-                        test_ids=list(self.encoded["test"].ids), X=X, y=y, factory=self._factory())
+                        test_ids=list(self.encoded["test"].ids), X=X, y=y, factory=self.probe_factory())
 
     def pending(self, conds: list[Condition]) -> list[tuple[Condition, int]]:
         """The (condition, hidden state) pieces still to fit, each distinct piece once: under

@@ -235,10 +235,11 @@ class StoredArray:
             return tuple(f.get_slice(self.name).get_shape())
 
 
-def open_representations(folder: str | Path, split: str, eager: tuple[str, ...] = ("labels",)
+def open_representations(folder: str | Path, split: str, eager: tuple[str, ...] | None = ("labels",)
                          ) -> tuple[dict[str, Any], dict]:
-    """Like :func:`load_representations`, but every array except ``eager`` ones is a
-    :class:`StoredArray` read on access (checked against its sha256 once, here)."""
+    """Arrays and info of one split: the ``eager`` ones (None: all) read now as numpy arrays
+    (floats as float32), every other one a :class:`StoredArray` read on access. The file is
+    checked against its sha256 once, here; a damaged file raises ``DamagedFile``."""
     from safetensors import SafetensorError, safe_open
 
     folder = Path(folder)
@@ -252,9 +253,8 @@ def open_representations(folder: str | Path, split: str, eager: tuple[str, ...] 
         with safe_open(str(path), framework="np") as f:
             names = list(f.keys())
         arrays = {k: StoredArray(path, k) for k in names}
-        for k in eager:
-            if k in arrays:
-                arrays[k] = np.asarray(arrays[k])
+        for k in names if eager is None else [k for k in eager if k in arrays]:
+            arrays[k] = np.asarray(arrays[k])
     except SafetensorError as exc:
         raise store.DamagedFile(f"{path} is damaged ({exc}); delete {folder} and rerun") from None
     return arrays, info
@@ -262,18 +262,4 @@ def open_representations(folder: str | Path, split: str, eager: tuple[str, ...] 
 
 def load_representations(folder: str | Path, split: str) -> tuple[dict[str, np.ndarray], dict]:
     """Arrays (as float32) and info of one split; a damaged file raises ``DamagedFile``."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    folder = Path(folder)
-    path = folder / f"{split}.safetensors"
-    if not path.exists():
-        raise FileNotFoundError(f"no cached representations at {path}; run extraction first")
-    info = store.read_json_object(folder / f"{split}.json")
-    if info.get("sha256") and store.file_sha256(path) != info["sha256"]:
-        raise store.DamagedFile(f"{path} is damaged (sha256 differs from {split}.json); delete {folder} and rerun")
-    try:
-        arrays = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in load_file(str(path)).items()}
-    except SafetensorError as exc:
-        raise store.DamagedFile(f"{path} is damaged ({exc}); delete {folder} and rerun") from None
-    return arrays, info
+    return open_representations(folder, split, eager=None)

@@ -28,6 +28,17 @@ from ..runs.trainer import TrainConfig
 __all__ = ["StudyConfig", "Condition", "StudyOutput", "field_help", "run_folder"]
 
 
+def check_at_least(config, minimum: int, *names: str, optional: bool = False) -> None:
+    """Each field of ``names`` is >= ``minimum`` (``optional``: or None), else one error
+    naming its flag, the value and the bound."""
+    for name in names:
+        value = getattr(config, name)
+        if (value is None and optional) or value >= minimum:
+            continue
+        raise ValueError(f"--{name.replace('_', '-')} {value} must be >= {minimum}" + (" (or left out)" if optional
+                                                                                     else ""))
+
+
 def field_help(text: str, **kw) -> dict:
     """A config field's metadata: its ``--help`` text and flag options (``lpt_probe.cli``)."""
     return {"help": text, **kw}
@@ -84,13 +95,9 @@ class StudyConfig:
             self.shots = None
         if self.generator not in GENERATORS:
             raise ValueError(f"--generator {self.generator!r} is unknown; choose one of {', '.join(GENERATORS)}")
-        for name in ("steps", "eval_every", "max_length", "dev_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 1")
-        if self.max_examples is not None and self.max_examples < 2:
-            raise ValueError(f"--max-examples {self.max_examples} must be >= 2 (or left out)")
-        if self.bootstrap < 0:
-            raise ValueError(f"--bootstrap {self.bootstrap} must be >= 0")
+        check_at_least(self, 1, "steps", "eval_every", "max_length", "dev_size")
+        check_at_least(self, 2, "max_examples", optional=True)
+        check_at_least(self, 0, "bootstrap")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         self.reuse_runs = tuple(str(p) for p in self.reuse_runs)

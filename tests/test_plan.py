@@ -1,0 +1,64 @@
+"""``mi --plan``: what an invocation will do, counted with the run's own keys before it runs.
+
+The counts are checked against what the run then does (prompts trained, pieces fitted,
+bytes of representations on disk) and against a resumed folder (nothing left to do). The
+time estimate is a model calibrated on the machine: tests only check that it is there and
+finite (benchmarks/bench_plan.py compares it with measured runs; tests never time). On
+real TREC from ../shared/data with the embedded MiniLM (tiny settings)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from lpt_probe import mi
+from lpt_probe.analysis.mi import MIConfig
+from lpt_probe.analysis.plan import plan_mi
+
+pytestmark = pytest.mark.integration
+
+MI = ["--task", "trec", "--prompt-layers", "1,4", "--seeds", "13", "--steps", "2", "--eval-every", "1", "--shots", "20",
+      "--dev-size", "20", "--max-examples", "60", "--probe-train-max", "60", "--probe-dev-size", "20", "--bootstrap",
+      "20", "--control-permutations", "1", "--jobs", "1", "--no-progress", "-q"]
+
+
+def config(data_dir, out, **kw) -> MIConfig:
+    settings = dict(task="trec", data_dir=str(data_dir), out=str(out), prompt_layers="1,4", seeds=(13,), steps=2,
+                    eval_every=1, shots=20, dev_size=20, max_examples=60, probe_train_max=60, probe_dev_size=20,
+                    bootstrap=20, control_permutations=1, jobs=1, progress=False)
+    return MIConfig(**{**settings, **kw})
+
+
+def test_plan_counts_what_the_run_then_does_and_nothing_after_it(data_dir, tmp_path, capsys):
+    out = tmp_path / "mi"
+    assert mi.main([*MI, "--data-dir", str(data_dir), "--out", str(out), "--plan"]) == 0
+    printed = capsys.readouterr().out
+    assert "plan for" in printed and "prompts to train   2 of 2" in printed and "total" in printed
+    assert not out.exists()  # a plan writes nothing
+
+    plan = plan_mi(config(data_dir, out), calibrate=False)
+    c = plan.counts
+    # frozen, two prompts, random weights; 7 hidden states; a prompt's states below PL are
+    # the frozen model's piece: 7 + 6 (PL 1: 1..6) + 3 (PL 4: 4, 5, 6) + 7
+    assert (c["prompts_to_train"], c["conditions"], c["to_extract"], c["pieces_to_fit"]) == (2, 4, 4, 23)
+    assert c["train_steps"] == 4 and c["hidden_states"] == 7
+
+    assert mi.main([*MI, "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["pieces_fitted"] == c["pieces_to_fit"] and len(meta["runs"]) == c["prompts_to_train"]
+    stored = sum(p.stat().st_size for p in (out / "reps").rglob("*.safetensors"))
+    assert abs(stored - plan.disk_bytes) <= 0.01 * stored  # the arrays; safetensors headers are the rest
+
+    after = plan_mi(config(data_dir, out), calibrate=False).counts
+    assert (after["prompts_to_train"], after["to_extract"], after["pieces_to_fit"]) == (0, 0, 0)
+
+
+def test_the_estimate_is_calibrated_on_this_machine(data_dir, tmp_path):
+    plan = plan_mi(config(data_dir, tmp_path / "mi", prompt_layers="2,6"))
+    assert set(plan.seconds) == {"train", "extract", "probe"}
+    assert all(math.isfinite(v) and v > 0 for v in plan.seconds.values())
+    assert {"layer_seconds", "piece_seconds", "step_seconds_pl2", "step_seconds_pl6"} <= set(plan.calibration)
+    assert math.isclose(plan.total_seconds, sum(plan.seconds.values()))
+    assert not (tmp_path / "mi").exists()
