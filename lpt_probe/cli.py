@@ -234,6 +234,13 @@ def run_main(parser: argparse.ArgumentParser, body: Callable[[], int],
     return 1  # pragma: no cover  (parser.exit raises)
 
 
+def add_plan_flag(group) -> None:
+    """``--plan``: print what the command will do and cost, and exit (``lpt_probe.runs.planning``)."""
+    group.add_argument("--plan", action="store_true",
+                       help="print what this invocation will train, compute, write and fit, with a time estimate "
+                            "calibrated on this machine, and exit: nothing is trained or written")
+
+
 def study_parser(prog: str, doc: str, cfg_cls) -> argparse.ArgumentParser:
     """A study command's parser: its whole docstring as the description, the config's flags
     in ``STUDY_GROUPS`` sections, ``--quiet`` / ``--verbose``."""

@@ -28,14 +28,16 @@ from .analysis.influence import (
     run_influence,
     summary_table,
 )
+from .analysis.plan import plan_influence
 from .analysis.remote import add_execution_args
-from .cli import config_from_args, study_main, study_parser
+from .cli import add_plan_flag, config_from_args, study_main, study_parser
 from .runs.executors import ExecutorConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = study_parser("python -m lpt_probe.influence", __doc__, InfluenceConfig)
     add_execution_args(p)
+    add_plan_flag(p._lpt_groups["hardware and output"])
     return p
 
 
@@ -50,6 +52,8 @@ def draw(out: Path, table: pd.DataFrame) -> Path:
 
 
 def report(cfg: InfluenceConfig, args) -> tuple[str, str]:
+    if args.plan:
+        return plan_influence(cfg).render(), "nothing (--plan)"
     execution = config_from_args(ExecutorConfig, args)
     run, table, meta = run_influence(cfg, execution, device=args.device)  # "auto" resolves on each Ray worker
     draw(run.out, table)

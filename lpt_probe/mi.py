@@ -23,7 +23,7 @@ from . import viz
 from .analysis.mi import MIConfig, run_mi, summary_table
 from .analysis.plan import plan_mi
 from .analysis.remote import add_execution_args
-from .cli import config_from_args, study_main, study_parser
+from .cli import add_plan_flag, config_from_args, study_main, study_parser
 from .runs.executors import ExecutorConfig
 
 
@@ -35,10 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "transformer probe, which an online code refits ten times per layer)")
     g.add_argument("--no-mdl", dest="mdl", action="store_false", help="skip MDL online codelength")
     add_execution_args(p)
-    p._lpt_groups["hardware and output"].add_argument(
-        "--plan", action="store_true",
-        help="print what this invocation will do and cost (prompts to train, passes, disk, probe pieces, a time "
-             "estimate calibrated on this machine) and exit: nothing is trained or written")
+    add_plan_flag(p._lpt_groups["hardware and output"])
     return p
 
 

@@ -22,6 +22,7 @@ from .cli import (
     PROMPT_GROUPS,
     TRAIN_GROUPS,
     add_config_args,
+    add_plan_flag,
     add_output_args,
     config_from_args,
     run_main,
@@ -30,6 +31,7 @@ from .cli import (
 from .model.late_prompt import LatePromptConfig
 from .runs.executors import ExecutorConfig
 from .runs.sweep import PROMPT_OPTIONS, SweepConfig, default_out, run_sweep
+from .runs.sweep_plan import plan_sweep
 from .runs.trainer import TrainConfig
 from .viz import paper_style, plot_convergence, plot_performance_vs_layer, save_figure
 
@@ -69,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p, LatePromptConfig, skip=("method", "prompt_layer", "generator"),
                     groups={"late prompt (every cell)": PROMPT_GROUPS["late prompt"],
                             "baseline options (with --methods)": PROMPT_GROUPS["baseline options (with --method)"]})
-    add_config_args(p.add_argument_group("execution"), ExecutorConfig)
+    ex = p.add_argument_group("execution")
+    add_config_args(ex, ExecutorConfig)
+    add_plan_flag(ex)
     add_config_args(p, SweepConfig, skip=("methods", "prompt_layers", "generators", "seeds"))
     add_output_args(p)
     return p
@@ -88,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                                  progress=args.progress and not args.quiet)
         sweep = replace(sweep, out=sweep.out or default_out(base))
         execution = config_from_args(ExecutorConfig, args)
+        if args.plan:
+            print(plan_sweep(sweep, base).render())
+            return 0
         table = run_sweep(sweep, base, execution, requested_device=requested)
         paths = draw(sweep.out)
         done = table[table["status"] == "complete"]

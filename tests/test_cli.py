@@ -31,7 +31,7 @@ COMMON = {"--quiet", "-q", "--verbose", "-v"}  # every command, added with the r
 METHOD_OPTIONS = {"--adapter-size", "--adapter-layers", "--phm-n", "--sentence-pooling"}  # issue 13
 ADDED = {  # flags added since, by the issue that asked for them
     "train": COMMON | {"--drop-overlap", "--save-every"} | METHOD_OPTIONS,
-    "sweep": COMMON | {"--drop-overlap", "--save-every"} | METHOD_OPTIONS,
+    "sweep": COMMON | {"--drop-overlap", "--save-every", "--plan"} | METHOD_OPTIONS,
     "mi": COMMON | {"--mdl", "--drop-overlap", "--probe-grid", "--probe-input", "--probe-layers", "--probe-width",
                     "--probe-init", "--probe-readout", "--control-permutations", "--jobs",
                     "--dev-size", "--probe-dev-size", "--keep-overlap", "--reuse-runs",  # issue 22

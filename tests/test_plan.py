@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from lpt_probe import mi
+from lpt_probe import influence, mi, sweep
 from lpt_probe.analysis.mi import MIConfig
 from lpt_probe.analysis.plan import plan_mi
 
@@ -22,6 +22,11 @@ pytestmark = pytest.mark.integration
 MI = ["--task", "trec", "--prompt-layers", "1,4", "--seeds", "13", "--steps", "2", "--eval-every", "1", "--shots", "20",
       "--dev-size", "20", "--max-examples", "60", "--probe-train-max", "60", "--probe-dev-size", "20", "--bootstrap",
       "20", "--control-permutations", "1", "--jobs", "1", "--no-progress", "-q"]
+
+
+def flat(text: str) -> str:
+    """The printed plan with runs of spaces as one (its columns align to the longest label)."""
+    return " ".join(text.split())
 
 
 def config(data_dir, out, **kw) -> MIConfig:
@@ -34,8 +39,8 @@ def config(data_dir, out, **kw) -> MIConfig:
 def test_plan_counts_what_the_run_then_does_and_nothing_after_it(data_dir, tmp_path, capsys):
     out = tmp_path / "mi"
     assert mi.main([*MI, "--data-dir", str(data_dir), "--out", str(out), "--plan"]) == 0
-    printed = capsys.readouterr().out
-    assert "plan for" in printed and "prompts to train   2 of 2" in printed and "total" in printed
+    printed = flat(capsys.readouterr().out)
+    assert "plan for" in printed and "prompts to train 2 of 2" in printed and "total" in printed
     assert not out.exists()  # a plan writes nothing
 
     plan = plan_mi(config(data_dir, out), calibrate=False)
@@ -59,6 +64,44 @@ def test_the_estimate_is_calibrated_on_this_machine(data_dir, tmp_path):
     plan = plan_mi(config(data_dir, tmp_path / "mi", prompt_layers="2,6"))
     assert set(plan.seconds) == {"train", "extract", "probe"}
     assert all(math.isfinite(v) and v > 0 for v in plan.seconds.values())
-    assert {"layer_seconds", "piece_seconds", "step_seconds_pl2", "step_seconds_pl6"} <= set(plan.calibration)
+    assert {"layer_seconds", "piece_seconds", "step_seconds_lpt_none_pl2", "step_seconds_lpt_none_pl6"} <= set(plan.calibration)
     assert math.isclose(plan.total_seconds, sum(plan.seconds.values()))
     assert not (tmp_path / "mi").exists()
+
+
+SWEEP = ["--task", "trec", "--methods", "lpt,prompt-tuning", "--prompt-layers", "1,6", "--generators", "none",
+         "--seeds", "13", "--steps", "2", "--eval-every", "1", "--shots", "20", "--dev-size", "20",
+         "--max-examples", "60", "--no-progress", "-q"]
+
+
+def test_sweep_plan_counts_the_runs_the_sweep_then_trains(data_dir, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = [*SWEEP, "--data-dir", str(data_dir), "--out", str(out)]
+    assert sweep.main([*args, "--plan"]) == 0
+    printed = flat(capsys.readouterr().out)
+    # three cells; prompt tuning is LPT at PL 1 without a generator: one run for both
+    assert "plan for" in printed and "cells 3 (2 distinct runs" in printed and "runs to train 2 (4 steps" in printed
+    assert "time (estimate)" in printed and not out.exists()
+    assert sweep.main(args) == 0
+    assert len(list((out / "runs").iterdir())) == 2
+    assert sweep.main([*args, "--plan"]) == 0
+    assert "runs to train 0 (0 steps" in flat(capsys.readouterr().out)
+
+
+INFLUENCE = ["--task", "trec", "--prompt-layers", "6", "--seeds", "13", "--steps", "2", "--eval-every", "1",
+             "--max-examples", "24", "--influence-max", "4", "--bootstrap", "20", "--checkpoints", "0",
+             "--no-progress", "-q"]
+
+
+def test_influence_plan_counts_the_pieces_the_run_then_measures(data_dir, tmp_path, capsys):
+    out = tmp_path / "influence"
+    args = [*INFLUENCE, "--data-dir", str(data_dir), "--out", str(out)]
+    assert influence.main([*args, "--plan"]) == 0
+    printed = flat(capsys.readouterr().out)
+    # one prompt; checkpoints init, step-0 and trained
+    assert "prompts to train 1 of 1" in printed and "pieces to measure 3 of 3" in printed
+    assert "measure" in printed and not out.exists()
+    assert influence.main(args) == 0
+    assert json.loads((out / "run.json").read_text())["pieces_measured"] == 3
+    assert influence.main([*args, "--plan"]) == 0
+    assert "pieces to measure 0 of 3" in flat(capsys.readouterr().out)

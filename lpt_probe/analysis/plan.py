@@ -7,19 +7,23 @@ late-prompt pass reads, representation bytes written to disk (vector probes: flo
 ``[L+1, n, d]`` arrays per split), the sequence states a transformer probe holds per
 hidden state, and the probe pieces to fit. It writes nothing and trains nothing.
 
-Time is estimated from three short measurements on this machine, with this model and
-these settings (``calibrate``):
+Time is estimated from short measurements on this machine, with this model and these
+settings (``calibrate``; ``lpt_probe.runs.planning``):
 
-- ``layer_seconds``: one example through one layer, timed on a few probe-train examples
-  (no gradient), after a warm-up batch;
-- training a prompt at PL: ``steps x batch x 3 x layers above`` (forward and backward,
-  backward taken as twice the forward) plus its dev evaluations and test evaluation; the
-  lower-layer cache once (``examples x start state``);
+- one example through one frozen layer (``layer_seconds``);
+- training a prompt: its steps at the seconds per step measured with real optimiser steps
+  at the lowest and the highest prompt layer to train (linear in the prompt layer in
+  between), plus its dev evaluations and test evaluation (examples x layers above PL);
+  the lower-layer cache once (examples x start state);
 - extraction: a frozen pass over every probe example for each group of conditions, and
   each late prompt's layers from PL up again;
 - a probe piece: one piece fitted for real (the run's probe, controls, MDL and PVI) on
   random features of the run's shape (n, d, classes) with a weak class signal, times the
   pieces to fit, over the worker processes, plus one worker process's start.
+
+:func:`plan_influence` does the same for ``influence``: prompts to train, (prompt,
+checkpoint) pieces to measure, and the time of one piece measured for real (the initial
+prompt of the first prompt layer, into a temporary folder).
 
 So the estimate is a model of the run, checked against measured runs in
 ``benchmarks/bench_plan.py`` (``benchmarks/results/plan_accuracy.md``), not a promise.
@@ -28,125 +32,25 @@ So the estimate is a model of the run, checked against measured runs in
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from ..model.late_prompt import LatePromptModel
 from ..probing import Sequences
 from ..probing.mdl import DEFAULT_FRACTIONS
-from ..runs.bare import bare_batches, time_bare
 from ..runs.folders import check_run
+from ..runs.planning import Plan, layer_seconds, size, training_seconds, worker_start_seconds
 from ..runs.run import SPLITS
+from .influence import InfluenceRun
 from .mi import MIRun
 from .mi_store import JOINT_BYTES
 from .pieces import PieceJob, fit_piece
 
-__all__ = ["Plan", "plan_mi"]
-
-GB = 2**30
-
-
-@dataclass
-class Plan:
-    """Counts (exact, from the run's own keys) and an estimate of time (seconds, modelled)."""
-
-    command: str
-    counts: dict[str, Any] = field(default_factory=dict)
-    disk_bytes: int = 0
-    memory_bytes: int = 0  # the largest set of arrays one step holds (see ``render``)
-    seconds: dict[str, float] = field(default_factory=dict)
-    calibration: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def total_seconds(self) -> float:
-        return float(sum(self.seconds.values()))
-
-    def render(self) -> str:
-        c = self.counts
-        lines = [f"plan for {self.command} (nothing was run)",
-                 f"  prompts to train   {c['prompts_to_train']} of {c['prompts']} ({c['train_steps']} steps in all)",
-                 f"  conditions         {c['conditions']}: {c['to_extract']} to extract "
-                 f"({c['forward_examples']:,} example passes)",
-                 f"  probe pieces       {c['pieces_to_fit']} to fit of {c['pieces']} "
-                 f"({c['fits_per_piece']} probe fits each, {c['jobs']} process(es))",
-                 f"  disk               {_size(self.disk_bytes)} of representations",
-                 f"  memory             {_size(self.memory_bytes)} held at once by the largest step",
-                 "  time (estimate)    " + ", ".join(f"{k} {_dur(v)}" for k, v in self.seconds.items())
-                 + f"; total {_dur(self.total_seconds)}",
-                 "  calibration        " + ", ".join(f"{k} {v:.3g}" for k, v in self.calibration.items())]
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"command": self.command, "counts": self.counts, "disk_bytes": self.disk_bytes,
-                "memory_bytes": self.memory_bytes, "seconds": self.seconds, "total_seconds": self.total_seconds,
-                "calibration": self.calibration}
-
-
-def _size(n: float) -> str:
-    for unit, f in (("GB", GB), ("MB", 2**20), ("kB", 2**10)):
-        if n >= f:
-            return f"{n / f:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def _dur(s: float) -> str:
-    return f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
-
-
-@torch.no_grad()
-def layer_seconds(run, n: int = 32, batch_size: int = 16) -> float:
-    """Seconds for one example through one layer of the frozen backbone (no gradient)."""
-    enc, bb = run.encoded["train"], run.backbone
-    idx = list(range(min(n, len(enc))))
-    batches = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
-    timed = 0.0
-    for i, b in enumerate([batches[0]] + batches):  # the first batch warms up
-        t0 = time.perf_counter()
-        x = enc.collate(b, bb.device)
-        h = bb.embed(x["input_ids"], x["attention_mask"])
-        bb.run_layers(h, x["attention_mask"], 0, bb.num_hidden_layers)
-        if bb.device.type == "cuda":
-            torch.cuda.synchronize()
-        if i:
-            timed += time.perf_counter() - t0
-    return timed / (len(idx) * bb.num_hidden_layers)
-
-
-def step_seconds(run, conds, timed: int = 3) -> tuple[dict[int, float], float]:
-    """Seconds of one training step (layers PL..L forward and backward on a training batch,
-    ``lpt_probe.runs.bare``: the trainer runs at that speed within a few per cent) at the
-    lowest and the highest prompt layer of ``conds``; and the calibration's own wall time."""
-    t_all = time.perf_counter()
-    prep = run.prompt_prepared
-    train = prep.encoded["train"]
-    pls = sorted({c.prompt_layer for c in conds})
-    out = {}
-    for pl in dict.fromkeys((pls[0], pls[-1])):
-        cond = next(c for c in conds if c.prompt_layer == pl)
-        tc = run.train_config(cond.seed)
-        torch.manual_seed(tc.seed)
-        model = LatePromptModel(prep.backbone, run.prompt_config(cond), run.n_classes, prep.label_word_ids,
-                                copy_backbone=False).to(prep.backbone.device)
-        order = np.random.default_rng(tc.seed).permutation(len(train))
-        batches = [order[(i * tc.batch_size) % len(train):][:tc.batch_size].tolist() for i in range(timed + 1)]
-        timing = time_bare(model, bare_batches(model, train, batches, device=prep.backbone.device), warmup=1)
-        out[pl] = timing["seconds"] / timed
-    return out, time.perf_counter() - t_all
-
-
-def _interpolate(at: dict[int, float], x: float, xs: dict[int, float]) -> float:
-    """Seconds per step at ``x`` layers above PL, linear between the two calibrated PLs."""
-    (p0, v0), (p1, v1) = (sorted(at.items())[0], sorted(at.items())[-1])
-    a0, a1 = xs[p0], xs[p1]
-    return v0 if a0 == a1 else v0 + (x - a0) / (a1 - a0) * (v1 - v0)
+__all__ = ["plan_mi", "plan_influence", "piece_seconds"]
 
 
 def piece_seconds(run, jobs: int) -> float:
@@ -173,14 +77,6 @@ def piece_seconds(run, jobs: int) -> float:
             t0 = time.perf_counter()
             fit_piece(job)
             return time.perf_counter() - t0
-
-
-def worker_start_seconds() -> float:
-    """A probe worker process's start: a fresh interpreter importing the piece code (the
-    run's process pool pays it once per worker, in parallel)."""
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import lpt_probe.analysis.pieces"], check=True, capture_output=True)
-    return time.perf_counter() - t0
 
 
 class _threads:
@@ -237,31 +133,69 @@ def plan_mi(cfg, command: str = "python -m lpt_probe.mi", calibrate: bool = True
         memory = per_model * max(1, min(group, len(shared)))
     extract_layers = n_all * (L * passes + (0 if cfg.sequence_probe else sum(above.get(c.name, 0)
                                                                                for c in to_extract)))
-    dev_n = len(run.prompt_prepared.data.dev) if run.prompt_prepared else 0
-    test_n = len(run.prompt_prepared.data.test) if run.prompt_prepared else 0
     steps = tc.steps or 0
-    evals = steps // max(1, tc.eval_every)
     counts = {"prompts": len(lpt), "prompts_to_train": len(to_train), "train_steps": steps * len(to_train),
               "conditions": len(conds), "to_extract": len(to_extract),
               "forward_examples": n_all * len(to_extract), "pieces": pieces, "pieces_to_fit": len(pending),
               "fits_per_piece": fits, "jobs": jobs, "examples": n, "hidden_states": L + 1, "hidden_size": d}
-    plan = Plan(command, counts, disk, memory)
-    if calibrate:
-        t_layer = layer_seconds(run)
-        t_piece = piece_seconds(run, jobs) if pending else 0.0
-        t_start = worker_start_seconds() if pending and jobs > 1 else 0.0
-        train_s = 0.0
-        plan.calibration = {"layer_seconds": t_layer, "piece_seconds": t_piece, "worker_start_seconds": t_start}
-        if to_train:
-            at, took = step_seconds(run, to_train)
-            by_pl = {c.prompt_layer: above[c.name] for c in to_train}
-            for c in to_train:  # its steps, its dev evaluations and the test evaluation
-                train_s += steps * _interpolate(at, above[c.name], by_pl) + (
-                    (evals * dev_n + test_n) * above[c.name] * t_layer)
-            if tc.cache:  # the lower-layer cache: every split of the prompt's data, once
-                fewshot = sum(len(run.prompt_prepared.encoded[s]) for s in SPLITS)
-                train_s += fewshot * max(run.prompt_config(c).start_state for c in to_train) * t_layer
-            plan.calibration.update({f"step_seconds_pl{pl}": v for pl, v in at.items()}, calibration_seconds=took)
-        plan.seconds = {"train": train_s, "extract": extract_layers * t_layer,
-                        "probe": t_start + t_piece * math.ceil(len(pending) / jobs)}
+    rows = [("prompts to train", f"{len(to_train)} of {len(lpt)} ({steps * len(to_train)} steps in all)"),
+            ("conditions", f"{len(conds)}: {len(to_extract)} to extract ({n_all * len(to_extract):,} example passes)"),
+            ("probe pieces", f"{len(pending)} to fit of {pieces} ({fits} probe fits each, {jobs} process(es))"),
+            ("disk", f"{size(disk)} of representations"),
+            ("memory", f"{size(memory)} held at once by the largest step")]
+    plan = Plan(command, rows, counts, disk, memory)
+    if not calibrate:
+        return plan
+    t_layer = layer_seconds(run.backbone, run.encoded["train"])
+    t_piece = piece_seconds(run, jobs) if pending else 0.0
+    t_start = worker_start_seconds() if pending and jobs > 1 else 0.0
+    plan.calibration = {"layer_seconds": t_layer, "piece_seconds": t_piece, "worker_start_seconds": t_start}
+    train_s = 0.0
+    if to_train:
+        t0 = time.perf_counter()
+        phases, steps_at = training_seconds(run.prompt_prepared, [(run.prompt_config(c), run.train_config(c.seed))
+                                                                  for c in to_train], t_layer)
+        train_s = phases["cache"] + phases["train"]
+        plan.calibration.update(steps_at, calibration_seconds=time.perf_counter() - t0)
+    plan.seconds = {"train": train_s, "extract": extract_layers * t_layer,
+                    "probe": t_start + t_piece * math.ceil(len(pending) / jobs)}
+    return plan
+
+
+def plan_influence(cfg, command: str = "python -m lpt_probe.influence", calibrate: bool = True) -> Plan:
+    """The plan of ``run_influence(cfg)`` in ``cfg.out`` (see the module docstring)."""
+    cfg = replace(cfg, out=str(cfg.out_dir))
+    run = InfluenceRun(cfg)
+    run.load_data()
+    conds = run.conditions()
+    to_train = [c for c in conds if not check_run(run.run_folder(c), run.run_key(c))[0]]
+    todo = [(c, k) for c in conds for k in cfg.checkpoint_names if not run.piece_done(c, k)]
+    steps = run.train_config(cfg.seeds[0]).steps or 0
+    counts = {"prompts": len(conds), "prompts_to_train": len(to_train), "train_steps": steps * len(to_train),
+              "pieces": len(conds) * len(cfg.checkpoint_names), "pieces_to_measure": len(todo),
+              "examples": len(run.data), "checkpoints": list(cfg.checkpoint_names)}
+    rows = [("prompts to train", f"{len(to_train)} of {len(conds)} ({steps * len(to_train)} steps in all)"),
+            ("pieces to measure", f"{len(todo)} of {counts['pieces']} (prompt x checkpoint: "
+                                  f"{', '.join(cfg.checkpoint_names)}), {len(run.data)} {cfg.split} examples each")]
+    plan = Plan(command, rows, counts)
+    if not calibrate:
+        return plan
+    t_layer = layer_seconds(run.backbone, run.prepared.encoded["train"])
+    plan.calibration = {"layer_seconds": t_layer}
+    train_s = 0.0
+    if to_train:
+        phases, steps_at = training_seconds(run.prepared, [(run.prompt_config(c), run.train_config(c.seed))
+                                                           for c in to_train], t_layer)
+        train_s = phases["cache"] + phases["train"]
+        plan.calibration.update(steps_at)
+    t_piece = 0.0
+    if todo:
+        with tempfile.TemporaryDirectory(prefix="lpt_plan_") as tmp:
+            probe = InfluenceRun(replace(cfg, out=tmp, progress=False), bundle=run.bundle)
+            probe.load_data()
+            t0 = time.perf_counter()
+            probe.measure_piece(conds[0], "init")  # the initial prompt: nothing to train
+            t_piece = time.perf_counter() - t0
+        plan.calibration["piece_seconds"] = t_piece
+    plan.seconds = {"train": train_s, "measure": t_piece * len(todo)}
     return plan

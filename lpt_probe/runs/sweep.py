@@ -169,6 +169,16 @@ def _absolute(path: str | None) -> str | None:
     return path if path is None or store.is_url(path) else os.path.abspath(path)
 
 
+def grid_of(sweep: SweepConfig, base: TrainConfig, prepared: Prepared
+            ) -> tuple[list[int], list[Cell], dict[Cell, tuple[LatePromptConfig, TrainConfig]], dict[Cell, Cell]]:
+    """The sweep's prompt layers, cells, each cell's configs and the cell whose run it shares."""
+    L = prepared.backbone.num_hidden_layers
+    layers = parse_prompt_layers(sweep.prompt_layers, L) if "lpt" in sweep.methods else []
+    cells = build_grid(sweep.methods, sweep.generators, layers, sweep.seeds)
+    configs = {c: cell_configs(sweep, c, base, L) for c in cells}
+    return layers, cells, configs, same_model(configs)
+
+
 def default_out(base: TrainConfig) -> str:
     return str(Path("artifacts") / "sweeps" / Path(base.task).stem / model_slug(base.model))
 
@@ -192,11 +202,7 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
     # sweep.json: "running" before any table; "complete" (with the failed cells' count) last
     with store.ResumableOutput(out, "sweep.json", timed=False, list_outputs=False) as output:
         prepared = prepared or prepare(base)  # the driver keys every cell: it needs the model and data
-        L = prepared.backbone.num_hidden_layers
-        layers = parse_prompt_layers(sweep.prompt_layers, L) if "lpt" in sweep.methods else []
-        cells = build_grid(sweep.methods, sweep.generators, layers, sweep.seeds)
-        configs = {c: cell_configs(sweep, c, base, L) for c in cells}
-        leaders = same_model(configs)
+        layers, cells, configs, leaders = grid_of(sweep, base, prepared)
         twins = sorted(c.name for c in cells if leaders[c] is not c)
         if twins:
             logger.info("%d cell(s) train the same model as another and share its run: %s", len(twins),
