@@ -12,8 +12,8 @@ training the prompts           this process, one lower-layer cache   the sweep's
                                for every prompt                      builds the cache, one per prompt
 representations (vector        this process: the frozen model and    one task per condition
 probes)                        the prompts in one frozen pass
-probe pieces (vector probes)   ``--jobs`` processes (joblib)         one task per piece; a condition's
-                                                                     arrays go to Ray's object store once
+probe pieces (vector probes)   ``--jobs`` processes (joblib)         one task per piece; it reads its
+                                                                     hidden state from the stored arrays
 sequence probes                this process computes the layers,     one task per condition computes its
                                ``--jobs`` processes fit the pieces   layers, each piece a task of its own
 influence pieces               this process, one after another       one task per (prompt, checkpoint)
