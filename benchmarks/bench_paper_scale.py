@@ -82,7 +82,7 @@ def make_model(out: str | Path, shape: str = "roberta-large", tokenizer: str | P
     for name in TOKENIZER_FILES:
         if (tok / name).exists():
             shutil.copy(tok / name, out / name)
-    done.write_text(json.dumps({"shape": shape, "seed": seed, **want}))  # last: the folder is complete
+    harness.write_json(done, {"shape": shape, "seed": seed, **want})  # last: the folder is complete
     return out
 
 
