@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpt_probe.analysis.representations import (StoredArray, extract, extract_many, layer_sequences,
+from lpt_probe.analysis.representations import (StoredArray, extract, extract_many, frozen_vectors, layer_sequences,
                                                 load_representations, open_representations, save_representations)
 from lpt_probe.data.encoded import Encoded
 from lpt_probe.model.backbone import Backbone
@@ -170,6 +170,17 @@ def test_open_representations_reads_one_hidden_state_at_a_time(tmp_path):
     (tmp_path / "test.safetensors").write_bytes(b"broken")
     with pytest.raises(ValueError, match="damaged"):
         open_representations(tmp_path, "test")
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_frozen_vectors_are_extracts_vectors_at_that_hidden_state(family):
+    """``frozen_vectors`` runs layers 1..k only and gives what ``extract`` gives at hidden state k."""
+    bb = Backbone(tiny_model(family))
+    data = encoded(n=9, causal=family == "llama")
+    reps = extract(bb, data, progress=False)
+    for k in (0, 1, bb.num_hidden_layers):
+        for r in ("cls", "mask", "mean"):
+            np.testing.assert_allclose(frozen_vectors(bb, data, k, r), reps[r][k], atol=1e-5)
 
 
 def test_which_hidden_states_share_the_frozen_models_piece():

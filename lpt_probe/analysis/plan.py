@@ -17,9 +17,10 @@ settings (``calibrate``; ``lpt_probe.runs.planning``):
   the lower-layer cache once (examples x start state);
 - extraction: a frozen pass over every probe example for each group of conditions, and
   each late prompt's layers from PL up again;
-- a probe piece: one piece fitted for real (the run's probe, controls, MDL and PVI) on
-  random features of the run's shape (n, d, classes) with a weak class signal, times the
-  pieces to fit, over the worker processes, plus one worker process's start.
+- a probe piece: one piece fitted for real (the run's probe, controls, MDL and PVI) on the
+  frozen model's hidden state 1 over the probe rows (a sequence probe: random states of
+  the run's lengths), times the pieces to fit, over the worker processes, plus one worker
+  process's start.
 
 :func:`plan_influence` does the same for ``influence``: prompts to train, (prompt,
 checkpoint) pieces to measure, and the time of one piece measured for real (the initial
@@ -48,24 +49,26 @@ from ..runs.run import SPLITS
 from .influence import InfluenceRun
 from .mi import MIRun
 from .mi_store import JOINT_BYTES
+from .representations import frozen_vectors
 from .pieces import PieceJob, fit_piece
 
 __all__ = ["plan_mi", "plan_influence", "piece_seconds"]
 
 
 def piece_seconds(run, jobs: int) -> float:
-    """One piece of this run's probe fitted for real on random features of its shape."""
+    """One piece of this run's probe fitted for real: vector probes on the frozen model's
+    hidden state 1 (one layer's pass over the probe rows; real hidden states fit more
+    slowly than random features), the transformer probe on random states of the run's
+    sequence lengths."""
     cfg, d, k = run.cfg, run.backbone.hidden_size, run.n_classes
     g = np.random.default_rng(0)
-    direction = g.normal(size=(k, d)) / math.sqrt(d)
-    X, y = {}, {}
-    for s in SPLITS:
-        y[s] = np.asarray(run.encoded[s].labels)
-        X[s] = (g.normal(size=(len(y[s]), d)) + 0.5 * direction[y[s]]).astype(np.float32)
+    y = {s: np.asarray(run.encoded[s].labels) for s in SPLITS}
     if cfg.sequence_probe:  # every example as long as it is, random states: the probe's own cost
         lengths = {s: np.asarray(run.encoded[s].lengths) for s in SPLITS}
-        X = {s: Sequences(np.repeat(X[s], lengths[s], axis=0) + g.normal(size=(int(lengths[s].sum()), d))
-                          .astype(np.float32), lengths[s]) for s in SPLITS}
+        X = {s: Sequences(g.normal(size=(int(lengths[s].sum()), d)).astype(np.float32), lengths[s]) for s in SPLITS}
+    else:
+        layer = min(1, run.L)
+        X = {s: frozen_vectors(run.backbone, run.encoded[s], layer, cfg.representation) for s in SPLITS}
     settings = run.probe_settings(run.conditions()[0])
     with tempfile.TemporaryDirectory(prefix="lpt_plan_") as tmp:
         paths = {k: Path(tmp) / f"piece.{k}.csv" for k in ("mi", "mdl", "pvi")} | {"done": Path(tmp) / "p.json"}

@@ -123,6 +123,25 @@ def extract_many(frozen: Backbone, models: dict[str, LatePromptModel | None], da
     return out
 
 
+@torch.no_grad()
+def frozen_vectors(frozen: Backbone, data: Encoded, layer: int, representation: str, batch_size: int = 64
+                   ) -> np.ndarray:
+    """The frozen model's ``representation`` vectors at hidden state ``layer``, ``[n, d]``
+    float32, running layers 1..``layer`` only (what ``extract`` gives at that hidden state)."""
+    frozen.model.eval()
+    out = np.zeros((len(data), frozen.hidden_size), dtype=np.float32)
+    for idx in data.batches(batch_size):
+        b = data.collate(idx, frozen.device)
+        keep = b["attention_mask"]
+        h = frozen.embed(b["input_ids"], keep)
+        if layer:
+            h = frozen.run_layers(h, keep, 0, layer)
+        if layer == frozen.num_hidden_layers:
+            h = frozen.final(h)
+        out[idx] = _pick(h, keep, b["pred_positions"], b.get("text_mask"))[representation].float().cpu().numpy()
+    return out
+
+
 def extract(model: LatePromptModel | Backbone, data: Encoded, batch_size: int = 64, desc: str = "extract",
             progress: bool = True) -> dict[str, Any]:
     """``extract_many`` for one model: a late-prompt model or a bare backbone."""
