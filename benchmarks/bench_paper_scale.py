@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -84,11 +83,6 @@ def make_model(out: str | Path, shape: str = "roberta-large", tokenizer: str | P
             shutil.copy(tok / name, out / name)
     harness.write_json(done, {"shape": shape, "seed": seed, **want})  # last: the folder is complete
     return out
-
-
-def _child_peak_mb() -> float:
-    """Peak resident memory of the largest finished child process so far (MB)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def run_mi(flags: list[str], limit: float | None = None) -> dict:

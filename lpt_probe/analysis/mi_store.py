@@ -70,6 +70,14 @@ class StoredRepresentations:
         self.extract_reps(missing)
         return self.load_reps(conds)
 
+    def extraction_group(self) -> tuple[int, int]:
+        """(bytes of the float32 arrays one model fills in a frozen pass: 3 vectors and the
+        prompt states per hidden state, and the prompt; how many models share a pass so that
+        they hold at most ``JOINT_BYTES``)."""
+        n = max(len(self.encoded[s]) for s in SPLITS)
+        per = 4 * (4 * (self.L + 1) + 8) * n * self.backbone.hidden_size
+        return per, max(1, JOINT_BYTES // per)
+
     def extract_reps(self, conds: list[Condition]) -> None:
         """Extract and store the representations of ``conds`` (the frozen model and the
         prompts jointly, in groups that fit in memory; random weights one by one). A
@@ -77,9 +85,7 @@ class StoredRepresentations:
         task extracting one condition writes the same files."""
         t0 = time.perf_counter()
         shared = [c for c in conds if c.method in ("frozen", "lpt")]
-        n = max(len(self.encoded[s]) for s in SPLITS)
-        per = 4 * (4 * (self.L + 1) + 8) * n * self.backbone.hidden_size  # float32: 3 vectors + prompt states, prompt
-        size = max(1, JOINT_BYTES // per)  # MiniLM on TREC: all 19 in one pass; SmolLM2: a few per pass
+        size = self.extraction_group()[1]  # MiniLM on TREC: all 19 in one pass; SmolLM2: a few per pass
         groups = [shared[i:i + size] for i in range(0, len(shared), size)]
         for group in groups:
             models = {c.name: self.model_for(c) for c in group}

@@ -39,16 +39,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
+from threadpoolctl import threadpool_limits
 
 from ..probing import Sequences
 from ..probing.mdl import DEFAULT_FRACTIONS
+from ..probing.training import torch_threads
 from ..runs.folders import check_run
 from ..runs.planning import Plan, layer_seconds, size, training_seconds, worker_start_seconds
 from ..runs.run import SPLITS
 from .influence import InfluenceRun
 from .mi import MIRun
-from .mi_store import JOINT_BYTES
 from .representations import frozen_vectors
 from .pieces import PieceJob, fit_piece
 
@@ -76,24 +76,11 @@ def piece_seconds(run, jobs: int) -> float:
                        representation=run.representation_label, n_classes=k, probe_seeds=tuple(cfg.probe_seeds),
                        bootstrap=cfg.bootstrap, controls=settings["controls"], permutations=cfg.control_permutations,
                        mdl=cfg.mdl, test_ids=list(run.encoded["test"].ids), X=X, y=y, factory=run.probe_factory())
-        with _threads(1 if jobs > 1 else None):
+        # a worker process fits with one thread (torch and BLAS), as the run's pool does
+        with torch_threads(1 if jobs > 1 else None), threadpool_limits(limits=1 if jobs > 1 else None):
             t0 = time.perf_counter()
             fit_piece(job)
             return time.perf_counter() - t0
-
-
-class _threads:
-    """One torch thread while timing a piece that the run fits in one of several processes."""
-
-    def __init__(self, n: int | None):
-        self.n, self.old = n, torch.get_num_threads()
-
-    def __enter__(self):
-        if self.n:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.old)
 
 
 def plan_mi(cfg, command: str = "python -m lpt_probe.mi", calibrate: bool = True) -> Plan:
@@ -115,28 +102,24 @@ def plan_mi(cfg, command: str = "python -m lpt_probe.mi", calibrate: bool = True
     jobs = 1 if cfg.probe_options.in_process else max(1, min(cfg.jobs, len(pending) or 1))
     above = {c.name: L - run.prompt_config(c).start_state for c in lpt}  # layers PL..L
     tokens = {c.name: run.prompt_config(c).num_virtual_tokens for c in lpt}
-    if cfg.sequence_probe:
+    if cfg.sequence_probe:  # each condition's own pass, layer by layer, while its pieces are fitted
         to_extract = list(dict.fromkeys(c for c, _ in pending))
         disk = 0
         mean_tokens = {s: float(np.mean(run.encoded[s].lengths)) for s in SPLITS}
         # one hidden state of every example as float16 Sequences (built from parts: twice), per split
         memory = sum(int(2 * 2 * n[s] * (mean_tokens[s] + max(tokens.values(), default=0)) * d) for s in SPLITS)
-    else:
+        extract_layers = n_all * L * len(to_extract)
+    else:  # frozen and prompts in shared passes of up to ``group`` models; random weights alone
         to_extract = run.missing_reps(conds)
         per_example = 2 * d * 3 * (L + 1)  # cls, mask, mean as float16
         disk = sum(n_all * (per_example + (2 * d * ((L + 1) + tokens[c.name]) if c.method == "lpt" else 0))
                    for c in to_extract)
-    shared = [c for c in to_extract if c.method in ("frozen", "lpt")]
-    per_model = 4 * (4 * (L + 1) + 8) * max(n.values()) * d  # float32 arrays one extraction pass fills
-    group = max(1, JOINT_BYTES // per_model)
-    if cfg.sequence_probe:  # each condition's own pass, layer by layer, while its pieces are fitted
-        passes = len(to_extract)
-    else:
-        passes = math.ceil(len(shared) / group) + sum(1 for c in to_extract if c.method == "random_weights")
+        shared = [c for c in to_extract if c.method in ("frozen", "lpt")]
+        per_model, group = run.extraction_group()
         memory = per_model * max(1, min(group, len(shared)))
-    extract_layers = n_all * (L * passes + (0 if cfg.sequence_probe else sum(above.get(c.name, 0)
-                                                                               for c in to_extract)))
-    steps = tc.steps or 0
+        passes = math.ceil(len(shared) / group) + sum(1 for c in to_extract if c.method == "random_weights")
+        extract_layers = n_all * (L * passes + sum(above.get(c.name, 0) for c in to_extract))
+    steps = tc.total_steps(len(run.prompt_prepared.encoded["train"])) if run.prompt_prepared else 0
     counts = {"prompts": len(lpt), "prompts_to_train": len(to_train), "train_steps": steps * len(to_train),
               "conditions": len(conds), "to_extract": len(to_extract),
               "forward_examples": n_all * len(to_extract), "pieces": pieces, "pieces_to_fit": len(pending),
@@ -173,7 +156,7 @@ def plan_influence(cfg, command: str = "python -m lpt_probe.influence", calibrat
     conds = run.conditions()
     to_train = [c for c in conds if not check_run(run.run_folder(c), run.run_key(c))[0]]
     todo = [(c, k) for c in conds for k in cfg.checkpoint_names if not run.piece_done(c, k)]
-    steps = run.train_config(cfg.seeds[0]).steps or 0
+    steps = run.train_config(cfg.seeds[0]).total_steps(len(run.prepared.encoded["train"]))
     counts = {"prompts": len(conds), "prompts_to_train": len(to_train), "train_steps": steps * len(to_train),
               "pieces": len(conds) * len(cfg.checkpoint_names), "pieces_to_measure": len(todo),
               "examples": len(run.data), "checkpoints": list(cfg.checkpoint_names)}

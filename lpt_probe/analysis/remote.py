@@ -266,7 +266,8 @@ def _ray_extract(cls, cfg, device: str, cond) -> str:
 
 
 def _ray_piece(job, arrays: dict, level: int) -> str:
-    """Ray task: fit one vector-probe piece from its condition's arrays (object store)."""
+    """Ray task: fit one vector-probe piece, reading its hidden state from its condition's
+    stored arrays (``StoredArray``, passed through the object store as a handle)."""
     X = {s: a[job.layer] for s, (a, _) in arrays.items()}
     return fit_piece(replace(job, X=X, y={s: labels for s, (_, labels) in arrays.items()}), level)
 

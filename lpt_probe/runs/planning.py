@@ -20,7 +20,6 @@ modelled from short measurements on this machine, with this model and these sett
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import time
@@ -35,8 +34,7 @@ from ..model.methods import get_method
 from .run import resolve_lr
 from .trainer import TrainConfig, Trainer
 
-__all__ = ["Plan", "layer_seconds", "step_seconds", "training_seconds", "run_steps", "worker_start_seconds", "size",
-           "duration"]
+__all__ = ["Plan", "layer_seconds", "step_seconds", "training_seconds", "worker_start_seconds", "size", "duration"]
 
 GB = 2**30
 
@@ -104,14 +102,14 @@ def layer_seconds(backbone, data, n: int = 32, batch_size: int = 16) -> float:
     return timed / (len(idx) * backbone.num_hidden_layers)
 
 
-def step_seconds(prepared, pc: LatePromptConfig, tc: TrainConfig, num_labels: int, timed: int = 3) -> float:
+def step_seconds(prepared, pc: LatePromptConfig, tc: TrainConfig, timed: int = 3) -> float:
     """Seconds of one optimiser step of ``pc`` trained with ``tc`` (``Trainer.step`` on the
     batches ``fit`` draws first; from the lower-layer cache of the training split when the
     run uses one), the mean of ``timed`` steps after a warm-up step. A method that changes
     the backbone (LoRA, adapters, BitFit) works on a copy, as ``train`` does."""
     tc = resolve_lr(pc, tc)
     torch.manual_seed(tc.seed)
-    model = LatePromptModel(prepared.backbone, pc, num_labels, prepared.label_word_ids,
+    model = LatePromptModel(prepared.backbone, pc, prepared.data.task.num_labels, prepared.label_word_ids,
                             copy_backbone=not get_method(pc.method).late_prompt).to(prepared.backbone.device)
     trainer = Trainer(model, tc)
     full = prepared.encoded["train"]
@@ -138,11 +136,6 @@ def step_seconds(prepared, pc: LatePromptConfig, tc: TrainConfig, num_labels: in
     return seconds / timed
 
 
-def run_steps(tc: TrainConfig, n_train: int) -> int:
-    """The optimiser steps a run takes: ``--steps``, or its epochs over the training split."""
-    return tc.steps if tc.steps else (tc.epochs or 10) * math.ceil(n_train / tc.batch_size)
-
-
 def training_seconds(prepared, runs: list[tuple[LatePromptConfig, TrainConfig]], t_layer: float
                      ) -> tuple[dict[str, float], dict[str, float]]:
     """({"cache": s, "train": s}, calibration) for training ``runs`` one after another on
@@ -161,13 +154,13 @@ def training_seconds(prepared, runs: list[tuple[LatePromptConfig, TrainConfig]],
         members = sorted(members, key=lambda r: r[0].prompt_layer)
         for pc, tc in (members[0], members[-1]):
             if (m, g, pc.prompt_layer) not in at:
-                at[(m, g, pc.prompt_layer)] = step_seconds(prepared, pc, tc, prepared.data.task.num_labels)
+                at[(m, g, pc.prompt_layer)] = step_seconds(prepared, pc, tc)
     train, cached = 0.0, []
     for pc, tc in runs:
         pls = sorted(pl for (m, g, pl) in at if (m, g) == (pc.method, pc.generator))
         lo, hi = at[(pc.method, pc.generator, pls[0])], at[(pc.method, pc.generator, pls[-1])]
         w = 0.0 if pls[0] == pls[-1] else (pc.prompt_layer - pls[0]) / (pls[-1] - pls[0])
-        steps = run_steps(tc, n["train"])
+        steps = tc.total_steps(n["train"])
         from_cache = tc.cache and get_method(pc.method).cacheable
         layers = L - pc.start_state if from_cache else L
         train += steps * (lo + w * (hi - lo)) + (steps // max(1, tc.eval_every) * n["dev"] + n["test"]) * layers * t_layer

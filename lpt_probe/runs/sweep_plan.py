@@ -17,7 +17,7 @@ import time
 
 from .. import store
 from .folders import check_run
-from .planning import Plan, layer_seconds, run_steps, training_seconds
+from .planning import Plan, layer_seconds, training_seconds
 from .run import SPLITS, prepare, run_config
 from .sweep import SweepConfig, default_out, grid_of
 from .trainer import TrainConfig
@@ -36,7 +36,7 @@ def plan_sweep(sweep: SweepConfig, base: TrainConfig, command: str = "python -m 
     todo = [r for r in runs if not check_run(store.join(out, "runs", r.name),
                                              run_config(*configs[r], prepared)["key"])[0]]
     n = {s: len(prepared.encoded[s]) for s in SPLITS}
-    steps = {r: run_steps(configs[r][1], n["train"]) for r in todo}
+    steps = {r: configs[r][1].total_steps(n["train"]) for r in todo}
     by_method: dict[str, int] = {}
     for r in todo:
         by_method[r.method] = by_method.get(r.method, 0) + 1
