@@ -24,6 +24,7 @@ so it reads as complete only once everything else is there. ``join``, ``exists``
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import hashlib
@@ -36,7 +37,7 @@ import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable, Iterator
 
 logger = logging.getLogger(__name__)
 _PACKAGES = ("lpt_probe", "torch", "transformers", "datasets", "scikit-learn", "numpy", "pandas")
@@ -133,19 +134,38 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path | str:
 
 
 def _write_local(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with atomic_file(path, len(data)) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, size: int = 0) -> Iterator[BinaryIO]:
+    """A local file written in place, atomically: yields a temporary file beside ``path``
+    (unique to this writer, ``size`` bytes of zeros to start with, open for reading and
+    writing at any offset); on leaving the block it is flushed, synced and renamed to
+    ``path``, and on an error it is removed, so ``path`` is either complete or untouched. A
+    full disk raises ``DiskFull`` (``size`` is what the message says was being written)."""
+    path = Path(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, "w+b") as f:
+            if size:
+                f.truncate(size)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp = None
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise DiskFull(_no_space_message(path, size)) from None
         raise
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

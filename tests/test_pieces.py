@@ -65,3 +65,31 @@ def test_pieces_in_worker_processes_equal_pieces_in_this_process(tmp_path, kind)
 
 def test_default_jobs_is_the_usable_cores_capped():
     assert 1 <= pieces.default_jobs() <= 8
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_pieces_scratch_files_go_when_it_is_done(tmp_path, n_jobs):
+    """A sequence piece's layer files (memory-mapped by the worker) are removed once it has
+    been fitted, and a repeated piece's at once; the results equal in-memory states'."""
+    import dataclasses
+
+    from lpt_probe.analysis.rep_files import SequenceFile
+
+    jobs, mapped = _jobs(tmp_path / "ram", "sequence"), []
+    for job in jobs:
+        X, files = {}, []
+        for s, seqs in job.X.items():
+            f = SequenceFile(tmp_path / "scratch" / f"h{job.layer}.{s}.seq", seqs.lengths, seqs.d, np.float32)
+            for i in range(len(seqs)):
+                f.put(i, seqs[i])
+            X[s] = f.sequences(seqs.readout, seqs.prefix)
+            files.append(f.path)
+        mapped.append(dataclasses.replace(job, X=X, scratch=tuple(files),
+                                          paths={k: tmp_path / "disk" / p.name for k, p in job.paths.items()}))
+    assert pieces.run_pieces(iter(jobs), 3, n_jobs=1, progress=False) == 3
+    repeat = dataclasses.replace(mapped[0], scratch=(tmp_path / "scratch" / "extra.seq",))
+    repeat.scratch[0].write_bytes(b"x")
+    assert pieces.run_pieces(iter(mapped + [repeat]), 3, n_jobs=n_jobs, progress=False) == 3
+    assert list((tmp_path / "scratch").iterdir()) == []
+    for path in sorted((tmp_path / "ram").iterdir()):
+        assert path.read_bytes() == (tmp_path / "disk" / path.name).read_bytes(), path.name

@@ -184,3 +184,38 @@ def test_standardisation_reads_text_tokens_only():
     probe = TransformerProbe(2, num_layers=1, width=8, grid={"lr": [1e-3]}, max_epochs=1, min_steps=1)
     probe.fit(with_prompt, np.array([0, 1, 0]), X_dev=with_prompt[[0, 1]], y_dev=np.array([0, 1]))
     np.testing.assert_allclose(probe.mean_, alone.token_moments()[0], rtol=1e-6)
+
+
+def test_indexing_shares_the_states_and_whole_set_passes_read_in_chunks(monkeypatch, tmp_path):
+    """A selection of sequences reads the same ``values`` (no copy of a layer's states: a
+    memmap stays a memmap); the moments, finiteness check and pooled views read chunk by
+    chunk and equal the whole-array computation."""
+    from lpt_probe.probing import sequences as seqmod
+
+    g = np.random.default_rng(0)
+    lengths = g.integers(1, 9, size=50)
+    values = g.normal(size=(lengths.sum(), 3)).astype(np.float16)
+    path = tmp_path / "h.seq"
+    values.tofile(path)
+    mm = np.memmap(path, dtype=np.float16, mode="r", shape=values.shape)
+    prefix = np.where(lengths > 2, 2, 0)
+    full = Sequences(mm, lengths, prefix=prefix)
+    sub = full[np.array([7, 3, 3, 40])]
+    assert sub.values is mm and isinstance(sub.values, np.memmap)
+    np.testing.assert_array_equal(sub[1], values[full.starts[3]:full.starts[3] + lengths[3]])
+    np.testing.assert_array_equal(sub.compact().values, np.concatenate([full[i] for i in (7, 3, 3, 40)]))
+    text = np.concatenate([full[i][prefix[i]:] for i in range(50)]).astype(np.float64)
+    for chunk in (5, 1 << 16):  # a chunk smaller than some sequences, and one chunk for all
+        monkeypatch.setattr(seqmod, "CHUNK_TOKENS", chunk)
+        mean, std = full.token_moments()
+        np.testing.assert_allclose(mean, text.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(std, text.std(0), rtol=1e-12)
+        np.testing.assert_allclose(full.mean_pool(), [full[i].astype(np.float32).mean(0) for i in range(50)],
+                                   rtol=1e-6)
+        assert full.all_finite()
+        bad = values.copy()
+        bad[-1, 0] = np.nan
+        assert not Sequences(bad, lengths).all_finite()
+    assert sub.row_digests()[1] == sub.row_digests()[2] != sub.row_digests()[0]
+    with pytest.raises(ValueError, match="starts must hold 2 rows"):
+        Sequences(np.zeros((4, 2)), [2, 2], starts=[0, 3])

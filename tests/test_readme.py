@@ -49,6 +49,8 @@ QUICK = {
                                  "--probe-dev-size", "20", "--bootstrap", "30", "--control-permutations", "1"],
     "benchmarks/bench_paper_scale.py": ["--shape", "tiny", "--sizes", "16,24", "--steps", "2", "--prompt-layers", "2",
                                         "--dev-size", "8"],
+    "benchmarks/bench_memory.py": ["--shape", "tiny", "--sizes", "16,24", "--threads", "1",
+                                   "--paths", "vectors-streamed,sequences-streamed"],
     "scripts/demo.sh": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "120",
                         "--bootstrap", "50", "--control-permutations", "1", "--no-progress"],
 }
@@ -151,10 +153,10 @@ def run_readme_commands(data_dir, tmp_path, benchmarks: bool) -> list[str]:
             argv[1] = str(REPO / argv[1])
             extra += ["--out", str(tmp_path / "bench"), "--runs", str(tmp_path / "baselines")]
         if key in ("benchmarks/bench_mi.py", "benchmarks/bench_influence.py", "benchmarks/bench_probe_path.py",
-                   "benchmarks/bench_plan.py", "benchmarks/bench_paper_scale.py"):
+                   "benchmarks/bench_plan.py", "benchmarks/bench_paper_scale.py", "benchmarks/bench_memory.py"):
             argv[1] = str(REPO / argv[1])
             extra += ["--results", str(tmp_path / "bench")]
-        if key == "benchmarks/bench_paper_scale.py":
+        if key in ("benchmarks/bench_paper_scale.py", "benchmarks/bench_memory.py"):
             extra += ["--work", str(tmp_path / "shape")]
         if key == "scripts/demo.sh":
             argv[1] = str(REPO / argv[1])

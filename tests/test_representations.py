@@ -197,3 +197,108 @@ def test_which_hidden_states_share_the_frozen_models_piece():
         run = SimpleNamespace(cfg=MIConfig(probe=probe, probe_input=probe_input, jobs=1))
         assert [j for j in range(7) if MIRun.shares_frozen_input(run, cond, j)] == shared, (probe, probe_input)
         assert not any(MIRun.shares_frozen_input(run, frozen, j) for j in range(7))
+
+
+# -- streamed to disk: the same bytes, one batch in memory -------------------------------------------
+def _files(folder, models, L, n, d):
+    from lpt_probe.analysis.rep_files import StreamedSafetensors
+    from lpt_probe.analysis.representations import representation_specs
+
+    return {name: StreamedSafetensors(folder / f"{name}.safetensors",
+                                      representation_specs(L, n, d, m.l if m is not None else None))
+            for name, m in models.items()}
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_streamed_extraction_writes_the_bytes_of_the_arrays_saved_at_once(tmp_path, family):
+    """Writing each batch's rows into the files gives byte for byte the safetensors file the
+    arrays saved whole give (same header, order and float16 values), so stored
+    representations do not depend on how they were written."""
+    from contextlib import ExitStack
+
+    bb = Backbone(tiny_model(family))
+    data = encoded(n=11, causal=bb.is_causal)
+    models = {"frozen": None, "pl2": lpt_for(bb, 2), "pl3": lpt_for(bb, 3, "appg")}
+    whole = extract_many(bb, models, data, batch_size=4, progress=False)
+    with ExitStack() as stack:
+        files = {k: stack.enter_context(f) for k, f in _files(tmp_path, models, bb.num_hidden_layers, len(data),
+                                                                bb.hidden_size).items()}
+        assert extract_many(bb, models, data, batch_size=4, progress=False, into=files) is None
+    for name in models:
+        save_representations(tmp_path / "whole", name, whole[name], {"key": "k"})
+        whole_file = tmp_path / "whole" / f"{name}.safetensors"
+        assert (tmp_path / f"{name}.safetensors").read_bytes() == whole_file.read_bytes()
+    assert np.isnan(whole["pl2"]["prompt_states"][:2]).all() and not np.isnan(whole["pl2"]["prompt_states"][2:]).any()
+
+
+def test_an_interrupted_streamed_file_leaves_nothing(tmp_path):
+    from lpt_probe.analysis.rep_files import StreamedSafetensors
+
+    with pytest.raises(RuntimeError, match="stop"):
+        with StreamedSafetensors(tmp_path / "x.safetensors", {"a": (np.float16, (3, 2))}) as f:
+            f.put("a", [0], np.ones((1, 2)))
+            raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+
+
+def _numpy_peak(fn) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_streamed_extraction_holds_a_batch_not_the_split(tmp_path):
+    """The arrays extraction allocates (numpy's, as tracemalloc sees them) grow with the
+    examples when returned in memory, and stay the size of a batch when streamed to files."""
+    from contextlib import ExitStack
+
+    bb = Backbone(tiny_model("bert"))
+    models = {"frozen": None, "pl2": lpt_for(bb, 2)}
+    L, d = bb.num_hidden_layers, bb.hidden_size
+
+    data = {n: encoded(n=n) for n in (40, 320)}
+
+    def streamed(n):
+        with ExitStack() as stack:
+            files = {k: stack.enter_context(f) for k, f in _files(tmp_path / str(n), models, L, n, d).items()}
+            extract_many(bb, models, data[n], batch_size=8, progress=False, into=files)
+
+    streamed(40)  # once before measuring: first-call allocations are not the examples'
+    in_memory = [_numpy_peak(lambda n=n: extract_many(bb, models, data[n], batch_size=8, progress=False))
+                 for n in data]
+    on_disk = [_numpy_peak(lambda n=n: streamed(n)) for n in data]
+    assert in_memory[1] > 5 * in_memory[0]  # 8x the examples: the arrays grow with them
+    # streamed: what grows is the per-example bookkeeping (row indices, labels), a small
+    # fraction of the states' growth in memory
+    assert on_disk[1] - on_disk[0] < (in_memory[1] - in_memory[0]) / 20 and on_disk[1] < in_memory[1] / 10
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_layer_sequences_on_disk_equal_those_in_memory(tmp_path, family):
+    """With a folder, each hidden state's sequences are a memmap of a file there, equal to
+    the in-memory ones; the running states between layers are on disk and removed at the
+    end, also when the consumer stops early."""
+    bb = Backbone(tiny_model(family))
+    data = encoded(n=9, causal=bb.is_causal)
+    model = lpt_for(bb, 3)
+    ram = dict(layer_sequences(bb, model, data, True, batch_size=4))
+    chains = []
+    for j, seqs in layer_sequences(bb, model, data, True, batch_size=4, start=1, folder=tmp_path / "s"):
+        assert isinstance(seqs.values, np.memmap) and (tmp_path / "s" / f"h{j}.seq").exists()
+        chains.append((tmp_path / "s" / "chain").exists())
+        for attr in ("lengths", "readout", "prefix"):
+            np.testing.assert_array_equal(getattr(seqs, attr), getattr(ram[j], attr))
+        np.testing.assert_array_equal(seqs.values, ram[j].values)
+    assert all(chains) and not (tmp_path / "s" / "chain").exists()
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted(f"h{j}.seq" for j in range(1, len(ram)))
+    gen = layer_sequences(bb, model, data, False, batch_size=4, folder=tmp_path / "t", stop=2)
+    assert [j for j, _ in gen] == [0, 1, 2]
+    gen = layer_sequences(bb, model, data, True, batch_size=4, folder=tmp_path / "u")
+    next(gen)
+    gen.close()  # stopped early: the chain goes
+    assert not (tmp_path / "u" / "chain").exists()

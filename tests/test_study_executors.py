@@ -102,3 +102,19 @@ def test_executor_ray_without_ray_installed_says_how_to_get_it(tmp_path, capsys,
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--executor ray needs the ray package" in err and "pip install" in err
+
+
+def test_the_transformer_probe_on_ray_equals_local_and_leaves_no_scratch(data_dir, tmp_path, local_ray):
+    """The sequence probe's layer states go through files in <out>/scratch (read memory-mapped
+    by the worker processes, or put in Ray's object store), which are gone when the run ends;
+    the pieces equal in both executors."""
+    args = [*MI, "--data-dir", str(data_dir), "--probe", "transformer", "--probe-grid", "lr=1e-3", "--probe-seeds",
+            "0", "--no-controls", "--no-mdl", "--probe-width", "16", "--max-examples", "30", "--probe-train-max",
+            "30", "--probe-dev-size", "10"]
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert mi.main([*args, "--jobs", "2", "--out", str(local)]) == 0
+    assert mi.main([*args, "--executor", "ray", "--out", str(remote)]) == 0
+    assert not (local / "scratch").exists() and not (remote / "scratch").exists()
+    assert files(local, ("pieces",)) == files(remote, ("pieces",))
+    # 7 frozen + 4 from PL-1 on (the probe reads the prompt positions, which join hidden state PL-1)
+    assert json.loads((local / "run.json").read_text())["pieces_fitted"] == 11

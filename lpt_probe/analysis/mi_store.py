@@ -19,7 +19,9 @@ The work comes in per-condition steps (``extract_reps``, ``load_reps``,
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,8 @@ from ..model.backbone import Backbone
 from ..probing import make_probe, parse_probe_grid
 from ..runs.run import SPLITS
 from .pieces import PieceJob, ProbeFactory, layer_arrays
-from .representations import extract, extract_many, layer_sequences, open_representations, save_representations
+from .rep_files import StreamedSafetensors
+from .representations import extract_many, layer_sequences, open_representations, representation_specs
 from .study import Condition
 
 __all__ = ["PIECE_FORMAT", "REPS_FORMAT", "ProbePieces", "StoredRepresentations"]
@@ -40,7 +43,6 @@ __all__ = ["PIECE_FORMAT", "REPS_FORMAT", "ProbePieces", "StoredRepresentations"
 logger = logging.getLogger(__name__)
 REPS_FORMAT = 2
 PIECE_FORMAT = 3  # 3: PVI per probe seed, shuffled-label permutations per piece
-JOINT_BYTES = 2 * 2**30  # conditions extracted together in one frozen pass hold at most ~this much per split
 
 
 class StoredRepresentations:
@@ -70,38 +72,39 @@ class StoredRepresentations:
         self.extract_reps(missing)
         return self.load_reps(conds)
 
-    def extraction_group(self) -> tuple[int, int]:
-        """(bytes of the float32 arrays one model fills in a frozen pass: 3 vectors and the
-        prompt states per hidden state, and the prompt; how many models share a pass so that
-        they hold at most ``JOINT_BYTES``)."""
-        n = max(len(self.encoded[s]) for s in SPLITS)
-        per = 4 * (4 * (self.L + 1) + 8) * n * self.backbone.hidden_size
-        return per, max(1, JOINT_BYTES // per)
-
     def extract_reps(self, conds: list[Condition]) -> None:
-        """Extract and store the representations of ``conds`` (the frozen model and the
-        prompts jointly, in groups that fit in memory; random weights one by one). A
-        condition's arrays do not depend on which others share its frozen pass, so a Ray
-        task extracting one condition writes the same files."""
+        """Extract and store the representations of ``conds``: the frozen model and every
+        prompt in one frozen pass per batch, random weights one by one, each batch's rows
+        written straight to the files (``rep_files.StreamedSafetensors``), so memory holds a
+        batch whatever the number of examples. A condition's file does not depend on which
+        others share its pass, so a Ray task extracting one condition writes the same bytes."""
         t0 = time.perf_counter()
         shared = [c for c in conds if c.method in ("frozen", "lpt")]
-        size = self.extraction_group()[1]  # MiniLM on TREC: all 19 in one pass; SmolLM2: a few per pass
-        groups = [shared[i:i + size] for i in range(0, len(shared), size)]
-        for group in groups:
-            models = {c.name: self.model_for(c) for c in group}
-            for s in SPLITS:
-                reps = extract_many(self.backbone, models, self.encoded[s], desc=f"extract {s}",
-                                    progress=self.cfg.progress)
-                for c in group:
-                    self._save_reps(c, s, reps[c.name])
-            logger.info("extracted %s", ", ".join(c.name for c in group))
+        if shared:
+            self._extract_into({c.name: self.model_for(c) for c in shared}, shared)
+            logger.info("extracted %s", ", ".join(c.name for c in shared))
         for c in conds:
             if c.method == "random_weights":
-                for s in SPLITS:
-                    self._save_reps(c, s, extract(self.model_for(c), self.encoded[s], desc=f"{c.name} {s}",
-                                                  progress=self.cfg.progress))
+                self._extract_into({c.name: None}, [c], backbone=self.model_for(c))
                 logger.info("extracted %s", c.name)
         self.seconds["extract"] += time.perf_counter() - t0
+
+    def _extract_into(self, models: dict, conds: list[Condition], backbone: Backbone | None = None) -> None:
+        """One pass over each split for ``models``, into each condition's ``<split>.safetensors``,
+        then its sidecar (with the file's sha256: the mark that it is complete)."""
+        backbone = backbone or self.backbone
+        L, d = backbone.num_hidden_layers, backbone.hidden_size
+        for s in SPLITS:
+            n = len(self.encoded[s])
+            with ExitStack() as stack:
+                files = {c.name: stack.enter_context(StreamedSafetensors(
+                    self.reps_folder(c)[0] / f"{s}.safetensors",
+                    representation_specs(L, n, d, models[c.name].l if models[c.name] is not None else None)))
+                    for c in conds}
+                extract_many(backbone, models, self.encoded[s], desc=f"extract {s}" if len(conds) > 1 else
+                             f"{conds[0].name} {s}", progress=self.cfg.progress, into=files)
+            for c in conds:
+                self._save_reps_info(c, s)
 
     def load_reps(self, conds: list[Condition]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
         """name -> split -> the stored arrays of every condition of ``conds``: labels in memory,
@@ -112,12 +115,13 @@ class StoredRepresentations:
             out[c.name] = {s: open_representations(folder, s)[0] for s in SPLITS}  # read per hidden state
         return out
 
-    def _save_reps(self, cond: Condition, split: str, reps: dict) -> None:
+    def _save_reps_info(self, cond: Condition, split: str) -> None:
         folder, key = self.reps_folder(cond)
         info = {"key": key, "condition": asdict(cond), "model": self.bundle[2]["identity"],
                 "model_key": self.model_key(cond), "task": self.probe_data.task.name,
                 "fingerprint": self.fingerprints[split]}
-        save_representations(folder, split, reps, info)
+        sha = store.file_sha256(folder / f"{split}.safetensors")
+        store.write_json(folder / f"{split}.json", {**info, "sha256": sha})
 
 
 class ProbePieces:
@@ -165,7 +169,7 @@ class ProbePieces:
             return lambda seed: make_probe(c.probe, self.n_classes, seed, **kw, **live)
         return ProbeFactory(c.probe, self.n_classes, kw)  # picklable: pieces may run in worker processes
 
-    def piece_job(self, cond: Condition, layer: int, X: dict, y: dict) -> PieceJob:
+    def piece_job(self, cond: Condition, layer: int, X: dict, y: dict, scratch: tuple = ()) -> PieceJob:
         """What probing ``layer`` of ``cond`` needs (see ``lpt_probe.analysis.pieces``)."""
         c = self.cfg
         paths, key = self.piece_paths(cond, layer)
@@ -174,7 +178,8 @@ class ProbePieces:
                         layer=layer, probe=c.probe, representation=self.representation_label,
                         n_classes=self.n_classes, probe_seeds=tuple(c.probe_seeds), bootstrap=c.bootstrap,
                         controls=settings["controls"], permutations=c.control_permutations, mdl=c.mdl,
-                        test_ids=list(self.encoded["test"].ids), X=X, y=y, factory=self.probe_factory())
+                        test_ids=list(self.encoded["test"].ids), X=X, y=y, factory=self.probe_factory(),
+                        scratch=scratch)
 
     def pending(self, conds: list[Condition]) -> list[tuple[Condition, int]]:
         """The (condition, hidden state) pieces still to fit, each distinct piece once: under
@@ -206,22 +211,38 @@ class ProbePieces:
             layers_of.setdefault(cond, []).append(layer)
         return layers_of
 
+    def scratch_folder(self, cond: Condition | None = None) -> Path:
+        """Where sequence-probe layer files live while their pieces are fitted (``cond``'s
+        own folder, or the root of all): ``<out>/scratch``, never a result."""
+        root = self.out / "scratch"
+        return root if cond is None else root / f"{cond.name}-{self.model_key(cond)[:12]}"
+
+    def clear_scratch(self) -> None:
+        """Remove the scratch folder (after every piece that reads from it is done)."""
+        shutil.rmtree(self.scratch_folder(), ignore_errors=True)
+
     def sequence_jobs(self, cond: Condition, layers: list[int]):
         """The piece jobs of ``cond`` at ``layers`` (ascending) for sequence probes: its hidden
-        states are computed one after the other (one forward pass, one layer in memory), each
-        as its piece is dispatched, so the next layer is computed while worker processes fit
-        the probes of the previous ones."""
+        states are computed one after the other (one forward pass, a batch in memory), each
+        written to a layer file per split in the scratch folder and dispatched as its piece
+        (``PieceJob.scratch``: removed when the piece is done), so the next layer is computed
+        while worker processes fit the probes of the previous ones, and no split's states
+        are held in memory."""
         y = {s: np.asarray(self.encoded[s].labels) for s in SPLITS}
         model = self.model_for(cond)
         frozen, lpt = (model, None) if isinstance(model, Backbone) else (self.backbone, model)
+        scratch = self.scratch_folder(cond)
+        shutil.rmtree(scratch, ignore_errors=True)  # what an interrupted run left
         gens = {s: layer_sequences(frozen, lpt, self.encoded[s], self.cfg.probe_options.reads_prompt,
-                                   start=layers[0]) for s in SPLITS}
+                                   start=layers[0], stop=layers[-1], folder=scratch / s) for s in SPLITS}
         for items in zip(*(gens[s] for s in SPLITS)):
             layer = items[0][0]
+            files = tuple(scratch / s / f"h{layer}.seq" for s in SPLITS)
             if layer in layers:
-                yield self.piece_job(cond, layer, {s: seq for s, (_, seq) in zip(SPLITS, items)}, y)
-            if layer >= layers[-1]:
-                break
+                yield self.piece_job(cond, layer, {s: seq for s, (_, seq) in zip(SPLITS, items)}, y, files)
+            else:  # a piece already done: its states are not needed
+                for f in files:
+                    f.unlink(missing_ok=True)
 
     def sequence_pieces(self, conds: list[Condition]) -> tuple[int, Any]:
         """(how many pieces are missing, a lazy iterable of their jobs) for sequence probes."""

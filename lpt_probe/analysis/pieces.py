@@ -33,7 +33,7 @@ from ..progress import bar
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PieceJob", "ProbeFactory", "fit_piece", "run_pieces", "default_jobs", "permutation_seed"]
+__all__ = ["PieceJob", "ProbeFactory", "drop_scratch", "fit_piece", "run_pieces", "default_jobs", "permutation_seed"]
 
 
 def default_jobs() -> int:
@@ -77,6 +77,13 @@ class PieceJob:
     X: dict
     y: dict
     factory: Callable[[int], Any]
+    scratch: tuple[Path, ...] = ()  # files only this piece reads (a sequence probe's layer files): removed when done
+
+
+def drop_scratch(job: PieceJob) -> None:
+    """Remove the files only ``job`` reads (``PieceJob.scratch``)."""
+    for path in job.scratch:
+        Path(path).unlink(missing_ok=True)
 
 
 _LOGGING_SET = False
@@ -136,15 +143,20 @@ def run_pieces(jobs: Iterable[PieceJob], total: int, n_jobs: int = 1, progress: 
                desc: str = "probe pieces") -> int:
     """Fit ``total`` pieces from ``jobs`` (a lazy iterable: a piece's arrays are made when
     it is dispatched), in this process (``n_jobs`` 1) or in up to ``n_jobs`` worker
-    processes; returns how many ran. Pieces whose key repeats are fitted once."""
+    processes; returns how many ran. Pieces whose key repeats are fitted once. A piece's
+    ``scratch`` files are removed as soon as it is done."""
     n_jobs = max(1, min(int(n_jobs), total))
+    running: dict[str, PieceJob] = {}
 
     def unique(it: Iterable[PieceJob]):
         seen = set()
         for job in it:
-            if job.key not in seen:
-                seen.add(job.key)
-                yield job
+            if job.key in seen:
+                drop_scratch(job)
+                continue
+            seen.add(job.key)
+            running[job.key] = job
+            yield job
 
     pbar = bar(total=total, desc=desc, enabled=progress)
     done = 0
@@ -152,7 +164,7 @@ def run_pieces(jobs: Iterable[PieceJob], total: int, n_jobs: int = 1, progress: 
     try:
         if n_jobs == 1:
             for job in unique(jobs):
-                fit_piece(job)
+                drop_scratch(running.pop(fit_piece(job)))
                 done += 1
                 pbar.update(1)
         else:
@@ -160,7 +172,8 @@ def run_pieces(jobs: Iterable[PieceJob], total: int, n_jobs: int = 1, progress: 
 
             pool = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered",
                             pre_dispatch="2*n_jobs")
-            for _ in pool(delayed(fit_piece)(job, level) for job in unique(jobs)):
+            for key in pool(delayed(fit_piece)(job, level) for job in unique(jobs)):
+                drop_scratch(running.pop(key))
                 done += 1
                 pbar.update(1)
     finally:

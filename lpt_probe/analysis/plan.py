@@ -4,8 +4,10 @@
 missing in ``--out`` with the run's own content keys (a resumed run plans only the rest):
 prompts to train and their steps, conditions to extract and the examples each frozen or
 late-prompt pass reads, representation bytes written to disk (vector probes: float16
-``[L+1, n, d]`` arrays per split), the sequence states a transformer probe holds per
-hidden state, and the probe pieces to fit. It writes nothing and trains nothing.
+``[L+1, n, d]`` arrays per split; a transformer probe: the layer files its pieces read
+from ``scratch/`` while they run), the states extraction holds (one batch: extraction
+streams to disk, so this does not grow with the examples), and the probe pieces to fit.
+It writes nothing and trains nothing.
 
 Time is estimated from short measurements on this machine, with this model and these
 settings (``calibrate``; ``lpt_probe.runs.planning``):
@@ -15,8 +17,9 @@ settings (``calibrate``; ``lpt_probe.runs.planning``):
   at the lowest and the highest prompt layer to train (linear in the prompt layer in
   between), plus its dev evaluations and test evaluation (examples x layers above PL);
   the lower-layer cache once (examples x start state);
-- extraction: a frozen pass over every probe example for each group of conditions, and
-  each late prompt's layers from PL up again;
+- extraction: one frozen pass over every probe example for the frozen model and every
+  prompt (one more per random-weights condition), and each late prompt's layers from PL
+  up again;
 - a probe piece: one piece fitted for real (the run's probe, controls, MDL and PVI) on the
   frozen model's hidden state 1 over the probe rows (a sequence probe: random states of
   the run's lengths), times the pieces to fit, over the worker processes, plus one worker
@@ -49,7 +52,7 @@ from ..runs.planning import Plan, layer_seconds, size, training_seconds, worker_
 from ..runs.run import SPLITS
 from .influence import InfluenceRun
 from .mi import MIRun
-from .representations import frozen_vectors
+from .representations import EXTRACT_BATCH, frozen_vectors
 from .pieces import PieceJob, fit_piece
 
 __all__ = ["plan_mi", "plan_influence", "piece_seconds"]
@@ -102,33 +105,40 @@ def plan_mi(cfg, command: str = "python -m lpt_probe.mi", calibrate: bool = True
     jobs = 1 if cfg.probe_options.in_process else max(1, min(cfg.jobs, len(pending) or 1))
     above = {c.name: L - run.prompt_config(c).start_state for c in lpt}  # layers PL..L
     tokens = {c.name: run.prompt_config(c).num_virtual_tokens for c in lpt}
+    longest = max(max(run.encoded[s].lengths) for s in SPLITS) + max(tokens.values(), default=0)
+    batch = 4 * min(EXTRACT_BATCH, max(n.values())) * longest * d  # one float32 state of a batch
+    scratch = 0
     if cfg.sequence_probe:  # each condition's own pass, layer by layer, while its pieces are fitted
         to_extract = list(dict.fromkeys(c for c, _ in pending))
         disk = 0
         mean_tokens = {s: float(np.mean(run.encoded[s].lengths)) for s in SPLITS}
-        # one hidden state of every example as float16 Sequences (built from parts: twice), per split
-        memory = sum(int(2 * 2 * n[s] * (mean_tokens[s] + max(tokens.values(), default=0)) * d) for s in SPLITS)
+        # one hidden state of every example, float16, per split: a file in scratch/ for each
+        # piece queued or running (up to 2 x processes) and the one being computed
+        per_layer = sum(int(2 * n[s] * (mean_tokens[s] + max(tokens.values(), default=0)) * d) for s in SPLITS)
+        scratch = per_layer * (2 * jobs + 1)
+        memory = 2 * batch  # a batch's states in and out of one layer (the rest is on disk)
         extract_layers = n_all * L * len(to_extract)
-    else:  # frozen and prompts in shared passes of up to ``group`` models; random weights alone
+    else:  # the frozen model and every prompt in one frozen pass; random weights alone
         to_extract = run.missing_reps(conds)
         per_example = 2 * d * 3 * (L + 1)  # cls, mask, mean as float16
         disk = sum(n_all * (per_example + (2 * d * ((L + 1) + tokens[c.name]) if c.method == "lpt" else 0))
                    for c in to_extract)
         shared = [c for c in to_extract if c.method in ("frozen", "lpt")]
-        per_model, group = run.extraction_group()
-        memory = per_model * max(1, min(group, len(shared)))
-        passes = math.ceil(len(shared) / group) + sum(1 for c in to_extract if c.method == "random_weights")
+        memory = 2 * (L + 1) * batch  # a batch's frozen states at every layer, and one prompt's above PL
+        passes = (1 if shared else 0) + sum(1 for c in to_extract if c.method == "random_weights")
         extract_layers = n_all * (L * passes + sum(above.get(c.name, 0) for c in to_extract))
     steps = tc.total_steps(len(run.prompt_prepared.encoded["train"])) if run.prompt_prepared else 0
     counts = {"prompts": len(lpt), "prompts_to_train": len(to_train), "train_steps": steps * len(to_train),
               "conditions": len(conds), "to_extract": len(to_extract),
               "forward_examples": n_all * len(to_extract), "pieces": pieces, "pieces_to_fit": len(pending),
-              "fits_per_piece": fits, "jobs": jobs, "examples": n, "hidden_states": L + 1, "hidden_size": d}
+              "fits_per_piece": fits, "jobs": jobs, "examples": n, "hidden_states": L + 1, "hidden_size": d,
+              "scratch_bytes": scratch}
     rows = [("prompts to train", f"{len(to_train)} of {len(lpt)} ({steps * len(to_train)} steps in all)"),
             ("conditions", f"{len(conds)}: {len(to_extract)} to extract ({n_all * len(to_extract):,} example passes)"),
             ("probe pieces", f"{len(pending)} to fit of {pieces} ({fits} probe fits each, {jobs} process(es))"),
-            ("disk", f"{size(disk)} of representations"),
-            ("memory", f"{size(memory)} held at once by the largest step")]
+            ("disk", f"{size(disk)} of representations" + (
+                f" (and up to {size(scratch)} of layer states in scratch/ while pieces run)" if scratch else "")),
+            ("memory", f"{size(memory)} of states held at once by extraction (a batch)")]
     plan = Plan(command, rows, counts, disk, memory)
     if not calibrate:
         return plan

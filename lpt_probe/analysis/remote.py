@@ -46,7 +46,7 @@ from ..progress import bar
 from ..runs.executors import ExecutorConfig, connect, prepared_in_worker, run_ray
 from ..runs.folders import check_run
 from ..runs.run import SPLITS
-from .pieces import fit_piece, run_pieces
+from .pieces import drop_scratch, fit_piece, run_pieces
 
 __all__ = ["EXECUTION_HELP", "LocalStudy", "RayStudy", "add_execution_args", "study_executor", "study_in_worker"]
 
@@ -96,6 +96,7 @@ class LocalStudy:
             total, jobs = run.vector_pieces(conds, reps)
             n_jobs = cfg.jobs
         n = run_pieces(jobs, total, n_jobs, cfg.progress)
+        run.clear_scratch()
         run.seconds["probe"] += time.perf_counter() - t1
         logger.info("probed %d piece(s) (%d conditions x %d hidden states, shared pieces once) in %.0f s "
                     "with %d process(es)", n, len(conds), run.L + 1, time.perf_counter() - t1, max(1, min(n_jobs, n)))
@@ -204,6 +205,7 @@ class RayStudy(LocalStudy):
             refs = {task.remote(type(run), cfg, device, c, layers, level, self.options): f"the pieces of {c.name}"
                     for c, layers in layers_of.items()}
             n = sum(self._wait(refs, "conditions (Ray)", cfg.progress))
+            run.clear_scratch()
         else:
             missing = run.missing_reps(conds)
             self.train(run, missing, run.model_key)
@@ -281,9 +283,18 @@ def _ray_sequence(cls, cfg, device: str, cond, layers: list[int], level: int, op
     run = study_in_worker(cls, cfg, device)
     jobs = run.sequence_jobs(cond, layers)
     if run.cfg.probe_options.in_process:
-        return sum(1 for job in jobs if fit_piece(job, level))
+        done = 0
+        for job in jobs:
+            fit_piece(job, level)
+            drop_scratch(job)
+            done += 1
+        return done
     fit = ray.remote(fit_piece).options(**options)
-    return len(ray.get([fit.remote(job, level) for job in jobs]))  # blocked in get: Ray frees this task's CPUs
+    refs = []
+    for job in jobs:  # the layer's states go into the object store when submitted: its files can go
+        refs.append(fit.remote(job, level))
+        drop_scratch(job)
+    return len(ray.get(refs))  # blocked in get: Ray frees this task's CPUs
 
 
 def _ray_measure(cls, cfg, device: str, cond, checkpoint: str) -> bool:

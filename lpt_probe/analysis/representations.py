@@ -39,6 +39,7 @@ every layer in memory.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -53,6 +54,7 @@ from ..probing import Sequences
 from ..progress import bar
 
 REPRESENTATIONS = ("cls", "mask", "mean")
+EXTRACT_BATCH = 64  # examples per batch of an extraction pass
 Tensor = torch.Tensor
 
 
@@ -64,23 +66,41 @@ def _pick(h: Tensor, keep: Tensor, pred: Tensor, text: Tensor | None) -> dict[st
     return {"cls": h[rows, first], "mask": h[rows, pred], "mean": (h * w).sum(1) / w.sum(1)}
 
 
-def _empty(L: int, n: int, d: int, lpt: LatePromptModel | None) -> dict[str, np.ndarray]:
-    out = {r: np.zeros((L + 1, n, d), dtype=np.float32) for r in REPRESENTATIONS}
-    if lpt is not None:
-        out["prompt"] = np.zeros((n, lpt.l, d), dtype=np.float32)
-        out["prompt_states"] = np.full((L + 1, n, d), np.nan, dtype=np.float32)
-    return out
+def representation_specs(L: int, n: int, d: int, l: int | None, dtype=np.float16) -> dict[str, tuple]:
+    """name -> (dtype, shape) of what ``extract_many`` gives one model (``l`` None: the frozen
+    model or random weights, no prompt); ``dtype`` for the float arrays."""
+    specs = {r: (dtype, (L + 1, n, d)) for r in REPRESENTATIONS} | {"labels": (np.int64, (n,))}
+    if l is not None:
+        specs |= {"prompt": (dtype, (n, l, d)), "prompt_states": (dtype, (L + 1, n, d))}
+    return specs
+
+
+class _Arrays:
+    """In-memory arrays with :class:`~.rep_files.StreamedSafetensors`' ``put`` (what
+    ``extract_many`` fills when it is given no files)."""
+
+    def __init__(self, specs: dict[str, tuple]):
+        self.arrays = {k: np.zeros(shape, dtype=t) for k, (t, shape) in specs.items()}
+
+    def put(self, name: str, rows, values, k: int | None = None) -> None:
+        a = self.arrays[name] if k is None else self.arrays[name][k]
+        a[rows] = values
 
 
 @torch.no_grad()
 def extract_many(frozen: Backbone, models: dict[str, LatePromptModel | None], data: Encoded,
-                 batch_size: int = 64, desc: str = "extract", progress: bool = True) -> dict[str, dict[str, Any]]:
+                 batch_size: int = EXTRACT_BATCH, desc: str = "extract", progress: bool = True,
+                 into: dict[str, Any] | None = None) -> dict[str, dict[str, Any]] | None:
     """Representations of every model in ``models`` (name -> late-prompt model, or None for
     the frozen backbone itself) at every hidden state, in one frozen pass per batch.
 
     Returns name -> {"cls"|"mask"|"mean": [L+1, n, hidden], "labels": [n], and for a late
     prompt "prompt": [n, l, hidden] and "prompt_states": [L+1, n, hidden] (NaN below PL)}.
-    Every late-prompt model must wrap ``frozen`` (same backbone weights)."""
+    Every late-prompt model must wrap ``frozen`` (same backbone weights).
+
+    ``into`` (name -> an open :class:`~.rep_files.StreamedSafetensors` with
+    :func:`representation_specs`' tensors) writes each batch's rows to those files instead,
+    and returns None: memory then holds one batch, whatever the number of examples."""
     for name, m in models.items():
         if m is not None and m.backbone.model is not frozen.model:
             raise ValueError(f"extract_many: model {name!r} wraps another backbone than `frozen`; its layers "
@@ -89,7 +109,10 @@ def extract_many(frozen: Backbone, models: dict[str, LatePromptModel | None], da
             m.eval()
     frozen.model.eval()
     L, d, n = frozen.num_hidden_layers, frozen.hidden_size, len(data)
-    out = {name: _empty(L, n, d, m) for name, m in models.items()}
+    sinks = into if into is not None else {
+        name: _Arrays(representation_specs(L, n, d, m.l if m is not None else None, np.float32))
+        for name, m in models.items()}
+    labels = np.asarray(data.labels, dtype=np.int64)
     dev = frozen.device
     for idx in bar(list(data.batches(batch_size)), desc=desc, enabled=progress):
         b = data.collate(idx, dev)
@@ -97,34 +120,38 @@ def extract_many(frozen: Backbone, models: dict[str, LatePromptModel | None], da
         h0 = frozen.embed(ids, keep)
         states = [h0] + frozen.run_layers(h0, keep, 0, L, return_all=True)  # frozen hidden states 0..L
         top = frozen.final(states[-1])
-        picked = [_pick(states[k] if k < L else top, keep, pred, text) for k in range(L + 1)]
+        picked = [{r: v.float().cpu().numpy() for r, v in _pick(states[k] if k < L else top, keep, pred, text).items()}
+                  for k in range(L + 1)]
         for name, m in models.items():
-            o = out[name]
+            o = sinks[name]
+            o.put("labels", idx, labels[idx])
             pl = m.config.prompt_layer if m is not None else L + 1
             for k in range(min(pl, L + 1)):  # below PL: the frozen pass's own vectors
                 for r, v in picked[k].items():
-                    o[r][k, idx] = v.float().cpu().numpy()
+                    o.put(r, idx, v, k)
             if m is None:
                 continue
             up = m.upper(states[m.config.start_state], keep, pred, return_states=True)
             l = up["prompt"].shape[1]
             upper = up["upper_states"]  # hidden states PL..L, prompt in front
             upper[-1] = frozen.final(upper[-1])
-            o["prompt"][idx] = up["prompt"].float().cpu().numpy()
+            o.put("prompt", idx, up["prompt"].float().cpu().numpy())
+            nan = np.full((len(idx), d), np.nan, dtype=np.float32)
+            for k in range(pl if l else L + 1):  # no prompt tokens at these hidden states
+                o.put("prompt_states", idx, nan, k)
             for j, s in enumerate(upper):
                 k = pl + j
                 for r, v in _pick(s[:, l:], keep, pred, text).items():
-                    o[r][k, idx] = v.float().cpu().numpy()
+                    o.put(r, idx, v.float().cpu().numpy(), k)
                 if l:
-                    o["prompt_states"][k, idx] = s[:, :l].mean(1).float().cpu().numpy()
-    labels = np.asarray(data.labels, dtype=np.int64)
-    for o in out.values():
-        o["labels"] = labels
-    return out
+                    o.put("prompt_states", idx, s[:, :l].mean(1).float().cpu().numpy(), k)
+    if into is not None:
+        return None
+    return {name: sink.arrays for name, sink in sinks.items()}
 
 
 @torch.no_grad()
-def frozen_vectors(frozen: Backbone, data: Encoded, layer: int, representation: str, batch_size: int = 64
+def frozen_vectors(frozen: Backbone, data: Encoded, layer: int, representation: str, batch_size: int = EXTRACT_BATCH
                    ) -> np.ndarray:
     """The frozen model's ``representation`` vectors at hidden state ``layer``, ``[n, d]``
     float32, running layers 1..``layer`` only (what ``extract`` gives at that hidden state)."""
@@ -142,7 +169,7 @@ def frozen_vectors(frozen: Backbone, data: Encoded, layer: int, representation: 
     return out
 
 
-def extract(model: LatePromptModel | Backbone, data: Encoded, batch_size: int = 64, desc: str = "extract",
+def extract(model: LatePromptModel | Backbone, data: Encoded, batch_size: int = EXTRACT_BATCH, desc: str = "extract",
             progress: bool = True) -> dict[str, Any]:
     """``extract_many`` for one model: a late-prompt model or a bare backbone."""
     if isinstance(model, LatePromptModel):
@@ -150,62 +177,114 @@ def extract(model: LatePromptModel | Backbone, data: Encoded, batch_size: int = 
     return extract_many(model, {"m": None}, data, batch_size, desc, progress)["m"]
 
 
+class _SequenceArray:
+    """:class:`~.rep_files.SequenceFile`'s ``put``/``sequences`` over an in-memory array."""
+
+    def __init__(self, lengths, d: int, dtype):
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.starts = np.cumsum(self.lengths) - self.lengths
+        self.values = np.zeros((int(self.lengths.sum()), d), dtype=dtype)
+
+    def put(self, row: int, states: np.ndarray) -> None:
+        self.values[self.starts[row]:self.starts[row] + self.lengths[row]] = states
+
+    def sequences(self, readout, prefix) -> Sequences:
+        return Sequences(self.values, self.lengths, readout, prefix)
+
+
+class _Chain:
+    """Each batch's running states ``(h, key mask, prompt positions in front)`` between
+    layers: in memory (on the device), or one file per batch in ``folder`` (read back to
+    the device one batch at a time), exactly as computed."""
+
+    def __init__(self, folder: Path | None, device):
+        self.folder, self.device, self.items = folder, device, {}
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def put(self, i: int, h: Tensor, keep: Tensor, l: int) -> None:
+        if self.folder is None:
+            self.items[i] = (h, keep, l)
+        else:
+            torch.save((h.cpu(), keep.cpu(), l), self.folder / f"b{i}.pt")
+
+    def get(self, i: int) -> tuple[Tensor, Tensor, int]:
+        if self.folder is None:
+            return self.items[i]
+        h, keep, l = torch.load(self.folder / f"b{i}.pt", map_location=self.device)
+        return h, keep, l
+
+    def clear(self) -> None:
+        self.items = {}
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
 @torch.no_grad()
 def layer_sequences(frozen: Backbone, model: LatePromptModel | None, data: Encoded, include_prompt: bool = True,
-                    batch_size: int = 64, start: int = 0, dtype=np.float16, progress: bool = False
-                    ) -> Iterator[tuple[int, Sequences]]:
-    """(j, the sequences of hidden state j of every example), for j = ``start``..L.
+                    batch_size: int = EXTRACT_BATCH, start: int = 0, dtype=np.float16, progress: bool = False,
+                    folder: str | Path | None = None, stop: int | None = None) -> Iterator[tuple[int, Sequences]]:
+    """(j, the sequences of hidden state j of every example), for j = ``start``..``stop``
+    (default L).
 
     Readout = the prediction position (shifted by l where the prompt is included: hidden
-    states PL-1..L). States of layer j+1 come from those of layer j (one layer in memory
-    at a time); hidden state L is reported after the final norm, as HF does. ``model``
-    None = the frozen backbone."""
+    states PL-1..L). States of layer j+1 come from those of layer j, batch by batch;
+    hidden state L is reported after the final norm, as HF does. ``model`` None = the
+    frozen backbone.
+
+    ``folder`` None: every example's states of one layer are held in memory (on the
+    device while running, and as the returned arrays). A ``folder``: hidden state j's
+    sequences are written to ``folder/h{j}.seq`` (:class:`~.rep_files.SequenceFile`) and
+    returned over a read-only memmap of it, and the running states are kept in
+    ``folder/chain/``, so memory holds one batch whatever the number of examples. The
+    caller removes each ``h{j}.seq`` when it is done with it; the chain is removed when the
+    generator ends."""
+    from .rep_files import SequenceFile
+
     frozen.model.eval()
     if model is not None:
         model.eval()
     L = frozen.num_hidden_layers
+    stop = L if stop is None else stop
     joins = model.config.start_state if model is not None else L + 1  # the hidden state the prompt joins (PL-1)
     order = list(data.batches(batch_size))
-    dev = frozen.device
-    # per batch: the current states [batch, seq(+l), hidden], the key mask and how many
-    # prompt positions lead each row
-    current: list[tuple[Tensor, Tensor, int]] = []
-    for idx in order:
-        b = data.collate(idx, dev)
-        current.append((frozen.embed(b["input_ids"], b["attention_mask"]), b["attention_mask"], 0))
-    pred = [data.collate(idx, "cpu")["pred_positions"] for idx in order]
-    for j in bar(range(L + 1), desc="layer sequences", enabled=progress):
-        if j == joins:  # the prompt joins hidden state PL-1: what layer PL reads
-            current = [(*model.insert(h, keep)[:2], model.l) for h, keep, _ in current]
-        if j >= start:
-            parts, lengths, readout, prefix = [], [], [], []
-            for (h, keep, l), p, idx in zip(current, pred, order):
-                h = frozen.final(h) if j == L else h
-                n_text = keep[:, l:].sum(1).cpu()
-                lo = 0 if include_prompt else l
-                for r in range(h.shape[0]):
-                    parts.append(h[r, lo: l + int(n_text[r])].float().cpu().numpy().astype(dtype))
-                    lengths.append(l - lo + int(n_text[r]))
-                    readout.append(int(p[r]) + l - lo)
-                    prefix.append(l - lo)  # prompt positions in front of the text
-            flat_order = [i for idx in order for i in idx]
-            inverse = np.argsort(flat_order)  # back to the data's own row order
-            lengths_a = np.asarray(lengths)[inverse]
-            seqs = Sequences(np.concatenate([parts[i] for i in inverse]), lengths_a, np.asarray(readout)[inverse],
-                             np.asarray(prefix)[inverse])
-            yield j, seqs
-        if j == L:
-            break
-        nxt = []
-        for h, keep, l in current:
-            if j >= joins:
-                n = h.shape[1]
-                positions = torch.arange(n, device=h.device).expand(h.shape[0], n)
-                h = frozen.run_layers(h, keep, j, j + 1, positions)
-            else:
-                h = frozen.run_layers(h, keep, j, j + 1)
-            nxt.append((h, keep, l))
-        current = nxt
+    dev, d, n = frozen.device, frozen.hidden_size, len(data)
+    chain = _Chain(Path(folder) / "chain" if folder is not None else None, dev)
+    n_text, pred = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)  # per row, in the data's order
+    try:
+        for i, idx in enumerate(order):
+            b = data.collate(idx, dev)
+            keep = b["attention_mask"]
+            n_text[idx], pred[idx] = keep.sum(1).cpu().numpy(), b["pred_positions"].cpu().numpy()
+            chain.put(i, frozen.embed(b["input_ids"], keep), keep, 0)
+        for j in bar(range(stop + 1), desc="layer sequences", enabled=progress):
+            l_j = model.l if j >= joins else 0  # prompt positions in front at hidden state j
+            lo = 0 if include_prompt else l_j
+            lengths = l_j - lo + n_text
+            sink = None
+            if j >= start:
+                sink = (SequenceFile(Path(folder) / f"h{j}.seq", lengths, d, dtype) if folder is not None
+                        else _SequenceArray(lengths, d, dtype))
+            for i, idx in enumerate(order):
+                h, keep, l = chain.get(i)
+                if j == joins:  # the prompt joins hidden state PL-1: what layer PL reads
+                    h, keep = model.insert(h, keep)[:2]
+                    l = model.l
+                if sink is not None:
+                    out = (frozen.final(h) if j == L else h).float().cpu().numpy()
+                    for r, row in enumerate(idx):
+                        sink.put(row, out[r, lo: l + n_text[row]].astype(dtype))
+                if j < stop:
+                    if j >= joins:
+                        positions = torch.arange(h.shape[1], device=h.device).expand(h.shape[0], h.shape[1])
+                        h = frozen.run_layers(h, keep, j, j + 1, positions)
+                    else:
+                        h = frozen.run_layers(h, keep, j, j + 1)
+                    chain.put(i, h, keep, l)
+            if sink is not None:
+                yield j, sink.sequences(pred + l_j - lo, np.full(n, l_j - lo, dtype=np.int64))
+    finally:
+        chain.clear()
 
 
 def save_representations(folder: str | Path, split: str, reps: dict[str, Any], info: dict,

@@ -38,6 +38,7 @@ re-exported here.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
@@ -107,7 +108,10 @@ _as_factory, _fit = as_factory, fit_probe  # the old private names, for internal
 
 
 def _rows_as_bytes(X) -> list[bytes]:
-    return X.row_bytes() if isinstance(X, Sequences) else [row.tobytes() for row in np.ascontiguousarray(X)]
+    """One digest per row (a feature vector, or a sequence with its readout and prefix)."""
+    if isinstance(X, Sequences):
+        return X.row_digests()
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in np.ascontiguousarray(X)]
 
 
 _DUPLICATES_SEEN: set[tuple[int, int]] = set()  # (n_dup, n_test) already warned about in this process

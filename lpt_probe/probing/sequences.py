@@ -4,17 +4,22 @@ validation helper, :func:`check_xy`, that every probe and estimator calls.
 A vector probe (``input_kind = "vector"``: linear, MLP) reads one vector per example,
 ``X [n, d]``. A sequence probe (``input_kind = "sequence"``: the transformer probe)
 reads a layer's whole sequence of hidden states per example. :class:`Sequences` holds
-those without padding: a flat ``values [total_tokens, d]`` array (float16 or float32),
-per-sequence ``lengths [n]`` (so ``offsets [n + 1]``), and a ``readout [n]`` index per
-sequence (the prediction position, e.g. the [MASK] token, inside that sequence).
+those without padding: a flat ``values [total_tokens, d]`` array (float16 or float32,
+in memory or a read-only ``np.memmap`` of a file), per-sequence ``lengths [n]`` and
+``starts [n]`` (where each sequence begins in ``values``), and a ``readout [n]`` index
+per sequence (the prediction position, e.g. the [MASK] token, inside that sequence).
 
 It behaves like an array of rows where the estimators need it: ``len(seqs)``,
 ``seqs[idx]`` with an int array, a slice or a boolean mask returns a new
-:class:`Sequences` (how ``online_codelength`` permutes and takes prefixes, and how
-``probe_information`` passes splits), ``seqs[i]`` with a plain int returns the
-``[length_i, d]`` array, and ``seqs.d`` is the width. :meth:`Sequences.padded` and
-:meth:`Sequences.pad_batch` (torch, imported lazily) build padded batches
-``[b, s, d]`` with a boolean key mask that is True at real tokens.
+:class:`Sequences` over the *same* ``values`` (only the per-sequence arrays are
+indexed: how ``online_codelength`` permutes and takes prefixes, and how
+``probe_information`` passes splits, without copying a layer's states),
+``seqs[i]`` with a plain int returns the ``[length_i, d]`` array, and ``seqs.d`` is the
+width. :meth:`Sequences.padded` and :meth:`Sequences.pad_batch` (torch, imported lazily)
+build padded batches ``[b, s, d]`` with a boolean key mask that is True at real tokens.
+Whole-set passes (:meth:`Sequences.token_moments`, the finiteness check, pooled views)
+read ``values`` in chunks of at most ``CHUNK_TOKENS`` tokens, so over a memory-mapped
+file a probe holds a batch and a chunk, not the layer.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Sequences", "check_xy", "check_features", "n_features", "INPUT_KINDS"]
+__all__ = ["Sequences", "check_xy", "check_features", "n_features", "INPUT_KINDS", "CHUNK_TOKENS"]
 
 INPUT_KINDS = ("vector", "sequence")
+CHUNK_TOKENS = 1 << 16  # tokens read at once by the whole-set passes
 
 
 class Sequences:
@@ -36,9 +42,10 @@ class Sequences:
 
     Parameters
     ----------
-    values: ``[total_tokens, d]`` states of all sequences, concatenated in order. float16
-        stays float16 (half the memory); any other real dtype is stored as float32.
-    lengths: ``[n]`` tokens per sequence, each >= 1, summing to ``total_tokens``.
+    values: ``[total_tokens, d]`` states of all sequences. float16 stays float16 (half the
+        memory; a float16 ``np.memmap`` stays a memmap, read on access); any other real
+        dtype is stored as float32.
+    lengths: ``[n]`` tokens per sequence, each >= 1.
     readout: ``[n]`` prediction position inside each sequence, in ``[0, length_i)``;
         None means the last token of each sequence.
     prefix: ``[n]`` how many leading positions of each sequence are not text (a late
@@ -46,21 +53,33 @@ class Sequences:
         of the sequence a probe reads, but :meth:`token_moments` (the standardisation a
         probe learns) is taken over the text tokens only, so the same text gets the same
         scaling with or without a prompt in front.
+    starts: ``[n]`` the row of ``values`` where each sequence begins; None means the
+        sequences are ``values`` concatenated in order (then ``lengths`` must sum to
+        ``total_tokens``). Indexing a :class:`Sequences` gives one with the same
+        ``values`` and the selected ``starts``.
     """
 
-    def __init__(self, values, lengths, readout=None, prefix=None):
-        values = np.asarray(values)
-        if values.dtype != np.float16:
-            values = values.astype(np.float32, copy=False)
+    def __init__(self, values, lengths, readout=None, prefix=None, starts=None):
+        if not (isinstance(values, np.ndarray) and values.dtype == np.float16):
+            values = np.asarray(values)
+            if values.dtype != np.float16:
+                values = values.astype(np.float32, copy=False)
         if values.ndim != 2:
             raise ValueError(f"Sequences values must be 2-D [total_tokens, d], got shape {values.shape}")
         lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
         if len(lengths) and lengths.min() < 1:
             raise ValueError(f"every sequence needs at least one token; sequence {int(np.argmin(lengths))} "
                              f"has length {int(lengths.min())}")
-        if int(lengths.sum()) != len(values):
-            raise ValueError(f"lengths sum to {int(lengths.sum())} but values has {len(values)} rows; "
-                             "values must be the sequences' states concatenated in order")
+        if starts is None:
+            if int(lengths.sum()) != len(values):
+                raise ValueError(f"lengths sum to {int(lengths.sum())} but values has {len(values)} rows; "
+                                 "values must be the sequences' states concatenated in order")
+            starts = np.cumsum(lengths) - lengths
+        starts = np.asarray(starts, dtype=np.int64).reshape(-1)
+        if len(starts) != len(lengths) or (len(starts) and (starts.min() < 0 or
+                                                            (starts + lengths).max() > len(values))):
+            raise ValueError(f"starts must hold {len(lengths)} rows of values where sequences of the given lengths "
+                             f"fit inside its {len(values)} rows, got {starts[:5].tolist()}...")
         readout = lengths - 1 if readout is None else np.asarray(readout, dtype=np.int64).reshape(-1)
         if len(readout) != len(lengths):
             raise ValueError(f"readout has {len(readout)} entries for {len(lengths)} sequences")
@@ -75,10 +94,10 @@ class Sequences:
             raise ValueError(f"prefix must hold {len(lengths)} counts in [0, length_i) (at least one text token "
                              f"per sequence), got {prefix[:5].tolist()}...")
         self.prefix = prefix  # [n] leading non-text positions
-        self.values = values  # [total_tokens, d]
+        self.values = values  # [total_tokens, d]; may hold rows no sequence reads (after indexing)
         self.lengths = lengths  # [n]
         self.readout = readout  # [n]
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # [n + 1]
+        self.starts = starts  # [n] first row of each sequence in values
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -118,7 +137,13 @@ class Sequences:
 
     @property
     def n_tokens(self) -> int:
-        return int(len(self.values))
+        """Tokens of the sequences (``lengths.sum()``; ``values`` may hold more rows)."""
+        return int(self.lengths.sum())
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """``[n + 1]`` where each sequence begins and ends in :meth:`compact` order."""
+        return np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
 
     @property
     def dtype(self) -> np.dtype:
@@ -134,47 +159,86 @@ class Sequences:
     def __getitem__(self, key):
         if isinstance(key, (int, np.integer)):
             i = int(np.arange(len(self))[key])
-            return self.values[self.offsets[i]:self.offsets[i + 1]]  # [length_i, d]
+            return np.asarray(self.values[self.starts[i]:self.starts[i] + self.lengths[i]])  # [length_i, d]
         idx = np.arange(len(self))[key]  # slices, boolean masks, int arrays (numpy's rules)
         if idx.ndim != 1:
             raise IndexError(f"Sequences take 1-D indices, got an index of shape {idx.shape}")
-        lengths = self.lengths[idx]
-        starts = self.offsets[idx]
-        new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        tok = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])  # [tokens]
-        return Sequences(self.values[tok], lengths, self.readout[idx], self.prefix[idx])
+        return Sequences(self.values, self.lengths[idx], self.readout[idx], self.prefix[idx], self.starts[idx])
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
             yield self[i]
 
-    def row_bytes(self) -> list[bytes]:
-        """One byte string per sequence (states + readout), for duplicate detection."""
-        return [self[i].tobytes() + int(self.readout[i]).to_bytes(8, "little")
-                + int(self.prefix[i]).to_bytes(8, "little")
+    def _rows(self, idx) -> np.ndarray:
+        """``[tokens]`` rows of ``values`` of sequences ``idx``, in order."""
+        lengths = self.lengths[idx]
+        return np.repeat(self.starts[idx] - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        """Consecutive runs of sequence indices holding at most ``CHUNK_TOKENS`` tokens (or one
+        sequence)."""
+        ends = np.cumsum(self.lengths)
+        lo = 0
+        while lo < len(self):
+            hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + CHUNK_TOKENS, "right")))
+            yield np.arange(lo, hi)
+            lo = hi
+
+    def compact(self) -> "Sequences":
+        """The same sequences with ``values`` holding exactly them, in order, in memory."""
+        return Sequences(np.asarray(self.values[self._rows(np.arange(len(self)))]), self.lengths, self.readout,
+                         self.prefix)
+
+    def row_digests(self) -> list[bytes]:
+        """One digest per sequence (states + readout + prefix), for duplicate detection."""
+        import hashlib
+
+        return [hashlib.blake2b(self[i].tobytes() + int(self.readout[i]).to_bytes(8, "little")
+                                + int(self.prefix[i]).to_bytes(8, "little"), digest_size=16).digest()
                 for i in range(len(self))]
+
+    def all_finite(self) -> bool:
+        """Whether every state of the sequences is finite (read chunk by chunk)."""
+        return all(np.isfinite(self.values[self._rows(c)]).all() for c in self._chunks())
 
     # -- pooled views -------------------------------------------------------------------
     def readout_vectors(self) -> np.ndarray:
         """``[n, d]`` float32 state at each sequence's readout position."""
-        return self.values[self.offsets[:-1] + self.readout].astype(np.float32)
+        return self.values[self.starts + self.readout].astype(np.float32)
 
     def mean_pool(self) -> np.ndarray:
         """``[n, d]`` float32 mean of each sequence's states."""
-        sums = np.add.reduceat(self.values.astype(np.float32), self.offsets[:-1], axis=0)  # [n, d]
-        return sums / self.lengths[:, None]
+        out = np.zeros((len(self), self.d), dtype=np.float32)
+        for c in self._chunks():
+            v = self.values[self._rows(c)].astype(np.float32)
+            out[c] = np.add.reduceat(v, np.cumsum(self.lengths[c]) - self.lengths[c], axis=0)  # [chunk, d]
+        return out / self.lengths[:, None]
 
-    def text_token_mask(self) -> np.ndarray:
-        """``[total_tokens]`` bool: True at text tokens, False at the leading ``prefix`` ones."""
-        within = np.arange(self.n_tokens) - np.repeat(self.offsets[:-1], self.lengths)  # position in its sequence
-        return within >= np.repeat(self.prefix, self.lengths)
+    def text_token_mask(self, idx=None) -> np.ndarray:
+        """``[tokens]`` bool over the tokens of sequences ``idx`` (default all) in order:
+        True at text tokens, False at the leading ``prefix`` ones."""
+        idx = np.arange(len(self)) if idx is None else idx
+        lengths = self.lengths[idx]
+        within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # position in its sequence
+        return within >= np.repeat(self.prefix[idx], lengths)
 
     def token_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature mean and std over the TEXT tokens (leading ``prefix`` positions, a
-        late prompt's, left out), float64 ``[d]`` each (std 0 -> 1)."""
-        v = self.values if not self.prefix.any() else self.values[self.text_token_mask()]
-        v = v.astype(np.float64)
-        mean, std = v.mean(axis=0), v.std(axis=0)
+        late prompt's, left out), float64 ``[d]`` each (std 0 -> 1); two passes over the
+        chunks (the sum, then the squared deviations from the mean)."""
+        def text(c):
+            v = self.values[self._rows(c)]
+            return (v if not self.prefix[c].any() else v[self.text_token_mask(c)]).astype(np.float64)
+
+        count, total = 0, np.zeros(self.d)
+        for c in self._chunks():
+            v = text(c)
+            count, total = count + len(v), total + v.sum(axis=0)
+        mean = total / count
+        sq = np.zeros(self.d)
+        for c in self._chunks():
+            sq += np.square(text(c) - mean).sum(axis=0)
+        std = np.sqrt(sq / count)
         return mean, np.where(std > 0, std, 1.0)
 
     # -- padded batches -----------------------------------------------------------------
@@ -186,9 +250,7 @@ class Sequences:
         s = int(lengths.max()) if len(idx) else 0
         key_mask = np.arange(s)[None, :] < lengths[:, None]  # [b, s]
         h = np.zeros((len(idx), s, self.d), dtype=np.float32)  # [b, s, d]
-        tok = np.repeat(self.offsets[idx], lengths) + (np.arange(lengths.sum()) -
-                                                       np.repeat(np.cumsum(lengths) - lengths, lengths))
-        h[key_mask] = self.values[tok]
+        h[key_mask] = self.values[self._rows(idx)]
         return h, key_mask
 
     def pad_batch(self, idx=None, device="cpu"):
@@ -226,7 +288,7 @@ def check_features(X, kind: str | None = None, owner: str = "this probe", what: 
     if isinstance(X, Sequences):
         if kind == "vector":
             raise _kind_error(X, kind, owner, what)
-        if finite and not np.isfinite(X.values).all():
+        if finite and not X.all_finite():
             raise ValueError(f"{what} sequences contain NaN or inf")
         return X
     if kind == "sequence":
