@@ -13,7 +13,7 @@ what it measures and what it writes); this module holds only what more than one 
 - ``run_timed``: one command in a fresh subprocess (progress bars off, threads capped when
   asked), its wall time and the load average before and after; a failing command stops the
   benchmark with the tail of its error output. ``run_module`` does that for an
-  ``lpt_probe`` command that writes ``run.json`` and returns what it recorded;
+  ``lpt_probe`` command that writes ``run.json`` (or ``sweep.json``) and returns what it recorded;
 - ``write_json`` / ``merge_entries`` / ``write_report``: results written atomically with
   ``lpt_probe.store`` (a crashed or interrupted benchmark never leaves a half-written table);
   CSVs go through ``store.write_csv``;
@@ -137,12 +137,14 @@ def run_timed(cmd: Sequence[str], what: str | None = None, *, cwd: str | os.Path
     return Timed(proc.returncode, proc.stdout, proc.stderr, wall, load_before, load_average())
 
 
-def run_module(module: str, flags: Sequence[str], out: str | os.PathLike) -> tuple[Timed, dict]:
+def run_module(module: str, flags: Sequence[str], out: str | os.PathLike,
+               record: str = "run.json") -> tuple[Timed, dict]:
     """``python -m lpt_probe.<module> --out OUT --no-progress FLAGS`` timed (``run_timed``), and
-    the ``run.json`` it wrote into ``out`` (status, settings, ``phase_seconds``)."""
+    the ``record`` it wrote into ``out`` (``run.json`` of ``mi`` and ``influence``, ``sweep.json``
+    of ``sweep``: status, settings, ``phase_seconds``)."""
     cmd = [sys.executable, "-m", f"lpt_probe.{module}", "--out", str(out), "--no-progress", *flags]
     timed = run_timed(cmd, module)
-    return timed, store.read_json_object(Path(out) / "run.json")
+    return timed, store.read_json_object(Path(out) / record)
 
 
 # -- result files ---------------------------------------------------------------------------------

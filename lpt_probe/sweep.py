@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def configs(args: argparse.Namespace) -> tuple[SweepConfig, TrainConfig]:
+    """The grid and every cell's base training config that the parsed flags describe (the run
+    and ``--plan`` both start from them; so does ``benchmarks/bench_plan.py``)."""
+    base = config_from_args(TrainConfig, args, seed=args.seeds[0])
+    sweep = config_from_args(SweepConfig, args, prompt={k: getattr(args, k) for k in PROMPT_OPTIONS},
+                             progress=args.progress and not args.quiet)
+    return replace(sweep, out=sweep.out or default_out(base)), base
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
@@ -87,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         requested = args.device  # "auto" resolves on the machine that runs a cell
-        base = config_from_args(TrainConfig, args, seed=args.seeds[0])
-        sweep = config_from_args(SweepConfig, args, prompt={k: getattr(args, k) for k in PROMPT_OPTIONS},
-                                 progress=args.progress and not args.quiet)
-        sweep = replace(sweep, out=sweep.out or default_out(base))
+        sweep, base = configs(args)
         execution = config_from_args(ExecutorConfig, args)
         if args.plan:
             print(plan_sweep(sweep, base).render())

@@ -312,6 +312,9 @@ def test_run_module_runs_the_lpt_probe_command_and_reads_its_run_json(tmp_path, 
     assert seen == [([sys.executable, "-m", "lpt_probe.mi", "--out", str(tmp_path / "mi"), "--no-progress",
                       "--task", "trec"], "mi")]
     assert run == {"status": "complete", "phase_seconds": {"train": 1.5}} and timed.wall_seconds == 2.0
+    store.write_json(tmp_path / "sweep" / "sweep.json", {"phase_seconds": {"cache": 0.5}})  # a sweep's record
+    _, run = harness.run_module("sweep", [], tmp_path / "sweep", record="sweep.json")
+    assert run == {"phase_seconds": {"cache": 0.5}}
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "run.json").write_text("{not json")  # what a command killed mid-write could leave
     monkeypatch.setattr(harness, "run_timed", lambda cmd, what=None, **kw: None)

@@ -84,6 +84,8 @@ def test_sweep_plan_counts_the_runs_the_sweep_then_trains(data_dir, tmp_path, ca
     assert "time (estimate)" in printed and not out.exists()
     assert sweep.main(args) == 0
     assert len(list((out / "runs").iterdir())) == 2
+    # the run records the phases the plan estimates (bench_plan.py compares them)
+    assert set(json.loads((out / "sweep.json").read_text())["phase_seconds"]) == {"cache", "train"}
     assert sweep.main([*args, "--plan"]) == 0
     assert "runs to train 0 (0 steps" in flat(capsys.readouterr().out)
 
@@ -102,6 +104,27 @@ def test_influence_plan_counts_the_pieces_the_run_then_measures(data_dir, tmp_pa
     assert "prompts to train 1 of 1" in printed and "pieces to measure 3 of 3" in printed
     assert "measure" in printed and not out.exists()
     assert influence.main(args) == 0
-    assert json.loads((out / "run.json").read_text())["pieces_measured"] == 3
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["pieces_measured"] == 3 and set(meta["phase_seconds"]) == {"train", "measure"}
     assert influence.main([*args, "--plan"]) == 0
     assert "pieces to measure 0 of 3" in flat(capsys.readouterr().out)
+
+
+def test_runs_that_build_their_own_cache_are_planned_one_cache_each(monkeypatch):
+    """A sweep and ``mi`` share one lower-layer cache (the highest start state, once);
+    ``influence`` trains each prompt on its own, each building its cache: one per run."""
+    from types import SimpleNamespace
+
+    from lpt_probe.model.late_prompt import LatePromptConfig
+    from lpt_probe.runs import planning
+    from lpt_probe.runs.trainer import TrainConfig
+
+    monkeypatch.setattr(planning, "step_seconds", lambda prepared, pc, tc: 1.0)  # no model: counts only
+    prepared = SimpleNamespace(backbone=SimpleNamespace(num_hidden_layers=6),
+                               encoded={"train": range(10), "dev": range(5), "test": range(5)})
+    runs = [(LatePromptConfig(prompt_layer=k), TrainConfig(task="trec", steps=2, eval_every=1)) for k in (3, 6)]
+    shared, _ = planning.training_seconds(prepared, runs, 0.5)
+    own, _ = planning.training_seconds(prepared, runs, 0.5, shared_cache=False)
+    assert shared["cache"] == 20 * 5 * 0.5  # 20 examples through hidden states 1..5, once
+    assert own["cache"] == 20 * (2 + 5) * 0.5  # PL 3 and PL 6: their own caches
+    assert own["train"] == shared["train"]

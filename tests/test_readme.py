@@ -44,9 +44,10 @@ QUICK = {
     "benchmarks/bench_mi.py": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max",
                                "120", "--bootstrap", "50", "--prompt-layers", "2", "--control-permutations", "1"],
     "benchmarks/bench_probe_path.py": ["--permutations", "1"],
-    "benchmarks/bench_plan.py": ["--settings", "trec-pl1-4-6", "--steps", "4", "--eval-every", "2", "--shots", "20",
-                                 "--dev-size", "20", "--max-examples", "80", "--probe-train-max", "80",
-                                 "--probe-dev-size", "20", "--bootstrap", "30", "--control-permutations", "1"],
+    "benchmarks/bench_plan.py": ["--settings", "trec-pl1-4-6,sweep-rte-pl3-6,influence-trec-pl1-3-6", "--steps", "4",
+                                 "--eval-every", "2", "--shots", "20", "--dev-size", "20", "--max-examples", "80",
+                                 "--mi-args", "--probe-train-max 80 --probe-dev-size 20 --bootstrap 30 "
+                                 "--control-permutations 1", "--influence-args", "--influence-max 8 --bootstrap 30"],
     "benchmarks/bench_paper_scale.py": ["--shape", "tiny", "--sizes", "16,24", "--steps", "2", "--prompt-layers", "2",
                                         "--dev-size", "8"],
     "benchmarks/bench_memory.py": ["--shape", "tiny", "--sizes", "16,24", "--threads", "1",

@@ -25,9 +25,10 @@ settings (``calibrate``; ``lpt_probe.runs.planning``):
   the run's lengths), times the pieces to fit, over the worker processes, plus one worker
   process's start.
 
-:func:`plan_influence` does the same for ``influence``: prompts to train, (prompt,
-checkpoint) pieces to measure, and the time of one piece measured for real (the initial
-prompt of the first prompt layer, into a temporary folder).
+:func:`plan_influence` does the same for ``influence``: prompts to train (each builds its
+own lower-layer cache, as ``influence`` trains them one by one), (prompt, checkpoint)
+pieces to measure, and the time of one piece measured for real (the initial prompt of the
+first prompt layer, into a temporary folder).
 
 So the estimate is a model of the run, checked against measured runs in
 ``benchmarks/bench_plan.py`` (``benchmarks/results/plan_accuracy.md``), not a promise.
@@ -179,9 +180,9 @@ def plan_influence(cfg, command: str = "python -m lpt_probe.influence", calibrat
     t_layer = layer_seconds(run.backbone, run.prepared.encoded["train"])
     plan.calibration = {"layer_seconds": t_layer}
     train_s = 0.0
-    if to_train:
+    if to_train:  # each prompt trained on its own (``train`` without caches): one cache per prompt
         phases, steps_at = training_seconds(run.prepared, [(run.prompt_config(c), run.train_config(c.seed))
-                                                           for c in to_train], t_layer)
+                                                           for c in to_train], t_layer, shared_cache=False)
         train_s = phases["cache"] + phases["train"]
         plan.calibration.update(steps_at)
     t_piece = 0.0

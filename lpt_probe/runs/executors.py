@@ -12,7 +12,8 @@ retries it ``retries`` times before recording it.
   shared. Cells run in order of their start layer, and a cached layer is released as soon
   as no remaining cell needs it, so a cell holds no hidden states it cannot use; when the
   sweep loaded the model itself, the weights of the layers below a cell's prompt layer are
-  dropped too (no later cell runs them).
+  dropped too (no later cell runs them). Given a ``seconds`` dict, it adds the time of the
+  cache (``cache``) and of the cells (``train``) to it, the phases ``--plan`` estimates.
 - ``run_ray``: Ray is the scheduler. One task computes the lower-layer cache and returns
   one object per layer; each cell is a task that receives its layer by reference through
   Ray's object store, reserves ``cpus_per_run`` / ``gpus_per_run`` and is retried by Ray
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -137,20 +139,25 @@ def _retrying(fn: Callable[[], dict], retries: int, what: str) -> dict:
 
 
 def run_local(todo: list, configs: dict, execution: ExecutorConfig, base: TrainConfig, out, on_done,
-              prepared: Prepared, progress: bool = True, release_weights: bool = False) -> None:
+              prepared: Prepared, progress: bool = True, release_weights: bool = False,
+              seconds: dict[str, float] | None = None) -> None:
     """In this process, one cell after another, sharing the model and one cache whose
     layers are released once no remaining cell starts from them. With ``release_weights``
     (the sweep owns ``prepared``) and every cell training from the cache, the weights of
     the layers below the current cell's prompt layer are dropped too: cells run in order of
-    their start layer, so no later cell runs them."""
+    their start layer, so no later cell runs them. ``seconds``: the cache's and the cells'
+    time are added to its ``cache`` and ``train`` (``on_done`` is in neither)."""
+    seconds = {} if seconds is None else seconds
     layer_of = {c: cache_layer(configs[c][0], base) for c in todo}
     need = sorted({k for k in layer_of.values() if k is not None})
     full = None
     if need:
+        t0 = time.perf_counter()
         prepared.backbone.model.eval()
         full = {s: LowerLayerCache.build(prepared.backbone, prepared.encoded[s], need, base.eval_batch_size,
                                          desc=f"cache {s} (hidden states {need[0]}..{need[-1]})",
                                          progress=progress) for s in prepared.encoded}
+        seconds["cache"] = seconds.get("cache", 0.0) + time.perf_counter() - t0
     order = sorted(todo, key=lambda c: (layer_of[c] is None, layer_of[c] or 0))
     remaining = {k: sum(1 for c in order if layer_of[c] == k) for k in need}
     release_weights = release_weights and all(layer_of[c] is not None for c in order)
@@ -164,8 +171,10 @@ def run_local(todo: list, configs: dict, execution: ExecutorConfig, base: TrainC
                              k, freed)
         caches = {s: full[s].only(k) for s in full} if k is not None else None
         run_dir = store.join(out, "runs", cell.name)
+        t0 = time.perf_counter()
         result = _retrying(lambda: execute_cell(pc, tc, run_dir, prepared, caches, progress),
                            execution.retries, cell.name)
+        seconds["train"] = seconds.get("train", 0.0) + time.perf_counter() - t0
         caches = None  # the cell is done with its layer
         if k is not None:
             remaining[k] -= 1
@@ -247,11 +256,12 @@ def run_ray(todo: list, configs: dict, execution: ExecutorConfig, base: TrainCon
 
 def run(execution: ExecutorConfig, todo: list, configs: dict, base: TrainConfig, out, on_done,
         prepared: Prepared | None = None, progress: bool = True, device: str | None = None,
-        release_weights: bool = False) -> None:
+        release_weights: bool = False, seconds: dict[str, float] | None = None) -> None:
     """Run ``todo`` cells with the configured executor (see the module docstring);
-    ``release_weights``: the local executor may drop lower-layer weights of ``prepared``."""
+    ``release_weights``: the local executor may drop lower-layer weights of ``prepared``;
+    ``seconds``: the local executor adds its phases' time to it (Ray's run at once: none)."""
     if execution.executor == "ray":
         run_ray(todo, configs, execution, base, out, on_done, prepared, progress, device)
     else:
         run_local(todo, configs, execution, base, out, on_done, prepared or prepare(base), progress,
-                  release_weights=release_weights or prepared is None)
+                  release_weights=release_weights or prepared is None, seconds=seconds)

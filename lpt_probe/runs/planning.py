@@ -136,14 +136,16 @@ def step_seconds(prepared, pc: LatePromptConfig, tc: TrainConfig, timed: int = 3
     return seconds / timed
 
 
-def training_seconds(prepared, runs: list[tuple[LatePromptConfig, TrainConfig]], t_layer: float
-                     ) -> tuple[dict[str, float], dict[str, float]]:
+def training_seconds(prepared, runs: list[tuple[LatePromptConfig, TrainConfig]], t_layer: float,
+                     shared_cache: bool = True) -> tuple[dict[str, float], dict[str, float]]:
     """({"cache": s, "train": s}, calibration) for training ``runs`` one after another on
     ``prepared``: each method (and generator) timed with :func:`step_seconds` at its lowest
     and highest prompt layer, linear in the prompt layer between them; every
     ``eval_every`` steps a dev evaluation and at the end a test evaluation (examples x the
     layers the run's forward runs x ``t_layer``); the lower-layer cache once for the runs
-    that train from it (every split x the highest start state x ``t_layer``)."""
+    that train from it (every split x the highest start state x ``t_layer``), or with
+    ``shared_cache`` False one per run, as a run that builds its own (every split x its
+    start state x ``t_layer``, summed)."""
     L = prepared.backbone.num_hidden_layers
     n = {s: len(data) for s, data in prepared.encoded.items()}
     groups: dict[tuple[str, str], list[tuple[LatePromptConfig, TrainConfig]]] = {}
@@ -166,7 +168,7 @@ def training_seconds(prepared, runs: list[tuple[LatePromptConfig, TrainConfig]],
         train += steps * (lo + w * (hi - lo)) + (steps // max(1, tc.eval_every) * n["dev"] + n["test"]) * layers * t_layer
         if from_cache:
             cached.append(pc.start_state)
-    cache = sum(n.values()) * max(cached) * t_layer if cached else 0.0
+    cache = sum(n.values()) * (max(cached, default=0) if shared_cache else sum(cached)) * t_layer
     return {"cache": cache, "train": train}, {f"step_seconds_{m}_{g}_pl{pl}": v for (m, g, pl), v in at.items()}
 
 

@@ -17,8 +17,9 @@ The driver aggregates as cells finish: ``sweep.csv`` (one row per cell: task, mo
 method, generator, prompt_layer, seed, shots, data_seed, dev and test metric, steps,
 tunable params, tokens/s, peak memory, resident memory when the cell finished, wall time,
 status, error, run folder), ``curves.csv`` and ``sweep.json`` (the three configs, versions,
-data fingerprints, status) are rewritten after every cell. The command draws the figures
-(``lpt_probe.sweep.draw``).
+data fingerprints, status; with the local executor ``phase_seconds``: this invocation's
+lower-layer cache and cells, the phases ``--plan`` estimates) are rewritten after every
+cell. The command draws the figures (``lpt_probe.sweep.draw``).
 """
 
 from __future__ import annotations
@@ -247,10 +248,13 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
                 todo.append(leader)
         logger.info("%d cells: %d finished before, %d runs to train (%s executor)", len(cells),
                     len(cells) - sum(1 for c in cells if leaders[c] in todo), len(todo), execution.executor)
+        seconds = None
+        if execution.executor == "local":  # filled as the phases run, kept if one fails
+            seconds = meta["phase_seconds"] = {"cache": 0.0, "train": 0.0}
         try:
             if todo:
                 run(execution, todo, configs, base, out, on_done, prepared, sweep.progress,
-                    device=requested_device, release_weights=release_weights)
+                    device=requested_device, release_weights=release_weights, seconds=seconds)
             table = write_tables()
             meta["failed"] = int((table["status"] != "complete").sum())
         finally:
