@@ -17,8 +17,12 @@ a whole split, saved at the end), each in a fresh process:
 
 Peak resident memory is read from the kernel (``VmHWM``, reset after the model and data
 are loaded, so the peak is the extraction's own), minus the resident memory at that
-moment: the memory the extraction itself added. ``a + b*n`` is fitted over the sizes;
-``b`` (MB per example) is what grows. Results: benchmarks/results/memory_scale.{json,md}.
+moment: the memory the extraction itself added (the weights paged in by the first batch
+included). ``b``, the growth per example between the two largest sizes of a path, is what
+grows with the data. A setting (shape, task, max length, threads, and any ``MALLOC_*``
+variables set for glibc's allocator, e.g. ``MALLOC_ARENA_MAX=1``) is one entry; a rerun with
+other ``--sizes`` or ``--paths`` adds its rows to the entry's. Results:
+benchmarks/results/memory_scale.{json,md}.
 Run by hand, never in CI (a test runs it at a tiny shape).
 """
 
@@ -26,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,9 +50,31 @@ def _rss_kb(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
+class _AnonPeak:
+    """The largest ``RssAnon`` (memory not backed by a file: arrays, tensors) seen by a
+    thread sampling it every 20 ms until ``stop()``. Memory-mapped file pages (the layer
+    files a probe reads, the weights) are in ``VmHWM`` but not here: the kernel can drop
+    them and read them again."""
+
+    def __init__(self):
+        import threading
+
+        self.peak, self._done = _rss_kb("RssAnon"), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, _rss_kb("RssAnon"))
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return max(self.peak, _rss_kb("RssAnon"))
+
+
 def worker(args) -> dict:
     """One path at one size in this process: the extraction's added peak memory and time."""
-    import numpy as np
     import torch
 
     from lpt_probe.analysis.mi import MIConfig, MIRun
@@ -71,8 +96,13 @@ def worker(args) -> dict:
                           prepared.label_word_ids).eval()
     bb, out = run.backbone, args.work / "out"
     L, d, n = bb.num_hidden_layers, bb.hidden_size, len(data)
-    Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from here
-    start_kb, t0 = _rss_kb("VmRSS"), time.perf_counter()
+    with torch.no_grad():  # every weight read once: pages of the weights file a batch's new
+        for w in bb.model.parameters():  # tokens would touch (embedding rows) are not the extraction's
+            float(w.float().sum())
+    with open("/proc/self/clear_refs", "w") as f:  # the peak (VmHWM) starts again from here
+        f.write("5")
+    start_kb, anon_kb, t0 = _rss_kb("VmRSS"), _rss_kb("RssAnon"), time.perf_counter()
+    sampler = _AnonPeak()
     if args.path.startswith("vectors"):
         models = {"frozen": None, "lpt": lpt}
         if args.path == "vectors-streamed":
@@ -91,14 +121,15 @@ def worker(args) -> dict:
     else:
         folder = out / "seq" if args.path == "sequences-streamed" else None
         for j, seqs in layer_sequences(bb, lpt, data, True, folder=folder):
-            float(np.asarray(seqs.values[: seqs.n_tokens]).astype(np.float32).sum())  # read it once, as a probe would
+            seqs.token_moments()  # read once, chunk by chunk, as a probe standardising its input does
             if folder is not None:
                 (folder / f"h{j}.seq").unlink()
     seconds = time.perf_counter() - t0
-    peak_kb = _rss_kb("VmHWM")
+    peak_kb, anon_peak_kb = _rss_kb("VmHWM"), sampler.stop()
     return {"path": args.path, "n": n, "tokens": int(sum(data.lengths)), "longest": int(max(data.lengths)),
             "seconds": round(seconds, 1),
             "added_peak_mb": round((peak_kb - start_kb) / 1024, 1), "rss_before_mb": round(start_kb / 1024, 1),
+            "added_anon_peak_mb": round((anon_peak_kb - anon_kb) / 1024, 1),
             "peak_rss_mb": round(peak_kb / 1024, 1)}
 
 
@@ -107,30 +138,36 @@ def measure(args, path: str, n: int) -> dict:
     cmd = [sys.executable, __file__, "worker", "--path", path, "--n", str(n), "--model", str(args.model),
            "--data-dir", args.data_dir, "--task", args.task, "--shape", args.shape, "--threads", str(args.threads),
            "--max-length", str(args.max_length), "--work", str(work)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
-    if proc.returncode:
-        raise SystemExit(f"{path} n={n} failed:\n{proc.stderr[-harness.TAIL:]}")
+    proc = harness.run_timed(cmd, f"{path} n={n}", threads=args.threads)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def render(e: dict) -> str:
+def render(entries: dict) -> str:
     lines = ["# Extraction memory as examples grow", "",
-             (f"A random {e['shape']}-shaped model ({e['layers']} x {e['hidden']}, `bench_paper_scale.py make-model`), "
-              f"{e['task']} rows at most {e['max_length']} tokens long, late prompt at PL {e['prompt_layer']}, "
-              f"{e['threads']} thread(s); each row a fresh "
-              "process. *Added peak* = the kernel's peak resident memory during extraction minus the resident "
-              "memory when it began (model and data loaded)."), "",
-             "| path | examples | tokens | longest | seconds | added peak [MB] | peak RSS [MB] |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in e["rows"]:
-        lines.append(f"| {r['path']} | {r['n']} | {r['tokens']} | {r['longest']} | {r['seconds']:.0f} | "
-                     f"{r['added_peak_mb']:.0f} | {r['peak_rss_mb']:.0f} |")
-    lines += ["", "Fitted `added peak = a + b*n` over the sizes, and `b` scaled to the paper's largest split "
-              f"({e['paper_examples']} examples of {e['task']}; an extrapolation of the slope, not a measurement):", "",
-              "| path | a [MB] | b [MB per example] | b x paper examples [MB] |", "| --- | ---: | ---: | ---: |"]
-    for path, f in e["fits"].items():
-        lines.append(f"| {path} | {f['a']:.0f} | {f['b']:.3f} | {f['b'] * e['paper_examples']:.0f} |")
-    lines += ["", harness.machine_line(f"{e['threads']}", info=e), ""]
+             ("Each setting: a random model of the shape (`bench_paper_scale.py make-model`), task rows cut to the "
+              "max length, a late prompt at the middle layer; each row a fresh process. *Added peak* = the "
+              "kernel's peak resident memory during extraction minus the resident memory when it began (model "
+              "and data loaded, every weight read once); *added anonymous peak* = the same for memory not "
+              "backed by a file (arrays, tensors, the allocator's heap; memory-mapped layer files excluded), "
+              "sampled every 20 ms."), ""]
+    for label, e in entries.items():
+        lines += [f"## {label}", "",
+                  f"{e['layers']} x {e['hidden']}, {e['task']}, PL {e['prompt_layer']}.", "",
+                  "| path | examples | tokens | longest | seconds | added peak [MB] | added anonymous peak [MB] "
+                  "| peak RSS [MB] |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in e["rows"]:
+            lines.append(f"| {r['path']} | {r['n']} | {r['tokens']} | {r['longest']} | {r['seconds']:.0f} | "
+                         f"{r['added_peak_mb']:.0f} | {r['added_anon_peak_mb']:.0f} | {r['peak_rss_mb']:.0f} |")
+        lines += ["", "Growth `b` of the added peak per example between the two largest sizes of each path (past "
+                  "the first batches), and `b` times the paper's "
+                  f"{e['paper_examples']} {e['task']} examples (an extrapolation of the slope, not a measurement):",
+                  "", "| path | sizes | b [MB per example] | b x paper examples [MB] | b anonymous [MB per example] "
+                  "| b anonymous x paper examples [MB] |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for path, f in e["fits"].items():
+            lines.append(f"| {path} | {' to '.join(map(str, f['sizes']))} | {f['b']:.3f} | "
+                         f"{f['b'] * e['paper_examples']:.0f} | {f['b_anon']:.3f} | "
+                         f"{f['b_anon'] * e['paper_examples']:.0f} |")
+        lines += ["", harness.machine_line(f"{e['threads']}", info=e), ""]
     return "\n".join(lines)
 
 
@@ -154,8 +191,6 @@ def main(argv=None) -> int:
     if args.mode == "worker":
         print(json.dumps(worker(args)))
         return 0
-    from bench_paper_scale import PAPER_SIZES
-
     args.model = args.model or make_model(args.work / f"{args.shape}-random", args.shape)
     rows = []
     for path in args.paths.split(","):
@@ -163,20 +198,34 @@ def main(argv=None) -> int:
             rows.append(measure(args, path, n))
             r = rows[-1]
             print(f"{path} n={r['n']}: {r['seconds']:.0f} s, added peak {r['added_peak_mb']:.0f} MB", flush=True)
+    results = Path(args.results)
+    shape = SHAPES[args.shape]
+    malloc = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_"))
+    setting = {"shape": args.shape, "layers": shape["num_hidden_layers"], "hidden": shape["hidden_size"],
+               "task": args.task, "max_length": args.max_length, "prompt_layer": PROMPT_LAYER[args.shape],
+               "threads": args.threads, "malloc": malloc}
+    label = (f"{args.shape}, {args.task}, max length {args.max_length}, {args.threads} thread(s), "
+             f"{'glibc malloc ' + malloc if malloc else 'default glibc malloc'}")
+    stored = json.loads((results / "memory_scale.json").read_text()) if (results / "memory_scale.json").exists() \
+        else {}
+    old = stored.get(label, {})
+    if old:  # the same setting: keep its other sizes and paths
+        done = {(r["path"], r["n"]) for r in rows}
+        rows = sorted([r for r in old["rows"] if (r["path"], r["n"]) not in done] + rows,
+                      key=lambda r: (PATHS.index(r["path"]), r["n"]))
     fits = {}
     for path in dict.fromkeys(r["path"] for r in rows):
-        mine = [r for r in rows if r["path"] == path]
+        mine = [r for r in rows if r["path"] == path][-2:]  # the two largest sizes: past the first batches
         a, b = fit_line([r["n"] for r in mine], [r["added_peak_mb"] for r in mine])
-        fits[path] = {"a": a, "b": b}
-    shape = SHAPES[args.shape]
-    entry = {"shape": args.shape, "layers": shape["num_hidden_layers"], "hidden": shape["hidden_size"],
-             "task": args.task, "max_length": args.max_length, "prompt_layer": PROMPT_LAYER[args.shape],
-             "threads": args.threads,
-             "paper_examples": sum(PAPER_SIZES.get(args.task, (0, 0))), "rows": rows, "fits": fits,
+        b_anon = fit_line([r["n"] for r in mine], [r["added_anon_peak_mb"] for r in mine])[1]
+        fits[path] = {"a": a, "b": b, "b_anon": b_anon, "sizes": [r["n"] for r in mine]}
+    from bench_paper_scale import PAPER_SIZES
+
+    entry = {**setting, "paper_examples": sum(PAPER_SIZES.get(args.task, (0, 0))), "rows": rows, "fits": fits,
              **harness.machine(torch=True)}
-    results = Path(args.results)
-    harness.write_json(results / "memory_scale.json", entry)
-    harness.write_report(results / "memory_scale.md", render(entry))
+    merged = harness.merge_entries(results / "memory_scale.json", {label: entry},
+                                   reset=lambda old: "rows" in old)  # one entry, as the first version wrote
+    harness.write_report(results / "memory_scale.md", render(merged))
     return 0
 
 

@@ -49,6 +49,7 @@ def test_plan_counts_what_the_run_then_does_and_nothing_after_it(data_dir, tmp_p
     # the frozen model's piece: 7 + 6 (PL 1: 1..6) + 3 (PL 4: 4, 5, 6) + 7
     assert (c["prompts_to_train"], c["conditions"], c["to_extract"], c["pieces_to_fit"]) == (2, 4, 4, 23)
     assert c["train_steps"] == 4 and c["hidden_states"] == 7
+    assert json.loads(json.dumps(plan.to_dict()))["memory_bytes"] == plan.memory_bytes > 0  # plain JSON numbers
 
     assert mi.main([*MI, "--data-dir", str(data_dir), "--out", str(out)]) == 0
     meta = json.loads((out / "run.json").read_text())
@@ -128,3 +129,34 @@ def test_runs_that_build_their_own_cache_are_planned_one_cache_each(monkeypatch)
     assert shared["cache"] == 20 * 5 * 0.5  # 20 examples through hidden states 1..5, once
     assert own["cache"] == 20 * (2 + 5) * 0.5  # PL 3 and PL 6: their own caches
     assert own["train"] == shared["train"]
+
+
+@pytest.mark.parametrize("prompt_layer", [1, 3, 4])
+def test_an_influence_piece_runs_the_layer_passes_the_plan_counts(prompt_layer):
+    """The plan scales the timed influence piece by each piece's layer passes: counted here
+    as the layers' forward calls of one batch (forward measures, then the gradient's
+    forward), plus the backward through the upper layers the count takes as 2 x above."""
+    import torch
+
+    from lpt_probe.analysis.influence_measures import forward_measures, gradient_measures
+    from lpt_probe.analysis.plan import influence_layer_passes
+    from lpt_probe.model.backbone import Backbone
+    from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel
+    from tiny import random_batch, tiny_model
+
+    bb = Backbone(tiny_model("bert"))
+    L = bb.num_hidden_layers
+    model = LatePromptModel(bb, LatePromptConfig(prompt_layer=prompt_layer), 2, [7, 8]).eval()
+    frozen = Backbone(tiny_model("bert"))
+    calls = []
+    for layers in (bb.layers, frozen.layers):
+        for layer in layers:
+            layer.register_forward_hook(lambda *a: calls.append(1))
+    ids, mask = random_batch()
+    batch = {"input_ids": ids, "attention_mask": mask, "pred_positions": torch.tensor([1, 2, 1]),
+             "labels": torch.tensor([0, 1, 0])}
+    with torch.no_grad():
+        _, low = forward_measures(model, frozen, batch)
+    gradient_measures(model, low, batch)
+    above = L - prompt_layer + 1
+    assert len(calls) + 2 * above == influence_layer_passes(L, prompt_layer)

@@ -205,8 +205,8 @@ def test_indexing_shares_the_states_and_whole_set_passes_read_in_chunks(monkeypa
     np.testing.assert_array_equal(sub[1], values[full.starts[3]:full.starts[3] + lengths[3]])
     np.testing.assert_array_equal(sub.compact().values, np.concatenate([full[i] for i in (7, 3, 3, 40)]))
     text = np.concatenate([full[i][prefix[i]:] for i in range(50)]).astype(np.float64)
-    for chunk in (5, 1 << 16):  # a chunk smaller than some sequences, and one chunk for all
-        monkeypatch.setattr(seqmod, "CHUNK_TOKENS", chunk)
+    for chunk in (5, 1 << 16):  # tokens: a chunk smaller than some sequences, and one chunk for all
+        monkeypatch.setattr(seqmod, "CHUNK_BYTES", chunk * 8 * 3)
         mean, std = full.token_moments()
         np.testing.assert_allclose(mean, text.mean(0), rtol=1e-12)
         np.testing.assert_allclose(std, text.std(0), rtol=1e-12)

@@ -28,7 +28,9 @@ settings (``calibrate``; ``lpt_probe.runs.planning``):
 :func:`plan_influence` does the same for ``influence``: prompts to train (each builds its
 own lower-layer cache, as ``influence`` trains them one by one), (prompt, checkpoint)
 pieces to measure, and the time of one piece measured for real (the initial prompt of the
-first prompt layer, into a temporary folder).
+first prompt layer, into a temporary folder), scaled to each piece's prompt layer by its
+layer passes (:func:`influence_layer_passes`: a piece at PL 1 runs about four times the
+layers of one at the last layer, on a 6-layer model).
 
 So the estimate is a model of the run, checked against measured runs in
 ``benchmarks/bench_plan.py`` (``benchmarks/results/plan_accuracy.md``), not a promise.
@@ -56,7 +58,7 @@ from .mi import MIRun
 from .representations import EXTRACT_BATCH, frozen_vectors
 from .pieces import PieceJob, fit_piece
 
-__all__ = ["plan_mi", "plan_influence", "piece_seconds"]
+__all__ = ["plan_mi", "plan_influence", "piece_seconds", "influence_layer_passes"]
 
 
 def piece_seconds(run, jobs: int) -> float:
@@ -106,7 +108,7 @@ def plan_mi(cfg, command: str = "python -m lpt_probe.mi", calibrate: bool = True
     jobs = 1 if cfg.probe_options.in_process else max(1, min(cfg.jobs, len(pending) or 1))
     above = {c.name: L - run.prompt_config(c).start_state for c in lpt}  # layers PL..L
     tokens = {c.name: run.prompt_config(c).num_virtual_tokens for c in lpt}
-    longest = max(max(run.encoded[s].lengths) for s in SPLITS) + max(tokens.values(), default=0)
+    longest = int(max(max(run.encoded[s].lengths) for s in SPLITS)) + max(tokens.values(), default=0)
     batch = 4 * min(EXTRACT_BATCH, max(n.values())) * longest * d  # one float32 state of a batch
     scratch = 0
     if cfg.sequence_probe:  # each condition's own pass, layer by layer, while its pieces are fitted
@@ -194,5 +196,18 @@ def plan_influence(cfg, command: str = "python -m lpt_probe.influence", calibrat
             probe.measure_piece(conds[0], "init")  # the initial prompt: nothing to train
             t_piece = time.perf_counter() - t0
         plan.calibration["piece_seconds"] = t_piece
-    plan.seconds = {"train": train_s, "measure": t_piece * len(todo)}
+    # a piece's cost follows its layer passes, which fall steeply with the prompt layer
+    # (the log-prob drops rerun every layer above each j >= PL): the timed piece, scaled
+    passes = sum(influence_layer_passes(run.L, c.prompt_layer) for c, _ in todo)
+    plan.seconds = {"train": train_s, "measure": t_piece * passes / influence_layer_passes(run.L, conds[0].prompt_layer)
+                    if todo else 0.0}
     return plan
+
+
+def influence_layer_passes(L: int, prompt_layer: int) -> int:
+    """Layer passes per batch of one influence piece at ``prompt_layer`` (``influence_measures``):
+    the frozen reference (L), the prompt model's lower and upper pass (L), the two log-prob
+    drops at every j >= PL (layers j..L each: ``above * (above + 1)`` with ``above = L - PL + 1``)
+    and the gradient's forward and backward through the upper layers (about 3 x above)."""
+    above = L - prompt_layer + 1
+    return 2 * L + above * (above + 1) + 3 * above

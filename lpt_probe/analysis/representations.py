@@ -18,16 +18,20 @@ prompt positions in front of the text; they are stripped by position, so a text
 representation never mixes prompt tokens in. The generated prompt itself
 (``prompt`` [n, l, hidden]) and the mean state of the prompt tokens at each hidden state
 >= PL (``prompt_states``) are returned separately: they feed the prompt projection.
-``extract(model, data)`` is the same for one model.
+``extract(model, data)`` is the same for one model. Given open files (``into=``, see
+``rep_files.StreamedSafetensors``), ``extract_many`` writes each batch's rows there instead
+of returning arrays: memory then holds one batch, whatever the number of examples.
 
 ``layer_sequences(frozen, model, data)`` yields, hidden state by hidden state, every
 example's whole sequence of states (``probing.Sequences``, float16) for sequence probes:
-the states of layer j+1 are computed from those of layer j, so one layer is in memory at
-a time and the forward pass runs once. ``include_prompt`` keeps the prompt positions in
-front of the text from hidden state PL-1 on: what the next layer reads. At PL-1 they are
-the prompt itself as it joins (a generator's output there), as in the authors' code, whose
-``hidden_states[add_prompt_layer]`` is taken after the prompt is concatenated; the text
-positions of PL-1 are the frozen model's.
+the states of layer j+1 are computed from those of layer j, so the forward pass runs
+once; with a ``folder`` each layer's sequences are a memory-mapped file there and the
+running states between layers are on disk, so memory holds one batch.
+``include_prompt`` keeps the prompt positions in front of the text from hidden state PL-1
+on: what the next layer reads. At PL-1 they are the prompt itself as it joins (a
+generator's output there), as in the authors' code, whose ``hidden_states[add_prompt_layer]``
+is taken after the prompt is concatenated; the text positions of PL-1 are the frozen
+model's.
 
 ``save_representations`` / ``load_representations`` write and read one safetensors file per
 split (float16 by default) plus a JSON sidecar naming the content key, the model, the

@@ -18,8 +18,8 @@ indexed: how ``online_codelength`` permutes and takes prefixes, and how
 width. :meth:`Sequences.padded` and :meth:`Sequences.pad_batch` (torch, imported lazily)
 build padded batches ``[b, s, d]`` with a boolean key mask that is True at real tokens.
 Whole-set passes (:meth:`Sequences.token_moments`, the finiteness check, pooled views)
-read ``values`` in chunks of at most ``CHUNK_TOKENS`` tokens, so over a memory-mapped
-file a probe holds a batch and a chunk, not the layer.
+read ``values`` in chunks of tokens whose float64 copy is at most ``CHUNK_BYTES``, so over
+a memory-mapped file a probe holds a batch and a chunk, not the layer.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Sequences", "check_xy", "check_features", "n_features", "INPUT_KINDS", "CHUNK_TOKENS"]
+__all__ = ["Sequences", "check_xy", "check_features", "n_features", "INPUT_KINDS", "CHUNK_BYTES"]
 
 INPUT_KINDS = ("vector", "sequence")
-CHUNK_TOKENS = 1 << 16  # tokens read at once by the whole-set passes
+CHUNK_BYTES = 32 << 20  # float64 bytes of the tokens a whole-set pass reads at once
 
 
 class Sequences:
@@ -175,12 +175,13 @@ class Sequences:
         return np.repeat(self.starts[idx] - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
 
     def _chunks(self) -> Iterator[np.ndarray]:
-        """Consecutive runs of sequence indices holding at most ``CHUNK_TOKENS`` tokens (or one
-        sequence)."""
+        """Consecutive runs of sequence indices whose tokens' float64 copy takes at most
+        ``CHUNK_BYTES`` (or one sequence)."""
         ends = np.cumsum(self.lengths)
+        tokens = max(1, CHUNK_BYTES // (8 * self.d))
         lo = 0
         while lo < len(self):
-            hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + CHUNK_TOKENS, "right")))
+            hi = max(lo + 1, int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + tokens, "right")))
             yield np.arange(lo, hi)
             lo = hi
 
