@@ -1,26 +1,12 @@
 """Results on disk: atomic files, readable JSON errors, content keys, locks, run facts.
 
-Every result file is written atomically (to a temporary file with a name unique to the
-writer, in the same folder, then renamed), with the user's umask (0644 typically, so
-shared disks and Ray workers running as another user can read it), so a crash never
-leaves a half-written file that looks complete. ``read_json`` names the file and says
-what to do when it is damaged; a full disk raises ``DiskFull`` naming the folder and its
-free space, and ``write_status`` marks a failed command without hiding its error when
-even that cannot be written. ``content_key`` hashes a canonical JSON of everything that
-determines a result (settings, data fingerprints, model identity, format version): a
-cached piece is reused only when its stored key equals the key of the work asked for.
-``OutputLock`` keeps two commands from writing one output folder at once;
-``ResumableOutput`` (``lpt_probe.outputs``) is the resumable output folder built on it (lock,
-stale files, a status file running / failed / interrupted / complete). ``run_meta``
-collects the facts every run folder records in ``meta.json``.
-
-Output locations may also be fsspec URLs (``s3://bucket/sweeps``, ``gs://...``,
-``file:///shared/disk``; install the matching fsspec backend, e.g. ``s3fs``), so the cells
-of a distributed sweep can write to storage every node sees. A URL file is written in
-one put (atomic on object stores); a run folder is uploaded with its ``meta.json`` last,
-so it reads as complete only once everything else is there. ``join``, ``exists``,
-``read_json`` and the ``write_*`` helpers take either form.
-"""
+Every result file is written atomically (a temporary file unique to the writer, then
+renamed; the user's umask), so a crash never leaves a half-written file that looks
+complete; a damaged JSON or a full disk is an error naming the file and what to do.
+``content_key`` hashes everything that determines a result; ``OutputLock`` keeps two
+commands from writing one folder (``lpt_probe.outputs.ResumableOutput`` builds on it);
+``run_meta`` collects what ``meta.json`` records. Locations may be fsspec URLs (``s3://``,
+``gs://``; a file in one put, a run folder with ``meta.json`` last)."""
 
 from __future__ import annotations
 
@@ -137,14 +123,11 @@ def _write_local(path: Path, data: bytes) -> None:
     with atomic_file(path, len(data)) as f:
         f.write(data)
 
-
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, size: int = 0) -> Iterator[BinaryIO]:
-    """A local file written in place, atomically: yields a temporary file beside ``path``
-    (unique to this writer, ``size`` bytes of zeros to start with, open for reading and
-    writing at any offset); on leaving the block it is flushed, synced and renamed to
-    ``path``, and on an error it is removed, so ``path`` is either complete or untouched. A
-    full disk raises ``DiskFull`` (``size`` is what the message says was being written)."""
+    """A temporary file beside ``path`` (``size`` zero bytes, open for writing at any offset),
+    synced and renamed to ``path`` when the block ends, removed on an error; a full disk
+    raises ``DiskFull``."""
     path = Path(path)
     tmp = None
     try:

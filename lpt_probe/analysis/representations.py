@@ -56,6 +56,7 @@ from ..model.backbone import Backbone
 from ..model.late_prompt import LatePromptModel
 from ..probing import Sequences
 from ..progress import bar
+from .rep_files import SequenceFile
 
 REPRESENTATIONS = ("cls", "mask", "mean")
 EXTRACT_BATCH = 64  # examples per batch of an extraction pass
@@ -243,8 +244,6 @@ def layer_sequences(frozen: Backbone, model: LatePromptModel | None, data: Encod
     ``folder/chain/``, so memory holds one batch whatever the number of examples. The
     caller removes each ``h{j}.seq`` when it is done with it; the chain is removed when the
     generator ends."""
-    from .rep_files import SequenceFile
-
     frozen.model.eval()
     if model is not None:
         model.eval()
