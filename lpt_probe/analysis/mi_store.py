@@ -35,7 +35,8 @@ from ..probing import make_probe, parse_probe_grid
 from ..runs.run import SPLITS
 from .pieces import PieceJob, ProbeFactory, layer_arrays
 from .rep_files import StreamedSafetensors
-from .representations import extract_many, layer_sequences, open_representations, representation_specs
+from .representations import (extract_many, layer_sequences, open_representations, representation_specs,
+                              write_representation_info)
 from .study import Condition
 
 __all__ = ["PIECE_FORMAT", "REPS_FORMAT", "ProbePieces", "StoredRepresentations"]
@@ -120,8 +121,7 @@ class StoredRepresentations:
         info = {"key": key, "condition": asdict(cond), "model": self.bundle[2]["identity"],
                 "model_key": self.model_key(cond), "task": self.probe_data.task.name,
                 "fingerprint": self.fingerprints[split]}
-        sha = store.file_sha256(folder / f"{split}.safetensors")
-        store.write_json(folder / f"{split}.json", {**info, "sha256": sha})
+        write_representation_info(folder, split, info)
 
 
 class ProbePieces:

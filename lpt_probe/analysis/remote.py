@@ -283,12 +283,7 @@ def _ray_sequence(cls, cfg, device: str, cond, layers: list[int], level: int, op
     run = study_in_worker(cls, cfg, device)
     jobs = run.sequence_jobs(cond, layers)
     if run.cfg.probe_options.in_process:
-        done = 0
-        for job in jobs:
-            fit_piece(job, level)
-            drop_scratch(job)
-            done += 1
-        return done
+        return run_pieces(jobs, len(layers), 1, progress=False)
     fit = ray.remote(fit_piece).options(**options)
     refs = []
     for job in jobs:  # the layer's states go into the object store when submitted: its files can go

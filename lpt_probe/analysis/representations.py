@@ -298,8 +298,16 @@ def save_representations(folder: str | Path, split: str, reps: dict[str, Any], i
     folder = Path(folder)
     arrays = {k: (v.astype(dtype) if v.dtype.kind == "f" else v) for k, v in reps.items()}
     path = store.atomic_write_bytes(folder / f"{split}.safetensors", save(arrays))
-    store.write_json(folder / f"{split}.json", {**info, "sha256": store.file_sha256(path)})
+    write_representation_info(folder, split, info)
     return path
+
+
+def write_representation_info(folder: str | Path, split: str, info: dict) -> Path:
+    """``<folder>/<split>.json``: ``info`` and the sha256 of the written ``<split>.safetensors``
+    (the mark that the split is complete; readers check the file against it)."""
+    folder = Path(folder)
+    return store.write_json(folder / f"{split}.json",
+                            {**info, "sha256": store.file_sha256(folder / f"{split}.safetensors")})
 
 
 class StoredArray:
