@@ -134,11 +134,13 @@ def worker(args) -> dict:
 
 
 def measure(args, path: str, n: int) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="lpt_mem_"))
-    cmd = [sys.executable, __file__, "worker", "--path", path, "--n", str(n), "--model", str(args.model),
-           "--data-dir", args.data_dir, "--task", args.task, "--shape", args.shape, "--threads", str(args.threads),
-           "--max-length", str(args.max_length), "--work", str(work)]
-    proc = harness.run_timed(cmd, f"{path} n={n}", threads=args.threads)
+    """One path at one size in a fresh process; its files (hundreds of MB at RoBERTa-large's
+    shape) are removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="lpt_mem_") as work:
+        cmd = [sys.executable, __file__, "worker", "--path", path, "--n", str(n), "--model", str(args.model),
+               "--data-dir", args.data_dir, "--task", args.task, "--shape", args.shape, "--threads",
+               str(args.threads), "--max-length", str(args.max_length), "--work", work]
+        proc = harness.run_timed(cmd, f"{path} n={n}", threads=args.threads)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
