@@ -49,11 +49,13 @@ def data_dir() -> Path:
     return SHARED_DATA
 
 
-# The slowest files first, in this order (seconds on a quiet 2-core machine, roughly: README
-# commands ~900, notebooks ~700, README benchmark commands ~740, trust ~250): with two
-# workers and one file per worker at a time (scripts/test.sh: --dist loadfile
-# --no-loadscope-reorder), the long files start at once and the short ones fill the gaps,
-# instead of a long file starting last and running alone.
+# The slowest first (seconds on a quiet 2-core machine, roughly: README commands ~1500 in
+# all, README benchmark commands ~740, notebooks ~700, trust ~250). scripts/test.sh runs
+# two workers with --dist loadgroup --no-loadscope-reorder: a group runs on one worker, in
+# this order. Every test is grouped by its file, so a file's fixtures stay in one process,
+# except the README's commands: each chain of them (tests/test_readme.py: readme_chains)
+# is a group of its own, so they spread over both workers instead of one long test holding
+# one worker. The long groups start first and the short files fill the gaps.
 SLOW_FIRST = ["test_readme.py", "test_notebooks.py", "test_readme_benchmarks.py", "test_trust.py",
               "test_integration.py", "test_sweep_executors.py", "test_study_executors.py", "test_influence.py"]
 
@@ -61,3 +63,6 @@ SLOW_FIRST = ["test_readme.py", "test_notebooks.py", "test_readme_benchmarks.py"
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+    for item in items:  # xdist's own hook runs after this one and reads the groups (--dist loadgroup)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))

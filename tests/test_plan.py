@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from lpt_probe import influence, mi, sweep
 from lpt_probe.analysis.mi import MIConfig
 from lpt_probe.analysis.plan import plan_mi
+from lpt_probe.runs.planning import timing_batches
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +162,22 @@ def test_an_influence_piece_runs_the_layer_passes_the_plan_counts(prompt_layer):
     gradient_measures(model, low, batch)
     above = L - prompt_layer + 1
     assert len(calls) + 2 * above == influence_layer_passes(L, prompt_layer)
+
+
+def test_layer_seconds_times_batches_of_similar_lengths_across_the_data():
+    """Runs batch examples sorted by length (``Encoded.batches``), so the timed batches are
+    rows consecutive in length order, at the quartiles of the lengths: not the first rows,
+    padded to their longest (RTE's extract phase was planned at 1.6x its measured time that
+    way)."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 300, size=500)
+    batches = timing_batches(lengths, batch_size=16)
+    assert len(batches) == 2 and all(len(b) == 16 for b in batches)
+    order = list(np.argsort(lengths, kind="stable"))
+    for b, q in zip(batches, (0.25, 0.75)):
+        at = [order.index(i) for i in b]
+        assert at == list(range(at[0], at[0] + 16))  # consecutive in length order
+        assert abs(np.median(lengths[b]) - np.quantile(lengths, q)) < 10
+        assert lengths[b].max() - lengths[b].min() < 20  # little padding, unlike rows 0..15
+    assert lengths[:16].max() - lengths[:16].min() > 100
+    assert timing_batches([5, 3, 9], batch_size=16) == [[1, 0, 2], [1, 0, 2]]  # fewer rows than a batch: all

@@ -6,6 +6,7 @@ outputs land there. ``bash scripts/test.sh`` is the command CI runs (``.ci/run``
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from docs_site import fenced_blocks, markdown_pages
+from lpt_probe.model.loading import model_slug
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = {
@@ -124,15 +126,106 @@ def is_benchmark(cmd: str) -> bool:
     return "benchmarks/bench_" in cmd
 
 
-def run_readme_commands(data_dir, tmp_path, benchmarks: bool) -> list[str]:
-    """Run the README's bash commands (the benchmark scripts, or all the others, in README
-    order) with the small settings of ``QUICK``; return the commands run. Split in two so
-    that the two halves run on different test workers (scripts/test.sh)."""
+def _flag(argv: list[str], name: str) -> str | None:
+    """The last value of ``name`` in ``argv`` (argparse takes the last), or None."""
+    values = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == name]
+    return values[-1] if values else None
+
+
+STUDY_KINDS = {"lpt_probe.mi": "mi", "lpt_probe.influence": "influence", "lpt_probe.section4": "section4",
+               "lpt_probe.sweep": "sweeps"}
+
+
+def written_folders(cmd: str) -> list[str]:
+    """The artifacts folders a shown command writes, as it names them (relative to where it
+    runs): ``--out`` / ``--keep``, else a study's or a sweep's default folder
+    (``artifacts/<kind>/<task>/<model>``, as the library names it); ``project RUN`` writes
+    ``RUN/projection``."""
+    argv = shlex.split(cmd)
+    out = _flag(argv, "--out") or _flag(argv, "--keep")
+    if out:
+        return [out]
+    module = next((a for a in argv if a.startswith("lpt_probe.")), None)
+    if module == "lpt_probe.project":
+        return [argv[argv.index(module) + 1] + "/projection"]
+    task, model = _flag(argv, "--task"), _flag(argv, "--model") or "minilm"
+    if module not in STUDY_KINDS or task is None or "--plan" in argv:
+        return []
+    return [str(Path("artifacts") / STUDY_KINDS[module] / Path(task).stem / model_slug(model))]
+
+
+def read_folders(text: str, python: bool = False) -> list[str]:
+    """The artifacts folders a shown command (or a python block) reads: every
+    ``artifacts/...`` it names that is not where it writes (``--out`` / ``--keep``)."""
+    if python:
+        return re.findall(r"[\"'](artifacts/[^\"']+)[\"']", text)
+    argv = shlex.split(text)
+    return [a for i, a in enumerate(argv) if a.startswith("artifacts/") and argv[i - 1] not in ("--out", "--keep")]
+
+
+def _overlap(a: str, b: str) -> bool:
+    """One folder is the other or inside it."""
+    pa, pb = Path(a).parts, Path(b).parts
+    return pa[:len(pb)] == pb or pb[:len(pa)] == pa
+
+
+def readme_chains(benchmarks: bool, root: Path = REPO) -> list[tuple[list[str], list[str]]]:
+    """The shown commands of one half (the benchmark scripts, or all the others; never CI's
+    own ``bash scripts/test.sh``) as chains: (commands in README order, python blocks). A
+    command or block that reads an artifacts folder joins the chain of the latest earlier
+    command that writes there (``written_folders``), so each chain runs alone in its own
+    folder and the chains spread over the test workers; a reader with no writer is an error
+    naming both. Blocks that read nothing join the first chain. Longest chains first."""
+    cmds = [c for c in readme_commands(root) if c != "bash scripts/test.sh" and is_benchmark(c) == benchmarks]
+    parent = list(range(len(cmds)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    def writer(path: str, before: int, reader: str) -> int:
+        found = [j for j in range(before) if any(_overlap(path, w) for w in written_folders(cmds[j]))]
+        assert found, f"{reader!r} reads {path}, which no earlier shown command writes"
+        return found[-1]
+
+    for i, cmd in enumerate(cmds):
+        for path in read_folders(cmd):
+            parent[find(i)] = find(writer(path, i, cmd))
+    block_writers = []
+    if not benchmarks:
+        for block in readme_python_blocks(root):
+            ws = [writer(path, len(cmds), block) for path in read_folders(block, python=True)] or [0]
+            for w in ws[1:]:
+                parent[find(w)] = find(ws[0])
+            block_writers.append((block, ws[0]))
+    chains: dict[int, tuple[list[str], list[str]]] = {}
+    for i, cmd in enumerate(cmds):
+        chains.setdefault(find(i), ([], []))[0].append(cmd)
+    for block, w in block_writers:
+        chains[find(w)][1].append(block)
+    return sorted(chains.values(), key=lambda chain: -len(chain[0]))
+
+
+def chain_params(benchmarks: bool) -> list:
+    """One pytest param per chain, each its own xdist group (scripts/test.sh runs
+    ``--dist loadgroup``), so the chains spread over the test workers."""
+    half = "bench" if benchmarks else "cmd"
+    params = []
+    for i, (cmds, blocks) in enumerate(readme_chains(benchmarks)):
+        name = re.sub(r"[^a-z0-9]+", "-", quick_key(cmds[0]).split("/")[-1].lower()).strip("-")
+        params.append(pytest.param(cmds, blocks, id=f"{i}-{name}", marks=pytest.mark.xdist_group(f"readme-{half}-{i}")))
+    return params
+
+
+def run_readme_commands(data_dir, tmp_path, cmds: list[str], blocks: list[str] = ()) -> list[str]:
+    """Run shown commands in order with the small settings of ``QUICK``, from ``tmp_path`` so
+    default outputs land there, then the python blocks; return the commands run."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "LPT_PROBE_DATA_DIR": str(data_dir), "TQDM_DISABLE": "1"}
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers share the cores: one thread per command,
+        env.setdefault("OMP_NUM_THREADS", "1")  # as the worker's own tests (conftest.py)
     ran = []
-    for cmd in readme_commands():
-        if cmd == "bash scripts/test.sh" or is_benchmark(cmd) != benchmarks:
-            continue  # CI's own command, or the other half
+    for cmd in cmds:
         key = quick_key(cmd)
         argv = shlex.split(cmd.replace("../shared/data", str(data_dir))
                            .replace("../shared/paper", str(data_dir.parent / "paper"))
@@ -167,18 +260,30 @@ def run_readme_commands(data_dir, tmp_path, benchmarks: bool) -> list[str]:
         assert proc.returncode == 0, f"{cmd!r} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         print(f"{time.perf_counter() - t0:6.0f} s  {cmd[:110]}")  # pytest -s (or a failure) shows where CI time goes
         ran.append(cmd)
+    for block in blocks:  # after the commands: they read what the commands wrote
+        proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, f"README/docs python block failed:\n{block}\n{proc.stderr[-3000:]}"
     return ran
 
 
 @pytest.mark.integration
-def test_every_readme_command_runs(data_dir, tmp_path):
-    ran = run_readme_commands(data_dir, tmp_path, benchmarks=False)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "LPT_PROBE_DATA_DIR": str(data_dir), "TQDM_DISABLE": "1"}
-    assert len(ran) >= 5
-    for block in readme_python_blocks():  # after the commands above
-        proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=600)
-        assert proc.returncode == 0, f"README/docs python block failed:\n{block}\n{proc.stderr[-3000:]}"
+@pytest.mark.parametrize("cmds, blocks", chain_params(benchmarks=False))
+def test_every_readme_command_runs(cmds, blocks, data_dir, tmp_path):
+    assert run_readme_commands(data_dir, tmp_path, cmds, blocks) == cmds
+
+
+def test_readme_chains_cover_every_command_once():
+    """Every shown command is in exactly one chain of its half, in README order within it;
+    every python block in one chain; the long studies do not all land in one chain."""
+    for benchmarks in (False, True):
+        chains = readme_chains(benchmarks)
+        cmds = [c for c in readme_commands() if c != "bash scripts/test.sh" and is_benchmark(c) == benchmarks]
+        assert sorted(c for chain, _ in chains for c in chain) == sorted(cmds)
+        for chain, _ in chains:
+            assert chain == [c for c in cmds if c in chain]
+        assert len(chains) >= 4
+    assert sorted(b for _, blocks in readme_chains(False) for b in blocks) == sorted(readme_python_blocks())
 
 
 def test_readme_commands_include_docs_pages(tmp_path):
@@ -204,6 +309,28 @@ def test_readme_commands_include_docs_pages(tmp_path):
     assert readme_commands(tmp_path) == ["bash scripts/demo.sh", "bash scripts/test.sh",
                                          "python -m lpt_probe.mi --task trec", "python -m lpt_probe.figures mi out"]
     assert readme_python_blocks(tmp_path) == ["print(1)\n"]
+
+
+def test_readme_chains_follow_the_folders_commands_write_and_read(tmp_path):
+    """A command (or python block) that reads an artifacts folder runs after, and in the same
+    chain as, the latest earlier command writing there (its --out, or a study's default
+    folder); independent commands are chains of their own; a reader with no writer fails."""
+    fence = "```"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "mkdocs.yml").write_text("docs_dir: docs\nnav:\n  - Home: index.md\n")
+    (tmp_path / "docs" / "index.md").write_text("# Home\n")
+    shown = ["python -m lpt_probe.mi --task trec", "python -m lpt_probe.train --task rte --out artifacts/runs",
+             "python -m lpt_probe.sweep --task rte --prompt-layers 1,3 --out artifacts/sweeps/x",
+             "python -m lpt_probe.figures mi artifacts/mi/trec/minilm --out docs/figures",
+             "python -m lpt_probe.project artifacts/runs/rte-pl1",
+             "python -m lpt_probe.figures projection artifacts/runs/rte-pl1/projection"]
+    block = 'print(load_run("artifacts/runs/rte-pl1"))\n'
+    (tmp_path / "README.md").write_text(f"{fence}bash\n" + "\n".join(shown) + f"\n{fence}\n\n{fence}python\n{block}{fence}\n")
+    assert readme_chains(False, tmp_path) == [([shown[1], shown[4], shown[5]], [block]), ([shown[0], shown[3]], []),
+                                              ([shown[2]], [])]
+    (tmp_path / "README.md").write_text(f"{fence}bash\npython -m lpt_probe.figures mi artifacts/mi/rte/minilm\n{fence}\n")
+    with pytest.raises(AssertionError, match="artifacts/mi/rte/minilm, which no earlier shown command writes"):
+        readme_chains(False, tmp_path)
 
 
 def test_every_shown_command_has_small_settings():

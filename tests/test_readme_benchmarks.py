@@ -1,11 +1,11 @@
 """The README's benchmark commands run (with small settings): the other half of tests/test_readme.py,
-in its own file so that scripts/test.sh runs it on the other worker."""
+as chains of their own (``readme_chains``) that scripts/test.sh spreads over the test workers."""
 
 from __future__ import annotations
 
 import pytest
 
-from test_readme import readme_commands, is_benchmark, run_readme_commands
+from test_readme import chain_params, is_benchmark, readme_commands, run_readme_commands
 
 
 def test_readme_shows_benchmark_commands():
@@ -13,6 +13,6 @@ def test_readme_shows_benchmark_commands():
 
 
 @pytest.mark.integration
-def test_every_readme_benchmark_command_runs(data_dir, tmp_path):
-    ran = run_readme_commands(data_dir, tmp_path, benchmarks=True)
-    assert ran == [c for c in readme_commands() if is_benchmark(c)]
+@pytest.mark.parametrize("cmds, blocks", chain_params(benchmarks=True))
+def test_every_readme_benchmark_command_runs(cmds, blocks, data_dir, tmp_path):
+    assert run_readme_commands(data_dir, tmp_path, cmds, blocks) == cmds

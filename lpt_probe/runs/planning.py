@@ -5,8 +5,8 @@ folder: a resumed folder plans only the rest), bytes it will write, and a time p
 modelled from short measurements on this machine, with this model and these settings:
 
 - :func:`layer_seconds`: one example through one frozen layer (no gradient), timed on a
-  few real examples after a warm-up batch; evaluation and extraction passes are examples x
-  layers x this;
+  few real batches of similar lengths, as the run batches them, after a warm-up batch;
+  evaluation and extraction passes are examples x layers x this;
 - :func:`step_seconds`: a few real optimiser steps of the method at its prompt layer
   (``Trainer.step`` on the batches ``fit`` would draw, from the lower-layer cache when the
   run uses one), after a warm-up step;
@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..model.cache import LowerLayerCache
@@ -34,7 +35,7 @@ from ..model.methods import get_method
 from .run import resolve_lr
 from .trainer import TrainConfig, Trainer
 
-__all__ = ["Plan", "layer_seconds", "step_seconds", "training_seconds", "worker_start_seconds", "size", "duration"]
+__all__ = ["Plan", "layer_seconds", "timing_batches", "step_seconds", "training_seconds", "worker_start_seconds", "size", "duration"]
 
 GB = 2**30
 
@@ -85,12 +86,18 @@ class Plan:
 
 
 @torch.no_grad()
-def layer_seconds(backbone, data, n: int = 32, batch_size: int = 16) -> float:
-    """Seconds for one example of ``data`` through one layer of the frozen ``backbone``."""
-    idx = list(range(min(n, len(data))))
-    batches = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
-    timed = 0.0
-    for i, b in enumerate([batches[0]] + batches):  # the first batch warms up
+def layer_seconds(backbone, data, batch_size: int = 64, quantiles: tuple[float, ...] = (0.25, 0.75)) -> float:
+    """Seconds for one example of ``data`` through one layer of the frozen ``backbone``, as
+    evaluation and extraction run it: batches of ``batch_size`` (both use 64) in length
+    order (``Encoded.batches``), so a batch carries little padding and its cost is about
+    ``a + b x tokens``. ``a`` and ``b`` are fitted through batches of rows consecutive in
+    length order at ``quantiles`` of the lengths (:func:`timing_batches`), timed after a
+    warm-up pass of the longest; one example is then ``a / batch_size + b x`` the mean
+    length. (Timing the first rows padded to their longest overstated tasks whose lengths
+    vary: RTE's extract phase was planned at 1.6x the run.)"""
+    batches = timing_batches(data.lengths, batch_size, quantiles)
+    points = []  # (tokens, seconds) of each timed batch
+    for i, b in enumerate([batches[-1]] + batches):  # the longest batch warms up
         t0 = time.perf_counter()
         x = data.collate(b, backbone.device)
         h = backbone.embed(x["input_ids"], x["attention_mask"])
@@ -98,8 +105,23 @@ def layer_seconds(backbone, data, n: int = 32, batch_size: int = 16) -> float:
         if backbone.device.type == "cuda":
             torch.cuda.synchronize()
         if i:
-            timed += time.perf_counter() - t0
-    return timed / (len(idx) * backbone.num_hidden_layers)
+            points.append((int(x["input_ids"].numel()), time.perf_counter() - t0))
+    tokens, seconds = (np.array(v, dtype=float) for v in zip(*points))
+    slope = (seconds[-1] - seconds[0]) / (tokens[-1] - tokens[0]) if tokens[-1] > tokens[0] else 0.0
+    fixed = seconds[0] - slope * tokens[0]
+    if slope <= 0 or fixed < 0:  # timing noise: no fixed part, cost by tokens
+        slope, fixed = seconds.sum() / tokens.sum(), 0.0
+    size = min(batch_size, len(data))
+    return (fixed / size + slope * float(np.mean(data.lengths))) / backbone.num_hidden_layers
+
+
+def timing_batches(lengths, batch_size: int = 64, quantiles: tuple[float, ...] = (0.25, 0.75)) -> list[list[int]]:
+    """The rows :func:`layer_seconds` times: for each quantile, ``batch_size`` rows (all of
+    them if fewer) consecutive in length order, centred on that quantile of the lengths."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    size = min(batch_size, len(order))
+    starts = [min(max(int(q * len(order)) - size // 2, 0), len(order) - size) for q in quantiles]
+    return [[int(j) for j in order[s:s + size]] for s in starts]
 
 
 def step_seconds(prepared, pc: LatePromptConfig, tc: TrainConfig, timed: int = 3) -> float:
