@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 
 from docs_site import fenced_blocks, markdown_pages
-from lpt_probe.model.loading import model_slug
+from lpt_probe.analysis.influence import InfluenceConfig
+from lpt_probe.analysis.mi import MIConfig
+from lpt_probe.analysis.section4 import Section4Config
+from lpt_probe.runs.sweep import default_out as sweep_default_out
+from lpt_probe.runs.trainer import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = {
@@ -126,21 +130,36 @@ def is_benchmark(cmd: str) -> bool:
     return "benchmarks/bench_" in cmd
 
 
+def half_commands(benchmarks: bool, root: Path = REPO) -> list[str]:
+    """The shown commands of one half: the benchmark scripts, or all the others (never CI's
+    own ``bash scripts/test.sh``), in README order."""
+    return [c for c in readme_commands(root) if c != "bash scripts/test.sh" and is_benchmark(c) == benchmarks]
+
+
 def _flag(argv: list[str], name: str) -> str | None:
     """The last value of ``name`` in ``argv`` (argparse takes the last), or None."""
     values = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == name]
     return values[-1] if values else None
 
 
-STUDY_KINDS = {"lpt_probe.mi": "mi", "lpt_probe.influence": "influence", "lpt_probe.section4": "section4",
-               "lpt_probe.sweep": "sweeps"}
+def _sweep_out(task: str, model: str | None) -> Path:
+    return Path(sweep_default_out(TrainConfig(task=task, **({"model": model} if model else {}))))
+
+
+DEFAULT_OUT = {  # module -> (task, model or None: the default) -> the folder it writes, as the library names it
+    "lpt_probe.mi": lambda task, model: MIConfig(task=task, **({"model": model} if model else {})).default_out(),
+    "lpt_probe.influence": lambda task, model: InfluenceConfig(task=task, **({"model": model} if model else {})
+                                                               ).default_out(),
+    "lpt_probe.section4": lambda task, model: Section4Config(task=task, **({"model": model} if model else {})
+                                                             ).default_out(),
+    "lpt_probe.sweep": _sweep_out,
+}
 
 
 def written_folders(cmd: str) -> list[str]:
     """The artifacts folders a shown command writes, as it names them (relative to where it
-    runs): ``--out`` / ``--keep``, else a study's or a sweep's default folder
-    (``artifacts/<kind>/<task>/<model>``, as the library names it); ``project RUN`` writes
-    ``RUN/projection``."""
+    runs): ``--out`` / ``--keep``, else a study's or a sweep's default folder (the library's
+    own ``default_out``); ``project RUN`` writes ``RUN/projection``."""
     argv = shlex.split(cmd)
     out = _flag(argv, "--out") or _flag(argv, "--keep")
     if out:
@@ -148,10 +167,10 @@ def written_folders(cmd: str) -> list[str]:
     module = next((a for a in argv if a.startswith("lpt_probe.")), None)
     if module == "lpt_probe.project":
         return [argv[argv.index(module) + 1] + "/projection"]
-    task, model = _flag(argv, "--task"), _flag(argv, "--model") or "minilm"
-    if module not in STUDY_KINDS or task is None or "--plan" in argv:
+    task = _flag(argv, "--task")
+    if module not in DEFAULT_OUT or task is None or "--plan" in argv:
         return []
-    return [str(Path("artifacts") / STUDY_KINDS[module] / Path(task).stem / model_slug(model))]
+    return [str(DEFAULT_OUT[module](task, _flag(argv, "--model")))]
 
 
 def read_folders(text: str, python: bool = False) -> list[str]:
@@ -176,7 +195,7 @@ def readme_chains(benchmarks: bool, root: Path = REPO) -> list[tuple[list[str], 
     command that writes there (``written_folders``), so each chain runs alone in its own
     folder and the chains spread over the test workers; a reader with no writer is an error
     naming both. Blocks that read nothing join the first chain. Longest chains first."""
-    cmds = [c for c in readme_commands(root) if c != "bash scripts/test.sh" and is_benchmark(c) == benchmarks]
+    cmds = half_commands(benchmarks, root)
     parent = list(range(len(cmds)))
 
     def find(i: int) -> int:
@@ -278,7 +297,7 @@ def test_readme_chains_cover_every_command_once():
     every python block in one chain; the long studies do not all land in one chain."""
     for benchmarks in (False, True):
         chains = readme_chains(benchmarks)
-        cmds = [c for c in readme_commands() if c != "bash scripts/test.sh" and is_benchmark(c) == benchmarks]
+        cmds = half_commands(benchmarks)
         assert sorted(c for chain, _ in chains for c in chain) == sorted(cmds)
         for chain, _ in chains:
             assert chain == [c for c in cmds if c in chain]

@@ -35,7 +35,8 @@ from ..model.methods import get_method
 from .run import resolve_lr
 from .trainer import TrainConfig, Trainer
 
-__all__ = ["Plan", "layer_seconds", "timing_batches", "step_seconds", "training_seconds", "worker_start_seconds", "size", "duration"]
+__all__ = ["Plan", "layer_seconds", "timing_batches", "step_seconds", "training_seconds", "worker_start_seconds", "size",
+           "duration"]
 
 GB = 2**30
 
