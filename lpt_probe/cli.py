@@ -97,7 +97,7 @@ DATA = ("task", "model", "data_dir", "source", "shots", "data_seed", "dev_size",
         "drop_overlap")
 TRAIN_GROUPS = {
     "task and data": DATA,
-    "training": ("seed", "lr", "batch_size", "steps", "epochs", "eval_every", "save_every", "cache",
+    "training": ("seed", "lr", "batch_size", "steps", "epochs", "eval_every", "patience", "save_every", "cache",
                  "backbone_dropout", "bucket", "grad_accum"),
     "hardware": ("device", "dtype"),
 }
@@ -109,7 +109,7 @@ PROMPT_GROUPS = {
 STUDY_GROUPS = {
     "task and data": DATA,
     "prompts": ("prompt_layers", "analysis_layers", "generator", "num_virtual_tokens", "seeds", "steps", "eval_every",
-                "lr", "checkpoints", "save_every", "reuse_runs"),
+                "patience", "lr", "checkpoints", "save_every", "reuse_runs", "gradient_loss"),
     "probes (mi)": ("probe", "probe_seeds", "representation", "probe_train_max", "probe_dev_size", "probe_grid",
                     "probe_input", "probe_layers", "probe_width", "probe_init", "probe_readout", "mdl"),
     "estimates and controls": ("bootstrap", "controls", "control_permutations", "paper"),

@@ -6,7 +6,8 @@ The command-line front of ``lpt_probe.analysis.section4`` (every flag is a field
 layer), ``mi`` (I(h;y) per hidden state) and ``influence`` (the prompt's influence and the
 label signal reaching it) on one shared set of trained prompts, writes ``sweep/``,
 ``mi/``, ``influence/``, ``claims.csv`` (each Section 4 claim, what was measured and a
-verdict) and ``section4.json`` into ``--out`` (default
+verdict: yes / no / inconclusive / not informative, from paired contrasts between the
+paper's three prompt layers), ``contrasts.csv``, ``learned.csv`` and ``section4.json`` into ``--out`` (default
 ``artifacts/section4/<task>/<model>/``), draws ``section4.pdf`` (2 x 3 panels; ``--png``
 adds a PNG) and prints the claims. Rerunning resumes.
 
@@ -70,7 +71,15 @@ def report(cfg: Section4Config, args) -> tuple[str, str]:
     written = draw(Path(cfg.out_dir), res, png=args.png)
     claims = res["claims"]
     width = max(len(c) for c in claims["claim"])
-    lines = [f"{r.claim:<{width}}  {r.verdict:<3}  {r.measured}" for r in claims.itertuples()]
+    lines = [f"{r.claim:<{width}}  {r.verdict:<15}  {r.contrasts}" + (f" ({r.reason})" if r.reason else "")
+             for r in claims.itertuples()]
+    gate = res["learned"]
+    if len(gate):
+        lines.append("learned (test accuracy vs the majority class " + f"{gate['majority_rate'].iloc[0]:.3f}): " +
+                     ", ".join(f"PL{int(g.prompt_layer)} {g.test_accuracy:.3f} [{g.ci_low:.3f}, {g.ci_high:.3f}]"
+                               f"{'' if g.learned else ' not learned'}" for g in gate.itertuples()))
+    if claims["head"].iloc[0] == "classifier":
+        lines.append(f"note: {claims['head_note'].iloc[0]}")
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in res["meta"]["stage_seconds"].items())
     return "\n".join(lines), (f"{cfg.out_dir}/claims.csv, section4.json, {', '.join(w.name for w in written)} "
                               f"and sweep/, mi/, influence/ ({stages})")

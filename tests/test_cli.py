@@ -39,6 +39,8 @@ ADDED = {  # flags added since, by the issue that asked for them
                     "--executor", "--address", "--cpus-per-run", "--gpus-per-run", "--plan"},  # issue 26
     "project": COMMON,
 }
+for _cmd in ("train", "sweep", "mi"):  # issue 32: train until learned
+    ADDED[_cmd] = ADDED[_cmd] | {"--patience"}
 
 
 def flags(parser: argparse.ArgumentParser) -> dict[str, set[str]]:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from figure_data import LAYERS, curves_table, mi_table, sweep_table
+from test_verdicts import study as synthetic_study
 
 from lpt_probe import section4 as cli
 from lpt_probe.analysis.section4 import CLAIMS, claims_markdown, read_paper_layers, section4_claims
@@ -42,28 +43,31 @@ def diff_table(effect: bool) -> pd.DataFrame:
                           "effect": effect and k == 3} for k in (1, 3, 6)]).astype({"seed": "Int64"})
 
 
-def test_claims_read_the_paper_shapes_as_yes():
-    claims = section4_claims(sweep_table(), curves_table(), mi_table(), diff_table(effect=True), influence_table())
+def test_claims_take_their_verdicts_from_the_per_example_contrasts():
+    """The measured text is context; the verdict is the engine's on the per-example tables
+    (tests/test_verdicts.py builds a study for every verdict)."""
+    ex = synthetic_study()
+    claims, contrasts, gate, floor = section4_claims(sweep_table(), curves_table(), mi_table(), diff_table(True),
+                                                     influence_table(), examples=ex, bootstrap=300)
     assert list(claims["claim"]) == list(CLAIMS)
     assert dict(zip(claims["claim"], claims["verdict"])) == {c: "yes" for c in CLAIMS}
-    acc = claims.set_index("claim").loc["accuracy", "measured"]
-    assert "PL1 " in acc and "best PL" in acc
+    acc = claims.set_index("claim").loc["accuracy"]
+    assert "PL1 " in acc["measured"] and "PL4 - PL1" in acc["contrasts"] and "p_holm" in acc["contrasts"]
+    assert gate["learned"].all() and set(contrasts["side"]) == {"paper"} and floor["L"]["p"] < 0.05
 
 
-def test_claims_say_no_when_the_shapes_are_absent():
-    flat = sweep_table().assign(test_metric=lambda d: np.where(d["method"] == "lpt", 0.5 + d["prompt_layer"] / 100,
-                                                               d["test_metric"]))  # rises to the last layer
-    claims = section4_claims(flat, curves_table(layers=(1, 6)), mi_table(), diff_table(effect=False),
-                             influence_table(falls=False, rises=False))
-    verdict = dict(zip(claims["claim"], claims["verdict"]))
-    assert verdict == {c: "no" for c in CLAIMS}  # no interior peak, two layers only, no effect, wrong directions
+def test_claims_without_per_example_tables_are_not_informative_and_a_linear_head_is_named():
+    claims, *_ = section4_claims(sweep_table(), curves_table(), mi_table(), diff_table(False), influence_table(),
+                                 head="classifier")
+    assert set(claims["verdict"]) == {"not informative"} and "per-example" in claims["reason"].iloc[0]
+    assert set(claims["head"]) == {"classifier"} and "linear head" in claims["head_note"].iloc[0]
 
 
 def test_paper_column_comes_from_the_paper_table(data_dir):
     paper = read_paper_layers(data_dir.parent / "paper" / PAPER)
     npg = paper[paper["method"] == "LPT w/ NPG"].set_index("prompt_layer")["accuracy"]
     assert list(npg.index) == [7, 13, 19] and npg.idxmax() == 13  # the paper's own rise and fall
-    claims = section4_claims(sweep_table(), curves_table(), mi_table(), diff_table(True), influence_table(), paper)
+    claims, *_ = section4_claims(sweep_table(), curves_table(), mi_table(), diff_table(True), influence_table(), paper)
     text = claims.set_index("claim").loc["accuracy", "paper"]
     assert text.startswith("RTE (Table 10") and f"PL13 {npg.loc[13]:.1f}" in text
     with pytest.raises(ValueError, match="rte_acc"):
@@ -84,7 +88,14 @@ def test_section4_command_shares_prompts_resumes_and_tabulates(data_dir, tmp_pat
     assert meta["status"] == "complete" and meta["prompts_reused_from_sweep"] == {"mi": 3, "influence": 3}
     assert not (out / "mi" / "runs").exists() and not (out / "influence" / "runs").exists()  # trained once
     claims = pd.read_csv(out / "claims.csv")
-    assert list(claims["claim"]) == list(CLAIMS) and set(claims["verdict"]) <= {"yes", "no"}
+    assert list(claims["claim"]) == list(CLAIMS)
+    assert set(claims["verdict"]) <= {"yes", "no", "inconclusive", "not informative"}
+    contrasts, learned = pd.read_csv(out / "contrasts.csv"), pd.read_csv(out / "learned.csv")
+    assert set(learned["prompt_layer"]) == {1, 4, 6} and "majority_rate" in learned
+    assert {"PL4 - PL1", "PL4 - PL6"} <= set(contrasts["contrast"]) and contrasts["p"].between(0, 1).all()
+    for run in (out / "sweep" / "runs").iterdir():  # every run keeps what the verdicts resample
+        assert (run / "test_predictions.csv").is_file() and (run / "dev_correct.npz").is_file()
+    assert (out / "influence" / "influence_gram.npz").is_file()
     assert (out / "section4.pdf").stat().st_size > 10_000
     first = {p: p.stat().st_mtime_ns for p in (out / "mi" / "pieces").glob("*.json")}
     assert cli.main(args) == 0  # a rerun trains and fits nothing again
@@ -98,7 +109,7 @@ def test_section4_command_shares_prompts_resumes_and_tabulates(data_dir, tmp_pat
     assert len(table) == 2 + len(CLAIMS) and "Table 10" in table[2]
     assert claims_markdown([out]).splitlines()[2].count("|") == 4
     # a | inside a cell (the signal row's ||g|| ||prompt||) is escaped: every row has 3 + 1 cell borders
-    assert "||g||" in claims.iloc[-1]["measured"]
+    assert "||g||" in claims.iloc[-1]["measured"] or "||g||" in claims.iloc[-1]["contrasts"]
     borders = [len(re.findall(r"(?<!\\)\|", line)) for line in claims_markdown([out]).splitlines()]
     assert borders == [4] * (2 + len(CLAIMS))
 

@@ -87,9 +87,9 @@ from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import identity, load_model, model_slug
 from ..runs.executors import ExecutorConfig
 from ..runs.folders import load_run
-from ..runs.run import SPLITS, prepare, run_config, train
+from ..runs.run import SPLITS, prepare, run_config, train, write_npz
 from ..runs.trainer import TrainConfig
-from .influence_measures import QUANTITIES, coherence, coherence_replicates, forward_measures, gold_logprob  # noqa: F401
+from .influence_measures import GRADIENT_LOSSES, QUANTITIES, coherence, coherence_replicates, forward_measures, gold_logprob  # noqa: F401
 from .influence_measures import gradient_measures, measure, measure_batch, prompt_keys_blocked  # noqa: F401
 from .influence_measures import resample_counts, summarise_coherence, summarise_mean  # noqa: F401 (re-exported)
 from .remote import study_executor
@@ -98,7 +98,7 @@ from .study import Condition, StudyConfig, StudyOutput, check_at_least, field_he
 logger = logging.getLogger(__name__)
 _h = field_help  # a config field's help text and flag options
 Tensor = torch.Tensor
-PIECE_FORMAT = 2  # 2: log-prob drops over the label words only; scale-free gradient measures
+PIECE_FORMAT = 3  # 2: log-prob drops over the label words only; scale-free gradient measures; 3: per-example npz
 COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "checkpoint", "layer", "quantity",
            "position", "value", "ci_low", "ci_high", "n"]
 
@@ -120,9 +120,15 @@ class InfluenceConfig(StudyConfig):
     influence_max: int | None = field(default=200, metadata=_h(
         "measure at most this many examples of --split (stratified by label, fixed seed; 0 = all)"))
     batch_size: int = field(default=16, metadata=_h("examples per measured batch"))
+    gradient_loss: str = field(default="train", metadata=_h(
+        "the loss whose gradients the signal measures use: train (the prompt's own training loss; for an LM head "
+        "over the whole vocabulary) or label_words (cross-entropy over the label words only: the label decision "
+        "alone)", choices=GRADIENT_LOSSES))
 
     def __post_init__(self):
         super().__post_init__()
+        if self.gradient_loss not in GRADIENT_LOSSES:
+            raise ValueError(f"--gradient-loss {self.gradient_loss!r}: choose one of {', '.join(GRADIENT_LOSSES)}")
         self.checkpoints = tuple(sorted({int(s) for s in self.checkpoints or ()}))
         if self.influence_max == 0:
             self.influence_max = None
@@ -226,7 +232,8 @@ class InfluenceRun:
 
     def settings(self) -> dict:
         c = self.cfg
-        return {"format": PIECE_FORMAT, "split": c.split, "data": self.data.fingerprint, "bootstrap": c.bootstrap}
+        return {"format": PIECE_FORMAT, "split": c.split, "data": self.data.fingerprint, "bootstrap": c.bootstrap,
+                "gradient_loss": c.gradient_loss}
 
     def piece_paths(self, cond: Condition, checkpoint: str) -> tuple[Path, Path, str]:
         key = store.content_key({"model": self.model_key(cond, checkpoint), **self.settings()})
@@ -237,11 +244,13 @@ class InfluenceRun:
         csv, done, key = self.piece_paths(cond, checkpoint)
         if not (csv.exists() and done.exists()):
             return False
+        npz = csv.with_suffix(".npz")
         try:
             side = store.read_json_object(done)
         except store.DamagedFile:
             return False
-        return side.get("key") == key and store.file_sha256(csv) == side.get("sha256")
+        return (side.get("key") == key and store.file_sha256(csv) == side.get("sha256") and npz.exists()
+                and store.file_sha256(npz) == side.get("examples_sha256"))
 
     def measure_piece(self, cond: Condition, checkpoint: str) -> bool:
         """Measure one (condition, checkpoint) unless its piece is done; True if measured."""
@@ -249,12 +258,16 @@ class InfluenceRun:
             return False
         model = self.model_for(cond, checkpoint)
         t0 = time.perf_counter()
+        examples: dict = {}
         table = measure(model, self.backbone, self.data, self.cfg.batch_size, self.cfg.bootstrap,
-                        desc=f"{cond.name} {checkpoint}", progress=self.cfg.progress)
+                        desc=f"{cond.name} {checkpoint}", progress=self.cfg.progress, loss=self.cfg.gradient_loss,
+                        examples=examples)
         self.seconds["measure"] += time.perf_counter() - t0
         csv, done, key = self.piece_paths(cond, checkpoint)
         store.write_csv(csv, table)
+        write_npz(csv.with_suffix(".npz"), examples)
         store.write_json(done, {"key": key, "sha256": store.file_sha256(csv), "condition": asdict(cond),
+                                "examples_sha256": store.file_sha256(csv.with_suffix(".npz")),
                                 "checkpoint": checkpoint, "settings": self.settings()})  # last: marks it done
         logger.info("measured %s %s in %.0f s", cond.name, checkpoint, time.perf_counter() - t0)
         return True
@@ -269,7 +282,29 @@ class InfluenceRun:
                 parts.append(part.assign(**head))
         table = pd.concat(parts, ignore_index=True)[COLUMNS]
         store.write_csv(self.out / "influence.csv", table)
+        self.collect_examples(conds)
         return table
+
+    def collect_examples(self, conds: list[Condition]) -> None:
+        """``influence_examples.csv`` (per example: prompt_layer, seed, checkpoint, quantity,
+        position, layer, example, value, for ``EXAMPLE_QUANTITIES``) and ``influence_gram.npz``
+        (``pl<PL>-s<seed>-<checkpoint>`` -> the prompt gradients' Gram matrix): what the
+        Section 4 verdicts resample."""
+        rows, grams = [], {}
+        for cond in conds:
+            for ckpt in self.cfg.checkpoint_names:
+                with np.load(self.piece_paths(cond, ckpt)[0].with_suffix(".npz")) as z:
+                    for name in z.files:
+                        if name == "gram":
+                            grams[f"pl{cond.prompt_layer}-s{cond.seed}-{ckpt}"] = z[name]
+                            continue
+                        q, pos, j = name.split("|")
+                        v = z[name]
+                        rows.append(pd.DataFrame({"prompt_layer": cond.prompt_layer, "seed": cond.seed,
+                                                  "checkpoint": ckpt, "quantity": q, "position": pos,
+                                                  "layer": int(j), "example": np.arange(len(v)), "value": v}))
+        store.write_csv(self.out / "influence_examples.csv", pd.concat(rows, ignore_index=True))
+        write_npz(self.out / "influence_gram.npz", grams)
 
 
 def run_influence(cfg: InfluenceConfig, execution: ExecutorConfig | None = None, device: str | None = None
@@ -281,7 +316,8 @@ def run_influence(cfg: InfluenceConfig, execution: ExecutorConfig | None = None,
     executor = study_executor(execution, device)
     cfg = executor.settle(replace(cfg, out=str(cfg.out_dir)))
     out = cfg.out_dir
-    with StudyOutput(out, "run.json", stale=("influence.csv", "influence_by_layer.pdf")) as study:
+    with StudyOutput(out, "run.json", stale=("influence.csv", "influence_examples.csv", "influence_gram.npz",
+                                             "influence_by_layer.pdf")) as study:
         run = InfluenceRun(cfg)
         run.load_data()
         conds = run.conditions()

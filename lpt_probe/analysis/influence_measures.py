@@ -27,7 +27,7 @@ Tensor = torch.Tensor
 QUANTITIES = ("attention_mass", "displacement", "cosine", "logprob_drop_layer", "logprob_drop_from", "grad_norm",
               "grad_x_state_norm", "grad_dot_state", "grad_coherence")
 
-__all__ = ["QUANTITIES", "coherence", "coherence_replicates", "forward_measures", "gold_logprob",
+__all__ = ["EXAMPLE_QUANTITIES", "GRADIENT_LOSSES", "QUANTITIES", "coherence", "gradient_loss", "coherence_replicates", "forward_measures", "gold_logprob",
            "gradient_measures", "measure", "measure_batch", "prompt_keys_blocked", "resample_counts",
            "summarise_coherence", "summarise_mean"]
 
@@ -107,12 +107,28 @@ def forward_measures(model: LatePromptModel, frozen: Backbone, batch: dict[str, 
     return res, low[start]
 
 
-def gradient_measures(model: LatePromptModel, h_low: Tensor, batch: dict[str, Tensor]
+GRADIENT_LOSSES = ("train", "label_words")
+
+
+def gradient_loss(model: LatePromptModel, out: dict[str, Tensor], labels: Tensor, which: str = "train") -> Tensor:
+    """The summed loss whose per-example gradients are measured: ``train`` = the model's own
+    training loss (``LatePromptModel.loss``; for an LM head with ``loss="vocab"`` a softmax over
+    the whole vocabulary, which also pushes mass off tokens that are no label), ``label_words``
+    = cross-entropy over the label words' logits only (the label decision alone)."""
+    if which not in GRADIENT_LOSSES:
+        raise ValueError(f"gradient loss {which!r}: choose one of {', '.join(GRADIENT_LOSSES)}")
+    if which == "label_words":
+        return torch.nn.functional.cross_entropy(out["logits"], labels, reduction="sum")
+    return model.loss(out, labels) * len(labels)
+
+
+def gradient_measures(model: LatePromptModel, h_low: Tensor, batch: dict[str, Tensor], loss: str = "train"
                       ) -> dict[tuple[str, int], Tensor]:
-    """Per-example gradients of the loss on the gold label, from one backward pass of the
-    summed loss: (position, hidden state) -> [batch, D] vectors, and ("norm_text", j) ->
-    [batch] mean per-token norms. Positions: prediction, text_mean (mean over real tokens
-    of the per-token gradients), prompt (w.r.t. the inserted prompt, l x hidden, at PL-1)."""
+    """Per-example gradients of the loss on the gold label (``loss``: :func:`gradient_loss`),
+    from one backward pass of the summed loss: (position, hidden state) -> [batch, D]
+    vectors, and ("norm_text", j) -> [batch] mean per-token norms. Positions: prediction,
+    text_mean (mean over real tokens of the per-token gradients), prompt (w.r.t. the
+    inserted prompt, l x hidden, at PL-1)."""
     keep, pred, labels = (batch[k] for k in ("attention_mask", "pred_positions", "labels"))
     bb, L, start, l = model.backbone, model.backbone.num_hidden_layers, model.config.start_state, model.l
     with torch.enable_grad():
@@ -123,8 +139,8 @@ def gradient_measures(model: LatePromptModel, h_low: Tensor, batch: dict[str, Te
         if model.head_kind == "lm":
             read = bb.final(read)  # what the LM head reads: hidden state L after the final norm
         out = model.read_out(read, {"prompt": out["prompt"]}, normed=True)
-        loss = model.loss(out, labels) * len(labels)  # the summed loss: per-example gradients
-        grads = torch.autograd.grad(loss, [x, out["prompt"]] + list(states[:-1]) + [read])
+        total = gradient_loss(model, out, labels, loss)  # the summed loss: per-example gradients
+        grads = torch.autograd.grad(total, [x, out["prompt"]] + list(states[:-1]) + [read])
     res: dict[tuple, Tensor] = {("prompt", start): grads[1].flatten(1)}
     p = out["prompt"].detach().flatten(1)
     res["scaled", "prompt", start] = grads[1].flatten(1).norm(dim=-1) * p.norm(dim=-1)
@@ -147,12 +163,12 @@ def gradient_measures(model: LatePromptModel, h_low: Tensor, batch: dict[str, Te
     return res
 
 
-def measure_batch(model: LatePromptModel, frozen: Backbone, batch: dict[str, Tensor]) -> dict:
+def measure_batch(model: LatePromptModel, frozen: Backbone, batch: dict[str, Tensor], loss: str = "train") -> dict:
     """Everything one batch gives: {"scalars": (quantity, position, j) -> [batch] and
     "vectors": (position, j) -> [batch, D] gradients (for norms and coherence)}."""
     model.eval()
     scalars, h_low = forward_measures(model, frozen, batch)
-    grads = gradient_measures(model, h_low, batch)
+    grads = gradient_measures(model, h_low, batch, loss)
     vectors = {}
     for key, v in grads.items():
         if key[0] == "norm_text":
@@ -216,22 +232,38 @@ def summarise_coherence(g: np.ndarray, counts: np.ndarray) -> tuple[float, float
     return value, float(lo), float(hi)
 
 
+# What ``measure(examples=...)`` keeps per example: the quantities the Section 4 verdicts
+# resample (lpt_probe.analysis.verdicts), and the Gram matrix of the prompt's gradients.
+EXAMPLE_QUANTITIES = (("logprob_drop_from", "prediction"), ("attention_mass", "prediction"),
+                      ("grad_x_state_norm", "prompt"), ("grad_norm", "prompt"))
+
+
 def measure(model: LatePromptModel, frozen: Backbone, data: Encoded, batch_size: int = 16, bootstrap: int = 1000,
-            desc: str = "influence", progress: bool = True) -> pd.DataFrame:
+            desc: str = "influence", progress: bool = True, loss: str = "train",
+            examples: dict | None = None) -> pd.DataFrame:
     """Every quantity of ``model`` on ``data``: rows (layer, quantity, position, value,
-    ci_low, ci_high, n), one per hidden state, quantity and position."""
+    ci_low, ci_high, n), one per hidden state, quantity and position. ``loss``: the loss
+    whose gradients are measured (:func:`gradient_loss`). ``examples``, when a dict, is
+    filled with the per-example values of :data:`EXAMPLE_QUANTITIES` (``"quantity|position|
+    layer"`` -> [n]) and ``"gram"``: the prompt gradients' Gram matrix [n, n] (coherence and
+    its random-sign null, for any resample, follow from it)."""
     device = frozen.device
     n = len(data)
     scalars: dict[tuple, np.ndarray] = {}
     vectors: dict[tuple, np.ndarray] = {}
     for idx in bar(list(data.batches(batch_size)), desc=desc, enabled=progress):
-        got = measure_batch(model, frozen, data.collate(idx, device))
+        got = measure_batch(model, frozen, data.collate(idx, device), loss)
         for store_, part in ((scalars, got["scalars"]), (vectors, got["vectors"])):
             for key, v in part.items():
                 v = v.float().cpu().numpy()
                 if key not in store_:
                     store_[key] = np.zeros((n,) + v.shape[1:], dtype=np.float64 if v.ndim == 1 else np.float32)
                 store_[key][idx] = v
+    if examples is not None:
+        keep = dict(EXAMPLE_QUANTITIES)
+        examples.update({f"{q}|{p}|{j}": v for (q, p, j), v in scalars.items() if keep.get(q) == p})
+        g = np.asarray(vectors[("prompt", model.config.start_state)], dtype=np.float64)
+        examples["gram"] = g @ g.T  # [n, n]
     counts = resample_counts(n, bootstrap)
     rows = []
     for (q, p, j), v in scalars.items():

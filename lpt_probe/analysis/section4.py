@@ -13,8 +13,17 @@ an early prompt being weak. ``run_section4(cfg)`` measures all five on one task:
 2. ``mi/``: ``lpt_probe.analysis.mi`` at ``analysis_layers`` (1, the middle and the last by
    default) with the frozen model and the controls (claim 3);
 3. ``influence/``: ``lpt_probe.analysis.influence`` at the same layers (claims 4 and 5);
-4. ``claims.csv``: one row per claim with what was measured and a plain verdict
-   (:func:`section4_claims`; the rules are in its docstring), and ``section4.json``.
+4. ``claims.csv``: one row per claim with its verdict (yes / no / inconclusive / not
+   informative) read off paired contrasts between the paper's three prompt layers (PL 1,
+   the middle, the last) with hierarchical-bootstrap intervals and Holm's correction
+   (``lpt_probe.analysis.verdicts``: the rules, the learned gate and the signal's null);
+   ``contrasts.csv`` (every contrast), ``learned.csv`` (each prompt layer's test accuracy
+   against the majority class) and ``section4.json``. The per-example tables the verdicts
+   resample are the runs' ``test_predictions.csv`` / ``dev_correct.npz``, mi's ``pvi.csv``
+   and influence's ``influence_examples.csv`` / ``influence_gram.npz``.
+
+Prompts train until learned by default (``patience`` 5 evaluations, ``steps`` 1000 as the
+cap; each run records where it stopped).
 
 The three stages share one set of trained prompts: ``mi`` and ``influence`` are given the
 sweep's ``runs/`` (``reuse_runs``) and every setting that enters a run's key is built once
@@ -42,14 +51,24 @@ from ..model.generators import GENERATORS
 from ..probing import PROBES
 from ..runs.sweep import SweepConfig, run_sweep
 from .influence import InfluenceConfig, run_influence
+from .influence_measures import GRADIENT_LOSSES
 from .mi import MIConfig, MIRun, run_mi
 from .study import StudyConfig, StudyOutput, field_help
+from .verdicts import StudyExamples, anytime_dev, judge, paper_layers
 
 logger = logging.getLogger(__name__)
 _h = field_help  # a config field's help text and flag options
 
 __all__ = ["Section4Config", "run_section4", "section4_claims", "CLAIMS", "claims_markdown", "default_out"]
 
+RULES = {  # claim -> how its verdict is read (lpt_probe.analysis.verdicts)
+    "accuracy": "test accuracy per example: mid - PL1 > 0 and mid - L > 0",
+    "convergence": "anytime dev accuracy (area under the kept weights' dev curve) per example: mid - PL1 > 0 and "
+                   "mid - L > 0",
+    "information": "pointwise I(h;y) at the top hidden state: mid - PL1 > 0 and mid - L > 0",
+    "influence": "log p(gold) drop with the trained prompt hidden from PL up: PL1 - mid > 0 and mid - L > 0",
+    "signal": "gradient coherence at the untrained prompt: mid - PL1 > 0 and L - mid > 0, above its random-sign null",
+}
 CLAIMS = {  # id -> (the paper's claim, what the paper shows for it)
     "accuracy": "accuracy rises then falls with the prompt layer",
     "convergence": "training converges fastest for a mid-depth prompt",
@@ -73,6 +92,12 @@ class Section4Config(StudyConfig):
         "prompt generator (none: the plain late prompt of the paper's Section 4 analysis)", choices=GENERATORS))
     seeds: tuple[int, ...] = field(default=(13, 21, 42), metadata=_h("prompt seeds, comma separated"))
     eval_every: int = field(default=20, metadata=_h("dev evaluation every N steps (the convergence curves)"))
+    steps: int = field(default=1000, metadata=_h(
+        "the cap on each prompt's training steps (the paper's few-shot budget; with --patience training stops "
+        "earlier once the prompt has learned)"))
+    patience: int | None = field(default=5, metadata=_h(
+        "train until learned: stop a prompt when its dev metric has not improved for this many evaluations "
+        "(0 = train every --steps step)"))
     analysis_layers: str = field(default="default", metadata=_h(
         "prompt layers of mi and influence: 'default' (1, middle, last), 'all' or '1,4,6'; each must be in the "
         "sweep's --prompt-layers (its prompts are reused)"))
@@ -84,12 +109,17 @@ class Section4Config(StudyConfig):
     mdl: bool = field(default=False, metadata=_h("mi: also the MDL online codelength (off here: not a claim)"))
     influence_max: int | None = field(default=200, metadata=_h("influence: test examples measured (0 = all)"))
     influence_batch_size: int = field(default=16, metadata=_h("influence: examples per measured batch"))
+    gradient_loss: str = field(default="train", metadata=_h(
+        "influence: the loss of the signal's gradients: train (the prompt's own loss) or label_words (over the "
+        "label words only)", choices=GRADIENT_LOSSES))
     jobs: int | None = field(default=None, metadata=_h("mi: worker processes for the probe pieces"))
     paper: str | None = field(default=None, metadata=_h(
         "the paper's Tables 5/10 CSV (e.g. ../shared/paper/lpt_paper_efficiency_tables_5_10.csv): its accuracy at "
         "prompt layers 1/7/13/19 of RoBERTa-large goes beside ours in claims.csv"))
 
     def __post_init__(self):
+        if self.patience == 0:
+            self.patience = None
         super().__post_init__()
         if self.eval_every > self.steps:
             raise ValueError(f"--eval-every {self.eval_every} > --steps {self.steps}: the convergence curves need "
@@ -110,7 +140,7 @@ class Section4Config(StudyConfig):
 
     def influence_config(self) -> InfluenceConfig:
         return InfluenceConfig(**self._study("influence"), influence_max=self.influence_max,
-                               batch_size=self.influence_batch_size)
+                               batch_size=self.influence_batch_size, gradient_loss=self.gradient_loss)
 
 
 def default_out(cfg: Section4Config) -> Path:
@@ -125,7 +155,8 @@ def run_section4(cfg: Section4Config) -> dict:
     cfg = replace(cfg, out=str(out))
     mi_cfg = cfg.mi_config()
     seconds: dict[str, float] = {}
-    with StudyOutput(out, "section4.json", stale=("claims.csv", "section4.pdf", "section4.png")) as study:
+    with StudyOutput(out, "section4.json", stale=("claims.csv", "contrasts.csv", "learned.csv", "section4.pdf",
+                                                  "section4.png")) as study:
         mi_run = MIRun(mi_cfg)  # loads the model once; the sweep trains with it
         L = mi_run.L
         sweep_layers = parse_prompt_layers(cfg.prompt_layers, L)
@@ -145,6 +176,7 @@ def run_section4(cfg: Section4Config) -> dict:
                           base, prepared=mi_run.prompt_prepared, requested_device=cfg.device)
         seconds["sweep"] = time.perf_counter() - t
         curves = store.read_csv(out / "sweep" / "curves.csv")
+        head = "lm" if mi_run.prompt_prepared.label_word_ids is not None else "classifier"
         del mi_run  # run_mi loads what it needs itself
         t = time.perf_counter()
         _, frames, mi_meta = run_mi(mi_cfg)
@@ -153,14 +185,60 @@ def run_section4(cfg: Section4Config) -> dict:
         _, influence, inf_meta = run_influence(cfg.influence_config())
         seconds["influence"] = time.perf_counter() - t
         paper = read_paper_layers(cfg.paper) if cfg.paper else None
-        claims = section4_claims(sweep, curves, frames["mi"], frames["diff"], influence, paper)
+        examples = study_examples(out, sweep, frames["pvi"], L)
+        claims, contrasts, gate, floor = section4_claims(sweep, curves, frames["mi"], frames["diff"], influence,
+                                                         paper, examples=examples, bootstrap=cfg.bootstrap,
+                                                         head=head)
+        store.write_csv(out / "contrasts.csv", contrasts)
+        store.write_csv(out / "learned.csv", gate)
         store.write_csv(out / "claims.csv", claims)
+        study.meta.update(signal_floor=floor, paper_layers=paper_layers(L),
+                          stopped_steps={r.run_dir: int(r.stopped_step) for r in sweep.itertuples()
+                                         if r.status == "complete" and r.stopped_step == r.stopped_step})
         reused = {"mi": len([r for r in mi_meta.get("runs", {}).values() if not r.startswith("runs")]),
                   "influence": len([r for r in inf_meta.get("runs", {}).values() if not r.startswith("runs")])}
         study.meta.update(prompts_reused_from_sweep=reused, sweep_cells=int(len(sweep)),
                           failed_cells=int((sweep["status"] != "complete").sum()))
     return {"sweep": sweep, "curves": curves, "mi": frames["mi"], "diff": frames["diff"], "influence": influence,
-            "claims": claims, "meta": study.meta}
+            "claims": claims, "contrasts": contrasts, "learned": gate, "meta": study.meta}
+
+
+def study_examples(out: Path, sweep: pd.DataFrame, pvi: pd.DataFrame, L: int) -> StudyExamples:
+    """The per-example tables of a finished study folder (``lpt_probe.analysis.verdicts``):
+    each sweep run's ``test_predictions.csv`` and ``dev_correct.npz`` at the paper's three
+    layers, ``pvi.csv`` at the top hidden state, ``influence_examples.csv`` and
+    ``influence_gram.npz``."""
+    out = Path(out)
+    layers = set(paper_layers(L).values())
+    done = sweep[(sweep["status"] == "complete") & (sweep["method"] == "lpt") & sweep["prompt_layer"].isin(layers)]
+    tc, histories, labels = [], {}, None
+    for r in done.itertuples():
+        run = out / "sweep" / r.run_dir
+        if not (run / "test_predictions.csv").is_file():
+            continue  # a run from before per-example outputs: its claims become not informative
+        pred = store.read_csv(run / "test_predictions.csv")
+        labels = pred["label"].to_numpy() if labels is None else labels
+        tc.append(pd.DataFrame({"prompt_layer": int(r.prompt_layer), "seed": int(r.seed),
+                                "example": pred["example"], "correct": (pred["label"] == pred["pred"]).astype(int)}))
+        with np.load(run / "dev_correct.npz") as z:
+            histories[(int(r.prompt_layer), int(r.seed))] = (z["step"], z["correct"])
+    grid = np.unique(np.concatenate([h[0] for h in histories.values()])) if histories else np.array([])
+    dev = [pd.DataFrame({"prompt_layer": k, "seed": s, "example": np.arange(c.shape[1]),
+                         "value": anytime_dev(st, c, grid)}) for (k, s), (st, c) in histories.items()]
+    majority = np.bincount(labels).argmax() if labels is not None else None
+    top = pvi[(pvi["method"] == "lpt") & (pvi["layer"] == L)] if len(pvi) else pvi
+    infl_csv, gram_npz = out / "influence" / "influence_examples.csv", out / "influence" / "influence_gram.npz"
+    infl = store.read_csv(infl_csv) if infl_csv.is_file() else pd.DataFrame(
+        columns=["prompt_layer", "seed", "checkpoint", "quantity", "position", "layer", "example", "value"])
+    grams = {}
+    if gram_npz.is_file():
+        with np.load(gram_npz) as z:
+            grams = {k: z[k] for k in z.files}
+    empty = pd.DataFrame(columns=["prompt_layer", "seed", "example", "correct"])
+    return StudyExamples(L, pd.concat(tc, ignore_index=True) if tc else empty,
+                         (labels == majority) if labels is not None else np.zeros(0, dtype=bool),
+                         pd.concat(dev, ignore_index=True) if dev else empty.rename(columns={"correct": "value"}),
+                         top, infl, grams)
 
 
 # -- the claims ---------------------------------------------------------------------------
@@ -185,97 +263,79 @@ def _by_layer(df: pd.DataFrame, value: str) -> pd.DataFrame:
     return df.groupby("prompt_layer")[value].agg(["mean", "std", "count"]).sort_index()
 
 
-def _interior_peak(means: pd.Series) -> bool:
-    """The largest value sits strictly between the first and the last prompt layer."""
-    return len(means) >= 3 and means.idxmax() not in (means.index.min(), means.index.max())
-
-
 def _fmt_layers(s: pd.Series, digits: int = 3) -> str:
     return ", ".join(f"PL{int(k)} {v:.{digits}f}" for k, v in s.items())
 
 
-def section4_claims(sweep: pd.DataFrame, curves: pd.DataFrame, mi: pd.DataFrame, diff: pd.DataFrame,
-                    influence: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per claim of :data:`CLAIMS`: ``claim``, ``measured`` (the numbers, means over
-    seeds), ``verdict`` (``yes`` / ``no``) and ``rule`` (how the verdict is read off them):
+HEAD_NOTE = {"classifier": "linear head: the model has no LM/MLM head, so every prompt trains with a fresh linear "
+                          "classifier (not the paper's verbalizer) and the untrained prompt's gradients pass through "
+                          "a random classifier"}
 
-    - accuracy: mean test metric per prompt layer; yes if the best layer is neither the
-      first nor the last and beats both by more than its seed std.
-    - convergence: the area under each run's dev curve (mean dev metric over its
-      evaluations, the convergence figure's curves) per layer; yes if the largest is at an
-      interior layer. Also the first step reaching 90% of the best dev metric of all runs.
-    - information: I(h;y) at the top hidden state per analysis layer; yes if the highest is
-      an interior layer and its difference to the frozen model there is an effect
-      (``mi_diff.csv``: paired bootstrap interval excludes 0, every seed agrees).
-    - influence: the trained prompt's whole effect on log p(gold) (hidden from PL up) per
-      layer; yes if it falls with the layer (each value below the previous one).
-    - signal: the coherence of the label signal's gradient at the untrained prompt; yes if
-      it rises with the layer (a later prompt receives a more coherent signal).
+
+def section4_claims(sweep: pd.DataFrame, curves: pd.DataFrame, mi: pd.DataFrame, diff: pd.DataFrame,
+                    influence: pd.DataFrame, paper: pd.DataFrame | None = None,
+                    examples: StudyExamples | None = None, bootstrap: int = 1000, head: str = "lm"
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
+    """One row per claim of :data:`CLAIMS` and the tables behind the verdicts: (claims,
+    contrasts, learned, signal floor).
+
+    ``claims.csv``: ``claim``, ``statement``, ``verdict`` (yes / no / inconclusive / not
+    informative), ``contrasts`` (the paired contrasts between the paper's three prompt
+    layers with their 95% intervals and Holm-adjusted p-values), ``reason`` (why not
+    informative; a disagreement of the signal's two measures), ``rule``, ``measured``
+    (the whole sweep as context: means over seeds, no verdict rests on them), ``paper``,
+    ``head`` and its ``head_note``. The verdicts are :func:`lpt_probe.analysis.verdicts.judge`
+    on ``examples`` (the per-example tables; without them every claim is not informative).
     """
-    rows = []
     done = sweep[(sweep["status"] == "complete") & (sweep["method"] == "lpt")]
     acc = _by_layer(done, "test_metric")
     best = acc["mean"].idxmax()
-    ends = acc["mean"].loc[[acc.index.min(), acc.index.max()]]
-    margin = 0.0 if np.isnan(acc.loc[best, "std"]) else acc.loc[best, "std"]
-    ok = _interior_peak(acc["mean"]) and bool((acc.loc[best, "mean"] - ends > margin).all())
     paper_text = ""
     if paper is not None and len(paper):
         npg = paper[paper["method"].isin(["Prompt Tuning", "LPT w/ NPG"])].sort_values("prompt_layer")
         paper_text = "RTE (Table 10, NPG; PL1 = prompt tuning): " + ", ".join(
             f"PL{int(r.prompt_layer)} {r.accuracy:.1f}" for r in npg.itertuples())
-    rows.append({"claim": "accuracy", "measured": f"test accuracy: {_fmt_layers(acc['mean'])}; best PL{int(best)} "
-                 f"(seed std {acc.loc[best, 'std']:.3f})", "verdict": "yes" if ok else "no", "paper": paper_text})
-
+    measured = {"accuracy": f"test accuracy: {_fmt_layers(acc['mean'])}; best PL{int(best)} "
+                            f"(seed std {acc.loc[best, 'std']:.3f})"}
     c = curves[curves["method"] == "lpt"] if "method" in curves.columns else curves
     c = c.dropna(subset=["dev_metric"])
     aulc = c.groupby(["prompt_layer", "seed"])["dev_metric"].mean().groupby("prompt_layer").mean()
-    target = 0.9 * c["dev_metric"].max()
-    first = c[c["dev_metric"] >= target].groupby(["prompt_layer", "seed"])["step"].min()
-    reach = first.groupby("prompt_layer").mean().reindex(aulc.index)
-    reach_text = ", ".join(f"PL{int(k)} {'never' if np.isnan(v) else f'{v:.0f}'}" for k, v in reach.items())
-    rows.append({"claim": "convergence", "measured": f"mean dev metric over the curve: {_fmt_layers(aulc)}; first "
-                 f"step at 90% of the best dev ({target:.3f}): {reach_text}",
-                 "verdict": "yes" if _interior_peak(aulc) else "no", "paper": "Fig. 2 (middle); no numbers given"})
-
+    measured["convergence"] = f"mean dev metric over the recorded curve: {_fmt_layers(aulc)}"
     real = mi[(mi["control"] == "none")]
     top = real["layer"].max()
-    at_top = real[(real["layer"] == top) & (real["method"] == "lpt")]
-    info = _by_layer(at_top, "mi_bits")["mean"]
+    info = _by_layer(real[(real["layer"] == top) & (real["method"] == "lpt")], "mi_bits")["mean"]
     frozen = real[(real["layer"] == top) & (real["method"] == "frozen")]["mi_bits"].mean()
-    pooled = diff[diff["seed"].isna() & (diff["layer"] == top)].set_index("prompt_layer") if len(diff) else None
-    best_i = info.idxmax()
-    effect = bool(pooled is not None and best_i in pooled.index and pooled.loc[best_i, "effect"])
-    d = (f"; PL{int(best_i)} minus frozen {pooled.loc[best_i, 'diff_bits']:+.3f} bits "
-         f"[{pooled.loc[best_i, 'ci_low']:+.3f}, {pooled.loc[best_i, 'ci_high']:+.3f}]") if pooled is not None and \
-        best_i in pooled.index else ""
-    rows.append({"claim": "information", "measured": f"I(h;y) at hidden state {int(top)} (bits): {_fmt_layers(info)}; "
-                 f"frozen {frozen:.3f}{d}", "verdict": "yes" if _interior_peak(info) and effect else "no",
-                 "paper": "Fig. 2 (right); no numbers given"})
-
+    measured["information"] = f"I(h;y) at hidden state {int(top)} (bits): {_fmt_layers(info)}; frozen {frozen:.3f}"
     trained = influence[influence["checkpoint"] == "trained"]
     drop = trained[(trained["quantity"] == "logprob_drop_from") & (trained["layer"] == trained["prompt_layer"])]
-    drop = _by_layer(drop, "value")["mean"]
     mass = trained[(trained["quantity"] == "attention_mass") & (trained["position"] == "prediction")
                    & (trained["layer"] == trained["layer"].max())]
-    mass = _by_layer(mass, "value")["mean"]
-    falls = bool(len(drop) >= 2 and (np.diff(drop.to_numpy()) < 0).all())
-    rows.append({"claim": "influence", "measured": f"log p(gold) drop when the trained prompt is hidden from PL up "
-                 f"(nats): {_fmt_layers(drop)}; its attention mass at the top layer: {_fmt_layers(mass)}",
-                 "verdict": "yes" if falls else "no", "paper": "argued in Section 4; not measured"})
-
+    measured["influence"] = (f"log p(gold) drop when the trained prompt is hidden from PL up (nats): "
+                             f"{_fmt_layers(_by_layer(drop, 'value')['mean'])}; its attention mass at the top layer: "
+                             f"{_fmt_layers(_by_layer(mass, 'value')['mean'])}")
     init = influence[influence["checkpoint"] == "init"]
     coh = _by_layer(init[(init["quantity"] == "grad_coherence") & (init["position"] == "prompt")], "value")["mean"]
     scaled = _by_layer(init[(init["quantity"] == "grad_x_state_norm") & (init["position"] == "prompt")],
                        "value")["mean"]
-    rises = bool(len(coh) >= 2 and (np.diff(coh.to_numpy()) > 0).all())
-    rows.append({"claim": "signal", "measured": f"gradient coherence at the untrained prompt: {_fmt_layers(coh)}; "
-                 f"||g|| ||prompt||: {_fmt_layers(scaled)}", "verdict": "yes" if rises else "no",
-                 "paper": "argued in Section 4; not measured"})
-    out = pd.DataFrame(rows)
-    out.insert(1, "statement", out["claim"].map(CLAIMS))
-    head = sweep.iloc[0]
-    return out.assign(task=head["task"], model=head["model"])
+    measured["signal"] = (f"gradient coherence at the untrained prompt: {_fmt_layers(coh, 4)}; ||g|| ||prompt||: "
+                          f"{_fmt_layers(scaled)}")
+    papers = {"accuracy": paper_text, "convergence": "Fig. 2 (middle); no numbers given",
+              "information": "Fig. 2 (right); no numbers given", "influence": "argued in Section 4; not measured",
+              "signal": "argued in Section 4; not measured"}
+    if examples is not None:
+        verdicts, contrasts, gate, floor = judge(examples, bootstrap)
+    else:
+        verdicts = pd.DataFrame({"claim": list(CLAIMS), "verdict": "not informative", "contrasts": "",
+                                 "reason": "no per-example tables (a study from before lpt_probe 0.3)"})
+        contrasts, gate, floor = pd.DataFrame(), pd.DataFrame(), {}
+    out = verdicts.assign(statement=verdicts["claim"].map(CLAIMS), rule=verdicts["claim"].map(RULES),
+                          measured=verdicts["claim"].map(measured), paper=verdicts["claim"].map(papers),
+                          head=head, head_note=HEAD_NOTE.get(head, ""))
+    head_row = sweep.iloc[0]
+    out = out.assign(task=head_row["task"], model=head_row["model"])
+    cols = ["claim", "statement", "verdict", "contrasts", "reason", "rule", "measured", "paper", "head", "head_note",
+            "task", "model"]
+    return out[cols], contrasts, gate, floor
 
 
 def _cell(text: str) -> str:
@@ -285,7 +345,9 @@ def _cell(text: str) -> str:
 
 def claims_markdown(folders: list[str | Path]) -> str:
     """One markdown table from several studies' ``claims.csv``: the paper's claim, what the
-    paper shows, then per study (task / model) the verdict and the numbers."""
+    paper shows, then per study (task / model) the verdict, marked "(linear head)" for a
+    model without an LM head, the contrasts it rests on and, where one applies, the reason
+    (not informative, or the signal's two measures disagree)."""
     tables = []
     for f in folders:
         path = Path(f) / "claims.csv" if Path(f).is_dir() else Path(f)
@@ -305,6 +367,11 @@ def claims_markdown(folders: list[str | Path]) -> str:
                 continue
             r = r.iloc[0]
             paper = paper or (r["paper"] if isinstance(r["paper"], str) else "")
-            cells.append(f"**{r['verdict']}**: {_cell(r['measured'])}")
+            if "contrasts" not in r:  # a claims.csv from before the contrast verdicts
+                cells.append(f"**{r['verdict']}** (old rule): {_cell(r['measured'])}")
+                continue
+            linear = " (linear head)" if r.get("head") == "classifier" else ""
+            why = f" {r['reason']}." if isinstance(r.get("reason"), str) and r["reason"] else ""
+            cells.append(f"**{r['verdict']}**{linear}: {_cell(str(r['contrasts']))}.{_cell(why)}")
         lines.append(f"| {statement} | {_cell(paper) or '-'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

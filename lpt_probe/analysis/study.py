@@ -69,6 +69,9 @@ class StudyConfig:
         "aside from the probes' rows with the prompt's shots"))
     steps: int = field(default=200, metadata=_h("prompt training steps (paper few-shot: 1000)"))
     eval_every: int = field(default=100, metadata=_h("evaluate the prompt on dev every N steps"))
+    patience: int | None = field(default=None, metadata=_h(
+        "train until learned: stop a prompt when its dev metric has not improved for this many evaluations "
+        "(--steps is then the cap); default: every step"))
     lr: float = field(default=1e-3, metadata=_h("prompt learning rate"))
     bootstrap: int = field(default=1000, metadata=_h("bootstrap resamples over test examples for every 95% CI"))
     max_examples: int | None = field(default=None, metadata=_h("cap every split (quick runs)"))
@@ -96,6 +99,7 @@ class StudyConfig:
         if self.generator not in GENERATORS:
             raise ValueError(f"--generator {self.generator!r} is unknown; choose one of {', '.join(GENERATORS)}")
         check_at_least(self, 1, "steps", "eval_every", "max_length", "dev_size")
+        check_at_least(self, 1, "patience", optional=True)
         check_at_least(self, 2, "max_examples", optional=True)
         check_at_least(self, 0, "bootstrap")
         if self.dtype not in DTYPES:
@@ -109,6 +113,7 @@ class StudyConfig:
                            shots=self.shots, data_seed=self.data_seed, dev_size=self.dev_size,
                            max_examples=self.max_examples, max_length=self.max_length,
                            drop_overlap=self.drop_overlap, seed=seed, steps=self.steps, eval_every=self.eval_every,
+                           patience=self.patience,
                            lr=self.lr, device=self.device, dtype=self.dtype, bucket=True, **extra)
 
     def prompt_config(self, prompt_layer: int) -> LatePromptConfig:

@@ -15,12 +15,14 @@ share one loaded model and one encoding of the data.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -40,7 +42,8 @@ from .trainer import TrainConfig, Trainer, peak_memory_mb
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
 # what a new training run into a used folder rebuilds: removed before meta.json says "running"
-STALE = ("metrics.json", "curve.csv", "prompt.safetensors", "prompt_config.json", "checkpoints/step-*.safetensors")
+STALE = ("metrics.json", "curve.csv", "test_predictions.csv", "dev_correct.npz", "prompt.safetensors",
+         "prompt_config.json", "checkpoints/step-*.safetensors")
 
 
 @dataclass
@@ -161,6 +164,20 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
     return TrainResult(run_dir, metrics, curve, model, output.meta, config["key"])
 
 
+def write_npz(path: Path, arrays: dict) -> Path:
+    """Arrays as one ``.npz`` file, written atomically (``numpy.load`` reads it back)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return store.atomic_write_bytes(path, buf.getvalue())
+
+
+def test_predictions(data: Encoded, preds) -> pd.DataFrame:
+    """One row per test example: its row in the split (``example``), id, gold label and the
+    kept weights' prediction: what the Section 4 verdicts resample (accuracy per example)."""
+    return pd.DataFrame({"example": range(len(data)), "example_id": [str(i) for i in data.ids],
+                         "label": data.labels, "pred": [int(p) for p in preds]})
+
+
 def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress, owned):
     if torch.device(cfg.device).type == "cuda" and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats(cfg.device)  # peak_cuda_mb is this run's, even in a sweep
@@ -208,6 +225,9 @@ def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress
     if run_dir is not None:
         files["prompt.safetensors"] = save_prompt(model, run_dir)
         files["curve.csv"] = store.file_sha256(store.write_csv(run_dir / "curve.csv", curve))
+        files["test_predictions.csv"] = store.file_sha256(store.write_csv(
+            run_dir / "test_predictions.csv", test_predictions(encoded["test"], test["preds"])))
+        files["dev_correct.npz"] = store.file_sha256(write_npz(run_dir / "dev_correct.npz", trainer.dev_history_))
         files["metrics.json"] = store.file_sha256(store.write_json(run_dir / "metrics.json", metrics))
         meta["files"] = files
     return metrics, curve, model  # leaving ``output``: meta.json "complete", last, after every file

@@ -46,7 +46,7 @@ from .trainer import TrainConfig
 
 logger = logging.getLogger(__name__)
 SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "shots", "data_seed",
-                 "metric_name", "dev_metric", "test_metric", "steps", "best_step", "tunable_params",
+                 "metric_name", "dev_metric", "test_metric", "steps", "stopped_step", "best_step", "tunable_params",
                  "tokens_per_second",
                  "peak_memory_mb", "rss_mb", "wall_seconds", "status", "error", "run_dir"]
 PROMPT_OPTIONS = ("num_virtual_tokens", "bottleneck", "head", "loss", "lora_rank", "lora_alpha") + METHOD_OPTIONS
@@ -155,7 +155,7 @@ def collect_row(out, cell: Cell, leader: Cell, base_row: dict, result: dict) -> 
     m = store.read_json_object(store.join(run_dir, "metrics.json"))
     mt = store.read_json_object(store.join(run_dir, "meta.json"))
     row.update(metric_name=m.get("metric_name"), dev_metric=m["dev_metric"], test_metric=m["test_metric"],
-               steps=m["steps"],
+               steps=m["steps"], stopped_step=m.get("stopped_step", m["steps"]),
                best_step=m["best_step"], tunable_params=m["tunable_params"],
                tokens_per_second=m["tokens_per_second"],
                peak_memory_mb=mt.get("peak_cuda_mb", mt.get("peak_rss_mb")), rss_mb=mt.get("rss_mb"),

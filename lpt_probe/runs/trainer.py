@@ -8,7 +8,12 @@ Optimisation follows the paper and the authors' scripts: AdamW (0.9, 0.999, eps 
 weight decay 0.1 on everything but biases), linear decay with 6% warmup, gradient
 clipping at 1.0, lr 1e-3 for prompts (each method has its own default, see
 ``lpt_probe.model.methods``), batch 16, ``steps`` (few-shot: 1000) or ``epochs``; dev
-every ``eval_every`` steps, the best-on-dev weights are kept and scored on test.
+every ``eval_every`` steps, the best-on-dev weights are kept and scored on test. With
+``patience`` training stops once the dev metric has not improved for that many evaluations
+in a row ("train until learned"; ``steps`` is the cap and the schedule's length), and the
+run records where it stopped (``stopped_step``, ``early_stopped``). ``fit`` also keeps each
+evaluation's per-example dev correctness (``dev_history_``): the per-example convergence
+curves the Section 4 verdicts resample.
 
 Speed: nothing below PL runs with autograd, and by default the lower layers run once per
 split (``lpt_probe.model.cache``); ``backbone_dropout`` reproduces the authors' regime
@@ -72,6 +77,9 @@ class TrainConfig:
     steps: int | None = field(default=None, metadata=_meta("training steps (few-shot default 1000)"))
     epochs: int | None = field(default=None, metadata=_meta("epochs (full-data default 10)"))
     eval_every: int = field(default=100, metadata=_meta("evaluate on dev every N steps"))
+    patience: int | None = field(default=None, metadata=_meta(
+        "train until learned: stop when the dev metric has not improved for this many evaluations in a row "
+        "(--steps / --epochs is then the cap; the best-on-dev weights are kept either way); default: run every step"))
     save_every: int | None = field(default=None, metadata=_meta(
         "also save the trainable weights every N steps to checkpoints/ (for influence --checkpoints)"))
     warmup_ratio: float = field(default=0.06, metadata=_meta("linear warmup fraction", cli=False))
@@ -103,7 +111,7 @@ class TrainConfig:
         for name in ("batch_size", "eval_batch_size", "eval_every", "grad_accum", "max_length", "dev_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be > 0")
-        for name in ("shots", "max_examples", "save_every"):
+        for name in ("shots", "max_examples", "save_every", "patience"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"--{name.replace('_', '-')} {v} must be >= 1 (or left out)")
@@ -164,6 +172,7 @@ class Trainer:
         self.model, self.cfg, self.metric = model, cfg, metric
         self.device = torch.device(cfg.device)
         self.best_dev_: dict[str, Any] | None = None  # set by fit: dev evaluation of the kept weights
+        self.dev_history_: dict[str, np.ndarray] | None = None  # set by fit: steps [E], correct [E, n_dev]
 
     def _forward(self, data: Encoded, idx, cache: LowerLayerCache | None, return_states=False):
         b = data.collate(idx, self.device)
@@ -249,7 +258,8 @@ class Trainer:
     def fit(self, train: Encoded, dev: Encoded, caches: dict[str, LowerLayerCache] | None = None,
             progress: bool = True, on_checkpoint: Callable[[int], None] | None = None
             ) -> tuple[pd.DataFrame, dict[str, Any]]:
-        """Train for ``cfg.steps`` (or epochs); keeps the best-on-dev weights in the model.
+        """Train for ``cfg.steps`` (or epochs; with ``cfg.patience`` until the dev metric stops
+        improving); keeps the best-on-dev weights in the model.
         ``on_checkpoint(step)`` is called every ``cfg.save_every`` steps (and at step 0)."""
         cfg, model = self.cfg, self.model
         caches = caches or {}
@@ -260,6 +270,10 @@ class Trainer:
         model.train()
         best = {"metric": -math.inf, "step": 0, "state": model.trainable_state_dict()}
         rows, window, tokens, train_time = [], [], 0, 0.0
+        dev_steps: list[int] = []
+        dev_correct: list[np.ndarray] = []  # per evaluation: [n_dev] 1 where the prediction is right
+        dev_labels = np.asarray(dev.labels)
+        stale, stopped = 0, total  # evaluations since the last improvement; the last step trained
         if on_checkpoint is not None and cfg.save_every:
             on_checkpoint(0)
         pbar = bar(total=total, desc=f"PL={model.config.prompt_layer} {model.config.generator}", enabled=progress)
@@ -275,13 +289,27 @@ class Trainer:
                 rows.append({"step": step, "train_loss": float(np.mean(window)), "dev_metric": ev["metric"],
                              "dev_loss": ev["loss"], "lr": sched.get_last_lr()[0], "train_seconds": train_time})
                 window = []
+                dev_steps.append(step)
+                dev_correct.append((ev["preds"] == dev_labels).astype(np.uint8))
+                stale += 1
                 if ev["metric"] > best["metric"]:
                     best = {"metric": ev["metric"], "step": step, "state": model.trainable_state_dict(), "eval": ev}
+                    stale = 0
                 pbar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", dev=f"{ev['metric']:.3f}")
             if on_checkpoint is not None and cfg.save_every and step % cfg.save_every == 0:
                 on_checkpoint(step)
+            if cfg.patience is not None and stale >= cfg.patience and step < total:
+                stopped = step
+                logger.info("PL=%s: dev metric not improved for %d evaluations; stopped at step %d of %d (best "
+                            "%.4f at step %d)", model.config.prompt_layer, stale, step, total, best["metric"],
+                            best["step"])
+                break
         pbar.close()
-        stats = {"steps": total, "best_step": best["step"], "best_dev_metric": best["metric"],
+        self.dev_history_ = {"step": np.asarray(dev_steps, dtype=np.int64),
+                             "correct": np.stack(dev_correct) if dev_correct else np.zeros((0, len(dev_labels)),
+                                                                                          dtype=np.uint8)}
+        stats = {"steps": total, "stopped_step": stopped, "early_stopped": stopped < total,
+                 "best_step": best["step"], "best_dev_metric": best["metric"],
                  "train_seconds": train_time, "train_tokens": tokens,
                  "tokens_per_second": tokens / train_time if train_time > 0 else float("nan")}
         with torch.no_grad():
