@@ -12,7 +12,7 @@ A field's flag comes from its metadata: ``help`` (the help text, typed once), ``
 ``GENERATORS``, ``METHODS``, ``PROBES``, ...), ``flag`` (the option string, or a tuple of
 them, when it is not ``--field-name``), ``cli=False`` (no flag). Booleans that default to True get
 ``--no-<name>`` (or ``flag``; ``on_flag`` adds the positive spelling too, for a
-default that was once False), those that default to False ``--<name>``; ``tuple[int, ...]`` fields take
+default that was once False: the field's help goes with it, ``off_help`` with ``flag``), those that default to False ``--<name>``; ``tuple[int, ...]`` fields take
 comma lists (``--seeds 13,21,42``), each parse error naming its flag.
 
 Why not ``transformers.HfArgumentParser`` (which STYLE.md suggests first): it adds an
@@ -166,8 +166,9 @@ def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
             on = meta.get("on_flag")
             if on and default:  # a True default that also keeps its old positive spelling
                 g = parser.add_mutually_exclusive_group()
-                g.add_argument(on, action="store_true", help="(the default)", **kw)
-                g.add_argument(*flags, action="store_false", help=text, dest=f.name)
+                g.add_argument(on, action="store_true", help=f"{text} (the default)", **kw)
+                g.add_argument(*flags, action="store_false", dest=f.name,
+                               help=meta.get("off_help", f"the opposite of {on}"))
                 continue
             parser.add_argument(*flags, action="store_false" if default else "store_true", help=text, **kw)
             continue

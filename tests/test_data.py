@@ -326,3 +326,12 @@ def test_hub_source_maps_labels_by_name(monkeypatch):
     assert [names[e.label] for e in d.test] == ["DESC", "HUM"]  # not ENTY / DESC by index
     assert d.source == "hub" and d.skipped == {"empty_text": ["train:60"]}
     assert (len(d.train), len(d.dev)) == (54, 6)
+
+
+def test_overlap_is_matched_case_and_space_insensitively():
+    """"What are the Twin Cities ?" and "What are the twin cities ?" are one text to an
+    uncased model: --drop-overlap removes such a training row too."""
+    from lpt_probe.data.sources import same_text
+
+    assert same_text(("What are the Twin Cities ?",)) == same_text(("what are the  twin cities ?",))
+    assert same_text(("a", "B")) != same_text(("a", "C"))

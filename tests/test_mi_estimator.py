@@ -168,3 +168,11 @@ def test_probe_seed_defaults_follow_the_probe():
     p0 = LinearProbe(2, seed=0).fit(X, y, X_dev=Xd, y_dev=yd).predict_proba(Xd)
     p1 = LinearProbe(2, seed=1).fit(X, y, X_dev=Xd, y_dev=yd).predict_proba(Xd)
     assert np.array_equal(p0, p1)
+
+
+def test_pooled_null_counts_a_shared_piece_once():
+    """A late prompt's hidden states below its prompt layer are the frozen model's piece: its
+    rows repeat that piece's draws, which the pooled null counts once."""
+    frozen = {"layer": 1, "mi_bits": 0.01, "control_draws_bits": "[0.0, 0.02]"}
+    rows = pd.DataFrame([frozen, dict(frozen), {"layer": 2, "mi_bits": -0.02, "control_draws_bits": "[-0.03, -0.01]"}])
+    assert pooled_null(rows)["n_draws"] == 4

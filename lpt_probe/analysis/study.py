@@ -77,9 +77,11 @@ class StudyConfig:
     max_examples: int | None = field(default=None, metadata=_h("cap every split (quick runs)"))
     max_length: int = field(default=128, metadata=_h("max tokens per example"))
     drop_overlap: bool = field(default=True, metadata=_h(
-        "remove training-pool rows whose text is also a test text (the default for studies: a prompt or probe "
-        "that saw a test text would measure memory, not information); --keep-overlap keeps them",
-        flag="--keep-overlap", on_flag="--drop-overlap"))
+        "remove training-pool rows whose text is also a test text, compared case- and space-insensitively (for "
+        "studies: a prompt or probe that saw a test text would measure memory, not information)",
+        flag="--keep-overlap", on_flag="--drop-overlap",
+        off_help="keep training-pool rows whose text is also a test text (they may be drawn as shots, dev or probe "
+                 "rows)"))
     reuse_runs: tuple[str, ...] = field(default=(), metadata=_h(
         "folders of run folders (e.g. a sweep's runs/) searched for a finished prompt with exactly the same "
         "settings, data and model before one is trained", metavar="DIR,DIR,..."))

@@ -33,6 +33,7 @@ survive. Texts shared across splits (duplicate rows in MPQA, TREC, RTE) are coun
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -78,6 +79,16 @@ def stratified_split(examples: Sequence[Example], n: int, rng: np.random.Generat
 _SAID: set[tuple] = set()  # facts about the data already reported in this process (said once)
 
 
+def same_text(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """What two texts must share to count as the same text across splits: Unicode NFKC,
+    case-folded, runs of whitespace as one space. An uncased tokenizer (MiniLM, BERT
+    uncased) sees "What are the Twin Cities ?" and "What are the twin cities ?" as one input;
+    a cased one nearly so. Matching after this normalisation, for every model, errs on the
+    side of removing a near-copy of a test text (a prompt or probe that saw it would measure
+    memory)."""
+    return tuple(" ".join(unicodedata.normalize("NFKC", t).casefold().split()) for t in texts)
+
+
 def _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap=False) -> tuple[list, list, list, dict]:
     info: dict[str, Any] = {"protocol": spec.protocol.value, "split_seed": SPLIT_SEED}
     pool, test = raw["train"], raw.get("test")
@@ -87,11 +98,11 @@ def _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap=False) -> t
     elif not test:
         raise ValueError(f"{spec.name}: no test split (protocol {spec.protocol.value!r}); give "
                          f"test files")
-    test_texts = {e.texts for e in test}
-    repeats = [e for e in pool if e.texts in test_texts]
+    test_texts = {same_text(e.texts) for e in test}
+    repeats = [e for e in pool if same_text(e.texts) in test_texts]
     info["pool_test_overlap"] = len(repeats)
     if repeats and drop_overlap:
-        pool = [e for e in pool if e.texts not in test_texts]
+        pool = [e for e in pool if same_text(e.texts) not in test_texts]
         info["dropped_overlap"] = len(repeats)
         logger.info("%s: dropped %d training-pool rows whose text is also a test text (--drop-overlap)",
                     spec.name, len(repeats))
@@ -114,8 +125,8 @@ def _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap=False) -> t
         train, rest = stratified_split(pool, shots, rng, f"{shots} shots")
         dev = given_dev
         if dev is None:
-            seen = {e.texts for e in train}
-            rest = [e for e in rest if e.texts not in seen]
+            seen = {same_text(e.texts) for e in train}
+            rest = [e for e in rest if same_text(e.texts) not in seen]
             dev, _ = stratified_split(rest, dev_size, rng, "a dev set")
         info.update(dev_from="dev file" if given_dev else "rest of pool, data_seed",
                     sampling="stratified, proportional allocation (largest remainder)")
@@ -124,7 +135,7 @@ def _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap=False) -> t
 
 
 def _overlap(splits: dict[str, list[Example]]) -> dict[str, int]:
-    texts = {k: {e.texts for e in v} for k, v in splits.items()}
+    texts = {k: {same_text(e.texts) for e in v} for k, v in splits.items()}
     pairs = (("train", "dev"), ("train", "test"), ("dev", "test"))
     return {f"{a}&{b}": len(texts[a] & texts[b]) for a, b in pairs}
 

@@ -270,8 +270,8 @@ def shuffled_label_control(probe_factory: ProbeFactory | str, X_train, y_train, 
 
 def pooled_null(control_rows, ci: float = 0.95) -> dict[str, float]:
     """The null distribution of the estimate, pooled over every shuffled-label row given
-    (each piece's single permutation draws, ``control_draws_bits``, when present; else the
-    rows' ``mi_bits``): how far an estimate moves when h says nothing about y. Returns
+    (each piece's single permutation draws, ``control_draws_bits``, when present, each
+    piece's once: rows that share a piece repeat its draws; else the rows' ``mi_bits``): how far an estimate moves when h says nothing about y. Returns
     ``n_draws``, ``mean``, ``std``, the central ``ci`` interval (``low``, ``high``) and
     ``max_abs``. An estimate inside [low, high] is not distinguishable from a probe fitting
     noise."""
@@ -279,6 +279,9 @@ def pooled_null(control_rows, ci: float = 0.95) -> dict[str, float]:
     if df.empty:
         raise ValueError("pooled_null needs at least one shuffled-label row; run with the controls on")
     if "control_draws_bits" in df.columns and df["control_draws_bits"].notna().all():
+        # a late prompt's hidden states below its prompt layer are the frozen model's: those rows
+        # repeat the frozen piece's draws, which count once (every piece draws its own permutations)
+        df = df.drop_duplicates(subset=[c for c in ("layer", "control_draws_bits") if c in df.columns])
         draws = np.concatenate([json.loads(v) for v in df["control_draws_bits"]]).astype(np.float64)
     else:
         draws = df["mi_bits"].to_numpy(np.float64)
