@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 from .analysis.section4 import Section4Config, claims_markdown, run_section4
-from .cli import STUDY_GROUPS, add_config_args, add_output_args, study_main
+from .cli import STUDY_GROUPS, add_config_args, add_output_args, add_plan_flag, study_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "python -m lpt_probe.influence; the figure alone: python -m lpt_probe.figures "
                                        "section4 --sweep OUT/sweep --mi OUT/mi --influence OUT/influence")
     add_config_args(p, Section4Config, groups=STUDY_GROUPS)
+    add_plan_flag(p._lpt_groups["hardware and output"])
     g = p.add_argument_group("output")
     g.add_argument("--png", action="store_true", help="also write section4.png (200 dpi) beside the PDF")
     g.add_argument("--table", nargs="+", metavar="DIR", default=None,
@@ -67,6 +68,10 @@ def table(args) -> int | None:
 
 
 def report(cfg: Section4Config, args) -> tuple[str, str]:
+    if args.plan:
+        from .analysis.plan import plan_section4  # here: planning loads only with --plan
+
+        return plan_section4(cfg).render(), "nothing (--plan)"
     res = run_section4(cfg)
     written = draw(Path(cfg.out_dir), res, png=args.png)
     claims = res["claims"]

@@ -122,3 +122,16 @@ def test_section4_refuses_analysis_layers_the_sweep_does_not_train(data_dir, tmp
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "error: --analysis-layers '1,4' includes prompt layer(s) [4]" in err and "Traceback" not in err
+
+
+@pytest.mark.integration
+def test_section4_plan_counts_the_sweep_training_once_and_runs_nothing(data_dir, tmp_path, capsys):
+    out = tmp_path / "s4"
+    assert cli.main(["--task", "trec", "--data-dir", str(data_dir), "--prompt-layers", "1,4,6", "--seeds", "13,21",
+                     "--steps", "40", "--patience", "2", "--max-examples", "120", "--probe-train-max", "80",
+                     "--probe-dev-size", "30", "--influence-max", "8", "--jobs", "1", "--no-progress",
+                     "--out", str(out), "--plan"]) == 0
+    printed = capsys.readouterr().out
+    assert "sweep: runs to train          6 (240 steps in all)" in printed and "the cap" in printed
+    assert "mi: prompts to train" not in printed and "influence: pieces to measure  12 of 12" in printed
+    assert "total" in printed and not (out / "sweep").exists()

@@ -58,7 +58,7 @@ from .mi import MIRun
 from .representations import EXTRACT_BATCH, frozen_vectors
 from .pieces import PieceJob, fit_piece
 
-__all__ = ["plan_mi", "plan_influence", "piece_seconds", "influence_layer_passes"]
+__all__ = ["plan_mi", "plan_influence", "plan_section4", "piece_seconds", "influence_layer_passes"]
 
 
 def piece_seconds(run, jobs: int) -> float:
@@ -211,3 +211,35 @@ def influence_layer_passes(L: int, prompt_layer: int) -> int:
     and the gradient's forward and backward through the upper layers (about 3 x above)."""
     above = L - prompt_layer + 1
     return 2 * L + above * (above + 1) + 3 * above
+
+
+def plan_section4(cfg, command: str = "python -m lpt_probe.section4", calibrate: bool = True) -> Plan:
+    """The plan of ``run_section4(cfg)``: the sweep's (it trains every prompt), then mi's and
+    influence's on the sweep's prompts (their training is the sweep's: not counted twice).
+    With ``patience`` the steps are the cap, so the time is an upper bound."""
+    from ..runs.sweep import SweepConfig
+    from ..runs.sweep_plan import plan_sweep  # here: the sweep's planner loads with section4 only
+
+    cfg = replace(cfg, out=str(cfg.out_dir))
+    mi_cfg = cfg.mi_config()
+    base = mi_cfg.train_config(cfg.seeds[0])
+    sweep = plan_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.prompt_layers, generators=(cfg.generator,),
+                                   seeds=cfg.seeds, out=str(Path(cfg.out) / "sweep"), progress=False),
+                       base, calibrate=calibrate)
+    mi = plan_mi(mi_cfg, calibrate=calibrate)
+    influence = plan_influence(cfg.influence_config(), calibrate=calibrate)
+    cap = " (the cap: --patience stops a prompt once it has learned)" if cfg.patience else ""
+    rows = [(f"sweep: {k}", v + (cap if k == "runs to train" else "")) for k, v in sweep.rows]
+    rows += [(f"mi: {k}", v) for k, v in mi.rows if k != "prompts to train"]
+    rows += [(f"influence: {k}", v) for k, v in influence.rows if k != "prompts to train"]
+    plan = Plan(command, rows, {"sweep": sweep.counts, "mi": mi.counts, "influence": influence.counts},
+                mi.disk_bytes, max(mi.memory_bytes, influence.memory_bytes))
+    if calibrate:
+        plan.seconds = {"sweep": sweep.total_seconds, "mi extract": mi.seconds.get("extract", 0.0),
+                        "mi probe": mi.seconds.get("probe", 0.0),
+                        "influence measure": influence.seconds.get("measure", 0.0)}
+        plan.calibration = {**sweep.calibration, **{f"mi_{k}": v for k, v in mi.calibration.items()
+                                                    if k in ("piece_seconds",)},
+                            **{f"influence_{k}": v for k, v in influence.calibration.items()
+                               if k == "piece_seconds"}}
+    return plan
