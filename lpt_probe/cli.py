@@ -102,13 +102,15 @@ TRAIN_GROUPS = {
     "hardware": ("device", "dtype"),
 }
 PROMPT_GROUPS = {
-    "late prompt": ("method", "prompt_layer", "generator", "num_virtual_tokens", "bottleneck", "head", "loss"),
+    "late prompt": ("method", "prompt_layer", "generator", "num_virtual_tokens", "prompt_init", "bottleneck", "head",
+                    "loss"),
     "baseline options (with --method)": ("lora_rank", "lora_alpha", "adapter_size", "adapter_layers", "phm_n",
                                          "sentence_pooling"),
 }
 STUDY_GROUPS = {
     "task and data": DATA,
-    "prompts": ("prompt_layers", "analysis_layers", "generator", "num_virtual_tokens", "seeds", "steps", "eval_every",
+    "prompts": ("prompt_layers", "analysis_layers", "generator", "num_virtual_tokens", "prompt_init", "seeds", "steps",
+                "eval_every",
                 "patience", "lr", "checkpoints", "save_every", "reuse_runs", "gradient_loss"),
     "probes (mi)": ("probe", "probe_seeds", "representation", "probe_train_max", "probe_dev_size", "probe_grid",
                     "probe_input", "probe_layers", "probe_width", "probe_init", "probe_readout", "mdl"),

@@ -40,7 +40,7 @@ ADDED = {  # flags added since, by the issue that asked for them
     "project": COMMON,
 }
 for _cmd in ("train", "sweep", "mi"):  # issue 32: train until learned
-    ADDED[_cmd] = ADDED[_cmd] | {"--patience"}
+    ADDED[_cmd] = ADDED[_cmd] | {"--patience", "--prompt-init"}
 
 
 def flags(parser: argparse.ArgumentParser) -> dict[str, set[str]]:

@@ -87,7 +87,7 @@ from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import identity, load_model, model_slug
 from ..runs.executors import ExecutorConfig
 from ..runs.folders import load_run
-from ..runs.run import SPLITS, prepare, run_config, train, write_npz
+from ..runs.run import SPLITS, initial_model, prepare, run_config, train, write_npz
 from ..runs.trainer import TrainConfig
 from .influence_measures import GRADIENT_LOSSES, QUANTITIES, coherence, coherence_replicates, forward_measures, gold_logprob  # noqa: F401
 from .influence_measures import gradient_measures, measure, measure_batch, prompt_keys_blocked  # noqa: F401
@@ -204,6 +204,8 @@ class InfluenceRun:
                 what = {"init": self.prompt_config(cond).to_dict(), "seed": cond.seed,
                         "model": identity(self.bundle[2]), "label_word_ids": self.prepared.label_word_ids,
                         "num_labels": self.task.num_labels}
+                if self.prompt_config(cond).prompt_init == "states":  # drawn from the training examples
+                    what["train_data"] = self.prepared.fingerprints()["train"]
             else:
                 what = {"run": self.run_key(cond), "checkpoint": checkpoint}
             self.model_keys[name] = store.content_key(what)
@@ -215,9 +217,7 @@ class InfluenceRun:
     def model_for(self, cond: Condition, checkpoint: str) -> LatePromptModel:
         pc = self.prompt_config(cond)
         if checkpoint == "init":  # exactly as the trainer builds it before step 1
-            torch.manual_seed(cond.seed)
-            return LatePromptModel(self.backbone, pc, self.task.num_labels, self.prepared.label_word_ids,
-                                   copy_backbone=False).to(self.cfg.device).eval()
+            return initial_model(pc, cond.seed, self.prepared, self.cfg.device, copy_backbone=False).eval()
         t0 = time.perf_counter()
         folder = self.run_folder(cond)
         res = train(pc, self.train_config(cond.seed), folder, prepared=self.prepared, progress=self.cfg.progress)

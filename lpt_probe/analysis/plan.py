@@ -53,6 +53,8 @@ from ..probing.training import torch_threads
 from ..runs.folders import check_run
 from ..runs.planning import Plan, layer_seconds, size, training_seconds, worker_start_seconds
 from ..runs.run import SPLITS
+from ..runs.sweep import SweepConfig
+from ..runs.sweep_plan import plan_sweep
 from .influence import InfluenceRun
 from .mi import MIRun
 from .representations import EXTRACT_BATCH, frozen_vectors
@@ -217,14 +219,12 @@ def plan_section4(cfg, command: str = "python -m lpt_probe.section4", calibrate:
     """The plan of ``run_section4(cfg)``: the sweep's (it trains every prompt), then mi's and
     influence's on the sweep's prompts (their training is the sweep's: not counted twice).
     With ``patience`` the steps are the cap, so the time is an upper bound."""
-    from ..runs.sweep import SweepConfig
-    from ..runs.sweep_plan import plan_sweep  # here: the sweep's planner loads with section4 only
-
     cfg = replace(cfg, out=str(cfg.out_dir))
     mi_cfg = cfg.mi_config()
     base = mi_cfg.train_config(cfg.seeds[0])
     sweep = plan_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.prompt_layers, generators=(cfg.generator,),
-                                   seeds=cfg.seeds, out=str(Path(cfg.out) / "sweep"), progress=False),
+                                   seeds=cfg.seeds, prompt=cfg.sweep_prompt(), out=str(Path(cfg.out) / "sweep"),
+                                   progress=False),
                        base, calibrate=calibrate)
     mi = plan_mi(mi_cfg, calibrate=calibrate)
     influence = plan_influence(cfg.influence_config(), calibrate=calibrate)

@@ -132,6 +132,12 @@ class Section4Config(StudyConfig):
         return {**shared, "prompt_layers": self.analysis_layers, "out": str(Path(self.out_dir) / stage),
                 "reuse_runs": (str(Path(self.out_dir) / "sweep" / "runs"), *self.reuse_runs)}
 
+    def sweep_prompt(self) -> dict:
+        """The sweep's prompt options: exactly those ``prompt_config`` gives mi's and
+        influence's prompts, so the three stages key one prompt alike."""
+        return {k: v for k, v in (("num_virtual_tokens", self.num_virtual_tokens), ("prompt_init", self.prompt_init))
+                if v is not None}
+
     def mi_config(self) -> MIConfig:
         """mi's settings; its prompts' training settings are the sweep's and influence's too."""
         return MIConfig(**self._study("mi"), probe=self.probe, probe_train_max=self.probe_train_max,
@@ -171,7 +177,7 @@ def run_section4(cfg: Section4Config) -> dict:
         base = mi_run.train_config(cfg.seeds[0])  # exactly what mi and influence key their prompts with
         t = time.perf_counter()
         sweep = run_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.prompt_layers,
-                                      generators=(cfg.generator,), seeds=cfg.seeds,
+                                      generators=(cfg.generator,), seeds=cfg.seeds, prompt=cfg.sweep_prompt(),
                                       out=str(out / "sweep"), progress=cfg.progress),
                           base, prepared=mi_run.prompt_prepared, requested_device=cfg.device)
         seconds["sweep"] = time.perf_counter() - t

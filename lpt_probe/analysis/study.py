@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..model.generators import GENERATORS
-from ..model.late_prompt import LatePromptConfig
+from ..model.late_prompt import PROMPT_INITS, LatePromptConfig
 from ..model.loading import DEFAULT_MODEL, DTYPES, PRESETS, model_slug, resolve_device
 from ..outputs import ResumableOutput
 from ..runs.folders import check_run, find_run
@@ -61,6 +61,9 @@ class StudyConfig:
     prompt_layers: str = field(default="default", metadata=_h("'default' (1, middle, last), 'all' or '1,4,6'"))
     generator: str = field(default="none", metadata=_h("prompt generator", choices=GENERATORS))
     num_virtual_tokens: int | None = field(default=None, metadata=_h("prompt length l (default: the generator's)"))
+    prompt_init: str = field(default="normal", metadata=_h(
+        "the plain prompt's initialisation: normal = N(0, 1); states = hidden states PL-1 of training tokens "
+        "(the prompt starts at the scale of the states it joins)", choices=PROMPT_INITS))
     seeds: tuple[int, ...] = field(default=(13,), metadata=_h("prompt seeds, comma separated (Figure 2: 13,21,42)"))
     shots: int | None = field(default=100, metadata=_h("few-shot K for prompt training (0 = full data)"))
     data_seed: int = field(default=13, metadata=_h("seed of the few-shot sample"))
@@ -121,7 +124,7 @@ class StudyConfig:
     def prompt_config(self, prompt_layer: int) -> LatePromptConfig:
         """The late prompt this study trains at ``prompt_layer``."""
         return LatePromptConfig(prompt_layer=prompt_layer, generator=self.generator,
-                                num_virtual_tokens=self.num_virtual_tokens)
+                                num_virtual_tokens=self.num_virtual_tokens, prompt_init=self.prompt_init)
 
     def default_out(self) -> Path:
         return Path("artifacts") / self.kind / Path(self.task).stem / model_slug(self.model)

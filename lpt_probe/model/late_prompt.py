@@ -50,6 +50,7 @@ Tensor = torch.Tensor
 HEADS = ("auto", "lm", "classifier")
 DEFAULT_PREFIX_TOKENS = 20  # p-tuning-v2 / prefix-tuning: prefix length at every layer
 LOSSES = ("vocab", "label_words")
+PROMPT_INITS = ("normal", "states")
 
 
 @dataclass
@@ -82,6 +83,11 @@ class LatePromptConfig:
                                                               "cli": False})
     prompt_init_std: float = field(default=1.0, metadata={"help": "std of the plain prompt's N(0, std) init",
                                                           "cli": False})
+    prompt_init: str = field(default="normal", metadata={
+        "help": "the plain prompt's initialisation: normal = N(0, prompt_init_std) (the default); states = the "
+                "hidden states PL-1 of l text tokens drawn from the training examples (the analogue, at the "
+                "prompt's layer, of Lester et al.'s vocabulary init: the prompt starts at the scale of the states "
+                "it joins)", "choices": PROMPT_INITS})
     head: str = field(default="auto", metadata={"help": "lm (frozen MLM/LM head), classifier, or auto",
                                                 "choices": HEADS})
     loss: str = field(
@@ -141,6 +147,11 @@ class LatePromptConfig:
             raise ValueError(f"head={self.head!r}: choose one of {', '.join(HEADS)}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.prompt_init not in PROMPT_INITS:
+            raise ValueError(f"prompt_init={self.prompt_init!r}: choose one of {', '.join(PROMPT_INITS)}")
+        if self.prompt_init != "normal" and (not spec.late_prompt or self.generator != "none"):
+            raise ValueError(f"prompt_init={self.prompt_init!r} initialises a plain late prompt; method="
+                             f"{self.method!r} with generator={self.generator!r} has none (use --prompt-init normal)")
         self._method_options(spec)
 
     def _method_options(self, spec) -> None:
@@ -213,9 +224,11 @@ class LatePromptConfig:
         return "lm" if backbone.has_lm_head else "classifier"
 
     def to_dict(self) -> dict:
-        """The fields, less the method options that do not apply (None): adding a method's
-        options leaves the other methods' run keys as they were."""
-        return {k: v for k, v in asdict(self).items() if not (k in METHOD_OPTIONS and v is None)}
+        """The fields, less the method options that do not apply (None) and ``prompt_init`` at
+        its default: adding an option leaves the run keys of those that do not use it as they
+        were."""
+        return {k: v for k, v in asdict(self).items()
+                if not (k in METHOD_OPTIONS and v is None) and not (k == "prompt_init" and v == "normal")}
 
 
 class LatePromptModel(nn.Module):

@@ -49,6 +49,8 @@ RUN_FORMAT = 2
 # Settings that do not change a run's numbers: where it ran and where its data lives (the
 # data's content is in the fingerprints).
 NOT_IN_KEY = ("device", "data_dir", "source", "task", "model")
+# Settings added later, keyed only when set: a run that does not use one keeps the key it had.
+KEYED_WHEN_SET = {"patience": None}
 
 
 class RunNotUsable(ValueError):
@@ -59,7 +61,8 @@ def key_material(prompt: dict, train: dict, task_spec: dict, label_word_ids, mod
                  data_fingerprints: dict) -> dict[str, Any]:
     """What a run's key hashes (see the module docstring)."""
     return {"format": RUN_FORMAT, "prompt": prompt,
-            "train": {k: v for k, v in train.items() if k not in NOT_IN_KEY},
+            "train": {k: v for k, v in train.items()
+                      if k not in NOT_IN_KEY and not (k in KEYED_WHEN_SET and v == KEYED_WHEN_SET[k])},
             "task": task_spec, "label_word_ids": label_word_ids, "model": model_identity,
             "data": data_fingerprints}
 

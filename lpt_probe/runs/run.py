@@ -178,6 +178,44 @@ def test_predictions(data: Encoded, preds) -> pd.DataFrame:
                          "label": data.labels, "pred": [int(p) for p in preds]})
 
 
+@torch.no_grad()
+def states_init(backbone: Backbone, train: Encoded, start_state: int, tokens: int, seed: int, device) -> torch.Tensor:
+    """``prompt_init="states"``: hidden state ``start_state`` (PL-1) of ``tokens`` text tokens
+    drawn (seeded, without replacement where there are enough) from the training examples,
+    each in its own example's context. # [l, hidden]"""
+    rng = np.random.default_rng(seed)
+    spots = [(i, j) for i in range(len(train))
+             for j in (np.flatnonzero(train.text_mask[i]) if train.text_mask is not None
+                       else range(len(train.input_ids[i])))]
+    pick = rng.choice(len(spots), size=tokens, replace=len(spots) < tokens)
+    chosen = [spots[k] for k in pick]
+    rows = sorted({i for i, _ in chosen})
+    b = train.collate(rows, device)
+    h = backbone.embed(b["input_ids"], b["attention_mask"])  # [batch, seq, hidden]
+    if start_state > 0:
+        h = backbone.run_layers(h, b["attention_mask"], 0, start_state)
+    where = {i: r for r, i in enumerate(rows)}
+    return torch.stack([h[where[i], j] for i, j in chosen]).float()
+
+
+def initial_model(prompt_cfg: LatePromptConfig, seed: int, prepared: Prepared, device, copy_backbone: bool = True
+                  ) -> LatePromptModel:
+    """The model a run starts from (``torch.manual_seed(seed)``, then the model; with
+    ``prompt_init="states"`` the prompt taken from the training examples): what training
+    starts from and what ``influence`` measures as ``init``."""
+    torch.manual_seed(seed)
+    model = LatePromptModel(prepared.backbone, prompt_cfg, prepared.data.task.num_labels, prepared.label_word_ids,
+                            copy_backbone=copy_backbone).to(device)
+    if prompt_cfg.prompt_init == "states":
+        was = prepared.backbone.model.training
+        prepared.backbone.model.eval()
+        init = states_init(prepared.backbone, prepared.encoded["train"], prompt_cfg.start_state,
+                           prompt_cfg.prompt_tokens, seed, device)
+        prepared.backbone.model.train(was)
+        model.generator.prompt.data.copy_(init.to(model.generator.prompt.dtype))
+    return model
+
+
 def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress, owned):
     if torch.device(cfg.device).type == "cuda" and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats(cfg.device)  # peak_cuda_mb is this run's, even in a sweep
@@ -190,9 +228,7 @@ def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress
                                        truncation=prepared.truncation(), torch_threads=torch.get_num_threads()))
     if run_dir is not None:
         files["config.json"] = store.file_sha256(store.write_json(run_dir / "config.json", config))
-    torch.manual_seed(cfg.seed)
-    model = LatePromptModel(backbone, prompt_cfg, data.task.num_labels, prepared.label_word_ids,
-                            copy_backbone=not owned).to(cfg.device)
+    model = initial_model(prompt_cfg, cfg.seed, prepared, cfg.device, copy_backbone=not owned)
     model.backbone_dropout = cfg.backbone_dropout
     use_cache = cfg.cache and model.method.cacheable
     state = prompt_cfg.start_state

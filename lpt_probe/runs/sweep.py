@@ -49,7 +49,8 @@ SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed",
                  "metric_name", "dev_metric", "test_metric", "steps", "stopped_step", "best_step", "tunable_params",
                  "tokens_per_second",
                  "peak_memory_mb", "rss_mb", "wall_seconds", "status", "error", "run_dir"]
-PROMPT_OPTIONS = ("num_virtual_tokens", "bottleneck", "head", "loss", "lora_rank", "lora_alpha") + METHOD_OPTIONS
+PROMPT_OPTIONS = ("num_virtual_tokens", "prompt_init", "bottleneck", "head", "loss", "lora_rank",
+                  "lora_alpha") + METHOD_OPTIONS
 
 
 @dataclass
@@ -118,6 +119,8 @@ def cell_configs(sweep: SweepConfig, cell: Cell, base: TrainConfig,
     options = dict(sweep.prompt)
     if not (spec.late_prompt or spec.full_forward):  # a prompt or prefix length means nothing here
         options["num_virtual_tokens"] = None
+    if not spec.late_prompt or cell.generator != "none":  # only a plain late prompt has an initialisation
+        options.pop("prompt_init", None)
     for name in METHOD_OPTIONS:  # adapter sizes mean nothing to a prompt, PHM's n nothing to an adapter
         if name not in spec.option_defaults:
             options[name] = None
