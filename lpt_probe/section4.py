@@ -12,7 +12,9 @@ paper's three prompt layers), ``contrasts.csv``, ``learned.csv`` and ``section4.
 adds a PNG) and prints the claims. Rerunning resumes.
 
 ``--table DIR [DIR ...]`` prints one markdown table of the claims of finished studies
-(the README's Section 4 table) instead of running one.
+(the README's Section 4 table) instead of running one; ``--export DEST --out STUDY``
+copies a finished study's tables (no weights, no representations) into DEST, from which
+its verdicts can be recomputed (``benchmarks/results/section4/`` holds the committed ones).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .analysis.section4 import Section4Config, claims_markdown, run_section4
+from .analysis.section4 import Section4Config, claims_markdown, export_tables, run_section4
 from .cli import STUDY_GROUPS, add_config_args, add_output_args, add_plan_flag, study_main
 
 
@@ -36,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--png", action="store_true", help="also write section4.png (200 dpi) beside the PDF")
     g.add_argument("--table", nargs="+", metavar="DIR", default=None,
                    help="print the markdown table of the claims of these finished studies and exit")
+    g.add_argument("--export", metavar="DEST", default=None,
+                   help="copy the finished study in --out's tables (claims, contrasts, learned, sweep, mi, influence "
+                        "and the per-example files the verdicts read; no weights) into DEST and exit")
     add_output_args(p)
     return p
 
@@ -60,7 +65,14 @@ def draw(out: Path, tables: dict, png: bool = False) -> list[Path]:
 
 
 def table(args) -> int | None:
-    """``--table DIR ...``: the claims of finished studies as one markdown table."""
+    """``--table DIR ...``: the claims of finished studies as one markdown table;
+    ``--export DEST``: the finished study's tables into DEST."""
+    if args.export:
+        if not args.out:
+            raise ValueError("--export DEST copies a finished study: name it with --out STUDY")
+        written = export_tables(args.out, args.export)
+        print(f"wrote {len(written)} files into {args.export}")
+        return 0
     if not args.table:
         return None
     print(claims_markdown(args.table))

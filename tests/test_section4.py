@@ -13,9 +13,19 @@ from figure_data import LAYERS, curves_table, mi_table, sweep_table
 from test_verdicts import study as synthetic_study
 
 from lpt_probe import section4 as cli
-from lpt_probe.analysis.section4 import CLAIMS, claims_markdown, read_paper_layers, section4_claims
+from lpt_probe.analysis.section4 import CLAIMS, claims_markdown, read_paper_layers, section4_claims, study_examples
+from lpt_probe.analysis.verdicts import judge
 
 PAPER = "lpt_paper_efficiency_tables_5_10.csv"
+
+
+def recompute(folder) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A study's verdicts and contrasts again, from its exported tables alone."""
+    meta = json.loads((folder / "section4.json").read_text())
+    ex = study_examples(folder, pd.read_csv(folder / "sweep" / "sweep.csv"), pd.read_csv(folder / "mi" / "pvi_top.csv"),
+                        int(meta["num_hidden_layers"]))
+    claims, contrasts, _, _ = judge(ex, meta["settings"]["bootstrap"])
+    return claims, contrasts
 
 
 def influence_table(falls=True, rises=True, layers=(1, 3, 6), seeds=(13, 42)) -> pd.DataFrame:
@@ -96,6 +106,11 @@ def test_section4_command_shares_prompts_resumes_and_tabulates(data_dir, tmp_pat
     for run in (out / "sweep" / "runs").iterdir():  # every run keeps what the verdicts resample
         assert (run / "test_predictions.csv").is_file() and (run / "dev_correct.npz").is_file()
     assert (out / "influence" / "influence_gram.npz").is_file()
+    assert cli.main(["--export", str(tmp_path / "tables"), "--out", str(out)]) == 0  # the tables alone
+    assert not list((tmp_path / "tables").rglob("*.safetensors"))
+    again, again_contrasts = recompute(tmp_path / "tables")
+    assert list(again["verdict"]) == list(claims["verdict"])
+    assert np.allclose(again_contrasts["estimate"], contrasts["estimate"])
     assert (out / "section4.pdf").stat().st_size > 10_000
     first = {p: p.stat().st_mtime_ns for p in (out / "mi" / "pieces").glob("*.json")}
     assert cli.main(args) == 0  # a rerun trains and fits nothing again

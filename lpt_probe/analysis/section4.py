@@ -59,7 +59,8 @@ from .verdicts import StudyExamples, anytime_dev, judge, paper_layers
 logger = logging.getLogger(__name__)
 _h = field_help  # a config field's help text and flag options
 
-__all__ = ["Section4Config", "run_section4", "section4_claims", "CLAIMS", "claims_markdown", "default_out"]
+__all__ = ["Section4Config", "run_section4", "section4_claims", "CLAIMS", "claims_markdown", "default_out",
+           "export_tables", "study_examples"]
 
 RULES = {  # claim -> how its verdict is read (lpt_probe.analysis.verdicts)
     "accuracy": "test accuracy per example: mid - PL1 > 0 and mid - L > 0",
@@ -301,6 +302,10 @@ def section4_claims(sweep: pd.DataFrame, curves: pd.DataFrame, mi: pd.DataFrame,
         npg = paper[paper["method"].isin(["Prompt Tuning", "LPT w/ NPG"])].sort_values("prompt_layer")
         paper_text = "RTE (Table 10, NPG; PL1 = prompt tuning): " + ", ".join(
             f"PL{int(r.prompt_layer)} {r.accuracy:.1f}" for r in npg.itertuples())
+        task, generators = str(sweep["task"].iloc[0]).lower(), set(done["generator"].dropna())
+        if task != "rte" or generators != {"npg"}:  # Table 10 is RTE with NPG: say what differs
+            paper_text += (f" (not this study's setting: {task}, generator {', '.join(sorted(generators)) or '-'}; "
+                           "shown for the paper's shape only)")
     measured = {"accuracy": f"test accuracy: {_fmt_layers(acc['mean'])}; best PL{int(best)} "
                             f"(seed std {acc.loc[best, 'std']:.3f})"}
     c = curves[curves["method"] == "lpt"] if "method" in curves.columns else curves
@@ -381,3 +386,36 @@ def claims_markdown(folders: list[str | Path]) -> str:
             cells.append(f"**{r['verdict']}**{linear}: {_cell(str(r['contrasts']))}.{_cell(why)}")
         lines.append(f"| {statement} | {_cell(paper) or '-'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# What ``export_tables`` copies from a finished study: every table the verdicts and the
+# guide read, none of the weights or stored representations.
+EXPORTED = ("claims.csv", "contrasts.csv", "learned.csv", "section4.json", "sweep/sweep.csv", "sweep/curves.csv",
+            "mi/mi.csv", "mi/mi_diff.csv", "influence/influence.csv", "influence/influence_examples.csv",
+            "influence/influence_gram.npz")
+
+
+def export_tables(study: str | Path, dest: str | Path) -> list[Path]:
+    """Copy a finished study's tables into ``dest`` (same layout): :data:`EXPORTED`, each
+    sweep run's ``test_predictions.csv`` and ``dev_correct.npz`` at the paper's three layers,
+    and ``mi/pvi_top.csv`` (the late prompts' pointwise information at the top hidden state:
+    the rows the verdicts read of ``pvi.csv``). From these alone :func:`study_examples` and
+    ``verdicts.judge`` give the study's verdicts again. Returns the files written."""
+    study, dest = Path(study), Path(dest)
+    meta = store.read_json_object(study / "section4.json")
+    if meta.get("status") != "complete":
+        raise ValueError(f"{study}/section4.json says {meta.get('status')!r}: export a finished study (rerun "
+                         "the section4 command to finish it)")
+    L = int(meta["num_hidden_layers"])
+    written = []
+    for name in EXPORTED:
+        written.append(store.atomic_write_bytes(dest / name, (study / name).read_bytes()))
+    sweep = store.read_csv(study / "sweep" / "sweep.csv")
+    layers = set(paper_layers(L).values())
+    for r in sweep[(sweep["status"] == "complete") & sweep["prompt_layer"].isin(layers)].itertuples():
+        for f in ("test_predictions.csv", "dev_correct.npz", "metrics.json"):
+            written.append(store.atomic_write_bytes(dest / "sweep" / r.run_dir / f,
+                                                    (study / "sweep" / r.run_dir / f).read_bytes()))
+    pvi = store.read_csv(study / "mi" / "pvi.csv")
+    written.append(store.write_csv(dest / "mi" / "pvi_top.csv", pvi[(pvi["method"] == "lpt") & (pvi["layer"] == L)]))
+    return written
