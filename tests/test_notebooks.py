@@ -30,7 +30,8 @@ def test_every_notebook_is_listed_and_stripped():
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("name", sorted(FIGURES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xdist_group(f"notebook-{n}"))
+                                  for n in sorted(FIGURES)])  # each its own group: they spread over the workers
 def test_notebook_runs(name, data_dir, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
