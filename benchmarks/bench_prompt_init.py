@@ -5,8 +5,9 @@ its own layer (``--prompt-init states``), at the paper's three prompt layers (is
 
 Two ``python -m lpt_probe.sweep`` runs that differ only in ``--prompt-init`` (default
 SmolLM2, TREC, 100 shots, prompt layers 1, the middle and the last, trained until learned:
-``--patience``), into ``--work`` (default ``artifacts/bench_prompt_init``; a rerun
-resumes the finished cells). N(0, 1) puts every prompt token at norm about sqrt(hidden)
+``--patience``; the settings of the committed SmolLM2 Section 4 studies), into ``--work``
+(default ``artifacts/bench_prompt_init``; a rerun resumes the finished cells, and a
+study's run folder copied into ``<work>/normal/runs/`` is reused when its key matches). N(0, 1) puts every prompt token at norm about sqrt(hidden)
 whatever the layer, while the text's states grow through a decoder; ``states`` starts the
 prompt where the states it joins are. The default is chosen on **dev** (mean best dev
 accuracy over the three layers and the seeds); test accuracy is reported beside it, not
@@ -31,7 +32,7 @@ def sweep_flags(args, init: str) -> list[str]:
     return ["--task", args.task, "--model", args.model, "--data-dir", str(Path(args.data_dir).resolve()),
             "--shots", "100", "--dev-size", str(args.dev_size), "--max-length", str(args.max_length),
             "--prompt-layers", args.prompt_layers, "--seeds", args.seeds, "--steps", str(args.steps),
-            "--eval-every", str(args.eval_every), "--patience", str(args.patience), "--bucket",
+            "--eval-every", str(args.eval_every), "--patience", str(args.patience), "--bucket", "--drop-overlap",
             "--prompt-init", init]
 
 

@@ -161,6 +161,8 @@ def written_folders(cmd: str) -> list[str]:
     runs): ``--out`` / ``--keep``, else a study's or a sweep's default folder (the library's
     own ``default_out``); ``project RUN`` writes ``RUN/projection``."""
     argv = shlex.split(cmd)
+    if "--export" in argv:  # section4 --export DEST --out STUDY: reads the study, writes DEST
+        return [_flag(argv, "--export")]
     out = _flag(argv, "--out") or _flag(argv, "--keep")
     if out:
         return [out]
@@ -179,6 +181,8 @@ def read_folders(text: str, python: bool = False) -> list[str]:
     if python:
         return re.findall(r"[\"'](artifacts/[^\"']+)[\"']", text)
     argv = shlex.split(text)
+    if "--export" in argv:
+        return [a for i, a in enumerate(argv) if a.startswith("artifacts/") and argv[i - 1] == "--out"]
     return [a for i, a in enumerate(argv) if a.startswith("artifacts/") and argv[i - 1] not in ("--out", "--keep")]
 
 
