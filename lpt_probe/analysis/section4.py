@@ -42,7 +42,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import pandas as pd
 
 from .. import store
@@ -54,7 +53,8 @@ from .influence import InfluenceConfig, run_influence
 from .influence_measures import GRADIENT_LOSSES
 from .mi import MIConfig, MIRun, run_mi
 from .study import StudyConfig, StudyOutput, field_help
-from .verdicts import StudyExamples, anytime_dev, judge, paper_layers
+from .section4_tables import export_tables, study_examples
+from .verdicts import StudyExamples, judge, paper_layers
 
 logger = logging.getLogger(__name__)
 _h = field_help  # a config field's help text and flag options
@@ -210,44 +210,6 @@ def run_section4(cfg: Section4Config) -> dict:
             "claims": claims, "contrasts": contrasts, "learned": gate, "meta": study.meta}
 
 
-def study_examples(out: Path, sweep: pd.DataFrame, pvi: pd.DataFrame, L: int) -> StudyExamples:
-    """The per-example tables of a finished study folder (``lpt_probe.analysis.verdicts``):
-    each sweep run's ``test_predictions.csv`` and ``dev_correct.npz`` at the paper's three
-    layers, ``pvi.csv`` at the top hidden state, ``influence_examples.csv`` and
-    ``influence_gram.npz``."""
-    out = Path(out)
-    layers = set(paper_layers(L).values())
-    done = sweep[(sweep["status"] == "complete") & (sweep["method"] == "lpt") & sweep["prompt_layer"].isin(layers)]
-    tc, histories, labels = [], {}, None
-    for r in done.itertuples():
-        run = out / "sweep" / r.run_dir
-        if not (run / "test_predictions.csv").is_file():
-            continue  # a run from before per-example outputs: its claims become not informative
-        pred = store.read_csv(run / "test_predictions.csv")
-        labels = pred["label"].to_numpy() if labels is None else labels
-        tc.append(pd.DataFrame({"prompt_layer": int(r.prompt_layer), "seed": int(r.seed),
-                                "example": pred["example"], "correct": (pred["label"] == pred["pred"]).astype(int)}))
-        with np.load(run / "dev_correct.npz") as z:
-            histories[(int(r.prompt_layer), int(r.seed))] = (z["step"], z["correct"])
-    grid = np.unique(np.concatenate([h[0] for h in histories.values()])) if histories else np.array([])
-    dev = [pd.DataFrame({"prompt_layer": k, "seed": s, "example": np.arange(c.shape[1]),
-                         "value": anytime_dev(st, c, grid)}) for (k, s), (st, c) in histories.items()]
-    majority = np.bincount(labels).argmax() if labels is not None else None
-    top = pvi[(pvi["method"] == "lpt") & (pvi["layer"] == L)] if len(pvi) else pvi
-    infl_csv, gram_npz = out / "influence" / "influence_examples.csv", out / "influence" / "influence_gram.npz"
-    infl = store.read_csv(infl_csv) if infl_csv.is_file() else pd.DataFrame(
-        columns=["prompt_layer", "seed", "checkpoint", "quantity", "position", "layer", "example", "value"])
-    grams = {}
-    if gram_npz.is_file():
-        with np.load(gram_npz) as z:
-            grams = {k: z[k] for k in z.files}
-    empty = pd.DataFrame(columns=["prompt_layer", "seed", "example", "correct"])
-    return StudyExamples(L, pd.concat(tc, ignore_index=True) if tc else empty,
-                         (labels == majority) if labels is not None else np.zeros(0, dtype=bool),
-                         pd.concat(dev, ignore_index=True) if dev else empty.rename(columns={"correct": "value"}),
-                         top, infl, grams)
-
-
 # -- the claims ---------------------------------------------------------------------------
 def read_paper_layers(path: str | Path) -> pd.DataFrame:
     """The paper's accuracy against the prompt layer (RoBERTa-large, RTE): Table 10's LPT
@@ -386,36 +348,3 @@ def claims_markdown(folders: list[str | Path]) -> str:
             cells.append(f"**{r['verdict']}**{linear}: {_cell(str(r['contrasts']))}.{_cell(why)}")
         lines.append(f"| {statement} | {_cell(paper) or '-'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-# What ``export_tables`` copies from a finished study: every table the verdicts and the
-# guide read, none of the weights or stored representations.
-EXPORTED = ("claims.csv", "contrasts.csv", "learned.csv", "section4.json", "sweep/sweep.csv", "sweep/curves.csv",
-            "mi/mi.csv", "mi/mi_diff.csv", "influence/influence.csv", "influence/influence_examples.csv",
-            "influence/influence_gram.npz")
-
-
-def export_tables(study: str | Path, dest: str | Path) -> list[Path]:
-    """Copy a finished study's tables into ``dest`` (same layout): :data:`EXPORTED`, each
-    sweep run's ``test_predictions.csv`` and ``dev_correct.npz`` at the paper's three layers,
-    and ``mi/pvi_top.csv`` (the late prompts' pointwise information at the top hidden state:
-    the rows the verdicts read of ``pvi.csv``). From these alone :func:`study_examples` and
-    ``verdicts.judge`` give the study's verdicts again. Returns the files written."""
-    study, dest = Path(study), Path(dest)
-    meta = store.read_json_object(study / "section4.json")
-    if meta.get("status") != "complete":
-        raise ValueError(f"{study}/section4.json says {meta.get('status')!r}: export a finished study (rerun "
-                         "the section4 command to finish it)")
-    L = int(meta["num_hidden_layers"])
-    written = []
-    for name in EXPORTED:
-        written.append(store.atomic_write_bytes(dest / name, (study / name).read_bytes()))
-    sweep = store.read_csv(study / "sweep" / "sweep.csv")
-    layers = set(paper_layers(L).values())
-    for r in sweep[(sweep["status"] == "complete") & sweep["prompt_layer"].isin(layers)].itertuples():
-        for f in ("test_predictions.csv", "dev_correct.npz", "metrics.json"):
-            written.append(store.atomic_write_bytes(dest / "sweep" / r.run_dir / f,
-                                                    (study / "sweep" / r.run_dir / f).read_bytes()))
-    pvi = store.read_csv(study / "mi" / "pvi.csv")
-    written.append(store.write_csv(dest / "mi" / "pvi_top.csv", pvi[(pvi["method"] == "lpt") & (pvi["layer"] == L)]))
-    return written
