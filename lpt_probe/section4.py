@@ -23,6 +23,7 @@ import argparse
 from pathlib import Path
 
 from .analysis.section4 import Section4Config, claims_markdown, export_tables, run_section4
+from .analysis.section4_tables import cost_markdown, learned_markdown
 from .cli import STUDY_GROUPS, add_config_args, add_output_args, add_plan_flag, study_main
 
 
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--png", action="store_true", help="also write section4.png (200 dpi) beside the PDF")
     g.add_argument("--table", nargs="+", metavar="DIR", default=None,
-                   help="print the markdown table of the claims of these finished studies and exit")
+                   help="print the markdown tables of these finished studies (claims, each prompt layer against the "
+                        "majority class, cost) and exit")
     g.add_argument("--export", metavar="DEST", default=None,
                    help="copy the finished study in --out's tables (claims, contrasts, learned, sweep, mi, influence "
                         "and the per-example files the verdicts read; no weights) into DEST and exit")
@@ -76,6 +78,10 @@ def table(args) -> int | None:
     if not args.table:
         return None
     print(claims_markdown(args.table))
+    print()
+    print(learned_markdown(args.table))
+    print()
+    print(cost_markdown(args.table))
     return 0
 
 

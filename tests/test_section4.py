@@ -121,7 +121,9 @@ def test_section4_command_shares_prompts_resumes_and_tabulates(data_dir, tmp_pat
     assert cli.main(["--table", str(out), str(out)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| paper's claim | paper (RoBERTa-large) | trec / minilm | trec / minilm |")
-    assert len(table) == 2 + len(CLAIMS) and "Table 10" in table[2]
+    # claims (a row per claim), learned (a row per prompt layer of each study), cost (a row per study)
+    assert len(table) == (2 + len(CLAIMS)) + 1 + (2 + 2 * 3) + 1 + (2 + 2) and "Table 10" in table[2]
+    assert "| trec / minilm | 4 |" in "\n".join(table) and "| steps trained (cap) |" in "\n".join(table)
     assert claims_markdown([out]).splitlines()[2].count("|") == 4
     # a | inside a cell (the signal row's ||g|| ||prompt||) is escaped: every row has 3 + 1 cell borders
     assert "||g||" in claims.iloc[-1]["measured"] or "||g||" in claims.iloc[-1]["contrasts"]

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from lpt_probe.analysis.section4 import claims_markdown, study_examples
+from lpt_probe.analysis.section4_tables import cost_markdown, learned_markdown
 from lpt_probe.analysis.verdicts import judge
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +69,9 @@ def test_the_page_shows_the_table_of_the_committed_studies(page):
                p for p in STUDIES}
     assert set(shown) <= set(by_name), f"{page.name} shows studies {set(shown) - set(by_name)} not committed"
     assert table == claims_markdown([by_name[s] for s in shown])
+    folders = [by_name[s] for s in shown]
+    if page == GUIDE:  # the guide also shows the gate and the cost, as --table prints them
+        assert learned_markdown(folders) in page.read_text() and cost_markdown(folders) in page.read_text()
 
 
 def quoted_numbers(text: str) -> list[str]:

@@ -13,7 +13,7 @@ import pandas as pd
 from .. import store
 from .verdicts import StudyExamples, anytime_dev, paper_layers
 
-__all__ = ["EXPORTED", "export_tables", "study_examples"]
+__all__ = ["EXPORTED", "cost_markdown", "export_tables", "learned_markdown", "study_examples"]
 
 
 def study_examples(out: Path, sweep: pd.DataFrame, pvi: pd.DataFrame, L: int) -> StudyExamples:
@@ -85,3 +85,38 @@ def export_tables(study: str | Path, dest: str | Path) -> list[Path]:
     pvi = store.read_csv(study / "mi" / "pvi.csv")
     written.append(store.write_csv(dest / "mi" / "pvi_top.csv", pvi[(pvi["method"] == "lpt") & (pvi["layer"] == L)]))
     return written
+
+
+def _studies(folders) -> list[tuple[str, Path]]:
+    out = []
+    for f in folders:
+        claims = store.read_csv(Path(f) / "claims.csv")
+        out.append((f"{claims['task'].iloc[0]} / {claims['model'].iloc[0]}", Path(f)))
+    return out
+
+
+def learned_markdown(folders) -> str:
+    """Each study's ``learned.csv`` as one markdown table: the test accuracy of every prompt
+    layer with its 95% interval beside the majority-class rate, and whether it learned."""
+    lines = ["| study | prompt layer | seeds | test accuracy [95%] | majority class | learned |",
+             "|---|---:|---:|---|---:|---|"]
+    for name, f in _studies(folders):
+        for r in store.read_csv(f / "learned.csv").itertuples():
+            lines.append(f"| {name} | {r.prompt_layer} | {r.seeds} | {r.test_accuracy:.3f} [{r.ci_low:.3f}, "
+                         f"{r.ci_high:.3f}] | {r.majority_rate:.3f} | {'yes' if r.learned else 'no'} |")
+    return "\n".join(lines)
+
+
+def cost_markdown(folders) -> str:
+    """Each study's wall time per stage (``section4.json``'s ``stage_seconds``) and the steps
+    its prompts trained before they stopped (``sweep.csv``)."""
+    lines = ["| study | prompts | steps trained (cap) | sweep | mi | influence | total |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    for name, f in _studies(folders):
+        meta = store.read_json_object(f / "section4.json")
+        sweep = store.read_csv(f / "sweep" / "sweep.csv")
+        st = meta["stage_seconds"]
+        steps = ", ".join(str(int(v)) for v in sweep["stopped_step"])
+        lines.append(f"| {name} | {len(sweep)} | {steps} ({int(sweep['steps'].iloc[0])}) | {st['sweep']:,.0f} s | "
+                     f"{st['mi']:,.0f} s | {st['influence']:,.0f} s | {sum(st.values()) / 60:.0f} min |")
+    return "\n".join(lines)
