@@ -21,12 +21,14 @@ import torch
 from figure_data import mi_table
 from tiny import tiny_model
 
-from lpt_probe import figures, mi, project, store, train
+from lpt_probe import figures, influence, mi, project, store, sweep, train
+from lpt_probe.analysis.study import Condition, unique_conditions
 from lpt_probe.data.encoded import check_max_length
 from lpt_probe.data.sources import load_custom_task
 from lpt_probe.model.backbone import Backbone
 from lpt_probe.model.loading import resolve_device
 from lpt_probe.runs.folders import check_run, load_run
+from lpt_probe.runs.sweep import SweepConfig, build_grid
 from lpt_probe.runs.trainer import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -298,5 +300,43 @@ def test_the_guide_lists_every_case():
     guide = (REPO / "docs" / "guides" / "errors.md").read_text()
     for needle in ("config.json is damaged", "a file of that name exists", "has a header but no rows", "NaN",
                    "field", "no space left on the disk", "is not a device", "position limit", ".lock",
-                   "have no rows in the training data"):
+                   "have no rows in the training data", "given more than once", "a seed is a whole number"):
         assert needle in guide, needle
+
+
+# == round 3 (issue 34) ===============================================================================
+# -- 1. repeated seeds or layers: refused before any work, by every command ----------------------------
+@pytest.mark.parametrize("command, flags, message", [
+    (mi, ["--seeds", "13,13"], "--seeds 13,13: 13 given more than once"),
+    (mi, ["--prompt-layers", "2,2"], "--prompt-layers 2,2: 2 given more than once"),
+    (mi, ["--probe-seeds", "0,1,0"], "--probe-seeds 0,1,0: 0 given more than once"),
+    (influence, ["--seeds", "13,21,13"], "--seeds 13,21,13: 13 given more than once"),
+    (sweep, ["--seeds", "13,13"], "--seeds 13,13: 13 given more than once"),
+    (sweep, ["--methods", "lpt,lpt"], "--methods lpt,lpt: lpt given more than once"),
+    (sweep, ["--generators", "none,none"], "--generators none,none"),
+])
+def test_repeated_seeds_or_layers_are_refused_before_any_work(tmp_path, capsys, command, flags, message):
+    out = tmp_path / "out"
+    refused(command.main, ["--task", str(toy_task(tmp_path / "task")), "--steps", "1", "--eval-every", "1",
+                           "--device", "cpu", *flags, "--out", str(out), "--quiet"], capsys, message, "give each once")
+    assert not out.exists()
+
+
+def test_seeds_out_of_range_name_their_flag(tmp_path, capsys):
+    task = str(toy_task(tmp_path / "task"))
+    for flag, value in (("--seed", "-1"), ("--seed", str(2 ** 70)), ("--data-seed", "-5")):
+        refused(train.main, ["--task", task, *TINY, flag, value, "--out", str(tmp_path / "r"), "--quiet"], capsys,
+                f"{flag} {value}: a seed is a whole number from 0 to 4294967295")
+    refused(mi.main, ["--task", task, "--seeds", "13,-2", "--out", str(tmp_path / "m"), "--quiet"], capsys,
+            "--seeds -2: a seed is a whole number")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()
+
+
+def test_two_conditions_or_cells_can_never_share_a_storage_key():
+    with pytest.raises(AssertionError, match="share a name"):
+        unique_conditions([Condition.lpt(2, 13), Condition("frozen", "frozen", 0, 0), Condition.lpt(2, 13)])
+    assert len(unique_conditions([Condition.lpt(2, 13), Condition.lpt(2, 21)])) == 2
+    with pytest.raises(AssertionError, match="share a run folder name"):
+        build_grid(("lpt",), ("none",), [2], (13, 13))
+    with pytest.raises(ValueError, match="given more than once"):
+        SweepConfig(seeds=(13, 13))

@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..layers import check_unique
 from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig
 from ..model.loading import DEFAULT_MODEL, DTYPES, PRESETS, model_slug, resolve_device
 from ..outputs import ResumableOutput
 from ..runs.folders import check_run, find_run
-from ..runs.trainer import TrainConfig
+from ..runs.trainer import TrainConfig, check_seed
 
-__all__ = ["StudyConfig", "Condition", "StudyOutput", "field_help", "run_folder"]
+__all__ = ["StudyConfig", "Condition", "StudyOutput", "field_help", "run_folder", "unique_conditions"]
 
 
 def check_at_least(config, minimum: int, *names: str, optional: bool = False) -> None:
@@ -88,7 +89,7 @@ class StudyConfig:
     progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
 
     def __post_init__(self):
-        self.seeds = tuple(int(s) for s in self.seeds)
+        self.seeds = check_unique("--seeds", (check_seed("--seeds", int(s)) for s in self.seeds), "seed")
         if not self.seeds:
             raise ValueError("--seeds: give at least one prompt seed, e.g. 13")
         if self.shots == 0:
@@ -136,6 +137,15 @@ class Condition:
     @classmethod
     def lpt(cls, prompt_layer: int, seed: int) -> "Condition":
         return cls(f"lpt-pl{prompt_layer}-s{seed}", "lpt", int(prompt_layer), int(seed))
+
+
+def unique_conditions(conds: list[Condition]) -> list[Condition]:
+    """``conds``, asserted to have one name each: a condition's name keys its run folder,
+    its representation files and its table rows, so two of one name would overwrite each
+    other (the configs refuse repeated seeds and layers; this guards every other path)."""
+    names = [c.name for c in conds]
+    assert len(set(names)) == len(names), f"conditions share a name (and storage key): {names}"
+    return conds
 
 
 def run_folder(out: Path, cfg: StudyConfig, cond: Condition, key: str) -> Path:

@@ -33,7 +33,7 @@ import pandas as pd
 
 from .. import store
 from ..data.sources import is_task_file
-from ..layers import parse_prompt_layers
+from ..layers import check_unique, parse_prompt_layers
 from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig
 from ..model.loading import model_slug
@@ -42,7 +42,7 @@ from ..progress import bar
 from .executors import ExecutorConfig, run
 from .folders import check_run
 from .run import Prepared, prepare, resolve_lr, run_config
-from .trainer import TrainConfig
+from .trainer import TrainConfig, check_seed
 
 logger = logging.getLogger(__name__)
 SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "shots", "data_seed",
@@ -71,8 +71,11 @@ class SweepConfig:
     progress: bool = field(default=True, metadata={"help": "no progress bars", "flag": "--no-progress"})
 
     def __post_init__(self):
-        self.methods, self.generators = tuple(self.methods), tuple(self.generators)
-        self.seeds = tuple(int(s) for s in self.seeds)
+        self.methods = check_unique("--methods", self.methods, "method")
+        self.generators = check_unique("--generators", self.generators, "generator")
+        self.seeds = check_unique("--seeds", (check_seed("--seeds", int(s)) for s in self.seeds), "seed")
+        if not self.seeds:
+            raise ValueError("--seeds: give at least one training seed, e.g. 13")
         for m in self.methods:
             get_method(m)  # unknown method: fail before anything runs
         for g in self.generators:
@@ -106,6 +109,8 @@ def build_grid(methods, generators, layers, seeds) -> list[Cell]:
             cells += [Cell(m, g, k, s) for g in generators for k in layers for s in seeds]
         else:
             cells += [Cell(m, "none", 1, s) for s in seeds]
+    names = [c.name for c in cells]
+    assert len(set(names)) == len(names), f"sweep cells share a run folder name: {names}"
     return cells
 
 
