@@ -6,6 +6,13 @@ file (``meta.json`` of a run, ``sweep.json``, ``run.json`` of a study) that says
 ``running`` before any other output is written, and ``complete`` only last, after every
 file; an error marks it ``failed`` and Ctrl-C ``interrupted``, with the error. So an
 unfinished folder is never mistaken for a result, and rerunning the command redoes it.
+
+Only folders the toolkit owns are written into: ``start`` leaves a marker file
+(``.lpt_probe``) in the folder, and ``ResumableOutput`` refuses (``ForeignFolder``, one
+line) a folder that holds files but neither the marker nor a status file lpt_probe wrote
+(folders from before the marker), unless ``overwrite=True`` (the commands' ``--overwrite``):
+a model folder or a user's results are never replaced by a mistyped ``--out``. A new or
+empty folder is always fine.
 """
 
 from __future__ import annotations
@@ -16,7 +23,34 @@ from typing import Any
 
 from . import store
 
-__all__ = ["ResumableOutput"]
+__all__ = ["ResumableOutput", "ForeignFolder", "MARKER", "check_owned"]
+MARKER = ".lpt_probe"  # in every output folder the toolkit writes: the folder is its to replace
+
+
+class ForeignFolder(ValueError):
+    """An output folder that holds files lpt_probe did not write."""
+
+
+def _ours(status: Path) -> bool:
+    """Whether ``status`` is a status file lpt_probe wrote (before folders had the marker)."""
+    meta = store.read_json_cache(status)
+    return "status" in meta and "lpt_probe" in (meta.get("versions") or {})
+
+
+def check_owned(out: str | Path, status_file: str, overwrite: bool = False, flag: str = "--out",
+                fix: str = "--overwrite") -> None:
+    """Refuse (``ForeignFolder``) a non-empty local folder that lpt_probe does not own: no
+    ``MARKER`` and no status file it wrote. ``overwrite``: write into it anyway."""
+    if overwrite or store.is_url(out) or not Path(out).is_dir():
+        return
+    out = Path(out)
+    names = sorted(p.name for p in out.iterdir() if p.name != ".lock")
+    if not names or MARKER in names or _ours(out / status_file):
+        return
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    raise ForeignFolder(f"{flag} {out}: the folder holds files lpt_probe did not write ({shown}) and no {MARKER} "
+                        f"marker, so it is not replaced; give a new or empty folder, or {fix} to write into it "
+                        f"anyway")
 
 
 class ResumableOutput:
@@ -28,7 +62,8 @@ class ResumableOutput:
             ...                                   # compute; output.meta.update(...) with what is learnt
         # run.json says "complete" (with wall_seconds), or "failed" / "interrupted" and the error
 
-    ``out``: a folder, an fsspec URL (not locked; no ``stale`` or ``outputs`` there), or
+    ``out``: a folder (refused when it holds files lpt_probe did not write, unless
+    ``overwrite``: see the module docstring), an fsspec URL (not locked; no ``stale`` or ``outputs`` there), or
     None: no folder at all (nothing is checked, locked or written; ``meta`` is still kept).
     ``stale``: names or glob patterns inside ``out`` (``checkpoints/step-*.safetensors``)
     removed by ``start`` before the status file says ``running``. ``t0``: when the work
@@ -38,9 +73,10 @@ class ResumableOutput:
     ``running`` that could not be written) leave the status file as it was."""
 
     def __init__(self, out: str | Path | None, status_file: str = "run.json", stale: tuple[str, ...] = (), *,
-                 t0: float | None = None, timed: bool = True, list_outputs: bool = True):
+                 t0: float | None = None, timed: bool = True, list_outputs: bool = True, overwrite: bool = False):
         self.out = None if out is None else out if store.is_url(out) else Path(out)
         self.status_file, self.stale, self.timed, self.list_outputs = status_file, tuple(stale), timed, list_outputs
+        self.overwrite = overwrite
         self.meta: dict[str, Any] | None = None
         self.t0 = time.perf_counter() if t0 is None else t0
         self._lock = store.OutputLock(self.out) if self.out is not None else None
@@ -52,6 +88,7 @@ class ResumableOutput:
     def __enter__(self) -> "ResumableOutput":
         if self.out is not None:
             store.check_output_folder(self.out)
+            check_owned(self.out, self.status_file, self.overwrite)
             self._lock.__enter__()
         return self
 
@@ -61,6 +98,8 @@ class ResumableOutput:
         meta = {**meta, "status": "running"}
         if self.out is not None:
             if not store.is_url(self.out):
+                if not (self.out / MARKER).exists():
+                    store.write_json(self.out / MARKER, {"written_by": "lpt_probe", "status_file": self.status_file})
                 for pattern in self.stale:
                     if any(c in pattern for c in "*?["):
                         for path in self.out.glob(pattern):

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lpt_probe.sweep", description=__doc__.split("\n")[0])
     add_config_args(p, TrainConfig, groups=TRAIN_GROUPS)
     g = p.add_argument_group("grid")
-    add_config_args(g, SweepConfig, skip=("out", "progress"))
+    add_config_args(g, SweepConfig, skip=("out", "progress", "overwrite"))
     add_config_args(p, LatePromptConfig, skip=("method", "prompt_layer", "generator"),
                     groups={"late prompt (every cell)": PROMPT_GROUPS["late prompt"],
                             "baseline options (with --methods)": PROMPT_GROUPS["baseline options (with --method)"]})

@@ -32,8 +32,10 @@ from .cli import (
 from .layers import middle_prompt_layer
 from .model.late_prompt import LatePromptConfig
 from .model.loading import load_model
+from .outputs import check_owned
 from .runs.run import default_run_dir, train
 from .runs.trainer import TrainConfig, TrainingDiverged
+from .store import check_output_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p, TrainConfig, groups=TRAIN_GROUPS)
     p._lpt_groups["hardware"].add_argument("--out", default=None,
                                            help="run folder (default artifacts/runs/<task>/<model>/...)")
+    p._lpt_groups["hardware"].add_argument("--overwrite", action="store_true",
+                                           help="replace what --out holds: a finished run of other settings, or "
+                                                "files lpt_probe did not write (both refused otherwise)")
     add_output_args(p)
     return p
 
@@ -54,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         tc = config_from_args(TrainConfig, args)
+        if args.out:  # before the model loads: --out may be the model's own folder
+            check_output_folder(args.out)
+            check_owned(args.out, "meta.json", args.overwrite)
         bundle = load_model(tc.model, device=tc.device, dtype=tc.dtype)
         layers = bundle[0].config.num_hidden_layers
         pl = args.prompt_layer
@@ -62,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         pc = config_from_args(LatePromptConfig, args, prompt_layer=pl)
         out = state["out"] = Path(args.out) if args.out else default_run_dir(pc, tc)
         try:
-            res = train(pc, tc, out, bundle=bundle, progress=not args.quiet)
+            res = train(pc, tc, out, bundle=bundle, progress=not args.quiet, overwrite=args.overwrite)
         except TrainingDiverged as exc:
             p.exit(1, f"error: training diverged: {exc}; run marked failed in {out}/meta.json\n")
         m = res.metrics

@@ -300,7 +300,8 @@ def test_the_guide_lists_every_case():
     guide = (REPO / "docs" / "guides" / "errors.md").read_text()
     for needle in ("config.json is damaged", "a file of that name exists", "has a header but no rows", "NaN",
                    "field", "no space left on the disk", "is not a device", "position limit", ".lock",
-                   "have no rows in the training data", "given more than once", "a seed is a whole number"):
+                   "have no rows in the training data", "given more than once", "a seed is a whole number",
+                   "lpt_probe did not write", ".lpt_probe", "holds a finished run", "--overwrite"):
         assert needle in guide, needle
 
 
@@ -340,3 +341,80 @@ def test_two_conditions_or_cells_can_never_share_a_storage_key():
         build_grid(("lpt",), ("none",), [2], (13, 13))
     with pytest.raises(ValueError, match="given more than once"):
         SweepConfig(seeds=(13, 13))
+
+
+# -- 2. only folders lpt_probe owns are written into ----------------------------------------------------
+@pytest.mark.parametrize("name", ["config.json", "metrics.json", "meta.json", "curve.csv", "notes.txt"])
+def test_a_folder_of_other_files_is_refused_unless_overwrite(finished_run, tmp_path, capsys, name):
+    argv, _ = finished_run
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / name).write_text('{"hidden_size": 384}\n')
+    refused(train.main, [*argv[:-1], str(folder), "--quiet"], capsys, f"--out {folder}: the folder holds files "
+            f"lpt_probe did not write ({name})", "give a new or empty folder, or --overwrite")
+    assert sorted(p.name for p in folder.iterdir()) == [name] and "384" in (folder / name).read_text()
+    refused(mi.main, ["--task", argv[1], "--steps", "1", "--eval-every", "1", "--out", str(folder), "--quiet"],
+            capsys, "lpt_probe did not write")
+    refused(sweep.main, ["--task", argv[1], "--steps", "1", "--out", str(folder), "--quiet"], capsys,
+            "lpt_probe did not write")
+    assert sorted(p.name for p in folder.iterdir()) == [name]
+    assert train.main([*argv[:-1], str(folder), "--overwrite", "--quiet"]) == 0
+    assert (folder / ".lpt_probe").is_file() and check_run(folder)[0]
+
+
+def test_the_model_folder_as_out_is_refused_and_the_model_still_loads(tmp_path, capsys):
+    task = toy_task(tmp_path / "task")
+    copy = tmp_path / "m"
+    copy.mkdir()
+    (copy / "config.json").write_text('{"model_type": "bert"}\n')
+    (copy / "model.safetensors").write_bytes(b"weights")
+    refused(train.main, ["--task", str(task), *TINY, "--model", str(copy), "--out", str(copy), "--quiet"], capsys,
+            "config.json, model.safetensors", "not replaced")
+    assert (copy / "config.json").read_text() == '{"model_type": "bert"}\n'
+
+
+def test_a_finished_run_of_other_settings_is_kept_unless_overwrite(finished_run, tmp_path, capsys, caplog):
+    argv, original = finished_run
+    out = tmp_path / "run"
+    shutil.copytree(original, out)
+    before = (out / "metrics.json").read_bytes()
+    other = [*argv[:-1], str(out), "--seed", "21", "--quiet"]
+    refused(train.main, other, capsys, f"--out {out} holds a finished run it was trained with other settings",
+            "--overwrite to replace it")
+    assert (out / "metrics.json").read_bytes() == before and check_run(out)[0]
+    assert train.main([*other, "--overwrite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["seed"] == 21
+
+
+def test_folders_written_before_the_marker_and_empty_folders_are_still_used(finished_run, tmp_path):
+    argv, original = finished_run
+    out = tmp_path / "run"
+    shutil.copytree(original, out)
+    (out / ".lpt_probe").unlink()  # a run from before the marker: its meta.json says lpt_probe wrote it
+    assert train.main([*argv[:-1], str(out), "--quiet"]) == 0 and check_run(out)[0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert train.main([*argv[:-1], str(empty), "--quiet"]) == 0 and (empty / ".lpt_probe").is_file()
+
+
+# -- 3. default output folders are unique per task file ------------------------------------------------
+def test_two_task_files_of_one_name_get_two_default_folders(tmp_path):
+    from lpt_probe.analysis.mi import MIConfig
+    from lpt_probe.data.sources import task_slug
+    from lpt_probe.model.late_prompt import LatePromptConfig
+    from lpt_probe.runs.run import default_run_dir
+    from lpt_probe.runs.sweep import default_out
+
+    a, b = toy_task(tmp_path / "a"), toy_task(tmp_path / "b")  # both task.yaml, both named toy, same text
+    assert a.name == b.name == "task.yaml" and a.read_text() == b.read_text()
+    pc = LatePromptConfig(prompt_layer=4)
+    runs = {default_run_dir(pc, TrainConfig(task=str(t), shots=8, device="cpu")) for t in (a, b)}
+    studies = {MIConfig(task=str(t), device="cpu").default_out() for t in (a, b)}
+    sweeps = {default_out(TrainConfig(task=str(t), device="cpu")) for t in (a, b)}
+    assert len(runs) == len(studies) == len(sweeps) == 2
+    assert all(Path(p).parts[2].startswith("toy-") for p in (*runs, *studies, *sweeps))
+    before = task_slug(a)
+    assert task_slug(a) == before  # stable ...
+    a.write_text(a.read_text().replace("It was", "It is"))
+    assert task_slug(a) != before  # ... and new for edited content
+    assert task_slug("rte") == "rte" and task_slug(tmp_path / "nothere.yaml").startswith("nothere-")

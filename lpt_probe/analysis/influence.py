@@ -282,7 +282,8 @@ def run_influence(cfg: InfluenceConfig, execution: ExecutorConfig | None = None,
     executor = study_executor(execution, device)
     cfg = executor.settle(replace(cfg, out=str(cfg.out_dir)))
     out = cfg.out_dir
-    with StudyOutput(out, "run.json", stale=("influence.csv", "influence_by_layer.pdf")) as study:
+    with StudyOutput(out, "run.json", stale=("influence.csv", "influence_by_layer.pdf"),
+                     overwrite=cfg.overwrite) as study:
         run = InfluenceRun(cfg)
         run.load_data()
         conds = run.conditions()

@@ -335,8 +335,8 @@ def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None, device: str |
     executor = study_executor(execution, device)
     cfg = executor.settle(replace(cfg, out=str(cfg.out_dir)))
     out = cfg.out_dir
-    with StudyOutput(out, "run.json", stale=("mi.csv", "mdl.csv", "pvi.csv", "mi_diff.csv", "mi_by_layer.pdf")
-                     ) as study:
+    with StudyOutput(out, "run.json", stale=("mi.csv", "mdl.csv", "pvi.csv", "mi_diff.csv", "mi_by_layer.pdf"),
+                     overwrite=cfg.overwrite) as study:
         run = MIRun(cfg)
         run.load_data()
         conds = run.conditions()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..data.sources import task_slug
 from ..layers import check_unique
 from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig
@@ -86,6 +87,8 @@ class StudyConfig:
         "precision of the frozen backbone's weights (bf16/fp16 on a GPU); prompts, generators and probes stay fp32",
         choices=lambda: list(DTYPES)))
     out: str | None = field(default=None, metadata=_h("default artifacts/<command>/<task>/<model>/"))
+    overwrite: bool = field(default=False, metadata=_h(
+        "write into --out even when it holds files lpt_probe did not write (refused otherwise)"))
     progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
 
     def __post_init__(self):
@@ -118,7 +121,7 @@ class StudyConfig:
                                 num_virtual_tokens=self.num_virtual_tokens)
 
     def default_out(self) -> Path:
-        return Path("artifacts") / self.kind / Path(self.task).stem / model_slug(self.model)
+        return Path("artifacts") / self.kind / task_slug(self.task) / model_slug(self.model)
 
     @property
     def out_dir(self) -> Path:

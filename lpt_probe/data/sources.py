@@ -32,12 +32,15 @@ survive. Texts shared across splits (duplicate rows in MPQA, TREC, RTE) are coun
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import yaml
 
 from .examples import Example, Split, TaskData
 from .readers import read_hub, read_local
@@ -246,6 +249,30 @@ def is_task_file(task: str | Path) -> bool:
     return str(task).lower().endswith((".yaml", ".yml"))
 
 
+def task_slug(task: str | Path) -> str:
+    """A task's part of a default output folder: a registered task's name, or for a custom
+    task's YAML its ``name`` (else the file's stem) and 8 hex digits of the sha256 of the
+    file's resolved path and bytes, so two different task files (both ``task.yaml`` in two
+    folders, or one edited) never share a default folder."""
+    if not is_task_file(task):
+        return Path(str(task)).stem
+    path = Path(task)
+    try:
+        text = path.read_bytes()
+    except OSError:
+        text = b""
+    name = path.stem
+    try:
+        loaded = yaml.safe_load(text)
+        if isinstance(loaded, dict) and isinstance(loaded.get("name"), str) and loaded["name"].strip():
+            name = loaded["name"]
+    except (yaml.YAMLError, ValueError):  # load_custom_task reports what is wrong with it
+        pass
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "task"
+    digest = hashlib.sha256(str(path.resolve()).encode("utf-8") + b"\0" + text).hexdigest()[:8]
+    return f"{safe}-{digest}"
+
+
 _TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 _CUSTOM_KEYS = ("name", "train", "dev", "test", "text_columns", "label_column", "labels",
                 "mlm_template", "mlm_label_words", "clm_template", "clm_label_words", "metric")
@@ -272,8 +299,6 @@ def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = 
     cfg: dict[str, Any] = {}
     base = Path(data_dir) if data_dir is not None else path.parent
     if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
         class Loader(yaml.SafeLoader):  # YAML 1.1 reads Yes/No/true as booleans: keep strings
             yaml_implicit_resolvers = {
                 k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]

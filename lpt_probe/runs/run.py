@@ -26,7 +26,7 @@ import torch
 
 from .. import store
 from ..data.encoded import Encoded, encode_split
-from ..data.sources import TaskData, is_task_file, load_custom_task, load_task
+from ..data.sources import TaskData, is_task_file, load_custom_task, load_task, task_slug
 from ..data.verbalizer import label_word_ids
 from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
@@ -34,6 +34,7 @@ from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import load_model, model_slug
 from ..model.methods import get_method
 from ..model.prompt_weights import save_prompt
+from ..outputs import check_owned
 from .folders import check_run, config_record
 from .trainer import TrainConfig, Trainer, peak_memory_mb
 
@@ -118,7 +119,7 @@ def default_run_dir(prompt_cfg: LatePromptConfig, cfg: TrainConfig) -> Path:
     shots = f"k{cfg.shots}-d{cfg.data_seed}" if cfg.shots else "full"
     what = (f"pl{prompt_cfg.prompt_layer}-{prompt_cfg.generator}" if prompt_cfg.method == "lpt"
             else prompt_cfg.method)
-    return Path("artifacts") / "runs" / Path(cfg.task).stem / model_slug(cfg.model) / f"{what}-{shots}-s{cfg.seed}"
+    return Path("artifacts") / "runs" / task_slug(cfg.task) / model_slug(cfg.model) / f"{what}-{shots}-s{cfg.seed}"
 
 
 def _reuse(run_dir: Path, key: str) -> TrainResult:
@@ -131,10 +132,12 @@ def _reuse(run_dir: Path, key: str) -> TrainResult:
 def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None = None, *,
           bundle=None, data: TaskData | None = None, prepared: Prepared | None = None,
           caches: dict[str, LowerLayerCache] | None = None, progress: bool = True,
-          reuse: bool = True) -> TrainResult:
+          reuse: bool = True, overwrite: bool = False) -> TrainResult:
     """One run, end to end; writes the run folder ``out`` when given (reused if it holds
     this run, complete and intact). ``bundle`` / ``data`` / ``prepared`` hand over what is
-    loaded already; ``caches`` the lower-layer cache of hidden state PL-1 per split."""
+    loaded already; ``caches`` the lower-layer cache of hidden state PL-1 per split.
+    ``overwrite``: replace a finished run of other settings in ``out``, or write into a
+    folder of files lpt_probe did not write (both refused otherwise, naming ``--overwrite``)."""
     cfg = resolve_lr(prompt_cfg, cfg)
     if get_method(prompt_cfg.method).late_prompt and prompt_cfg.prompt_tokens < 1:
         raise ValueError(f"num_virtual_tokens={prompt_cfg.num_virtual_tokens}: method={prompt_cfg.method!r} "
@@ -143,6 +146,7 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
     run_dir = Path(out) if out is not None else None
     if run_dir is not None:
         store.check_output_folder(run_dir)
+        check_owned(run_dir, "meta.json", overwrite)  # before any work: a folder of other files is refused
     t_start = time.perf_counter()
     owned = bundle is None and prepared is None  # nobody else uses this model: no copy needed
     prepared = prepared or prepare(cfg, bundle, data)
@@ -153,10 +157,14 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
         ok, reason = check_run(run_dir, key)
         if ok:
             return _reuse(run_dir, key)
+        if reason.startswith("it was trained with other settings") and not overwrite:
+            raise ValueError(f"--out {run_dir} holds a finished run {reason}; give another --out, or --overwrite "
+                             f"to replace it")
         if (run_dir / "meta.json").exists() or (run_dir / "config.json").exists():
             logger.info("%s: training again: %s", run_dir, reason)
     # no folder (run_dir None): nothing is locked or written
-    with store.ResumableOutput(run_dir, "meta.json", STALE, t0=t_start, list_outputs=False) as output:
+    with store.ResumableOutput(run_dir, "meta.json", STALE, t0=t_start, list_outputs=False,
+                               overwrite=overwrite) as output:
         metrics, curve, model = _train(prompt_cfg, cfg, output, prepared, config, caches, progress, owned)
     return TrainResult(run_dir, metrics, curve, model, output.meta, config["key"])
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import store
-from ..data.sources import is_task_file
+from ..data.sources import is_task_file, task_slug
 from ..layers import check_unique, parse_prompt_layers
 from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig
@@ -69,6 +69,8 @@ class SweepConfig:
     out: str | None = field(default=None, metadata={
         "help": "a folder or fsspec URL; default artifacts/sweeps/<task>/<model>/"})
     progress: bool = field(default=True, metadata={"help": "no progress bars", "flag": "--no-progress"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "write into --out even when it holds files lpt_probe did not write (refused otherwise)"})
 
     def __post_init__(self):
         self.methods = check_unique("--methods", self.methods, "method")
@@ -186,7 +188,7 @@ def grid_of(sweep: SweepConfig, base: TrainConfig, prepared: Prepared
 
 
 def default_out(base: TrainConfig) -> str:
-    return str(Path("artifacts") / "sweeps" / Path(base.task).stem / model_slug(base.model))
+    return str(Path("artifacts") / "sweeps" / task_slug(base.task) / model_slug(base.model))
 
 
 def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig | None = None,
@@ -206,7 +208,8 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
     base = replace(base, data_dir=_absolute(base.data_dir),
                    task=_absolute(base.task) if is_task_file(base.task) else base.task)
     # sweep.json: "running" before any table; "complete" (with the failed cells' count) last
-    with store.ResumableOutput(out, "sweep.json", timed=False, list_outputs=False) as output:
+    with store.ResumableOutput(out, "sweep.json", timed=False, list_outputs=False,
+                               overwrite=sweep.overwrite) as output:
         prepared = prepared or prepare(base)  # the driver keys every cell: it needs the model and data
         layers, cells, configs, leaders = grid_of(sweep, base, prepared)
         twins = sorted(c.name for c in cells if leaders[c] is not c)
