@@ -18,17 +18,23 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import transformers as T
 from figure_data import mi_table
 from tiny import tiny_model
 
 from lpt_probe import figures, influence, mi, project, store, sweep, train
+from lpt_probe.analysis.mi import MIConfig
 from lpt_probe.analysis.study import Condition, unique_conditions
 from lpt_probe.data.encoded import check_max_length
-from lpt_probe.data.sources import load_custom_task
+from lpt_probe.data.sources import load_custom_task, task_slug
+from lpt_probe.model import LatePrompt, attach_late_prompt
 from lpt_probe.model.backbone import Backbone
+from lpt_probe.model.interop import CONFIG_NAME, TASK_NAME, WEIGHTS_NAME
+from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel
 from lpt_probe.model.loading import resolve_device
 from lpt_probe.runs.folders import check_run, load_run
-from lpt_probe.runs.sweep import SweepConfig, build_grid
+from lpt_probe.runs.run import default_run_dir
+from lpt_probe.runs.sweep import SweepConfig, build_grid, default_out
 from lpt_probe.runs.trainer import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -301,7 +307,8 @@ def test_the_guide_lists_every_case():
     for needle in ("config.json is damaged", "a file of that name exists", "has a header but no rows", "NaN",
                    "field", "no space left on the disk", "is not a device", "position limit", ".lock",
                    "have no rows in the training data", "given more than once", "a seed is a whole number",
-                   "lpt_probe did not write", ".lpt_probe", "holds a finished run", "--overwrite"):
+                   "lpt_probe did not write", ".lpt_probe", "holds a finished run", "--overwrite",
+                   "edited after export", "its sha256 differs", "strict=False", "no such folder"):
         assert needle in guide, needle
 
 
@@ -399,12 +406,6 @@ def test_folders_written_before_the_marker_and_empty_folders_are_still_used(fini
 
 # -- 3. default output folders are unique per task file ------------------------------------------------
 def test_two_task_files_of_one_name_get_two_default_folders(tmp_path):
-    from lpt_probe.analysis.mi import MIConfig
-    from lpt_probe.data.sources import task_slug
-    from lpt_probe.model.late_prompt import LatePromptConfig
-    from lpt_probe.runs.run import default_run_dir
-    from lpt_probe.runs.sweep import default_out
-
     a, b = toy_task(tmp_path / "a"), toy_task(tmp_path / "b")  # both task.yaml, both named toy, same text
     assert a.name == b.name == "task.yaml" and a.read_text() == b.read_text()
     pc = LatePromptConfig(prompt_layer=4)
@@ -418,3 +419,85 @@ def test_two_task_files_of_one_name_get_two_default_folders(tmp_path):
     a.write_text(a.read_text().replace("It was", "It is"))
     assert task_slug(a) != before  # ... and new for edited content
     assert task_slug("rte") == "rte" and task_slug(tmp_path / "nothere.yaml").startswith("nothere-")
+
+
+# -- 5. exported prompts are verified on loading and on attaching ----------------------------------------
+def _export(tmp_path, head: bool = True, pl: int = 3):
+    model = tiny_model("bert", head=head)
+    torch.manual_seed(1)
+    lpt = LatePromptModel(Backbone(model), LatePromptConfig(prompt_layer=pl, generator="npg"), 3,
+                          [20, 21, 22] if head else None).eval()
+    return model, lpt, lpt.save_pretrained(tmp_path / "prompt", base_model_name="minilm")
+
+
+def test_an_exported_prompt_records_digest_hub_id_and_fingerprint(tmp_path):
+    _, _, folder = _export(tmp_path)
+    record = json.loads((folder / CONFIG_NAME).read_text())
+    assert record["weights_sha256"] == store.file_sha256(folder / WEIGHTS_NAME)
+    assert record["base_model"]["name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"  # not the alias
+    assert len(record["base_model"]["embedding_fingerprint"]) == 32
+
+
+@pytest.mark.parametrize("tamper, message", [
+    ("weights", "late_prompt_model.safetensors is damaged (its sha256 differs"),
+    ("prompt_layer", "edited after export (prompt_layer is 2 (exported: 3))"),
+    ("label_word_ids", "edited after export (task's label_word_ids is [22, 21, 20]"),
+    ("head_kind", "'head_kind' is missing"),
+    ("base_model", "'base_model' is missing"),
+])
+def test_a_tampered_export_is_refused_by_from_pretrained(tmp_path, tamper, message):
+    _, _, folder = _export(tmp_path)
+    if tamper == "weights":
+        data = bytearray((folder / WEIGHTS_NAME).read_bytes())
+        header = 8 + int.from_bytes(data[:8], "little")
+        data[header + 5] ^= 0xFF  # a byte of the weights, after the safetensors header
+        (folder / WEIGHTS_NAME).write_bytes(bytes(data))
+    elif tamper == "label_word_ids":
+        task = json.loads((folder / TASK_NAME).read_text())
+        task["label_word_ids"] = [22, 21, 20]
+        (folder / TASK_NAME).write_text(json.dumps(task))
+    else:
+        record = json.loads((folder / CONFIG_NAME).read_text())
+        if tamper == "prompt_layer":
+            record["prompt_layer"] = 2
+        else:
+            del record[tamper]
+        (folder / CONFIG_NAME).write_text(json.dumps(record))
+    with pytest.raises(store.DamagedFile) as exc:
+        LatePrompt.from_pretrained(folder)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_mistyped_local_path_is_named(tmp_path):
+    for path in (tmp_path / "nowhere", "./runs/nowhere", "a/b/c"):
+        with pytest.raises(FileNotFoundError, match="no such folder; give the folder LatePrompt.save_pretrained"):
+            LatePrompt.from_pretrained(path)
+
+
+def test_attach_refuses_other_weights_a_wrong_head_or_another_model_unless_not_strict(tmp_path):
+    model, lpt, folder = _export(tmp_path)
+    prompt = LatePrompt.from_pretrained(folder)
+    torch.manual_seed(7)
+    other = T.BertForMaskedLM(model.config).eval()  # same shape, other weights
+    with pytest.raises(ValueError, match="has other weights .* pass strict=False"):
+        attach_late_prompt(other, prompt)
+    with attach_late_prompt(other, prompt, strict=False):
+        pass
+    with attach_late_prompt(model.to(torch.bfloat16), prompt):  # the same weights in another dtype: accepted
+        pass
+    model.float()
+    bare = tiny_model("bert", head=False)  # an LM-head prompt on a bare encoder
+    with pytest.raises(ValueError, match="reads the model's MLM/LM head, which BertModel lacks"):
+        attach_late_prompt(bare, prompt)
+    # a classifier-head prompt (the embedded MiniLM's kind) on a masked LM with a head transformers made up
+    _, _, clf = _export(tmp_path / "clf", head=False)
+    with pytest.raises(ValueError, match="linear classifier .* BertForMaskedLM with an LM head"):
+        attach_late_prompt(tiny_model("bert"), clf)
+    old = LatePrompt.from_pretrained(folder)  # an export without a fingerprint: the recorded name is compared
+    del old.base_model["embedding_fingerprint"]
+    model.config._name_or_path = "someone/else"
+    with pytest.raises(ValueError, match="trained on 'sentence-transformers/all-MiniLM-L6-v2', and the model given "
+                                         "is 'someone/else'"):
+        attach_late_prompt(model, old)
+    with attach_late_prompt(model, old, strict=False):
+        pass
