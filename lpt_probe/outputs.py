@@ -12,23 +12,66 @@ Only folders the toolkit owns are written into: ``start`` leaves a marker file
 line) a folder that holds files but neither the marker nor a status file lpt_probe wrote
 (folders from before the marker), unless ``overwrite=True`` (the commands' ``--overwrite``):
 a model folder or a user's results are never replaced by a mistyped ``--out``. A new or
-empty folder is always fine.
+empty folder is always fine. A status file that says ``running`` while nobody holds the lock
+(its command was killed) is reported (:func:`stale_status`) and marked ``interrupted`` by the
+next command; :func:`check_url` turns an output URL that cannot be written into one line.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import fsspec
+from filelock import FileLock, Timeout
+
 from . import store
 
-__all__ = ["ResumableOutput", "ForeignFolder", "MARKER", "check_owned"]
+__all__ = ["ResumableOutput", "ForeignFolder", "MARKER", "check_owned", "check_url", "stale_status"]
+logger = logging.getLogger(__name__)
 MARKER = ".lpt_probe"  # in every output folder the toolkit writes: the folder is its to replace
 
 
 class ForeignFolder(ValueError):
     """An output folder that holds files lpt_probe did not write."""
+
+
+def check_url(url: str, flag: str = "--out", local_only: bool = False) -> None:
+    """One ``ValueError`` line for an output URL that cannot be written: the command writes a
+    local folder only (``local_only``), or no installed fsspec filesystem serves the URL (the
+    error names the package to install). Local paths pass."""
+    if not store.is_url(url):
+        return
+    if local_only:
+        raise ValueError(f"{flag} {url}: this command writes a local folder only; give a local path (and copy "
+                         f"the folder to {url} afterwards)")
+    try:
+        fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"{flag} {url}: {' '.join(str(exc).split())}; install the filesystem of that URL "
+                         f"(pip install it), or give a local folder") from None
+
+
+def stale_status(out: str | Path, status_file: str) -> str | None:
+    """A note when ``out``'s status file says ``running`` but no command holds the folder's
+    lock: the command that wrote it ended without marking it (SIGKILL, ``timeout``, a power
+    cut; the lock dies with its process). None otherwise, and for URLs. Writes nothing."""
+    if store.is_url(out) or not (Path(out) / status_file).is_file():
+        return None
+    if store.read_json_cache(Path(out) / status_file).get("status") != "running":
+        return None
+    lock = Path(out) / ".lock"
+    if lock.exists():
+        held = FileLock(str(lock))
+        try:
+            held.acquire(timeout=0)
+        except Timeout:
+            return None  # a command is at work there now
+        held.release()
+    return (f"{Path(out) / status_file} says 'running', but no command is at work there: the command that wrote it "
+            f"ended without marking it (killed, or timed out); it counts as interrupted and is resumed")
 
 
 def _ours(status: Path) -> bool:
@@ -87,9 +130,16 @@ class ResumableOutput:
 
     def __enter__(self) -> "ResumableOutput":
         if self.out is not None:
+            check_url(str(self.out), local_only=False)  # a URL whose filesystem is not installed: one line
             store.check_output_folder(self.out)
             check_owned(self.out, self.status_file, self.overwrite)
+            stale = stale_status(self.out, self.status_file)
             self._lock.__enter__()
+            if stale:  # marked before any work, so the record says so even if this command fails early
+                logger.warning("%s", stale)
+                meta = store.read_json_cache(self.status_path)
+                store.write_status(self.status_path, {**meta, "status": "interrupted",
+                                                      "error": "the process ended without marking the folder"})
         return self
 
     def start(self, meta: dict[str, Any]) -> dict[str, Any]:

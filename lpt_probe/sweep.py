@@ -29,6 +29,7 @@ from .cli import (
     setup_logging,
 )
 from .model.late_prompt import LatePromptConfig
+from .outputs import stale_status
 from .runs.executors import ExecutorConfig
 from .runs.sweep import PROMPT_OPTIONS, SweepConfig, default_out, run_sweep
 from .runs.sweep_plan import plan_sweep
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         sweep, base = configs(args)
         execution = config_from_args(ExecutorConfig, args)
         if args.plan:
-            print(plan_sweep(sweep, base).render())
+            stale = stale_status(sweep.out, "sweep.json")  # a killed earlier sweep: say so
+            print("\n".join([*([f"note: {stale}"] if stale else []), plan_sweep(sweep, base).render()]))
             return 0
         table = run_sweep(sweep, base, execution, requested_device=requested)
         paths = draw(sweep.out)

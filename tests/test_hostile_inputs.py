@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import importlib.util
 import json
 import os
 import shutil
@@ -308,7 +309,11 @@ def test_the_guide_lists_every_case():
                    "field", "no space left on the disk", "is not a device", "position limit", ".lock",
                    "have no rows in the training data", "given more than once", "a seed is a whole number",
                    "lpt_probe did not write", ".lpt_probe", "holds a finished run", "--overwrite",
-                   "edited after export", "its sha256 differs", "strict=False", "no such folder"):
+                   "edited after export", "its sha256 differs", "strict=False", "no such folder",
+                   "LPT_PROBE_DATA_DIR", "TaskError", "labels is 5", "text column", "Install s3fs",
+                   "writes a local folder only", "could not connect to", "file-size limit", "must be numbers",
+                   "no command is at work there", "--bottleneck 0", "--reuse-runs",
+                   "leaves no training rows"):
         assert needle in guide, needle
 
 
@@ -501,3 +506,155 @@ def test_attach_refuses_other_weights_a_wrong_head_or_another_model_unless_not_s
         attach_late_prompt(model, old)
     with attach_late_prompt(model, old, strict=False):
         pass
+
+
+# -- 6. one-line errors: LPT_PROBE_DATA_DIR, YAML types (also tests/test_task_properties.py) ------------------
+def test_lpt_probe_data_dir_is_read_by_the_library_and_every_command(tmp_path, capsys, monkeypatch, data_dir):
+    from lpt_probe.data.sources import load_task
+
+    monkeypatch.setenv("LPT_PROBE_DATA_DIR", str(data_dir))
+    data = load_task("trec", shots=8, dev_size=8, max_examples=50)
+    assert data.source == "local" and all(str(data_dir) in f for f in data.info["files"])
+    out = tmp_path / "run"
+    assert train.main(["--task", "trec", *TINY, "--max-examples", "60", "--device", "cpu", "--out", str(out),
+                       "--quiet"]) == 0
+    assert status(out) == "complete"
+    capsys.readouterr()  # its warnings (a rare label capped away)
+    monkeypatch.setenv("LPT_PROBE_DATA_DIR", str(tmp_path / "nowhere"))
+    refused(mi.main, ["--task", "trec", "--steps", "1", "--eval-every", "1", "--out", str(tmp_path / "mi"),
+                      "--quiet"], capsys, f"LPT_PROBE_DATA_DIR={tmp_path / 'nowhere'}: no such folder",
+            "pass --data-dir, or unset it")
+    assert not (tmp_path / "mi").exists()
+
+
+@pytest.mark.parametrize("line, message", [("labels: 5", "labels is 5"), ("text_columns: 5", "text_columns is 5"),
+                                           ("train: 123", "train is 123"), ("train: [a.csv]", "train is ['a.csv']"),
+                                           ('labels: "np"', "labels is 'np'")])
+def test_a_mistyped_yaml_key_is_one_line_from_the_command(tmp_path, capsys, line, message):
+    task = toy_task(tmp_path / "task")
+    key = line.split(":")[0]
+    text = "\n".join(line if row.startswith(f"{key}:") else row for row in task.read_text().splitlines())
+    task.write_text(text + "\n")
+    refused(train.main, ["--task", str(task), *TINY, "--out", str(tmp_path / "run"), "--quiet"], capsys,
+            f"custom task {task}: {message}, expected")
+
+
+def test_a_ray_cluster_that_cannot_be_reached_is_one_line(monkeypatch):
+    from lpt_probe.runs import executors
+
+    class NoCluster:
+        @staticmethod
+        def is_initialized():
+            return False
+
+        @staticmethod
+        def init(**kw):
+            raise ConnectionError("Could not find any running Ray instance.\nPlease specify the one to connect to")
+
+    monkeypatch.setattr(executors, "require_ray", lambda: NoCluster)
+    for address, where in (("auto", "--address auto"), ("10.0.0.9:6379", "--address 10.0.0.9:6379"),
+                           (None, "a Ray on this machine")):
+        with pytest.raises(ValueError) as exc:
+            executors.connect(executors.ExecutorConfig(executor="ray", address=address))
+        assert f"could not connect to {where} (ConnectionError: Could not find any running Ray instance.)" in \
+            str(exc.value) and "ray start --head" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_file_size_limit_is_one_line_and_marks_the_run_failed(finished_run, tmp_path, capsys, monkeypatch):
+    argv, _ = finished_run
+    out = tmp_path / "run"
+    write = store._write_local
+
+    def limited(path, data):
+        if Path(path).name == "prompt.safetensors":
+            raise OSError(errno.EFBIG, "File too large")
+        return write(path, data)
+
+    monkeypatch.setattr(store, "_write_local", limited)
+    refused(train.main, [*argv[:-1], str(out), "--quiet"], capsys, "file-size limit (ulimit -f)",
+            "ulimit -f unlimited")
+    assert status(out) == "failed"
+
+
+def test_figures_name_a_cell_that_is_not_a_number(tmp_path, capsys):
+    table = mi_table()
+    table["mi_bits"] = table["mi_bits"].astype(object)
+    table.loc[5, "mi_bits"] = "oops"
+    table.to_csv(tmp_path / "mi.csv", index=False)
+    refused(figures.main, ["mi", str(tmp_path), "--out", str(tmp_path / "figs")], capsys,
+            f"{tmp_path / 'mi.csv'}: mi_bits must be numbers, but line 7 holds 'oops' (1 such row(s))")
+    assert not (tmp_path / "figs").exists()
+
+
+# -- 4. URL outputs: through fsspec, or one line ---------------------------------------------------------
+def test_url_outputs_are_written_through_fsspec_or_refused_in_one_line(finished_run, tmp_path, capsys, monkeypatch):
+    import fsspec
+
+    argv, _ = finished_run
+    monkeypatch.chdir(tmp_path)  # nothing may appear here as a local folder named after the URL
+    task = argv[1]
+    if importlib.util.find_spec("s3fs") is None:  # the case of the report: s3fs not installed
+        refused(train.main, [*argv[:-1], "s3://bucket/x", "--quiet"], capsys, "--out s3://bucket/x: Install s3fs "
+                "to access S3; install the filesystem of that URL (pip install it), or give a local folder")
+        refused(sweep.main, ["--task", task, "--steps", "1", "--out", "s3://bucket/x", "--quiet"], capsys,
+                "Install s3fs")
+    refused(train.main, [*argv[:-1], "foo://bucket/x", "--quiet"], capsys, "Protocol not known: foo")
+    refused(mi.main, ["--task", task, "--out", "memory://b/mi", "--quiet"], capsys,
+            "--out memory://b/mi: this command writes a local folder only")
+    mi_table().to_csv(tmp_path / "mi.csv", index=False)
+    refused(figures.main, ["mi", str(tmp_path), "--out", "memory://b/figs"], capsys, "writes a local folder only")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mi.csv"]
+    assert train.main([*argv[:-1], "memory://bucket/run", "--quiet"]) == 0  # trained locally, then uploaded
+    fs = fsspec.filesystem("memory")
+    meta = json.loads(fs.cat_file("/bucket/run/meta.json"))
+    assert meta["status"] == "complete" and fs.exists("/bucket/run/prompt.safetensors")
+    assert not fs.exists("/bucket/run/.lock") and check_run("memory://bucket/run")[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mi.csv"]
+
+
+# -- a killed command's "running" is reported as interrupted -----------------------------------------------
+def test_a_running_status_whose_process_is_gone_counts_as_interrupted(finished_run, tmp_path, caplog):
+    from lpt_probe.outputs import stale_status
+
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / ".lpt_probe").write_text("{}")
+    store.write_json(out / "run.json", {"status": "running", "versions": {"lpt_probe": "x"}})  # then SIGKILL
+    note = stale_status(out, "run.json")
+    assert note and "says 'running', but no command is at work there" in note and "interrupted" in note
+    with store.OutputLock(out):  # a command at work: not stale
+        assert stale_status(out, "run.json") is None
+    with store.ResumableOutput(out, "run.json") as output:
+        assert json.loads((out / "run.json").read_text())["status"] == "interrupted"  # recorded before any work
+        output.start({})
+    assert "ended without marking it" in caplog.text and json.loads((out / "run.json").read_text())["status"] == \
+        "complete"
+    argv, original = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(original, run)
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "status": "running"}))  # killed by `timeout`
+    caplog.clear()
+    assert train.main([*argv[:-1], str(run), "--quiet"]) == 0
+    assert "meta.json says 'running', but no command is at work there" in caplog.text and status(run) == "complete"
+
+
+# -- questionable cases with a clear fix -------------------------------------------------------------------
+def test_a_zero_bottleneck_and_a_missing_reuse_runs_folder_are_refused(tmp_path, capsys):
+    task = str(toy_task(tmp_path / "task"))
+    refused(train.main, ["--task", task, *TINY, "--generator", "npg", "--bottleneck", "0", "--out",
+                         str(tmp_path / "r"), "--quiet"], capsys, "--bottleneck 0 must be >= 1")
+    refused(mi.main, ["--task", task, "--steps", "1", "--eval-every", "1", "--reuse-runs", str(tmp_path / "nope"),
+                      "--out", str(tmp_path / "m"), "--quiet"], capsys,
+            f"--reuse-runs {tmp_path / 'nope'}: no such folder")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()
+
+
+def test_max_examples_that_leave_a_label_without_rows_is_warned(tmp_path, caplog):
+    task = toy_task(tmp_path / "task")
+    load_custom_task(task, dev_size=2, max_examples=1)
+    assert "toy: --max-examples 1 leaves no training rows of label(s)" in caplog.text
+    assert "at least 2 for one row per label" in caplog.text
+    caplog.clear()
+    load_custom_task(task, dev_size=2, max_examples=10)
+    assert "leaves no training rows" not in caplog.text

@@ -23,7 +23,7 @@ from ..layers import check_unique
 from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig
 from ..model.loading import DEFAULT_MODEL, DTYPES, PRESETS, model_slug, resolve_device
-from ..outputs import ResumableOutput
+from ..outputs import ResumableOutput, check_url
 from ..runs.folders import check_run, find_run
 from ..runs.trainer import TrainConfig, check_seed
 
@@ -105,6 +105,7 @@ class StudyConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         self.reuse_runs = tuple(str(p) for p in self.reuse_runs)
+        check_url(self.out or "", local_only=True)  # studies write local folders (a sweep or train may take a URL)
         self.device = resolve_device(self.device)
 
     def train_config(self, seed: int, **extra: Any) -> TrainConfig:

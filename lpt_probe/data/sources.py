@@ -32,9 +32,8 @@ survive. Texts shared across splits (duplicate rows in MPQA, TREC, RTE) are coun
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -42,6 +41,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import yaml
 
+from .custom_task import TaskError, check_custom_task, is_task_file, task_slug  # noqa: F401  (re-exported)
 from .examples import Example, Split, TaskData
 from .readers import read_hub, read_local
 from .tasks import LocalSource, Protocol, TaskSpec, get_task
@@ -151,12 +151,28 @@ def _warn_labels_without_rows(spec: TaskSpec, raw: dict[str, list[Example]]) -> 
         "remove them from labels in %s, or add rows for them", spec.name, names, rows, where)
 
 
+DATA_DIR_ENV = "LPT_PROBE_DATA_DIR"  # the task files when no --data-dir is given (every command, the API)
+
+
+def env_data_dir() -> Path | None:
+    """The folder ``LPT_PROBE_DATA_DIR`` names (None when it is unset or empty); one that is
+    not a folder is an error naming the variable."""
+    value = os.environ.get(DATA_DIR_ENV, "").strip()
+    if not value:
+        return None
+    if not Path(value).expanduser().is_dir():
+        raise FileNotFoundError(f"{DATA_DIR_ENV}={value}: no such folder; point it at the task files (e.g. "
+                                f"../shared/data), pass --data-dir, or unset it")
+    return Path(value).expanduser()
+
+
 def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path | None = None,
               shots: int | None = None, data_seed: int = 13, dev_size: int = 1000,
               max_examples: int | None = None, drop_overlap: bool = False) -> TaskData:
     """Read ``task`` and split it (see the module docstring for the rules).
 
-    source: "auto" (local files when ``data_dir`` is given, else the hub), "hub", "local",
+    source: "auto" (local files when ``data_dir`` is given, or ``LPT_PROBE_DATA_DIR`` names
+    a folder, else the hub), "hub", "local",
     or "custom" (``task`` is then a YAML or CSV/TSV/JSONL path; see ``load_custom_task``).
     shots: few-shot training size K (e.g. 100, 500) or None for all data. data_seed: the
     few-shot draw (13, 21, 42, 87). max_examples: cap every split (stratified, split_seed)
@@ -172,6 +188,8 @@ def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path |
         if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
             raise ValueError(f"{name}={v!r} must be a positive integer")
     spec = get_task(task)
+    if data_dir is None and source in ("auto", "local"):
+        data_dir = env_data_dir()
     if source == "auto":
         source = "local" if data_dir is not None else "hub"
     if source == "local" and data_dir is None and spec.protocol is not Protocol.CUSTOM:
@@ -186,6 +204,11 @@ def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path |
         train, dev, test = (s if len(s) <= max_examples else
                             stratified_split(s, max_examples, rng, "a capped split")[0]
                             for s in (train, dev, test))
+        lacking = [n for i, n in enumerate(spec.label_names) if i not in {e.label for e in train}]
+        if lacking:
+            logger.warning("%s: --max-examples %d leaves no training rows of label(s) %s: the prompt never sees "
+                           "them; raise --max-examples (at least %d for one row per label)", spec.name, max_examples,
+                           ", ".join(map(repr, lacking)), spec.num_labels)
     skipped = {"empty_text": reader.skipped} if reader.skipped else {}
     if reader.skipped:
         logger.warning("%s: skipped %d rows with empty text: %s%s", spec.name,
@@ -244,35 +267,6 @@ def probe_splits(full: TaskData, exclude: Iterable[str] = (), dev_size: int = 50
     return Split("train", train), Split("dev", dev), facts
 
 
-def is_task_file(task: str | Path) -> bool:
-    """A custom task given as its YAML file (see ``load_custom_task``)."""
-    return str(task).lower().endswith((".yaml", ".yml"))
-
-
-def task_slug(task: str | Path) -> str:
-    """A task's part of a default output folder: a registered task's name, or for a custom
-    task's YAML its ``name`` (else the file's stem) and 8 hex digits of the sha256 of the
-    file's resolved path and bytes, so two different task files (both ``task.yaml`` in two
-    folders, or one edited) never share a default folder."""
-    if not is_task_file(task):
-        return Path(str(task)).stem
-    path = Path(task)
-    try:
-        text = path.read_bytes()
-    except OSError:
-        text = b""
-    name = path.stem
-    try:
-        loaded = yaml.safe_load(text)
-        if isinstance(loaded, dict) and isinstance(loaded.get("name"), str) and loaded["name"].strip():
-            name = loaded["name"]
-    except (yaml.YAMLError, ValueError):  # load_custom_task reports what is wrong with it
-        pass
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "task"
-    digest = hashlib.sha256(str(path.resolve()).encode("utf-8") + b"\0" + text).hexdigest()[:8]
-    return f"{safe}-{digest}"
-
-
 _TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 _CUSTOM_KEYS = ("name", "train", "dev", "test", "text_columns", "label_column", "labels",
                 "mlm_template", "mlm_label_words", "clm_template", "clm_label_words", "metric")
@@ -289,11 +283,22 @@ def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = 
     arguments (keywords also override YAML keys). Required: train, test, text_columns (1 or
     2), labels, mlm_template, clm_template. Label words default to the labels; label_column
     to "label"; metric to "accuracy"; name to the file's stem. Returns (spec, data).
+    Whatever the files hold, the result or one ``TaskError`` line (naming the file, the
+    line or the key), never another exception; unknown keyword arguments are a ``TypeError``.
     """
-    path = Path(path_or_yaml)
     unknown = sorted(set(config) - set(_CUSTOM_KEYS))
     if unknown:
         raise TypeError(f"unknown custom-task keys {unknown}; allowed: {list(_CUSTOM_KEYS)}")
+    try:
+        return _load_custom_task(Path(path_or_yaml), data_dir, dict(shots=shots, data_seed=data_seed,
+                                 dev_size=dev_size, max_examples=max_examples, drop_overlap=drop_overlap), config)
+    except TaskError:
+        raise
+    except (ValueError, OSError) as exc:  # the readers' errors name the file and line: keep them, on one line
+        raise TaskError(" ".join(str(exc).split())) from None
+
+
+def _load_custom_task(path: Path, data_dir, split_args: dict, config: dict) -> tuple[TaskSpec, TaskData]:
     if not path.is_file():
         raise FileNotFoundError(f"custom task file {path} not found; pass a YAML or CSV/JSONL path")
     cfg: dict[str, Any] = {}
@@ -309,10 +314,11 @@ def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = 
         except UnicodeDecodeError as e:
             raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the YAML as UTF-8") from None
         except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML ({e}); see the custom-task example in the README") from None
+            raise TaskError(f"{path}: not valid YAML ({' '.join(str(e).split())}); see the custom-task example in the "
+                            f"README") from None
         if not isinstance(cfg, dict) or set(cfg) - set(_CUSTOM_KEYS):
             raise ValueError(f"{path}: expected a mapping with keys from {list(_CUSTOM_KEYS)}, "
-                             f"got {sorted(cfg) if isinstance(cfg, dict) else type(cfg).__name__}")
+                             f"got {sorted(map(str, cfg)) if isinstance(cfg, dict) else type(cfg).__name__}")
     else:
         cfg["train"], base = str(path.resolve()), Path()
     cfg.update({k: v for k, v in config.items() if v is not None})
@@ -321,6 +327,7 @@ def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = 
     if missing:
         raise ValueError(f"custom task {path}: missing {missing}; give them in the YAML or as "
                          f"keyword arguments")
+    check_custom_task(cfg, path)
     cols = (cfg["text_columns"],) if isinstance(cfg["text_columns"], str) else cfg["text_columns"]
     labels = tuple(str(v) for v in cfg["labels"])
     files = {k: (str((base / cfg[k]).resolve()),) if cfg.get(k) else () for k in
@@ -338,5 +345,4 @@ def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = 
         metric=cfg.get("metric", "accuracy"), protocol="custom",
         local=LocalSource(fmt, ("",), files["train"], files["test"], files["dev"],
                           text_columns=tuple(cols), label_column=cfg.get("label_column", "label")))
-    return spec, load_task(spec, source="local", shots=shots, data_seed=data_seed,
-                           dev_size=dev_size, max_examples=max_examples, drop_overlap=drop_overlap)
+    return spec, load_task(spec, source="local", **split_args)

@@ -34,7 +34,7 @@ from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import load_model, model_slug
 from ..model.methods import get_method
 from ..model.prompt_weights import save_prompt
-from ..outputs import check_owned
+from ..outputs import check_owned, check_url
 from .folders import check_run, config_record
 from .trainer import TrainConfig, Trainer, peak_memory_mb
 
@@ -143,6 +143,7 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
         raise ValueError(f"num_virtual_tokens={prompt_cfg.num_virtual_tokens}: method={prompt_cfg.method!r} "
                          f"trains a prompt, which needs at least 1 token (--num-virtual-tokens 1 or more); with "
                          f"none, only the classifier would train")
+    check_url(str(out or ""), local_only=True)  # the command trains a URL's run in a local folder, then uploads
     run_dir = Path(out) if out is not None else None
     if run_dir is not None:
         store.check_output_folder(run_dir)
