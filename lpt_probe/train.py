@@ -6,9 +6,9 @@ The command-line front of ``lpt_probe.runs.run.train``: the flags are the fields
 such as ``s3://bucket/run`` is trained in a local folder and uploaded, ``meta.json`` last,
 and trained anew on every call), and the one printed line summarises ``metrics.json``.
 ``--method`` trains a baseline in the same harness (``lpt_probe.model.methods``).
-Rerunning the same command reuses the finished run; a failed or damaged one is trained
-again; a finished run of other settings, data or weights, and a folder of files lpt_probe
-did not write, are refused unless ``--overwrite``.
+Rerunning the same command reuses the finished run; a failed or damaged one, or one whose
+data or model weights changed, is trained again; a finished run of other settings, and a
+folder of files lpt_probe did not write, are refused unless ``--overwrite``.
 
 This module is also the public ``lpt_probe.train``: calling it trains, exactly as
 ``lpt_probe.runs.run.train`` (``train(LatePromptConfig(...), TrainConfig(...), out=...)``),
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                     (Path(staging) / ".lock").unlink(missing_ok=True)
                     upload_dir(staging, url)
             else:
-                res = train(pc, tc, out, bundle=bundle, progress=not args.quiet, overwrite=args.overwrite)
+                res = train(pc, tc, out, bundle=bundle, progress=not args.quiet, overwrite=args.overwrite,
+                            keep_other_settings=not args.overwrite)
         except TrainingDiverged as exc:
             p.exit(1, f"error: training diverged: {exc}; run marked failed in {out}/meta.json\n")
         m = res.metrics

@@ -308,7 +308,7 @@ def test_the_guide_lists_every_case():
     for needle in ("config.json is damaged", "a file of that name exists", "has a header but no rows", "NaN",
                    "field", "no space left on the disk", "is not a device", "position limit", ".lock",
                    "have no rows in the training data", "given more than once", "a seed is a whole number",
-                   "lpt_probe did not write", ".lpt_probe", "holds a finished run", "--overwrite",
+                   "lpt_probe did not write", ".lpt_probe", "holds a finished run of other settings", "--overwrite",
                    "edited after export", "its sha256 differs", "strict=False", "no such folder",
                    "LPT_PROBE_DATA_DIR", "TaskError", "labels is 5", "text column", "Install s3fs",
                    "writes a local folder only", "could not connect to", "file-size limit", "must be numbers",
@@ -391,7 +391,7 @@ def test_a_finished_run_of_other_settings_is_kept_unless_overwrite(finished_run,
     shutil.copytree(original, out)
     before = (out / "metrics.json").read_bytes()
     other = [*argv[:-1], str(out), "--seed", "21", "--quiet"]
-    refused(train.main, other, capsys, f"--out {out} holds a finished run it was trained with other settings",
+    refused(train.main, other, capsys, f"--out {out} holds a finished run of other settings (seed: 13 -> 21)",
             "--overwrite to replace it")
     assert (out / "metrics.json").read_bytes() == before and check_run(out)[0]
     assert train.main([*other, "--overwrite"]) == 0

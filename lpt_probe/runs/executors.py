@@ -118,9 +118,7 @@ def execute_cell(pc: LatePromptConfig, tc: TrainConfig, run_dir: str | Path, pre
     staging = tempfile.TemporaryDirectory(prefix="lpt_cell_") if store.is_url(run_dir) else None
     target = staging.name if staging else run_dir
     try:
-        # overwrite: the sweep owns its runs/; a cell of changed settings is trained again there
-        train(pc, tc, target, prepared=prepared, caches=caches, progress=progress, reuse=staging is None,
-              overwrite=True)
+        train(pc, tc, target, prepared=prepared, caches=caches, progress=progress, reuse=staging is None)
         return {"status": "complete", "error": ""}
     except (TrainingDiverged, ValueError) as exc:  # a retry would fail the same way
         logger.error("cell %s failed: %s", Path(str(run_dir)).name, exc)

@@ -35,7 +35,7 @@ from ..model.loading import load_model, model_slug
 from ..model.methods import get_method
 from ..model.prompt_weights import save_prompt
 from ..outputs import check_owned, check_url
-from .folders import check_run, config_record
+from .folders import NOT_IN_KEY, check_run, config_record
 from .trainer import TrainConfig, Trainer, peak_memory_mb
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,19 @@ def default_run_dir(prompt_cfg: LatePromptConfig, cfg: TrainConfig) -> Path:
     return Path("artifacts") / "runs" / task_slug(cfg.task) / model_slug(cfg.model) / f"{what}-{shots}-s{cfg.seed}"
 
 
+def other_settings(run_dir: Path, config: dict) -> str:
+    """The settings (prompt and training config, less where it ran) in which the run in
+    ``run_dir`` differs from ``config``, as ``name: old -> new``; '' when they agree (its
+    data or model changed) or its config cannot be read (then it is redone anyway)."""
+    try:
+        old = store.read_json_object(run_dir / "config.json")
+        parts = [(f"{k}", old[part].get(k), config[part].get(k)) for part in ("prompt", "train")
+                 for k in sorted(set(old[part]) | set(config[part])) if k not in NOT_IN_KEY]
+    except (OSError, ValueError, KeyError, AttributeError):
+        return ""
+    return ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in parts if a != b)
+
+
 def _reuse(run_dir: Path, key: str) -> TrainResult:
     logger.info("reusing complete run %s", run_dir)
     meta = store.read_json_object(run_dir / "meta.json")
@@ -132,12 +145,15 @@ def _reuse(run_dir: Path, key: str) -> TrainResult:
 def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None = None, *,
           bundle=None, data: TaskData | None = None, prepared: Prepared | None = None,
           caches: dict[str, LowerLayerCache] | None = None, progress: bool = True,
-          reuse: bool = True, overwrite: bool = False) -> TrainResult:
+          reuse: bool = True, overwrite: bool = False, keep_other_settings: bool = False) -> TrainResult:
     """One run, end to end; writes the run folder ``out`` when given (reused if it holds
     this run, complete and intact). ``bundle`` / ``data`` / ``prepared`` hand over what is
     loaded already; ``caches`` the lower-layer cache of hidden state PL-1 per split.
-    ``overwrite``: replace a finished run of other settings in ``out``, or write into a
-    folder of files lpt_probe did not write (both refused otherwise, naming ``--overwrite``)."""
+    ``overwrite``: write into a folder of files lpt_probe did not write (refused otherwise).
+    ``keep_other_settings`` (the ``train`` command without ``--overwrite``): refuse to replace
+    a finished run trained with other settings (prompt or training config); by default it is
+    trained again in place, as sweeps do with their cells. A run whose data or model
+    weights changed under the same settings is trained again either way."""
     cfg = resolve_lr(prompt_cfg, cfg)
     if get_method(prompt_cfg.method).late_prompt and prompt_cfg.prompt_tokens < 1:
         raise ValueError(f"num_virtual_tokens={prompt_cfg.num_virtual_tokens}: method={prompt_cfg.method!r} "
@@ -158,9 +174,11 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
         ok, reason = check_run(run_dir, key)
         if ok:
             return _reuse(run_dir, key)
-        if reason.startswith("it was trained with other settings") and not overwrite:
-            raise ValueError(f"--out {run_dir} holds a finished run {reason}; give another --out, or --overwrite "
-                             f"to replace it")
+        if keep_other_settings and reason.startswith("it was trained with other settings"):
+            changed = other_settings(run_dir, config)
+            if changed:
+                raise ValueError(f"--out {run_dir} holds a finished run of other settings ({changed}); give another "
+                                 f"--out, or --overwrite to replace it")
         if (run_dir / "meta.json").exists() or (run_dir / "config.json").exists():
             logger.info("%s: training again: %s", run_dir, reason)
     # no folder (run_dir None): nothing is locked or written
