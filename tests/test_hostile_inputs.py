@@ -313,7 +313,7 @@ def test_the_guide_lists_every_case():
                    "LPT_PROBE_DATA_DIR", "TaskError", "labels is 5", "text column", "Install s3fs",
                    "writes a local folder only", "could not connect to", "file-size limit", "must be numbers",
                    "no command is at work there", "--bottleneck 0", "--reuse-runs",
-                   "leaves no training rows"):
+                   "leaves no training rows", "labels have training rows"):
         assert needle in guide, needle
 
 
@@ -658,3 +658,13 @@ def test_max_examples_that_leave_a_label_without_rows_is_warned(tmp_path, caplog
     caplog.clear()
     load_custom_task(task, dev_size=2, max_examples=10)
     assert "leaves no training rows" not in caplog.text
+
+
+def test_an_empty_class_file_is_refused_not_scored(tmp_path, data_dir, capsys):
+    mr = tmp_path / "data" / "mr"
+    mr.mkdir(parents=True)
+    shutil.copy(data_dir / "mr" / "rt-polarity.pos", mr / "rt-polarity.pos")
+    (mr / "rt-polarity.neg").write_bytes(b"")  # emptied: every row left is positive
+    refused(train.main, ["--task", "mr", "--data-dir", str(tmp_path / "data"), *TINY, "--out", str(tmp_path / "r"),
+                         "--quiet"], capsys, "only 1 of 2 labels have training rows", "empty or missing class file")
+    assert not (tmp_path / "r").exists()

@@ -140,6 +140,10 @@ def _warn_labels_without_rows(spec: TaskSpec, raw: dict[str, list[Example]]) -> 
     if not absent:
         return
     names = ", ".join(repr(spec.label_names[k]) for k in absent)
+    if spec.num_labels - len(absent) < 2:  # one class left: any metric would read as a result, and mean nothing
+        raise ValueError(f"{spec.name}: only {spec.num_labels - len(absent)} of {spec.num_labels} labels have "
+                         f"training rows (none for {names}): an empty or missing class file? Nothing can be learnt "
+                         f"from one class; add rows for the others (check the data files)")
     rows = "; ".join(f"{spec.label_names[k]!r}: " + ", ".join(f"{counts[role][k]} in {role}" for role in counts)
                      for k in absent)
     where = "the task's YAML file" if spec.protocol is Protocol.CUSTOM else "the task's labels"
