@@ -89,6 +89,11 @@ def read_table(path: Path, command: str) -> pd.DataFrame:
     if df.empty:
         raise ValueError(f"{path} has a header but no rows: nothing to draw; `{producer}` writes rows as its work "
                          f"finishes, so rerun it (or pass the folder of a finished one)")
+    with open(path, "rb") as f:  # lpt_probe ends every table with a newline: a file without one was cut short
+        f.seek(-1, 2)
+        if f.read(1) != b"\n":
+            logger.warning("%s does not end with a newline: it was cut short (a copy or write that did not finish), "
+                           "so the figure may lack rows; rerun `%s`, which writes it whole", path, producer)
     return df
 
 

@@ -313,7 +313,7 @@ def test_the_guide_lists_every_case():
                    "LPT_PROBE_DATA_DIR", "TaskError", "labels is 5", "text column", "Install s3fs",
                    "writes a local folder only", "could not connect to", "file-size limit", "must be numbers",
                    "no command is at work there", "--bottleneck 0", "--reuse-runs",
-                   "leaves no training rows", "labels have training rows"):
+                   "leaves no training rows", "labels have training rows", "cut short"):
         assert needle in guide, needle
 
 
@@ -668,3 +668,14 @@ def test_an_empty_class_file_is_refused_not_scored(tmp_path, data_dir, capsys):
     refused(train.main, ["--task", "mr", "--data-dir", str(tmp_path / "data"), *TINY, "--out", str(tmp_path / "r"),
                          "--quiet"], capsys, "only 1 of 2 labels have training rows", "empty or missing class file")
     assert not (tmp_path / "r").exists()
+
+
+def test_figures_warn_about_a_truncated_table(tmp_path, caplog):
+    text = mi_table().to_csv(index=False)
+    (tmp_path / "mi.csv").write_text(text[: len(text) - 25])  # cut inside the last row
+    assert figures.main(["mi", str(tmp_path), "--out", str(tmp_path / "figs")]) == 0
+    assert "mi.csv does not end with a newline: it was cut short" in caplog.text
+    caplog.clear()
+    (tmp_path / "mi.csv").write_text(text)
+    assert figures.main(["mi", str(tmp_path), "--out", str(tmp_path / "figs")]) == 0
+    assert "cut short" not in caplog.text
