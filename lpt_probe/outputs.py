@@ -1,7 +1,9 @@
 """A resumable output folder: the one context manager of ``run``, ``sweep``, ``mi``, ``influence``.
 
 ``ResumableOutput`` (also ``store.ResumableOutput``) checks the folder, holds its lock (a
-second command refuses), removes the outputs this invocation rebuilds and keeps a status
+second command refuses), sets aside the outputs this invocation rebuilds (removed when it
+finishes, put back if it fails: an error found after the start costs no earlier table) and
+keeps a status
 file (``meta.json`` of a run, ``sweep.json``, ``run.json`` of a study) that says
 ``running`` before any other output is written, and ``complete`` only last, after every
 file; an error marks it ``failed`` and Ctrl-C ``interrupted``, with the error. So an
@@ -109,8 +111,9 @@ class ResumableOutput:
     ``overwrite``: see the module docstring), an fsspec URL (not locked; no ``stale`` or ``outputs`` there), or
     None: no folder at all (nothing is checked, locked or written; ``meta`` is still kept).
     ``stale``: names or glob patterns inside ``out`` (``checkpoints/step-*.safetensors``)
-    removed by ``start`` before the status file says ``running``. ``t0``: when the work
-    began (``time.perf_counter()``; default: now). ``timed``: record ``wall_seconds``
+    set aside by ``start`` before the status file says ``running``: removed when the work
+    finishes, put back (where nothing new was written) when it fails or is interrupted.
+    ``t0``: when the work began (``time.perf_counter()``; default: now). ``timed``: record ``wall_seconds``
     since ``t0`` (on success unless the caller set it). ``list_outputs``: on success,
     record the folder's file names under ``outputs``. Errors before ``start`` (and a
     ``running`` that could not be written) leave the status file as it was."""
@@ -120,6 +123,7 @@ class ResumableOutput:
         self.out = None if out is None else out if store.is_url(out) else Path(out)
         self.status_file, self.stale, self.timed, self.list_outputs = status_file, tuple(stale), timed, list_outputs
         self.overwrite = overwrite
+        self._aside: list[tuple[Path, Path]] = []  # (stale output, where start set it aside)
         self.meta: dict[str, Any] | None = None
         self.t0 = time.perf_counter() if t0 is None else t0
         self._lock = store.OutputLock(self.out) if self.out is not None else None
@@ -150,12 +154,13 @@ class ResumableOutput:
             if not store.is_url(self.out):
                 if not (self.out / MARKER).exists():
                     store.write_json(self.out / MARKER, {"written_by": "lpt_probe", "status_file": self.status_file})
-                for pattern in self.stale:
-                    if any(c in pattern for c in "*?["):
-                        for path in self.out.glob(pattern):
-                            path.unlink()
-                    else:
-                        (self.out / pattern).unlink(missing_ok=True)
+                for pattern in self.stale:  # set aside, removed on success, put back on an error
+                    glob = any(c in pattern for c in "*?[")
+                    for path in self.out.glob(pattern) if glob else [self.out / pattern]:
+                        if path.is_file():
+                            aside = path.with_name(f".{path.name}.previous")
+                            path.replace(aside)
+                            self._aside.append((path, aside))
             store.write_json(self.status_path, meta)  # "running" first: the folder is not a result
         self.meta = meta
         return meta
@@ -164,9 +169,21 @@ class ResumableOutput:
     def seconds(self) -> float:
         return time.perf_counter() - self.t0
 
+    def _settle_aside(self, restore: bool) -> None:
+        """The stale outputs set aside by ``start``: removed (the work finished), or put back
+        where nothing new was written (``restore``: an error, so a refused rerun never costs
+        the user the tables of the run before it)."""
+        for path, aside in self._aside:
+            if restore and not path.exists():
+                aside.replace(path)
+            else:
+                aside.unlink(missing_ok=True)
+        self._aside = []
+
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if self.meta is not None:
+                self._settle_aside(restore=exc is not None)
                 if exc is None:
                     self._complete()
                 else:

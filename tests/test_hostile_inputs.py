@@ -449,6 +449,8 @@ def test_an_exported_prompt_records_digest_hub_id_and_fingerprint(tmp_path):
     ("label_word_ids", "edited after export (task's label_word_ids is [22, 21, 20]"),
     ("head_kind", "'head_kind' is missing"),
     ("base_model", "'base_model' is missing"),
+    ("format", "its format is 'x', expected 1"),
+    ("prompt_layer=0", "edited after export (prompt_layer is 0 (exported: 3))"),  # verified before it is built
 ])
 def test_a_tampered_export_is_refused_by_from_pretrained(tmp_path, tamper, message):
     _, _, folder = _export(tmp_path)
@@ -463,8 +465,10 @@ def test_a_tampered_export_is_refused_by_from_pretrained(tmp_path, tamper, messa
         (folder / TASK_NAME).write_text(json.dumps(task))
     else:
         record = json.loads((folder / CONFIG_NAME).read_text())
-        if tamper == "prompt_layer":
-            record["prompt_layer"] = 2
+        if tamper.startswith("prompt_layer"):
+            record["prompt_layer"] = 0 if tamper.endswith("=0") else 2
+        elif tamper == "format":
+            record["format"] = "x"
         else:
             del record[tamper]
         (folder / CONFIG_NAME).write_text(json.dumps(record))
@@ -679,3 +683,23 @@ def test_figures_warn_about_a_truncated_table(tmp_path, caplog):
     (tmp_path / "mi.csv").write_text(text)
     assert figures.main(["mi", str(tmp_path), "--out", str(tmp_path / "figs")]) == 0
     assert "cut short" not in caplog.text
+
+
+def test_an_error_after_the_start_puts_the_earlier_tables_back(tmp_path):
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / ".lpt_probe").write_text("{}")
+    (out / "mi.csv").write_text("the earlier table\n")
+    (out / "mi_diff.csv").write_text("the earlier differences\n")
+    with pytest.raises(store.DamagedFile):
+        with store.ResumableOutput(out, "run.json", stale=("mi.csv", "mi_diff.csv")) as output:
+            output.start({})
+            assert not (out / "mi.csv").exists()  # set aside: nothing stale is read meanwhile
+            (out / "mi_diff.csv").write_text("new\n")  # rebuilt before the error: kept
+            raise store.DamagedFile("reps/x.npy is damaged")  # e.g. a tampered representation found late
+    assert (out / "mi.csv").read_text() == "the earlier table\n" and (out / "mi_diff.csv").read_text() == "new\n"
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    assert sorted(p.name for p in out.iterdir()) == [".lock", ".lpt_probe", "mi.csv", "mi_diff.csv", "run.json"]
+    with store.ResumableOutput(out, "run.json", stale=("mi.csv",)) as output:
+        output.start({})
+    assert not (out / "mi.csv").exists() and not list(out.glob(".*.previous"))  # finished: the stale one is gone

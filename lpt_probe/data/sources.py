@@ -204,11 +204,12 @@ def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path |
         source = "custom"
     train, dev, test, info = _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap)
     if max_examples is not None:
+        had = {e.label for e in train}  # labels the cap may drop (not those the few-shot draw left out)
         rng = np.random.default_rng(SPLIT_SEED)
         train, dev, test = (s if len(s) <= max_examples else
                             stratified_split(s, max_examples, rng, "a capped split")[0]
                             for s in (train, dev, test))
-        lacking = [n for i, n in enumerate(spec.label_names) if i not in {e.label for e in train}]
+        lacking = [n for i, n in enumerate(spec.label_names) if i in had and i not in {e.label for e in train}]
         if lacking:
             logger.warning("%s: --max-examples %d leaves no training rows of label(s) %s: the prompt never sees "
                            "them; raise --max-examples (at least %d for one row per label)", spec.name, max_examples,

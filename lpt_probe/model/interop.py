@@ -151,19 +151,26 @@ class LatePrompt:
             raise FileNotFoundError(f"{folder} holds no late prompt: {', '.join(missing)} missing (write one with "
                                     "LatePrompt.save_pretrained)")
         record = read_json_object(folder / CONFIG_NAME)
-        if record.get("format", 0) > FORMAT:
-            raise ValueError(f"{folder / CONFIG_NAME} has format {record['format']}; this lpt_probe reads up to "
-                             f"{FORMAT}: upgrade lpt_probe")
-        names = LatePromptConfig.__dataclass_fields__
-        config = LatePromptConfig(**{k: v for k, v in record.items() if k in names})
+        fmt = record.get("format", 0)
+        if isinstance(fmt, bool) or not isinstance(fmt, int):
+            raise DamagedFile(f"{folder / CONFIG_NAME} is damaged (its format is {fmt!r}, expected {FORMAT}); export "
+                              f"the prompt again")
+        if fmt > FORMAT:
+            raise ValueError(f"{folder / CONFIG_NAME} has format {fmt}; this lpt_probe reads up to {FORMAT}: upgrade "
+                             f"lpt_probe")
         task = read_json_object(folder / TASK_NAME) if (folder / TASK_NAME).is_file() else {}
-        try:
+        try:  # verified first: the config is built only from what was exported
             with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as f:
                 metadata = f.metadata()
             check_folder(folder, WEIGHTS_NAME, record, task, metadata)
             weights = load_file(str(folder / WEIGHTS_NAME))
         except SafetensorError as exc:
             raise DamagedFile(f"{folder / WEIGHTS_NAME} is damaged ({exc}); export the prompt again") from None
+        names = LatePromptConfig.__dataclass_fields__
+        try:
+            config = LatePromptConfig(**{k: v for k, v in record.items() if k in names})
+        except TypeError as exc:  # a hand-written or older config of the wrong shape
+            raise DamagedFile(f"{folder / CONFIG_NAME} is damaged ({exc}); export the prompt again") from None
         return cls(config, weights, record["head_kind"], record["base_model"], task)
 
     # -- using it -------------------------------------------------------------------------
