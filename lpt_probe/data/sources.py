@@ -198,11 +198,16 @@ def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path |
         source = "local" if data_dir is not None else "hub"
     if source == "local" and data_dir is None and spec.protocol is not Protocol.CUSTOM:
         raise ValueError("source='local' needs data_dir (--data-dir), e.g. ../shared/data")
-    raw, reader = read_hub(spec) if source == "hub" else read_local(spec, data_dir)
-    _warn_labels_without_rows(spec, raw)
+    try:  # whatever the files hold: the data, or one TaskError line naming the file and line
+        raw, reader = read_hub(spec) if source == "hub" else read_local(spec, data_dir)
+        _warn_labels_without_rows(spec, raw)
+        train, dev, test, info = _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap)
+    except TaskError:
+        raise
+    except (ValueError, UnicodeError) as exc:
+        raise TaskError(" ".join(str(exc).split())) from None
     if spec.protocol is Protocol.CUSTOM:
         source = "custom"
-    train, dev, test, info = _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap)
     if max_examples is not None:
         had = {e.label for e in train}  # labels the cap may drop (not those the few-shot draw left out)
         rng = np.random.default_rng(SPLIT_SEED)
