@@ -703,3 +703,16 @@ def test_an_error_after_the_start_puts_the_earlier_tables_back(tmp_path):
     with store.ResumableOutput(out, "run.json", stale=("mi.csv",)) as output:
         output.start({})
     assert not (out / "mi.csv").exists() and not list(out.glob(".*.previous"))  # finished: the stale one is gone
+
+
+def test_other_settings_names_what_differs_and_ignores_where_it_ran(finished_run):
+    from lpt_probe.runs.run import other_settings
+
+    _, run = finished_run
+    config = json.loads((run / "config.json").read_text())
+    assert other_settings(run, config) == ""
+    moved = {**config, "train": {**config["train"], "device": "cuda", "data_dir": "/elsewhere"}}
+    assert other_settings(run, moved) == ""  # where it ran and where its data lives are no setting
+    other = {**config, "train": {**config["train"], "model": "smollm2", "steps": 9},
+             "prompt": {**config["prompt"], "prompt_layer": 2}}
+    assert other_settings(run, other) == "prompt_layer: 3 -> 2, model: 'minilm' -> 'smollm2', steps: 1 -> 9"

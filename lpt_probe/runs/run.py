@@ -123,13 +123,14 @@ def default_run_dir(prompt_cfg: LatePromptConfig, cfg: TrainConfig) -> Path:
 
 
 def other_settings(run_dir: Path, config: dict) -> str:
-    """The settings (prompt and training config, less where it ran) in which the run in
-    ``run_dir`` differs from ``config``, as ``name: old -> new``; '' when they agree (its
-    data or model changed) or its config cannot be read (then it is redone anyway)."""
+    """The settings (prompt and training config with the model, less where it ran and where
+    its data lives) in which the run in ``run_dir`` differs from ``config``, as
+    ``name: old -> new``; '' when they agree (its data or the model's weights changed) or
+    its config cannot be read (then it is redone anyway)."""
     try:
         old = store.read_json_object(run_dir / "config.json")
         parts = [(f"{k}", old[part].get(k), config[part].get(k)) for part in ("prompt", "train")
-                 for k in sorted(set(old[part]) | set(config[part])) if k not in NOT_IN_KEY]
+                 for k in sorted(set(old[part]) | set(config[part])) if k == "model" or k not in NOT_IN_KEY]
     except (OSError, ValueError, KeyError, AttributeError):
         return ""
     return ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in parts if a != b)
