@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
+import os
 import sys
 import time
 import types
@@ -234,6 +236,12 @@ def run_main(parser: argparse.ArgumentParser, body: Callable[[], int],
         return 130
     except USER_ERRORS as exc:
         parser.exit(2, f"error: {exc}\n")
+    except OSError as exc:
+        if exc.errno != errno.EFBIG:
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        parser.exit(2, f"error: a file grew past this process's file-size limit (ulimit -f){where}; raise the limit "
+                       f"(ulimit -f unlimited) and rerun the command (finished parts are kept)\n")
     return 1  # pragma: no cover  (parser.exit raises)
 
 
@@ -273,6 +281,10 @@ def study_main(parser: argparse.ArgumentParser, argv: list[str] | None, cfg_cls,
             if done is not None:
                 return done
         cfg = config_from_args(cfg_cls, args, progress=args.progress and not args.quiet)
+        missing = [p for p in getattr(args, "reuse_runs", ()) or () if not os.path.isdir(p)]
+        if missing:  # a mistyped folder would silently train every prompt again
+            raise FileNotFoundError(f"--reuse-runs {','.join(missing)}: no such folder; give folders of run folders "
+                                    f"(e.g. a sweep's runs/), or leave the flag out")
         state["out"] = str(cfg.out_dir)
         summary, wrote = work(cfg, args)
         print(summary)

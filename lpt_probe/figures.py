@@ -38,6 +38,7 @@ from . import store
 from .layers import select_prompt_layers
 from . import viz as P
 from .cli import add_output_args, run_main, setup_logging
+from .outputs import check_url
 
 logger = logging.getLogger("lpt_probe.figures")  # not __name__, which is "__main__" under python -m
 
@@ -88,6 +89,11 @@ def read_table(path: Path, command: str) -> pd.DataFrame:
     if df.empty:
         raise ValueError(f"{path} has a header but no rows: nothing to draw; `{producer}` writes rows as its work "
                          f"finishes, so rerun it (or pass the folder of a finished one)")
+    with open(path, "rb") as f:  # lpt_probe ends every table with a newline: a file without one was cut short
+        f.seek(-1, 2)
+        if f.read(1) != b"\n":
+            logger.warning("%s does not end with a newline: it was cut short (a copy or write that did not finish), "
+                           "so the figure may lack rows; rerun `%s`, which writes it whole", path, producer)
     return df
 
 
@@ -99,9 +105,17 @@ VALUES: dict[str, Callable[[argparse.Namespace], tuple[str, ...]]] = {
 
 
 def warn_missing_values(df: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> list[int]:
-    """Warn (naming the lines of ``path``) about rows whose drawn value is NaN: the figure
+    """Refuse a drawn column with a cell that is not a number (``ValueError`` naming its line);
+    warn (naming the lines of ``path``) about rows whose drawn value is NaN: the figure
     leaves them out, so its lines join across the gap. Rows of runs that did not finish
     (``status`` other than complete) are left out anyway and not reported. Returns the lines."""
+    for c in (c for c in columns if c in df.columns and not pd.api.types.is_numeric_dtype(df[c])):  # not numbers
+        numbers = pd.to_numeric(df[c], errors="coerce")
+        odd = df[numbers.isna() & df[c].notna()]
+        if len(odd):
+            raise ValueError(f"{path}: {c} must be numbers, but line {int(odd.index[0]) + 2} holds "
+                             f"{str(odd[c].iloc[0])[:40]!r} ({len(odd)} such row(s)); rerun what wrote the file or fix "
+                             f"those cells")
     rows = df[df["status"] == "complete"] if "status" in df.columns else df
     present = [c for c in columns if c in rows.columns]
     if not present:
@@ -289,6 +303,7 @@ def run_section4(args: argparse.Namespace) -> list[Path]:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Draw and save every figure of one subcommand; returns the paths written."""
+    check_url(str(args.out), local_only=True)  # figures are drawn into a local folder
     store.check_output_folder(args.out)  # before any work: a file in the way, or no write permission
     if args.command == "section4":
         return run_section4(args)

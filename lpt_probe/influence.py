@@ -31,6 +31,7 @@ from .analysis.influence import (
 from .analysis.plan import plan_influence
 from .analysis.remote import add_execution_args
 from .cli import add_plan_flag, config_from_args, study_main, study_parser
+from .outputs import stale_status
 from .runs.executors import ExecutorConfig
 
 
@@ -53,7 +54,8 @@ def draw(out: Path, table: pd.DataFrame) -> Path:
 
 def report(cfg: InfluenceConfig, args) -> tuple[str, str]:
     if args.plan:
-        return plan_influence(cfg).render(), "nothing (--plan)"
+        stale = stale_status(cfg.out_dir, "run.json")  # a killed earlier run: say so
+        return "\n".join([*([f"note: {stale}"] if stale else []), plan_influence(cfg).render()]), "nothing (--plan)"
     execution = config_from_args(ExecutorConfig, args)
     run, table, meta = run_influence(cfg, execution, device=args.device)  # "auto" resolves on each Ray worker
     draw(run.out, table)

@@ -43,14 +43,33 @@ def parse_prompt_layers(spec: str, num_hidden_layers: int) -> list[int]:
     if spec == "all":
         return list(range(1, L + 1))
     try:
-        layers = sorted({int(x) for x in spec.split(",") if x.strip()})
+        given = [int(x) for x in spec.split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"--prompt-layers {spec!r}: give 'default', 'all' or numbers like '1,4,6'") from None
+    layers = sorted(check_unique("--prompt-layers", given))
     bad = [k for k in layers if not 1 <= k <= L]
     if bad or not layers:
         raise ValueError(f"--prompt-layers {spec!r}: prompt layers must be in 1..{L} for a model with "
                          f"num_hidden_layers={L} (got {bad or 'none'})")
     return layers
+
+
+def check_unique(flag: str, values, what: str = "value") -> tuple:
+    """``values`` as a tuple, refused (one line naming the flag and the repeats) when any
+    value comes twice: each one names a condition, a run folder or a table row, so a
+    repeat would make two conditions share one name (and one stored file)."""
+    values = tuple(values)
+    seen, repeats = set(), []
+    for v in values:
+        if v in seen and v not in repeats:
+            repeats.append(v)
+        seen.add(v)
+    if repeats:
+        given = ",".join(map(str, values))
+        once = ",".join(map(str, dict.fromkeys(values)))
+        raise ValueError(f"{flag} {given}: {', '.join(map(str, repeats))} given more than once; each {what} names "
+                         f"one condition and its stored results, so give each once ({flag} {once})")
+    return values
 
 
 def select_prompt_layers(spec: str | None, present) -> list[int]:

@@ -24,6 +24,7 @@ from .analysis.mi import MIConfig, run_mi, summary_table
 from .analysis.plan import plan_mi
 from .analysis.remote import add_execution_args
 from .cli import add_plan_flag, config_from_args, study_main, study_parser
+from .outputs import stale_status
 from .runs.executors import ExecutorConfig
 
 
@@ -51,7 +52,8 @@ def draw(out: Path, mi: pd.DataFrame) -> Path:
 
 def report(cfg: MIConfig, args) -> tuple[str, str]:
     if args.plan:
-        return plan_mi(cfg).render(), "nothing (--plan)"
+        stale = stale_status(cfg.out_dir, "run.json")  # a killed earlier run: say so
+        return "\n".join([*([f"note: {stale}"] if stale else []), plan_mi(cfg).render()]), "nothing (--plan)"
     execution = config_from_args(ExecutorConfig, args)
     run, frames, _ = run_mi(cfg, execution, device=args.device)  # "auto" resolves on each Ray worker
     draw(run.out, frames["mi"])

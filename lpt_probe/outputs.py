@@ -1,22 +1,101 @@
 """A resumable output folder: the one context manager of ``run``, ``sweep``, ``mi``, ``influence``.
 
 ``ResumableOutput`` (also ``store.ResumableOutput``) checks the folder, holds its lock (a
-second command refuses), removes the outputs this invocation rebuilds and keeps a status
+second command refuses), sets aside the outputs this invocation rebuilds (removed when it
+finishes, put back if it fails: an error found after the start costs no earlier table) and
+keeps a status
 file (``meta.json`` of a run, ``sweep.json``, ``run.json`` of a study) that says
 ``running`` before any other output is written, and ``complete`` only last, after every
 file; an error marks it ``failed`` and Ctrl-C ``interrupted``, with the error. So an
 unfinished folder is never mistaken for a result, and rerunning the command redoes it.
+
+Only folders the toolkit owns are written into: ``start`` leaves a marker file
+(``.lpt_probe``) in the folder, and ``ResumableOutput`` refuses (``ForeignFolder``, one
+line) a folder that holds files but neither the marker nor a status file lpt_probe wrote
+(folders from before the marker), unless ``overwrite=True`` (the commands' ``--overwrite``):
+a model folder or a user's results are never replaced by a mistyped ``--out``. A new or
+empty folder is always fine. A status file that says ``running`` while nobody holds the lock
+(its command was killed) is reported (:func:`stale_status`) and marked ``interrupted`` by the
+next command; :func:`check_url` turns an output URL that cannot be written into one line.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import fsspec
+from filelock import FileLock, Timeout
+
 from . import store
 
-__all__ = ["ResumableOutput"]
+__all__ = ["ResumableOutput", "ForeignFolder", "MARKER", "check_owned", "check_url", "stale_status"]
+logger = logging.getLogger(__name__)
+MARKER = ".lpt_probe"  # in every output folder the toolkit writes: the folder is its to replace
+
+
+class ForeignFolder(ValueError):
+    """An output folder that holds files lpt_probe did not write."""
+
+
+def check_url(url: str, flag: str = "--out", local_only: bool = False) -> None:
+    """One ``ValueError`` line for an output URL that cannot be written: the command writes a
+    local folder only (``local_only``), or no installed fsspec filesystem serves the URL (the
+    error names the package to install). Local paths pass."""
+    if not store.is_url(url):
+        return
+    if local_only:
+        raise ValueError(f"{flag} {url}: this command writes a local folder only; give a local path (and copy "
+                         f"the folder to {url} afterwards)")
+    try:
+        fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"{flag} {url}: {' '.join(str(exc).split())}; install the filesystem of that URL "
+                         f"(pip install it), or give a local folder") from None
+
+
+def stale_status(out: str | Path, status_file: str) -> str | None:
+    """A note when ``out``'s status file says ``running`` but no command holds the folder's
+    lock: the command that wrote it ended without marking it (SIGKILL, ``timeout``, a power
+    cut; the lock dies with its process). None otherwise, and for URLs. Writes nothing."""
+    if store.is_url(out) or not (Path(out) / status_file).is_file():
+        return None
+    if store.read_json_cache(Path(out) / status_file).get("status") != "running":
+        return None
+    lock = Path(out) / ".lock"
+    if lock.exists():
+        held = FileLock(str(lock))
+        try:
+            held.acquire(timeout=0)
+        except Timeout:
+            return None  # a command is at work there now
+        held.release()
+    return (f"{Path(out) / status_file} says 'running', but no command is at work there: the command that wrote it "
+            f"ended without marking it (killed, or timed out); it counts as interrupted and is resumed")
+
+
+def _ours(status: Path) -> bool:
+    """Whether ``status`` is a status file lpt_probe wrote (before folders had the marker)."""
+    meta = store.read_json_cache(status)
+    return "status" in meta and "lpt_probe" in (meta.get("versions") or {})
+
+
+def check_owned(out: str | Path, status_file: str, overwrite: bool = False, flag: str = "--out",
+                fix: str = "--overwrite") -> None:
+    """Refuse (``ForeignFolder``) a non-empty local folder that lpt_probe does not own: no
+    ``MARKER`` and no status file it wrote. ``overwrite``: write into it anyway."""
+    if overwrite or store.is_url(out) or not Path(out).is_dir():
+        return
+    out = Path(out)
+    names = sorted(p.name for p in out.iterdir() if p.name != ".lock")
+    if not names or MARKER in names or _ours(out / status_file):
+        return
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    raise ForeignFolder(f"{flag} {out}: the folder holds files lpt_probe did not write ({shown}) and no {MARKER} "
+                        f"marker, so it is not replaced; give a new or empty folder, or {fix} to write into it "
+                        f"anyway")
 
 
 class ResumableOutput:
@@ -28,19 +107,23 @@ class ResumableOutput:
             ...                                   # compute; output.meta.update(...) with what is learnt
         # run.json says "complete" (with wall_seconds), or "failed" / "interrupted" and the error
 
-    ``out``: a folder, an fsspec URL (not locked; no ``stale`` or ``outputs`` there), or
+    ``out``: a folder (refused when it holds files lpt_probe did not write, unless
+    ``overwrite``: see the module docstring), an fsspec URL (not locked; no ``stale`` or ``outputs`` there), or
     None: no folder at all (nothing is checked, locked or written; ``meta`` is still kept).
     ``stale``: names or glob patterns inside ``out`` (``checkpoints/step-*.safetensors``)
-    removed by ``start`` before the status file says ``running``. ``t0``: when the work
-    began (``time.perf_counter()``; default: now). ``timed``: record ``wall_seconds``
+    set aside by ``start`` before the status file says ``running``: removed when the work
+    finishes, put back (where nothing new was written) when it fails or is interrupted.
+    ``t0``: when the work began (``time.perf_counter()``; default: now). ``timed``: record ``wall_seconds``
     since ``t0`` (on success unless the caller set it). ``list_outputs``: on success,
     record the folder's file names under ``outputs``. Errors before ``start`` (and a
     ``running`` that could not be written) leave the status file as it was."""
 
     def __init__(self, out: str | Path | None, status_file: str = "run.json", stale: tuple[str, ...] = (), *,
-                 t0: float | None = None, timed: bool = True, list_outputs: bool = True):
+                 t0: float | None = None, timed: bool = True, list_outputs: bool = True, overwrite: bool = False):
         self.out = None if out is None else out if store.is_url(out) else Path(out)
         self.status_file, self.stale, self.timed, self.list_outputs = status_file, tuple(stale), timed, list_outputs
+        self.overwrite = overwrite
+        self._aside: list[tuple[Path, Path]] = []  # (stale output, where start set it aside)
         self.meta: dict[str, Any] | None = None
         self.t0 = time.perf_counter() if t0 is None else t0
         self._lock = store.OutputLock(self.out) if self.out is not None else None
@@ -51,8 +134,16 @@ class ResumableOutput:
 
     def __enter__(self) -> "ResumableOutput":
         if self.out is not None:
+            check_url(str(self.out), local_only=False)  # a URL whose filesystem is not installed: one line
             store.check_output_folder(self.out)
+            check_owned(self.out, self.status_file, self.overwrite)
+            stale = stale_status(self.out, self.status_file)
             self._lock.__enter__()
+            if stale:  # marked before any work, so the record says so even if this command fails early
+                logger.warning("%s", stale)
+                meta = store.read_json_cache(self.status_path)
+                store.write_status(self.status_path, {**meta, "status": "interrupted",
+                                                      "error": "the process ended without marking the folder"})
         return self
 
     def start(self, meta: dict[str, Any]) -> dict[str, Any]:
@@ -61,12 +152,15 @@ class ResumableOutput:
         meta = {**meta, "status": "running"}
         if self.out is not None:
             if not store.is_url(self.out):
-                for pattern in self.stale:
-                    if any(c in pattern for c in "*?["):
-                        for path in self.out.glob(pattern):
-                            path.unlink()
-                    else:
-                        (self.out / pattern).unlink(missing_ok=True)
+                if not (self.out / MARKER).exists():
+                    store.write_json(self.out / MARKER, {"written_by": "lpt_probe", "status_file": self.status_file})
+                for pattern in self.stale:  # set aside, removed on success, put back on an error
+                    glob = any(c in pattern for c in "*?[")
+                    for path in self.out.glob(pattern) if glob else [self.out / pattern]:
+                        if path.is_file():
+                            aside = path.with_name(f".{path.name}.previous")
+                            path.replace(aside)
+                            self._aside.append((path, aside))
             store.write_json(self.status_path, meta)  # "running" first: the folder is not a result
         self.meta = meta
         return meta
@@ -75,9 +169,21 @@ class ResumableOutput:
     def seconds(self) -> float:
         return time.perf_counter() - self.t0
 
+    def _settle_aside(self, restore: bool) -> None:
+        """The stale outputs set aside by ``start``: removed (the work finished), or put back
+        where nothing new was written (``restore``: an error, so a refused rerun never costs
+        the user the tables of the run before it)."""
+        for path, aside in self._aside:
+            if restore and not path.exists():
+                aside.replace(path)
+            else:
+                aside.unlink(missing_ok=True)
+        self._aside = []
+
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if self.meta is not None:
+                self._settle_aside(restore=exc is not None)
                 if exc is None:
                     self._complete()
                 else:

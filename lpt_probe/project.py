@@ -22,6 +22,7 @@ from .analysis.projection import METHODS, save_projection
 from .analysis.prompt_projection import project_run
 from .analysis.representations import REPRESENTATIONS
 from .cli import add_output_args, run_main, setup_logging
+from .outputs import check_url
 from .store import check_output_folder
 from .viz import paper_style, plot_projection, save_figure
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         run = Path(args.run)
+        check_url(args.out or "", local_only=True)  # a local folder only
         out = Path(args.out) if args.out else run / "projection"
         if args.out or run.is_dir():  # before the work, not after it (no run folder: project_run says so)
             check_output_folder(out)

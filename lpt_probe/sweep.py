@@ -29,6 +29,7 @@ from .cli import (
     setup_logging,
 )
 from .model.late_prompt import LatePromptConfig
+from .outputs import stale_status
 from .runs.executors import ExecutorConfig
 from .runs.sweep import PROMPT_OPTIONS, SweepConfig, default_out, run_sweep
 from .runs.sweep_plan import plan_sweep
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lpt_probe.sweep", description=__doc__.split("\n")[0])
     add_config_args(p, TrainConfig, groups=TRAIN_GROUPS)
     g = p.add_argument_group("grid")
-    add_config_args(g, SweepConfig, skip=("out", "progress"))
+    add_config_args(g, SweepConfig, skip=("out", "progress", "overwrite"))
     add_config_args(p, LatePromptConfig, skip=("method", "prompt_layer", "generator"),
                     groups={"late prompt (every cell)": PROMPT_GROUPS["late prompt"],
                             "baseline options (with --methods)": PROMPT_GROUPS["baseline options (with --method)"]})
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         sweep, base = configs(args)
         execution = config_from_args(ExecutorConfig, args)
         if args.plan:
-            print(plan_sweep(sweep, base).render())
+            stale = stale_status(sweep.out, "sweep.json")  # a killed earlier sweep: say so
+            print("\n".join([*([f"note: {stale}"] if stale else []), plan_sweep(sweep, base).render()]))
             return 0
         table = run_sweep(sweep, base, execution, requested_device=requested)
         paths = draw(sweep.out)

@@ -2,10 +2,13 @@
 
 The command-line front of ``lpt_probe.runs.run.train``: the flags are the fields of
 ``LatePromptConfig`` (what is trained) and ``TrainConfig`` (how), the run folder is
-``--out`` (default ``artifacts/runs/<task>/<model>/<what>-<shots>-s<seed>``), and the
-one printed line summarises ``metrics.json``. ``--method`` trains a baseline in the
-same harness (``lpt_probe.model.methods``). Rerunning the same command reuses the
-finished run; changed settings, data or weights train it again.
+``--out`` (default ``artifacts/runs/<task>/<model>/<what>-<shots>-s<seed>``; an fsspec URL
+such as ``s3://bucket/run`` is trained in a local folder and uploaded, ``meta.json`` last,
+and trained anew on every call), and the one printed line summarises ``metrics.json``.
+``--method`` trains a baseline in the same harness (``lpt_probe.model.methods``).
+Rerunning the same command reuses the finished run; a failed or damaged one, or one whose
+data or model weights changed, is trained again; a finished run of other settings, and a
+folder of files lpt_probe did not write, are refused unless ``--overwrite``.
 
 This module is also the public ``lpt_probe.train``: calling it trains, exactly as
 ``lpt_probe.runs.run.train`` (``train(LatePromptConfig(...), TrainConfig(...), out=...)``),
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -32,8 +36,10 @@ from .cli import (
 from .layers import middle_prompt_layer
 from .model.late_prompt import LatePromptConfig
 from .model.loading import load_model
+from .outputs import check_owned, check_url
 from .runs.run import default_run_dir, train
 from .runs.trainer import TrainConfig, TrainingDiverged
+from .store import check_output_folder, is_url, upload_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p, TrainConfig, groups=TRAIN_GROUPS)
     p._lpt_groups["hardware"].add_argument("--out", default=None,
                                            help="run folder (default artifacts/runs/<task>/<model>/...)")
+    p._lpt_groups["hardware"].add_argument("--overwrite", action="store_true",
+                                           help="replace what --out holds: a finished run of other settings, or "
+                                                "files lpt_probe did not write (both refused otherwise)")
     add_output_args(p)
     return p
 
@@ -54,15 +63,27 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         tc = config_from_args(TrainConfig, args)
+        if args.out:  # before the model loads: --out may be the model's own folder
+            check_url(args.out)  # a URL whose filesystem is not installed: one line naming the package
+            check_output_folder(args.out)
+            check_owned(args.out, "meta.json", args.overwrite)
         bundle = load_model(tc.model, device=tc.device, dtype=tc.dtype)
         layers = bundle[0].config.num_hidden_layers
         pl = args.prompt_layer
         if pl is None:
             pl = middle_prompt_layer(layers) if args.method == "lpt" else 1
         pc = config_from_args(LatePromptConfig, args, prompt_layer=pl)
-        out = state["out"] = Path(args.out) if args.out else default_run_dir(pc, tc)
+        url = args.out if is_url(args.out) else None
+        out = state["out"] = url or (Path(args.out) if args.out else default_run_dir(pc, tc))
         try:
-            res = train(pc, tc, out, bundle=bundle, progress=not args.quiet)
+            if url:  # trained in a local folder, then uploaded (meta.json last), as a sweep's cells
+                with tempfile.TemporaryDirectory(prefix="lpt_run_") as staging:
+                    res = train(pc, tc, staging, bundle=bundle, progress=not args.quiet)
+                    (Path(staging) / ".lock").unlink(missing_ok=True)
+                    upload_dir(staging, url)
+            else:
+                res = train(pc, tc, out, bundle=bundle, progress=not args.quiet, overwrite=args.overwrite,
+                            keep_other_settings=not args.overwrite)
         except TrainingDiverged as exc:
             p.exit(1, f"error: training diverged: {exc}; run marked failed in {out}/meta.json\n")
         m = res.metrics

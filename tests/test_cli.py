@@ -30,13 +30,14 @@ BEFORE = json.loads((REPO / "tests" / "data" / "cli_flags_before.json").read_tex
 COMMON = {"--quiet", "-q", "--verbose", "-v"}  # every command, added with the run library
 METHOD_OPTIONS = {"--adapter-size", "--adapter-layers", "--phm-n", "--sentence-pooling"}  # issue 13
 ADDED = {  # flags added since, by the issue that asked for them
-    "train": COMMON | {"--drop-overlap", "--save-every"} | METHOD_OPTIONS,
-    "sweep": COMMON | {"--drop-overlap", "--save-every", "--plan"} | METHOD_OPTIONS,
+    "train": COMMON | {"--drop-overlap", "--save-every", "--overwrite"} | METHOD_OPTIONS,  # --overwrite: issue 34
+    "sweep": COMMON | {"--drop-overlap", "--save-every", "--plan", "--overwrite"} | METHOD_OPTIONS,
     "mi": COMMON | {"--mdl", "--drop-overlap", "--probe-grid", "--probe-input", "--probe-layers", "--probe-width",
                     "--probe-init", "--probe-readout", "--control-permutations", "--jobs",
                     "--dev-size", "--probe-dev-size", "--keep-overlap", "--reuse-runs",  # issue 22
                     "--dtype",  # issue 23
-                    "--executor", "--address", "--cpus-per-run", "--gpus-per-run", "--plan"},  # issue 26
+                    "--executor", "--address", "--cpus-per-run", "--gpus-per-run", "--plan",  # issue 26
+                    "--overwrite"},  # issue 34
     "project": COMMON,
 }
 for _cmd in ("train", "sweep", "mi"):  # issue 32: train until learned

@@ -31,7 +31,7 @@ def test_running_during_complete_after_with_wall_seconds_and_outputs(tmp_path):
     done = status(out / "run.json")
     assert done["status"] == "complete" and done["a"] == 1 and done["b"] == 2 and done["wall_seconds"] >= 0
     assert done["outputs"] == ["mi.csv", "run.json"] and "error" not in done
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "mi.csv", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", ".lpt_probe", "mi.csv", "run.json"]
 
 
 def test_failed_with_the_error_on_an_exception(tmp_path):
@@ -61,6 +61,7 @@ def test_stale_files_and_globs_are_removed_at_start_and_others_kept(tmp_path):
     for name in ("mi.csv", "keep.csv", "checkpoints/step-2.safetensors", "checkpoints/step-4.safetensors",
                  "checkpoints/other.bin"):
         (out / name).write_text("old")
+    (out / ".lpt_probe").write_text("{}")  # a folder an earlier run wrote (a foreign one is refused: issue 34)
     with store.ResumableOutput(out, "run.json", stale=("mi.csv", "gone.csv", "checkpoints/step-*.safetensors")
                                ) as output:
         assert (out / "mi.csv").exists()  # nothing is removed before start

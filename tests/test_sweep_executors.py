@@ -26,6 +26,7 @@ def block(out, cell: str):
     """Make a cell fail for real: a file where its run folder must go (an OSError each try)."""
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "runs" / cell).write_text("not a folder")
+    (out / ".lpt_probe").write_text("{}")  # the sweep's own folder (a foreign one is refused: issue 34)
 
 
 def stamps(out) -> dict[str, str]:

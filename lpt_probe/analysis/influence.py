@@ -93,7 +93,8 @@ from .influence_measures import GRADIENT_LOSSES, QUANTITIES, coherence, coherenc
 from .influence_measures import gradient_measures, measure, measure_batch, prompt_keys_blocked  # noqa: F401
 from .influence_measures import resample_counts, summarise_coherence, summarise_mean  # noqa: F401 (re-exported)
 from .remote import study_executor
-from .study import Condition, StudyConfig, StudyOutput, check_at_least, field_help, run_folder
+from .study import (Condition, StudyConfig, StudyOutput, check_at_least, field_help, run_folder,
+                    unique_conditions)
 
 logger = logging.getLogger(__name__)
 _h = field_help  # a config field's help text and flag options
@@ -185,7 +186,7 @@ class InfluenceRun:
         self.task = self.prepared.data.task
 
     def conditions(self) -> list[Condition]:
-        return [Condition.lpt(k, s) for k in self.prompt_layers for s in self.cfg.seeds]
+        return unique_conditions([Condition.lpt(k, s) for k in self.prompt_layers for s in self.cfg.seeds])
 
     def prompt_config(self, cond: Condition) -> LatePromptConfig:
         pc = self.cfg.prompt_config(cond.prompt_layer)
@@ -317,7 +318,7 @@ def run_influence(cfg: InfluenceConfig, execution: ExecutorConfig | None = None,
     cfg = executor.settle(replace(cfg, out=str(cfg.out_dir)))
     out = cfg.out_dir
     with StudyOutput(out, "run.json", stale=("influence.csv", "influence_examples.csv", "influence_gram.npz",
-                                             "influence_by_layer.pdf")) as study:
+                                             "influence_by_layer.pdf"), overwrite=cfg.overwrite) as study:
         run = InfluenceRun(cfg)
         run.load_data()
         conds = run.conditions()

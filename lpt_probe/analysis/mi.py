@@ -49,7 +49,7 @@ import pandas as pd
 from .. import store
 from ..data.encoded import encode_split
 from ..data.sources import probe_splits
-from ..layers import parse_prompt_layers
+from ..layers import check_unique, parse_prompt_layers
 from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptConfig, LatePromptModel
@@ -70,7 +70,8 @@ from .compare import condition_differences, effects_table
 from .mi_store import ProbePieces, StoredRepresentations
 from .pieces import default_jobs
 from .remote import study_executor
-from .study import Condition, StudyConfig, StudyOutput, check_at_least, field_help, run_folder
+from .study import (Condition, StudyConfig, StudyOutput, check_at_least, field_help, run_folder,
+                    unique_conditions)
 from .representations import REPRESENTATIONS
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class MIConfig(StudyConfig):
             raise ValueError(f"probe={self.probe!r} is unknown; choose one of {', '.join(PROBES)}")
         if self.probe_seeds is None:
             self.probe_seeds = (0,) if self.probe == "linear" else (0, 1, 2)
-        self.probe_seeds = tuple(int(s) for s in self.probe_seeds)
+        self.probe_seeds = check_unique("--probe-seeds", (int(s) for s in self.probe_seeds), "probe seed")
         if not self.probe_seeds:
             raise ValueError("--probe-seeds: give at least one probe seed, e.g. 0")
         if self.representation not in REPRESENTATIONS:
@@ -220,7 +221,7 @@ class MIRun(StoredRepresentations, ProbePieces):
         conds += [Condition.lpt(k, s) for k in self.prompt_layers for s in self.cfg.seeds]
         if self.cfg.controls:
             conds.append(Condition(f"random-s{self.cfg.seeds[0]}", "random_weights", 0, self.cfg.seeds[0]))
-        return conds
+        return unique_conditions(conds)
 
     def prompt_config(self, cond: Condition) -> LatePromptConfig:
         return self.cfg.prompt_config(cond.prompt_layer)
@@ -334,8 +335,8 @@ def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None, device: str |
     executor = study_executor(execution, device)
     cfg = executor.settle(replace(cfg, out=str(cfg.out_dir)))
     out = cfg.out_dir
-    with StudyOutput(out, "run.json", stale=("mi.csv", "mdl.csv", "pvi.csv", "mi_diff.csv", "mi_by_layer.pdf")
-                     ) as study:
+    with StudyOutput(out, "run.json", stale=("mi.csv", "mdl.csv", "pvi.csv", "mi_diff.csv", "mi_by_layer.pdf"),
+                     overwrite=cfg.overwrite) as study:
         run = MIRun(cfg)
         run.load_data()
         conds = run.conditions()

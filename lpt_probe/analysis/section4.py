@@ -163,7 +163,7 @@ def run_section4(cfg: Section4Config) -> dict:
     mi_cfg = cfg.mi_config()
     seconds: dict[str, float] = {}
     with StudyOutput(out, "section4.json", stale=("claims.csv", "contrasts.csv", "learned.csv", "section4.pdf",
-                                                  "section4.png")) as study:
+                                                  "section4.png"), overwrite=cfg.overwrite) as study:
         mi_run = MIRun(mi_cfg)  # loads the model once; the sweep trains with it
         L = mi_run.L
         sweep_layers = parse_prompt_layers(cfg.prompt_layers, L)

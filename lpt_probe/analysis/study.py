@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..data.sources import task_slug
+from ..layers import check_unique
 from ..model.generators import GENERATORS
 from ..model.late_prompt import PROMPT_INITS, LatePromptConfig
 from ..model.loading import DEFAULT_MODEL, DTYPES, PRESETS, model_slug, resolve_device
-from ..outputs import ResumableOutput
+from ..outputs import ResumableOutput, check_url
 from ..runs.folders import check_run, find_run
-from ..runs.trainer import TrainConfig
+from ..runs.trainer import TrainConfig, check_seed
 
-__all__ = ["StudyConfig", "Condition", "StudyOutput", "field_help", "run_folder"]
+__all__ = ["StudyConfig", "Condition", "StudyOutput", "field_help", "run_folder", "unique_conditions"]
 
 
 def check_at_least(config, minimum: int, *names: str, optional: bool = False) -> None:
@@ -93,10 +95,12 @@ class StudyConfig:
         "precision of the frozen backbone's weights (bf16/fp16 on a GPU); prompts, generators and probes stay fp32",
         choices=lambda: list(DTYPES)))
     out: str | None = field(default=None, metadata=_h("default artifacts/<command>/<task>/<model>/"))
+    overwrite: bool = field(default=False, metadata=_h(
+        "write into --out even when it holds files lpt_probe did not write (refused otherwise)"))
     progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
 
     def __post_init__(self):
-        self.seeds = tuple(int(s) for s in self.seeds)
+        self.seeds = check_unique("--seeds", (check_seed("--seeds", int(s)) for s in self.seeds), "seed")
         if not self.seeds:
             raise ValueError("--seeds: give at least one prompt seed, e.g. 13")
         if self.shots == 0:
@@ -110,6 +114,7 @@ class StudyConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         self.reuse_runs = tuple(str(p) for p in self.reuse_runs)
+        check_url(self.out or "", local_only=True)  # studies write local folders (a sweep or train may take a URL)
         self.device = resolve_device(self.device)
 
     def train_config(self, seed: int, **extra: Any) -> TrainConfig:
@@ -127,7 +132,7 @@ class StudyConfig:
                                 num_virtual_tokens=self.num_virtual_tokens, prompt_init=self.prompt_init)
 
     def default_out(self) -> Path:
-        return Path("artifacts") / self.kind / Path(self.task).stem / model_slug(self.model)
+        return Path("artifacts") / self.kind / task_slug(self.task) / model_slug(self.model)
 
     @property
     def out_dir(self) -> Path:
@@ -146,6 +151,15 @@ class Condition:
     @classmethod
     def lpt(cls, prompt_layer: int, seed: int) -> "Condition":
         return cls(f"lpt-pl{prompt_layer}-s{seed}", "lpt", int(prompt_layer), int(seed))
+
+
+def unique_conditions(conds: list[Condition]) -> list[Condition]:
+    """``conds``, asserted to have one name each: a condition's name keys its run folder,
+    its representation files and its table rows, so two of one name would overwrite each
+    other (the configs refuse repeated seeds and layers; this guards every other path)."""
+    names = [c.name for c in conds]
+    assert len(set(names)) == len(names), f"conditions share a name (and storage key): {names}"
+    return conds
 
 
 def run_folder(out: Path, cfg: StudyConfig, cond: Condition, key: str) -> Path:

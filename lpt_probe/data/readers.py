@@ -145,6 +145,13 @@ def _table(r: _Reader, path: Path, src: LocalSource) -> list[Example]:
                 raise ValueError(f"{path}:{n}: malformed JSON line ({e.msg})") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{path}:{n}: malformed line: expected a JSON object")
+            odd = [c for c in src.text_columns if not isinstance(row.get(c), (str, type(None)))]
+            if odd:  # str() of a list, an object or a number is no text the task meant
+                raise ValueError(f"{path}:{n}: text column {odd[0]!r} holds {type(row[odd[0]]).__name__} "
+                                 f"{json.dumps(row[odd[0]])[:40]}, expected a string; quote it in the file")
+            if isinstance(row.get(src.label_column), (list, dict)):
+                raise ValueError(f"{path}:{n}: label column {src.label_column!r} holds "
+                                 f"{type(row[src.label_column]).__name__}, expected one label value")
             row_example(row, n)
     else:
         import io as _stdio

@@ -33,13 +33,16 @@ survive. Texts shared across splits (duplicate rows in MPQA, TREC, RTE) are coun
 from __future__ import annotations
 
 import logging
+import os
 import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import yaml
 
+from .custom_task import TaskError, check_custom_task, is_task_file, task_slug  # noqa: F401  (re-exported)
 from .examples import Example, Split, TaskData
 from .readers import read_hub, read_local
 from .tasks import LocalSource, Protocol, TaskSpec, get_task
@@ -148,6 +151,10 @@ def _warn_labels_without_rows(spec: TaskSpec, raw: dict[str, list[Example]]) -> 
     if not absent:
         return
     names = ", ".join(repr(spec.label_names[k]) for k in absent)
+    if spec.num_labels - len(absent) < 2:  # one class left: any metric would read as a result, and mean nothing
+        raise ValueError(f"{spec.name}: only {spec.num_labels - len(absent)} of {spec.num_labels} labels have "
+                         f"training rows (none for {names}): an empty or missing class file? Nothing can be learnt "
+                         f"from one class; add rows for the others (check the data files)")
     rows = "; ".join(f"{spec.label_names[k]!r}: " + ", ".join(f"{counts[role][k]} in {role}" for role in counts)
                      for k in absent)
     where = "the task's YAML file" if spec.protocol is Protocol.CUSTOM else "the task's labels"
@@ -159,12 +166,28 @@ def _warn_labels_without_rows(spec: TaskSpec, raw: dict[str, list[Example]]) -> 
         "remove them from labels in %s, or add rows for them", spec.name, names, rows, where)
 
 
+DATA_DIR_ENV = "LPT_PROBE_DATA_DIR"  # the task files when no --data-dir is given (every command, the API)
+
+
+def env_data_dir() -> Path | None:
+    """The folder ``LPT_PROBE_DATA_DIR`` names (None when it is unset or empty); one that is
+    not a folder is an error naming the variable."""
+    value = os.environ.get(DATA_DIR_ENV, "").strip()
+    if not value:
+        return None
+    if not Path(value).expanduser().is_dir():
+        raise FileNotFoundError(f"{DATA_DIR_ENV}={value}: no such folder; point it at the task files (e.g. "
+                                f"../shared/data), pass --data-dir, or unset it")
+    return Path(value).expanduser()
+
+
 def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path | None = None,
               shots: int | None = None, data_seed: int = 13, dev_size: int = 1000,
               max_examples: int | None = None, drop_overlap: bool = False) -> TaskData:
     """Read ``task`` and split it (see the module docstring for the rules).
 
-    source: "auto" (local files when ``data_dir`` is given, else the hub), "hub", "local",
+    source: "auto" (local files when ``data_dir`` is given, or ``LPT_PROBE_DATA_DIR`` names
+    a folder, else the hub), "hub", "local",
     or "custom" (``task`` is then a YAML or CSV/TSV/JSONL path; see ``load_custom_task``).
     shots: few-shot training size K (e.g. 100, 500) or None for all data. data_seed: the
     few-shot draw (13, 21, 42, 87). max_examples: cap every split (stratified, split_seed)
@@ -180,20 +203,33 @@ def load_task(task: str | TaskSpec, source: str = "auto", data_dir: str | Path |
         if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
             raise ValueError(f"{name}={v!r} must be a positive integer")
     spec = get_task(task)
+    if data_dir is None and source in ("auto", "local"):
+        data_dir = env_data_dir()
     if source == "auto":
         source = "local" if data_dir is not None else "hub"
     if source == "local" and data_dir is None and spec.protocol is not Protocol.CUSTOM:
         raise ValueError("source='local' needs data_dir (--data-dir), e.g. ../shared/data")
-    raw, reader = read_hub(spec) if source == "hub" else read_local(spec, data_dir)
-    _warn_labels_without_rows(spec, raw)
+    try:  # whatever the files hold: the data, or one TaskError line naming the file and line
+        raw, reader = read_hub(spec) if source == "hub" else read_local(spec, data_dir)
+        _warn_labels_without_rows(spec, raw)
+        train, dev, test, info = _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap)
+    except TaskError:
+        raise
+    except (ValueError, UnicodeError) as exc:
+        raise TaskError(" ".join(str(exc).split())) from None
     if spec.protocol is Protocol.CUSTOM:
         source = "custom"
-    train, dev, test, info = _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap)
     if max_examples is not None:
+        had = {e.label for e in train}  # labels the cap may drop (not those the few-shot draw left out)
         rng = np.random.default_rng(SPLIT_SEED)
         train, dev, test = (s if len(s) <= max_examples else
                             stratified_split(s, max_examples, rng, "a capped split")[0]
                             for s in (train, dev, test))
+        lacking = [n for i, n in enumerate(spec.label_names) if i in had and i not in {e.label for e in train}]
+        if lacking:
+            logger.warning("%s: --max-examples %d leaves no training rows of label(s) %s: the prompt never sees "
+                           "them; raise --max-examples (at least %d for one row per label)", spec.name, max_examples,
+                           ", ".join(map(repr, lacking)), spec.num_labels)
     skipped = {"empty_text": reader.skipped} if reader.skipped else {}
     if reader.skipped:
         logger.warning("%s: skipped %d rows with empty text: %s%s", spec.name,
@@ -252,11 +288,6 @@ def probe_splits(full: TaskData, exclude: Iterable[str] = (), dev_size: int = 50
     return Split("train", train), Split("dev", dev), facts
 
 
-def is_task_file(task: str | Path) -> bool:
-    """A custom task given as its YAML file (see ``load_custom_task``)."""
-    return str(task).lower().endswith((".yaml", ".yml"))
-
-
 _TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 _CUSTOM_KEYS = ("name", "train", "dev", "test", "text_columns", "label_column", "labels",
                 "mlm_template", "mlm_label_words", "clm_template", "clm_label_words", "metric")
@@ -273,18 +304,27 @@ def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = 
     arguments (keywords also override YAML keys). Required: train, test, text_columns (1 or
     2), labels, mlm_template, clm_template. Label words default to the labels; label_column
     to "label"; metric to "accuracy"; name to the file's stem. Returns (spec, data).
+    Whatever the files hold, the result or one ``TaskError`` line (naming the file, the
+    line or the key), never another exception; unknown keyword arguments are a ``TypeError``.
     """
-    path = Path(path_or_yaml)
     unknown = sorted(set(config) - set(_CUSTOM_KEYS))
     if unknown:
         raise TypeError(f"unknown custom-task keys {unknown}; allowed: {list(_CUSTOM_KEYS)}")
+    try:
+        return _load_custom_task(Path(path_or_yaml), data_dir, dict(shots=shots, data_seed=data_seed,
+                                 dev_size=dev_size, max_examples=max_examples, drop_overlap=drop_overlap), config)
+    except TaskError:
+        raise
+    except (ValueError, OSError) as exc:  # the readers' errors name the file and line: keep them, on one line
+        raise TaskError(" ".join(str(exc).split())) from None
+
+
+def _load_custom_task(path: Path, data_dir, split_args: dict, config: dict) -> tuple[TaskSpec, TaskData]:
     if not path.is_file():
         raise FileNotFoundError(f"custom task file {path} not found; pass a YAML or CSV/JSONL path")
     cfg: dict[str, Any] = {}
     base = Path(data_dir) if data_dir is not None else path.parent
     if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
         class Loader(yaml.SafeLoader):  # YAML 1.1 reads Yes/No/true as booleans: keep strings
             yaml_implicit_resolvers = {
                 k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
@@ -295,10 +335,11 @@ def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = 
         except UnicodeDecodeError as e:
             raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the YAML as UTF-8") from None
         except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML ({e}); see the custom-task example in the README") from None
+            raise TaskError(f"{path}: not valid YAML ({' '.join(str(e).split())}); see the custom-task example in the "
+                            f"README") from None
         if not isinstance(cfg, dict) or set(cfg) - set(_CUSTOM_KEYS):
             raise ValueError(f"{path}: expected a mapping with keys from {list(_CUSTOM_KEYS)}, "
-                             f"got {sorted(cfg) if isinstance(cfg, dict) else type(cfg).__name__}")
+                             f"got {sorted(map(str, cfg)) if isinstance(cfg, dict) else type(cfg).__name__}")
     else:
         cfg["train"], base = str(path.resolve()), Path()
     cfg.update({k: v for k, v in config.items() if v is not None})
@@ -307,6 +348,7 @@ def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = 
     if missing:
         raise ValueError(f"custom task {path}: missing {missing}; give them in the YAML or as "
                          f"keyword arguments")
+    check_custom_task(cfg, path)
     cols = (cfg["text_columns"],) if isinstance(cfg["text_columns"], str) else cfg["text_columns"]
     labels = tuple(str(v) for v in cfg["labels"])
     files = {k: (str((base / cfg[k]).resolve()),) if cfg.get(k) else () for k in
@@ -324,5 +366,4 @@ def load_custom_task(path_or_yaml: str | Path, *, data_dir: str | Path | None = 
         metric=cfg.get("metric", "accuracy"), protocol="custom",
         local=LocalSource(fmt, ("",), files["train"], files["test"], files["dev"],
                           text_columns=tuple(cols), label_column=cfg.get("label_column", "label")))
-    return spec, load_task(spec, source="local", shots=shots, data_seed=data_seed,
-                           dev_size=dev_size, max_examples=max_examples, drop_overlap=drop_overlap)
+    return spec, load_task(spec, source="local", **split_args)

@@ -39,6 +39,7 @@ methods change the backbone itself.
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import json
 import os
@@ -52,10 +53,12 @@ from torch import nn
 from .. import __version__
 from ..store import DamagedFile, atomic_write_bytes, atomic_write_text, read_json_object
 from .backbone import Backbone
-from .families import FAMILIES, family_for
+from .families import FAMILIES
 from .generators import build_generator
 from .late_prompt import LatePromptConfig, LatePromptModel
+from .loading import hub_id, looks_like_path
 from .methods import get_method
+from .prompt_checks import check_folder, check_model, embedding_fingerprint, export_metadata
 
 Tensor = torch.Tensor
 CONFIG_NAME = "late_prompt_config.json"
@@ -89,10 +92,10 @@ class LatePrompt:
                              "model itself; there is nothing to export")
         bb = model.backbone
         cfg = bb.config
-        base = {"name_or_path": base_model_name or getattr(cfg, "name_or_path", "") or None,
+        base = {"name_or_path": hub_id(base_model_name or getattr(cfg, "name_or_path", "") or None),
                 "family": bb.family.name, "model_type": cfg.model_type, "model_class": type(bb.model).__name__,
                 "num_hidden_layers": bb.num_hidden_layers, "hidden_size": bb.hidden_size,
-                "vocab_size": getattr(cfg, "vocab_size", None)}
+                "vocab_size": getattr(cfg, "vocab_size", None), "embedding_fingerprint": embedding_fingerprint(bb.model)}
         ids = None if model.label_word_ids is None else [int(i) for i in model.label_word_ids]
         info: dict[str, Any] = {"num_labels": model.num_labels, "label_word_ids": ids}
         if task is not None:
@@ -120,7 +123,8 @@ class LatePrompt:
         record = {**self.config.to_dict(), "head_kind": self.head_kind, "base_model_name_or_path":
                   self.base_model.get("name_or_path"), "base_model": self.base_model,
                   "format": FORMAT, "library": f"lpt_probe {__version__}"}
-        data = save({k: v.contiguous() for k, v in self.weights.items()}, metadata={"format": "pt"})
+        data = save({k: v.contiguous() for k, v in self.weights.items()}, metadata=export_metadata(record, self.task))
+        record["weights_sha256"] = hashlib.sha256(data).hexdigest()  # checked by from_pretrained
         atomic_write_bytes(folder / WEIGHTS_NAME, data)
         atomic_write_text(folder / TASK_NAME, json.dumps(self.task, indent=2) + "\n")
         atomic_write_text(folder / CONFIG_NAME, json.dumps(record, indent=2) + "\n")
@@ -128,12 +132,16 @@ class LatePrompt:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None) -> "LatePrompt":
-        """From a folder written by ``save_pretrained``, or a Hugging Face hub repository holding one."""
-        from safetensors import SafetensorError
+        """From a folder written by ``save_pretrained``, or a Hugging Face hub repository holding
+        one; its weights and config are verified (``lpt_probe.model.prompt_checks``)."""
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         folder = Path(name_or_path)
         if not folder.is_dir():
+            if isinstance(name_or_path, Path) or looks_like_path(str(name_or_path)):
+                raise FileNotFoundError(f"{name_or_path}: no such folder; give the folder LatePrompt.save_pretrained "
+                                        f"wrote, or a hub repository id such as 'owner/name'")
             from huggingface_hub import snapshot_download
 
             folder = Path(snapshot_download(str(name_or_path), revision=revision,
@@ -143,16 +151,26 @@ class LatePrompt:
             raise FileNotFoundError(f"{folder} holds no late prompt: {', '.join(missing)} missing (write one with "
                                     "LatePrompt.save_pretrained)")
         record = read_json_object(folder / CONFIG_NAME)
-        if record.get("format", 0) > FORMAT:
-            raise ValueError(f"{folder / CONFIG_NAME} has format {record['format']}; this lpt_probe reads up to "
-                             f"{FORMAT}: upgrade lpt_probe")
-        names = LatePromptConfig.__dataclass_fields__
-        config = LatePromptConfig(**{k: v for k, v in record.items() if k in names})
+        fmt = record.get("format", 0)
+        if isinstance(fmt, bool) or not isinstance(fmt, int):
+            raise DamagedFile(f"{folder / CONFIG_NAME} is damaged (its format is {fmt!r}, expected {FORMAT}); export "
+                              f"the prompt again")
+        if fmt > FORMAT:
+            raise ValueError(f"{folder / CONFIG_NAME} has format {fmt}; this lpt_probe reads up to {FORMAT}: upgrade "
+                             f"lpt_probe")
         task = read_json_object(folder / TASK_NAME) if (folder / TASK_NAME).is_file() else {}
-        try:
+        try:  # verified first: the config is built only from what was exported
+            with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as f:
+                metadata = f.metadata()
+            check_folder(folder, WEIGHTS_NAME, record, task, metadata)
             weights = load_file(str(folder / WEIGHTS_NAME))
         except SafetensorError as exc:
             raise DamagedFile(f"{folder / WEIGHTS_NAME} is damaged ({exc}); export the prompt again") from None
+        names = LatePromptConfig.__dataclass_fields__
+        try:
+            config = LatePromptConfig(**{k: v for k, v in record.items() if k in names})
+        except TypeError as exc:  # a hand-written or older config of the wrong shape
+            raise DamagedFile(f"{folder / CONFIG_NAME} is damaged ({exc}); export the prompt again") from None
         return cls(config, weights, record["head_kind"], record["base_model"], task)
 
     # -- using it -------------------------------------------------------------------------
@@ -213,31 +231,22 @@ class LatePrompt:
                 own[k].copy_(v)
         return model.eval()
 
-    def check(self, hf_model: nn.Module) -> Backbone:
+    def check(self, hf_model: nn.Module, strict: bool = True) -> Backbone:
         """``Backbone(hf_model)`` if the model is of the family, depth and width this prompt was
-        trained for; else an error naming both values of each mismatch."""
-        spec = family_for(hf_model)  # an unknown model_type names the known families
-        backbone = Backbone(hf_model)
-        have = {"family": spec.name, "num_hidden_layers": backbone.num_hidden_layers,
-                "hidden_size": backbone.hidden_size}
-        wrong = [f"{k}={self.base_model.get(k)!r} (the model has {k}={v!r})" for k, v in have.items()
-                 if self.base_model.get(k) != v]
-        if wrong:
-            raise ValueError(f"this late prompt was trained on {self.base_model.get('name_or_path')!r} with "
-                             f"{', '.join(wrong)}; attach it to a {self.base_model.get('model_class')} of that "
-                             f"family, depth and width")
-        return backbone
+        trained for and (``strict``) has its weights and a head it reads; else one error naming
+        the mismatch (``lpt_probe.model.prompt_checks.check_model``)."""
+        return check_model(hf_model, self.head_kind, self.base_model, strict)
 
-    def attach(self, hf_model: nn.Module) -> "AttachedLatePrompt":
-        return attach_late_prompt(hf_model, self)
+    def attach(self, hf_model: nn.Module, strict: bool = True) -> "AttachedLatePrompt":
+        return attach_late_prompt(hf_model, self, strict)
 
 
 class AttachedLatePrompt:
     """The handle of an attached late prompt: ``detach()``, or ``with attach_late_prompt(...):``."""
 
-    def __init__(self, hf_model: nn.Module, prompt: LatePrompt):
+    def __init__(self, hf_model: nn.Module, prompt: LatePrompt, strict: bool = True):
         self.prompt = prompt
-        self.backbone = prompt.check(hf_model)
+        self.backbone = prompt.check(hf_model, strict)
         self.base: nn.Module = self.backbone.base
         if _MARK in self.base.__dict__:
             raise ValueError(f"{type(hf_model).__name__} already has a late prompt attached (prompt_layer="
@@ -347,15 +356,18 @@ def _check_positions(position_ids: Tensor | None, mask: Tensor) -> None:
                          "does: pad on the right, or generate one sequence (or equal-length ones) at a time")
 
 
-def attach_late_prompt(hf_model: nn.Module, prompt: LatePrompt | str | os.PathLike) -> AttachedLatePrompt:
+def attach_late_prompt(hf_model: nn.Module, prompt: LatePrompt | str | os.PathLike,
+                       strict: bool = True) -> AttachedLatePrompt:
     """Make ``hf_model`` (a plain Hugging Face model of a family in the family table) run with
     ``prompt`` (a ``LatePrompt``, or a folder / hub id for ``LatePrompt.from_pretrained``).
 
     Returns the handle: ``handle.detach()`` restores the model; ``with attach_late_prompt(m, p):``
-    detaches on exit. Attaching an attached model is refused."""
+    detaches on exit. Attaching an attached model is refused, and (``strict``, the default) so
+    is a model with other weights than the prompt was trained on, or a head it does not read
+    (``lpt_probe.model.prompt_checks``)."""
     if not isinstance(prompt, LatePrompt):
         prompt = LatePrompt.from_pretrained(prompt)
-    return AttachedLatePrompt(hf_model, prompt)
+    return AttachedLatePrompt(hf_model, prompt, strict)
 
 
 def detach_late_prompt(hf_model: nn.Module) -> nn.Module:

@@ -138,6 +138,8 @@ class LatePromptConfig:
                              "(the prefix length at every layer)")
         if self.lora_rank < 1:
             raise ValueError(f"lora_rank={self.lora_rank} must be >= 1")
+        if self.bottleneck < 1:
+            raise ValueError(f"--bottleneck {self.bottleneck} must be >= 1 (the generator's hidden size m)")
         if self.num_virtual_tokens < 0 or (self.generator != "none" and self.num_virtual_tokens < 1):
             raise ValueError(f"num_virtual_tokens={self.num_virtual_tokens}: must be >= 1 (>= 0 for 'none', an "
                              f"empty prompt: the frozen model itself, which training refuses)")

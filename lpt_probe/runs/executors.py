@@ -98,7 +98,14 @@ def connect(execution: ExecutorConfig):
     machine; a Ray already initialised in this process (a notebook, a test) is used as it is."""
     ray = require_ray()
     if not ray.is_initialized():
-        ray.init(address=execution.address, ignore_reinit_error=True, log_to_driver=False)
+        try:
+            ray.init(address=execution.address, ignore_reinit_error=True, log_to_driver=False)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError ... as it sees fit
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            where = f"--address {execution.address}" if execution.address else "a Ray on this machine"
+            raise ValueError(f"--executor ray: could not connect to {where} ({type(exc).__name__}: {first}); "
+                             f"start a cluster first (ray start --head), give its HOST:PORT, or leave --address "
+                             f"out (or use --executor local)") from None
     return ray
 
 

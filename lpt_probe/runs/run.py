@@ -28,7 +28,7 @@ import torch
 
 from .. import store
 from ..data.encoded import Encoded, encode_split
-from ..data.sources import TaskData, is_task_file, load_custom_task, load_task
+from ..data.sources import TaskData, is_task_file, load_custom_task, load_task, task_slug
 from ..data.verbalizer import label_word_ids
 from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
@@ -36,7 +36,8 @@ from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import load_model, model_slug
 from ..model.methods import get_method
 from ..model.prompt_weights import save_prompt
-from .folders import check_run, config_record
+from ..outputs import check_owned, check_url
+from .folders import NOT_IN_KEY, check_run, config_record
 from .trainer import TrainConfig, Trainer, peak_memory_mb
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,21 @@ def default_run_dir(prompt_cfg: LatePromptConfig, cfg: TrainConfig) -> Path:
     shots = f"k{cfg.shots}-d{cfg.data_seed}" if cfg.shots else "full"
     what = (f"pl{prompt_cfg.prompt_layer}-{prompt_cfg.generator}" if prompt_cfg.method == "lpt"
             else prompt_cfg.method)
-    return Path("artifacts") / "runs" / Path(cfg.task).stem / model_slug(cfg.model) / f"{what}-{shots}-s{cfg.seed}"
+    return Path("artifacts") / "runs" / task_slug(cfg.task) / model_slug(cfg.model) / f"{what}-{shots}-s{cfg.seed}"
+
+
+def other_settings(run_dir: Path, config: dict) -> str:
+    """The settings (prompt and training config with the model, less where it ran and where
+    its data lives) in which the run in ``run_dir`` differs from ``config``, as
+    ``name: old -> new``; '' when they agree (its data or the model's weights changed) or
+    its config cannot be read (then it is redone anyway)."""
+    try:
+        old = store.read_json_object(run_dir / "config.json")
+        parts = [(f"{k}", old[part].get(k), config[part].get(k)) for part in ("prompt", "train")
+                 for k in sorted(set(old[part]) | set(config[part])) if k == "model" or k not in NOT_IN_KEY]
+    except (OSError, ValueError, KeyError, AttributeError):
+        return ""
+    return ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in parts if a != b)
 
 
 def _reuse(run_dir: Path, key: str) -> TrainResult:
@@ -134,18 +149,25 @@ def _reuse(run_dir: Path, key: str) -> TrainResult:
 def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None = None, *,
           bundle=None, data: TaskData | None = None, prepared: Prepared | None = None,
           caches: dict[str, LowerLayerCache] | None = None, progress: bool = True,
-          reuse: bool = True) -> TrainResult:
+          reuse: bool = True, overwrite: bool = False, keep_other_settings: bool = False) -> TrainResult:
     """One run, end to end; writes the run folder ``out`` when given (reused if it holds
     this run, complete and intact). ``bundle`` / ``data`` / ``prepared`` hand over what is
-    loaded already; ``caches`` the lower-layer cache of hidden state PL-1 per split."""
+    loaded already; ``caches`` the lower-layer cache of hidden state PL-1 per split.
+    ``overwrite``: write into a folder of files lpt_probe did not write (refused otherwise).
+    ``keep_other_settings`` (the ``train`` command without ``--overwrite``): refuse to replace
+    a finished run trained with other settings (prompt or training config); by default it is
+    trained again in place, as sweeps do with their cells. A run whose data or model
+    weights changed under the same settings is trained again either way."""
     cfg = resolve_lr(prompt_cfg, cfg)
     if get_method(prompt_cfg.method).late_prompt and prompt_cfg.prompt_tokens < 1:
         raise ValueError(f"num_virtual_tokens={prompt_cfg.num_virtual_tokens}: method={prompt_cfg.method!r} "
                          f"trains a prompt, which needs at least 1 token (--num-virtual-tokens 1 or more); with "
                          f"none, only the classifier would train")
+    check_url(str(out or ""), local_only=True)  # the command trains a URL's run in a local folder, then uploads
     run_dir = Path(out) if out is not None else None
     if run_dir is not None:
         store.check_output_folder(run_dir)
+        check_owned(run_dir, "meta.json", overwrite)  # before any work: a folder of other files is refused
     t_start = time.perf_counter()
     owned = bundle is None and prepared is None  # nobody else uses this model: no copy needed
     prepared = prepared or prepare(cfg, bundle, data)
@@ -156,10 +178,16 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
         ok, reason = check_run(run_dir, key)
         if ok:
             return _reuse(run_dir, key)
+        if keep_other_settings and reason.startswith("it was trained with other settings"):
+            changed = other_settings(run_dir, config)
+            if changed:
+                raise ValueError(f"--out {run_dir} holds a finished run of other settings ({changed}); give another "
+                                 f"--out, or --overwrite to replace it")
         if (run_dir / "meta.json").exists() or (run_dir / "config.json").exists():
             logger.info("%s: training again: %s", run_dir, reason)
     # no folder (run_dir None): nothing is locked or written
-    with store.ResumableOutput(run_dir, "meta.json", STALE, t0=t_start, list_outputs=False) as output:
+    with store.ResumableOutput(run_dir, "meta.json", STALE, t0=t_start, list_outputs=False,
+                               overwrite=overwrite) as output:
         metrics, curve, model = _train(prompt_cfg, cfg, output, prepared, config, caches, progress, owned)
     return TrainResult(run_dir, metrics, curve, model, output.meta, config["key"])
 

@@ -32,8 +32,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import store
-from ..data.sources import is_task_file
-from ..layers import parse_prompt_layers
+from ..data.sources import is_task_file, task_slug
+from ..layers import check_unique, parse_prompt_layers
 from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig
 from ..model.loading import model_slug
@@ -42,7 +42,7 @@ from ..progress import bar
 from .executors import ExecutorConfig, run
 from .folders import check_run
 from .run import Prepared, prepare, resolve_lr, run_config
-from .trainer import TrainConfig
+from .trainer import TrainConfig, check_seed
 
 logger = logging.getLogger(__name__)
 SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "shots", "data_seed",
@@ -70,10 +70,15 @@ class SweepConfig:
     out: str | None = field(default=None, metadata={
         "help": "a folder or fsspec URL; default artifacts/sweeps/<task>/<model>/"})
     progress: bool = field(default=True, metadata={"help": "no progress bars", "flag": "--no-progress"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "write into --out even when it holds files lpt_probe did not write (refused otherwise)"})
 
     def __post_init__(self):
-        self.methods, self.generators = tuple(self.methods), tuple(self.generators)
-        self.seeds = tuple(int(s) for s in self.seeds)
+        self.methods = check_unique("--methods", self.methods, "method")
+        self.generators = check_unique("--generators", self.generators, "generator")
+        self.seeds = check_unique("--seeds", (check_seed("--seeds", int(s)) for s in self.seeds), "seed")
+        if not self.seeds:
+            raise ValueError("--seeds: give at least one training seed, e.g. 13")
         for m in self.methods:
             get_method(m)  # unknown method: fail before anything runs
         for g in self.generators:
@@ -107,6 +112,8 @@ def build_grid(methods, generators, layers, seeds) -> list[Cell]:
             cells += [Cell(m, g, k, s) for g in generators for k in layers for s in seeds]
         else:
             cells += [Cell(m, "none", 1, s) for s in seeds]
+    names = [c.name for c in cells]
+    assert len(set(names)) == len(names), f"sweep cells share a run folder name: {names}"
     return cells
 
 
@@ -184,7 +191,7 @@ def grid_of(sweep: SweepConfig, base: TrainConfig, prepared: Prepared
 
 
 def default_out(base: TrainConfig) -> str:
-    return str(Path("artifacts") / "sweeps" / Path(base.task).stem / model_slug(base.model))
+    return str(Path("artifacts") / "sweeps" / task_slug(base.task) / model_slug(base.model))
 
 
 def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig | None = None,
@@ -204,7 +211,8 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
     base = replace(base, data_dir=_absolute(base.data_dir),
                    task=_absolute(base.task) if is_task_file(base.task) else base.task)
     # sweep.json: "running" before any table; "complete" (with the failed cells' count) last
-    with store.ResumableOutput(out, "sweep.json", timed=False, list_outputs=False) as output:
+    with store.ResumableOutput(out, "sweep.json", timed=False, list_outputs=False,
+                               overwrite=sweep.overwrite) as output:
         prepared = prepared or prepare(base)  # the driver keys every cell: it needs the model and data
         layers, cells, configs, leaders = grid_of(sweep, base, prepared)
         twins = sorted(c.name for c in cells if leaders[c] is not c)

@@ -49,6 +49,16 @@ def _meta(help: str, **kw) -> dict:
     return {"help": help, **kw}
 
 
+MAX_SEED = 2**32 - 1  # numpy's RandomState (batch order, few-shot samples) takes seeds in 0..2**32-1
+
+
+def check_seed(flag: str, value) -> int:
+    """``value`` as a seed, or one error naming ``flag``: a whole number in 0..2**32-1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= MAX_SEED:
+        raise ValueError(f"{flag} {value}: a seed is a whole number from 0 to {MAX_SEED} (2**32-1); give e.g. {flag} 13")
+    return int(value)
+
+
 @dataclass
 class TrainConfig:
     """How one run trains and on which data (the flags of ``python -m lpt_probe.train``)."""
@@ -115,6 +125,8 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"--{name.replace('_', '-')} {v} must be >= 1 (or left out)")
+        check_seed("--seed", self.seed)
+        check_seed("--data-seed", self.data_seed)
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"--lr {self.lr} must be > 0")
         if self.grad_accum > self.batch_size:
