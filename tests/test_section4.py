@@ -152,3 +152,18 @@ def test_section4_plan_counts_the_sweep_training_once_and_runs_nothing(data_dir,
     assert "sweep: runs to train          6 (240 steps in all)" in printed and "the cap" in printed
     assert "mi: prompts to train" not in printed and "influence: pieces to measure  12 of 12" in printed
     assert "total" in printed and not (out / "sweep").exists()
+
+
+def test_a_rerun_keeps_what_the_study_cost(tmp_path):
+    """section4.json's stage_seconds_total adds every invocation of the same study (a
+    resumed or rerun study still reports its cost); another study's seconds are not added."""
+    import dataclasses
+
+    from lpt_probe.analysis.section4 import Section4Config, earlier_seconds
+
+    cfg = Section4Config(task="trec", out=str(tmp_path), steps=40, device="cpu")
+    settings = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    (tmp_path / "section4.json").write_text(json.dumps({"settings": {**settings, "paper": "x.csv"},
+                                                        "stage_seconds": {"sweep": 100.0, "mi": 20.0}}))
+    assert earlier_seconds(tmp_path, cfg) == {"sweep": 100.0, "mi": 20.0}
+    assert earlier_seconds(tmp_path, dataclasses.replace(cfg, steps=50)) == {}

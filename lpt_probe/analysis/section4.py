@@ -36,6 +36,7 @@ Drawing is the command's job (``lpt_probe.section4`` draws ``section4.pdf`` with
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -150,6 +151,27 @@ class Section4Config(StudyConfig):
                                batch_size=self.influence_batch_size, gradient_loss=self.gradient_loss)
 
 
+NOT_COST = ("paper", "progress", "out", "jobs", "device", "overwrite")  # settings that change no stage's work
+
+
+def earlier_seconds(out: Path, cfg: Section4Config) -> dict[str, float]:
+    """The seconds per stage that earlier invocations of the same study spent in ``out``
+    (``section4.json``'s ``stage_seconds_total``, or its ``stage_seconds`` when older), so a
+    study resumed or rerun after it finished still reports what it cost; nothing when the
+    folder held a study of other settings."""
+    try:
+        old = store.read_json_object(Path(out) / "section4.json")
+    except (FileNotFoundError, store.DamagedFile):
+        return {}
+    mine = json.loads(json.dumps(asdict(cfg), default=str))
+    theirs = old.get("settings") or {}
+    shared = (set(mine) & set(theirs)) - set(NOT_COST)  # a setting an older file does not know: not compared
+    if not shared or any(mine[k] != theirs[k] for k in shared):
+        return {}
+    spent = old.get("stage_seconds_total") or old.get("stage_seconds") or {}
+    return {k: float(v) for k, v in spent.items() if isinstance(v, (int, float))}
+
+
 def default_out(cfg: Section4Config) -> Path:
     return cfg.default_out()
 
@@ -162,6 +184,7 @@ def run_section4(cfg: Section4Config) -> dict:
     cfg = replace(cfg, out=str(out))
     mi_cfg = cfg.mi_config()
     seconds: dict[str, float] = {}
+    prior = earlier_seconds(out, cfg)  # what earlier invocations of this study spent (a resumed or rerun study)
     with StudyOutput(out, "section4.json", stale=("claims.csv", "contrasts.csv", "learned.csv", "section4.pdf",
                                                   "section4.png"), overwrite=cfg.overwrite) as study:
         mi_run = MIRun(mi_cfg)  # loads the model once; the sweep trains with it
@@ -172,8 +195,9 @@ def run_section4(cfg: Section4Config) -> dict:
             raise ValueError(f"--analysis-layers {cfg.analysis_layers!r} includes prompt layer(s) {missing} that "
                              f"the sweep's --prompt-layers {cfg.prompt_layers!r} ({sweep_layers}) does not "
                              "train; add them to --prompt-layers")
+        total = dict(prior)
         study.start(store.run_meta(status="running", settings=asdict(cfg), num_hidden_layers=L,
-                                   stage_seconds=seconds))
+                                   stage_seconds=seconds, stage_seconds_total=total))
         mi_run.load_data()
         base = mi_run.train_config(cfg.seeds[0])  # exactly what mi and influence key their prompts with
         t = time.perf_counter()
@@ -182,15 +206,18 @@ def run_section4(cfg: Section4Config) -> dict:
                                       out=str(out / "sweep"), progress=cfg.progress),
                           base, prepared=mi_run.prompt_prepared, requested_device=cfg.device)
         seconds["sweep"] = time.perf_counter() - t
+        total["sweep"] = prior.get("sweep", 0.0) + seconds["sweep"]
         curves = store.read_csv(out / "sweep" / "curves.csv")
         head = "lm" if mi_run.prompt_prepared.label_word_ids is not None else "classifier"
         del mi_run  # run_mi loads what it needs itself
         t = time.perf_counter()
         _, frames, mi_meta = run_mi(mi_cfg)
         seconds["mi"] = time.perf_counter() - t
+        total["mi"] = prior.get("mi", 0.0) + seconds["mi"]
         t = time.perf_counter()
         _, influence, inf_meta = run_influence(cfg.influence_config())
         seconds["influence"] = time.perf_counter() - t
+        total["influence"] = prior.get("influence", 0.0) + seconds["influence"]
         paper = read_paper_layers(cfg.paper) if cfg.paper else None
         examples = study_examples(out, sweep, frames["pvi"], L)
         claims, contrasts, gate, floor = section4_claims(sweep, curves, frames["mi"], frames["diff"], influence,

@@ -108,14 +108,15 @@ def learned_markdown(folders) -> str:
 
 
 def cost_markdown(folders) -> str:
-    """Each study's wall time per stage (``section4.json``'s ``stage_seconds``) and the steps
-    its prompts trained before they stopped (``sweep.csv``)."""
+    """Each study's wall time per stage (``section4.json``'s ``stage_seconds_total``: every
+    invocation of the study added up) and the steps its prompts trained before they stopped
+    (``sweep.csv``)."""
     lines = ["| study | prompts | steps trained (cap) | sweep | mi | influence | total |",
              "|---|---:|---|---:|---:|---:|---:|"]
     for name, f in _studies(folders):
         meta = store.read_json_object(f / "section4.json")
         sweep = store.read_csv(f / "sweep" / "sweep.csv")
-        st = meta["stage_seconds"]
+        st = meta.get("stage_seconds_total") or meta["stage_seconds"]
         steps = ", ".join(str(int(v)) for v in sweep["stopped_step"])
         lines.append(f"| {name} | {len(sweep)} | {steps} ({int(sweep['steps'].iloc[0])}) | {st['sweep']:,.0f} s | "
                      f"{st['mi']:,.0f} s | {st['influence']:,.0f} s | {sum(st.values()) / 60:.0f} min |")
