@@ -73,3 +73,16 @@ def test_states_init_starts_the_prompt_at_the_scale_of_the_states_it_joins(tiny_
     assert not torch.allclose(prompt, normal)
     with pytest.raises(ValueError, match="prompt_init='states'"):
         LatePromptConfig(prompt_layer=3, generator="npg", prompt_init="states")
+
+
+def test_states_init_reads_the_lower_layer_cache_when_the_layers_are_gone(tiny_bundle, tmp_path):  # noqa: F811
+    """A sweep releases the lower layers' weights once their cache is built: the initial
+    prompt then comes from the cache, and equals the one the layers give."""
+    from lpt_probe.model.cache import LowerLayerCache
+
+    prepared = prepare(config(tmp_path), tiny_bundle)
+    train_split = prepared.encoded["train"]
+    cache = LowerLayerCache.build(prepared.backbone, train_split, [2], 16, progress=False)
+    direct = states_init(prepared.backbone, train_split, 2, 4, 13, "cpu")
+    cached = states_init(None, train_split, 2, 4, 13, "cpu", cache)  # no backbone at all: the cache alone
+    assert torch.allclose(direct, cached, atol=1e-5)

@@ -207,10 +207,13 @@ def test_predictions(data: Encoded, preds) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def states_init(backbone: Backbone, train: Encoded, start_state: int, tokens: int, seed: int, device) -> torch.Tensor:
+def states_init(backbone: Backbone, train: Encoded, start_state: int, tokens: int, seed: int, device,
+                cache: LowerLayerCache | None = None) -> torch.Tensor:
     """``prompt_init="states"``: hidden state ``start_state`` (PL-1) of ``tokens`` text tokens
     drawn (seeded, without replacement where there are enough) from the training examples,
-    each in its own example's context. # [l, hidden]"""
+    each in its own example's context; read from ``cache`` (the training split's lower-layer
+    cache) when it holds that state, so a sweep that released the lower layers' weights can
+    still start a prompt there. # [l, hidden]"""
     rng = np.random.default_rng(seed)
     spots = [(i, j) for i in range(len(train))
              for j in (np.flatnonzero(train.text_mask[i]) if train.text_mask is not None
@@ -218,16 +221,19 @@ def states_init(backbone: Backbone, train: Encoded, start_state: int, tokens: in
     pick = rng.choice(len(spots), size=tokens, replace=len(spots) < tokens)
     chosen = [spots[k] for k in pick]
     rows = sorted({i for i, _ in chosen})
-    b = train.collate(rows, device)
-    h = backbone.embed(b["input_ids"], b["attention_mask"])  # [batch, seq, hidden]
-    if start_state > 0:
-        h = backbone.run_layers(h, b["attention_mask"], 0, start_state)
+    if cache is not None and start_state in cache.states:
+        h = cache.batch(start_state, rows, device)  # [batch, seq, hidden]
+    else:
+        b = train.collate(rows, device)
+        h = backbone.embed(b["input_ids"], b["attention_mask"])  # [batch, seq, hidden]
+        if start_state > 0:
+            h = backbone.run_layers(h, b["attention_mask"], 0, start_state)
     where = {i: r for r, i in enumerate(rows)}
     return torch.stack([h[where[i], j] for i, j in chosen]).float()
 
 
-def initial_model(prompt_cfg: LatePromptConfig, seed: int, prepared: Prepared, device, copy_backbone: bool = True
-                  ) -> LatePromptModel:
+def initial_model(prompt_cfg: LatePromptConfig, seed: int, prepared: Prepared, device, copy_backbone: bool = True,
+                  cache: LowerLayerCache | None = None) -> LatePromptModel:
     """The model a run starts from (``torch.manual_seed(seed)``, then the model; with
     ``prompt_init="states"`` the prompt taken from the training examples): what training
     starts from and what ``influence`` measures as ``init``."""
@@ -238,7 +244,7 @@ def initial_model(prompt_cfg: LatePromptConfig, seed: int, prepared: Prepared, d
         was = prepared.backbone.model.training
         prepared.backbone.model.eval()
         init = states_init(prepared.backbone, prepared.encoded["train"], prompt_cfg.start_state,
-                           prompt_cfg.prompt_tokens, seed, device)
+                           prompt_cfg.prompt_tokens, seed, device, cache)
         prepared.backbone.model.train(was)
         model.generator.prompt.data.copy_(init.to(model.generator.prompt.dtype))
     return model
@@ -256,15 +262,16 @@ def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress
                                        truncation=prepared.truncation(), torch_threads=torch.get_num_threads()))
     if run_dir is not None:
         files["config.json"] = store.file_sha256(store.write_json(run_dir / "config.json", config))
-    model = initial_model(prompt_cfg, cfg.seed, prepared, cfg.device, copy_backbone=not owned)
-    model.backbone_dropout = cfg.backbone_dropout
-    use_cache = cfg.cache and model.method.cacheable
+    use_cache = cfg.cache and get_method(prompt_cfg.method).cacheable
     state = prompt_cfg.start_state
-    if use_cache and caches is None:
+    if use_cache and caches is None:  # built before the model: no random draw, so the initial prompt is the same
         backbone.model.eval()
         caches = {s: LowerLayerCache.build(backbone, encoded[s], [state], cfg.eval_batch_size,
                                            desc=f"cache {s} h{state}", progress=progress) for s in encoded}
     caches = caches if use_cache else {}
+    model = initial_model(prompt_cfg, cfg.seed, prepared, cfg.device, copy_backbone=not owned,
+                          cache=caches.get("train"))
+    model.backbone_dropout = cfg.backbone_dropout
 
     def checkpoint(step: int) -> None:
         if run_dir is not None:
