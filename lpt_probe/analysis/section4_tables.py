@@ -57,15 +57,14 @@ def study_examples(out: Path, sweep: pd.DataFrame, pvi: pd.DataFrame, L: int) ->
 # What ``export_tables`` copies from a finished study: every table the verdicts and the
 # guide read, none of the weights or stored representations.
 EXPORTED = ("claims.csv", "contrasts.csv", "learned.csv", "section4.json", "sweep/sweep.csv", "sweep/curves.csv",
-            "mi/mi.csv", "mi/mi_diff.csv", "influence/influence.csv", "influence/influence_examples.csv",
-            "influence/influence_gram.npz")
+            "mi/mi.csv", "mi/mi_diff.csv", "influence/influence.csv", "influence/influence_gram.npz")
 
 
 def export_tables(study: str | Path, dest: str | Path) -> list[Path]:
     """Copy a finished study's tables into ``dest`` (same layout): :data:`EXPORTED`, each
     sweep run's ``test_predictions.csv`` and ``dev_correct.npz`` at the paper's three layers,
-    and ``mi/pvi_top.csv`` (the late prompts' pointwise information at the top hidden state:
-    the rows the verdicts read of ``pvi.csv``). From these alone :func:`study_examples` and
+    ``mi/pvi_top.csv`` (the late prompts' pointwise information at the top hidden state: the
+    rows the verdicts read of ``pvi.csv``) and the rows of ``influence_examples.csv`` they read. From these alone :func:`study_examples` and
     ``verdicts.judge`` give the study's verdicts again. Returns the files written."""
     study, dest = Path(study), Path(dest)
     meta = store.read_json_object(study / "section4.json")
@@ -82,6 +81,12 @@ def export_tables(study: str | Path, dest: str | Path) -> list[Path]:
         for f in ("test_predictions.csv", "dev_correct.npz", "metrics.json"):
             written.append(store.atomic_write_bytes(dest / "sweep" / r.run_dir / f,
                                                     (study / "sweep" / r.run_dir / f).read_bytes()))
+    infl = store.read_csv(study / "influence" / "influence_examples.csv")
+    used = (((infl["checkpoint"] == "trained") & (infl["quantity"] == "logprob_drop_from")
+             & (infl["layer"] == infl["prompt_layer"]))
+            | ((infl["checkpoint"] == "init") & (infl["quantity"] == "grad_x_state_norm")
+               & (infl["position"] == "prompt")))
+    written.append(store.write_csv(dest / "influence" / "influence_examples.csv", infl[used]))  # the rows judged
     pvi = store.read_csv(study / "mi" / "pvi.csv")
     written.append(store.write_csv(dest / "mi" / "pvi_top.csv", pvi[(pvi["method"] == "lpt") & (pvi["layer"] == L)]))
     return written
