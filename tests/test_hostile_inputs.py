@@ -191,19 +191,24 @@ def test_a_huge_csv_field_is_read_and_truncated_with_the_warning(tmp_path, caplo
     assert json.loads((out / "meta.json").read_text())["truncation"]["test"]["heavily_truncated"] == 1
 
 
+def fail_weight_writes(monkeypatch, code: int, message: str) -> None:
+    """Every write of a prompt.safetensors fails with ``OSError(code)``; other files are written."""
+    write = store._write_local
+
+    def failing(path, data):
+        if Path(path).name == "prompt.safetensors":
+            raise OSError(code, message)
+        return write(path, data)
+
+    monkeypatch.setattr(store, "_write_local", failing)
+
+
 # -- 5. a full disk: one line naming the folder and the free space; the run is marked failed -------------
 def test_a_full_disk_is_one_line_marks_the_run_failed_and_the_rerun_recovers(finished_run, tmp_path, capsys,
                                                                              monkeypatch):
     argv, _ = finished_run
     out = tmp_path / "run"
-    write = store._write_local
-
-    def full(path, data):
-        if Path(path).name == "prompt.safetensors":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return write(path, data)
-
-    monkeypatch.setattr(store, "_write_local", full)
+    fail_weight_writes(monkeypatch, errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=10 << 30, used=10 << 30, free=1536))
     refused(train.main, [*argv[:-1], str(out), "--quiet"], capsys,
             f"no space left on the disk holding {out} (1.5 KB free)", "prompt.safetensors", "--out")
@@ -567,14 +572,7 @@ def test_a_ray_cluster_that_cannot_be_reached_is_one_line(monkeypatch):
 def test_a_file_size_limit_is_one_line_and_marks_the_run_failed(finished_run, tmp_path, capsys, monkeypatch):
     argv, _ = finished_run
     out = tmp_path / "run"
-    write = store._write_local
-
-    def limited(path, data):
-        if Path(path).name == "prompt.safetensors":
-            raise OSError(errno.EFBIG, "File too large")
-        return write(path, data)
-
-    monkeypatch.setattr(store, "_write_local", limited)
+    fail_weight_writes(monkeypatch, errno.EFBIG, "File too large")
     refused(train.main, [*argv[:-1], str(out), "--quiet"], capsys, "file-size limit (ulimit -f)",
             "ulimit -f unlimited")
     assert status(out) == "failed"
