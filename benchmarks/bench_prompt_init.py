@@ -28,23 +28,25 @@ from lpt_probe import store
 INITS = ("normal", "states")
 
 
-def sweep_flags(args, init: str) -> list[str]:
+def sweep_flags(args, *arm: str) -> list[str]:
+    """The sweep's flags at the study settings, then the arm's own (e.g. ``--prompt-init states``)."""
     return ["--task", args.task, "--model", args.model, "--data-dir", str(Path(args.data_dir).resolve()),
             "--shots", "100", "--dev-size", str(args.dev_size), "--max-length", str(args.max_length),
             "--prompt-layers", args.prompt_layers, "--seeds", args.seeds, "--steps", str(args.steps),
             "--eval-every", str(args.eval_every), "--patience", str(args.patience), "--bucket", "--drop-overlap",
-            "--prompt-init", init]
+            *arm]
 
 
-def summary(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Mean over seeds per (init, prompt layer), and the init with the higher mean dev accuracy."""
-    by = table.groupby(["prompt_init", "prompt_layer"])[["dev_metric", "test_metric", "stopped_step"]].mean()
-    dev = table.groupby("prompt_init")["dev_metric"].mean()
+def summary(table: pd.DataFrame, arm: str = "prompt_init") -> tuple[pd.DataFrame, str]:
+    """Mean over seeds per (arm, prompt layer), and the arm with the higher mean dev accuracy."""
+    by = table.groupby([arm, "prompt_layer"])[["dev_metric", "test_metric", "stopped_step"]].mean()
+    dev = table.groupby(arm)["dev_metric"].mean()
     return by.reset_index(), str(dev.idxmax())
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = harness.parser(__doc__)
+def study_parser(doc: str):
+    """The flags both prompt benchmarks share: the SmolLM2 study settings."""
+    p = harness.parser(doc)
     p.add_argument("--task", default="trec")
     p.add_argument("--model", default="smollm2")
     p.add_argument("--prompt-layers", default="default", help="'default' = 1, the middle, the last")
@@ -54,32 +56,48 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--dev-size", type=int, default=200)
     p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--work", default=str(REPO / "artifacts" / "bench_prompt_init"))
     p.add_argument("--out", default=str(RESULTS))
-    args = p.parse_args(argv)
+    return p
+
+
+def run_arms(args, arms: dict[str, list[str]], column: str) -> pd.DataFrame:
+    """One sweep per arm into ``<work>/<arm>``, their tables stacked with the arm in ``column``."""
     rows = []
-    for init in INITS:
-        out = Path(args.work) / init
-        timed, _ = harness.run_module("sweep", sweep_flags(args, init), out, record="sweep.json")
+    for name, flags in arms.items():
+        out = Path(args.work) / name
+        harness.run_module("sweep", sweep_flags(args, *flags), out, record="sweep.json")
         table = store.read_csv(out / "sweep.csv")
         if (table["status"] != "complete").any():
             raise SystemExit(f"{out}: some cells failed; see {out / 'sweep.csv'}")
-        rows.append(table.assign(prompt_init=init))
-    table = pd.concat(rows, ignore_index=True)
+        rows.append(table.assign(**{column: name}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def report(args, argv, table: pd.DataFrame, column: str, title: str, label: str) -> list[str]:
+    """The markdown report: one row per (arm, layer), mean over seeds, and the dev choice."""
+    means, best = summary(table, column)
+    lines = harness.report_head(title, harness.command(sys.argv[0], argv))
+    lines += [f"{args.model}, {args.task}, 100 shots, seeds {args.seeds}, trained until learned (patience "
+              f"{args.patience} evaluations of every {args.eval_every} steps, cap {args.steps}). Mean over seeds.", "",
+              f"| {label} | prompt layer | dev accuracy | test accuracy | stopped at step |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {getattr(r, column)} | {int(r.prompt_layer)} | {r.dev_metric:.3f} | {r.test_metric:.3f} | "
+              f"{r.stopped_step:.0f} |" for r in means.itertuples()]
+    dev = table.groupby(column)["dev_metric"].mean()
+    lines += ["", f"Mean dev accuracy over the layers: " + ", ".join(f"{k} {v:.3f}" for k, v in dev.items())
+              + f". Chosen on dev: **{best}**.", ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = study_parser(__doc__)
+    p.add_argument("--work", default=str(REPO / "artifacts" / "bench_prompt_init"))
+    args = p.parse_args(argv)
+    table = run_arms(args, {init: ["--prompt-init", init] for init in INITS}, "prompt_init")
     cols = ["task", "model", "prompt_init", "prompt_layer", "seed", "dev_metric", "test_metric", "stopped_step",
             "best_step", "steps"]
     store.write_csv(Path(args.out) / "prompt_init.csv", table[cols])
-    means, best = summary(table)
-    lines = harness.report_head("Prompt initialisation: N(0, 1) against hidden states at the prompt's layer",
-                                harness.command(__file__, argv))
-    lines += [f"{args.model}, {args.task}, 100 shots, seeds {args.seeds}, trained until learned (patience "
-              f"{args.patience} evaluations of every {args.eval_every} steps, cap {args.steps}). Mean over seeds.", "",
-              "| init | prompt layer | dev accuracy | test accuracy | stopped at step |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r.prompt_init} | {int(r.prompt_layer)} | {r.dev_metric:.3f} | {r.test_metric:.3f} | "
-              f"{r.stopped_step:.0f} |" for r in means.itertuples()]
-    dev = table.groupby("prompt_init")["dev_metric"].mean()
-    lines += ["", f"Mean dev accuracy over the layers: " + ", ".join(f"{k} {v:.3f}" for k, v in dev.items())
-              + f". Chosen on dev: **{best}**.", ""]
+    lines = report(args, argv, table, "prompt_init",
+                   "Prompt initialisation: N(0, 1) against hidden states at the prompt's layer", "init")
     harness.write_report(Path(args.out) / "prompt_init.md", "\n".join(lines))
     return 0
 

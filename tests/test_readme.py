@@ -47,6 +47,8 @@ QUICK = {
                                       "--generators", "none", "--repeats", "1", "--warmup", "1"],
     "benchmarks/bench_prompt_init.py": ["--model", "minilm", "--steps", "4", "--eval-every", "2", "--patience", "1",
                                         "--dev-size", "20", "--max-length", "32"],
+    "benchmarks/bench_prompt_lr.py": ["--model", "minilm", "--steps", "4", "--eval-every", "2", "--patience", "1",
+                                      "--dev-size", "20", "--max-length", "32", "--lrs", "1e-3,1e-2"],
     "benchmarks/bench_sweep.py": ["--prompt-layers", "2,6", "--generators", "none", "--seeds", "13", "--steps", "2",
                                   "--dev-size", "20", "--max-examples", "60"],
     "benchmarks/bench_mi.py": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max",
@@ -265,10 +267,11 @@ def run_readme_commands(data_dir, tmp_path, cmds: list[str], blocks: list[str] =
             extra += ["--prompt-layers", "1,16,30" if "smollm2" in argv else "1,4,6"]
         if key == "lpt_probe.mi" and "all" in argv:  # the every-layer recipe: two layers, one seed
             extra += ["--prompt-layers", "2,6", "--seeds", "13"]
-        if key in ("benchmarks/bench_train.py", "benchmarks/bench_sweep.py", "benchmarks/bench_prompt_init.py"):
+        if key in ("benchmarks/bench_train.py", "benchmarks/bench_sweep.py", "benchmarks/bench_prompt_init.py",
+                   "benchmarks/bench_prompt_lr.py"):
             argv[1] = str(REPO / argv[1])
             extra += ["--out", str(tmp_path / "bench")]
-        if key == "benchmarks/bench_prompt_init.py":
+        if key in ("benchmarks/bench_prompt_init.py", "benchmarks/bench_prompt_lr.py"):
             extra += ["--work", str(tmp_path / "work")]
         if key == "benchmarks/bench_baselines.py":
             argv[1] = str(REPO / argv[1])
