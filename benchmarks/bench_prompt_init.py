@@ -34,7 +34,7 @@ def sweep_flags(args, *arm: str) -> list[str]:
             "--shots", "100", "--dev-size", str(args.dev_size), "--max-length", str(args.max_length),
             "--prompt-layers", args.prompt_layers, "--seeds", args.seeds, "--steps", str(args.steps),
             "--eval-every", str(args.eval_every), "--patience", str(args.patience), "--bucket", "--drop-overlap",
-            *arm]
+            *(["--lr", args.lr] if getattr(args, "lr", None) else []), *arm]
 
 
 def summary(table: pd.DataFrame, arm: str = "prompt_init") -> tuple[pd.DataFrame, str]:
@@ -90,6 +90,8 @@ def report(args, argv, table: pd.DataFrame, column: str, title: str, label: str)
 
 def main(argv: list[str] | None = None) -> int:
     p = study_parser(__doc__)
+    p.add_argument("--lr", default=None, help="the prompt learning rate (default: the method's, 1e-3); "
+                   "bench_prompt_lr.py chooses one on dev")
     p.add_argument("--work", default=str(REPO / "artifacts" / "bench_prompt_init"))
     args = p.parse_args(argv)
     table = run_arms(args, {init: ["--prompt-init", init] for init in INITS}, "prompt_init")
