@@ -116,12 +116,16 @@ def test_save_pretrained_round_trip(family, tmp_path):
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 @pytest.mark.parametrize("generator", ["none", "npg", "mppg"])
-def test_generate_equals_step_by_step_greedy_decode(family, generator):
+def test_generate_equals_step_by_step_greedy_decode(family, generator, monkeypatch):
     model, lpt = trained(family, generator, 3)
     ids, mask = random_batch(batch=2, pad_last=0)
     eos, steps = model.generation_config.eos_token_id, 6
     pad = model.generation_config.pad_token_id if model.generation_config.pad_token_id is not None else eos
     seq, done = ids.clone(), torch.zeros(2, dtype=torch.bool)
+    cached_steps = []
+    real = Backbone.run_layers_cached
+    monkeypatch.setattr(Backbone, "run_layers_cached", lambda self, h, *a: cached_steps.append(h.shape[1]) or real(
+        self, h, *a))
     with torch.no_grad():
         for _ in range(steps):  # LatePromptModel reads the next token at the last position, the prompt made anew
             nxt = lpt(seq, torch.ones_like(seq), torch.full((2,), seq.shape[1] - 1))["vocab_logits"].argmax(-1)
@@ -130,14 +134,45 @@ def test_generate_equals_step_by_step_greedy_decode(family, generator):
             if done.all():
                 break
         with attach_late_prompt(model, LatePrompt.from_model(lpt)):
-            assert model.generation_config.use_cache is False
-            out = model.generate(ids, attention_mask=mask, max_new_tokens=steps, do_sample=False)
-            with pytest.raises(ValueError, match="without a KV cache"):
-                model.generate(ids, attention_mask=mask, max_new_tokens=2, do_sample=False, use_cache=True)
+            if generator == "none":  # a plain prompt keeps the KV cache: each new token runs once
+                assert model.generation_config.use_cache is True
+                out = model.generate(ids, attention_mask=mask, max_new_tokens=steps, do_sample=False)
+                assert cached_steps and set(cached_steps[2:]) == {1}  # after the first step, one token a step
+                uncached = model.generate(ids, attention_mask=mask, max_new_tokens=steps, do_sample=False,
+                                          use_cache=False)
+                assert uncached.tolist() == out.tolist()
+            else:
+                assert model.generation_config.use_cache is False
+                out = model.generate(ids, attention_mask=mask, max_new_tokens=steps, do_sample=False)
+                with pytest.raises(ValueError, match="without a KV cache"):
+                    model.generate(ids, attention_mask=mask, max_new_tokens=2, do_sample=False, use_cache=True)
+                assert not cached_steps
             left = torch.cat([torch.zeros(2, 2, dtype=ids.dtype), ids], dim=1)  # a left-padded batch
-            with pytest.raises(ValueError, match="left-padded"):
+            with pytest.raises(ValueError, match="left-padded|padded batch"):
                 model.generate(left, attention_mask=(left > 0).long(), max_new_tokens=2, do_sample=False)
     assert out.tolist() == seq.tolist()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("pl", [1, 3])
+def test_kv_cached_steps_equal_the_full_forward(family, pl):
+    """A plain prompt, fed a sequence token by token through the cache, gives the logits of
+    one full forward at every position (the prompt runs once, on the first step)."""
+    from transformers import DynamicCache
+
+    model, lpt = trained(family, "none", pl)
+    ids, _ = random_batch(batch=2, pad_last=0)
+    n0 = 3
+    with torch.no_grad(), attach_late_prompt(model, LatePrompt.from_model(lpt)):
+        full = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        cache = DynamicCache(config=model.config)
+        parts = [model(input_ids=ids[:, :n0], attention_mask=torch.ones_like(ids[:, :n0]), cache=cache).logits]
+        for t in range(n0, ids.shape[1]):
+            parts.append(model(input_ids=ids[:, t:t + 1], attention_mask=torch.ones_like(ids[:, :t + 1]),
+                               cache=cache).logits)
+        with pytest.raises(ValueError, match="covers 2 tokens"):
+            model(input_ids=ids[:, :1], attention_mask=torch.ones_like(ids[:, :2]), cache=cache)
+    assert (torch.cat(parts, dim=1) - full).abs().max().item() < 1e-5
 
 
 def test_classifier_head_prompt_on_a_bare_encoder(tmp_path):

@@ -23,12 +23,12 @@ prompt pass positions covering prompt and text (see ``lpt_probe.model.late_promp
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-from .families import FamilySpec, family_for
+from .families import FamilySpec, additive_mask, family_for
 
 Tensor = torch.Tensor
 
@@ -91,9 +91,14 @@ class Backbone(nn.Module):
         return next(self.model.parameters()).device
 
     # -- the primitive ---------------------------------------------------------------
-    def embed(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
-        """Hidden state 0: the embedding output. # [batch, seq, hidden]"""
-        return self.family.embed(self.base, input_ids, attention_mask, token_type_ids)
+    def embed(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None,
+              position_ids: Tensor | None = None) -> Tensor:
+        """Hidden state 0: the embedding output. # [batch, seq, hidden]
+
+        ``position_ids`` (a KV-cached step of a ``kv_cache`` family: the new tokens' positions)."""
+        if position_ids is None:
+            return self.family.embed(self.base, input_ids, attention_mask, token_type_ids)
+        return self.family.embed(self.base, input_ids, attention_mask, token_type_ids, position_ids=position_ids)
 
     def context(self, attention_mask: Tensor, position_ids: Tensor | None = None, dtype=None) -> dict:
         """Per-forward layer inputs (mask format, rotary/relative positions) for a sequence."""
@@ -151,6 +156,29 @@ class Backbone(nn.Module):
             if return_all:
                 outs.append(h)
         return outs if return_all else h
+
+    def run_layers_cached(self, h: Tensor, key_mask: Tensor, start: int, stop: int, position_ids: Tensor,
+                          cache: Any) -> Tensor:
+        """``run_layers`` for one step of KV-cached decoding (decoders with ``kv_cache`` only).
+
+        ``h``: hidden state ``start`` of the step's new positions [batch, q, hidden];
+        ``key_mask`` [batch, k]: every key the step's layers see (the ``k - q`` already in
+        ``cache`` for these layers, then the ``q`` new ones); ``position_ids`` [batch, q]: the
+        new positions. Each layer appends its keys and values to ``cache`` (a transformers
+        ``Cache``, indexed by the layer's own index) and its queries attend causally to all of
+        them. Returns hidden state ``stop`` of the new positions."""
+        if not self.family.kv_cache:
+            raise ValueError(f"the {self.family.name!r} family entry has no KV-cache support (kv_cache=False)")
+        q, k = h.shape[1], key_mask.shape[1]
+        if k < q or position_ids.shape[-1] != q:
+            raise ValueError(f"a cached step needs keys k >= queries q and q position ids; got k={k}, q={q}, "
+                             f"position_ids {tuple(position_ids.shape)}")
+        ctx = self.family.context(self.base, key_mask[:, k - q:], position_ids, h.dtype)  # rotary at the new positions
+        ctx["attention_mask"] = additive_mask(key_mask, h.dtype, causal=True, queries=q)
+        ctx["cache"] = cache
+        for index in range(start, stop):
+            h = self.family.call_layer(self.layers[index], h, ctx, index, self.base)
+        return h
 
     def release_layers(self, stop: int) -> int:
         """Drop the weights of layers 0..stop-1 (the ones that make hidden states 1..stop)

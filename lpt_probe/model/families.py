@@ -31,17 +31,19 @@ from torch import nn
 Tensor = torch.Tensor
 
 
-def additive_mask(keep: Tensor, dtype: torch.dtype, causal: bool) -> Tensor:
+def additive_mask(keep: Tensor, dtype: torch.dtype, causal: bool, queries: int | None = None) -> Tensor:
     """A [batch, 1, q, k] additive float mask from a [batch, k] 0/1 key mask.
 
     0 where a query may attend, the dtype's most negative finite value where not (finite,
     so a fully masked row never turns into NaN). ``causal`` adds the lower-triangular
-    constraint (query i sees keys <= i).
+    constraint (query i sees keys <= i). ``queries`` (a KV-cached step): the queries are the
+    last ``q`` of the ``k`` keys, so query i sees keys <= k - q + i.
     """
     b, n = keep.shape
-    allowed = keep[:, None, None, :].bool().expand(b, 1, n, n)  # [batch, 1, q, k]
+    q = n if queries is None else queries
+    allowed = keep[:, None, None, :].bool().expand(b, 1, q, n)  # [batch, 1, q, k]
     if causal:
-        tri = torch.ones(n, n, dtype=torch.bool, device=keep.device).tril()
+        tri = torch.ones(q, n, dtype=torch.bool, device=keep.device).tril(diagonal=n - q)
         allowed = allowed & tri
     out = torch.zeros(allowed.shape, dtype=dtype, device=keep.device)
     return out.masked_fill(~allowed, torch.finfo(dtype).min)
@@ -77,6 +79,9 @@ class FamilySpec:
     block: Callable[[dict, Tensor], dict] | None = None
     # config -> the most tokens one input may have (its position table), None = no fixed limit
     max_positions: Callable[[Any], int | None] = _position_table
+    # decoders whose ``embed`` takes ``position_ids`` and whose ``call_layer`` passes
+    # ``ctx["cache"]`` (a transformers ``Cache``) on: ``Backbone.run_layers_cached`` (KV cache)
+    kv_cache: bool = False
 
 
 def _roberta_positions(config) -> int | None:
@@ -202,10 +207,15 @@ def _deberta_head(model: nn.Module):
 # --- decoders ----------------------------------------------------------------------------
 
 
-def _gpt2_embed(base, input_ids, attention_mask, token_type_ids=None):
+def _gpt2_embed(base, input_ids, attention_mask, token_type_ids=None, position_ids=None):
     n = input_ids.shape[1]
-    pos = torch.arange(n, device=input_ids.device)[None, :]  # [1, seq]
+    pos = torch.arange(n, device=input_ids.device)[None, :] if position_ids is None else position_ids  # [1|b, seq]
     return base.drop(base.wte(input_ids) + base.wpe(pos))
+
+
+def _cached(ctx: dict) -> dict:
+    """The layer kwargs of a KV-cached step (``run_layers_cached``), none otherwise."""
+    return {"cache": ctx["cache"], "use_cache": True} if "cache" in ctx else {}
 
 
 def _causal_context(base, keep, position_ids, dtype):
@@ -213,10 +223,10 @@ def _causal_context(base, keep, position_ids, dtype):
 
 
 def _gpt2_call(layer, h, ctx, index, base):
-    return _first(layer(h, attention_mask=ctx["attention_mask"]))
+    return _first(layer(h, attention_mask=ctx["attention_mask"], **_cached(ctx)))
 
 
-def _llama_embed(base, input_ids, attention_mask, token_type_ids=None):
+def _llama_embed(base, input_ids, attention_mask, token_type_ids=None, position_ids=None):
     return base.embed_tokens(input_ids)
 
 
@@ -236,6 +246,7 @@ def _llama_call(layer, h, ctx, index, base):
             attention_mask=ctx["attention_mask"],
             position_ids=ctx["position_ids"],
             position_embeddings=ctx["position_embeddings"],
+            **_cached(ctx),
         )
     )
 
@@ -274,7 +285,7 @@ register_family(FamilySpec(
     base=_base_from("transformer"), embed=_gpt2_embed, layers=_attr("h"),
     context=_causal_context, call_layer=_gpt2_call, final_norm=_attr("ln_f"),
     head=_head_module("lm_head"), first_token_is_cls=False, adapter_sites=("attn.c_proj", "mlp.c_proj"),
-    attention="attn", block=_block_additive,
+    attention="attn", block=_block_additive, kv_cache=True,
 ))
 register_family(FamilySpec(
     name="llama", model_types=("llama", "mistral", "qwen2"), causal=True,
@@ -282,6 +293,7 @@ register_family(FamilySpec(
     context=_llama_context, call_layer=_llama_call, final_norm=_attr("norm"),
     head=_head_module("lm_head"), first_token_is_cls=False,
     adapter_sites=("self_attn.o_proj", "mlp.down_proj"), attention="self_attn", block=_block_additive,
+    kv_cache=True,
 ))
 
 

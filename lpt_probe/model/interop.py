@@ -26,10 +26,16 @@ positions equal ``LatePromptModel``'s. ``detach`` restores the original forward;
 else of the model is touched (its weights, flags and state dict stay as they were), so
 its logits then equal the original ones bit for bit.
 
-Limits, each refused with an error rather than computed wrongly: no KV cache (the prompt
-of npg/appg/mppg depends on the whole input, each generated token included, so keys and
-values above PL would go stale; attaching sets ``generation_config.use_cache=False`` and
-``generate`` recomputes the sequence at every step), text positions 0..n-1 as in lpt_probe
+KV cache: a plain prompt (``generator="none"``) is the same for every input, so on the
+decoder families with ``kv_cache`` in the family table (GPT-2, Llama) ``generate`` keeps
+its cache: layers below PL cache the text's keys and values, layers PL..L the prompt's and
+the text's, each new token runs once (``Backbone.run_layers_cached``), and greedy output
+equals the uncached output. A generated prompt (npg/appg/mppg) depends on the whole input,
+each generated token included, so keys and values above PL would go stale: attaching one
+sets ``generation_config.use_cache=False`` and ``generate`` recomputes the sequence at
+every step; a cache passed anyway is refused.
+
+Limits, each refused with an error rather than computed wrongly: text positions 0..n-1 as in lpt_probe
 (right padding; a left-padded batch in ``generate`` is refused: generate one sequence or
 equal-length sequences at a time), ``input_ids`` only (no ``inputs_embeds``), no
 attention probabilities. Only ``lpt`` and ``prompt-tuning`` prompts export: the other
@@ -268,8 +274,10 @@ class AttachedLatePrompt:
         self._forward = functools.wraps(self.base.forward)(forward)
         object.__setattr__(self.base, "forward", self._forward)
         object.__setattr__(self.base, _MARK, self)
-        if gen_config is not None:
-            gen_config.use_cache = False  # see the module docstring: no KV cache while attached
+        # see the module docstring: only a plain prompt on a kv_cache family keeps the KV cache
+        self.cacheable = prompt.config.generator == "none" and self.backbone.family.kv_cache
+        if gen_config is not None and not self.cacheable:
+            gen_config.use_cache = False
 
     @property
     def attached(self) -> bool:
@@ -305,6 +313,14 @@ class AttachedLatePrompt:
                 bound.update(bound.pop(p.name, {}))
         ids, mask = bound.get("input_ids"), bound.get("attention_mask")
         _refuse(bound, ids)
+        cache = bound.get("cache")
+        cache = bound.get("past_key_values") if cache is None else cache
+        if cache is None and bound.get("use_cache") and self.cacheable:
+            from transformers import DynamicCache  # heavy: on use
+
+            cache = DynamicCache(config=self.model.config)
+        if cache is not None:
+            return self._run_cached(ids, mask, bound, cache)
         bb, start, gen = self.backbone, self.prompt.config.start_state, self.generator
         mask = torch.ones_like(ids) if mask is None else mask
         _check_positions(bound.get("position_ids"), mask)
@@ -328,6 +344,48 @@ class AttachedLatePrompt:
         states = (h, *low, *(s[:, l:] for s in up[:-1]), top) if all_states else None  # HF's L + 1
         return self._output(last_hidden_state=top, pooler_output=pooled, hidden_states=states)
 
+    def _run_cached(self, ids: Tensor, mask: Tensor | None, bound: dict, cache: Any):
+        """One KV-cached step (module docstring): the new tokens ``ids`` after the ``past`` text
+        tokens in ``cache``; the prompt runs (and is cached above PL) on the first step only."""
+        if not self.cacheable:
+            raise ValueError("an attached late prompt with a generated prompt (generator="
+                             f"{self.prompt.config.generator!r}) runs without a KV cache (the prompt depends on the "
+                             "whole input); call generate(..., use_cache=False), as attaching sets in generation_config")
+        if bound.get("output_hidden_states"):
+            raise ValueError("output_hidden_states with a KV cache is not supported with an attached late prompt; "
+                             "call the model without a cache (use_cache=False) to get the hidden states")
+        bb, start, l = self.backbone, self.prompt.config.start_state, self.prompt.config.num_virtual_tokens
+        b, q = ids.shape
+        past = cache.get_seq_length(0) if start > 0 else max(cache.get_seq_length(0) - l, 0)  # text tokens seen
+        mask = torch.ones(b, past + q, dtype=torch.long, device=ids.device) if mask is None else mask
+        if mask.shape[1] != past + q:
+            raise ValueError(f"attention_mask covers {mask.shape[1]} tokens, but the cache holds {past} and the "
+                             f"step brings {q}: pass the mask of the whole sequence")
+        if not bool(mask.bool().all()):
+            raise ValueError("a padded batch is not supported with a KV cache and an attached late prompt; "
+                             "generate one sequence (or equal-length ones) at a time")
+        positions = torch.arange(past, past + q, device=ids.device).expand(b, q)  # text positions, as lpt_probe
+        given = bound.get("position_ids")
+        if given is not None and not torch.equal(given.expand(b, q), positions):
+            raise ValueError("position_ids other than the text positions past..past+q-1 are not supported with an "
+                             "attached late prompt")
+        h = bb.embed(ids, mask[:, past:], bound.get("token_type_ids"), position_ids=positions)
+        h_low = bb.run_layers_cached(h, mask, 0, start, positions, cache) if start else h  # hidden state PL-1
+        ones = torch.ones(b, l, dtype=mask.dtype, device=mask.device)
+        if past == 0:  # first step: the prompt joins at PL and its keys and values stay in the cache above it
+            gen = self.generator
+            if next(gen.parameters()).device != h.device:
+                gen.to(h.device)
+            gen.train(self.base.training)
+            prompt = gen(h_low.float(), mask).to(h_low.dtype)  # [batch, l, hidden]
+            up = bb.run_layers_cached(torch.cat([prompt, h_low], dim=1), torch.cat([ones, mask], dim=1), start,
+                                      bb.num_hidden_layers, torch.arange(l + q, device=ids.device).expand(b, l + q),
+                                      cache)[:, l:]
+        else:
+            up = bb.run_layers_cached(h_low, torch.cat([ones, mask], dim=1), start, bb.num_hidden_layers,
+                                      positions + l, cache)
+        return self._output(last_hidden_state=bb.final(up), cache=cache)
+
 
 def _refuse(bound: dict, ids: Tensor | None) -> None:
     if ids is None:
@@ -339,9 +397,6 @@ def _refuse(bound: dict, ids: Tensor | None) -> None:
     if bound.get("output_attentions"):
         raise ValueError("output_attentions is not supported with an attached late prompt; lpt_probe's "
                          "Backbone.capture_attention records attention probabilities")
-    if bound.get("cache") is not None or bound.get("past_key_values") is not None:
-        raise ValueError("an attached late prompt runs without a KV cache (the prompt depends on the whole input); "
-                         "call generate(..., use_cache=False), as attaching sets in generation_config")
 
 
 def _check_positions(position_ids: Tensor | None, mask: Tensor) -> None:
