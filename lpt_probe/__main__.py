@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from . import __version__
+
 COMMANDS = {
     "train": "train one late prompt (or a baseline) into a run folder",
     "sweep": "a grid of runs: prompt layers x generators x seeds, and the baselines",
@@ -30,8 +32,6 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from . import __version__  # the package root: always loaded already
-
         print(f"lpt-probe {__version__}")
         return 0
     name = argv[0]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .analysis.plan import plan_section4
 from .analysis.section4 import Section4Config, claims_markdown, export_tables, run_section4
 from .analysis.section4_tables import cost_markdown, learned_markdown
 from .cli import STUDY_GROUPS, add_config_args, add_output_args, add_plan_flag, study_main
@@ -87,8 +88,6 @@ def table(args) -> int | None:
 
 def report(cfg: Section4Config, args) -> tuple[str, str]:
     if args.plan:
-        from .analysis.plan import plan_section4  # here: planning loads only with --plan
-
         return plan_section4(cfg).render(), "nothing (--plan)"
     res = run_section4(cfg)
     written = draw(Path(cfg.out_dir), res, png=args.png)

@@ -10,6 +10,7 @@ import ast
 import json
 import re
 import subprocess
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -152,28 +153,95 @@ def test_every_module_imports_only_from_its_layer_or_above():
                                             f"{'.'.join(target)} (layer {theirs}), a layer below it")
 
 
-MAX_MODULE_LINES = 400  # issue 25: a module a reader can hold in their head
+SIZE_WARNING_LINES = 400  # a module a reader can hold in their head (issue 25); split along concepts (issue 35)
 
 
-def test_no_module_is_over_400_lines():
-    """Split a module that grows past the limit along a seam, into a new module of its package."""
-    too_long = {}
+def test_long_modules_are_reported():
+    """No cap (a module is split along a concept, never to meet a number): modules over
+    SIZE_WARNING_LINES lines are reported as a warning in the test summary."""
     for path in sorted((REPO / "lpt_probe").rglob("*.py")):
         n = len(path.read_text().splitlines())
-        if n > MAX_MODULE_LINES:
-            too_long[path.relative_to(REPO).as_posix()] = n
-    assert not too_long, "; ".join(f"{name} has {n} lines (at most {MAX_MODULE_LINES})"
-                                   for name, n in too_long.items())
+        if n > SIZE_WARNING_LINES:
+            warnings.warn(f"{path.relative_to(REPO).as_posix()} has {n} lines (over {SIZE_WARNING_LINES}): "
+                          "is there a concept to split out?", stacklevel=1)
 
 
-def test_imports_sit_at_the_top_unless_they_say_why():
-    """A function-level import of the package's own modules only hides the graph."""
+HEAVY = {"torch", "transformers", "matplotlib", "seaborn", "sklearn", "umap", "datasets", "ray", "safetensors"}
+
+
+def _module_of(path: Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(rel[:-1] if rel[-1] == "__init__" else rel)
+
+
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
+    """The modules an ImportFrom may execute: its target and ``target.name`` for each name."""
+    if not node.level:
+        return [node.module]
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[:len(base) - (node.level - 1)]
+    target = ".".join(base + ([node.module] if node.module else []))
+    return [target] + [f"{target}.{a.name}" for a in node.names]
+
+
+def _top_level_imports(root: Path = REPO / "lpt_probe") -> dict[str, set[str]]:
+    """module -> what its module-level statements import (not inside functions, classes or ifs)."""
+    graph = {}
+    for path in root.rglob("*.py"):
+        name, tree = _module_of(path), ast.parse(path.read_text())
+        out: set[str] = set()
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                out |= set(_resolve(name, path.name == "__init__.py", node))
+        graph[name] = out
+    return graph
+
+
+def _closure(start: str, graph: dict[str, set[str]]) -> set[str]:
+    """What importing ``start`` executes: its parent packages and what they import, transitively."""
+    seen, todo = set(), [start]
+    while todo:
+        parts = todo.pop().split(".")
+        for k in range(1, len(parts) + 1):
+            sub = ".".join(parts[:k])
+            if sub not in seen:
+                seen.add(sub)
+                todo.extend(graph.get(sub, ()))
+    return seen
+
+
+def _heavy(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules} & HEAVY
+
+
+def test_imports_inside_functions_are_needed():
+    """A function-level import of the package's own modules is allowed only where moving it to
+    the top would change what importing the module does: close an import cycle (the target
+    imports this module, directly or through others) or load a heavy package (torch,
+    matplotlib ...) the module does not load already. A comment on the line says which."""
+    graph = _top_level_imports()
     for path in (REPO / "lpt_probe").rglob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                for inner in ast.walk(node):
-                    if isinstance(inner, ast.ImportFrom) and inner.level >= 1:
-                        assert re.search(r"#", path.read_text().splitlines()[inner.lineno - 1]), \
-                            f"{path.relative_to(REPO)}:{inner.lineno} imports .{inner.module} inside " \
-                            f"{node.name}(); move it to the top (or say why in a comment)"
+        name, text = _module_of(path), path.read_text()
+        mine = _closure(name, graph)
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for inner in ast.walk(node):
+                if not (isinstance(inner, ast.ImportFrom) and inner.level >= 1):
+                    continue
+                where = f"{path.relative_to(REPO)}:{inner.lineno}"
+                targets = [t for t in _resolve(name, path.name == "__init__.py", inner) if t in graph]
+                theirs = set().union(*(_closure(t, graph) for t in targets))
+                needed = name in theirs or _heavy(theirs) - _heavy(mine)
+                assert needed, (f"{where} imports {targets} inside {node.name}(): that closes no import cycle and "
+                                "loads no heavy package the module lacks; move it to the top")
+                assert "#" in text.splitlines()[inner.lineno - 1], f"{where}: say why the import is here, in a comment"
+
+
+def test_the_import_check_tells_a_needless_import_from_a_needed_one():
+    graph = {"p": set(), "p.a": {"p.b"}, "p.b": set(), "p.c": {"p.d"}, "p.d": {"p.c"}, "p.t": {"torch"}}
+    assert "p.a" not in _closure("p.b", graph) and not _heavy(_closure("p.b", graph))  # needless: p.a -> p.b
+    assert "p.c" in _closure("p.d", graph)  # p.c importing p.d in a function: a cycle
+    assert _heavy(_closure("p.t", graph)) - _heavy(_closure("p.a", graph)) == {"torch"}  # heavy

@@ -335,3 +335,9 @@ def test_overlap_is_matched_case_and_space_insensitively():
 
     assert same_text(("What are the Twin Cities ?",)) == same_text(("what are the  twin cities ?",))
     assert same_text(("a", "B")) != same_text(("a", "C"))
+
+
+def test_a_test_reading_the_real_data_is_marked_integration(request, data_dir):
+    """tests/conftest.py marks every test that uses the ``data_dir`` fixture: ``-m "not
+    integration"`` leaves out exactly the tests that need ../shared/data."""
+    assert request.node.get_closest_marker("integration") is not None
