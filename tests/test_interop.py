@@ -290,3 +290,46 @@ def test_example_script_runs_offline(tmp_path, capsys):
     assert example.main(["--out", str(tmp_path), "--steps", "2"]) == 0
     printed = capsys.readouterr().out
     assert "masked LM: label probabilities" in printed and "minilm: {" in printed
+
+
+class FakeHub:
+    """A stand-in for ``huggingface_hub.HfApi``: records the calls and keeps a copy of the upload."""
+
+    def __init__(self, into: Path):
+        self.into, self.calls = into, []
+
+    def create_repo(self, repo_id, **kw):
+        self.calls.append(("create_repo", repo_id, kw))
+
+    def upload_folder(self, *, repo_id, folder_path, **kw):
+        import shutil
+
+        self.calls.append(("upload_folder", repo_id, kw))
+        shutil.copytree(folder_path, self.into)
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+
+def test_push_to_hub_uploads_the_exported_folder_with_a_model_card(tmp_path, monkeypatch):
+    """The file set of a push (no machine here reaches the hub): the three exported files and a
+    README model card naming the base model; the upload loads back through from_pretrained's
+    hub path (snapshot_download stood in by the uploaded copy)."""
+    from lpt_probe.model import hub
+
+    model, lpt = trained("llama", "none", 2)
+    prompt = LatePrompt.from_model(lpt, base_model_name="smollm2")
+    fake = FakeHub(tmp_path / "uploaded")
+    url = hub.push_to_hub(prompt, "me/tiny-prompt", private=True, api=fake)
+    assert url == "https://huggingface.co/me/tiny-prompt/commit/abc"
+    assert [c[0] for c in fake.calls] == ["create_repo", "upload_folder"]
+    assert fake.calls[0][2]["private"] is True and fake.calls[0][2]["exist_ok"] is True
+    files = sorted(p.name for p in (tmp_path / "uploaded").iterdir())
+    assert files == sorted([CONFIG_NAME, WEIGHTS_NAME, TASK_NAME, "README.md"])
+    card = (tmp_path / "uploaded" / "README.md").read_text()
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card and "library_name: lpt_probe" in card
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **kw: str(tmp_path / "uploaded"))
+    loaded = LatePrompt.from_pretrained("me/tiny-prompt")
+    assert all(torch.equal(loaded.weights[k], prompt.weights[k]) for k in prompt.weights)
+    with pytest.raises(ValueError, match="not a hub repository id"):
+        hub.push_to_hub(prompt, "a/b/c", api=fake)

@@ -61,6 +61,7 @@ from ..store import DamagedFile, atomic_write_bytes, atomic_write_text, read_jso
 from .backbone import Backbone
 from .families import FAMILIES
 from .generators import build_generator
+from .hub import push_to_hub
 from .late_prompt import LatePromptConfig, LatePromptModel
 from .loading import hub_id, looks_like_path
 from .methods import get_method
@@ -236,6 +237,13 @@ class LatePrompt:
             for k, v in self.weights.items():
                 own[k].copy_(v)
         return model.eval()
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    commit_message: str | None = None, revision: str | None = None) -> str:
+        """Upload the folder ``save_pretrained`` writes, with a model card, to the hub repository
+        ``repo_id`` (created if missing); returns the commit URL (``lpt_probe.model.hub``)."""
+        return push_to_hub(self, repo_id, private=private, token=token, commit_message=commit_message,
+                           revision=revision)
 
     def check(self, hf_model: nn.Module, strict: bool = True) -> Backbone:
         """``Backbone(hf_model)`` if the model is of the family, depth and width this prompt was
