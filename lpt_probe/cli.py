@@ -29,6 +29,7 @@ import dataclasses
 import errno
 import logging
 import os
+import re
 import sys
 import time
 import types
@@ -252,10 +253,20 @@ def add_plan_flag(group) -> None:
                             "calibrated on this machine, and exit: nothing is trained or written")
 
 
+ROLE = re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|obj|exc):`~?([^`]+)`")
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as a terminal (and the CLI reference page) shows it: reST roles
+    (``:mod:`x```) and double-backtick literals become the bare names."""
+    return ROLE.sub(r"\1", doc).replace("``", "")
+
+
 def study_parser(prog: str, doc: str, cfg_cls) -> argparse.ArgumentParser:
-    """A study command's parser: its whole docstring as the description, the config's flags
-    in ``STUDY_GROUPS`` sections, ``--quiet`` / ``--verbose``."""
-    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """A study command's parser: its whole docstring as the description (``plain_text``), the
+    config's flags in ``STUDY_GROUPS`` sections, ``--quiet`` / ``--verbose``."""
+    p = argparse.ArgumentParser(prog=prog, description=plain_text(doc),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, cfg_cls, groups=STUDY_GROUPS)
     add_output_args(p)
     return p

@@ -37,7 +37,7 @@ import pandas as pd
 from . import store
 from .layers import select_prompt_layers
 from . import viz as P
-from .cli import add_output_args, run_main, setup_logging
+from .cli import add_output_args, plain_text, run_main, setup_logging
 from .outputs import check_url
 
 logger = logging.getLogger("lpt_probe.figures")  # not __name__, which is "__main__" under python -m
@@ -224,7 +224,7 @@ def _stem(names: dict[str, str], key: str, name: str | None) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lpt_probe.figures", description=__doc__.replace("``", ""),
+    p = argparse.ArgumentParser(prog="python -m lpt_probe.figures", description=plain_text(__doc__),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("results", metavar="RESULTS", help="the producer's output folder, or the CSV itself")

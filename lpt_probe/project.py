@@ -21,14 +21,14 @@ from pathlib import Path
 from .analysis.projection import METHODS, save_projection
 from .analysis.prompt_projection import project_run
 from .analysis.representations import REPRESENTATIONS
-from .cli import add_output_args, run_main, setup_logging
+from .cli import add_output_args, plain_text, run_main, setup_logging
 from .outputs import check_url
 from .store import check_output_folder
 from .viz import paper_style, plot_projection, save_figure
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lpt_probe.project", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lpt_probe.project", description=plain_text(__doc__.split("\n")[0]))
     p.add_argument("run", help="a complete run folder (config.json, prompt.safetensors)")
     p.add_argument("--split", default="test", choices=["train", "dev", "test"])
     p.add_argument("--method", default="umap", choices=list(METHODS))

@@ -25,11 +25,11 @@ from pathlib import Path
 from .analysis.plan import plan_section4
 from .analysis.section4 import Section4Config, claims_markdown, export_tables, run_section4
 from .analysis.section4_tables import cost_markdown, learned_markdown
-from .cli import STUDY_GROUPS, add_config_args, add_output_args, add_plan_flag, study_main
+from .cli import STUDY_GROUPS, add_config_args, add_output_args, add_plan_flag, plain_text, study_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lpt_probe.section4", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog="python -m lpt_probe.section4", description=plain_text(__doc__.split("\n")[0]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="The stages' own commands: python -m lpt_probe.sweep, python -m lpt_probe.mi, "
                                        "python -m lpt_probe.influence; the figure alone: python -m lpt_probe.figures "

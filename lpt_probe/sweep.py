@@ -22,9 +22,10 @@ from .cli import (
     PROMPT_GROUPS,
     TRAIN_GROUPS,
     add_config_args,
-    add_plan_flag,
     add_output_args,
+    add_plan_flag,
     config_from_args,
+    plain_text,
     run_main,
     setup_logging,
 )
@@ -65,7 +66,7 @@ def draw(out: str | Path) -> list[Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lpt_probe.sweep", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lpt_probe.sweep", description=plain_text(__doc__.split("\n")[0]))
     add_config_args(p, TrainConfig, groups=TRAIN_GROUPS)
     g = p.add_argument_group("grid")
     add_config_args(g, SweepConfig, skip=("out", "progress", "overwrite"))

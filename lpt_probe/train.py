@@ -30,6 +30,7 @@ from .cli import (
     add_config_args,
     add_output_args,
     config_from_args,
+    plain_text,
     run_main,
     setup_logging,
 )
@@ -43,7 +44,7 @@ from .store import check_output_folder, is_url, upload_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lpt_probe.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lpt_probe.train", description=plain_text(__doc__.split("\n")[0]))
     add_config_args(p, LatePromptConfig, defaults={"prompt_layer": None}, groups=PROMPT_GROUPS)
     add_config_args(p, TrainConfig, groups=TRAIN_GROUPS)
     p._lpt_groups["hardware"].add_argument("--out", default=None,

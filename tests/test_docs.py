@@ -88,6 +88,22 @@ def test_cli_reference_has_every_commands_help(site):
     assert "<code>llama</code>" in families and "lpt-probe-families" not in families
 
 
+def test_no_page_shows_raw_rest_markup(site):
+    """Docstrings are reST-flavoured (``x``, :mod:`x`); no built page shows that markup raw:
+    the CLI help pages print it through ``lpt_probe.cli.plain_text``."""
+    role = re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|obj|exc):`")
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        assert not role.search(text), f"{page.relative_to(site)} shows a raw reST role: {role.search(text)[0]}"
+        assert "``" not in text, f"{page.relative_to(site)} shows raw double backticks"
+
+
+def test_plain_text_strips_roles_and_literals():
+    from lpt_probe.cli import plain_text
+
+    assert plain_text("with :mod:`lpt_probe.viz` and ``--plan`` or :func:`~a.b`") == "with lpt_probe.viz and --plan or a.b"
+
+
 def test_changelog_page_includes_the_changelog(site):
     html = built_page(site, "changelog.md").read_text()
     assert "0.1.0" in html and "0.2.0" in html and "--8&lt;--" not in html
