@@ -43,6 +43,8 @@ ADDED = {  # flags added since, by the issue that asked for them
 }
 for _cmd in ("train", "sweep", "mi"):  # issue 32: train until learned
     ADDED[_cmd] = ADDED[_cmd] | {"--patience", "--prompt-init"}
+for _cmd in ("train", "sweep"):  # issue 33: experiment logging
+    ADDED[_cmd] = ADDED[_cmd] | {"--report-to"}
 
 
 def flags(parser: argparse.ArgumentParser) -> dict[str, set[str]]:

@@ -46,9 +46,9 @@ from .trainer import TrainConfig
 
 logger = logging.getLogger(__name__)
 RUN_FORMAT = 2
-# Settings that do not change a run's numbers: where it ran and where its data lives (the
-# data's content is in the fingerprints).
-NOT_IN_KEY = ("device", "data_dir", "source", "task", "model")
+# Settings that do not change a run's numbers: where it ran, where its data lives (the
+# data's content is in the fingerprints) and where it reports its progress.
+NOT_IN_KEY = ("device", "data_dir", "source", "task", "model", "report_to")
 # Settings added later, keyed only when set: a run that does not use one keeps the key it had.
 KEYED_WHEN_SET = {"patience": None}
 

@@ -38,13 +38,14 @@ from ..model.methods import get_method
 from ..model.prompt_weights import save_prompt
 from ..outputs import check_owned, check_url
 from .folders import NOT_IN_KEY, check_run, config_record
+from .reporting import Reporter, parse_report_to
 from .trainer import TrainConfig, Trainer, peak_memory_mb
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "test")
 # what a new training run into a used folder rebuilds: removed before meta.json says "running"
 STALE = ("metrics.json", "curve.csv", "test_predictions.csv", "dev_correct.npz", "prompt.safetensors",
-         "prompt_config.json", "checkpoints/step-*.safetensors")
+         "prompt_config.json", "checkpoints/step-*.safetensors", "tensorboard/events.out.tfevents.*")
 
 
 @dataclass
@@ -279,9 +280,17 @@ def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress
             files[name] = save_prompt(model, run_dir, name)
 
     trainer = Trainer(model, cfg, data.task.metric.value)
-    curve, stats = trainer.fit(encoded["train"], encoded["dev"], caches, progress, on_checkpoint=checkpoint)
-    dev = trainer.best_dev_ or trainer.evaluate(encoded["dev"], caches.get("dev"))  # best_dev_: no rerun
-    test = trainer.evaluate(encoded["test"], caches.get("test"))
+    name = run_dir.name if run_dir is not None else (f"{data.task.name}-pl{prompt_cfg.prompt_layer}-"
+                                                     f"{prompt_cfg.generator}-s{cfg.seed}")
+    reporter = Reporter(parse_report_to(cfg.report_to), name, run_dir, {**config["prompt"], **config["train"]})
+    try:
+        curve, stats = trainer.fit(encoded["train"], encoded["dev"], caches, progress, on_checkpoint=checkpoint,
+                                   on_eval=reporter.log_evaluation)
+        dev = trainer.best_dev_ or trainer.evaluate(encoded["dev"], caches.get("dev"))  # best_dev_: no rerun
+        test = trainer.evaluate(encoded["test"], caches.get("test"))
+        reporter.log({"test/metric": test["metric"], "test/accuracy": test["accuracy"]}, stats["stopped_step"])
+    finally:
+        reporter.close()
     metrics = {
         "task": data.task.name, "model": model_slug(cfg.model), "method": prompt_cfg.method,
         "prompt_layer": prompt_cfg.prompt_layer, "generator": prompt_cfg.generator,

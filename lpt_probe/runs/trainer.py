@@ -41,6 +41,7 @@ from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptModel
 from ..model.loading import DEFAULT_MODEL, DTYPES, PRESETS, resolve_device, resolve_dtype
 from ..progress import bar
+from .reporting import parse_report_to
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,9 @@ class TrainConfig:
         "(methods that train backbone weights need fp32)", choices=lambda: list(DTYPES)))
     grad_accum: int = field(default=1, metadata=_meta(
         "split each --batch-size batch into this many micro-batches: the same update in less memory"))
+    report_to: str | None = field(default=None, metadata=_meta(
+        "log each dev evaluation and the test metric to trackers: tensorboard (event files in the run folder's "
+        "tensorboard/), wandb, mlflow; comma-separated, each needs its package"))
 
     def __post_init__(self):
         if self.steps is not None and self.epochs is not None:
@@ -133,6 +137,7 @@ class TrainConfig:
             raise ValueError(f"grad_accum={self.grad_accum} splits a batch of batch_size={self.batch_size} into "
                              f"micro-batches: it cannot exceed batch_size")
         resolve_dtype(self.dtype)  # unknown dtype: fail here
+        parse_report_to(self.report_to)  # unknown or uninstalled tracker: fail here
         if self.backbone_dropout and self.cache:
             logger.info("backbone_dropout=True: the lower-layer cache is turned off")
             self.cache = False
@@ -268,11 +273,12 @@ class Trainer:
         return out
 
     def fit(self, train: Encoded, dev: Encoded, caches: dict[str, LowerLayerCache] | None = None,
-            progress: bool = True, on_checkpoint: Callable[[int], None] | None = None
-            ) -> tuple[pd.DataFrame, dict[str, Any]]:
+            progress: bool = True, on_checkpoint: Callable[[int], None] | None = None,
+            on_eval: Callable[[dict[str, Any]], None] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
         """Train for ``cfg.steps`` (or epochs; with ``cfg.patience`` until the dev metric stops
         improving); keeps the best-on-dev weights in the model.
-        ``on_checkpoint(step)`` is called every ``cfg.save_every`` steps (and at step 0)."""
+        ``on_checkpoint(step)`` is called every ``cfg.save_every`` steps (and at step 0);
+        ``on_eval(row)`` after each dev evaluation, with its row of the curve."""
         cfg, model = self.cfg, self.model
         caches = caches or {}
         if "train" in caches:
@@ -308,6 +314,8 @@ class Trainer:
                     best = {"metric": ev["metric"], "step": step, "state": model.trainable_state_dict(), "eval": ev}
                     stale = 0
                 pbar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", dev=f"{ev['metric']:.3f}")
+                if on_eval is not None:
+                    on_eval(rows[-1])
             if on_checkpoint is not None and cfg.save_every and step % cfg.save_every == 0:
                 on_checkpoint(step)
             if cfg.patience is not None and stale >= cfg.patience and step < total:
