@@ -54,11 +54,24 @@ def exists(path: str | os.PathLike) -> bool:
     return Path(path).exists()
 
 
-def upload_dir(local: str | os.PathLike, url: str, last: str = "meta.json") -> None:
-    """Copy a local folder's files to ``url``, the file named ``last`` after all others."""
+def _transient(name: str) -> bool:
+    """A file that only matters on this machine while a command runs: a lock, a temporary
+    file of an atomic write, an output set aside until its command finishes."""
+    return name == ".lock" or name.endswith(".lock") or (name.startswith(".") and name.endswith((".tmp", ".previous")))
+
+
+def upload_dir(local: str | os.PathLike, url: str, last: str | None = "meta.json") -> None:
+    """Copy a local folder's files to ``url``, the file named ``last`` (the status file) after
+    all others and removed there first, so the URL never shows an earlier ``complete`` beside
+    files half replaced. Locks and temporary files are left behind."""
     fs, inner = _fs(url)
     local = Path(local)
-    files = sorted((p for p in local.rglob("*") if p.is_file()), key=lambda p: p.name == last)
+    files = sorted((p for p in local.rglob("*") if p.is_file() and not _transient(p.name)),
+                   key=lambda p: p == local / str(last))
+    if last is not None and (local / last).is_file():
+        target = "/".join([inner.rstrip("/"), last])
+        if fs.exists(target):
+            fs.rm(target)
     for f in files:
         target = "/".join([inner.rstrip("/"), *f.relative_to(local).parts])
         fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
