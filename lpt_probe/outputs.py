@@ -21,7 +21,7 @@ next command; :func:`check_url` turns an output URL that cannot be written into 
 One output layer for every command: ``--out`` is a local folder or an fsspec URL
 (``s3://``, ``gs://``, ``memory://``, ``file://``). A command whose ``--out`` is a URL
 computes in a local folder and uploads it when it finishes (:func:`staged`, through
-``store.upload_dir``: the status file removed at the URL first and put last, so the URL
+:func:`upload_dir`: the status file removed at the URL first and put last, so the URL
 never shows ``complete`` beside half-replaced files). ``train``, ``mi``, ``influence`` and
 ``section4`` stage in :func:`staging_dir` (``$LPT_PROBE_STAGING``, default
 ``~/.cache/lpt_probe/staging/``), a folder keyed by the URL that is kept: a rerun after a
@@ -53,7 +53,7 @@ from filelock import FileLock, Timeout
 from . import store
 
 __all__ = ["ResumableOutput", "ForeignFolder", "MARKER", "STAGING_ENV", "check_owned", "check_url", "mark_owned",
-           "publish_files", "stale_status", "staged", "staging_dir"]
+           "publish_files", "stale_status", "staged", "staging_dir", "upload_dir"]
 logger = logging.getLogger(__name__)
 MARKER = ".lpt_probe"  # in every output folder the toolkit writes: the folder is its to replace
 STAGING_ENV = "LPT_PROBE_STAGING"  # where URL outputs are computed before the upload
@@ -130,6 +130,30 @@ def check_owned(out: str | Path, status_file: str | None, overwrite: bool = Fals
                         f"anyway")
 
 
+def _transient(name: str) -> bool:
+    """A file that only matters on this machine while a command runs: a lock, a temporary
+    file of an atomic write, an output set aside until its command finishes."""
+    return name == ".lock" or name.endswith(".lock") or (name.startswith(".") and name.endswith((".tmp", ".previous")))
+
+
+def upload_dir(local: str | os.PathLike, url: str, last: str | None = "meta.json") -> None:
+    """Copy a local folder's files to ``url``, the file named ``last`` (the status file) after
+    all others and removed there first, so the URL never shows an earlier ``complete`` beside
+    files half replaced. Locks and temporary files are left behind."""
+    fs, inner = fsspec.core.url_to_fs(url)
+    local = Path(local)
+    files = sorted((p for p in local.rglob("*") if p.is_file() and not _transient(p.name)),
+                   key=lambda p: p == local / str(last))
+    if last is not None and (local / last).is_file():
+        target = "/".join([inner.rstrip("/"), last])
+        if fs.exists(target):
+            fs.rm(target)
+    for f in files:
+        target = "/".join([inner.rstrip("/"), *f.relative_to(local).parts])
+        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        fs.put_file(str(f), target)
+
+
 def mark_owned(folder: str | Path, **facts: Any) -> None:
     """Leave the marker in a local ``folder`` (kept when it owns the folder already; one that
     lists the files ``figures`` wrote becomes one that owns the folder, which the command
@@ -174,16 +198,18 @@ def publish_files(folder: str | Path, names: list[str], out: str | Path, overwri
     return written
 
 
+def cache_dir() -> Path:
+    """The user cache folder: ``$LPT_PROBE_CACHE`` or ``~/.cache/lpt_probe`` (converted weights,
+    weight digests, staging folders)."""
+    return Path(os.environ.get("LPT_PROBE_CACHE", Path.home() / ".cache" / "lpt_probe"))
+
+
 def staging_dir(url: str) -> Path:
     """The local folder where a command computes the output it uploads to ``url``:
     ``$LPT_PROBE_STAGING/<scheme>-<digest of the URL>`` (default ``<cache>/staging``, the cache
     being ``$LPT_PROBE_CACHE`` or ``~/.cache/lpt_probe``). One URL, one folder: a rerun
     resumes there; delete it to free the space."""
-    root = os.environ.get(STAGING_ENV, "").strip()
-    if not root:
-        from .model.loading import cache_dir  # here: figures import this module and never torch
-
-        root = cache_dir() / "staging"
+    root = os.environ.get(STAGING_ENV, "").strip() or cache_dir() / "staging"
     url = str(url).rstrip("/")
     return Path(root) / f"{url.split('://', 1)[0]}-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
 
@@ -207,7 +233,7 @@ def staged(out: str | Path | None, status_file: str | None = None, *, resume: bo
         try:
             yield Path(tmp)
             if upload:
-                store.upload_dir(tmp, str(out), last=status_file)
+                upload_dir(tmp, str(out), last=status_file)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return
@@ -221,7 +247,7 @@ def staged(out: str | Path | None, status_file: str | None = None, *, resume: bo
                 meta = store.read_json_cache(status)
                 if meta and meta.get("url") != str(out):
                     store.write_json(status, {**meta, "url": str(out)})
-            store.upload_dir(local, str(out), last=status_file)
+            upload_dir(local, str(out), last=status_file)
         logger.info("uploaded %s to %s (the local copy is kept for reruns; delete it to free the space)", local, out)
 
 
