@@ -36,7 +36,8 @@ import types
 import typing
 from typing import Any, Callable, Iterable
 
-from .store import DamagedFile, DiskFull, FolderBusy
+from .outputs import staged
+from .store import DamagedFile, DiskFull, FolderBusy, is_url
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +281,9 @@ def study_main(parser: argparse.ArgumentParser, argv: list[str] | None, cfg_cls,
     summary to print, what it wrote), and print both with the time taken; user errors and
     Ctrl-C as :func:`run_main` (an interruption names the status file to resume from).
     ``before(args)``: a mode that needs no config (e.g. ``section4 --table``); its return
-    value, when not None, is the exit status."""
+    value, when not None, is the exit status. An fsspec URL as ``--out`` is computed in its
+    local staging folder and uploaded when the work finishes (``outputs.staged``; not with
+    ``--plan``)."""
     args = parser.parse_args(argv)
     setup_logging(args)
     t0 = time.perf_counter()
@@ -291,13 +294,18 @@ def study_main(parser: argparse.ArgumentParser, argv: list[str] | None, cfg_cls,
             done = before(args)
             if done is not None:
                 return done
-        cfg = config_from_args(cfg_cls, args, progress=args.progress and not args.quiet)
-        missing = [p for p in getattr(args, "reuse_runs", ()) or () if not os.path.isdir(p)]
-        if missing:  # a mistyped folder would silently train every prompt again
-            raise FileNotFoundError(f"--reuse-runs {','.join(missing)}: no such folder; give folders of run folders "
-                                    f"(e.g. a sweep's runs/), or leave the flag out")
-        state["out"] = str(cfg.out_dir)
-        summary, wrote = work(cfg, args)
+        url = args.out if is_url(getattr(args, "out", None)) else None
+        with staged(url, status_file, upload=not getattr(args, "plan", False)) as local:
+            cfg = config_from_args(cfg_cls, args, progress=args.progress and not args.quiet,
+                                   **({"out": str(local)} if url else {}))
+            missing = [p for p in getattr(args, "reuse_runs", ()) or () if not os.path.isdir(p)]
+            if missing:  # a mistyped folder would silently train every prompt again
+                raise FileNotFoundError(f"--reuse-runs {','.join(missing)}: no such folder; give folders of run "
+                                        f"folders (e.g. a sweep's runs/), or leave the flag out")
+            state["out"] = str(cfg.out_dir)
+            summary, wrote = work(cfg, args)
+        if url:  # the files are at the URL now
+            wrote = wrote.replace(str(local), url.rstrip("/"))
         print(summary)
         print(f"wrote {wrote} in {time.perf_counter() - t0:.0f} s")
         return 0

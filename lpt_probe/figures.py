@@ -13,8 +13,10 @@ with :mod:`lpt_probe.viz` (so this never imports torch):
                influence.csv)
 
 RESULTS is the folder the producer wrote or the CSV itself. Figures go to ``--out``
-(default ``artifacts/figures/``) as PDF (``--png`` adds a 200 dpi PNG), named after the
-subcommand or ``--name``; a table holding several tasks or models (shot counts for
+(default ``artifacts/figures/``; a folder or an fsspec URL) as PDF (``--png`` adds a 200 dpi
+PNG), named after the subcommand or ``--name``; a figure never replaces a file lpt_probe did
+not write (the folder's ``.lpt_probe`` marker lists what it wrote; ``--overwrite`` replaces
+anyway); a table holding several tasks or models (shot counts for
 performance, generators for convergence, probes for mi) gives one figure per group, the
 group appended to the name. The paths
 written are printed. A missing input, an empty table (no rows) or an ``--out`` that cannot
@@ -28,6 +30,7 @@ import argparse
 import logging
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
@@ -38,7 +41,7 @@ from . import store
 from .layers import select_prompt_layers
 from . import viz as P
 from .cli import add_output_args, plain_text, run_main, setup_logging
-from .outputs import check_url
+from .outputs import check_url, publish_files
 
 logger = logging.getLogger("lpt_probe.figures")  # not __name__, which is "__main__" under python -m
 
@@ -228,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("results", metavar="RESULTS", help="the producer's output folder, or the CSV itself")
-    common.add_argument("--out", default="artifacts/figures", help="output folder (default: artifacts/figures)")
+    common.add_argument("--out", default="artifacts/figures",
+                        help="output folder or fsspec URL (default: artifacts/figures)")
+    common.add_argument("--overwrite", action="store_true",
+                        help="replace files in --out that lpt_probe did not write (refused otherwise)")
     common.add_argument("--png", action="store_true", help="also write a 200 dpi PNG beside each PDF")
     common.add_argument("--name", default=None, help="file name stem (default: the figure's name)")
     common.add_argument("--context", default="paper", choices=["paper", "notebook", "talk"],
@@ -282,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_section4(args: argparse.Namespace) -> list[Path]:
-    """The Section 4 page from three producers' folders; returns the path(s) written."""
+def run_section4(args: argparse.Namespace, out: Path) -> list[Path]:
+    """The Section 4 page from three producers' folders, drawn into ``out``; returns the path(s) written."""
     folder = args.sweep.parent if args.sweep.is_file() else args.sweep
     tables = []
     for where, cmd, values in ((folder, "performance", ("test_metric",)), (folder, "convergence", ("dev_metric",)),
@@ -296,17 +302,26 @@ def run_section4(args: argparse.Namespace) -> list[Path]:
         if args.title:
             inf = tables[3]
             fig.suptitle(f"{inf['task'].iloc[0]} / {inf['model'].iloc[0]}")
-        written = P.save_figure(fig, Path(args.out) / f"{args.name or 'section4'}.pdf", png=args.png)
+        written = P.save_figure(fig, out / f"{args.name or 'section4'}.pdf", png=args.png)
         plt.close(fig)
     return written
 
 
-def run(args: argparse.Namespace) -> list[Path]:
-    """Draw and save every figure of one subcommand; returns the paths written."""
-    check_url(str(args.out), local_only=True)  # figures are drawn into a local folder
+def run(args: argparse.Namespace) -> list[Path | str]:
+    """Draw every figure of one subcommand, then put them into ``--out``; returns where they went.
+
+    The figures are drawn into a temporary folder and placed only when all are drawn
+    (``outputs.publish_files``): a URL gets them uploaded; a local folder gets them unless one
+    would replace a file lpt_probe did not write (refused, nothing written, unless ``--overwrite``)."""
+    check_url(str(args.out))  # a URL whose filesystem is not installed: one line naming the package
     store.check_output_folder(args.out)  # before any work: a file in the way, or no write permission
-    if args.command == "section4":
-        return run_section4(args)
+    with tempfile.TemporaryDirectory(prefix="lpt_figures_") as tmp:
+        drawn = run_section4(args, Path(tmp)) if args.command == "section4" else draw_all(args, Path(tmp))
+        return publish_files(tmp, [str(Path(p).relative_to(tmp)) for p in drawn], args.out, args.overwrite)
+
+
+def draw_all(args: argparse.Namespace, out: Path) -> list[Path]:
+    """Draw every figure of one subcommand into ``out``; returns the paths written."""
     path = find_input(args.results, args.command)
     df = read_table(path, args.command)
     warn_missing_values(df, path, VALUES[args.command](args))
@@ -318,7 +333,7 @@ def run(args: argparse.Namespace) -> list[Path]:
                                f"writes agreement.csv beside projection.csv")
     draw, by, names = DRAW[args.command]
     by = tuple(c for c in by if c != getattr(args, "hue", None))  # --hue task: one figure, a line per task
-    out, written = Path(args.out), []
+    written = []
     with P.paper_style(args.context):
         for suffix, title, sub in groups(df, by):
             for extra, fig in draw(sub, args, P, title if args.title else "").items():

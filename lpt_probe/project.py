@@ -8,7 +8,9 @@ with UMAP, t-SNE or PCA (``--method``), colours points by k-means clusters of th
 representations (same colours on both panels) and measures how much the two neighbourhood
 structures agree in the original spaces (k-NN overlap and trustworthiness, each with a
 shuffled baseline). Writes ``projection.csv``, ``agreement.csv`` and ``projection.pdf``
-into ``--out`` (default ``<RUN>/projection/``). Compute: ``lpt_probe.analysis``; drawing:
+into ``--out`` (default ``<RUN>/projection/``; a folder of other files is refused unless
+``--overwrite``; an fsspec URL is written in a temporary folder and uploaded). Compute:
+``lpt_probe.analysis``; drawing:
 ``lpt_probe.viz``. A run without a generator is refused (its prompt is the same for
 every input).
 """
@@ -22,9 +24,12 @@ from .analysis.projection import METHODS, save_projection
 from .analysis.prompt_projection import project_run
 from .analysis.representations import REPRESENTATIONS
 from .cli import add_output_args, plain_text, run_main, setup_logging
-from .outputs import check_url
-from .store import check_output_folder
+from .outputs import check_owned, check_url, mark_owned, staged
+from .store import check_output_folder, is_url, join
 from .viz import paper_style, plot_projection, save_figure
+
+
+OWN_FILES = ("projection.csv", "agreement.csv", "projection.pdf", "projection.png")  # what this command writes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-examples", type=int, default=500)
     p.add_argument("--data-dir", default=None, help="override the run's data folder")
     p.add_argument("--seed", type=int, default=0, help="random_state of projection and k-means")
-    p.add_argument("--out", default=None, help="default <RUN>/projection/")
+    p.add_argument("--out", default=None, help="output folder or fsspec URL (default <RUN>/projection/)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even when it holds files lpt_probe did not write (refused otherwise)")
     p.add_argument("--png", action="store_true")
     add_output_args(p)
     return p
@@ -50,20 +57,25 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         run = Path(args.run)
-        check_url(args.out or "", local_only=True)  # a local folder only
-        out = Path(args.out) if args.out else run / "projection"
+        out = args.out if is_url(args.out) else Path(args.out) if args.out else run / "projection"
+        check_url(str(out))  # a URL whose filesystem is not installed: one line naming the package
         if args.out or run.is_dir():  # before the work, not after it (no run folder: project_run says so)
             check_output_folder(out)
+            check_owned(out, None, args.overwrite, own_files=OWN_FILES)
         table, agreement = project_run(run, args.split, args.method, args.representation, args.how,
                                        args.max_examples, args.data_dir, args.seed)
-        save_projection(out, table, agreement)
-        with paper_style():
-            fig = plot_projection(table, agreement=agreement)
-            paths = save_figure(fig, out / "projection.pdf", png=args.png)
+        with staged(out, resume=False) as local:  # a URL: written in a temporary folder, then uploaded
+            save_projection(local, table, agreement)
+            with paper_style():
+                fig = plot_projection(table, agreement=agreement)
+                paths = save_figure(fig, local / "projection.pdf", png=args.png)
+            if not is_url(out):
+                mark_owned(out)
         print(f"k-NN overlap sentence vs prompt space: {agreement['knn_overlap']:.3f} "
               f"(shuffled {agreement['knn_overlap_shuffled']:.3f}); trustworthiness "
               f"{agreement['trustworthiness']:.3f} (shuffled {agreement['trustworthiness_shuffled']:.3f})")
-        print("wrote " + ", ".join(str(x) for x in [out / "projection.csv", out / "agreement.csv", *paths]))
+        names = ["projection.csv", "agreement.csv", *(q.name for q in paths)]
+        print("wrote " + ", ".join(str(join(out, n)) for n in names))
         return 0
 
     return run_main(p, body)

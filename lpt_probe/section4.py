@@ -26,6 +26,8 @@ from .analysis.plan import plan_section4
 from .analysis.section4 import Section4Config, claims_markdown, export_tables, run_section4
 from .analysis.section4_tables import cost_markdown, learned_markdown
 from .cli import STUDY_GROUPS, add_config_args, add_output_args, add_plan_flag, plain_text, study_main
+from .outputs import staged, staging_dir
+from .store import is_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +75,11 @@ def table(args) -> int | None:
     if args.export:
         if not args.out:
             raise ValueError("--export DEST copies a finished study: name it with --out STUDY")
-        written = export_tables(args.out, args.export)
+        if is_url(args.out):
+            raise ValueError(f"--out {args.out}: --export reads a finished study from a local folder; give its folder "
+                             f"(a study computed for that URL is in {staging_dir(args.out)})")
+        with staged(args.export, resume=False, flag="--export") as local:  # a URL DEST: exported locally, then uploaded
+            written = export_tables(args.out, local)
         print(f"wrote {len(written)} files into {args.export}")
         return 0
     if not args.table:

@@ -6,7 +6,7 @@ complete; a damaged JSON or a full disk is an error naming the file and what to 
 ``content_key`` hashes everything that determines a result; ``OutputLock`` keeps two
 commands from writing one folder (``lpt_probe.outputs.ResumableOutput`` builds on it);
 ``run_meta`` collects what ``meta.json`` records. Locations may be fsspec URLs (``s3://``,
-``gs://``; a file in one put, a run folder with ``meta.json`` last)."""
+``gs://``; a file in one put; folders are uploaded by ``lpt_probe.outputs.upload_dir``)."""
 
 from __future__ import annotations
 
@@ -52,17 +52,6 @@ def exists(path: str | os.PathLike) -> bool:
         fs, inner = _fs(path)
         return fs.exists(inner)
     return Path(path).exists()
-
-
-def upload_dir(local: str | os.PathLike, url: str, last: str = "meta.json") -> None:
-    """Copy a local folder's files to ``url``, the file named ``last`` after all others."""
-    fs, inner = _fs(url)
-    local = Path(local)
-    files = sorted((p for p in local.rglob("*") if p.is_file()), key=lambda p: p.name == last)
-    for f in files:
-        target = "/".join([inner.rstrip("/"), *f.relative_to(local).parts])
-        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        fs.put_file(str(f), target)
 
 
 def _umask() -> int:

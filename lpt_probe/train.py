@@ -3,8 +3,9 @@
 The command-line front of ``lpt_probe.runs.run.train``: the flags are the fields of
 ``LatePromptConfig`` (what is trained) and ``TrainConfig`` (how), the run folder is
 ``--out`` (default ``artifacts/runs/<task>/<model>/<what>-<shots>-s<seed>``; an fsspec URL
-such as ``s3://bucket/run`` is trained in a local folder and uploaded, ``meta.json`` last,
-and trained anew on every call), and the one printed line summarises ``metrics.json``.
+such as ``s3://bucket/run`` is trained in a local staging folder kept for reruns and
+uploaded, ``meta.json`` last: ``lpt_probe.outputs.staged``), and the one printed line
+summarises ``metrics.json``.
 ``--method`` trains a baseline in the same harness (``lpt_probe.model.methods``).
 Rerunning the same command reuses the finished run; a failed or damaged one, or one whose
 data or model weights changed, is trained again; a finished run of other settings, and a
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import types
 from pathlib import Path
 
@@ -37,10 +37,10 @@ from .cli import (
 from .layers import middle_prompt_layer
 from .model.late_prompt import LatePromptConfig
 from .model.loading import load_model
-from .outputs import check_owned, check_url
+from .outputs import check_owned, check_url, staged, staging_dir
 from .runs.run import default_run_dir, train
 from .runs.trainer import TrainConfig, TrainingDiverged
-from .store import check_output_folder, is_url, upload_dir
+from .store import check_output_folder, is_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,18 +75,14 @@ def main(argv: list[str] | None = None) -> int:
             pl = middle_prompt_layer(layers) if args.method == "lpt" else 1
         pc = config_from_args(LatePromptConfig, args, prompt_layer=pl)
         url = args.out if is_url(args.out) else None
-        out = state["out"] = url or (Path(args.out) if args.out else default_run_dir(pc, tc))
-        try:
-            if url:  # trained in a local folder, then uploaded (meta.json last), as a sweep's cells
-                with tempfile.TemporaryDirectory(prefix="lpt_run_") as staging:
-                    res = train(pc, tc, staging, bundle=bundle, progress=not args.quiet)
-                    (Path(staging) / ".lock").unlink(missing_ok=True)
-                    upload_dir(staging, url)
-            else:
-                res = train(pc, tc, out, bundle=bundle, progress=not args.quiet, overwrite=args.overwrite,
+        out = url or (Path(args.out) if args.out else default_run_dir(pc, tc))
+        state["out"] = staging_dir(url) if url else out  # where meta.json says failed or interrupted
+        try:  # a URL: trained in its local staging folder, then uploaded (meta.json last)
+            with staged(url, "meta.json") as local:
+                res = train(pc, tc, local or out, bundle=bundle, progress=not args.quiet, overwrite=args.overwrite,
                             keep_other_settings=not args.overwrite)
         except TrainingDiverged as exc:
-            p.exit(1, f"error: training diverged: {exc}; run marked failed in {out}/meta.json\n")
+            p.exit(1, f"error: training diverged: {exc}; run marked failed in {state['out']}/meta.json\n")
         m = res.metrics
         what = (f"PL={m['prompt_layer']} {m['generator']}" if m["method"] == "lpt"
                 else m["method"] if m["method"] != "prompt-tuning" else "prompt-tuning PL=1")

@@ -39,7 +39,8 @@ ADDED = {  # flags added since, by the issue that asked for them
                     "--dtype",  # issue 23
                     "--executor", "--address", "--cpus-per-run", "--gpus-per-run", "--plan",  # issue 26
                     "--overwrite"},  # issue 34
-    "project": COMMON,
+    "project": COMMON | {"--overwrite"},  # issue 34
+    "figures": COMMON | {"--overwrite"},  # issue 34
 }
 for _cmd in ("train", "sweep", "mi"):  # issue 32: train until learned
     ADDED[_cmd] = ADDED[_cmd] | {"--patience", "--prompt-init"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,13 @@ from figure_data import check_pdf, mi_table, sweep_table, write_results
 from lpt_probe import figures
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def drawn(out: Path) -> list[str]:
+    """The files in ``out`` but the marker, which lists them (``outputs.publish_files``)."""
+    names = sorted(p.name for p in out.iterdir() if p.name != ".lpt_probe")
+    assert json.loads((out / ".lpt_probe").read_text())["files"] == names
+    return names
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +38,7 @@ def results(tmp_path_factory) -> dict[str, Path]:
 def test_each_subcommand_writes_its_figure(command, expected, results, tmp_path, capsys):
     out = tmp_path / "figs"
     assert figures.main([command, str(results[command]), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
+    assert drawn(out) == sorted(expected)
     printed = capsys.readouterr().out.split()
     assert printed == [str(out / name) for name in expected]
     for name in expected:
@@ -44,7 +52,7 @@ def test_png_name_and_csv_path(results, tmp_path, capsys):
     out = tmp_path / "figs"
     csv = results["mi"] / "mi.csv"
     assert figures.main(["mi", str(csv), "--out", str(out), "--png", "--name", "fig2_right", "--no-title"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["fig2_right.pdf", "fig2_right.png", "fig2_right_heatmap.pdf",
+    assert drawn(out) == ["fig2_right.pdf", "fig2_right.png", "fig2_right_heatmap.pdf",
                                                     "fig2_right_heatmap.png"]
 
 
@@ -54,7 +62,7 @@ def test_one_figure_per_task(tmp_path, capsys):
     pd.concat([sweep, sweep.assign(task="sst2")]).to_csv(tmp_path / "sweep" / "sweep.csv", index=False)
     out = tmp_path / "figs"
     assert figures.main(["performance", str(tmp_path / "sweep"), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["performance_rte.pdf", "performance_sst2.pdf"]
+    assert drawn(out) == ["performance_rte.pdf", "performance_sst2.pdf"]
     assert figures.main(["performance", str(tmp_path / "sweep"), "--out", str(out), "--hue", "task",
                          "--name", "by_task"]) == 0  # --hue task: one figure, a line per task
     assert (out / "by_task.pdf").exists() and not list(out.glob("by_task_*"))
@@ -64,7 +72,7 @@ def test_single_prompt_layer_gives_no_heatmap(tmp_path, capsys):
     (tmp_path / "mi").mkdir()
     mi_table(prompt_layers=(3,)).to_csv(tmp_path / "mi" / "mi.csv", index=False)
     assert figures.main(["mi", str(tmp_path / "mi"), "--out", str(tmp_path / "figs")]) == 0
-    assert [p.name for p in (tmp_path / "figs").iterdir()] == ["mi_by_layer.pdf"]
+    assert drawn(tmp_path / "figs") == ["mi_by_layer.pdf"]
 
 
 @pytest.mark.parametrize("command, producer", [

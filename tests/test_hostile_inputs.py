@@ -318,7 +318,9 @@ def test_the_guide_lists_every_case():
                    "LPT_PROBE_DATA_DIR", "TaskError", "labels is 5", "text column", "Install s3fs",
                    "writes a local folder only", "could not connect to", "file-size limit", "must be numbers",
                    "no command is at work there", "--bottleneck 0", "--reuse-runs",
-                   "leaves no training rows", "labels have training rows", "cut short"):
+                   "leaves no training rows", "labels have training rows", "cut short", "would replace",
+                   "LPT_PROBE_STAGING", "lpt_probe.outputs.staged", "cannot be a real extraction",
+                   "sha256 differs from test.json"):
         assert needle in guide, needle
 
 
@@ -601,17 +603,17 @@ def test_url_outputs_are_written_through_fsspec_or_refused_in_one_line(finished_
         refused(sweep.main, ["--task", task, "--steps", "1", "--out", "s3://bucket/x", "--quiet"], capsys,
                 "Install s3fs")
     refused(train.main, [*argv[:-1], "foo://bucket/x", "--quiet"], capsys, "Protocol not known: foo")
-    refused(mi.main, ["--task", task, "--out", "memory://b/mi", "--quiet"], capsys,
-            "--out memory://b/mi: this command writes a local folder only")
-    mi_table().to_csv(tmp_path / "mi.csv", index=False)
-    refused(figures.main, ["mi", str(tmp_path), "--out", "memory://b/figs"], capsys, "writes a local folder only")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mi.csv"]
+    with pytest.raises(ValueError, match=r"--out memory://b/mi: this function writes a local folder only; .*"
+                                         r"lpt_probe\.outputs\.staged"):
+        MIConfig(task=task, out="memory://b/mi")  # the Python API; the commands stage URLs (test_hostile_outputs.py)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("LPT_PROBE_STAGING", str(tmp_path.parent / f"{tmp_path.name}-staging"))
     assert train.main([*argv[:-1], "memory://bucket/run", "--quiet"]) == 0  # trained locally, then uploaded
     fs = fsspec.filesystem("memory")
     meta = json.loads(fs.cat_file("/bucket/run/meta.json"))
     assert meta["status"] == "complete" and fs.exists("/bucket/run/prompt.safetensors")
     assert not fs.exists("/bucket/run/.lock") and check_run("memory://bucket/run")[0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mi.csv"]
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- a killed command's "running" is reported as interrupted -----------------------------------------------

@@ -340,6 +340,8 @@ def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None, device: str |
         run = MIRun(cfg)
         run.load_data()
         conds = run.conditions()
+        if not cfg.sequence_probe:  # before start sets the tables aside: a damaged file costs none of them
+            run.check_stored_reps(conds)
         study.start(store.run_meta(status="running", settings=asdict(cfg), prompt_layers=run.prompt_layers,
                                    model=run.bundle[2], probe_data=run.probe_data.to_meta(),
                                    probe_fingerprints=run.fingerprints,

@@ -35,8 +35,8 @@ from ..probing import make_probe, parse_probe_grid
 from ..runs.run import SPLITS
 from .pieces import PieceJob, ProbeFactory, layer_arrays
 from .rep_files import StreamedSafetensors
-from .representations import (extract_many, layer_sequences, open_representations, representation_specs,
-                              write_representation_info)
+from .representations import (constant_representation, extract_many, layer_sequences, open_representations,
+                              representation_specs, write_representation_info)
 from .study import Condition
 
 __all__ = ["PIECE_FORMAT", "REPS_FORMAT", "ProbePieces", "StoredRepresentations"]
@@ -65,6 +65,33 @@ class StoredRepresentations:
     def missing_reps(self, conds: list[Condition]) -> list[Condition]:
         """The conditions whose representations are not stored (complete, same key) yet."""
         return [c for c in conds if not self._reps_done(c)]
+
+    def check_stored_reps(self, conds: list[Condition]) -> list[Condition]:
+        """Check the stored representations this run would reuse, before it starts (so before
+        any table is set aside): a file whose sha256 differs from its sidecar stops the run
+        (``DamagedFile``, one line; nothing is removed); a file that cannot be a real extraction
+        (:func:`~.representations.constant_representation`: all zeros, or other labels) is
+        removed with a warning, with every probe piece of its condition (fitted on it), and
+        computed again. Returns the conditions whose files were removed."""
+        redo = []
+        for cond in conds:
+            if not self._reps_done(cond):
+                continue
+            folder, _ = self.reps_folder(cond)
+            for s in SPLITS:
+                arrays, _ = open_representations(folder, s)  # the sha256 check: DamagedFile
+                why = constant_representation(arrays, self.encoded[s].labels)
+                if why:
+                    logger.warning("%s/%s.safetensors cannot be a real extraction (%s): an earlier lpt_probe wrote it "
+                                   "wrongly; computing the representations of %s again, and its probe pieces",
+                                   folder, s, why, cond.name)
+                    shutil.rmtree(folder)
+                    for layer in range(self.L + 1):
+                        for path in self.piece_paths(cond, layer)[0].values():
+                            path.unlink(missing_ok=True)
+                    redo.append(cond)
+                    break
+        return redo
 
     def vector_reps(self, conds: list[Condition]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
         """name -> split -> arrays; computes what is missing (frozen and prompts jointly)."""

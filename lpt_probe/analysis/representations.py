@@ -344,6 +344,25 @@ class StoredArray:
             return tuple(f.get_slice(self.name).get_shape())
 
 
+_VERIFIED: dict[str, tuple[int, int, str]] = {}  # path -> (size, mtime, sha256) of files whose sha256 matched
+
+
+def constant_representation(arrays: dict[str, Any], labels) -> str | None:
+    """Why stored arrays (``open_representations``' dict) cannot be a real extraction, or None:
+    the labels are not ``labels`` (the data's), or a vector representation is one constant
+    over every example and feature at the last hidden state (an all-zero file, as ``mi``
+    left behind when repeated ``--seeds`` gave two conditions one file, before they were
+    refused). Reads the labels and one hidden state per representation, not the whole file."""
+    stored = np.asarray(arrays["labels"]) if "labels" in arrays else None
+    if stored is None or stored.shape != np.shape(labels) or not np.array_equal(stored, np.asarray(labels)):
+        return "its labels are not the data's"
+    for r in (r for r in REPRESENTATIONS if r in arrays):
+        top = arrays[r][arrays[r].shape[0] - 1]  # [n, hidden] at hidden state L
+        if top.size and np.all(top == top.flat[0]):
+            return f"its {r} vectors at hidden state {arrays[r].shape[0] - 1} are all {float(top.flat[0]):g}"
+    return None
+
+
 def open_representations(folder: str | Path, split: str, eager: tuple[str, ...] | None = ("labels",)
                          ) -> tuple[dict[str, Any], dict]:
     """Arrays and info of one split: the ``eager`` ones (None: all) read now as numpy arrays
@@ -356,8 +375,14 @@ def open_representations(folder: str | Path, split: str, eager: tuple[str, ...] 
     if not path.exists():
         raise FileNotFoundError(f"no cached representations at {path}; run extraction first")
     info = store.read_json_object(folder / f"{split}.json")
-    if info.get("sha256") and store.file_sha256(path) != info["sha256"]:
-        raise store.DamagedFile(f"{path} is damaged (sha256 differs from {split}.json); delete {folder} and rerun")
+    if info.get("sha256"):
+        st = path.stat()
+        seen = (st.st_size, st.st_mtime_ns, info["sha256"])
+        if _VERIFIED.get(str(path.resolve())) != seen:  # each file hashed once per process while unchanged
+            if store.file_sha256(path) != info["sha256"]:
+                raise store.DamagedFile(f"{path} is damaged (sha256 differs from {split}.json); delete {folder} and "
+                                        "rerun")
+            _VERIFIED[str(path.resolve())] = seen
     try:
         with safe_open(str(path), framework="np") as f:
             names = list(f.keys())

@@ -94,7 +94,9 @@ class StudyConfig:
     dtype: str = field(default="fp32", metadata=_h(
         "precision of the frozen backbone's weights (bf16/fp16 on a GPU); prompts, generators and probes stay fp32",
         choices=lambda: list(DTYPES)))
-    out: str | None = field(default=None, metadata=_h("default artifacts/<command>/<task>/<model>/"))
+    out: str | None = field(default=None, metadata=_h(
+        "output folder, default artifacts/<command>/<task>/<model>/; the commands also take an fsspec URL "
+        "(computed in a local staging folder, $LPT_PROBE_STAGING, then uploaded)"))
     overwrite: bool = field(default=False, metadata=_h(
         "write into --out even when it holds files lpt_probe did not write (refused otherwise)"))
     progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
@@ -114,7 +116,7 @@ class StudyConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         self.reuse_runs = tuple(str(p) for p in self.reuse_runs)
-        check_url(self.out or "", local_only=True)  # studies write local folders (a sweep or train may take a URL)
+        check_url(self.out or "", local_only=True)  # a local folder here: the commands stage a URL (outputs.staged)
         self.device = resolve_device(self.device)
 
     def train_config(self, seed: int, **extra: Any) -> TrainConfig:

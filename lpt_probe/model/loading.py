@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from ..outputs import cache_dir
 from ..store import merge_json, read_json_cache
 
 logger = logging.getLogger(__name__)
@@ -113,10 +114,6 @@ def resolve_device(device: str | torch.device, flag: str = "--device") -> str:
         return text
     raise ValueError(f"{flag} {text}: this machine (torch {torch.__version__}) has no {dev.type} device; "
                      f"choose {DEVICE_HELP}")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LPT_PROBE_CACHE", Path.home() / ".cache" / "lpt_probe"))
 
 
 def preset_path(name: str) -> Path:

@@ -41,6 +41,7 @@ from .. import store
 from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptConfig
 from ..model.methods import get_method
+from ..outputs import upload_dir
 from .run import Prepared, prepare, train
 from .trainer import TrainConfig, TrainingDiverged
 
@@ -126,7 +127,7 @@ def execute_cell(pc: LatePromptConfig, tc: TrainConfig, run_dir: str | Path, pre
     finally:
         if staging is not None:
             if any(Path(staging.name).iterdir()):
-                store.upload_dir(staging.name, str(run_dir))  # failed runs too: meta.json says so
+                upload_dir(staging.name, str(run_dir))  # failed runs too: meta.json says so
             staging.cleanup()
 
 
