@@ -10,7 +10,8 @@ the time). Records the wall time against the 3-minute goal (issue 33), the time 
 from the run's ``run.json``, the load average before and after (on a shared machine a
 timing is only as good as its quiet), whether the printed difference table marks at least
 one effect (``*``), and the whole log. Writes benchmarks/results/demo_time.json and
-demo_time.md. Run by hand, not in CI (the README test runs the demo at tiny settings).
+demo_time.md, and keeps the run's tables (``mi.csv``, ``mi_diff.csv``, ``run.json``) in
+benchmarks/results/demo/ so the README quotes the intervals from a committed file. Run by hand, not in CI (the README test runs the demo at tiny settings).
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ def main(argv=None) -> int:
               "load_before": load_before, "load_after": harness.load_average(), "note": args.note,
               "status": run["status"], "log": log}
     results = Path(args.results)
+    (results / "demo").mkdir(parents=True, exist_ok=True)
+    for name in ("mi.csv", "mi_diff.csv", "run.json"):
+        store.atomic_write_text(results / "demo" / name, (out / name).read_text())
     harness.write_json(results / "demo_time.json", result)
     harness.write_report(results / "demo_time.md", render(result))
     return 0

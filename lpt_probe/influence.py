@@ -39,7 +39,7 @@ def draw(res: InfluenceResult) -> Path:
     """``influence_by_layer.pdf``: the result's figure (``InfluenceResult.plot``), saved in its folder."""
     import matplotlib.pyplot as plt  # here: plotting loads only to draw
 
-    from . import viz
+    from . import viz  # here: plotting loads only to draw
 
     with viz.paper_style():
         fig = res.plot()

@@ -138,7 +138,7 @@ class MIConfig(StudyConfig):
             self.probe_seeds = (0,) if self.probe == "linear" else (0, 1, 2)
         self.probe_seeds = check_unique("--probe-seeds", (int(s) for s in self.probe_seeds), "probe seed")
         if not self.probe_seeds:
-            raise ValueError("--probe-seeds: give at least one probe seed, e.g. 0")
+            raise ValueError("probe_seeds (--probe-seeds): give at least one probe seed, e.g. 0")
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation={self.representation!r}: choose one of {REPRESENTATIONS}")
         check_at_least(self, 1, "probe_dev_size")

@@ -42,7 +42,7 @@ def _html(title: str, summary: str, out: Any) -> str:
 def _pyplot():
     import matplotlib.pyplot as plt  # here: only a figure needs it
 
-    from .. import viz
+    from .. import viz  # here: plotting loads only for a figure
     return plt, viz
 
 
@@ -81,7 +81,7 @@ class MIResult(NamedTuple):
 
     def summary(self) -> str:
         """The tables the ``mi`` command prints (``lpt_probe.analysis.mi.summary_table``)."""
-        from .mi import summary_table
+        from .mi import summary_table  # here: .mi imports this module
 
         return summary_table(self.mi, self.run.cfg, self.diff)
 
@@ -115,7 +115,7 @@ class InfluenceResult(NamedTuple):
 
     def summary(self) -> str:
         """The table the ``influence`` command prints (``lpt_probe.analysis.influence.summary_table``)."""
-        from .influence import summary_table
+        from .influence import summary_table  # here: .influence imports this module
 
         return summary_table(self.table)
 
