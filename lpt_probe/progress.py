@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import time
+import weakref
 from typing import Iterable, Iterator
 
 from tqdm.auto import tqdm
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 logger = logging.getLogger(__name__)
 
 LOG_INTERVAL = 5.0  # seconds: the least time between two lines of one loop off a terminal
-_active: list["LogProgress"] = []  # the log-line loops running now, outermost first
+_active: "weakref.WeakSet[LogProgress]" = weakref.WeakSet()  # the log-line loops running now (one dropped unused is gone)
 
 
 def _terminal() -> bool:
@@ -73,7 +74,7 @@ class LogProgress:
         self.start = self.last = time.perf_counter()
         self.silent = bool(_active)  # nested in a running loop: that loop reports
         self.tenth = 0  # the last tenth reported
-        _active.append(self)
+        _active.add(self)
 
     # -- the tqdm surface the package uses ------------------------------------------------
     def __iter__(self) -> Iterator:
@@ -109,8 +110,7 @@ class LogProgress:
         if self.closed:
             return
         self.closed = True
-        if self in _active:
-            _active.remove(self)
+        _active.discard(self)
         if not self.silent and self.lines:
             total = f"/{self.total}" if self.total else ""
             self._line(f"done ({self.n}{total}) in {time.perf_counter() - self.start:.0f} s")
