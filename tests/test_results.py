@@ -88,3 +88,33 @@ def test_the_analyses_declare_their_result(fn):
     func = getattr(lpt_probe, fn)
     ret = typing.get_type_hints(func)["return"]
     assert ret in (MIResult, InfluenceResult, Section4Result)
+
+
+def test_the_readme_quickstart_quotes_the_committed_demo_and_rte_results():
+    """The Quickstart's demo tables are the committed measurement's (benchmarks/bench_demo.py:
+    demo_time.md), its intervals those of the kept ``mi_diff.csv``, its time that file's; the
+    RTE section's table and phase times are benchmarks/results/mi_time.md's."""
+    import re
+
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text()
+    quick = readme[readme.index("## Quickstart"):readme.index("## Section 4 in one command")]
+    results = repo / "benchmarks" / "results"
+    demo = json.loads((results / "demo_time.json").read_text())
+    log = demo["log"].replace("OUT/", "artifacts/demo/trec-minilm/")
+    shown = quick[quick.index("```text\nI(h;y)") + 8:]
+    shown = shown[:shown.index("```")]
+    assert shown in log and "*" in shown  # the tables as printed, with at least one effect
+    assert f"{demo['wall_seconds']:.0f} s after setup" in quick and demo["within_goal"]
+    diff = pd.read_csv(results / "demo" / "mi_diff.csv")
+    assert len(diff) == len(diff.drop_duplicates(["prompt_layer", "layer"]))  # one row each (one seed)
+    for pl, layer in ((4, 6), (1, 6), (4, 4)):
+        r = diff[(diff.prompt_layer == pl) & (diff.layer == layer)].iloc[0]
+        assert f"{r.diff_bits:+.3f} bits [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" in quick, (pl, layer)
+    mi_time = (results / "mi_time.md").read_text()
+    part = mi_time[mi_time.index("## `python -m lpt_probe.mi --task rte --data-dir ../shared/data`"):]
+    head, table = part.split("```\n")[0], part.split("```\n")[1]
+    rte = quick[quick.index("### The paper's task: RTE"):]
+    assert table.replace(re.search(r"/tmp/\S+?/mi/", table).group(0), "artifacts/mi/rte/minilm/") in rte
+    for seconds in re.findall(r"(?:extract|probe|train) (\d+)", head) + [head.split(" s on")[0].split()[-1]]:
+        assert f"{seconds} s" in rte, seconds
