@@ -15,11 +15,12 @@ data_dir=${LPT_PROBE_DATA_DIR:-../shared/data}
 out=artifacts/demo/trec-minilm
 for arg in "$@"; do  # an --out among the extra arguments wins (argparse takes the last one)
     if [ "${prev:-}" = "--out" ]; then out=$arg; fi
+    case $arg in --out=*) out=${arg#--out=} ;; esac
     prev=$arg
 done
 echo "demo: setup done in ${SECONDS} s; running python -m lpt_probe.mi on TREC (train 2 prompts, extract, probe)"
 .venv/bin/python -m lpt_probe.mi --task trec --data-dir "$data_dir" \
     --prompt-layers 1,4 --generator npg --seeds 13 --steps 100 --lr 1e-2 --eval-every 25 --dev-size 100 \
     --max-length 32 --probe-train-max 500 --probe-dev-size 200 --no-mdl \
-    --out artifacts/demo/trec-minilm "$@"
+    --out "$out" "$@"
 echo "demo: done in ${SECONDS} s; figure: $out/mi_by_layer.pdf (the README's Quickstart reads the tables)"
