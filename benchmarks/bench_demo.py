@@ -16,11 +16,8 @@ benchmarks/results/demo/ so the README quotes the intervals from a committed fil
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import harness
@@ -55,20 +52,15 @@ def main(argv=None) -> int:
                                                 "(e.g. 'another job kept one core busy')")
     args = p.parse_args(argv)
     out = Path(tempfile.mkdtemp()) / "demo"
-    cmd = ["bash", "scripts/demo.sh", "--out", str(out)]
-    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
-    load_before = harness.load_average()
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode:
-        raise SystemExit(f"bash scripts/demo.sh failed ({proc.returncode}):\n{proc.stdout[-harness.TAIL:]}")
+    proc = harness.run_timed(["bash", "scripts/demo.sh", "--out", str(out)], "bash scripts/demo.sh", cwd=REPO,
+                             progress=True, merge=True)
+    wall = proc.wall_seconds
     run = store.read_json_object(out / "run.json")
     log = proc.stdout.replace(str(out), "OUT")
     result = {"command": "bash scripts/demo.sh", "wall_seconds": round(wall, 1), "goal_seconds": GOAL_SECONDS,
               "within_goal": wall <= GOAL_SECONDS, "phase_seconds": run.get("phase_seconds"),
               "effect_rows": len(effects(log)), **harness.machine(torch=True),
-              "load_before": load_before, "load_after": harness.load_average(), "note": args.note,
+              "load_before": proc.load_before, "load_after": proc.load_after, "note": args.note,
               "status": run["status"], "log": log}
     results = Path(args.results)
     (results / "demo").mkdir(parents=True, exist_ok=True)
