@@ -115,24 +115,31 @@ class Timed:
 
 
 def run_timed(cmd: Sequence[str], what: str | None = None, *, cwd: str | os.PathLike | None = None,
-              threads: int | None = None, capture: bool = True, echo: bool = False) -> Timed:
-    """Run ``cmd`` in a fresh subprocess with progress bars off (``TQDM_DISABLE=1``) and, given
-    ``threads``, ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` set to it; time it. ``capture=False``
-    lets its output through; ``echo`` prints the command first. A command that exits non-zero
-    raises ``SystemExit`` naming it (``what``, default the command line), its exit status and
-    the last ``TAIL`` characters of its error output."""
+              threads: int | None = None, capture: bool = True, echo: bool = False, progress: bool = False,
+              merge: bool = False) -> Timed:
+    """Run ``cmd`` in a fresh subprocess with progress bars off (``TQDM_DISABLE=1``; ``progress``
+    leaves progress on, as a user gets it) and, given ``threads``, ``OMP_NUM_THREADS`` /
+    ``MKL_NUM_THREADS`` set to it; time it. ``capture=False`` lets its output through; ``merge``
+    captures standard error into ``stdout`` (one stream, as a log file holds it); ``echo``
+    prints the command first. A command that exits non-zero raises ``SystemExit`` naming it
+    (``what``, default the command line), its exit status and the last ``TAIL`` characters of
+    its error output."""
     cmd = [str(c) for c in cmd]
-    env = {**os.environ, "TQDM_DISABLE": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"} if progress else \
+        {**os.environ, "TQDM_DISABLE": "1"}
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if echo:
         print("+", " ".join(cmd), flush=True)
     load_before = load_average()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=capture, text=True, check=False)
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if merge and capture else \
+        {"capture_output": capture}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, check=False, **streams)
     wall = time.perf_counter() - t0
     if proc.returncode:
-        err = f":\n{proc.stderr[-TAIL:]}" if proc.stderr else ""
+        tail = proc.stderr or (proc.stdout if merge else None)
+        err = f":\n{tail[-TAIL:]}" if tail else ""
         raise SystemExit(f"{what or ' '.join(cmd)} failed ({proc.returncode}){err}")
     return Timed(proc.returncode, proc.stdout, proc.stderr, wall, load_before, load_average())
 

@@ -10,8 +10,12 @@ use, so ``import lpt_probe`` and the plotting code never import torch)::
 - Training: ``train(LatePromptConfig(...), TrainConfig(...), out=folder)`` -> ``TrainResult``
   (metrics, curve, model); ``Predictor.from_run(folder).predict(texts)``. (``lpt_probe.train``
   is the ``train`` command's module, callable as ``lpt_probe.runs.run.train``.)
-- Analyses: ``run_mi(MIConfig(...))`` -> (run, tables, run.json); ``run_influence``,
-  ``run_sweep(SweepConfig(...), TrainConfig(...))``, ``run_section4(Section4Config(...))``.
+- Analyses: ``res = run_mi(MIConfig(...))`` -> an ``MIResult``: ``res.mi``, ``res.diff`` (DataFrames),
+  ``res.summary()`` (the command's text), ``res.plot()`` (its figure); it still unpacks as
+  ``run, tables, meta``. ``run_influence`` (``InfluenceResult``), ``run_section4``
+  (``Section4Result``, the dict of tables it was) alike; ``run_sweep(SweepConfig(...),
+  TrainConfig(...))``. ``summary_table(mi, cfg, diff)`` prints a ``mi.csv`` read back;
+  ``probe_information(...)`` is the estimator on arrays of your own.
 - Data: ``load_custom_task("task.yaml")`` -> (TaskSpec, TaskData).
 - Hugging Face interop: ``LatePrompt.from_run(load_run(folder)).save_pretrained(dir)``,
   ``LatePrompt.from_pretrained(dir)``, ``attach_late_prompt(hf_model, prompt)`` -> a handle with
@@ -49,6 +53,11 @@ _API = {
     "ExecutorConfig": "lpt_probe.runs.executors",
     "MIConfig": "lpt_probe.analysis.mi",
     "run_mi": "lpt_probe.analysis.mi",
+    "summary_table": "lpt_probe.analysis.mi",
+    "MIResult": "lpt_probe.analysis.results",
+    "InfluenceResult": "lpt_probe.analysis.results",
+    "Section4Result": "lpt_probe.analysis.results",
+    "probe_information": "lpt_probe.probing.estimates",
     "InfluenceConfig": "lpt_probe.analysis.influence",
     "run_influence": "lpt_probe.analysis.influence",
     "Section4Config": "lpt_probe.analysis.section4",

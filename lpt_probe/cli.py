@@ -221,6 +221,9 @@ def setup_logging(args: argparse.Namespace) -> None:
     root.setLevel(level)
     for noisy in ("fontTools", "matplotlib", "urllib3", "filelock", "PIL", "numba"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # every probe fit logs a line at INFO: a command shows them with --verbose only (so do its workers)
+    logging.getLogger("lpt_probe.probing").setLevel(logging.DEBUG if level == logging.DEBUG else
+                                                    max(level, logging.WARNING))
 
 
 def run_main(parser: argparse.ArgumentParser, body: Callable[[], int],

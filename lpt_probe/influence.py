@@ -19,19 +19,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import pandas as pd
-
-from . import viz
-from .analysis.influence import (
-    InfluenceConfig,
-    run_influence,
-    summary_table,
-)
+from .analysis.influence import InfluenceConfig, run_influence
 from .analysis.plan import plan_influence
 from .analysis.remote import add_execution_args
 from .cli import add_plan_flag, config_from_args, study_main, study_parser
 from .outputs import stale_status
+from .analysis.results import InfluenceResult
 from .runs.executors import ExecutorConfig
 
 
@@ -42,12 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def draw(out: Path, table: pd.DataFrame) -> Path:
-    """``influence_by_layer.pdf``: every quantity against the hidden state, a line per prompt layer."""
+def draw(res: InfluenceResult) -> Path:
+    """``influence_by_layer.pdf``: the result's figure (``InfluenceResult.plot``), saved in its folder."""
+    import matplotlib.pyplot as plt  # here: plotting loads only to draw
+
+    from . import viz  # here: plotting loads only to draw
+
     with viz.paper_style():
-        fig = viz.plot_influence_by_layer(table)
-        fig.suptitle(f"{table['task'].iloc[0]} / {table['model'].iloc[0]} / trained prompts")
-        path = viz.save_figure(fig, Path(out) / "influence_by_layer.pdf")[0]
+        fig = res.plot()
+        path = viz.save_figure(fig, res.out / "influence_by_layer.pdf")[0]
         plt.close(fig)
     return path
 
@@ -57,10 +53,10 @@ def report(cfg: InfluenceConfig, args) -> tuple[str, str]:
         stale = stale_status(cfg.out_dir, "run.json")  # a killed earlier run: say so
         return "\n".join([*([f"note: {stale}"] if stale else []), plan_influence(cfg).render()]), "nothing (--plan)"
     execution = config_from_args(ExecutorConfig, args)
-    run, table, meta = run_influence(cfg, execution, device=args.device)  # "auto" resolves on each Ray worker
-    draw(run.out, table)
-    pieces = f"{meta['pieces_measured']} piece(s) measured, {meta['pieces_reused']} reused"
-    return summary_table(table), f"{run.out}/influence.csv, influence_by_layer.pdf, run.json ({pieces})"
+    res = run_influence(cfg, execution, device=args.device)  # "auto" resolves on each Ray worker
+    draw(res)
+    pieces = f"{res.meta['pieces_measured']} piece(s) measured, {res.meta['pieces_reused']} reused"
+    return res.summary(), f"{res.out}/influence.csv, influence_by_layer.pdf, run.json ({pieces})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,8 +67,9 @@ def check_unique(flag: str, values, what: str = "value") -> tuple:
     if repeats:
         given = ",".join(map(str, values))
         once = ",".join(map(str, dict.fromkeys(values)))
-        raise ValueError(f"{flag} {given}: {', '.join(map(str, repeats))} given more than once; each {what} names "
-                         f"one condition and its stored results, so give each once ({flag} {once})")
+        field = flag.lstrip("-").replace("-", "_")  # the config field behind the flag: Python callers know it so
+        raise ValueError(f"{field}={given} ({flag}): {', '.join(map(str, repeats))} given more than once; each {what} "
+                         f"names one condition and its stored results, so give each once ({flag} {once})")
     return values
 
 

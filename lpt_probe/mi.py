@@ -16,15 +16,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import pandas as pd
-
-from . import viz
-from .analysis.mi import MIConfig, run_mi, summary_table
+from .analysis.mi import MIConfig, run_mi
 from .analysis.plan import plan_mi
 from .analysis.remote import add_execution_args
 from .cli import add_plan_flag, config_from_args, study_main, study_parser
 from .outputs import stale_status
+from .analysis.results import MIResult
 from .runs.executors import ExecutorConfig
 
 
@@ -40,13 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def draw(out: Path, mi: pd.DataFrame) -> Path:
-    """``mi_by_layer.pdf``: I(h;y) per hidden state, a line per prompt layer and the controls."""
+def draw(res: MIResult) -> Path:
+    """``mi_by_layer.pdf``: the result's figure (``MIResult.plot``), saved in its folder."""
+    import matplotlib.pyplot as plt  # here: plotting loads only to draw
+
+    from . import viz  # here: plotting loads only to draw
+
     with viz.paper_style():
-        ax = viz.plot_mi_by_layer(mi)
-        ax.set_title(f"{mi['task'].iloc[0]} / {mi['model'].iloc[0]} / {mi['probe'].iloc[0]} probe")
-        path = viz.save_figure(ax.figure, Path(out) / "mi_by_layer.pdf")[0]
-        plt.close(ax.figure)
+        fig = res.plot()
+        path = viz.save_figure(fig, res.out / "mi_by_layer.pdf")[0]
+        plt.close(fig)
     return path
 
 
@@ -55,10 +55,9 @@ def report(cfg: MIConfig, args) -> tuple[str, str]:
         stale = stale_status(cfg.out_dir, "run.json")  # a killed earlier run: say so
         return "\n".join([*([f"note: {stale}"] if stale else []), plan_mi(cfg).render()]), "nothing (--plan)"
     execution = config_from_args(ExecutorConfig, args)
-    run, frames, _ = run_mi(cfg, execution, device=args.device)  # "auto" resolves on each Ray worker
-    draw(run.out, frames["mi"])
-    return summary_table(frames["mi"], run.cfg, frames["diff"]), \
-        f"{run.out}/mi.csv, mdl.csv, pvi.csv, mi_diff.csv, mi_by_layer.pdf, run.json"
+    res = run_mi(cfg, execution, device=args.device)  # "auto" resolves on each Ray worker
+    draw(res)
+    return res.summary(), f"{res.out}/mi.csv, mdl.csv, pvi.csv, mi_diff.csv, mi_by_layer.pdf, run.json"
 
 
 def main(argv: list[str] | None = None) -> int:

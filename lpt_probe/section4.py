@@ -23,6 +23,7 @@ import argparse
 from pathlib import Path
 
 from .analysis.plan import plan_section4
+from .analysis.results import Section4Result
 from .analysis.section4 import Section4Config, claims_markdown, export_tables, run_section4
 from .analysis.section4_tables import cost_markdown, learned_markdown
 from .cli import STUDY_GROUPS, add_config_args, add_output_args, add_plan_flag, plain_text, study_main
@@ -50,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def draw(out: Path, tables: dict, png: bool = False) -> list[Path]:
-    """``section4.pdf`` (and ``.png``) from the study's tables."""
+def draw(out: Path, res: Section4Result, png: bool = False) -> list[Path]:
+    """``section4.pdf`` (and ``.png``): the result's figure (``Section4Result.plot``)."""
     import matplotlib  # here: the figure's backend is chosen before pyplot loads, after the run
 
     matplotlib.use("Agg")
@@ -60,10 +61,7 @@ def draw(out: Path, tables: dict, png: bool = False) -> list[Path]:
     from . import viz as P  # plotting: loaded only when drawing
 
     with P.paper_style():
-        fig = P.plot_section4(tables["sweep"][tables["sweep"]["status"] == "complete"], tables["curves"],
-                              tables["mi"], tables["influence"])
-        inf = tables["influence"]
-        fig.suptitle(f"{inf['task'].iloc[0]} / {inf['model'].iloc[0]}")
+        fig = res.plot()
         written = P.save_figure(fig, out / "section4.pdf", png=png)
         plt.close(fig)
     return written
@@ -97,19 +95,8 @@ def report(cfg: Section4Config, args) -> tuple[str, str]:
         return plan_section4(cfg).render(), "nothing (--plan)"
     res = run_section4(cfg)
     written = draw(Path(cfg.out_dir), res, png=args.png)
-    claims = res["claims"]
-    width = max(len(c) for c in claims["claim"])
-    lines = [f"{r.claim:<{width}}  {r.verdict:<15}  {r.contrasts}" + (f" ({r.reason})" if r.reason else "")
-             for r in claims.itertuples()]
-    gate = res["learned"]
-    if len(gate):
-        lines.append("learned (test accuracy vs the majority class " + f"{gate['majority_rate'].iloc[0]:.3f}): " +
-                     ", ".join(f"PL{int(g.prompt_layer)} {g.test_accuracy:.3f} [{g.ci_low:.3f}, {g.ci_high:.3f}]"
-                               f"{'' if g.learned else ' not learned'}" for g in gate.itertuples()))
-    if claims["head"].iloc[0] == "classifier":
-        lines.append(f"note: {claims['head_note'].iloc[0]}")
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in res["meta"]["stage_seconds"].items())
-    return "\n".join(lines), (f"{cfg.out_dir}/claims.csv, section4.json, {', '.join(w.name for w in written)} "
+    return res.summary(), (f"{cfg.out_dir}/claims.csv, section4.json, {', '.join(w.name for w in written)} "
                               f"and sweep/, mi/, influence/ ({stages})")
 
 

@@ -421,3 +421,15 @@ def test_the_scripts_leave_the_shared_pieces_to_the_harness():
         assert any(m == "harness" for m, _ in used), f"{path.name} does not use harness"
         text = path.read_text()
         assert ".write_text(" not in text and ".to_csv(" not in text, f"{path.name} writes a result non-atomically"
+
+
+def test_run_timed_can_leave_progress_on_and_merge_the_streams(monkeypatch):
+    """``progress`` keeps ``TQDM_DISABLE`` out of the command's environment (what a user gets),
+    ``merge`` gives one stream in order, as a log file holds it (bench_demo.py)."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    code = ("import os, sys; print('out', flush=True); sys.stderr.write('err\\n'); sys.stderr.flush(); "
+            "print(os.environ.get('TQDM_DISABLE', 'unset'))")
+    got = harness.run_timed([sys.executable, "-c", code], progress=True, merge=True)
+    assert got.stdout.split() == ["out", "err", "unset"] and got.stderr is None
+    with pytest.raises(SystemExit, match="the merged tail"):
+        harness.run_timed([sys.executable, "-c", "print('the merged tail'); raise SystemExit(4)"], merge=True)

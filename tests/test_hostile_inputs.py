@@ -317,7 +317,7 @@ def test_the_guide_lists_every_case():
                    "edited after export", "its sha256 differs", "strict=False", "no such folder",
                    "LPT_PROBE_DATA_DIR", "TaskError", "labels is 5", "text column", "Install s3fs",
                    "writes a local folder only", "could not connect to", "file-size limit", "must be numbers",
-                   "no command is at work there", "--bottleneck 0", "--reuse-runs",
+                   "no command is at work there", "bottleneck=0 (--bottleneck)", "--reuse-runs",
                    "leaves no training rows", "labels have training rows", "cut short", "would replace",
                    "LPT_PROBE_STAGING", "lpt_probe.outputs.staged", "cannot be a real extraction",
                    "sha256 differs from test.json"):
@@ -327,13 +327,13 @@ def test_the_guide_lists_every_case():
 # == round 3 (issue 34) ===============================================================================
 # -- 1. repeated seeds or layers: refused before any work, by every command ----------------------------
 @pytest.mark.parametrize("command, flags, message", [
-    (mi, ["--seeds", "13,13"], "--seeds 13,13: 13 given more than once"),
-    (mi, ["--prompt-layers", "2,2"], "--prompt-layers 2,2: 2 given more than once"),
-    (mi, ["--probe-seeds", "0,1,0"], "--probe-seeds 0,1,0: 0 given more than once"),
-    (influence, ["--seeds", "13,21,13"], "--seeds 13,21,13: 13 given more than once"),
-    (sweep, ["--seeds", "13,13"], "--seeds 13,13: 13 given more than once"),
-    (sweep, ["--methods", "lpt,lpt"], "--methods lpt,lpt: lpt given more than once"),
-    (sweep, ["--generators", "none,none"], "--generators none,none"),
+    (mi, ["--seeds", "13,13"], "seeds=13,13 (--seeds): 13 given more than once"),
+    (mi, ["--prompt-layers", "2,2"], "prompt_layers=2,2 (--prompt-layers): 2 given more than once"),
+    (mi, ["--probe-seeds", "0,1,0"], "probe_seeds=0,1,0 (--probe-seeds): 0 given more than once"),
+    (influence, ["--seeds", "13,21,13"], "seeds=13,21,13 (--seeds): 13 given more than once"),
+    (sweep, ["--seeds", "13,13"], "seeds=13,13 (--seeds): 13 given more than once"),
+    (sweep, ["--methods", "lpt,lpt"], "methods=lpt,lpt (--methods): lpt given more than once"),
+    (sweep, ["--generators", "none,none"], "generators=none,none (--generators)"),
 ])
 def test_repeated_seeds_or_layers_are_refused_before_any_work(tmp_path, capsys, command, flags, message):
     out = tmp_path / "out"
@@ -647,7 +647,7 @@ def test_a_running_status_whose_process_is_gone_counts_as_interrupted(finished_r
 def test_a_zero_bottleneck_and_a_missing_reuse_runs_folder_are_refused(tmp_path, capsys):
     task = str(toy_task(tmp_path / "task"))
     refused(train.main, ["--task", task, *TINY, "--generator", "npg", "--bottleneck", "0", "--out",
-                         str(tmp_path / "r"), "--quiet"], capsys, "--bottleneck 0 must be >= 1")
+                         str(tmp_path / "r"), "--quiet"], capsys, "bottleneck=0 (--bottleneck) must be >= 1")
     refused(mi.main, ["--task", task, "--steps", "1", "--eval-every", "1", "--reuse-runs", str(tmp_path / "nope"),
                       "--out", str(tmp_path / "m"), "--quiet"], capsys,
             f"--reuse-runs {tmp_path / 'nope'}: no such folder")

@@ -216,3 +216,24 @@ def test_same_seed_reproduces_the_same_numbers():
         curve, _ = Trainer(lpt, TrainConfig(steps=8, eval_every=4, batch_size=8, seed=7)).fit(data, data, progress=False)
         curves.append(curve)
     np.testing.assert_array_equal(curves[0][["train_loss", "dev_loss"]].values, curves[1][["train_loss", "dev_loss"]].values)
+
+
+def test_prompt_layer_defaults_to_the_middle_layer_once_the_model_is_known():
+    """``LatePromptConfig()`` puts a late prompt at the middle layer L//2+1, as the commands
+    do (issue 33); baselines without a prompt layer stay at 1; a start state asked for
+    before the model is known is a clear error naming the field."""
+    from lpt_probe.layers import middle_prompt_layer
+
+    cfg = LatePromptConfig()
+    assert cfg.prompt_layer is None
+    with pytest.raises(ValueError, match="prompt_layer=None"):
+        cfg.start_state  # noqa: B018
+    bb = Backbone(tiny_model("bert"))
+    model = LatePromptModel(bb, cfg, 3, WORDS)
+    L = bb.num_hidden_layers
+    assert cfg.prompt_layer == model.config.prompt_layer == middle_prompt_layer(L) > 1
+    assert LatePromptConfig(prompt_layer=2).resolve(L).prompt_layer == 2  # a given layer is kept
+    assert LatePromptConfig(method="prompt-tuning").prompt_layer == 1
+    assert LatePromptConfig(method="lora").prompt_layer == 1
+    with pytest.raises(ValueError, match="prompt_layer='3'"):
+        LatePromptConfig(prompt_layer="3")

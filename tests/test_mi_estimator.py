@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lpt_probe.analysis.compare import condition_differences, effects_table
+from lpt_probe.analysis.compare import condition_differences, effects_table, pooled_rows
 from lpt_probe.analysis.mi import MIConfig, MIRun
 from lpt_probe.analysis.pieces import PieceJob, ProbeFactory, fit_piece, permutation_seed
 from lpt_probe.data.sources import Example, Split, TaskData, probe_splits
@@ -176,3 +176,14 @@ def test_pooled_null_counts_a_shared_piece_once():
     frozen = {"layer": 1, "mi_bits": 0.01, "control_draws_bits": "[0.0, 0.02]"}
     rows = pd.DataFrame([frozen, dict(frozen), {"layer": 2, "mi_bits": -0.02, "control_draws_bits": "[-0.03, -0.01]"}])
     assert pooled_null(rows)["n_draws"] == 4
+
+
+def test_one_prompt_seed_gives_one_difference_row_per_hidden_state():
+    """With one prompt seed the pooled row would repeat the seed's: there is only the seed's
+    row (issue 33), and it is the row the printed table quotes."""
+    diff = condition_differences(_pvi_table({13: 0.2}), bootstrap=300)
+    assert len(diff) == 3 and diff["seed"].tolist() == [13, 13, 13] and (diff["n_seeds"] == 1).all()
+    assert pooled_rows(diff).equals(diff)
+    assert [ln.rstrip().endswith("*") for ln in effects_table(diff).splitlines()[2:]] == [False, False, True]
+    several = condition_differences(_pvi_table({13: 0.2, 21: 0.25}), bootstrap=300)
+    assert len(several) == 9 and pooled_rows(several)["seed"].isna().all() and len(pooled_rows(several)) == 3

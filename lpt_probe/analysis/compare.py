@@ -11,10 +11,14 @@ same hidden state:
 - per prompt seed: the mean of the per-example PVI differences (probe seeds averaged per
   example) with a **paired** percentile bootstrap interval over test examples
   (:func:`lpt_probe.probing.paired_difference`);
-- pooled over the prompt seeds (``seed`` empty): the per-example differences averaged
-  over seeds, their paired bootstrap interval, the std of the per-seed differences, and
-  ``effect``: True only when the interval excludes 0 AND every seed's difference has the
-  same sign (with one seed, the interval alone).
+- pooled over the prompt seeds (``seed`` empty), when there are several: the per-example
+  differences averaged over seeds, their paired bootstrap interval, the std of the per-seed
+  differences, and ``effect``: True only when the interval excludes 0 AND every seed's
+  difference has the same sign. With one prompt seed the pooled row would repeat the seed's
+  own, so there is only the seed's row (``n_seeds`` 1; its ``effect``: the interval alone).
+
+:func:`pooled_rows` picks the row a reader quotes for each prompt layer and hidden state
+(the pooled one, or the only seed's).
 
 The README and the docs read a difference as an effect only when ``effect`` is True.
 """
@@ -26,7 +30,7 @@ import pandas as pd
 
 from ..probing import paired_difference
 
-__all__ = ["DIFF_COLUMNS", "condition_differences", "effects_table"]
+__all__ = ["DIFF_COLUMNS", "condition_differences", "effects_table", "pooled_rows"]
 
 DIFF_COLUMNS = ["task", "model", "probe", "representation", "method", "prompt_layer", "seed", "layer", "versus",
                 "diff_bits", "ci_low", "ci_high", "n_test", "n_probe_seeds", "n_seeds", "seed_std_bits", "effect"]
@@ -40,9 +44,9 @@ def _per_example(pvi: pd.DataFrame) -> pd.Series:
 def condition_differences(pvi: pd.DataFrame, bootstrap: int = 1000, ci: float = 0.95,
                           versus: str = "frozen") -> pd.DataFrame:
     """Every late prompt minus the ``versus`` condition, per hidden state (see the module
-    docstring); one row per (prompt layer, seed, hidden state) and one pooled row per
-    (prompt layer, hidden state) with ``seed`` NaN. Empty when there is no late prompt or
-    no ``versus`` condition."""
+    docstring); one row per (prompt layer, seed, hidden state) and, for a prompt layer with
+    several seeds, one pooled row per hidden state with ``seed`` empty. Empty when there is
+    no late prompt or no ``versus`` condition."""
     if pvi.empty or not {"lpt", versus} <= set(pvi["method"]):
         return pd.DataFrame(columns=DIFF_COLUMNS)
     head = {c: pvi[c].iloc[0] for c in ("task", "model", "probe", "representation") if c in pvi.columns}
@@ -63,6 +67,8 @@ def condition_differences(pvi: pd.DataFrame, bootstrap: int = 1000, ci: float = 
                          "versus": versus, "diff_bits": mean, "ci_low": lo, "ci_high": hi, "n_test": len(a),
                          "n_probe_seeds": n_probe_seeds, "n_seeds": 1, "seed_std_bits": float("nan"),
                          "effect": bool(bootstrap and (lo > 0 or hi < 0))})
+        if len(per_seed) == 1:  # the pooled row would repeat the seed's own
+            continue
         diffs = np.stack([d for d, _ in per_seed.values()])  # [seeds, n_test]
         means = np.array([m for _, m in per_seed.values()])
         avg = diffs.mean(axis=0)
@@ -78,10 +84,19 @@ def condition_differences(pvi: pd.DataFrame, bootstrap: int = 1000, ci: float = 
     return out
 
 
+def pooled_rows(diff: pd.DataFrame) -> pd.DataFrame:
+    """One row per (prompt layer, hidden state): the pooled row (``seed`` empty) where the
+    prompt layer has several seeds, the seed's own row where it has one."""
+    if diff.empty:
+        return diff
+    alone = diff.groupby(["prompt_layer", "layer"])["layer"].transform("size") == 1
+    return diff[diff["seed"].isna() | alone]
+
+
 def effects_table(diff: pd.DataFrame) -> str:
-    """The pooled differences as a printed table (hidden state x prompt layer, bits), a
-    ``*`` after each that is an effect."""
-    pooled = diff[diff["seed"].isna()]
+    """The pooled differences (:func:`pooled_rows`) as a printed table (hidden state x prompt
+    layer, bits), a ``*`` after each that is an effect."""
+    pooled = pooled_rows(diff)
     if pooled.empty:
         return ""
     cell = pooled.assign(text=[f"{v:+.3f}{'*' if e else ' '}" for v, e in zip(pooled["diff_bits"], pooled["effect"])])

@@ -93,6 +93,7 @@ from .influence_measures import GRADIENT_LOSSES, QUANTITIES, coherence, coherenc
 from .influence_measures import gradient_measures, measure, measure_batch, prompt_keys_blocked  # noqa: F401
 from .influence_measures import resample_counts, summarise_coherence, summarise_mean  # noqa: F401 (re-exported)
 from .remote import study_executor
+from .results import InfluenceResult
 from .study import (Condition, StudyConfig, StudyOutput, check_at_least, field_help, run_folder,
                     unique_conditions)
 
@@ -309,8 +310,10 @@ class InfluenceRun:
 
 
 def run_influence(cfg: InfluenceConfig, execution: ExecutorConfig | None = None, device: str | None = None
-                  ) -> tuple[InfluenceRun, pd.DataFrame, dict]:
-    """The whole analysis into ``cfg.out``; returns the run, ``influence.csv`` and ``run.json``.
+                  ) -> InfluenceResult:
+    """The whole analysis into ``cfg.out``; returns an :class:`~lpt_probe.analysis.results.InfluenceResult`:
+    the run, ``influence.csv`` as a DataFrame and ``run.json`` (it unpacks as ``run, table, meta``),
+    with ``.summary()`` (the command's table) and ``.plot()`` (its figure).
     ``execution``: where the work runs (default: this process; ``lpt_probe.analysis.remote``),
     ``device`` the one asked for. Drawing is the caller's (the command draws
     ``influence_by_layer.pdf``)."""
@@ -335,7 +338,7 @@ def run_influence(cfg: InfluenceConfig, execution: ExecutorConfig | None = None,
         table = run.collect(conds)
         study.meta.update(pieces_measured=measured, pieces_reused=len(todo) - measured, runs=run.run_dirs,
                           model_keys=run.model_keys)
-    return run, table, study.meta
+    return InfluenceResult(run, table, study.meta)
 
 
 def summary_table(table: pd.DataFrame) -> str:

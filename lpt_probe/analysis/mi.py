@@ -70,6 +70,7 @@ from .compare import condition_differences, effects_table
 from .mi_store import ProbePieces, StoredRepresentations
 from .pieces import default_jobs
 from .remote import study_executor
+from .results import MIResult
 from .study import (Condition, StudyConfig, StudyOutput, check_at_least, field_help, run_folder,
                     unique_conditions)
 from .representations import REPRESENTATIONS
@@ -137,7 +138,7 @@ class MIConfig(StudyConfig):
             self.probe_seeds = (0,) if self.probe == "linear" else (0, 1, 2)
         self.probe_seeds = check_unique("--probe-seeds", (int(s) for s in self.probe_seeds), "probe seed")
         if not self.probe_seeds:
-            raise ValueError("--probe-seeds: give at least one probe seed, e.g. 0")
+            raise ValueError("probe_seeds (--probe-seeds): give at least one probe seed, e.g. 0")
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation={self.representation!r}: choose one of {REPRESENTATIONS}")
         check_at_least(self, 1, "probe_dev_size")
@@ -326,9 +327,11 @@ def warn_grid_edges(mi: pd.DataFrame) -> str | None:
 
 
 def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None, device: str | None = None
-           ) -> tuple[MIRun, dict[str, pd.DataFrame], dict]:
-    """The whole analysis into ``cfg.out``; returns the run, the tables (``mi``, ``mdl``,
-    ``pvi``, ``diff``) and ``run.json``. ``execution``: where the work runs (default: this
+           ) -> MIResult:
+    """The whole analysis into ``cfg.out``; returns an :class:`~lpt_probe.analysis.results.MIResult`:
+    the run, the tables (``mi``, ``mdl``, ``pvi``, ``diff``: DataFrames) and ``run.json`` (it
+    unpacks as ``run, tables, meta``), with ``.summary()`` (the command's tables) and
+    ``.plot()`` (its figure). ``execution``: where the work runs (default: this
     process; ``lpt_probe.analysis.remote``), ``device`` the one asked for (Ray workers
     resolve ``auto`` themselves). Drawing is the caller's (the command draws
     ``mi_by_layer.pdf`` with ``lpt_probe.viz.plot_mi_by_layer``)."""
@@ -360,7 +363,7 @@ def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None, device: str |
         study.meta.update(runs=run.run_dirs, model_keys=run.model_keys, pieces_fitted=fitted,
                           grid_edge_warning=warn_grid_edges(frames["mi"]),
                           shuffled_label_null=pooled_null(shuffled) if len(shuffled) else None)
-    return run, frames, study.meta
+    return MIResult(run, frames, study.meta)
 
 
 def summary_table(mi: pd.DataFrame, cfg: MIConfig, diff: pd.DataFrame | None = None) -> str:

@@ -89,16 +89,30 @@ def drop_scratch(job: PieceJob) -> None:
 _LOGGING_SET = False
 
 
-def _worker_logging(level: int | None) -> None:
-    """In a worker process: log at the parent's level in the parent's format (once)."""
+QUIET_BELOW = ("lpt_probe.probing",)  # per-probe lines: INFO in the library, shown by the commands only with --verbose
+
+
+def log_levels() -> dict[str, int]:
+    """This process's logging levels that a worker mirrors: the package's, and those of the
+    loggers the commands quiet unless ``--verbose`` (``QUIET_BELOW``; ``cli.setup_logging``)."""
+    return {name: logging.getLogger(name).getEffectiveLevel() for name in ("lpt_probe", *QUIET_BELOW)}
+
+
+def _worker_logging(level: int | dict[str, int] | None) -> None:
+    """In a worker process: log at the parent's level(s) (a level, or ``log_levels()``) in the
+    parent's format (once)."""
     global _LOGGING_SET
     if level is None or _LOGGING_SET:
         return
     _LOGGING_SET = True
+    levels = level if isinstance(level, dict) else {"lpt_probe": level}
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    root.setLevel(level)
+    root.setLevel(levels["lpt_probe"])
+    for name, lvl in levels.items():
+        if name != "lpt_probe":
+            logging.getLogger(name).setLevel(lvl)
 
 
 def permutation_seed(key: str) -> int:
@@ -109,7 +123,7 @@ def permutation_seed(key: str) -> int:
     return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16)
 
 
-def fit_piece(job: PieceJob, log_level: int | None = None) -> str:
+def fit_piece(job: PieceJob, log_level: int | dict[str, int] | None = None) -> str:
     """Probe one hidden state (plus controls, MDL, PVI) -> its CSVs, then the sidecar; returns the key."""
     _worker_logging(log_level)
     base = {"layer": job.layer, "probe": job.probe, "representation": job.representation, "split": "test"}
@@ -160,7 +174,7 @@ def run_pieces(jobs: Iterable[PieceJob], total: int, n_jobs: int = 1, progress: 
 
     pbar = bar(total=total, desc=desc, enabled=progress)
     done = 0
-    level = logging.getLogger("lpt_probe").getEffectiveLevel()
+    level = log_levels()
     try:
         if n_jobs == 1:
             for job in unique(jobs):

@@ -46,7 +46,7 @@ from ..progress import bar
 from ..runs.executors import ExecutorConfig, connect, prepared_in_worker, run_ray
 from ..runs.folders import check_run
 from ..runs.run import SPLITS
-from .pieces import drop_scratch, fit_piece, run_pieces
+from .pieces import drop_scratch, fit_piece, log_levels, run_pieces
 
 __all__ = ["EXECUTION_HELP", "LocalStudy", "RayStudy", "add_execution_args", "study_executor", "study_in_worker"]
 
@@ -195,7 +195,7 @@ class RayStudy(LocalStudy):
         logger.info("trained %d prompt(s) as Ray tasks in %.0f s", len(todo), time.perf_counter() - t0)
 
     def mi(self, run, conds: list) -> int:
-        cfg, level = run.cfg, logging.getLogger("lpt_probe").getEffectiveLevel()
+        cfg, level = run.cfg, log_levels()
         device = self.device or cfg.device
         if cfg.sequence_probe:
             layers_of = run.sequence_layers(conds)
@@ -267,14 +267,14 @@ def _ray_extract(cls, cfg, device: str, cond) -> str:
     return cond.name
 
 
-def _ray_piece(job, arrays: dict, level: int) -> str:
+def _ray_piece(job, arrays: dict, level: dict[str, int]) -> str:
     """Ray task: fit one vector-probe piece, reading its hidden state from its condition's
     stored arrays (``StoredArray``, passed through the object store as a handle)."""
     X = {s: a[job.layer] for s, (a, _) in arrays.items()}
     return fit_piece(replace(job, X=X, y={s: labels for s, (_, labels) in arrays.items()}), level)
 
 
-def _ray_sequence(cls, cfg, device: str, cond, layers: list[int], level: int, options: dict) -> int:
+def _ray_sequence(cls, cfg, device: str, cond, layers: list[int], level: dict[str, int], options: dict) -> int:
     """Ray task: compute one condition's hidden states layer by layer and fit each piece as
     a task of its own (the transformer probe from the backbone's layers holds this worker's
     model: fitted here)."""

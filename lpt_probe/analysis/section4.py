@@ -53,6 +53,7 @@ from ..runs.sweep import SweepConfig, run_sweep
 from .influence import InfluenceConfig, run_influence
 from .influence_measures import GRADIENT_LOSSES
 from .mi import MIConfig, MIRun, run_mi
+from .results import Section4Result
 from .study import StudyConfig, StudyOutput, field_help
 from .section4_tables import export_tables, study_examples
 from .verdicts import StudyExamples, judge, paper_layers
@@ -176,10 +177,12 @@ def default_out(cfg: Section4Config) -> Path:
     return cfg.default_out()
 
 
-def run_section4(cfg: Section4Config) -> dict:
+def run_section4(cfg: Section4Config) -> Section4Result:
     """Sweep, mi and influence into ``cfg.out``, then ``claims.csv`` and ``section4.json``;
-    returns the tables (``sweep``, ``curves``, ``mi``, ``diff``, ``influence``, ``claims``)
-    and ``meta``."""
+    returns a :class:`~lpt_probe.analysis.results.Section4Result`: the dict of tables
+    (``sweep``, ``curves``, ``mi``, ``diff``, ``influence``, ``claims``, ``contrasts``,
+    ``learned``) and ``meta``, with ``.summary()`` (the command's lines) and ``.plot()``
+    (its figure)."""
     out = cfg.out_dir
     cfg = replace(cfg, out=str(out))
     mi_cfg = cfg.mi_config()
@@ -233,8 +236,9 @@ def run_section4(cfg: Section4Config) -> dict:
                   "influence": len([r for r in inf_meta.get("runs", {}).values() if not r.startswith("runs")])}
         study.meta.update(prompts_reused_from_sweep=reused, sweep_cells=int(len(sweep)),
                           failed_cells=int((sweep["status"] != "complete").sum()))
-    return {"sweep": sweep, "curves": curves, "mi": frames["mi"], "diff": frames["diff"], "influence": influence,
-            "claims": claims, "contrasts": contrasts, "learned": gate, "meta": study.meta}
+    return Section4Result({"sweep": sweep, "curves": curves, "mi": frames["mi"], "diff": frames["diff"],
+                           "influence": influence, "claims": claims, "contrasts": contrasts, "learned": gate,
+                           "meta": study.meta}, out)
 
 
 # -- the claims ---------------------------------------------------------------------------

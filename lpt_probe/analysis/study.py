@@ -32,13 +32,13 @@ __all__ = ["StudyConfig", "Condition", "StudyOutput", "field_help", "run_folder"
 
 def check_at_least(config, minimum: int, *names: str, optional: bool = False) -> None:
     """Each field of ``names`` is >= ``minimum`` (``optional``: or None), else one error
-    naming its flag, the value and the bound."""
+    naming the field, its flag, the value and the bound."""
     for name in names:
         value = getattr(config, name)
         if (value is None and optional) or value >= minimum:
             continue
-        raise ValueError(f"--{name.replace('_', '-')} {value} must be >= {minimum}" + (" (or left out)" if optional
-                                                                                     else ""))
+        raise ValueError(f"{name}={value} (--{name.replace('_', '-')}) must be >= {minimum}" +
+                         (" (or left out)" if optional else ""))
 
 
 def field_help(text: str, **kw) -> dict:
@@ -104,11 +104,12 @@ class StudyConfig:
     def __post_init__(self):
         self.seeds = check_unique("--seeds", (check_seed("--seeds", int(s)) for s in self.seeds), "seed")
         if not self.seeds:
-            raise ValueError("--seeds: give at least one prompt seed, e.g. 13")
+            raise ValueError("seeds (--seeds): give at least one prompt seed, e.g. 13")
         if self.shots == 0:
             self.shots = None
         if self.generator not in GENERATORS:
-            raise ValueError(f"--generator {self.generator!r} is unknown; choose one of {', '.join(GENERATORS)}")
+            raise ValueError(f"generator={self.generator!r} (--generator) is unknown; choose one of "
+                             f"{', '.join(GENERATORS)}")
         check_at_least(self, 1, "steps", "eval_every", "max_length", "dev_size")
         check_at_least(self, 1, "patience", optional=True)
         check_at_least(self, 2, "max_examples", optional=True)

@@ -27,13 +27,14 @@ the text keeps its own and the prompt has none.
 from __future__ import annotations
 
 import copy
+from numbers import Integral
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..layers import start_state
+from ..layers import middle_prompt_layer, start_state
 from .adapters import (
     adapter_layers,
     check_layers_syntax,
@@ -71,9 +72,9 @@ class LatePromptConfig:
         "help": "lpt (late prompt) or a baseline in the same harness: " + "; ".join(
             f"{m.name}: {m.help}" for m in METHODS.values() if m.name != "lpt"),
         "choices": lambda: list(METHODS)})
-    prompt_layer: int = field(default=1, metadata={
-        "help": "PL, 1-based: the prompt joins the input of layer PL (1 = prompt tuning); the commands' "
-                "default is the middle layer for lpt, 1 otherwise"})
+    prompt_layer: int | None = field(default=None, metadata={
+        "help": "PL, 1-based: the prompt joins the input of layer PL (1 = prompt tuning); default: the middle "
+                "layer L//2+1 for lpt (set once the model is known), 1 for the other methods"})
     generator: str = field(default="none", metadata={"help": "prompt generator", "choices": GENERATORS})
     num_virtual_tokens: int | None = field(
         default=None, metadata={"help": "prompt length l; default 20 (none), 5 (npg), 10 (appg/mppg)"}
@@ -115,19 +116,21 @@ class LatePromptConfig:
 
     def __post_init__(self):
         spec = get_method(self.method)
+        if self.prompt_layer is None and (spec.input_prompt or not spec.late_prompt):
+            self.prompt_layer = 1  # the input, or no prompt at all: nothing to choose
         if self.generator not in GENERATORS:
             raise ValueError(f"generator={self.generator!r} is unknown; choose one of {', '.join(GENERATORS)}")
         if self.method != "lpt" and self.generator != "none":
             own = " to choose (it builds its own)" if spec.make_generator else ""
             raise ValueError(f"method={self.method!r} has no prompt generator{own} (got generator={self.generator!r}); "
                              "a generated prompt is --method lpt (at --prompt-layer 1 for the input)")
-        if spec.input_prompt and self.prompt_layer != 1:
+        if spec.input_prompt and self.prompt_layer not in (None, 1):
             raise ValueError(f"method={self.method!r} puts the prompt at the input (prompt_layer=1), got "
                              f"prompt_layer={self.prompt_layer}; a later prompt is --method lpt")
         if not spec.late_prompt and not spec.full_forward and self.num_virtual_tokens:
             raise ValueError(f"method={self.method!r} inserts no prompt; drop num_virtual_tokens="
                              f"{self.num_virtual_tokens} (or use --method lpt)")
-        if not spec.late_prompt and self.prompt_layer != 1:
+        if not spec.late_prompt and self.prompt_layer not in (None, 1):
             raise ValueError(f"method={self.method!r} has no prompt layer (the whole stack runs); got "
                              f"prompt_layer={self.prompt_layer}: leave it at 1")
         if self.num_virtual_tokens is None:
@@ -139,12 +142,14 @@ class LatePromptConfig:
         if self.lora_rank < 1:
             raise ValueError(f"lora_rank={self.lora_rank} must be >= 1")
         if self.bottleneck < 1:
-            raise ValueError(f"--bottleneck {self.bottleneck} must be >= 1 (the generator's hidden size m)")
+            raise ValueError(f"bottleneck={self.bottleneck} (--bottleneck) must be >= 1 (the generator's hidden size m)")
         if self.num_virtual_tokens < 0 or (self.generator != "none" and self.num_virtual_tokens < 1):
             raise ValueError(f"num_virtual_tokens={self.num_virtual_tokens}: must be >= 1 (>= 0 for 'none', an "
                              f"empty prompt: the frozen model itself, which training refuses)")
-        if self.prompt_layer < 1:
-            raise ValueError(f"prompt_layer={self.prompt_layer}: prompt layers are 1-based (1 = prompt tuning)")
+        pl = self.prompt_layer
+        if pl is not None and (isinstance(pl, bool) or not isinstance(pl, Integral) or pl < 1):
+            raise ValueError(f"prompt_layer={pl!r}: give a whole number >= 1 (1-based; 1 = prompt tuning), or None "
+                             "for the middle layer")
         if self.head not in HEADS:
             raise ValueError(f"head={self.head!r}: choose one of {', '.join(HEADS)}")
         if self.loss not in LOSSES:
@@ -184,18 +189,20 @@ class LatePromptConfig:
             self.adapter_layers = pin_layers(self.adapter_layers, num_hidden_layers)
         return self
 
+    def resolve(self, num_hidden_layers: int) -> "LatePromptConfig":
+        """``prompt_layer`` None -> the middle layer L//2+1 (the commands' default), in place; returns self."""
+        self.prompt_layer = middle_prompt_layer(num_hidden_layers) if self.prompt_layer is None else self.prompt_layer
+        return self
+
     def check_against(self, backbone: Backbone) -> None:
         L = backbone.num_hidden_layers
+        self.resolve(L)
         if not 1 <= self.prompt_layer <= L:
-            raise ValueError(
-                f"prompt_layer={self.prompt_layer} is out of range for a model with "
-                f"num_hidden_layers={L}: choose 1..{L} (1 = classic prompt tuning)"
-            )
+            raise ValueError(f"prompt_layer={self.prompt_layer} is out of range for a model with "
+                             f"num_hidden_layers={L}: choose 1..{L} (1 = classic prompt tuning)")
         if self.head == "lm" and not backbone.has_lm_head:
-            raise ValueError(
-                f"head='lm' but {type(backbone.model).__name__} has no LM/MLM head; "
-                "use head='classifier' (or 'auto')"
-            )
+            raise ValueError(f"head='lm' but {type(backbone.model).__name__} has no LM/MLM head; "
+                             "use head='classifier' (or 'auto')")
         self.pin(L)  # the run's config records the adapted layers themselves
         spec = get_method(self.method)
         if spec.top_adapters:
@@ -213,6 +220,9 @@ class LatePromptConfig:
         and the lower-layer cache holds it. With adapters: the first adapted layer's input."""
         if self.adapter_layers is not None:
             return first_adapted_layer(self.adapter_layers) - 1
+        if self.prompt_layer is None:
+            raise ValueError("prompt_layer=None (the middle layer) is set once the model is known: call config.resolve"
+                             "(num_hidden_layers) or check_against(backbone) first, or give prompt_layer")
         return start_state(self.prompt_layer)
 
     @property

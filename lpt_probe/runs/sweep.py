@@ -78,7 +78,7 @@ class SweepConfig:
         self.generators = check_unique("--generators", self.generators, "generator")
         self.seeds = check_unique("--seeds", (check_seed("--seeds", int(s)) for s in self.seeds), "seed")
         if not self.seeds:
-            raise ValueError("--seeds: give at least one training seed, e.g. 13")
+            raise ValueError("seeds (--seeds): give at least one training seed, e.g. 13")
         for m in self.methods:
             get_method(m)  # unknown method: fail before anything runs
         for g in self.generators:
