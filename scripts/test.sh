@@ -2,7 +2,7 @@
 # The whole test suite. Installs what it needs into .venv first (idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh dev
 # Two workers (LPT_PROBE_TEST_WORKERS; 0 = none): one group per worker at a time (a file, or
 # a chain of README commands: tests/conftest.py), slowest first, one torch thread per worker
 # (tests/conftest.py); the 20 slowest tests are listed at the end.

@@ -182,6 +182,10 @@ def _smollm2_folder(gguf_path: Path) -> Path:
         return target
     import transformers as T
 
+    if importlib.util.find_spec("gguf") is None:
+        raise ValueError(f"the embedded SmolLM2 is a GGUF file ({gguf_path.name}), and reading it needs the gguf "
+                         "package, which is not installed: pip install -e '.[gguf]' (bash scripts/setup.sh gguf; "
+                         "the dev setup installs it)")
     logger.info("converting %s to fp32 safetensors in %s (once; ~15 s)", gguf_path.name, target)
     with _offline_env():
         tok = T.AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)

@@ -90,7 +90,7 @@ def require_ray():
         import ray
     except ImportError:
         raise ValueError("--executor ray needs the ray package, which is not installed in this environment: "
-                         "pip install 'ray>=2.40' (or use --executor local)") from None
+                         "pip install -e '.[ray]' (or pip install 'ray>=2.40'; or use --executor local)") from None
     return ray
 
 
