@@ -65,9 +65,10 @@ def main(argv=None) -> int:
     if not folders:
         harness.run_module("mi", [*MI_ARGS, *shlex.split(args.mi_args), "--data-dir", args.data_dir], args.out)
         folders = [Path(args.out)]
-    rows = []
+    rows, settings = [], {}
     for folder in folders:
         run = store.read_json_object(folder / "run.json")
+        settings[str(folder)] = run["settings"]  # how the mi run was made
         rep, task = run["settings"]["representation"], run["settings"]["task"]
         for cond, layer, X, y in distinct_layers(folder, rep):
             K = int(max(y[s].max() for s in y)) + 1
@@ -91,6 +92,7 @@ def main(argv=None) -> int:
     same_c = sum(r["C_float64"] == r["C_float32"] for r in rows)
     summary = {"command": harness.command(__file__, argv),
                "mi_args": [*MI_ARGS, *shlex.split(args.mi_args)] if not args.folders else None,
+               "mi_settings": settings,
                "fits": len(rows), "max_abs_diff_bits": worst, "tolerance_bits": args.tolerance,
                "within_tolerance": bool(worst <= args.tolerance), "same_C": same_c,
                "seconds_float64": s64, "seconds_float32": s32, **harness.machine(), "load_before": load0,

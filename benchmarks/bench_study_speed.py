@@ -3,9 +3,10 @@
     python benchmarks/bench_study_speed.py --data-dir ../shared/data                  # guide-scale: hours
     python benchmarks/bench_study_speed.py --data-dir ../shared/data --small --repeats 1
 
-Issue 36 made length-bucketed training the default, runs every frozen pass (cache,
-evaluation, extraction) under ``torch.inference_mode`` and keeps the linear probe's features
-in float32 where that matches float64. "Before" is the code of ``--before`` (default: the
+Issue 36 made length-bucketed training the default (the studies' prompts were bucketed
+already) and runs every frozen pass (cache, evaluation, extraction) under
+``torch.inference_mode``; the linear probe stays on float64 features
+(``bench_probe_dtype.py`` says why). "Before" is the code of ``--before`` (default: the
 commit before the issue's first change), exported with ``git archive`` into a scratch folder
 and run from there; "after" is this checkout. Each round runs every command once per version
 into a fresh folder, the versions in alternating order (interleaved, so a change in the
@@ -21,6 +22,7 @@ only as good as its quiet, and the report says what the load was.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import statistics
@@ -67,6 +69,45 @@ def run_one(command: list[str], root: Path, data_dir: str, out: Path) -> dict:
             "phases": {k: float(v) for k, v in phases.items()}}
 
 
+def report(args, argv, commands: dict, runs: list[dict], rounds: int) -> None:
+    """study_speed.json and study_speed.md from the ``runs`` of ``rounds`` finished rounds."""
+    summary = {}
+    for name in commands:
+        med = {v: statistics.median(x["wall_seconds"] for x in runs if x["command"] == name and x["version"] == v)
+               for v in ("before", "after")}
+        phases = {v: {k: statistics.median(x["phases"].get(k, float("nan")) for x in runs
+                                           if x["command"] == name and x["version"] == v)
+                      for k in next(x for x in runs if x["command"] == name)["phases"]}
+                  for v in ("before", "after")}
+        summary[name] = {"command": "python -m lpt_probe." + " ".join(commands[name]),
+                         "median_seconds": med, "speedup": med["before"] / med["after"], "median_phases": phases}
+    loads = [x["load_before"] for x in runs] + [x["load_after"] for x in runs]
+    threads = os.environ.get("OMP_NUM_THREADS", "default")
+    result = {"command": harness.command(__file__, argv), "before": args.before, "repeats": args.repeats,
+              "rounds_done": rounds, "small": args.small, "threads": threads, **harness.machine(torch=True),
+              "load_min": min(loads), "load_max": max(loads), "summary": summary, "runs": runs}
+    out = Path(args.results)
+    harness.write_json(out / "study_speed.json", result)
+    lines = [*harness.report_head("Studies before and after issue 36 (bucketed training, inference mode)",
+                                  result["command"]),
+             (f"Before = `{args.before}`, after = this checkout; {rounds} of {args.repeats} interleaved round(s) "
+              f"done, medians. {harness.machine_line(threads, 'threads', result)}; load average {min(loads):.1f} to "
+              f"{max(loads):.1f} during the runs" + (" (measured under load: other jobs shared the cores)"
+                                                     if max(loads) > 1.5 else "") + "."), "",
+             "| command | before (s) | after (s) | before / after | phases before (s) | phases after (s) |",
+             "|---|---:|---:|---:|---|---|"]
+    for name, s in summary.items():
+        ph = {v: ", ".join(f"{k} {t:.0f}" for k, t in s["median_phases"][v].items()) for v in ("before", "after")}
+        lines.append(f"| `{s['command']}` | {s['median_seconds']['before']:.0f} | {s['median_seconds']['after']:.0f} "
+                     f"| {s['speedup']:.2f}x | {ph['before']} | {ph['after']} |")
+    lines += ["", "Every run (seconds, load average at its start):", "",
+              "| round | command | version | wall | load |", "|---:|---|---|---:|---:|"]
+    lines += [f"| {x['round']} | {x['command']} | {x['version']} | {x['wall_seconds']:.0f} | {x['load_before']:.1f} |"
+              for x in runs]
+    harness.write_report(out / "study_speed.md", "\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+
+
 def main(argv=None) -> int:
     p = harness.parser(__doc__)
     p.add_argument("--before", default=BEFORE, help="the git revision measured as 'before'")
@@ -84,7 +125,7 @@ def main(argv=None) -> int:
         commands = {args.only: commands[args.only]}
     scratch = Path(tempfile.mkdtemp(prefix="bench_study_speed_"))
     roots = {"before": export(args.before, scratch / "before"), "after": REPO}
-    runs = []
+    runs: list[dict] = []
     try:
         for r in range(args.repeats):
             order = ["before", "after"] if r % 2 == 0 else ["after", "before"]
@@ -96,38 +137,9 @@ def main(argv=None) -> int:
                     runs.append({"round": r, "command": name, "version": version, **res})
                     print(f"round {r} {name} {version}: {res['wall_seconds']:.0f} s (load {res['load_before']:.1f})",
                           flush=True)
+            report(args, argv, commands, runs, r + 1)  # each finished round: an interrupted run keeps what it measured
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    summary = {}
-    for name in commands:
-        med = {v: statistics.median(x["wall_seconds"] for x in runs if x["command"] == name and x["version"] == v)
-               for v in ("before", "after")}
-        phases = {v: {k: statistics.median(x["phases"].get(k, float("nan")) for x in runs
-                                           if x["command"] == name and x["version"] == v)
-                      for k in next(x for x in runs if x["command"] == name)["phases"]}
-                  for v in ("before", "after")}
-        summary[name] = {"command": "python -m lpt_probe." + " ".join(commands[name]),
-                         "median_seconds": med, "speedup": med["before"] / med["after"], "median_phases": phases}
-    loads = [x["load_before"] for x in runs] + [x["load_after"] for x in runs]
-    result = {"command": harness.command(__file__, argv), "before": args.before, "repeats": args.repeats,
-              "small": args.small, **harness.machine(torch=True), "load_min": min(loads), "load_max": max(loads),
-              "summary": summary, "runs": runs}
-    out = Path(args.results)
-    harness.write_json(out / "study_speed.json", result)
-    lines = [*harness.report_head("Studies before and after issue 36 (bucketing, inference mode, float32 probes)",
-                                  result["command"]),
-             (f"Before = `{args.before}`, after = this checkout; {args.repeats} interleaved round(s), medians. "
-              f"{harness.machine_line(1, 'thread per probe', result)}; load average {min(loads):.1f} to "
-              f"{max(loads):.1f} during the runs" + (" (measured under load: another job shared the cores)"
-                                                     if max(loads) > 1.5 else "") + "."), "",
-             "| command | before (s) | after (s) | before / after | phases before (s) | phases after (s) |",
-             "|---|---:|---:|---:|---|---|"]
-    for name, s in summary.items():
-        ph = {v: ", ".join(f"{k} {t:.0f}" for k, t in s["median_phases"][v].items()) for v in ("before", "after")}
-        lines.append(f"| `{s['command']}` | {s['median_seconds']['before']:.0f} | {s['median_seconds']['after']:.0f} "
-                     f"| {s['speedup']:.2f}x | {ph['before']} | {ph['after']} |")
-    harness.write_report(out / "study_speed.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
     return 0
 
 
