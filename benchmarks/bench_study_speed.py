@@ -69,37 +69,43 @@ def run_one(command: list[str], root: Path, data_dir: str, out: Path) -> dict:
             "phases": {k: float(v) for k, v in phases.items()}}
 
 
-def report(args, argv, commands: dict, runs: list[dict], rounds: int) -> None:
-    """study_speed.json and study_speed.md from the ``runs`` of ``rounds`` finished rounds."""
+def report(args, argv, commands: dict, runs: list[dict]) -> None:
+    """study_speed.json and study_speed.md from the ``runs`` so far (a command counts once both
+    versions ran it in a round)."""
     summary = {}
     for name in commands:
-        med = {v: statistics.median(x["wall_seconds"] for x in runs if x["command"] == name and x["version"] == v)
-               for v in ("before", "after")}
-        phases = {v: {k: statistics.median(x["phases"].get(k, float("nan")) for x in runs
-                                           if x["command"] == name and x["version"] == v)
-                      for k in next(x for x in runs if x["command"] == name)["phases"]}
+        paired = {r for r in {x["round"] for x in runs}
+                  if {x["version"] for x in runs if x["command"] == name and x["round"] == r} == {"before", "after"}}
+        mine = [x for x in runs if x["command"] == name and x["round"] in paired]
+        if not mine:
+            continue
+        pairs = len(paired)
+        med = {v: statistics.median(x["wall_seconds"] for x in mine if x["version"] == v) for v in ("before", "after")}
+        phases = {v: {k: statistics.median(x["phases"].get(k, float("nan")) for x in mine if x["version"] == v)
+                      for k in mine[0]["phases"]}
                   for v in ("before", "after")}
-        summary[name] = {"command": "python -m lpt_probe." + " ".join(commands[name]),
+        summary[name] = {"command": "python -m lpt_probe." + " ".join(commands[name]), "pairs": pairs,
                          "median_seconds": med, "speedup": med["before"] / med["after"], "median_phases": phases}
     loads = [x["load_before"] for x in runs] + [x["load_after"] for x in runs]
     threads = os.environ.get("OMP_NUM_THREADS", "default")
     result = {"command": harness.command(__file__, argv), "before": args.before, "repeats": args.repeats,
-              "rounds_done": rounds, "small": args.small, "threads": threads, **harness.machine(torch=True),
+              "small": args.small, "threads": threads, **harness.machine(torch=True),
               "load_min": min(loads), "load_max": max(loads), "summary": summary, "runs": runs}
     out = Path(args.results)
     harness.write_json(out / "study_speed.json", result)
     lines = [*harness.report_head("Studies before and after issue 36 (bucketed training, inference mode)",
                                   result["command"]),
-             (f"Before = `{args.before}`, after = this checkout; {rounds} of {args.repeats} interleaved round(s) "
-              f"done, medians. {harness.machine_line(threads, 'threads', result)}; load average {min(loads):.1f} to "
-              f"{max(loads):.1f} during the runs" + (" (measured under load: other jobs shared the cores)"
-                                                     if max(loads) > 1.5 else "") + "."), "",
-             "| command | before (s) | after (s) | before / after | phases before (s) | phases after (s) |",
-             "|---|---:|---:|---:|---|---|"]
+             (f"Before = `{args.before}`, after = this checkout; {args.repeats} interleaved round(s) asked for, the "
+              "versions' order alternating by round; medians over the rounds each command finished (rounds). "
+              f"{harness.machine_line(threads, 'threads', result)}; load average {min(loads):.1f} to {max(loads):.1f} "
+              "during the runs" + (" (measured under load: other jobs shared the cores)" if max(loads) > 1.5 else "")
+              + "."), "",
+             "| command | rounds | before (s) | after (s) | before / after | phases before (s) | phases after (s) |",
+             "|---|---:|---:|---:|---:|---|---|"]
     for name, s in summary.items():
         ph = {v: ", ".join(f"{k} {t:.0f}" for k, t in s["median_phases"][v].items()) for v in ("before", "after")}
-        lines.append(f"| `{s['command']}` | {s['median_seconds']['before']:.0f} | {s['median_seconds']['after']:.0f} "
-                     f"| {s['speedup']:.2f}x | {ph['before']} | {ph['after']} |")
+        lines.append(f"| `{s['command']}` | {s['pairs']} | {s['median_seconds']['before']:.0f} | "
+                     f"{s['median_seconds']['after']:.0f} | {s['speedup']:.2f}x | {ph['before']} | {ph['after']} |")
     lines += ["", "Every run (seconds, load average at its start):", "",
               "| round | command | version | wall | load |", "|---:|---|---|---:|---:|"]
     lines += [f"| {x['round']} | {x['command']} | {x['version']} | {x['wall_seconds']:.0f} | {x['load_before']:.1f} |"
@@ -137,7 +143,8 @@ def main(argv=None) -> int:
                     runs.append({"round": r, "command": name, "version": version, **res})
                     print(f"round {r} {name} {version}: {res['wall_seconds']:.0f} s (load {res['load_before']:.1f})",
                           flush=True)
-            report(args, argv, commands, runs, r + 1)  # each finished round: an interrupted run keeps what it measured
+                if all(any(x["command"] == name and x["version"] == v for x in runs) for v in order):
+                    report(args, argv, commands, runs)  # after every pair: an interrupted run keeps what it measured
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
