@@ -78,11 +78,11 @@ class LinearProbe:
     seed: shuffles the CV folds.
     dtype: the precision the features are scaled and fitted in, ``"float64"`` (the
         default) or ``"float32"`` (scikit-learn's lbfgs keeps float32; the features come
-        from float16 files either way). float32 fits about 1.6x faster but is not the
-        default: on a TREC/MiniLM ``mi`` run (``benchmarks/bench_probe_dtype.py``,
-        ``benchmarks/results/probe_dtype.md``) it matched float64 within 6e-4 bits where
-        both chose the same C, yet one shuffled-label fit of 48 chose another C and moved
-        by 5e-3 bits, over the 1e-3-bit tolerance that a change of default requires.
+        from float16 files either way). It is not the default: on a small TREC/MiniLM
+        ``mi`` run (``benchmarks/bench_probe_dtype.py``, ``results/probe_dtype.md``)
+        float32 fitted 1.67x faster (measured under load) and matched float64 within
+        6e-4 bits where both chose the same C, but one shuffled-label fit of the 48 chose
+        another C and moved by 5e-3 bits, over the 1e-3-bit tolerance a new default needs.
     num_threads: BLAS/OpenMP threads while fitting and predicting (threadpoolctl; None
         leaves them alone). Default 1: lbfgs on probe-sized problems makes many small
         BLAS calls, and with multi-threaded OpenBLAS on a busy 2-core machine a fit
