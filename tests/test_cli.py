@@ -46,6 +46,8 @@ for _cmd in ("train", "sweep", "mi"):  # issue 32: train until learned
     ADDED[_cmd] = ADDED[_cmd] | {"--patience", "--prompt-init"}
 for _cmd in ("train", "sweep"):  # issue 33: experiment logging
     ADDED[_cmd] = ADDED[_cmd] | {"--report-to"}
+for _cmd in ("train", "sweep"):  # issue 36: length bucketing by default; --no-bucket is the old order
+    ADDED[_cmd] = ADDED[_cmd] | {"--no-bucket"}
 
 
 def flags(parser: argparse.ArgumentParser) -> dict[str, set[str]]:

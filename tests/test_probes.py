@@ -149,3 +149,18 @@ def test_mlp_carves_a_seeded_dev_split_when_none_given():
     assert not np.array_equal(p1.dev_indices_, _mlp(seed=4).fit(X, y).dev_indices_)
     tiny = _mlp(max_epochs=5).fit(X[:1], y[:1])  # one row: no dev split possible
     assert tiny.dev_source_ == "none" and tiny.n_epochs_ == 5 and tiny.predict_proba(X[:3]).shape == (3, 2)
+
+
+def test_linear_probe_fits_float32_features_when_asked_and_matches_float64():
+    """``dtype="float32"`` (issue 36) fits in float32 and agrees with the float64 default; an
+    unknown dtype is refused naming the choices."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 20)).astype(np.float16)
+    y = (X[:, 0].astype(float) + 0.5 * rng.normal(size=300) > 0).astype(int)
+    p64 = LinearProbe(2).fit(X[:200], y[:200], X[200:250], y[200:250])
+    p32 = LinearProbe(2, dtype="float32").fit(X[:200], y[:200], X[200:250], y[200:250])
+    assert p64.model_.coef_.dtype == np.float64 and p32.model_.coef_.dtype == np.float32
+    assert p64.C_ == p32.C_
+    np.testing.assert_allclose(p32.predict_proba(X[250:]), p64.predict_proba(X[250:]), atol=1e-4)
+    with pytest.raises(ValueError, match="'float64' or 'float32'"):
+        LinearProbe(2, dtype="float16")

@@ -55,6 +55,16 @@ QUICK = {
     "benchmarks/bench_mi.py": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max",
                                "120", "--bootstrap", "50", "--prompt-layers", "2", "--control-permutations", "1"],
     "benchmarks/bench_probe_path.py": ["--permutations", "1"],
+    "benchmarks/bench_probe_dtype.py": ["--permutations", "0", "--mi-args",
+                                        "--steps 4 --eval-every 2 --max-examples 120 --probe-train-max 120 "
+                                        "--bootstrap 50 --prompt-layers 2 --no-controls"],
+    "benchmarks/bench_backbone_dtype.py": ["--steps", "4", "--eval-every", "2", "--max-examples", "120",
+                                          "--probe-train-max", "120", "--bootstrap", "50", "--prompt-layers", "2",
+                                          "--control-permutations", "1"],
+    "benchmarks/bench_study_speed.py": ["--repeats", "1", "--only", "mi", "--before", "HEAD", "--mi-args",
+                                       "--steps 4 --eval-every 2 --max-examples 120 --probe-train-max 120 "
+                                       "--probe-dev-size 30 --dev-size 30 --bootstrap 50 --prompt-layers 2 "
+                                       "--control-permutations 1"],
     "benchmarks/bench_plan.py": ["--settings", "trec-pl1-4-6,sweep-rte-pl3-6,influence-trec-pl1-3-6", "--steps", "4",
                                  "--eval-every", "2", "--shots", "20", "--dev-size", "20", "--max-examples", "80",
                                  "--mi-args", "--probe-train-max 80 --probe-dev-size 20 --bootstrap 30 "
@@ -278,11 +288,15 @@ def run_readme_commands(data_dir, tmp_path, cmds: list[str], blocks: list[str] =
             argv[1] = str(REPO / argv[1])
             extra += ["--out", str(tmp_path / "bench"), "--runs", str(tmp_path / "baselines")]
         if key in ("benchmarks/bench_mi.py", "benchmarks/bench_influence.py", "benchmarks/bench_probe_path.py",
-                   "benchmarks/bench_plan.py", "benchmarks/bench_paper_scale.py", "benchmarks/bench_memory.py"):
+                   "benchmarks/bench_plan.py", "benchmarks/bench_paper_scale.py", "benchmarks/bench_memory.py",
+                   "benchmarks/bench_probe_dtype.py", "benchmarks/bench_backbone_dtype.py",
+                   "benchmarks/bench_study_speed.py"):
             argv[1] = str(REPO / argv[1])
             extra += ["--results", str(tmp_path / "bench")]
         if key in ("benchmarks/bench_paper_scale.py", "benchmarks/bench_memory.py"):
             extra += ["--work", str(tmp_path / "shape")]
+        if key == "benchmarks/bench_probe_dtype.py":
+            extra += ["--out", str(tmp_path / "probe_dtype")]
         if key == "scripts/demo.sh":
             argv[1] = str(REPO / argv[1])
             extra += ["--out", str(tmp_path / "demo")]

@@ -92,7 +92,7 @@ class _Arrays:
         a[rows] = values
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def extract_many(frozen: Backbone, models: dict[str, LatePromptModel | None], data: Encoded,
                  batch_size: int = EXTRACT_BATCH, desc: str = "extract", progress: bool = True,
                  into: dict[str, Any] | None = None) -> dict[str, dict[str, Any]] | None:
@@ -155,7 +155,7 @@ def extract_many(frozen: Backbone, models: dict[str, LatePromptModel | None], da
     return {name: sink.arrays for name, sink in sinks.items()}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def frozen_vectors(frozen: Backbone, data: Encoded, layer: int, representation: str, batch_size: int = EXTRACT_BATCH
                    ) -> np.ndarray:
     """The frozen model's ``representation`` vectors at hidden state ``layer``, ``[n, d]``
@@ -225,7 +225,7 @@ class _Chain:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def layer_sequences(frozen: Backbone, model: LatePromptModel | None, data: Encoded, include_prompt: bool = True,
                     batch_size: int = EXTRACT_BATCH, start: int = 0, dtype=np.float16, progress: bool = False,
                     folder: str | Path | None = None, stop: int | None = None) -> Iterator[tuple[int, Sequences]]:

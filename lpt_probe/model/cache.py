@@ -5,6 +5,11 @@ example does not depend on the prompt. We compute it once per split and train by
 only layers PL..L. One pass can keep several layers (``layers=range(L)``), so a sweep over
 prompt layers pays for the lower layers once. States are kept unpadded per example (so
 any batch order and padding reuses them) and can be saved to / loaded from safetensors.
+
+``build`` runs under ``torch.inference_mode`` (no autograd bookkeeping at all), so the
+stored states are inference tensors; training still reads them as the input of layers
+PL..L because ``batch`` copies them into a new, ordinary tensor (inference tensors may be
+read outside inference mode, only not saved for backward or changed in place).
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ class LowerLayerCache:
         return sorted(self.states)
 
     @classmethod
-    @torch.no_grad()
+    @torch.inference_mode()
     def build(cls, backbone: Backbone, data: Encoded, layers: Sequence[int], batch_size: int = 64,
               dtype: torch.dtype | None = None, desc: str = "lower-layer cache",
               progress: bool = True) -> "LowerLayerCache":

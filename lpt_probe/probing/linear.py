@@ -76,6 +76,13 @@ class LinearProbe:
         on every stored layer of real runs (``benchmarks/results/probe_path.md``); pass
         ``patience=None`` to fit every C.
     seed: shuffles the CV folds.
+    dtype: the precision the features are scaled and fitted in, ``"float64"`` (the
+        default) or ``"float32"`` (scikit-learn's lbfgs keeps float32; the features come
+        from float16 files either way). It is not the default: on a small TREC/MiniLM
+        ``mi`` run (``benchmarks/bench_probe_dtype.py``, ``results/probe_dtype.md``)
+        float32 fitted 1.67x faster (measured under load) and matched float64 within
+        6e-4 bits where both chose the same C, but one shuffled-label fit of the 48 chose
+        another C and moved by 5e-3 bits, over the 1e-3-bit tolerance a new default needs.
     num_threads: BLAS/OpenMP threads while fitting and predicting (threadpoolctl; None
         leaves them alone). Default 1: lbfgs on probe-sized problems makes many small
         BLAS calls, and with multi-threaded OpenBLAS on a busy 2-core machine a fit
@@ -104,8 +111,12 @@ class LinearProbe:
     GRID_KEYS = {"C": (float, lambda v: v > 0, "a float > 0")}
 
     def __init__(self, n_classes: int, Cs: Sequence[float] = DEFAULT_CS, cv: int = 3,
-                 max_iter: int = 1000, seed: int = 0, num_threads: int | None = 1, patience: int | None = 3):
+                 max_iter: int = 1000, seed: int = 0, num_threads: int | None = 1, patience: int | None = 3,
+                 dtype: str = "float64"):
+        if dtype not in ("float64", "float32"):
+            raise ValueError(f"LinearProbe dtype={dtype!r}: choose 'float64' or 'float32'")
         self.n_classes = n_classes
+        self.dtype = dtype
         self.Cs = Cs
         self.cv = cv
         self.patience = patience
@@ -177,6 +188,8 @@ class LinearProbe:
                                     owner="LinearProbe")
             if X_dev.shape[1] != X.shape[1]:
                 raise ValueError(f"dev has {X_dev.shape[1]} features but train has {X.shape[1]}")
+        X = X.astype(self.dtype, copy=False)
+        X_dev = None if X_dev is None else X_dev.astype(self.dtype, copy=False)
         with _blas_threads(self.num_threads):
             return self._fit(X, y, X_dev, y_dev)
 
@@ -235,7 +248,7 @@ class LinearProbe:
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        X = check_features(X, self.input_kind, "LinearProbe", "predict", finite=False)
+        X = check_features(X, self.input_kind, "LinearProbe", "predict", finite=False).astype(self.dtype, copy=False)
         with _blas_threads(self.num_threads):
             return self._predict_proba(X)
 

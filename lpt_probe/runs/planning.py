@@ -86,7 +86,7 @@ class Plan:
                 "calibration": self.calibration}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def layer_seconds(backbone, data, batch_size: int = 64, quantiles: tuple[float, ...] = (0.25, 0.75)) -> float:
     """Seconds for one example of ``data`` through one layer of the frozen ``backbone``, as
     evaluation and extraction run it: batches of ``batch_size`` (both use 64) in length

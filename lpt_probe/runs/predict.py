@@ -35,7 +35,7 @@ class Predictor:
         run = load_run(run_dir, device=device, bundle=bundle)
         return cls(run.model, run.task, run.tokenizer, run.train_config.max_length)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str | tuple[str, ...]]) -> np.ndarray:
         n_fields = len(self.task.text_fields)
         examples = []

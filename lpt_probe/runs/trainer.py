@@ -17,7 +17,10 @@ curves the Section 4 verdicts resample.
 
 Speed: nothing below PL runs with autograd, and by default the lower layers run once per
 split (``lpt_probe.model.cache``); ``backbone_dropout`` reproduces the authors' regime
-(dropout active in the frozen layers, which rules the cache out). ``dtype`` loads the
+(dropout active in the frozen layers, which rules the cache out). Training batches are
+length-bucketed by default (``bucket``; ``--no-bucket`` gives the order of 0.2.0 and its run
+keys); evaluation runs in batches sorted by length under ``torch.inference_mode`` and
+returns every output in the split's own order. ``dtype`` loads the
 frozen backbone in half precision (trainable parameters stay fp32) and ``grad_accum``
 splits each batch into micro-batches with the same update.
 """
@@ -99,7 +102,11 @@ class TrainConfig:
     cache: bool = field(default=True, metadata=_meta("recompute the lower layers every step (no lower-layer cache)"))
     backbone_dropout: bool = field(default=False, metadata=_meta(
         "authors' regime: dropout in the frozen layers (turns the cache off)"))
-    bucket: bool = field(default=False, metadata=_meta("length-bucketed training batches"))
+    bucket: bool = field(default=True, metadata=_meta(
+        "length-bucketed training batches: each epoch's seeded permutation is sorted by length within windows of "
+        "50 batches, so a batch pads little", flag="--no-bucket", on_flag="--bucket",
+        off_help="batches of the seeded permutation as drawn, padded to their longest (the default up to 0.2.0; "
+                 "a run with it keeps the key it had then)"))
     device: str = field(default="auto", metadata=_meta("cpu, cuda, cuda:N or auto (CUDA when present)"))
     dtype: str = field(default="fp32", metadata=_meta(
         "precision of the frozen backbone's weights; prompts, generators, heads and LoRA adapters stay fp32 "
@@ -200,7 +207,7 @@ class Trainer:
                          return_states=return_states)
         return out, b
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self, data: Encoded, cache: LowerLayerCache | None = None) -> dict[str, Any]:
         if cache is not None:
             cache.check(data)
