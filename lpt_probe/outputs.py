@@ -1,6 +1,6 @@
 """A resumable output folder: the one context manager of ``run``, ``sweep``, ``mi``, ``influence``.
 
-``ResumableOutput`` (also ``store.ResumableOutput``) checks the folder, holds its lock (a
+``ResumableOutput`` checks the folder, holds its lock (a
 second command refuses), sets aside the outputs this invocation rebuilds (removed when it
 finishes, put back if it fails: an error found after the start costs no earlier table) and
 keeps a status

@@ -380,10 +380,3 @@ def run_meta(**extra: Any) -> dict[str, Any]:
     meta.update(extra)
     return meta
 
-
-def __getattr__(name: str):
-    if name == "ResumableOutput":
-        from .outputs import ResumableOutput  # here, lazily: lpt_probe.outputs imports this module
-
-        return ResumableOutput
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,6 +33,7 @@ from lpt_probe.model.backbone import Backbone
 from lpt_probe.model.interop import CONFIG_NAME, TASK_NAME, WEIGHTS_NAME
 from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel
 from lpt_probe.model.loading import resolve_device
+from lpt_probe.outputs import ResumableOutput
 from lpt_probe.runs.folders import check_run, load_run
 from lpt_probe.runs.run import default_run_dir
 from lpt_probe.runs.sweep import SweepConfig, build_grid, default_out
@@ -628,7 +629,7 @@ def test_a_running_status_whose_process_is_gone_counts_as_interrupted(finished_r
     assert note and "says 'running', but no command is at work there" in note and "interrupted" in note
     with store.OutputLock(out):  # a command at work: not stale
         assert stale_status(out, "run.json") is None
-    with store.ResumableOutput(out, "run.json") as output:
+    with ResumableOutput(out, "run.json") as output:
         assert json.loads((out / "run.json").read_text())["status"] == "interrupted"  # recorded before any work
         output.start({})
     assert "ended without marking it" in caplog.text and json.loads((out / "run.json").read_text())["status"] == \
@@ -692,7 +693,7 @@ def test_an_error_after_the_start_puts_the_earlier_tables_back(tmp_path):
     (out / "mi.csv").write_text("the earlier table\n")
     (out / "mi_diff.csv").write_text("the earlier differences\n")
     with pytest.raises(store.DamagedFile):
-        with store.ResumableOutput(out, "run.json", stale=("mi.csv", "mi_diff.csv")) as output:
+        with ResumableOutput(out, "run.json", stale=("mi.csv", "mi_diff.csv")) as output:
             output.start({})
             assert not (out / "mi.csv").exists()  # set aside: nothing stale is read meanwhile
             (out / "mi_diff.csv").write_text("new\n")  # rebuilt before the error: kept
@@ -700,7 +701,7 @@ def test_an_error_after_the_start_puts_the_earlier_tables_back(tmp_path):
     assert (out / "mi.csv").read_text() == "the earlier table\n" and (out / "mi_diff.csv").read_text() == "new\n"
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
     assert sorted(p.name for p in out.iterdir()) == [".lock", ".lpt_probe", "mi.csv", "mi_diff.csv", "run.json"]
-    with store.ResumableOutput(out, "run.json", stale=("mi.csv",)) as output:
+    with ResumableOutput(out, "run.json", stale=("mi.csv",)) as output:
         output.start({})
     assert not (out / "mi.csv").exists() and not list(out.glob(".*.previous"))  # finished: the stale one is gone
 

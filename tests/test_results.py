@@ -18,8 +18,9 @@ import pytest  # noqa: E402
 
 import lpt_probe  # noqa: E402
 from lpt_probe import store  # noqa: E402
+from lpt_probe.analysis.influence import InfluenceRun  # noqa: E402
 from lpt_probe.analysis.influence import summary_table as influence_summary  # noqa: E402
-from lpt_probe.analysis.mi import MIConfig, summary_table  # noqa: E402
+from lpt_probe.analysis.mi import MIConfig, MIRun, summary_table  # noqa: E402
 from lpt_probe.analysis.results import InfluenceResult, MIResult, Section4Result  # noqa: E402
 
 STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "section4" / "trec_minilm"
@@ -29,6 +30,7 @@ def _mi_result(tmp_path) -> MIResult:
     settings = json.loads((STUDY / "section4.json").read_text())["settings"]
     cfg = MIConfig(task="trec", seeds=tuple(settings["seeds"]), jobs=1)
     run = SimpleNamespace(cfg=cfg, out=str(tmp_path))
+    run.summary = lambda mi, diff=None: MIRun.summary(run, mi, diff)  # the run's own method, without a model
     frames = {"mi": store.read_csv(STUDY / "mi" / "mi.csv"), "diff": store.read_csv(STUDY / "mi" / "mi_diff.csv"),
               "mdl": pd.DataFrame(), "pvi": pd.DataFrame()}
     return MIResult(run, frames, {"status": "complete"})
@@ -54,7 +56,7 @@ def test_mi_result_tables_summary_plot_and_reprs(tmp_path):
 
 def test_influence_and_section4_results(tmp_path):
     table = store.read_csv(STUDY / "influence" / "influence.csv")
-    inf = InfluenceResult(SimpleNamespace(out=str(tmp_path)), table, {})
+    inf = InfluenceResult(SimpleNamespace(out=str(tmp_path), summary=InfluenceRun.summary), table, {})
     run, same, meta = inf
     assert same is table and inf.summary() == influence_summary(table)
     fig = inf.plot()

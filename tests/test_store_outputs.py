@@ -1,4 +1,4 @@
-"""store.ResumableOutput: the resumable output folder of train, sweep, mi, influence and section4."""
+"""outputs.ResumableOutput: the resumable output folder of train, sweep, mi, influence and section4."""
 
 import json
 
@@ -14,14 +14,14 @@ def status(path):
 
 
 def test_store_names_the_one_context_manager():
-    assert store.ResumableOutput is ResumableOutput is StudyOutput
+    assert ResumableOutput is StudyOutput and not hasattr(store, "ResumableOutput")  # one home, no cycle
     with pytest.raises(AttributeError):
         store.NoSuchThing  # noqa: B018
 
 
 def test_running_during_complete_after_with_wall_seconds_and_outputs(tmp_path):
     out = tmp_path / "study"
-    with store.ResumableOutput(out, "run.json") as output:
+    with ResumableOutput(out, "run.json") as output:
         assert not (out / "run.json").exists()  # nothing before start
         meta = output.start({"status": "running", "a": 1})
         assert meta is output.meta and status(out / "run.json") == {"status": "running", "a": 1}
@@ -37,7 +37,7 @@ def test_running_during_complete_after_with_wall_seconds_and_outputs(tmp_path):
 def test_failed_with_the_error_on_an_exception(tmp_path):
     out = tmp_path / "o"
     with pytest.raises(ValueError, match="boom"):
-        with store.ResumableOutput(out, "run.json") as output:
+        with ResumableOutput(out, "run.json") as output:
             output.start({})
             raise ValueError("boom")
     meta = status(out / "run.json")
@@ -48,7 +48,7 @@ def test_failed_with_the_error_on_an_exception(tmp_path):
 def test_interrupted_on_ctrl_c(tmp_path):
     out = tmp_path / "o"
     with pytest.raises(KeyboardInterrupt):
-        with store.ResumableOutput(out, "meta.json") as output:
+        with ResumableOutput(out, "meta.json") as output:
             output.start({"key": "k"})
             raise KeyboardInterrupt
     meta = status(out / "meta.json")
@@ -62,7 +62,7 @@ def test_stale_files_and_globs_are_removed_at_start_and_others_kept(tmp_path):
                  "checkpoints/other.bin"):
         (out / name).write_text("old")
     (out / ".lpt_probe").write_text("{}")  # a folder an earlier run wrote (a foreign one is refused: issue 34)
-    with store.ResumableOutput(out, "run.json", stale=("mi.csv", "gone.csv", "checkpoints/step-*.safetensors")
+    with ResumableOutput(out, "run.json", stale=("mi.csv", "gone.csv", "checkpoints/step-*.safetensors")
                                ) as output:
         assert (out / "mi.csv").exists()  # nothing is removed before start
         output.start({})
@@ -72,10 +72,10 @@ def test_stale_files_and_globs_are_removed_at_start_and_others_kept(tmp_path):
 
 def test_a_second_holder_is_refused_and_leaves_the_first_alone(tmp_path):
     out = tmp_path / "o"
-    with store.ResumableOutput(out, "run.json") as first:
+    with ResumableOutput(out, "run.json") as first:
         first.start({})
         with pytest.raises(store.FolderBusy, match="in use by another lpt_probe command"):
-            with store.ResumableOutput(out, "run.json") as second:
+            with ResumableOutput(out, "run.json") as second:
                 second.start({})
         assert status(out / "run.json")["status"] == "running"
     assert status(out / "run.json")["status"] == "complete"
@@ -84,14 +84,14 @@ def test_a_second_holder_is_refused_and_leaves_the_first_alone(tmp_path):
 def test_an_error_before_start_writes_nothing(tmp_path):
     out = tmp_path / "made" / "o"
     with pytest.raises(FileNotFoundError):
-        with store.ResumableOutput(out, "run.json"):
+        with ResumableOutput(out, "run.json"):
             raise FileNotFoundError("data file not found")
     assert not (tmp_path / "made").exists()  # not even the folder or its lock
     given = tmp_path / "given"
     given.mkdir()
     (given / "run.json").write_text('{"status": "complete"}')
     with pytest.raises(ValueError):
-        with store.ResumableOutput(given, "run.json", stale=("run.json",)):
+        with ResumableOutput(given, "run.json", stale=("run.json",)):
             raise ValueError("bad flag")
     assert status(given / "run.json") == {"status": "complete"}  # a finished folder stays as it was
 
@@ -99,7 +99,7 @@ def test_an_error_before_start_writes_nothing(tmp_path):
 def test_a_file_in_the_way_is_refused_before_anything(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(NotADirectoryError, match="a file of that name exists"):
-        with store.ResumableOutput(tmp_path / "f"):
+        with ResumableOutput(tmp_path / "f"):
             pass
 
 
@@ -109,7 +109,7 @@ def test_a_running_that_cannot_be_written_is_not_marked(tmp_path, monkeypatch, c
 
     monkeypatch.setattr(store, "_write_local", full)
     with pytest.raises(store.DiskFull):
-        with store.ResumableOutput(tmp_path / "o", "meta.json") as output:
+        with ResumableOutput(tmp_path / "o", "meta.json") as output:
             output.start({})
     assert output.meta is None and "could not mark" not in caplog.text
 
@@ -117,34 +117,34 @@ def test_a_running_that_cannot_be_written_is_not_marked(tmp_path, monkeypatch, c
 def test_options_of_runs_and_sweeps(tmp_path):
     # a run: the caller's own wall_seconds (measured from t0 before its last files) and fields kept, no outputs
     out = tmp_path / "run"
-    with store.ResumableOutput(out, "meta.json", t0=0.0, list_outputs=False) as output:
+    with ResumableOutput(out, "meta.json", t0=0.0, list_outputs=False) as output:
         output.start({})["files"] = {"a": "h"}
         output.meta["wall_seconds"] = 1.5
     assert status(out / "meta.json") == {"status": "complete", "files": {"a": "h"}, "wall_seconds": 1.5}
     # a sweep: no wall_seconds, neither on success nor on failure
     out = tmp_path / "sweep"
-    with store.ResumableOutput(out, "sweep.json", timed=False, list_outputs=False) as output:
+    with ResumableOutput(out, "sweep.json", timed=False, list_outputs=False) as output:
         output.start({})["failed"] = 0
     assert status(out / "sweep.json") == {"status": "complete", "failed": 0}
     with pytest.raises(RuntimeError):
-        with store.ResumableOutput(out, "sweep.json", timed=False, list_outputs=False) as output:
+        with ResumableOutput(out, "sweep.json", timed=False, list_outputs=False) as output:
             output.start({})
             raise RuntimeError("cell")
     assert status(out / "sweep.json") == {"status": "failed", "error": "RuntimeError: cell"}
     # t0: wall time since then
-    with store.ResumableOutput(tmp_path / "t0", t0=-1e9) as output:
+    with ResumableOutput(tmp_path / "t0", t0=-1e9) as output:
         output.start({})
     assert status(tmp_path / "t0" / "run.json")["wall_seconds"] > 1e8
 
 
 def test_no_folder_writes_nothing_but_keeps_the_meta(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with store.ResumableOutput(None, "meta.json", stale=("*",)) as output:
+    with ResumableOutput(None, "meta.json", stale=("*",)) as output:
         meta = output.start({"key": "k"})
         assert meta["status"] == "running"
     assert meta["status"] == "complete" and "wall_seconds" in meta and "outputs" not in meta
     with pytest.raises(ValueError):
-        with store.ResumableOutput(None, "meta.json") as output:
+        with ResumableOutput(None, "meta.json") as output:
             output.start({})
             raise ValueError("x")
     assert output.meta["status"] == "failed" and output.meta["error"] == "ValueError: x"

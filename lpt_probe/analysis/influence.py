@@ -166,6 +166,12 @@ def default_out(cfg: InfluenceConfig) -> Path:
 class InfluenceRun:
     """One ``influence`` invocation: settings, the loaded model and data, the pieces on disk."""
 
+    @staticmethod
+    def summary(table: pd.DataFrame) -> str:
+        """The text the command prints for an ``influence.csv`` table (``summary_table``; what
+        ``InfluenceResult.summary`` shows)."""
+        return summary_table(table)
+
     def __init__(self, cfg: InfluenceConfig, bundle=None):  # bundle: (model, tokenizer, info) already loaded
         self.cfg = cfg
         self.out = cfg.out_dir

@@ -177,6 +177,11 @@ class MIRun(StoredRepresentations, ProbePieces):
     representations; what it keeps on disk (representations, probe pieces) is
     ``lpt_probe.analysis.mi_store``'s."""
 
+    def summary(self, mi: pd.DataFrame, diff: pd.DataFrame | None = None) -> str:
+        """The text the command prints for this run's tables (``summary_table``; what
+        ``MIResult.summary`` shows)."""
+        return summary_table(mi, self.cfg, diff)
+
     def __init__(self, cfg: MIConfig, bundle=None):  # bundle: (model, tokenizer, info) already loaded
         self.cfg = cfg
         self.out = cfg.out_dir

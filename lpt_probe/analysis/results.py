@@ -80,10 +80,9 @@ class MIResult(NamedTuple):
         return self.tables["pvi"]
 
     def summary(self) -> str:
-        """The tables the ``mi`` command prints (``lpt_probe.analysis.mi.summary_table``)."""
-        from .mi import summary_table  # here: .mi imports this module
-
-        return summary_table(self.mi, self.run.cfg, self.diff)
+        """The tables the ``mi`` command prints (``lpt_probe.analysis.mi.summary_table``,
+        through the run: this module imports no study module)."""
+        return self.run.summary(self.mi, self.diff)
 
     def plot(self, ax=None):
         """``mi_by_layer.pdf``'s figure: I(h;y) per hidden state, a line per prompt layer and
@@ -114,10 +113,9 @@ class InfluenceResult(NamedTuple):
         return Path(self.run.out)
 
     def summary(self) -> str:
-        """The table the ``influence`` command prints (``lpt_probe.analysis.influence.summary_table``)."""
-        from .influence import summary_table  # here: .influence imports this module
-
-        return summary_table(self.table)
+        """The table the ``influence`` command prints (``lpt_probe.analysis.influence.summary_table``,
+        through the run: this module imports no study module)."""
+        return self.run.summary(self.table)
 
     def plot(self):
         """``influence_by_layer.pdf``'s figure (``lpt_probe.viz.plot_influence_by_layer``). Returns the ``Figure``."""

@@ -8,7 +8,7 @@ checks; ``MIConfig``, ``InfluenceConfig`` and ``Section4Config`` extend it with 
 a study's prompts get their training settings, so every study of the same settings keys
 its prompts alike and can reuse another's run folders. :class:`Condition` names one model
 a study measures (a late prompt, the frozen model, random weights); ``StudyOutput`` is
-``store.ResumableOutput``, the resumable output folder every study writes (lock, stale
+``outputs.ResumableOutput``, the resumable output folder every study writes (lock, stale
 outputs, ``run.json`` running / failed / interrupted / complete).
 """
 
@@ -176,5 +176,5 @@ def run_folder(out: Path, cfg: StudyConfig, cond: Condition, key: str) -> Path:
 
 
 # A study's resumable output folder (lock, stale outputs, ``run.json`` running / failed /
-# interrupted / complete): the one context manager of every command, ``store.ResumableOutput``.
+# interrupted / complete): the one context manager of every command, ``outputs.ResumableOutput``.
 StudyOutput = ResumableOutput

@@ -7,7 +7,7 @@ rules and the folder's contents: ``lpt_probe.runs.folders``). While a run trains
 ``meta.json`` says ``running``; ``complete`` is written last, after every file; an error
 marks it ``failed`` and Ctrl-C ``interrupted``, so an unfinished run is never mistaken for
 a result, and rerunning the command trains it again. Two commands on one folder at once:
-the second refuses. The folder is a ``store.ResumableOutput``, like every command's.
+the second refuses. The folder is a ``outputs.ResumableOutput``, like every command's.
 
 Sweeps and analyses pass ``prepared`` (and the lower-layer ``caches``) so that many runs
 share one loaded model and one encoding of the data.
@@ -36,7 +36,7 @@ from ..model.late_prompt import LatePromptConfig, LatePromptModel
 from ..model.loading import load_model, model_slug
 from ..model.methods import get_method
 from ..model.prompt_weights import save_prompt
-from ..outputs import check_owned, check_url
+from ..outputs import ResumableOutput, check_owned, check_url
 from .folders import NOT_IN_KEY, check_run, config_record
 from .reporting import Reporter, parse_report_to
 from .trainer import TrainConfig, Trainer, peak_memory_mb
@@ -187,7 +187,7 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
         if (run_dir / "meta.json").exists() or (run_dir / "config.json").exists():
             logger.info("%s: training again: %s", run_dir, reason)
     # no folder (run_dir None): nothing is locked or written
-    with store.ResumableOutput(run_dir, "meta.json", STALE, t0=t_start, list_outputs=False,
+    with ResumableOutput(run_dir, "meta.json", STALE, t0=t_start, list_outputs=False,
                                overwrite=overwrite) as output:
         metrics, curve, model = _train(prompt_cfg, cfg, output, prepared, config, caches, progress, owned)
     return TrainResult(run_dir, metrics, curve, model, output.meta, config["key"])

@@ -38,6 +38,7 @@ from ..model.generators import GENERATORS
 from ..model.late_prompt import LatePromptConfig
 from ..model.loading import model_slug
 from ..model.methods import METHOD_OPTIONS, METHODS, get_method
+from ..outputs import ResumableOutput
 from ..progress import bar
 from .executors import ExecutorConfig, run
 from .folders import check_run
@@ -211,7 +212,7 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
     base = replace(base, data_dir=_absolute(base.data_dir),
                    task=_absolute(base.task) if is_task_file(base.task) else base.task)
     # sweep.json: "running" before any table; "complete" (with the failed cells' count) last
-    with store.ResumableOutput(out, "sweep.json", timed=False, list_outputs=False,
+    with ResumableOutput(out, "sweep.json", timed=False, list_outputs=False,
                                overwrite=sweep.overwrite) as output:
         prepared = prepared or prepare(base)  # the driver keys every cell: it needs the model and data
         layers, cells, configs, leaders = grid_of(sweep, base, prepared)
