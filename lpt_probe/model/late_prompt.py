@@ -45,7 +45,6 @@ from .backbone import Backbone
 from .generators import DEFAULT_NUM_VIRTUAL_TOKENS, GENERATORS, build_generator
 from .methods import METHOD_OPTIONS, METHODS, get_method, low_precision
 from .phm import SENTENCE_POOLINGS, check_phm_sizes, generator_sizes
-from .prompt_weights import load_prompt_weights, save_prompt  # noqa: F401 (re-exported)
 
 Tensor = torch.Tensor
 HEADS = ("auto", "lm", "classifier")

@@ -2,8 +2,7 @@
 
 ``save_prompt`` writes ``prompt.safetensors`` (atomically) and ``prompt_config.json`` into a
 run folder and returns the weights' sha256 (``meta.json`` records it); ``load_prompt_weights``
-reads them back into a ``LatePromptModel`` built from that config. Both are re-exported by
-``lpt_probe.model.late_prompt``. A peft-style folder for plain transformers code is
+reads them back into a ``LatePromptModel`` built from that config. A peft-style folder for plain transformers code is
 ``lpt_probe.model.interop``.
 """
 
