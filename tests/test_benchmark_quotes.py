@@ -21,3 +21,14 @@ def test_generate_section_quotes_generate_json():
     assert "without it {:.1f}, {:.1f} and {:.1f} ms".format(*uncached) + f" ({uncached[2] / uncached[0]:.1f}x)" in doc
     assert all(r["same_output"] for r in rows.values())  # "the same tokens at every length"
     assert "The cached and uncached outputs were the same tokens at every length." in doc
+
+
+def test_setup_section_quotes_setup_time_json():
+    rows = json.loads((REPO / "benchmarks" / "results" / "setup_time.json").read_text())["rows"]
+    before, plain, dev = (r["median_seconds"] for r in rows)
+    assert [r["command"] for r in rows] == ["bash scripts/setup.sh", "bash scripts/setup.sh", "bash scripts/setup.sh dev"]
+    doc = " ".join((REPO / "docs" / "benchmarks.md").read_text().split())
+    assert (f"the old setup (every dependency) took {before:.0f} s, the new plain setup {plain:.0f} s and the new "
+            f"dev setup {dev:.0f} s") in doc
+    loads = [x for r in rows for pair in r["load_average"] for x in pair]
+    assert 3 <= min(loads) and max(loads) <= 5  # "the load average between 3 and 5"
