@@ -26,8 +26,8 @@ import os
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -51,8 +51,11 @@ RECORD = {"mi": "run.json", "section4": "section4.json"}
 def export(ref: str, into: Path) -> Path:
     """The package as it was at ``ref``, in ``into`` (``git archive``)."""
     into.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "lpt_probe"], capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    tar = into / "lpt_probe.tar"
+    harness.run_timed(["git", "-C", str(REPO), "archive", "-o", str(tar), ref, "lpt_probe"], f"git archive {ref}")
+    with tarfile.open(tar) as archive:
+        archive.extractall(into, filter="data")
+    tar.unlink()
     return into
 
 

@@ -10,12 +10,8 @@ from test_late_prompt import WORDS, synthetic
 from tiny import FAMILIES, random_batch, tiny_model
 
 from lpt_probe.model.backbone import Backbone
-from lpt_probe.model.late_prompt import (
-    LatePromptConfig,
-    LatePromptModel,
-    load_prompt_weights,
-    save_prompt,
-)
+from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel
+from lpt_probe.model.prompt_weights import load_prompt_weights, save_prompt
 from lpt_probe.model.methods import METHODS
 from lpt_probe.runs.trainer import TrainConfig, Trainer
 

@@ -348,8 +348,7 @@ def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None, device: str |
         run = MIRun(cfg)
         run.load_data()
         conds = run.conditions()
-        if not cfg.sequence_probe:  # before start sets the tables aside: a damaged file costs none of them
-            run.check_stored_reps(conds)
+        run.check_stored_reps(conds)  # before start sets the tables aside: a damaged file costs none of them
         study.start(store.run_meta(status="running", settings=asdict(cfg), prompt_layers=run.prompt_layers,
                                    model=run.bundle[2], probe_data=run.probe_data.to_meta(),
                                    probe_fingerprints=run.fingerprints,
