@@ -32,3 +32,22 @@ def test_setup_section_quotes_setup_time_json():
             f"dev setup {dev:.0f} s") in doc
     loads = [x for r in rows for pair in r["load_average"] for x in pair]
     assert 3 <= min(loads) and max(loads) <= 5  # "the load average between 3 and 5"
+
+
+def test_prompt_lr_section_quotes_prompt_lr_csv():
+    import pandas as pd
+
+    t = pd.read_csv(REPO / "benchmarks" / "results" / "prompt_lr.csv")
+    doc = " ".join((REPO / "docs" / "benchmarks.md").read_text().split())
+    for lr, g in t.sort_values(["prompt_lr", "prompt_layer"]).groupby("prompt_lr"):
+        assert f"{lr:g}: " + ", ".join(f"PL {int(r.prompt_layer)} {r.dev_metric:.3f}" for r in g.itertuples()) in doc
+    dev = t.groupby("prompt_lr")["dev_metric"].mean()
+    assert "The mean over the three layers is " + ", ".join(f"{v:.3f} at {k:g}" for k, v in dev.items()) in doc
+    assert f"**{dev.idxmax():g}** is chosen" in doc and dev.idxmax() == t["prompt_lr"].max()  # "the largest tried"
+    low = t[t["prompt_lr"] == t["prompt_lr"].min()]
+    assert f"no prompt passed {low['dev_metric'].max():.3f} on dev" in doc
+    assert f"weights were those of step {int(low[low['prompt_layer'] == 1]['best_step'].iloc[0])}:" in doc
+    learned = t[t["prompt_lr"] > t["prompt_lr"].min()]
+    for _, g in learned.groupby("prompt_lr"):  # "PL 1 ahead of PL 16, PL 16 ahead of PL 30"
+        assert list(g.sort_values("prompt_layer")["dev_metric"]) == sorted(g["dev_metric"], reverse=True)
+    assert learned["prompt_lr"].nunique() == 2  # "at both rates that learned"
