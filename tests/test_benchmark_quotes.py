@@ -51,3 +51,12 @@ def test_prompt_lr_section_quotes_prompt_lr_csv():
     for _, g in learned.groupby("prompt_lr"):  # "PL 1 ahead of PL 16, PL 16 ahead of PL 30"
         assert list(g.sort_values("prompt_layer")["dev_metric"]) == sorted(g["dev_metric"], reverse=True)
     assert learned["prompt_lr"].nunique() == 2  # "at both rates that learned"
+
+
+def test_probing_guide_shows_the_committed_rte_printout():
+    """The `mi --task rte` output on the probing page is the one benchmarks/results/mi_time.md keeps."""
+    kept = (REPO / "benchmarks" / "results" / "mi_time.md").read_text()
+    rte = kept.split("## `python -m lpt_probe.mi --task rte --data-dir ../shared/data`", 1)[1].split("```\n", 2)[1]
+    guide = (REPO / "docs" / "guides" / "probing.md").read_text()
+    shown = guide.split("`benchmarks/results/mi_time.md` keeps it):\n\n```text\n", 1)[1].split("```\n", 1)[0]
+    assert shown == rte
