@@ -30,20 +30,24 @@ import pandas as pd
 __all__ = ["MIResult", "InfluenceResult", "Section4Result"]
 
 
-def _markdown(title: str, summary: str, out: Any) -> str:
-    return f"**{title}** (`{out}`)\n\n```text\n{summary}\n```\n"
+def notebook_views(title: str):
+    """A result class's ``_repr_markdown_`` and ``_repr_html_``: ``title``, its folder and
+    its ``summary()`` (assigned in each class body: the named tuples take no mixin)."""
+
+    def markdown(self) -> str:
+        return f"**{title}** (`{self.out}`)\n\n```text\n{self.summary()}\n```\n"
+
+    def html_(self) -> str:
+        return (f"<p><b>{html.escape(title)}</b> (<code>{html.escape(str(self.out))}</code>)</p>"
+                f"<pre>{html.escape(self.summary())}</pre>")
+
+    return markdown, html_
 
 
-def _html(title: str, summary: str, out: Any) -> str:
-    return (f"<p><b>{html.escape(title)}</b> (<code>{html.escape(str(out))}</code>)</p>"
-            f"<pre>{html.escape(summary)}</pre>")
+def _viz():
+    from .. import viz  # here: plotting (matplotlib) loads only for a figure
 
-
-def _pyplot():
-    import matplotlib.pyplot as plt  # here: only a figure needs it
-
-    from .. import viz  # here: plotting loads only for a figure
-    return plt, viz
+    return viz
 
 
 class MIResult(NamedTuple):
@@ -87,17 +91,13 @@ class MIResult(NamedTuple):
     def plot(self, ax=None):
         """``mi_by_layer.pdf``'s figure: I(h;y) per hidden state, a line per prompt layer and
         the controls (``lpt_probe.viz.plot_mi_by_layer``). Returns the ``Figure``."""
-        plt, viz = _pyplot()
+        viz = _viz()
         with viz.paper_style():
             ax = viz.plot_mi_by_layer(self.mi, ax=ax)
             ax.set_title(f"{self.mi['task'].iloc[0]} / {self.mi['model'].iloc[0]} / {self.mi['probe'].iloc[0]} probe")
         return ax.figure
 
-    def _repr_markdown_(self) -> str:
-        return _markdown("I(h;y) per hidden state", self.summary(), self.out)
-
-    def _repr_html_(self) -> str:
-        return _html("I(h;y) per hidden state", self.summary(), self.out)
+    _repr_markdown_, _repr_html_ = notebook_views("I(h;y) per hidden state")
 
 
 class InfluenceResult(NamedTuple):
@@ -119,17 +119,13 @@ class InfluenceResult(NamedTuple):
 
     def plot(self):
         """``influence_by_layer.pdf``'s figure (``lpt_probe.viz.plot_influence_by_layer``). Returns the ``Figure``."""
-        plt, viz = _pyplot()
+        viz = _viz()
         with viz.paper_style():
             fig = viz.plot_influence_by_layer(self.table)
             fig.suptitle(f"{self.table['task'].iloc[0]} / {self.table['model'].iloc[0]} / trained prompts")
         return fig
 
-    def _repr_markdown_(self) -> str:
-        return _markdown("influence per hidden state", self.summary(), self.out)
-
-    def _repr_html_(self) -> str:
-        return _html("influence per hidden state", self.summary(), self.out)
+    _repr_markdown_, _repr_html_ = notebook_views("influence per hidden state")
 
 
 class Section4Result(dict):
@@ -159,7 +155,7 @@ class Section4Result(dict):
 
     def plot(self):
         """``section4.pdf``'s figure: 2 x 3 panels (``lpt_probe.viz.plot_section4``). Returns the ``Figure``."""
-        plt, viz = _pyplot()
+        viz = _viz()
         with viz.paper_style():
             fig = viz.plot_section4(self["sweep"][self["sweep"]["status"] == "complete"], self["curves"],
                                     self["mi"], self["influence"])
@@ -167,8 +163,4 @@ class Section4Result(dict):
             fig.suptitle(f"{inf['task'].iloc[0]} / {inf['model'].iloc[0]}")
         return fig
 
-    def _repr_markdown_(self) -> str:
-        return _markdown("Section 4 claims", self.summary(), self.out)
-
-    def _repr_html_(self) -> str:
-        return _html("Section 4 claims", self.summary(), self.out)
+    _repr_markdown_, _repr_html_ = notebook_views("Section 4 claims")
