@@ -329,7 +329,7 @@ class AttachedLatePrompt:
             cache = DynamicCache(config=self.model.config)
         if cache is not None:
             return self._run_cached(ids, mask, bound, cache)
-        bb, start, gen = self.backbone, self.prompt.config.start_state, self.generator
+        bb, start = self.backbone, self.prompt.config.start_state
         mask = torch.ones_like(ids) if mask is None else mask
         _check_positions(bound.get("position_ids"), mask)
         asked = bound.get("output_hidden_states")  # None: the config's setting, as HF models do
@@ -337,10 +337,7 @@ class AttachedLatePrompt:
         h = bb.embed(ids, mask, bound.get("token_type_ids"))  # hidden state 0 # [batch, seq, hidden]
         low = bb.run_layers(h, mask, 0, start, return_all=all_states)
         h_low = (low[-1] if low else h) if all_states else low  # hidden state PL-1
-        if next(gen.parameters()).device != h.device:
-            gen.to(h.device)
-        gen.train(self.base.training)
-        prompt = gen(h_low.float(), mask).to(h_low.dtype)  # [batch, l, hidden], as LatePromptModel.insert
+        prompt = self._prompt(h_low, mask)
         b, n, l = ids.shape[0], ids.shape[1], prompt.shape[1]
         full = torch.cat([prompt, h_low], dim=1)  # [batch, l + seq, hidden]
         full_mask = torch.cat([torch.ones(b, l, dtype=mask.dtype, device=mask.device), mask], dim=1)
@@ -351,6 +348,14 @@ class AttachedLatePrompt:
         pooled = pooler(top) if isinstance(pooler, nn.Module) else None
         states = (h, *low, *(s[:, l:] for s in up[:-1]), top) if all_states else None  # HF's L + 1
         return self._output(last_hidden_state=top, pooler_output=pooled, hidden_states=states)
+
+    def _prompt(self, h_low: Tensor, mask: Tensor) -> Tensor:
+        """The prompt from hidden state PL-1, as ``LatePromptModel.insert`` makes it. # [batch, l, hidden]"""
+        gen = self.generator
+        if next(gen.parameters()).device != h_low.device:
+            gen.to(h_low.device)
+        gen.train(self.base.training)
+        return gen(h_low.float(), mask).to(h_low.dtype)
 
     def _run_cached(self, ids: Tensor, mask: Tensor | None, bound: dict, cache: Any):
         """One KV-cached step (module docstring): the new tokens ``ids`` after the ``past`` text
@@ -381,11 +386,7 @@ class AttachedLatePrompt:
         h_low = bb.run_layers_cached(h, mask, 0, start, positions, cache) if start else h  # hidden state PL-1
         ones = torch.ones(b, l, dtype=mask.dtype, device=mask.device)
         if past == 0:  # first step: the prompt joins at PL and its keys and values stay in the cache above it
-            gen = self.generator
-            if next(gen.parameters()).device != h.device:
-                gen.to(h.device)
-            gen.train(self.base.training)
-            prompt = gen(h_low.float(), mask).to(h_low.dtype)  # [batch, l, hidden]
+            prompt = self._prompt(h_low, mask)
             up = bb.run_layers_cached(torch.cat([prompt, h_low], dim=1), torch.cat([ones, mask], dim=1), start,
                                       bb.num_hidden_layers, torch.arange(l + q, device=ids.device).expand(b, l + q),
                                       cache)[:, l:]
