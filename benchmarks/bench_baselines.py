@@ -83,7 +83,8 @@ def sweep_task(task: str, args, pl: int) -> pd.DataFrame:
            "--data-dir", args.data_dir, "--shots", "100", "--dev-size", str(args.dev_size),
            "--methods", args.methods, "--generators", args.generators, "--prompt-layers", str(pl),
            "--seeds", args.seeds, "--steps", str(args.steps), "--eval-every", str(args.eval_every),
-           "--max-length", str(args.max_length), "--out", str(sweep_dir), "--no-progress"]
+           "--max-length", str(args.max_length), "--out", str(sweep_dir), "--no-progress",
+           "--no-bucket"]  # the batch order (and run keys) of the committed tables
     if args.max_examples:
         cmd += ["--max-examples", str(args.max_examples)]
     harness.run_timed(cmd, cwd=REPO, threads=args.threads, capture=False, echo=True)

@@ -53,7 +53,8 @@ def sweep_argv(args, out: str) -> list[str]:
             "--shots", "100", "--dev-size", str(args.dev_size), "--methods", "lpt",
             "--prompt-layers", args.prompt_layers, "--generators", args.generators, "--seeds", args.seeds,
             "--steps", str(args.steps), "--eval-every", str(args.eval_every or args.steps),
-            "--max-length", str(args.max_length), "--out", out, "--no-progress"]
+            "--max-length", str(args.max_length), "--out", out, "--no-progress",
+            "--no-bucket"]  # the batch order of the committed results (0.2.0's); bucketing: bench_study_speed
     return argv + (["--max-examples", str(args.max_examples)] if args.max_examples else [])
 
 
