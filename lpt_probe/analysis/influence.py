@@ -69,32 +69,31 @@ this invocation's pieces.
 from __future__ import annotations
 
 import logging
-import os
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .. import store
-from ..layers import parse_prompt_layers
-from ..model.backbone import Backbone
-from ..model.late_prompt import LatePromptConfig, LatePromptModel
-from ..model.loading import identity, load_model, model_slug
+from ..model.late_prompt import LatePromptModel
+from ..model.loading import identity
+from ..progress import bar
 from ..runs.executors import ExecutorConfig
 from ..runs.folders import load_run
-from ..runs.run import SPLITS, initial_model, prepare, run_config, train, write_npz
+from ..runs.run import SPLITS, initial_model, prepare, write_npz
 from ..runs.trainer import TrainConfig
+from .engine import Phase, Study, StudyCalls, TrainPrompts
 from .influence_measures import GRADIENT_LOSSES, QUANTITIES, coherence, coherence_replicates, forward_measures, gold_logprob  # noqa: F401
 from .influence_measures import gradient_measures, measure, measure_batch, prompt_keys_blocked  # noqa: F401
 from .influence_measures import resample_counts, summarise_coherence, summarise_mean  # noqa: F401 (re-exported)
 from .remote import study_executor
 from .results import InfluenceResult
-from .study import (Condition, StudyConfig, StudyOutput, check_at_least, field_help, run_folder,
+from .study import (Condition, StudyConfig, StudyOutput, check_at_least, field_help,
                     unique_conditions)
 
 logger = logging.getLogger(__name__)
@@ -163,8 +162,12 @@ def default_out(cfg: InfluenceConfig) -> Path:
 
 
 # -- the run ------------------------------------------------------------------------------
-class InfluenceRun:
-    """One ``influence`` invocation: settings, the loaded model and data, the pieces on disk."""
+class InfluenceRun(Study):
+    """One ``influence`` invocation: settings, the loaded model and data, the pieces on disk
+    (a :class:`~lpt_probe.analysis.engine.Study`)."""
+
+    phase_names = ("train", "measure")
+    freeze_backbone = True
 
     @staticmethod
     def summary(table: pd.DataFrame) -> str:
@@ -172,36 +175,20 @@ class InfluenceRun:
         ``InfluenceResult.summary`` shows)."""
         return summary_table(table)
 
-    def __init__(self, cfg: InfluenceConfig, bundle=None):  # bundle: (model, tokenizer, info) already loaded
-        self.cfg = cfg
-        self.out = cfg.out_dir
-        self.bundle = bundle or load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
-        self.backbone = Backbone(self.bundle[0]).freeze()
-        self.L = self.backbone.num_hidden_layers
-        self.prompt_layers = parse_prompt_layers(cfg.prompt_layers, self.L)
-        self.slug = model_slug(cfg.model)
-        self.seconds = {"train": 0.0, "measure": 0.0}
-        self.run_dirs: dict[str, str] = {}
-        self.model_keys: dict[str, str] = {}
-
-    def train_config(self, seed: int) -> TrainConfig:
-        return self.cfg.train_config(seed)
-
     def load_data(self) -> None:
-        self.prepared = prepare(self.train_config(self.cfg.seeds[0]), bundle=self.bundle)
+        self.prepared = self.prompt_prepared = prepare(self.train_config(self.cfg.seeds[0]), bundle=self.bundle)
         self.data = self.prepared.encoded[self.cfg.split].subsample(self.cfg.influence_max)
         self.task = self.prepared.data.task
 
     def conditions(self) -> list[Condition]:
         return unique_conditions([Condition.lpt(k, s) for k in self.prompt_layers for s in self.cfg.seeds])
 
-    def prompt_config(self, cond: Condition) -> LatePromptConfig:
-        pc = self.cfg.prompt_config(cond.prompt_layer)
-        pc.check_against(self.backbone)
-        return pc
-
-    def run_key(self, cond: Condition) -> str:
-        return run_config(self.prompt_config(cond), self.train_config(cond.seed), self.prepared)["key"]
+    def phases(self, conds: list[Condition]) -> Iterator[Phase]:
+        """Train the prompts whose trained pieces are missing, then measure each missing
+        (prompt, checkpoint) piece."""
+        todo = [(c, k) for c in conds for k in self.cfg.checkpoint_names if not self.piece_done(c, k)]
+        yield TrainPrompts(conditions=list(dict.fromkeys(c for c, k in todo if k != "init")))
+        yield StudyCalls("measure", method="measure_pieces", items=todo, counts=True)
 
     def model_key(self, cond: Condition, checkpoint: str) -> str:
         """What determines the prompt measured: the run (and checkpoint), or for ``init``
@@ -219,22 +206,11 @@ class InfluenceRun:
             self.model_keys[name] = store.content_key(what)
         return self.model_keys[name]
 
-    def run_folder(self, cond: Condition) -> Path:
-        return run_folder(self.out, self.cfg, cond, self.run_key(cond))
-
     def model_for(self, cond: Condition, checkpoint: str) -> LatePromptModel:
         pc = self.prompt_config(cond)
         if checkpoint == "init":  # exactly as the trainer builds it before step 1
             return initial_model(pc, cond.seed, self.prepared, self.cfg.device, copy_backbone=False).eval()
-        t0 = time.perf_counter()
-        folder = self.run_folder(cond)
-        res = train(pc, self.train_config(cond.seed), folder, prepared=self.prepared, progress=self.cfg.progress)
-        self.run_dirs[cond.name] = os.path.relpath(folder, self.out)
-        self.seconds["train"] += time.perf_counter() - t0
-        logger.info("prompt %s: %s (test %s %.4f)", cond.name, "reused" if res.reused else "trained",
-                    res.metrics.get("metric_name", "metric"), res.metrics.get("test_metric", float("nan")))
-        if checkpoint == "trained" and res.model is not None:
-            return res.model.eval()
+        folder = self.trained(cond).run_dir  # reused: the train phase trained it (or it was done before)
         name = None if checkpoint == "trained" else f"checkpoints/{checkpoint}.safetensors"
         return load_run(folder, self.cfg.device, bundle=self.bundle, checkpoint=name).model.eval()
 
@@ -270,7 +246,6 @@ class InfluenceRun:
         table = measure(model, self.backbone, self.data, self.cfg.batch_size, self.cfg.bootstrap,
                         desc=f"{cond.name} {checkpoint}", progress=self.cfg.progress, loss=self.cfg.gradient_loss,
                         examples=examples)
-        self.seconds["measure"] += time.perf_counter() - t0
         csv, done, key = self.piece_paths(cond, checkpoint)
         store.write_csv(csv, table)
         write_npz(csv.with_suffix(".npz"), examples)
@@ -279,6 +254,11 @@ class InfluenceRun:
                                 "checkpoint": checkpoint, "settings": self.settings()})  # last: marks it done
         logger.info("measured %s %s in %.0f s", cond.name, checkpoint, time.perf_counter() - t0)
         return True
+
+    def measure_pieces(self, todo: list[tuple[Condition, str]]) -> int:
+        """Measure the (condition, checkpoint) pieces of ``todo`` not done yet; returns how many."""
+        return sum(self.measure_piece(cond, ckpt) for cond, ckpt in bar(todo, desc="influence",
+                                                                        enabled=self.cfg.progress))
 
     def collect(self, conds: list[Condition]) -> pd.DataFrame:
         parts = []
@@ -340,7 +320,7 @@ def run_influence(cfg: InfluenceConfig, execution: ExecutorConfig | None = None,
                                    execution=asdict(executor.execution)))
         study.meta["phase_seconds"] = run.seconds  # filled as the phases run, kept if one fails
         todo = [(c, k) for c in conds for k in cfg.checkpoint_names]
-        measured = executor.influence(run, todo)  # here, or each piece a Ray task
+        measured = executor.run(run, conds)  # run.phases: here, or each piece a Ray task
         table = run.collect(conds)
         study.meta.update(pieces_measured=measured, pieces_reused=len(todo) - measured, runs=run.run_dirs,
                           model_keys=run.model_keys)

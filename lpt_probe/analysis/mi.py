@@ -37,11 +37,9 @@ the estimate). No test row ever reaches a prompt or a probe during fitting.
 from __future__ import annotations
 
 import logging
-import os
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 import numpy as np
 import pandas as pd
@@ -49,29 +47,23 @@ import pandas as pd
 from .. import store
 from ..data.encoded import encode_split
 from ..data.sources import probe_splits
-from ..layers import check_unique, parse_prompt_layers
+from ..layers import check_unique
 from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
-from ..model.late_prompt import LatePromptConfig, LatePromptModel
-from ..model.loading import (
-    identity,
-    load_model,
-    model_slug,
-    random_identity,
-    random_like,
-)
+from ..model.late_prompt import LatePromptModel
+from ..model.loading import identity, random_identity, random_like
 from ..probing import (PROBES, ProbeOptions, TransformerProbeOptions, assert_disjoint, parse_probe_grid,
                        pooled_null, probe_options)
-from ..runs.folders import check_run, load_run
-from ..runs.run import SPLITS, load_data, prepare, run_config, train
+from ..runs.folders import load_run
+from ..runs.run import SPLITS, load_data, prepare
 from ..runs.executors import ExecutorConfig
-from ..runs.trainer import TrainConfig
 from .compare import condition_differences, effects_table
+from .engine import Phase, Pieces, StreamedPieces, Study, StudyCalls, TrainPrompts
 from .mi_store import ProbePieces, StoredRepresentations
 from .pieces import default_jobs
 from .remote import study_executor
 from .results import MIResult
-from .study import (Condition, StudyConfig, StudyOutput, check_at_least, field_help, run_folder,
+from .study import (Condition, StudyConfig, StudyOutput, check_at_least, field_help,
                     unique_conditions)
 from .representations import REPRESENTATIONS
 
@@ -172,10 +164,12 @@ def _sha(path: Path) -> str:
     return store.file_sha256(path)
 
 
-class MIRun(StoredRepresentations, ProbePieces):
+class MIRun(Study, StoredRepresentations, ProbePieces):
     """One ``mi`` invocation: settings, the loaded model and data, the prompts and their
-    representations; what it keeps on disk (representations, probe pieces) is
-    ``lpt_probe.analysis.mi_store``'s."""
+    representations (a :class:`~lpt_probe.analysis.engine.Study`); what it keeps on disk
+    (representations, probe pieces) is ``lpt_probe.analysis.mi_store``'s."""
+
+    phase_names = ("train", "extract", "probe")
 
     def summary(self, mi: pd.DataFrame, diff: pd.DataFrame | None = None) -> str:
         """The text the command prints for this run's tables (``summary_table``; what
@@ -183,23 +177,10 @@ class MIRun(StoredRepresentations, ProbePieces):
         return summary_table(mi, self.cfg, diff)
 
     def __init__(self, cfg: MIConfig, bundle=None):  # bundle: (model, tokenizer, info) already loaded
-        self.cfg = cfg
-        self.out = cfg.out_dir
-        self.bundle = bundle or load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
-        self.backbone = Backbone(self.bundle[0])
-        self.L = self.backbone.num_hidden_layers
-        self.prompt_layers = parse_prompt_layers(cfg.prompt_layers, self.L)
-        self.slug = model_slug(cfg.model)
-        self.seconds = {"train": 0.0, "extract": 0.0, "probe": 0.0}  # this invocation's time per phase
-        self.models: dict[str, LatePromptModel] = {}
-        self.model_keys: dict[str, str] = {}
-        self.run_dirs: dict[str, str] = {}
+        super().__init__(cfg, bundle)
         self._random: dict[int, Backbone] = {}
 
     # -- data -------------------------------------------------------------------------
-    def train_config(self, seed: int) -> TrainConfig:
-        return self.cfg.train_config(seed)
-
     def load_data(self) -> None:
         """The prompt's data (few-shot train, its dev, test) and the probes': every other
         non-test row of the task (``data.sources.probe_splits``), the same test split."""
@@ -229,17 +210,16 @@ class MIRun(StoredRepresentations, ProbePieces):
             conds.append(Condition(f"random-s{self.cfg.seeds[0]}", "random_weights", 0, self.cfg.seeds[0]))
         return unique_conditions(conds)
 
-    def prompt_config(self, cond: Condition) -> LatePromptConfig:
-        return self.cfg.prompt_config(cond.prompt_layer)
-
     def model_key(self, cond: Condition) -> str:
+        """What a condition's representations come from: the frozen model's identity, the
+        random weights' seed, or the prompt's run key."""
         if cond.name not in self.model_keys:
             if cond.method == "frozen":
                 key = store.content_key(identity(self.bundle[2]))
             elif cond.method == "random_weights":
                 key = store.content_key(random_identity(self.bundle[2], cond.seed))
             else:
-                key = run_config(self.prompt_config(cond), self.train_config(cond.seed), self.prompt_prepared)["key"]
+                key = self.run_key(cond)
             self.model_keys[cond.name] = key
         return self.model_keys[cond.name]
 
@@ -261,8 +241,11 @@ class MIRun(StoredRepresentations, ProbePieces):
                                   "data": self.fingerprints})
 
     # -- models -----------------------------------------------------------------------
-    def run_folder(self, cond: Condition) -> Path:
-        return run_folder(self.out, self.cfg, cond, self.model_key(cond))
+    def keep_trained(self, cond: Condition, res) -> None:
+        """A prompt's model stays loaded: extraction and the probes read it."""
+        model = res.model if res.model is not None else load_run(res.run_dir, self.cfg.device,
+                                                                 bundle=self.bundle).model
+        self.models[cond.name] = model.eval()
 
     def model_for(self, cond: Condition, caches: dict[str, LowerLayerCache] | None = None
                   ) -> LatePromptModel | Backbone | None:
@@ -274,45 +257,29 @@ class MIRun(StoredRepresentations, ProbePieces):
             if cond.seed not in self._random:
                 self._random[cond.seed] = Backbone(random_like(self.bundle[0], cond.seed))
             return self._random[cond.seed]
-        if cond.name in self.models:
-            return self.models[cond.name]
-        t0 = time.perf_counter()
-        folder = self.run_folder(cond)
-        res = train(self.prompt_config(cond), self.train_config(cond.seed), folder, prepared=self.prompt_prepared,
-                    caches=caches, progress=self.cfg.progress)
-        model = res.model if res.model is not None else load_run(folder, self.cfg.device, bundle=self.bundle).model
-        self.models[cond.name] = model.eval()
-        self.run_dirs[cond.name] = os.path.relpath(folder, self.out)
-        self.seconds["train"] += time.perf_counter() - t0
-        logger.info("prompt %s: %s (test %s %.4f)", cond.name, "reused" if res.reused else "trained",
-                    res.metrics.get("metric_name", "metric"), res.metrics.get("test_metric", float("nan")))
-        return model
+        if cond.name not in self.models:
+            self.keep_trained(cond, self.trained(cond, caches))
+        return self.models[cond.name]
 
-    def train_prompts(self, conds: list[Condition]) -> None:
-        """Train (or load) every late prompt of ``conds``; the ones to train start from one
-        lower-layer cache that holds every start state they need, computed in one frozen
-        pass (as a sweep does) instead of one pass per prompt, and a state is dropped once
-        no remaining prompt starts from it. Same runs, same keys as training them one by one."""
-        lpt = [c for c in conds if c.method == "lpt" and c.name not in self.models]
-        todo = [c for c in lpt if self.train_config(c.seed).cache and
-                not check_run(self.run_folder(c), self.model_key(c))[0]]
-        caches: dict[str, LowerLayerCache] = {}
-        if todo:
-            t0 = time.perf_counter()
-            prep = self.prompt_prepared
-            prep.backbone.model.eval()
-            states = sorted({self.prompt_config(c).start_state for c in todo})
-            caches = {s: LowerLayerCache.build(prep.backbone, prep.encoded[s], states,
-                                               self.train_config(todo[0].seed).eval_batch_size,
-                                               desc=f"cache {s}", progress=self.cfg.progress) for s in SPLITS}
-            self.seconds["train"] += time.perf_counter() - t0
-        for i, c in enumerate(lpt):
-            state = self.prompt_config(c).start_state
-            mine = {s: caches[s].only(state) for s in SPLITS} if c in todo else None
-            self.model_for(c, mine)
-            if c in todo and all(self.prompt_config(d).start_state != state for d in todo[todo.index(c) + 1:]):
-                for s in SPLITS:
-                    caches[s].states.pop(state, None)  # no later prompt starts here
+    # -- the work -----------------------------------------------------------------------
+    def phases(self, conds: list[Condition]) -> Iterator[Phase]:
+        """Vector probes: train the prompts whose representations are missing, extract them
+        (the frozen model and the prompts in one frozen pass), then fit the pieces from the
+        stored arrays. Sequence probes: train, then each condition computes its layers one
+        after the other and hands each layer's piece out as it is computed."""
+        if self.cfg.sequence_probe:  # prompts first: training time is training only
+            layers_of = self.sequence_layers(conds)
+            yield TrainPrompts(conditions=list(layers_of))
+            yield StreamedPieces("probe", method="sequence_jobs", items=list(layers_of.items()),
+                                 total=sum(map(len, layers_of.values())),
+                                 in_process=self.cfg.probe_options.in_process)
+            self.clear_scratch()
+        else:
+            missing = self.missing_reps(conds)
+            yield TrainPrompts(conditions=missing)  # train first: extraction timing is extraction only
+            yield StudyCalls("extract", method="extract_reps", items=missing)
+            total, jobs = self.vector_pieces(conds, self.load_reps(conds))
+            yield Pieces("probe", total=total, jobs=jobs)
 
 
 def warn_grid_edges(mi: pd.DataFrame) -> str | None:
@@ -359,7 +326,7 @@ def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None, device: str |
                                    probe_rows=run.probe_rows, conditions=[asdict(c) for c in conds],
                                    execution=asdict(executor.execution)))
         study.meta["phase_seconds"] = run.seconds  # filled as the phases run, kept if one fails
-        fitted = executor.mi(run, conds)  # train, extract and fit what is missing, here or on Ray
+        fitted = executor.run(run, conds)  # the phases that are missing, here or on Ray (run.phases)
         frames = run.collect(conds)
         frames["diff"] = condition_differences(frames["pvi"], cfg.bootstrap)
         store.write_csv(out / "mi_diff.csv", frames["diff"])

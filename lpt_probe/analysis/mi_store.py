@@ -7,20 +7,20 @@ A *piece* is one hidden state of one condition, probed (``lpt_probe.analysis.pie
 Both classes are mixed into ``lpt_probe.analysis.mi.MIRun``, which provides what they
 read: ``cfg`` (``MIConfig``), ``out``, ``L``, ``n_classes``, ``encoded`` (the probe
 splits), ``fingerprints``, ``probe_data``, ``slug``, ``bundle``, ``backbone``, ``seconds``,
-``model_key(cond)``, ``input_key(cond, layer)`` (what a probe at that layer reads),
-``model_for(cond)`` and ``train_prompts(conds)``. A piece is keyed by its input and every
+``model_key(cond)``, ``input_key(cond, layer)`` (what a probe at that layer reads) and
+``model_for(cond)``. A piece is keyed by its input and every
 probe setting, so it is reused only by an invocation that would compute it identically;
 pieces that read the same input (a prompt's states below PL are the frozen model's) are
 fitted once.
 The work comes in per-condition steps (``extract_reps``, ``load_reps``,
-``sequence_jobs``) so that ``lpt_probe.analysis.remote`` can run each as a Ray task.
+``sequence_jobs``) that ``MIRun.phases`` declares, so that either executor
+(``lpt_probe.analysis.remote``) can run each, here or as a Ray task.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import time
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
@@ -93,20 +93,12 @@ class StoredRepresentations:
                     break
         return redo
 
-    def vector_reps(self, conds: list[Condition]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
-        """name -> split -> arrays; computes what is missing (frozen and prompts jointly)."""
-        missing = self.missing_reps(conds)
-        self.train_prompts(missing)  # train first: extraction timing is extraction only
-        self.extract_reps(missing)
-        return self.load_reps(conds)
-
     def extract_reps(self, conds: list[Condition]) -> None:
         """Extract and store the representations of ``conds``: the frozen model and every
         prompt in one frozen pass per batch, random weights one by one, each batch's rows
         written straight to the files (``rep_files.StreamedSafetensors``), so memory holds a
         batch whatever the number of examples. A condition's file does not depend on which
         others share its pass, so a Ray task extracting one condition writes the same bytes."""
-        t0 = time.perf_counter()
         shared = [c for c in conds if c.method in ("frozen", "lpt")]
         if shared:
             self._extract_into({c.name: self.model_for(c) for c in shared}, shared)
@@ -115,7 +107,6 @@ class StoredRepresentations:
             if c.method == "random_weights":
                 self._extract_into({c.name: None}, [c], backbone=self.model_for(c))
                 logger.info("extracted %s", c.name)
-        self.seconds["extract"] += time.perf_counter() - t0
 
     def _extract_into(self, models: dict, conds: list[Condition], backbone: Backbone | None = None) -> None:
         """One pass over each split for ``models``, into each condition's ``<split>.safetensors``,
@@ -227,7 +218,8 @@ class ProbePieces:
         def jobs():
             for cond, layer in todo:
                 y = {s: reps[cond.name][s]["labels"] for s in SPLITS}
-                yield self.piece_job(cond, layer, layer_arrays(reps[cond.name], self.cfg.representation, layer), y)
+                yield self.piece_job(cond, layer, layer_arrays(reps[cond.name], self.cfg.representation, layer,
+                                                               lazy=True), y)
 
         return len(todo), jobs()
 

@@ -33,7 +33,7 @@ from ..progress import bar
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PieceJob", "ProbeFactory", "drop_scratch", "fit_piece", "run_pieces", "default_jobs", "permutation_seed"]
+__all__ = ["LayerOf", "PieceJob", "ProbeFactory", "drop_scratch", "fit_piece", "run_pieces", "default_jobs", "permutation_seed"]
 
 
 def default_jobs() -> int:
@@ -78,6 +78,19 @@ class PieceJob:
     y: dict
     factory: Callable[[int], Any]
     scratch: tuple[Path, ...] = ()  # files only this piece reads (a sequence probe's layer files): removed when done
+
+
+@dataclass(frozen=True)
+class LayerOf:
+    """One hidden state of a stored ``[L+1, n, d]`` array (``representations.StoredArray``),
+    read when the piece is fitted, in whichever process fits it: a job carries where its
+    arrays are, so handing it to a worker process or a Ray task copies no array."""
+
+    array: Any
+    layer: int
+
+    def read(self) -> np.ndarray:
+        return np.asarray(self.array[self.layer])
 
 
 def drop_scratch(job: PieceJob) -> None:
@@ -127,7 +140,8 @@ def fit_piece(job: PieceJob, log_level: int | dict[str, int] | None = None) -> s
     """Probe one hidden state (plus controls, MDL, PVI) -> its CSVs, then the sidecar; returns the key."""
     _worker_logging(log_level)
     base = {"layer": job.layer, "probe": job.probe, "representation": job.representation, "split": "test"}
-    X, y = job.X, job.y
+    X = {s: x.read() if isinstance(x, LayerOf) else x for s, x in job.X.items()}
+    y = job.y
     args = (job.factory, X["train"], y["train"], X["dev"], y["dev"], X["test"], y["test"], job.n_classes)
     res = probe_information(*args, seeds=job.probe_seeds, bootstrap=job.bootstrap)
     rows = [{**base, **r} for r in res.rows]
@@ -195,6 +209,8 @@ def run_pieces(jobs: Iterable[PieceJob], total: int, n_jobs: int = 1, progress: 
     return done
 
 
-def layer_arrays(reps: dict[str, dict[str, np.ndarray]], representation: str, layer: int) -> dict[str, np.ndarray]:
-    """split -> the [n, d] array of one hidden state (a view into the stored representations)."""
-    return {s: reps[s][representation][layer] for s in reps}
+def layer_arrays(reps: dict[str, dict[str, np.ndarray]], representation: str, layer: int, lazy: bool = False
+                 ) -> dict[str, np.ndarray | LayerOf]:
+    """split -> the [n, d] array of one hidden state of the stored representations, or with
+    ``lazy`` where to read it (:class:`LayerOf`, read by ``fit_piece``)."""
+    return {s: LayerOf(reps[s][representation], layer) if lazy else reps[s][representation][layer] for s in reps}

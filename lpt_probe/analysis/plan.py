@@ -184,9 +184,9 @@ def plan_influence(cfg, command: str = "python -m lpt_probe.influence", calibrat
     t_layer = layer_seconds(run.backbone, run.prepared.encoded["train"])
     plan.calibration = {"layer_seconds": t_layer}
     train_s = 0.0
-    if to_train:  # each prompt trained on its own (``train`` without caches): one cache per prompt
+    if to_train:  # one lower-layer cache for every prompt to train (``Study.train_prompts``)
         phases, steps_at = training_seconds(run.prepared, [(run.prompt_config(c), run.train_config(c.seed))
-                                                           for c in to_train], t_layer, shared_cache=False)
+                                                           for c in to_train], t_layer)
         train_s = phases["cache"] + phases["train"]
         plan.calibration.update(steps_at)
     t_piece = 0.0

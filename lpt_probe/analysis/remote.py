@@ -1,34 +1,38 @@
-"""Where the work of ``mi`` and ``influence`` runs: in this process, or as Ray tasks.
+"""The executors of every study: in this process, or as Ray tasks.
 
 ``study_executor(execution, device)`` gives a :class:`LocalStudy` or a :class:`RayStudy`
 (``--executor local|ray``, the execution flags of ``lpt_probe.runs.executors.ExecutorConfig``
-less ``--retries``). ``run_mi`` and ``run_influence`` keep the orchestration (which
-conditions, which pieces, what is reused) and hand the work to it:
+less ``--retries``). ``executor.run(study, conds)`` runs the phases the study declares
+(``study.phases(conds)``, ``lpt_probe.analysis.engine``) without knowing which study it is;
+``run_mi`` and ``run_influence`` only build the study and collect its tables. What each
+phase kind becomes:
 
-=============================  ====================================  =====================================
-work                           local                                 ray
-=============================  ====================================  =====================================
-training the prompts           this process, one lower-layer cache   the sweep's tasks (``run_ray``): one
-                               for every prompt                      builds the cache, one per prompt
-representations (vector        this process: the frozen model and    one task per condition
-probes)                        the prompts in one frozen pass
-probe pieces (vector probes)   ``--jobs`` processes (joblib)         one task per piece; it reads its
-                                                                     hidden state from the stored arrays
-sequence probes                this process computes the layers,     one task per condition computes its
-                               ``--jobs`` processes fit the pieces   layers, each piece a task of its own
-influence pieces               this process, one after another       one task per (prompt, checkpoint)
-=============================  ====================================  =====================================
+=====================  ====================================  =====================================
+phase                  local                                 ray
+=====================  ====================================  =====================================
+``TrainPrompts``       ``study.train_prompts``: one          the sweep's tasks (``run_ray``): one
+                       lower-layer cache for every prompt    builds the cache, one per prompt
+``StudyCalls``         ``study.<method>(items)`` once (mi's  one task per item, ``<method>([item])``
+                       extraction: the frozen model and the  on the worker's study
+                       prompts in one frozen pass)
+``Pieces``             ``--jobs`` processes (joblib)         one task per piece; it reads its
+                                                             hidden state from the stored arrays
+``StreamedPieces``     this process computes (a sequence     one task per item computes, each
+                       probe's layers), ``--jobs``           piece a task of its own
+                       processes fit the pieces
+=====================  ====================================  =====================================
 
-A task builds the same ``MIRun`` / ``InfluenceRun`` from the same settings in its worker
-and calls the same methods the local path calls, so it writes the same files under the
-same content keys: a folder started under one executor resumes under the other, and the
-tables are the same. Workers keep the last model they loaded
+A task builds the same study (``MIRun``, ``InfluenceRun``) from the same settings in its
+worker and calls the same methods the local path calls, so it writes the same files under
+the same content keys: a folder started under one executor resumes under the other, and
+the tables are the same. Workers keep the last model they loaded
 (``runs.executors.prepared_in_worker``, shared with the sweep's training tasks) and the
 study built on it, so a worker's next task of the same study loads nothing. Tasks reserve
 ``--cpus-per-run`` / ``--gpus-per-run`` and are retried once by Ray; ``--device`` resolves
 on each worker (``auto``: CUDA where Ray gave the task a GPU). Paths (``--out``,
 ``--data-dir``, ``--reuse-runs``, a task file) are made absolute: every worker must see them.
-"""
+Each phase's time goes into the study's ``seconds`` under the phase's name (``run.json``'s
+``phase_seconds``)."""
 
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ from ..data.sources import is_task_file
 from ..progress import bar
 from ..runs.executors import ExecutorConfig, connect, prepared_in_worker, run_ray
 from ..runs.folders import check_run
-from ..runs.run import SPLITS
+from .engine import StreamedPieces, StudyCalls, TrainPrompts
 from .pieces import drop_scratch, fit_piece, log_levels, run_pieces
 
 __all__ = ["EXECUTION_HELP", "LocalStudy", "RayStudy", "add_execution_args", "study_executor", "study_in_worker"]
@@ -73,7 +77,7 @@ def study_executor(execution: ExecutorConfig | None = None, device: str | None =
 
 
 class LocalStudy:
-    """Everything in this process; vector-probe pieces on ``--jobs`` worker processes."""
+    """Every phase in this process; independent probe pieces on ``--jobs`` worker processes."""
 
     def __init__(self, execution: ExecutorConfig):
         self.execution = execution
@@ -82,30 +86,39 @@ class LocalStudy:
         """The study's settings as this executor runs them (unchanged here)."""
         return cfg
 
-    def mi(self, run, conds: list) -> int:
-        """Train, extract and probe what ``conds`` still need; returns the pieces fitted."""
-        cfg = run.cfg
-        if cfg.sequence_probe:  # prompts first: training time is training only
-            run.train_prompts(list(run.sequence_layers(conds)))
-            t1 = time.perf_counter()
-            total, jobs = run.sequence_pieces(conds)
-            n_jobs = 1 if cfg.probe_options.in_process else cfg.jobs  # e.g. probes that hold the live backbone
-        else:
-            reps = run.vector_reps(conds)
-            t1 = time.perf_counter()
-            total, jobs = run.vector_pieces(conds, reps)
-            n_jobs = cfg.jobs
-        n = run_pieces(jobs, total, n_jobs, cfg.progress)
-        run.clear_scratch()
-        run.seconds["probe"] += time.perf_counter() - t1
-        logger.info("probed %d piece(s) (%d conditions x %d hidden states, shared pieces once) in %.0f s "
-                    "with %d process(es)", n, len(conds), run.L + 1, time.perf_counter() - t1, max(1, min(n_jobs, n)))
-        return n
+    def run(self, study, conds: list) -> int:
+        """Run every phase ``study.phases(conds)`` declares, in order (``engine.Study``);
+        returns the pieces made (probe pieces fitted, influence pieces measured)."""
+        made = 0
+        for phase in study.phases(conds):
+            if isinstance(phase, TrainPrompts):
+                self.train(study, phase.conditions)
+                continue
+            t0 = time.perf_counter()
+            n, how = self.execute(study, phase)
+            study.seconds[phase.name] += time.perf_counter() - t0
+            if not isinstance(phase, StudyCalls) or phase.counts:
+                made += n
+                if n:
+                    logger.info("%s: %d piece(s) in %.0f s %s", phase.name, n, time.perf_counter() - t0, how)
+        return made
 
-    def influence(self, run, todo: list) -> int:
-        """Measure the (condition, checkpoint) pieces of ``todo`` not done yet; returns how many."""
-        return sum(run.measure_piece(cond, ckpt) for cond, ckpt in bar(todo, desc="influence",
-                                                                        enabled=run.cfg.progress))
+    def train(self, study, conds: list) -> None:
+        study.train_prompts(conds)
+
+    def execute(self, study, phase) -> tuple[int, str]:
+        """Run one phase here; (how many pieces, how they ran: for the log line)."""
+        cfg = study.cfg
+        if isinstance(phase, StudyCalls):
+            n = getattr(study, phase.method)(phase.items) if phase.items else 0
+            return int(n or 0), "in this process"
+        if isinstance(phase, StreamedPieces):
+            jobs = (job for item in phase.items for job in getattr(study, phase.method)(*item))
+            n_jobs = 1 if phase.in_process else cfg.jobs
+        else:
+            jobs, n_jobs = phase.jobs, cfg.jobs
+        n = run_pieces(jobs, phase.total, n_jobs, cfg.progress) if phase.total else 0
+        return n, f"with {max(1, min(n_jobs, n or 1))} process(es)"
 
 
 @dataclass(frozen=True)
@@ -162,22 +175,22 @@ class RayStudy(LocalStudy):
             pbar.close()
         return out
 
-    def train(self, run, conds: list, key_of) -> None:
-        """Train the prompts of ``conds`` whose run folders are not finished (``key_of(cond)``:
-        the run key), as the sweep's cells on Ray; a prompt that fails raises."""
-        base = run.train_config(run.cfg.seeds[0])
+    def train(self, study, conds: list) -> None:
+        """Train the prompts of ``conds`` whose run folders are not finished, as the sweep's
+        cells on Ray; a prompt that fails raises."""
+        base = study.train_config(study.cfg.seeds[0])
         todo, configs = [], {}
         for c in (c for c in conds if c.method == "lpt"):
-            folder = Path(run.run_folder(c))
-            run.run_dirs[c.name] = os.path.relpath(folder, run.out)
-            if not check_run(folder, key_of(c))[0]:
+            folder = Path(study.run_folder(c))
+            study.run_dirs[c.name] = os.path.relpath(folder, study.out)
+            if not check_run(folder, study.run_key(c))[0]:
                 cell = _RunFolder(folder.name)  # under <out>/runs/, where run_ray trains a cell
                 todo.append(cell)
-                configs[cell] = (run.prompt_config(c), run.train_config(c.seed))
+                configs[cell] = (study.prompt_config(c), study.train_config(c.seed))
         if not todo:
             return
         t0, failed = time.perf_counter(), []
-        pbar = bar(total=len(todo), desc="prompts (Ray)", enabled=run.cfg.progress)
+        pbar = bar(total=len(todo), desc="prompts (Ray)", enabled=study.cfg.progress)
 
         def on_done(cell, result: dict) -> None:
             pbar.update(1)
@@ -185,61 +198,38 @@ class RayStudy(LocalStudy):
                 failed.append(f"{cell.name}: {result['error']}")
 
         try:
-            run_ray(todo, configs, self.execution, base, run.out, on_done, progress=False,
+            run_ray(todo, configs, self.execution, base, study.out, on_done, progress=False,
                     device=self.device or base.device)
         finally:
             pbar.close()
-        run.seconds["train"] += time.perf_counter() - t0
+        study.seconds["train"] += time.perf_counter() - t0
         if failed:
             raise RuntimeError(f"training {len(failed)} prompt(s) on Ray failed: {'; '.join(failed)}")
         logger.info("trained %d prompt(s) as Ray tasks in %.0f s", len(todo), time.perf_counter() - t0)
 
-    def mi(self, run, conds: list) -> int:
-        cfg, level = run.cfg, log_levels()
-        device = self.device or cfg.device
-        if cfg.sequence_probe:
-            layers_of = run.sequence_layers(conds)
-            self.train(run, list(layers_of), run.model_key)
-            t1 = time.perf_counter()
-            task = self._task(_ray_sequence) if layers_of else None
-            refs = {task.remote(type(run), cfg, device, c, layers, level, self.options): f"the pieces of {c.name}"
-                    for c, layers in layers_of.items()}
-            n = sum(self._wait(refs, "conditions (Ray)", cfg.progress))
-            run.clear_scratch()
-        else:
-            missing = run.missing_reps(conds)
-            self.train(run, missing, run.model_key)
-            t0 = time.perf_counter()
-            task = self._task(_ray_extract) if missing else None
-            self._wait({task.remote(type(run), cfg, device, c): f"extracting {c.name}" for c in missing},
-                       "extract (Ray)", cfg.progress)
-            run.seconds["extract"] += time.perf_counter() - t0
-            reps = run.load_reps(conds)
-            t1 = time.perf_counter()
-            total, jobs = run.vector_pieces(conds, reps)
-            task, arrays, refs = self._task(_ray_piece) if total else None, {}, {}
-            for job in jobs:
-                name = job.sidecar["condition"]["name"]
-                if name not in arrays:  # one object per condition: per split its stored [L+1, n, d]
-                    # array (a task reads one hidden state of it from disk) and the labels
-                    arrays[name] = self.ray.put({s: (reps[name][s][cfg.representation], reps[name][s]["labels"])
-                                                 for s in SPLITS})
-                refs[task.remote(replace(job, X=None, y=None), arrays[name], level)] = \
-                    f"the piece of {name} at hidden state {job.layer}"
-            n = len(self._wait(refs, "probe pieces (Ray)", cfg.progress))
-        run.seconds["probe"] += time.perf_counter() - t1
-        logger.info("probed %d piece(s) as Ray tasks in %.0f s", n, time.perf_counter() - t1)
-        return n
+    def execute(self, study, phase) -> tuple[int, str]:
+        cfg, level = study.cfg, log_levels()
+        device, cls, what = self.device or cfg.device, type(study), "as Ray tasks"
+        if isinstance(phase, StudyCalls):
+            task = self._task(_ray_call) if phase.items else None
+            refs = {task.remote(cls, cfg, device, phase.method, item): f"{phase.name} of {_name(item)}"
+                    for item in phase.items}
+            return sum(int(n or 0) for n in self._wait(refs, f"{phase.name} (Ray)", cfg.progress)), what
+        if isinstance(phase, StreamedPieces):
+            task = self._task(_ray_stream) if phase.items else None
+            refs = {task.remote(cls, cfg, device, phase.method, item, level, self.options, phase.in_process):
+                    f"the pieces of {_name(item)}" for item in phase.items}
+            return sum(self._wait(refs, f"{phase.name} (Ray)", cfg.progress)), what
+        task = self._task(_ray_piece) if phase.total else None
+        refs = {task.remote(job, level): f"the piece of {job.sidecar['condition']['name']} at hidden state {job.layer}"
+                for job in phase.jobs}
+        return len(self._wait(refs, f"{phase.name} (Ray)", cfg.progress)), what
 
-    def influence(self, run, todo: list) -> int:
-        todo = [(c, k) for c, k in todo if not run.piece_done(c, k)]
-        self.train(run, list(dict.fromkeys(c for c, k in todo if k != "init")), run.run_key)
-        t0 = time.perf_counter()
-        task, device = self._task(_ray_measure) if todo else None, self.device or run.cfg.device
-        refs = {task.remote(type(run), run.cfg, device, c, k): f"measuring {c.name} {k}" for c, k in todo}
-        n = sum(self._wait(refs, "influence (Ray)", run.cfg.progress))
-        run.seconds["measure"] += time.perf_counter() - t0
-        return n
+
+def _name(item) -> str:
+    """How a phase item is named in messages: its condition's name (and checkpoint)."""
+    parts = item if isinstance(item, tuple) else (item,)
+    return " ".join(getattr(p, "name", None) or str(p) for p in parts if not isinstance(p, list))
 
 
 # -- in a Ray worker ------------------------------------------------------------------------
@@ -261,37 +251,29 @@ def study_in_worker(cls, cfg, device: str):
     return _WORKER_STUDY[key]
 
 
-def _ray_extract(cls, cfg, device: str, cond) -> str:
-    """Ray task: store the representations of one condition."""
-    study_in_worker(cls, cfg, device).extract_reps([cond])
-    return cond.name
+def _ray_call(cls, cfg, device: str, method: str, item):
+    """Ray task: ``study.<method>([item])`` on the worker's study (a ``StudyCalls`` phase)."""
+    return getattr(study_in_worker(cls, cfg, device), method)([item])
 
 
-def _ray_piece(job, arrays: dict, level: dict[str, int]) -> str:
-    """Ray task: fit one vector-probe piece, reading its hidden state from its condition's
-    stored arrays (``StoredArray``, passed through the object store as a handle)."""
-    X = {s: a[job.layer] for s, (a, _) in arrays.items()}
-    return fit_piece(replace(job, X=X, y={s: labels for s, (_, labels) in arrays.items()}), level)
+def _ray_piece(job, level: dict[str, int]) -> str:
+    """Ray task: fit one probe piece (its arrays read from the stored representations here)."""
+    return fit_piece(job, level)
 
 
-def _ray_sequence(cls, cfg, device: str, cond, layers: list[int], level: dict[str, int], options: dict) -> int:
-    """Ray task: compute one condition's hidden states layer by layer and fit each piece as
-    a task of its own (the transformer probe from the backbone's layers holds this worker's
-    model: fitted here)."""
+def _ray_stream(cls, cfg, device: str, method: str, item, level: dict[str, int], options: dict,
+                in_process: bool) -> int:
+    """Ray task: ``study.<method>(*item)`` computes the item's pieces one after the other
+    (e.g. a condition's hidden states layer by layer); each is fitted as a task of its own,
+    or here when it holds this worker's model (``in_process``)."""
     import ray
 
-    run = study_in_worker(cls, cfg, device)
-    jobs = run.sequence_jobs(cond, layers)
-    if run.cfg.probe_options.in_process:
-        return run_pieces(jobs, len(layers), 1, progress=False)
+    jobs = getattr(study_in_worker(cls, cfg, device), method)(*item)
+    if in_process:
+        return run_pieces(jobs, 1, 1, progress=False)  # one at a time, here (the count is what ran)
     fit = ray.remote(fit_piece).options(**options)
     refs = []
-    for job in jobs:  # the layer's states go into the object store when submitted: its files can go
+    for job in jobs:  # the piece's states go into the object store when submitted: its files can go
         refs.append(fit.remote(job, level))
         drop_scratch(job)
     return len(ray.get(refs))  # blocked in get: Ray frees this task's CPUs
-
-
-def _ray_measure(cls, cfg, device: str, cond, checkpoint: str) -> bool:
-    """Ray task: measure one (prompt, checkpoint) influence piece."""
-    return study_in_worker(cls, cfg, device).measure_piece(cond, checkpoint)

@@ -1,0 +1,194 @@
+"""The study engine: a declared :class:`Study` and the four kinds of work an executor runs.
+
+A *study* (``mi``, ``influence``) trains late prompts at some prompt layers and seeds on one
+task and model (or reuses finished run folders), then measures them in content-keyed pieces.
+:class:`Study` owns what every study shares: the loaded model, its settings
+(``StudyConfig``), the conditions' run keys and folders, training or reusing a prompt
+(:meth:`Study.trained`, :meth:`Study.train_prompts`), and the time of each phase. A study
+declares its work in :meth:`Study.phases`, a generator of phases, each one of the kinds
+below; the executors (``lpt_probe.analysis.remote``: in this process, or as Ray tasks) run
+any study's phases without knowing which study it is:
+
+====================  ==================================  ===================================
+phase                 local executor                      Ray executor
+====================  ==================================  ===================================
+:class:`TrainPrompts`  ``study.train_prompts``: one        the sweep's cell tasks
+                       lower-layer cache for every prompt  (``runs.executors.run_ray``)
+:class:`StudyCalls`    ``study.<method>(items)`` once, so  one task per item, calling the same
+                       the items may share a pass          method of the same study in a worker
+:class:`Pieces`        ``--jobs`` processes (joblib)       one task per piece
+:class:`StreamedPieces` ``study.<method>(*item)`` yields   one task per item: it computes and
+                       piece jobs as it computes them      fits each piece as a task of its own
+====================  ==================================  ===================================
+
+A worker builds the same study from the same settings and calls the same methods, so a
+phase writes the same files under the same keys wherever it runs: a folder started under
+one executor resumes under the other. The phases are yielded one at a time, so a phase may
+depend on what the one before it wrote (``mi`` reads the representations that its extract
+phase stored); code after a ``yield`` runs once the executor has finished that phase.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Iterator
+
+from ..layers import parse_prompt_layers
+from ..model.backbone import Backbone
+from ..model.cache import LowerLayerCache
+from ..model.late_prompt import LatePromptConfig
+from ..model.loading import load_model, model_slug
+from ..runs.folders import check_run
+from ..runs.run import SPLITS, TrainResult, run_config, train
+from ..runs.trainer import TrainConfig
+from .study import Condition, StudyConfig, run_folder
+
+__all__ = ["Phase", "Pieces", "StreamedPieces", "Study", "StudyCalls", "TrainPrompts"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Phase:
+    """One step of a study's work; ``name`` is its entry in the study's ``seconds``."""
+
+    name: str
+
+
+@dataclass
+class TrainPrompts(Phase):
+    """Train (or reuse) the late prompts of ``conditions`` (other conditions are skipped)."""
+
+    conditions: list = field(default_factory=list)
+    name: str = "train"
+
+
+@dataclass
+class StudyCalls(Phase):
+    """``study.<method>(items)``: locally once with every item, on Ray once per item (``[item]``).
+    The method returns how many pieces it made when ``counts`` (else its result is ignored)."""
+
+    method: str = ""
+    items: list = field(default_factory=list)
+    counts: bool = False
+
+
+@dataclass
+class Pieces(Phase):
+    """``total`` independent probe pieces (``pieces.PieceJob``, picklable: they carry their
+    arrays or where to read them, never the model) from the lazy iterable ``jobs``."""
+
+    total: int = 0
+    jobs: Iterable = ()
+
+
+@dataclass
+class StreamedPieces(Phase):
+    """Pieces made while a study method computes them: ``study.<method>(*item)`` yields the
+    piece jobs of ``item`` (``total`` over every item). ``in_process``: the pieces hold the
+    live model (``ProbeOptions.in_process``), so they are fitted where they are made."""
+
+    method: str = ""
+    items: list = field(default_factory=list)
+    total: int = 0
+    in_process: bool = False
+
+
+class Study:
+    """What every study of late prompts shares (see the module docstring). A subclass sets
+    ``phase_names`` (its entries in :attr:`seconds`), implements ``load_data`` (which sets
+    :attr:`prompt_prepared`, the prompts' encoded data), ``conditions`` and ``phases``."""
+
+    phase_names: ClassVar[tuple[str, ...]] = ("train",)
+    freeze_backbone: ClassVar[bool] = False
+
+    def __init__(self, cfg: StudyConfig, bundle=None):  # bundle: (model, tokenizer, info) already loaded
+        self.cfg = cfg
+        self.out = cfg.out_dir
+        self.bundle = bundle or load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+        self.backbone = Backbone(self.bundle[0])
+        if self.freeze_backbone:
+            self.backbone.freeze()
+        self.L = self.backbone.num_hidden_layers
+        self.prompt_layers = parse_prompt_layers(cfg.prompt_layers, self.L)
+        self.slug = model_slug(cfg.model)
+        self.seconds = {name: 0.0 for name in self.phase_names}  # this invocation's time per phase
+        self.prompt_prepared = None  # ``runs.run.Prepared``: the prompts' model and data (``load_data``)
+        self.models: dict[str, Any] = {}  # condition name -> the trained model, once trained or loaded
+        self.model_keys: dict[str, str] = {}
+        self.run_dirs: dict[str, str] = {}  # condition name -> its run folder, relative to ``out``
+
+    # -- what a subclass declares ---------------------------------------------------------
+    def load_data(self) -> None:
+        raise NotImplementedError
+
+    def conditions(self) -> list[Condition]:
+        raise NotImplementedError
+
+    def phases(self, conds: list[Condition]) -> Iterator[Phase]:
+        """The work ``conds`` still need, one phase at a time (see the module docstring)."""
+        raise NotImplementedError
+
+    # -- the prompts ----------------------------------------------------------------------
+    def train_config(self, seed: int) -> TrainConfig:
+        return self.cfg.train_config(seed)
+
+    def prompt_config(self, cond: Condition) -> LatePromptConfig:
+        pc = self.cfg.prompt_config(cond.prompt_layer)
+        pc.check_against(self.backbone)
+        return pc
+
+    def run_key(self, cond: Condition) -> str:
+        """The content key of the run that trains the prompt of ``cond``."""
+        return run_config(self.prompt_config(cond), self.train_config(cond.seed), self.prompt_prepared)["key"]
+
+    def run_folder(self, cond: Condition) -> Path:
+        return run_folder(self.out, self.cfg, cond, self.run_key(cond))
+
+    def trained(self, cond: Condition, caches: dict[str, LowerLayerCache] | None = None) -> TrainResult:
+        """Train the prompt of ``cond`` into its run folder, or reuse the finished run there
+        (``runs.run.train``); ``caches``: the lower-layer cache of its start state, when one
+        is at hand. Records the folder and the time."""
+        t0 = time.perf_counter()
+        folder = self.run_folder(cond)
+        res = train(self.prompt_config(cond), self.train_config(cond.seed), folder, prepared=self.prompt_prepared,
+                    caches=caches, progress=self.cfg.progress)
+        self.run_dirs[cond.name] = os.path.relpath(folder, self.out)
+        self.seconds["train"] += time.perf_counter() - t0
+        logger.info("prompt %s: %s (test %s %.4f)", cond.name, "reused" if res.reused else "trained",
+                    res.metrics.get("metric_name", "metric"), res.metrics.get("test_metric", float("nan")))
+        return res
+
+    def keep_trained(self, cond: Condition, res: TrainResult) -> None:
+        """What a study keeps of a prompt :meth:`train_prompts` trained (default: nothing;
+        later phases reuse the finished run folder)."""
+
+    def train_prompts(self, conds: list[Condition]) -> None:
+        """Train (or reuse) every late prompt of ``conds``; the ones to train start from one
+        lower-layer cache that holds every start state they need, computed in one frozen
+        pass (as a sweep does) instead of one pass per prompt, and a state is dropped once
+        no remaining prompt starts from it. Same runs, same keys as training them one by one."""
+        lpt = [c for c in conds if c.method == "lpt" and c.name not in self.models]
+        todo = [c for c in lpt if self.train_config(c.seed).cache and
+                not check_run(self.run_folder(c), self.run_key(c))[0]]
+        caches: dict[str, LowerLayerCache] = {}
+        if todo:
+            t0 = time.perf_counter()
+            prep = self.prompt_prepared
+            prep.backbone.model.eval()
+            states = sorted({self.prompt_config(c).start_state for c in todo})
+            caches = {s: LowerLayerCache.build(prep.backbone, prep.encoded[s], states,
+                                               self.train_config(todo[0].seed).eval_batch_size,
+                                               desc=f"cache {s}", progress=self.cfg.progress) for s in SPLITS}
+            self.seconds["train"] += time.perf_counter() - t0
+        for c in lpt:
+            state = self.prompt_config(c).start_state
+            mine = {s: caches[s].only(state) for s in SPLITS} if c in todo else None
+            self.keep_trained(c, self.trained(c, mine))
+            if c in todo and all(self.prompt_config(d).start_state != state for d in todo[todo.index(c) + 1:]):
+                for s in SPLITS:
+                    caches[s].states.pop(state, None)  # no later prompt starts here
