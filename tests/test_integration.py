@@ -14,6 +14,7 @@ from lpt_probe import mi, sweep, train
 from lpt_probe.analysis import pieces as pieces_mod
 from lpt_probe.analysis.mi import MIRun
 from lpt_probe.runs import run as runs_run
+from lpt_probe.runs.folders import check_run
 from lpt_probe.runs.trainer import TrainConfig
 
 pytestmark = pytest.mark.integration
@@ -201,18 +202,21 @@ def test_smollm2_preset_matches_hf_and_trains(data_dir):
 
 
 def test_mi_trains_its_prompts_from_one_shared_cache_exactly_as_one_by_one(data_dir, tmp_path):
-    """``MIRun.train_prompts`` computes every start state in one frozen pass; each prompt it
-    trains equals the one ``train`` makes alone with its own cache: same curve, same
-    metrics, same weights."""
+    """A study's prompts train as a sweep's cells (``LocalStudy.train``: every start state
+    in one frozen pass); each prompt equals the one ``train`` makes alone with its own
+    cache: same curve, same metrics, same weights."""
     from lpt_probe.analysis.mi import MIConfig
+    from lpt_probe.analysis.remote import LocalStudy
+    from lpt_probe.runs.executors import ExecutorConfig
 
     cfg = MIConfig(task="trec", data_dir=str(data_dir), prompt_layers="2,4", seeds=(13, 21), steps=4, eval_every=2,
                    max_examples=120, probe_train_max=60, out=str(tmp_path / "mi"), progress=False, jobs=1)
     run = MIRun(cfg)
     run.load_data()
     conds = [c for c in run.conditions() if c.method == "lpt"]
-    run.train_prompts(conds)
-    assert len(conds) == 4 and set(run.models) == {c.name for c in conds}
+    LocalStudy(ExecutorConfig()).train(run, conds)
+    assert len(conds) == 4 and all(check_run(tmp_path / "mi" / run.run_dirs[c.name], run.run_key(c))[0]
+                                   for c in conds)
     for c in conds:
         alone = runs_run.train(run.prompt_config(c), run.train_config(c.seed), None, prepared=run.prompt_prepared,
                                progress=False)
@@ -222,5 +226,5 @@ def test_mi_trains_its_prompts_from_one_shared_cache_exactly_as_one_by_one(data_
             assert metrics[k] == alone.metrics[k], (c.name, k)
         cols = ["step", "train_loss", "dev_metric", "dev_loss", "lr"]  # not the timing
         pd.testing.assert_frame_equal(pd.read_csv(folder / "curve.csv")[cols], alone.curve[cols], check_dtype=False)
-        mine, theirs = run.models[c.name].trainable_state_dict(), alone.model.trainable_state_dict()
+        mine, theirs = run.model_for(c).trainable_state_dict(), alone.model.trainable_state_dict()
         assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)

@@ -4,7 +4,7 @@ A *study* (``mi``, ``influence``) trains late prompts at some prompt layers and 
 task and model (or reuses finished run folders), then measures them in content-keyed pieces.
 :class:`Study` owns what every study shares: the loaded model, its settings
 (``StudyConfig``), the conditions' run keys and folders, training or reusing a prompt
-(:meth:`Study.trained`, :meth:`Study.train_prompts`), and the time of each phase. A study
+(:meth:`Study.trained`), and the time of each phase. A study
 declares its work in :meth:`Study.phases`, a generator of phases, each one of the kinds
 below; the executors (``lpt_probe.analysis.remote``: in this process, or as Ray tasks) run
 any study's phases without knowing which study it is:
@@ -12,8 +12,9 @@ any study's phases without knowing which study it is:
 ====================  ==================================  ===================================
 phase                 local executor                      Ray executor
 ====================  ==================================  ===================================
-:class:`TrainPrompts`  ``study.train_prompts``: one        the sweep's cell tasks
-                       lower-layer cache for every prompt  (``runs.executors.run_ray``)
+:class:`TrainPrompts`  a sweep's cells (``runs.executors``  the sweep's cell tasks
+                       ``run_local``): one lower-layer     (``runs.executors.run_ray``)
+                       cache for every prompt
 :class:`StudyCalls`    ``study.<method>(items)`` once, so  one task per item, calling the same
                        the items may share a pass          method of the same study in a worker
 :class:`Pieces`        ``--jobs`` processes (joblib)       one task per piece
@@ -42,8 +43,7 @@ from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptConfig
 from ..model.loading import load_model, model_slug
-from ..runs.folders import check_run
-from ..runs.run import SPLITS, TrainResult, run_config, train
+from ..runs.run import TrainResult, run_config, train
 from ..runs.trainer import TrainConfig
 from .study import Condition, StudyConfig, run_folder
 
@@ -162,33 +162,3 @@ class Study:
         logger.info("prompt %s: %s (test %s %.4f)", cond.name, "reused" if res.reused else "trained",
                     res.metrics.get("metric_name", "metric"), res.metrics.get("test_metric", float("nan")))
         return res
-
-    def keep_trained(self, cond: Condition, res: TrainResult) -> None:
-        """What a study keeps of a prompt :meth:`train_prompts` trained (default: nothing;
-        later phases reuse the finished run folder)."""
-
-    def train_prompts(self, conds: list[Condition]) -> None:
-        """Train (or reuse) every late prompt of ``conds``; the ones to train start from one
-        lower-layer cache that holds every start state they need, computed in one frozen
-        pass (as a sweep does) instead of one pass per prompt, and a state is dropped once
-        no remaining prompt starts from it. Same runs, same keys as training them one by one."""
-        lpt = [c for c in conds if c.method == "lpt" and c.name not in self.models]
-        todo = [c for c in lpt if self.train_config(c.seed).cache and
-                not check_run(self.run_folder(c), self.run_key(c))[0]]
-        caches: dict[str, LowerLayerCache] = {}
-        if todo:
-            t0 = time.perf_counter()
-            prep = self.prompt_prepared
-            prep.backbone.model.eval()
-            states = sorted({self.prompt_config(c).start_state for c in todo})
-            caches = {s: LowerLayerCache.build(prep.backbone, prep.encoded[s], states,
-                                               self.train_config(todo[0].seed).eval_batch_size,
-                                               desc=f"cache {s}", progress=self.cfg.progress) for s in SPLITS}
-            self.seconds["train"] += time.perf_counter() - t0
-        for c in lpt:
-            state = self.prompt_config(c).start_state
-            mine = {s: caches[s].only(state) for s in SPLITS} if c in todo else None
-            self.keep_trained(c, self.trained(c, mine))
-            if c in todo and all(self.prompt_config(d).start_state != state for d in todo[todo.index(c) + 1:]):
-                for s in SPLITS:
-                    caches[s].states.pop(state, None)  # no later prompt starts here

@@ -241,12 +241,6 @@ class MIRun(Study, StoredRepresentations, ProbePieces):
                                   "data": self.fingerprints})
 
     # -- models -----------------------------------------------------------------------
-    def keep_trained(self, cond: Condition, res) -> None:
-        """A prompt's model stays loaded: extraction and the probes read it."""
-        model = res.model if res.model is not None else load_run(res.run_dir, self.cfg.device,
-                                                                 bundle=self.bundle).model
-        self.models[cond.name] = model.eval()
-
     def model_for(self, cond: Condition, caches: dict[str, LowerLayerCache] | None = None
                   ) -> LatePromptModel | Backbone | None:
         """The late-prompt model (trained or reused), the random backbone, or None (frozen).
@@ -257,8 +251,11 @@ class MIRun(Study, StoredRepresentations, ProbePieces):
             if cond.seed not in self._random:
                 self._random[cond.seed] = Backbone(random_like(self.bundle[0], cond.seed))
             return self._random[cond.seed]
-        if cond.name not in self.models:
-            self.keep_trained(cond, self.trained(cond, caches))
+        if cond.name not in self.models:  # stays loaded: extraction and the probes read it
+            res = self.trained(cond, caches)
+            model = res.model if res.model is not None else load_run(res.run_dir, self.cfg.device,
+                                                                     bundle=self.bundle).model
+            self.models[cond.name] = model.eval()
         return self.models[cond.name]
 
     # -- the work -----------------------------------------------------------------------

@@ -184,7 +184,7 @@ def plan_influence(cfg, command: str = "python -m lpt_probe.influence", calibrat
     t_layer = layer_seconds(run.backbone, run.prepared.encoded["train"])
     plan.calibration = {"layer_seconds": t_layer}
     train_s = 0.0
-    if to_train:  # one lower-layer cache for every prompt to train (``Study.train_prompts``)
+    if to_train:  # one lower-layer cache for every prompt to train (as a sweep: ``runs.executors.run_local``)
         phases, steps_at = training_seconds(run.prepared, [(run.prompt_config(c), run.train_config(c.seed))
                                                            for c in to_train], t_layer)
         train_s = phases["cache"] + phases["train"]

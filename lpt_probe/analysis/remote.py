@@ -10,7 +10,7 @@ phase kind becomes:
 =====================  ====================================  =====================================
 phase                  local                                 ray
 =====================  ====================================  =====================================
-``TrainPrompts``       ``study.train_prompts``: one          the sweep's tasks (``run_ray``): one
+``TrainPrompts``       the sweep's ``run_local``: one        the sweep's tasks (``run_ray``): one
                        lower-layer cache for every prompt    builds the cache, one per prompt
 ``StudyCalls``         ``study.<method>(items)`` once (mi's  one task per item, ``<method>([item])``
                        extraction: the frozen model and the  on the worker's study
@@ -47,7 +47,7 @@ from .. import store
 from ..cli import add_config_args
 from ..data.sources import is_task_file
 from ..progress import bar
-from ..runs.executors import ExecutorConfig, connect, prepared_in_worker, run_ray
+from ..runs.executors import ExecutorConfig, connect, prepared_in_worker, run_local, run_ray
 from ..runs.folders import check_run
 from .engine import StreamedPieces, StudyCalls, TrainPrompts
 from .pieces import drop_scratch, fit_piece, log_levels, run_pieces
@@ -104,7 +104,42 @@ class LocalStudy:
         return made
 
     def train(self, study, conds: list) -> None:
-        study.train_prompts(conds)
+        """Train the prompts of ``conds`` whose run folders are not finished, as a sweep's
+        cells (``runs.executors``: here ``run_local``, one lower-layer cache for them all;
+        on Ray ``run_ray``); a prompt that fails raises, naming it and why."""
+        base = study.train_config(study.cfg.seeds[0])
+        todo, configs = [], {}
+        for c in (c for c in conds if c.method == "lpt"):
+            folder = Path(study.run_folder(c))
+            study.run_dirs[c.name] = os.path.relpath(folder, study.out)
+            if not check_run(folder, study.run_key(c))[0]:
+                cell = _RunFolder(folder.name)  # under <out>/runs/, where the executors train a cell
+                todo.append(cell)
+                configs[cell] = (study.prompt_config(c), study.train_config(c.seed))
+        if not todo:
+            return
+        t0, failed = time.perf_counter(), []
+        pbar = bar(total=len(todo), desc=f"prompts{self.label}", enabled=study.cfg.progress and len(todo) > 1)
+
+        def on_done(cell, result: dict) -> None:
+            pbar.update(1)
+            if result["status"] != "complete":
+                failed.append(f"{cell.name}: {result['error']}")
+
+        try:
+            self.train_cells(study, todo, configs, base, on_done)
+        finally:
+            pbar.close()
+        study.seconds["train"] += time.perf_counter() - t0
+        if failed:
+            raise RuntimeError(f"training {len(failed)} prompt(s){self.label} failed: {'; '.join(failed)}")
+        logger.info("trained %d prompt(s)%s in %.0f s", len(todo), self.label, time.perf_counter() - t0)
+
+    label = ""  # how the log lines say where the work ran
+
+    def train_cells(self, study, todo: list, configs: dict, base, on_done) -> None:
+        run_local(todo, configs, self.execution, base, study.out, on_done, prepared=study.prompt_prepared,
+                  progress=study.cfg.progress)
 
     def execute(self, study, phase) -> tuple[int, str]:
         """Run one phase here; (how many pieces, how they ran: for the log line)."""
@@ -175,37 +210,11 @@ class RayStudy(LocalStudy):
             pbar.close()
         return out
 
-    def train(self, study, conds: list) -> None:
-        """Train the prompts of ``conds`` whose run folders are not finished, as the sweep's
-        cells on Ray; a prompt that fails raises."""
-        base = study.train_config(study.cfg.seeds[0])
-        todo, configs = [], {}
-        for c in (c for c in conds if c.method == "lpt"):
-            folder = Path(study.run_folder(c))
-            study.run_dirs[c.name] = os.path.relpath(folder, study.out)
-            if not check_run(folder, study.run_key(c))[0]:
-                cell = _RunFolder(folder.name)  # under <out>/runs/, where run_ray trains a cell
-                todo.append(cell)
-                configs[cell] = (study.prompt_config(c), study.train_config(c.seed))
-        if not todo:
-            return
-        t0, failed = time.perf_counter(), []
-        pbar = bar(total=len(todo), desc="prompts (Ray)", enabled=study.cfg.progress)
+    label = " as Ray tasks"
 
-        def on_done(cell, result: dict) -> None:
-            pbar.update(1)
-            if result["status"] != "complete":
-                failed.append(f"{cell.name}: {result['error']}")
-
-        try:
-            run_ray(todo, configs, self.execution, base, study.out, on_done, progress=False,
-                    device=self.device or base.device)
-        finally:
-            pbar.close()
-        study.seconds["train"] += time.perf_counter() - t0
-        if failed:
-            raise RuntimeError(f"training {len(failed)} prompt(s) on Ray failed: {'; '.join(failed)}")
-        logger.info("trained %d prompt(s) as Ray tasks in %.0f s", len(todo), time.perf_counter() - t0)
+    def train_cells(self, study, todo: list, configs: dict, base, on_done) -> None:
+        run_ray(todo, configs, self.execution, base, study.out, on_done, progress=False,
+                device=self.device or base.device)
 
     def execute(self, study, phase) -> tuple[int, str]:
         cfg, level = study.cfg, log_levels()
