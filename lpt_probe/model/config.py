@@ -14,7 +14,14 @@ from dataclasses import asdict, dataclass, field
 from numbers import Integral
 from typing import TYPE_CHECKING
 
-from ..layers import adapter_layers, check_layers_syntax, first_adapted_layer, middle_prompt_layer, pin_layers, start_state
+from ..layers import (
+    adapter_layers,
+    check_layers_syntax,
+    first_adapted_layer,
+    middle_prompt_layer,
+    pin_layers,
+    start_state,
+)
 from .specs import DEFAULT_NUM_VIRTUAL_TOKENS, GENERATORS, METHOD_OPTIONS, METHODS, SENTENCE_POOLINGS, get_method
 
 if TYPE_CHECKING:
