@@ -1,7 +1,9 @@
 """lpt_probe: where in a frozen transformer should a soft prompt go, and why.
 
 The public API (every name below is importable from ``lpt_probe``; each is loaded on first
-use, so ``import lpt_probe`` and the plotting code never import torch)::
+use, so ``import lpt_probe`` and the plotting code never import torch; the config classes
+live in torch-free modules, ``lpt_probe.{model,runs,analysis}.config``, so importing one
+imports no torch either)::
 
     from lpt_probe import TrainConfig, LatePromptConfig, train, Predictor
     from lpt_probe import MIConfig, run_mi, InfluenceConfig, run_influence
@@ -41,26 +43,26 @@ __version__ = "0.2.0"
 
 # public name -> the module that defines it (imported on first access: PEP 562)
 _API = {
-    "TrainConfig": "lpt_probe.runs.trainer",
-    "LatePromptConfig": "lpt_probe.model.late_prompt",
+    "TrainConfig": "lpt_probe.runs.config",
+    "LatePromptConfig": "lpt_probe.model.config",
     "LatePromptModel": "lpt_probe.model.late_prompt",
     "train": "lpt_probe.train",  # the command module, callable as lpt_probe.runs.run.train
     "TrainResult": "lpt_probe.runs.run",
     "load_run": "lpt_probe.runs.folders",
     "Predictor": "lpt_probe.runs.predict",
-    "SweepConfig": "lpt_probe.runs.sweep",
+    "SweepConfig": "lpt_probe.runs.config",
     "run_sweep": "lpt_probe.runs.sweep",
-    "ExecutorConfig": "lpt_probe.runs.executors",
-    "MIConfig": "lpt_probe.analysis.mi",
+    "ExecutorConfig": "lpt_probe.runs.config",
+    "MIConfig": "lpt_probe.analysis.config",
     "run_mi": "lpt_probe.analysis.mi",
     "summary_table": "lpt_probe.analysis.mi",
     "MIResult": "lpt_probe.analysis.results",
     "InfluenceResult": "lpt_probe.analysis.results",
     "Section4Result": "lpt_probe.analysis.results",
     "probe_information": "lpt_probe.probing.estimates",
-    "InfluenceConfig": "lpt_probe.analysis.influence",
+    "InfluenceConfig": "lpt_probe.analysis.config",
     "run_influence": "lpt_probe.analysis.influence",
-    "Section4Config": "lpt_probe.analysis.section4",
+    "Section4Config": "lpt_probe.analysis.config",
     "run_section4": "lpt_probe.analysis.section4",
     "load_custom_task": "lpt_probe.data.sources",
     "load_task": "lpt_probe.data.sources",

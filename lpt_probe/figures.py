@@ -32,16 +32,15 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
-
-import matplotlib.pyplot as plt
-import pandas as pd
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 
 from . import store
 from .layers import select_prompt_layers
-from . import viz as P
 from .cli import add_output_args, plain_text, run_main, setup_logging
 from .outputs import check_url, publish_files
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger("lpt_probe.figures")  # not __name__, which is "__main__" under python -m
 
@@ -80,6 +79,8 @@ def find_input(results: str | Path, command: str) -> Path:
 def read_table(path: Path, command: str) -> pd.DataFrame:
     """The table at ``path`` (found by :func:`find_input`); one that cannot be drawn (empty,
     a header without rows, not CSV) raises ``ValueError`` naming the file and the fix."""
+    import pandas as pd  # here: only to draw (--help needs none)
+
     producer = SOURCES[command].producer
     try:
         df = pd.read_csv(path)
@@ -112,6 +113,8 @@ def warn_missing_values(df: pd.DataFrame, path: Path, columns: tuple[str, ...]) 
     warn (naming the lines of ``path``) about rows whose drawn value is NaN: the figure
     leaves them out, so its lines join across the gap. Rows of runs that did not finish
     (``status`` other than complete) are left out anyway and not reported. Returns the lines."""
+    import pandas as pd  # here: only to draw (--help needs none)
+
     for c in (c for c in columns if c in df.columns and not pd.api.types.is_numeric_dtype(df[c])):  # not numbers
         numbers = pd.to_numeric(df[c], errors="coerce")
         odd = df[numbers.isna() & df[c].notna()]
@@ -190,7 +193,7 @@ def _draw_mi(df, args, P, title):
 def _draw_projection(df, args, P, title):
     agreement = None
     if args.agreement.is_file():
-        rows = pd.read_csv(args.agreement)
+        rows = store.read_csv(args.agreement)
         agreement = rows.iloc[0].to_dict() if len(rows) else None
     return {"": P.plot_projection(df, agreement=agreement)}
 
@@ -290,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_section4(args: argparse.Namespace, out: Path) -> list[Path]:
     """The Section 4 page from three producers' folders, drawn into ``out``; returns the path(s) written."""
+    import matplotlib.pyplot as plt  # here: only to draw, after main chose the backend
+
+    from . import viz as P  # here: matplotlib, only to draw
+
     folder = args.sweep.parent if args.sweep.is_file() else args.sweep
     tables = []
     for where, cmd, values in ((folder, "performance", ("test_metric",)), (folder, "convergence", ("dev_metric",)),
@@ -322,6 +329,10 @@ def run(args: argparse.Namespace) -> list[Path | str]:
 
 def draw_all(args: argparse.Namespace, out: Path) -> list[Path]:
     """Draw every figure of one subcommand into ``out``; returns the paths written."""
+    import matplotlib.pyplot as plt  # here: only to draw, after main chose the backend
+
+    from . import viz as P  # here: matplotlib, only to draw
+
     path = find_input(args.results, args.command)
     df = read_table(path, args.command)
     warn_missing_values(df, path, VALUES[args.command](args))
@@ -349,7 +360,7 @@ def draw_all(args: argparse.Namespace, out: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    import matplotlib
+    import matplotlib  # here: the backend is chosen before pyplot loads (and --help loads neither)
 
     matplotlib.use("Agg")  # files only: never open a window
     setup_logging(args)

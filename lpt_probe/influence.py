@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .analysis.influence import InfluenceConfig, run_influence
-from .analysis.plan import plan_influence
-from .analysis.remote import add_execution_args
+from .analysis.config import InfluenceConfig, add_execution_args
 from .cli import add_plan_flag, config_from_args, study_main, study_parser
 from .outputs import stale_status
-from .analysis.results import InfluenceResult
-from .runs.executors import ExecutorConfig
+from .runs.config import ExecutorConfig
+
+if TYPE_CHECKING:
+    from .analysis.results import InfluenceResult
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +51,12 @@ def draw(res: InfluenceResult) -> Path:
 
 def report(cfg: InfluenceConfig, args) -> tuple[str, str]:
     if args.plan:
+        from .analysis.plan import plan_influence  # here: torch, only to run (--help and the parser need none)
+
         stale = stale_status(cfg.out_dir, "run.json")  # a killed earlier run: say so
         return "\n".join([*([f"note: {stale}"] if stale else []), plan_influence(cfg).render()]), "nothing (--plan)"
+    from .analysis.influence import run_influence  # here: torch, only to run (--help and the parser need none)
+
     execution = config_from_args(ExecutorConfig, args)
     res = run_influence(cfg, execution, device=args.device)  # "auto" resolves on each Ray worker
     draw(res)

@@ -11,6 +11,9 @@
   RoBERTa-large is its 13th of 24, the authors' ``add_prompt_layer=12``). The paper's
   Figure 2 uses PL 1, the middle and the last (:func:`parse_prompt_layers` ``"default"``).
   Every command, figure, adapter placement and benchmark takes the middle from here.
+- Which layers hold adapters (``--adapter-layers``: ``all``, ``upper-half``, ``K-``, ``K-J``,
+  comma lists): :func:`adapter_layers`, :func:`pin_layers`; ``lpt_probe.model.adapters``
+  attaches them and re-exports these.
 """
 
 from __future__ import annotations
@@ -91,3 +94,77 @@ def select_prompt_layers(spec: str | None, present) -> list[int]:
         return sorted({int(x) for x in spec.split(",") if x.strip()})
     except ValueError:
         raise ValueError(f"--prompt-layers {spec!r}: give 'default', 'all' or numbers like '1,4,6'") from None
+
+
+# -- which layers hold adapters (``--adapter-layers``; lpt_probe.model.adapters attaches them) --
+
+# named layer sets -> (first layer, last layer) for a model of depth L
+NAMED_LAYERS = {
+    "all": lambda L: (1, L),
+    "upper-half": lambda L: (middle_prompt_layer(L), L),  # the layers from the middle prompt layer up
+}
+SYNTAX = "all, upper-half (L/2+1..L), K- (K..L), K-J, or a comma list such as 1,3,5-6"
+
+
+def parse_layer_items(spec: str) -> list[tuple[int, int | None]]:
+    """``K``, ``K-J``, ``K-`` items of a comma list -> (first, last or None = the top)."""
+    items = []
+    for item in str(spec).split(","):
+        item = item.strip()
+        try:
+            if item.endswith("-"):
+                items.append((int(item[:-1]), None))
+            elif "-" in item:
+                a, b = item.split("-")
+                items.append((int(a), int(b)))
+            else:
+                items.append((int(item), int(item)))
+        except ValueError:
+            raise ValueError(f"adapter_layers={spec!r}: cannot read {item!r}; give {SYNTAX}") from None
+    bad = [(a, b) for a, b in items if a < 1 or (b is not None and b < a)]
+    if bad:
+        raise ValueError(f"adapter_layers={spec!r}: layers are 1-based and ranges K-J need J >= K; give {SYNTAX}")
+    return items
+
+
+def check_layers_syntax(spec: str) -> None:
+    """Fail on a spec that no model could read (the range is checked by ``adapter_layers``)."""
+    if spec not in NAMED_LAYERS:
+        parse_layer_items(spec)
+
+
+def first_adapted_layer(spec: str) -> int:
+    """The lowest adapted layer (1-based), without knowing the depth where possible."""
+    if spec == "all":
+        return 1
+    if spec in NAMED_LAYERS:
+        raise ValueError(f"adapter_layers={spec!r} depends on the model's depth: pin it first "
+                         f"(LatePromptConfig.check_against(backbone), as LatePromptModel and training do) "
+                         f"or give layer numbers such as 4-6")
+    return min(a for a, _ in parse_layer_items(spec))
+
+
+def adapter_layers(spec: str, num_hidden_layers: int) -> list[int]:
+    """The adapted layers (1-based, sorted) of a model with ``num_hidden_layers`` layers."""
+    L = int(num_hidden_layers)
+    if spec in NAMED_LAYERS:
+        a, b = NAMED_LAYERS[spec](L)
+        return list(range(a, b + 1))
+    layers = sorted({k for a, b in parse_layer_items(spec) for k in range(a, (L if b is None else b) + 1)})
+    out = [k for k in layers if k > L]
+    if out or not layers:
+        raise ValueError(f"adapter_layers={spec!r}: layers must be in 1..{L} for a model with "
+                         f"num_hidden_layers={L} (got {out or 'none'})")
+    return layers
+
+
+def pin_layers(spec: str, num_hidden_layers: int) -> str:
+    """The same layers as numbers (``upper-half`` -> ``4-6`` for 6 layers; ``K-`` -> ``K-L``)."""
+    layers = adapter_layers(spec, num_hidden_layers)
+    runs, start, prev = [], layers[0], layers[0]
+    for k in layers[1:] + [None]:
+        if k != prev + 1:  # a run of consecutive layers ends at prev
+            runs.append(f"{start}-{prev}" if prev > start else f"{start}")
+            start = k
+        prev = k
+    return ",".join(runs)

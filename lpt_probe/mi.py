@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .analysis.mi import MIConfig, run_mi
-from .analysis.plan import plan_mi
-from .analysis.remote import add_execution_args
+from .analysis.config import MIConfig, add_execution_args
 from .cli import add_plan_flag, config_from_args, study_main, study_parser
 from .outputs import stale_status
-from .analysis.results import MIResult
-from .runs.executors import ExecutorConfig
+from .runs.config import ExecutorConfig
+
+if TYPE_CHECKING:
+    from .analysis.results import MIResult
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +53,12 @@ def draw(res: MIResult) -> Path:
 
 def report(cfg: MIConfig, args) -> tuple[str, str]:
     if args.plan:
+        from .analysis.plan import plan_mi  # here: torch, only to run (--help and the parser need none)
+
         stale = stale_status(cfg.out_dir, "run.json")  # a killed earlier run: say so
         return "\n".join([*([f"note: {stale}"] if stale else []), plan_mi(cfg).render()]), "nothing (--plan)"
+    from .analysis.mi import run_mi  # here: torch, only to run (--help and the parser need none)
+
     execution = config_from_args(ExecutorConfig, args)
     res = run_mi(cfg, execution, device=args.device)  # "auto" resolves on each Ray worker
     draw(res)

@@ -20,13 +20,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .analysis.projection import METHODS, save_projection
-from .analysis.prompt_projection import project_run
-from .analysis.representations import REPRESENTATIONS
+from .analysis.config import PROJECTION_METHODS, REPRESENTATIONS
 from .cli import add_output_args, plain_text, run_main, setup_logging
 from .outputs import check_owned, check_url, mark_owned, staged
 from .store import check_output_folder, is_url, join
-from .viz import paper_style, plot_projection, save_figure
 
 
 OWN_FILES = ("projection.csv", "agreement.csv", "projection.pdf", "projection.png")  # what this command writes
@@ -36,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lpt_probe.project", description=plain_text(__doc__.split("\n")[0]))
     p.add_argument("run", help="a complete run folder (config.json, prompt.safetensors)")
     p.add_argument("--split", default="test", choices=["train", "dev", "test"])
-    p.add_argument("--method", default="umap", choices=list(METHODS))
+    p.add_argument("--method", default="umap", choices=list(PROJECTION_METHODS))
     p.add_argument("--representation", default="cls", choices=list(REPRESENTATIONS))
     p.add_argument("--prompt", dest="how", default="flatten", choices=["flatten", "mean"])
     p.add_argument("--max-examples", type=int, default=500)
@@ -62,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.out or run.is_dir():  # before the work, not after it (no run folder: project_run says so)
             check_output_folder(out)
             check_owned(out, None, args.overwrite, own_files=OWN_FILES)
+        from .analysis.projection import save_projection  # here: sklearn, only to run (--help needs none)
+        from .analysis.prompt_projection import project_run  # here: torch, only to run (--help needs none)
+        from .viz import paper_style, plot_projection, save_figure  # here: matplotlib, to draw
+
         table, agreement = project_run(run, args.split, args.method, args.representation, args.how,
                                        args.max_examples, args.data_dir, args.seed)
         with staged(out, resume=False) as local:  # a URL: written in a temporary folder, then uploaded

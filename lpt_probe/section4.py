@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .analysis.plan import plan_section4
-from .analysis.results import Section4Result
-from .analysis.section4 import Section4Config, claims_markdown, export_tables, run_section4
-from .analysis.section4_tables import cost_markdown, learned_markdown
+from .analysis.config import Section4Config
 from .cli import STUDY_GROUPS, add_config_args, add_output_args, add_plan_flag, plain_text, study_main
 from .outputs import staged, staging_dir
 from .store import is_url
+
+if TYPE_CHECKING:
+    from .analysis.results import Section4Result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +71,11 @@ def draw(out: Path, res: Section4Result, png: bool = False) -> list[Path]:
 def table(args) -> int | None:
     """``--table DIR ...``: the claims of finished studies as one markdown table;
     ``--export DEST``: the finished study's tables into DEST."""
+    if not (args.export or args.table):
+        return None
+    from .analysis.section4 import claims_markdown, export_tables  # here: torch, only for these modes
+    from .analysis.section4_tables import cost_markdown, learned_markdown  # here: pandas, only for these modes
+
     if args.export:
         if not args.out:
             raise ValueError("--export DEST copies a finished study: name it with --out STUDY")
@@ -80,8 +86,6 @@ def table(args) -> int | None:
             written = export_tables(args.out, local)
         print(f"wrote {len(written)} files into {args.export}")
         return 0
-    if not args.table:
-        return None
     print(claims_markdown(args.table))
     print()
     print(learned_markdown(args.table))
@@ -92,7 +96,11 @@ def table(args) -> int | None:
 
 def report(cfg: Section4Config, args) -> tuple[str, str]:
     if args.plan:
+        from .analysis.plan import plan_section4  # here: torch, only to run (--help and the parser need none)
+
         return plan_section4(cfg).render(), "nothing (--plan)"
+    from .analysis.section4 import run_section4  # here: torch, only to run (--help and the parser need none)
+
     res = run_section4(cfg)
     written = draw(Path(cfg.out_dir), res, png=args.png)
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in res["meta"]["stage_seconds"].items())

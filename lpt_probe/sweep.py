@@ -29,17 +29,15 @@ from .cli import (
     run_main,
     setup_logging,
 )
-from .model.late_prompt import LatePromptConfig
+from .model.config import LatePromptConfig
 from .outputs import stale_status
-from .runs.executors import ExecutorConfig
-from .runs.sweep import PROMPT_OPTIONS, SweepConfig, default_out, run_sweep
-from .runs.sweep_plan import plan_sweep
-from .runs.trainer import TrainConfig
-from .viz import paper_style, plot_convergence, plot_performance_vs_layer, save_figure
+from .runs.config import PROMPT_OPTIONS, ExecutorConfig, SweepConfig, TrainConfig
 
 
 def draw(out: str | Path) -> list[Path]:
     """performance_vs_layer.pdf and convergence*.pdf from the tables in ``out``."""
+    from .viz import paper_style, plot_convergence, plot_performance_vs_layer, save_figure  # here: matplotlib, to draw
+
     sweep = store.read_csv(store.join(out, "sweep.csv"))
     done = sweep[sweep["status"] == "complete"]
     lpt = done[done["method"] == "lpt"]
@@ -84,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 def configs(args: argparse.Namespace) -> tuple[SweepConfig, TrainConfig]:
     """The grid and every cell's base training config that the parsed flags describe (the run
     and ``--plan`` both start from them; so does ``benchmarks/bench_plan.py``)."""
+    from .runs.sweep import default_out  # here: torch, once the flags are parsed (--help needs none)
+
     base = config_from_args(TrainConfig, args, seed=args.seeds[0])
     sweep = config_from_args(SweepConfig, args, prompt={k: getattr(args, k) for k in PROMPT_OPTIONS},
                              progress=args.progress and not args.quiet)
@@ -101,9 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         sweep, base = configs(args)
         execution = config_from_args(ExecutorConfig, args)
         if args.plan:
+            from .runs.sweep_plan import plan_sweep  # here: torch, only to run (--help and the parser need none)
+
             stale = stale_status(sweep.out, "sweep.json")  # a killed earlier sweep: say so
             print("\n".join([*([f"note: {stale}"] if stale else []), plan_sweep(sweep, base).render()]))
             return 0
+        from .runs.sweep import run_sweep  # here: torch, only to run (--help and the parser need none)
+
         table = run_sweep(sweep, base, execution, requested_device=requested)
         paths = draw(sweep.out)
         done = table[table["status"] == "complete"]

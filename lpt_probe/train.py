@@ -35,11 +35,9 @@ from .cli import (
     setup_logging,
 )
 from .layers import middle_prompt_layer
-from .model.late_prompt import LatePromptConfig
-from .model.loading import load_model
+from .model.config import LatePromptConfig
 from .outputs import check_owned, check_url, staged, staging_dir
-from .runs.run import default_run_dir, train
-from .runs.trainer import TrainConfig, TrainingDiverged
+from .runs.config import TrainConfig
 from .store import check_output_folder, is_url
 
 
@@ -63,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     state = {"out": None}
 
     def body() -> int:
+        from .model.loading import load_model  # here: torch, only to run (--help and the parser need none)
+        from .runs.run import default_run_dir, train  # here: torch, only to run
+        from .runs.trainer import TrainingDiverged  # here: torch, only to run
+
         tc = config_from_args(TrainConfig, args)
         if args.out:  # before the model loads: --out may be the model's own folder
             check_url(args.out)  # a URL whose filesystem is not installed: one line naming the package
@@ -104,6 +106,8 @@ class _TrainModule(types.ModuleType):
     """``lpt_probe.train`` the module, callable as ``lpt_probe.runs.run.train``."""
 
     def __call__(self, *args, **kwargs):
+        from .runs.run import train  # here: torch, on the first call (importing the module needs none)
+
         return train(*args, **kwargs)
 
 

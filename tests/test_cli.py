@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import re
 import subprocess
+import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +23,7 @@ from lpt_probe.analysis.mi import MIConfig
 from lpt_probe.cli import add_config_args, config_from_args
 from lpt_probe.model.generators import GENERATORS
 from lpt_probe.model.methods import METHODS
-from lpt_probe.probing import PROBES
+from lpt_probe.probing import PROBES, LinearProbe
 from lpt_probe.runs.executors import ExecutorConfig
 from lpt_probe.runs.sweep import SweepConfig
 from lpt_probe.runs.trainer import TrainConfig
@@ -127,9 +129,9 @@ def test_no_private_names_cross_modules_and_commands_stay_apart():
 
 # The layers the README's Architecture section states; each module imports only from its own
 # layer or the layers above it (a lower number).
-LAYERS = {"layers": 1, "store": 1, "outputs": 1, "progress": 1, "cli": 1, "model": 2, "data": 2, "runs": 3, "analysis": 4,
-          "probing": 4, "viz": 4, "train": 5, "mi": 5, "influence": 5, "sweep": 5, "section4": 5, "project": 5,
-          "figures": 5, "__main__": 5}
+LAYERS = {"layers": 1, "store": 1, "outputs": 1, "progress": 1, "cli": 1, "registry": 1, "model": 2, "data": 2,
+          "runs": 3, "analysis": 4, "probing": 4, "viz": 4, "train": 5, "mi": 5, "influence": 5, "sweep": 5,
+          "section4": 5, "project": 5, "figures": 5, "__main__": 5}
 
 
 def _layer_of(parts: list[str]) -> int:
@@ -171,7 +173,8 @@ def test_long_modules_are_reported():
                           "is there a concept to split out?", stacklevel=1)
 
 
-HEAVY = {"torch", "transformers", "matplotlib", "seaborn", "sklearn", "umap", "datasets", "ray", "safetensors"}
+HEAVY = {"torch", "transformers", "matplotlib", "seaborn", "sklearn", "umap", "datasets", "ray", "safetensors",
+         "pandas", "scipy"}  # pandas and scipy: a command's --help loads neither (test_help_imports_no_heavy_library)
 
 
 def _module_of(path: Path) -> str:
@@ -250,3 +253,71 @@ def test_the_import_check_tells_a_needless_import_from_a_needed_one():
     assert "p.a" not in _closure("p.b", graph) and not _heavy(_closure("p.b", graph))  # needless: p.a -> p.b
     assert "p.c" in _closure("p.d", graph)  # p.c importing p.d in a function: a cycle
     assert _heavy(_closure("p.t", graph)) - _heavy(_closure("p.a", graph)) == {"torch"}  # heavy
+
+
+HELP_HEAVY = ("torch", "transformers", "sklearn", "pandas", "scipy", "matplotlib", "datasets")
+COMMANDS = ("train", "sweep", "mi", "influence", "section4", "project", "figures")
+_HELP_PROBE = """\
+import contextlib, io, runpy, sys
+heavy = {heavy!r}
+for module, argv in (("lpt_probe", ["lpt-probe", {command!r}, "--help"]), ("lpt_probe.{command}", ["x", "--help"])):
+    sys.argv, out = argv, io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        assert exc.code in (0, None), (module, exc.code)
+    assert out.getvalue().startswith("usage:"), (module, out.getvalue()[:200])
+    print(module, sorted({{m.split(".")[0] for m in sys.modules}} & set(heavy)))
+"""
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_imports_no_heavy_library(command):
+    """``lpt-probe <command> --help`` and ``python -m lpt_probe.<command> --help`` build the parser
+    from the torch-free config modules and registries: neither imports torch, transformers,
+    sklearn, pandas, scipy, matplotlib or datasets (the time it takes: benchmarks/bench_help.py)."""
+    code = _HELP_PROBE.format(heavy=HELP_HEAVY, command=command)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["lpt_probe []", f"lpt_probe.{command} []"], proc.stdout
+
+
+def test_lazy_registries_name_entries_without_importing_them():
+    """A ``LazyRegistry`` lists, counts and tests names without importing an entry; a lookup
+    imports it once; an object registered at run time is a choice of the flags at once; an
+    unknown name is an error naming it and the choices."""
+    from lpt_probe.probing import register_probe
+    from lpt_probe.registry import LazyRegistry, Ref
+
+    reg = LazyRegistry("thing", {"json": Ref("json:dumps"), "plain": len})
+    assert list(reg) == ["json", "plain"] and "json" in reg and len(reg) == 2
+    assert isinstance(reg._entries["json"], Ref)  # not imported by the look at its names
+    assert reg["json"] is json.dumps and reg._entries["json"] is json.dumps and reg["plain"] is len
+    with pytest.raises(KeyError, match="unknown thing 'nope'; choose one of json, plain"):
+        reg["nope"]
+    assert Ref("json:loads")("[1]") == [1]  # a hook: calling the reference calls its target
+
+    class Custom(LinearProbe):
+        pass
+
+    register_probe("custom-probe", Custom)
+    try:
+        choices = {a.dest: a for a in mi.build_parser()._actions}["probe"].choices
+        assert "custom-probe" in choices and PROBES["custom-probe"] is Custom
+    finally:
+        del PROBES["custom-probe"]
+
+
+def test_every_registered_reference_resolves():
+    """The ``"module:attribute"`` references of the built-in methods, probes and dtypes name
+    what exists (a renamed hook would otherwise fail only when a model of that method is built)."""
+    from lpt_probe.model.specs import DTYPES, METHODS
+    from lpt_probe.registry import Ref
+
+    for spec in METHODS.values():
+        for hook in (spec.attach, spec.make_generator):
+            assert hook is None or callable(hook.load() if isinstance(hook, Ref) else hook), (spec.name, hook)
+    assert all(hasattr(PROBES[name], "fit") for name in PROBES)
+    assert [str(DTYPES[n]) for n in DTYPES] == ["torch.float32", "torch.bfloat16", "torch.float16"]

@@ -136,7 +136,8 @@ def test_figures_and_project_refuse_a_bad_out_before_working(finished_run, tmp_p
     def never(*a, **kw):
         raise AssertionError("project computed before checking --out")
 
-    monkeypatch.setattr(project, "project_run", never)
+    # the command imports its library when it runs (its --help imports none): patch it where it lives
+    monkeypatch.setattr("lpt_probe.analysis.prompt_projection.project_run", never)
     refused(project.main, [str(run), "--out", str(afile), "--quiet"], capsys, "a file of that name exists")
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -564,6 +565,7 @@ def test_a_ray_cluster_that_cannot_be_reached_is_one_line(monkeypatch):
             raise ConnectionError("Could not find any running Ray instance.\nPlease specify the one to connect to")
 
     monkeypatch.setattr(executors, "require_ray", lambda: NoCluster)
+    monkeypatch.setattr("lpt_probe.runs.config.require_ray", lambda: NoCluster)  # ExecutorConfig's own check
     for address, where in (("auto", "--address auto"), ("10.0.0.9:6379", "--address 10.0.0.9:6379"),
                            (None, "a Ray on this machine")):
         with pytest.raises(ValueError) as exc:

@@ -191,15 +191,17 @@ def test_project_refuses_a_folder_of_other_files_before_working(task, tmp_path, 
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
-    real = project.project_run
+    from lpt_probe.analysis import prompt_projection  # the command imports it when it runs: patch it there
+
+    real = prompt_projection.project_run
 
     def never(*a, **kw):
         raise AssertionError("project computed before checking --out")
 
-    monkeypatch.setattr(project, "project_run", never)
+    monkeypatch.setattr(prompt_projection, "project_run", never)
     refused(project.main, [str(run), "--out", str(folder), "--quiet"], capsys,
             f"--out {folder}: the folder holds files lpt_probe did not write (notes.txt)", "--overwrite")
-    monkeypatch.setattr(project, "project_run", real)
+    monkeypatch.setattr(prompt_projection, "project_run", real)
     argv = [str(run), "--method", "pca", "--max-examples", "20", "--quiet"]
     assert project.main([*argv, "--out", str(folder), "--overwrite"]) == 0
     assert (folder / MARKER).is_file() and (folder / "notes.txt").read_text() == "mine"

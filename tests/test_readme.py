@@ -50,6 +50,7 @@ QUICK = {
     "benchmarks/bench_prompt_lr.py": ["--model", "minilm", "--steps", "4", "--eval-every", "2", "--patience", "1",
                                       "--dev-size", "20", "--max-length", "32", "--lrs", "1e-3,1e-2"],
     "benchmarks/bench_generate.py": ["--lengths", "8", "--new-tokens", "2", "--repeats", "1", "--threads", "1"],
+    "benchmarks/bench_help.py": ["--repeats", "1", "--commands", "mi", "--before", "HEAD"],
     "benchmarks/bench_sweep.py": ["--prompt-layers", "2,6", "--generators", "none", "--seeds", "13", "--steps", "2",
                                   "--dev-size", "20", "--max-examples", "60"],
     "benchmarks/bench_mi.py": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max",
@@ -279,7 +280,7 @@ def run_readme_commands(data_dir, tmp_path, cmds: list[str], blocks: list[str] =
         if key == "lpt_probe.mi" and "all" in argv:  # the every-layer recipe: two layers, one seed
             extra += ["--prompt-layers", "2,6", "--seeds", "13"]
         if key in ("benchmarks/bench_train.py", "benchmarks/bench_sweep.py", "benchmarks/bench_prompt_init.py",
-                   "benchmarks/bench_prompt_lr.py", "benchmarks/bench_generate.py"):
+                   "benchmarks/bench_prompt_lr.py", "benchmarks/bench_generate.py", "benchmarks/bench_help.py"):
             argv[1] = str(REPO / argv[1])
             extra += ["--out", str(tmp_path / "bench")]
         if key in ("benchmarks/bench_prompt_init.py", "benchmarks/bench_prompt_lr.py"):

@@ -69,11 +69,10 @@ this invocation's pieces.
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -85,76 +84,21 @@ from ..model.loading import identity
 from ..progress import bar
 from ..runs.executors import ExecutorConfig
 from ..runs.folders import load_run
-from ..runs.run import SPLITS, initial_model, prepare, write_npz
-from ..runs.trainer import TrainConfig
+from ..runs.run import initial_model, prepare, write_npz
 from .engine import Phase, Study, StudyCalls, TrainPrompts
 from .influence_measures import GRADIENT_LOSSES, QUANTITIES, coherence, coherence_replicates, forward_measures, gold_logprob  # noqa: F401
 from .influence_measures import gradient_measures, measure, measure_batch, prompt_keys_blocked  # noqa: F401
 from .influence_measures import resample_counts, summarise_coherence, summarise_mean  # noqa: F401 (re-exported)
 from .remote import study_executor
 from .results import InfluenceResult
-from .study import (Condition, StudyConfig, StudyOutput, check_at_least, field_help,
-                    unique_conditions)
+from .config import InfluenceConfig  # noqa: F401  (re-exported: the settings live there)
+from .study import Condition, StudyOutput, unique_conditions
 
 logger = logging.getLogger(__name__)
-_h = field_help  # a config field's help text and flag options
 Tensor = torch.Tensor
 PIECE_FORMAT = 3  # 2: log-prob drops over the label words only; scale-free gradient measures; 3: per-example npz
 COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "checkpoint", "layer", "quantity",
            "position", "value", "ci_low", "ci_high", "n"]
-
-
-@dataclass
-class InfluenceConfig(StudyConfig):
-    """Every setting of one ``influence`` analysis (the flags of ``python -m
-    lpt_probe.influence``): the study's (``StudyConfig``) and what is measured."""
-
-    kind: ClassVar[str] = "influence"
-
-    checkpoints: tuple[int, ...] | None = field(default=None, metadata=_h(
-        "also measure the prompt after these training steps, e.g. 50,100 (0 = the initial prompt; the runs are "
-        "trained with --save-every, see --save-every)"))
-    save_every: int | None = field(default=None, metadata=_h(
-        "train the prompts with --save-every N (default with --checkpoints: their greatest common divisor); "
-        "every --checkpoints step must be a multiple of it"))
-    split: str = field(default="test", metadata=_h("the split measured", choices=SPLITS))
-    influence_max: int | None = field(default=200, metadata=_h(
-        "measure at most this many examples of --split (stratified by label, fixed seed; 0 = all)"))
-    batch_size: int = field(default=16, metadata=_h("examples per measured batch"))
-    gradient_loss: str = field(default="train", metadata=_h(
-        "the loss whose gradients the signal measures use: train (the prompt's own training loss; for an LM head "
-        "over the whole vocabulary) or label_words (cross-entropy over the label words only: the label decision "
-        "alone)", choices=GRADIENT_LOSSES))
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.gradient_loss not in GRADIENT_LOSSES:
-            raise ValueError(f"--gradient-loss {self.gradient_loss!r}: choose one of {', '.join(GRADIENT_LOSSES)}")
-        self.checkpoints = tuple(sorted({int(s) for s in self.checkpoints or ()}))
-        if self.influence_max == 0:
-            self.influence_max = None
-        if self.split not in SPLITS:
-            raise ValueError(f"--split {self.split!r}: choose one of {', '.join(SPLITS)}")
-        check_at_least(self, 1, "batch_size")
-        check_at_least(self, 2, "influence_max", optional=True)
-        bad = [c for c in self.checkpoints if not 0 <= c <= self.steps]
-        if bad:
-            raise ValueError(f"--checkpoints {','.join(map(str, bad))}: steps must lie in 0..--steps {self.steps}")
-        check_at_least(self, 1, "save_every", optional=True)
-        if self.checkpoints and self.save_every is None:
-            self.save_every = math.gcd(*self.checkpoints) or self.steps
-        off = [c for c in self.checkpoints if self.save_every and c % self.save_every]
-        if off:
-            raise ValueError(f"--checkpoints {','.join(map(str, off))} are not multiples of --save-every "
-                             f"{self.save_every}: the run saves its prompt every {self.save_every} steps only")
-
-    @property
-    def checkpoint_names(self) -> list[str]:
-        return ["init"] + [f"step-{c}" for c in self.checkpoints] + ["trained"]
-
-
-    def train_config(self, seed: int, **extra) -> TrainConfig:
-        return super().train_config(seed, save_every=self.save_every, **extra)
 
 
 def default_out(cfg: InfluenceConfig) -> Path:

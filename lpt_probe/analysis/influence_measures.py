@@ -22,6 +22,7 @@ from ..model.backbone import Backbone
 from ..model.late_prompt import LatePromptModel
 from ..probing import bootstrap_counts
 from ..progress import bar
+from .config import GRADIENT_LOSSES  # noqa: F401  (re-exported: the flags' choices live there)
 
 Tensor = torch.Tensor
 QUANTITIES = ("attention_mass", "displacement", "cosine", "logprob_drop_layer", "logprob_drop_from", "grad_norm",
@@ -105,9 +106,6 @@ def forward_measures(model: LatePromptModel, frozen: Backbone, batch: dict[str, 
         for (q, p), v in _shift(bb.final(state) if j == L else state, ref[j], keep, pred).items():
             res[q, p, j] = v
     return res, low[start]
-
-
-GRADIENT_LOSSES = ("train", "label_words")
 
 
 def gradient_loss(model: LatePromptModel, out: dict[str, Tensor], labels: Tensor, which: str = "train") -> Tensor:

@@ -37,9 +37,9 @@ the estimate). No test row ever reaches a prompt or a probe during fitting.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -47,113 +47,24 @@ import pandas as pd
 from .. import store
 from ..data.encoded import encode_split
 from ..data.sources import probe_splits
-from ..layers import check_unique
 from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptModel
 from ..model.loading import identity, random_identity, random_like
-from ..probing import (PROBES, ProbeOptions, TransformerProbeOptions, assert_disjoint, parse_probe_grid,
-                       pooled_null, probe_options)
+from ..probing import assert_disjoint, pooled_null
 from ..runs.folders import load_run
 from ..runs.run import SPLITS, load_data, prepare
 from ..runs.executors import ExecutorConfig
 from .compare import condition_differences, effects_table
 from .engine import Phase, Pieces, StreamedPieces, Study, StudyCalls, TrainPrompts
 from .mi_store import ProbePieces, StoredRepresentations
-from .pieces import default_jobs
 from .remote import study_executor
 from .results import MIResult
-from .study import (Condition, StudyConfig, StudyOutput, check_at_least, field_help,
-                    unique_conditions)
-from .representations import REPRESENTATIONS
+from .config import PROBE_INPUTS, MIConfig  # noqa: F401  (re-exported: the settings live there)
+from .study import Condition, StudyOutput, unique_conditions
 
 logger = logging.getLogger(__name__)
-_h = field_help  # a config field's help text and flag options
-PROBE_INPUTS = TransformerProbeOptions.INPUTS
 COND_COLUMNS = ["task", "model", "method", "prompt_layer", "seed"]
-
-
-@dataclass
-class MIConfig(StudyConfig):
-    """Every setting of one ``mi`` analysis (the flags of ``python -m lpt_probe.mi``): the
-    study's (``StudyConfig``) and the probes'. The ``probe_<option>`` flags (``--probe-layers``,
-    ...) are the chosen probe family's own options: :attr:`probe_options` builds them, the
-    probe checks them and answers what the analysis asks (``lpt_probe.probing.options``)."""
-
-    kind: ClassVar[str] = "mi"
-
-    probe: str = field(default="linear", metadata=_h(
-        "probe family: linear and mlp read one vector per example (--representation); transformer reads the "
-        "layer's whole sequence of states (the paper's estimator)", choices=lambda: list(PROBES)))
-    probe_seeds: tuple[int, ...] | None = field(default=None, metadata=_h(
-        "probe seeds, comma separated; default 0,1,2 for the mlp and transformer probes (their fits depend on the "
-        "seed), 0 for the linear probe (its fit on a given dev split does not)"))
-    representation: str = field(default="mask", metadata=_h(
-        "vector probes: which vector per example (mask = the prediction position)", choices=REPRESENTATIONS))
-    probe_train_max: int | None = field(default=2000, metadata=_h("cap on probe train rows"))
-    probe_dev_size: int = field(default=500, metadata=_h(
-        "probe dev rows (hyperparameters, early stopping), drawn from the task's non-test rows left once the "
-        "prompt's shots and dev rows are set aside; at most a third of them"))
-    probe_grid: str = field(default="", metadata=_h(
-        "widen or replace the probe's hyperparameter grid, chosen on dev: e.g. 'C=1e-5,1e-4,1e-3' (linear), "
-        "'hidden=64,256;weight_decay=0,0.01;lr=1e-3' (mlp), 'lr=1e-3,3e-4;weight_decay=0,0.01' (transformer)"))
-    probe_input: str = field(default="text+prompt", metadata=_h(
-        "transformer probe at layers >= PL: the text positions alone, or the prompt positions too (what the next "
-        "layer sees, as the paper)", choices=PROBE_INPUTS))
-    probe_layers: int = field(default=1, metadata=_h("transformer probe: encoder layers K (the paper used 6)"))
-    probe_width: int | None = field(default=128, metadata=_h(
-        "transformer probe: width after an input projection (0 = none: the backbone's width)"))
-    probe_init: str = field(default="scratch", metadata=_h(
-        "transformer probe: scratch, or backbone = start from copies of the backbone's own top K layers (the "
-        "closest analogue of the paper's 6-layer RoBERTa-large probe; no projection)",
-        choices=TransformerProbeOptions.INITS))
-    probe_readout: str = field(default="position", metadata=_h(
-        "transformer probe: the state at the prediction position, or attention pooling",
-        choices=TransformerProbeOptions.READOUTS))
-    controls: bool = field(default=True, metadata=_h("skip the shuffled-label and random-weights controls",
-                                                     flag="--no-controls"))
-    control_permutations: int | None = field(default=None, metadata=_h(
-        "label permutations averaged in the shuffled-label control (one draw moves by a few hundredths of a "
-        "bit); default 3 for vector probes, 1 for the transformer probe (each draw refits it)"))
-    mdl: bool | None = field(default=None, metadata=_h(
-        "MDL online codelength of every probe (--mdl / --no-mdl); default: on for vector probes, off for the "
-        "transformer probe (an online code refits it ten times per layer)", cli=False))
-    jobs: int | None = field(default=None, metadata=_h(
-        "worker processes that fit the linear / mlp probe pieces in parallel (default: the CPU cores, at most 8; "
-        "1 = in this process); the results do not depend on it"))
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.probe not in PROBES:
-            raise ValueError(f"probe={self.probe!r} is unknown; choose one of {', '.join(PROBES)}")
-        if self.probe_seeds is None:
-            self.probe_seeds = (0,) if self.probe == "linear" else (0, 1, 2)
-        self.probe_seeds = check_unique("--probe-seeds", (int(s) for s in self.probe_seeds), "probe seed")
-        if not self.probe_seeds:
-            raise ValueError("probe_seeds (--probe-seeds): give at least one probe seed, e.g. 0")
-        if self.representation not in REPRESENTATIONS:
-            raise ValueError(f"representation={self.representation!r}: choose one of {REPRESENTATIONS}")
-        check_at_least(self, 1, "probe_dev_size")
-        check_at_least(self, 2, "probe_train_max", optional=True)
-        options = self.probe_options  # the probe checks its own options (a bad --probe-layers fails here)
-        vars(self).update(options.as_flags())  # as it reads them: --probe-width 0 is None
-        if self.mdl is None:
-            self.mdl = options.default_mdl
-        if self.control_permutations is None:
-            self.control_permutations = options.default_permutations
-        if self.jobs is None:
-            self.jobs = default_jobs()
-        check_at_least(self, 1, "jobs", "control_permutations")
-        parse_probe_grid(self.probe, self.probe_grid)  # a bad grid fails before anything runs
-
-    @property
-    def probe_options(self) -> ProbeOptions:
-        """The chosen probe's own options, from the ``probe_<option>`` flags (``lpt_probe.probing.options``)."""
-        return probe_options(self.probe, self)
-
-    @property
-    def sequence_probe(self) -> bool:
-        return getattr(PROBES[self.probe], "input_kind", "vector") == "sequence"
 
 
 def default_out(cfg: MIConfig) -> Path:

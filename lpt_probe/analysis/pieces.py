@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -30,19 +29,11 @@ import pandas as pd
 from .. import store
 from ..probing import make_probe, online_codelength, probe_information, pvi, shuffled_label_control
 from ..progress import bar
+from .config import default_jobs  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["LayerOf", "PieceJob", "ProbeFactory", "drop_scratch", "fit_piece", "run_pieces", "default_jobs", "permutation_seed"]
-
-
-def default_jobs() -> int:
-    """Worker processes for probe pieces: the CPU cores this process may use, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,14 @@ from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 
 from .. import store
+from .config import PROJECTION_METHODS
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["METHODS", "project", "prompt_vectors", "knn_overlap", "neighbourhood_agreement",
            "projection_table", "save_projection", "load_projection"]
 
-METHODS = ("umap", "tsne", "pca")
+METHODS = PROJECTION_METHODS  # the flags' choices (lpt_probe.analysis.config, no sklearn)
 
 
 def _matrix(X, name: str) -> np.ndarray:

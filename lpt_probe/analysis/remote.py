@@ -44,31 +44,17 @@ from pathlib import Path
 from typing import Any
 
 from .. import store
-from ..cli import add_config_args
 from ..data.sources import is_task_file
 from ..progress import bar
 from ..runs.executors import ExecutorConfig, connect, prepared_in_worker, run_local, run_ray
 from ..runs.folders import check_run
+from .config import EXECUTION_HELP, add_execution_args  # noqa: F401  (re-exported)
 from .engine import StreamedPieces, StudyCalls, TrainPrompts
 from .pieces import drop_scratch, fit_piece, log_levels, run_pieces
 
 __all__ = ["EXECUTION_HELP", "LocalStudy", "RayStudy", "add_execution_args", "study_executor", "study_in_worker"]
 
 logger = logging.getLogger(__name__)
-EXECUTION_HELP = {
-    "executor": "local: in this process (probe pieces on --jobs processes); ray: prompt training, extraction per "
-                "condition and probe / influence pieces as Ray tasks (same files, same results)",
-    "cpus_per_run": "ray: CPUs each task reserves",
-    "gpus_per_run": "ray: GPUs each task reserves (e.g. 1)",
-}
-
-
-def add_execution_args(parser) -> None:
-    """The "execution" flags of ``mi`` and ``influence``: ``--executor``, ``--address``,
-    ``--cpus-per-run``, ``--gpus-per-run`` (the sweep's names)."""
-    add_config_args(parser.add_argument_group("execution"), ExecutorConfig, skip=("retries",), helps=EXECUTION_HELP)
-
-
 def study_executor(execution: ExecutorConfig | None = None, device: str | None = None) -> LocalStudy:
     """The executor of ``execution`` (default: local); ``device``: as the user asked for it
     (``auto`` resolves on each Ray worker; default: the study's own, resolved here)."""

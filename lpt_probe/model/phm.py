@@ -30,10 +30,9 @@ import torch
 from torch import nn
 
 from .generators import summary_index
+from .specs import DEFAULT_PHM_N, SENTENCE_POOLINGS  # noqa: F401  (re-exported)
 
 Tensor = torch.Tensor
-DEFAULT_PHM_N = 16
-SENTENCE_POOLINGS = ("mean", "cls")
 
 
 def common_divisors(sizes) -> list[int]:

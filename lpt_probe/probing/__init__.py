@@ -22,55 +22,32 @@ states is someone else's job. Start with:
 - :mod:`.mdl`: ``online_codelength``, the online MDL code of Voita & Titov (2020).
 - :mod:`.sequences`: the ``Sequences`` container and ``check_xy``, the input validation.
 
-Every information quantity is in bits. Importing this package does not import torch
-(plotting code imports it); the torch probes import it when they fit.
+Every information quantity is in bits. Importing this package imports nothing heavy: each
+name loads its submodule on first use (PEP 562), so ``from lpt_probe.probing import PROBES``
+(:mod:`.registry`, the names) and :mod:`.options` cost no sklearn or torch; the torch probes
+import torch when they fit.
 """
 
-from .bits import (
-    EPS,
-    LN2,
-    bootstrap_counts,
-    bootstrap_indices,
-    bootstrap_mi_ci,
-    cross_entropy_bits,
-    entropy_bits,
-    log2_likelihood,
-    nats_to_bits,
-    null_log2q,
-    null_prior,
-)
-from .estimates import (
-    ProbeInformation,
-    as_factory,
-    fit_probe,
-    mean_std_table,
-    paired_difference,
-    pooled_null,
-    probe_information,
-    pvi,
-    selectivity,
-    shuffled_label_control,
-)
-from .linear import LinearProbe
-from .mdl import (
-    DEFAULT_FRACTIONS,
-    block_boundaries,
-    block_codelength_bits,
-    online_codelength,
-)
-from .mlp import MLPProbe
-from .options import ProbeOptions, TransformerProbeOptions
-from .probes import (
-    PROBES,
-    assert_disjoint,
-    make_probe,
-    parse_probe_grid,
-    probe_options,
-    register_probe,
-)
-from .selection import edge_params, expand_grid, json_params, log_loss_nats
-from .sequences import INPUT_KINDS, Sequences, check_features, check_xy, n_features
-from .transformer import TransformerProbe
+from __future__ import annotations
+
+import importlib
+
+_MODULES = {  # submodule -> the public names it defines (each imported on first access: PEP 562)
+    "bits": "EPS LN2 bootstrap_counts bootstrap_indices bootstrap_mi_ci cross_entropy_bits entropy_bits "
+            "log2_likelihood nats_to_bits null_log2q null_prior",
+    "estimates": "ProbeInformation as_factory fit_probe mean_std_table paired_difference pooled_null "
+                 "probe_information pvi selectivity shuffled_label_control",
+    "linear": "LinearProbe",
+    "mdl": "DEFAULT_FRACTIONS block_boundaries block_codelength_bits online_codelength",
+    "mlp": "MLPProbe",
+    "options": "ProbeOptions TransformerProbeOptions",
+    "registry": "PROBES register_probe",
+    "probes": "assert_disjoint make_probe parse_probe_grid probe_options",
+    "selection": "edge_params expand_grid json_params log_loss_nats",
+    "sequences": "INPUT_KINDS Sequences check_features check_xy n_features",
+    "transformer": "TransformerProbe",
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names.split()}
 
 __all__ = [
     "EPS", "LN2", "nats_to_bits", "entropy_bits", "log2_likelihood", "cross_entropy_bits", "null_log2q",
@@ -85,3 +62,16 @@ __all__ = [
     "expand_grid", "edge_params", "json_params", "log_loss_nats",
     "Sequences", "INPUT_KINDS", "check_xy", "check_features", "n_features",
 ]
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lpt_probe.probing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,6 +1,7 @@
 """Probe classifiers q(y|h), scikit-learn conventions; the registry and its factory.
 
-Start at :func:`make_probe`: it builds a registered probe by name (:data:`PROBES`):
+Start at :func:`make_probe`: it builds a registered probe by name (:data:`PROBES`, whose
+names live in :mod:`.registry` and load no probe class):
 
 - ``"linear"``, :class:`~lpt_probe.probing.linear.LinearProbe`: standardised features, multinomial
   logistic regression, C chosen by dev log-loss (stratified CV on the train rows when no
@@ -30,13 +31,14 @@ probes, inside ``fit``/``predict_proba``: importing this module does not import 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from .linear import LinearProbe
 from .mlp import MLPProbe
 from .options import ProbeOptions
+from .registry import PROBES, register_probe  # the names, known without importing the classes
 from .selection import EPS
 from .sequences import check_xy
 from .transformer import TransformerProbe
@@ -47,18 +49,6 @@ __all__ = ["LinearProbe", "MLPProbe", "TransformerProbe", "PROBES", "make_probe"
            "probe_options", "parse_probe_grid", "assert_disjoint", "check_xy", "EPS"]
 
 _check_xy = check_xy  # the old private name, for internal callers
-
-
-# name -> probe class; every class takes (n_classes, ..., seed=...) keyword parameters.
-PROBES: dict[str, Callable[..., Any]] = {"linear": LinearProbe, "mlp": MLPProbe,
-                                         "transformer": TransformerProbe}
-
-
-def register_probe(name: str, cls: Callable[..., Any]) -> None:
-    """Add a probe family to :func:`make_probe`."""
-    if name in PROBES:
-        raise ValueError(f"probe {name!r} is already registered ({PROBES[name]!r})")
-    PROBES[name] = cls
 
 
 def make_probe(name: str, n_classes: int, seed: int = 0, **kw):

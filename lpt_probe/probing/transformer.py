@@ -29,6 +29,7 @@ from .mlp import carve_dev
 from .options import TransformerProbeOptions
 from .selection import expand_grid, selection_summary, smooth_absent, succession_weight
 from .sequences import check_features, check_xy
+from .training import seeded, torch_threads, train_early_stopped  # torch is imported inside them
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +193,6 @@ class TransformerProbe:
         self.max_length_ = max(X.max_length, 0 if X_dev is None else X_dev.max_length)
         self.smoothing_ = succession_weight(y, self.n_classes)  # classes absent from the rows fitted on
         self.mean_, self.scale_ = X.token_moments() if self._uses(self.standardize) else (None, None)
-        from .training import torch_threads  # torch: imported only when a probe fits
-
         with torch_threads(self.num_threads):
             best, scores = None, []
             for params in points:
@@ -243,11 +242,6 @@ class TransformerProbe:
         import torch
         from torch import nn
 
-        from .training import (  # torch: imported only when a probe fits
-            seeded,
-            train_early_stopped,
-        )
-
         loss_fn = nn.CrossEntropyLoss()
         yt = torch.as_tensor(y, device=self.device)
         with seeded(self.seed, self.device):  # init, dropout: reproducible, global RNG untouched
@@ -270,8 +264,6 @@ class TransformerProbe:
     # -- prediction ----------------------------------------------------------------------
     def predict_proba(self, X) -> np.ndarray:
         import torch
-
-        from .training import torch_threads  # torch: imported only when a probe fits
 
         X = check_features(X, self.input_kind, "TransformerProbe", "predict")
         if X.d != self.n_features_in_:

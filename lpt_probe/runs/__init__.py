@@ -1,6 +1,8 @@
 """Training runs: the trainer, one run end to end, run folders, sweeps and their executors.
 
-- ``trainer``: ``TrainConfig`` (every setting of a run) and ``Trainer`` (the loop).
+- ``config`` (no torch): ``TrainConfig`` (every setting of a run), ``SweepConfig``,
+  ``ExecutorConfig``; the modules that run them re-export them.
+- ``trainer``: ``Trainer`` (the loop).
 - ``run``: ``prepare`` (model + encoded splits), ``train`` (one run into its folder).
 - ``folders``: the run-folder rules (key, completeness, integrity) and ``load_run``.
 - ``predict``: ``Predictor``, labels new text with a trained run.

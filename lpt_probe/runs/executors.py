@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,58 +42,11 @@ from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptConfig
 from ..model.methods import get_method
 from ..outputs import upload_dir
+from .config import EXECUTORS, ExecutorConfig, require_ray  # noqa: F401  (re-exported: the settings live there)
 from .run import Prepared, prepare, train
 from .trainer import TrainConfig, TrainingDiverged
 
 logger = logging.getLogger(__name__)
-EXECUTORS = ("local", "ray")
-
-
-@dataclass
-class ExecutorConfig:
-    """How the cells of a sweep are run (the "execution" flags of ``python -m lpt_probe.sweep``)."""
-
-    executor: str = field(default="local", metadata={
-        "help": "local: in this process, one cell after another; ray: each cell a Ray task",
-        "choices": EXECUTORS})
-    address: str | None = field(default=None, metadata={
-        "help": "ray: cluster address ('auto' joins a running cluster, HOST:PORT a remote one); "
-                "default: start Ray on this machine"})
-    cpus_per_run: float = field(default=1, metadata={"help": "ray: CPUs each cell reserves"})
-    gpus_per_run: float = field(default=0, metadata={"help": "ray: GPUs each cell reserves (e.g. 1)"})
-    retries: int = field(default=1, metadata={"help": "retry a failing cell this many times, then record it"})
-
-    def __post_init__(self):
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"executor={self.executor!r}: choose one of {', '.join(EXECUTORS)}")
-        if self.retries < 0:
-            raise ValueError(f"--retries {self.retries}: give 0 or more")
-        if self.cpus_per_run <= 0 or self.gpus_per_run < 0:
-            raise ValueError(f"--cpus-per-run {self.cpus_per_run} must be > 0 and --gpus-per-run "
-                             f"{self.gpus_per_run} >= 0")
-        if self.executor == "local":  # Ray's settings mean nothing here: say so rather than ignore them
-            given = [(flag, value) for flag, value, default in (
-                ("--address", self.address, None), ("--cpus-per-run", self.cpus_per_run, 1),
-                ("--gpus-per-run", self.gpus_per_run, 0)) if value != default]
-            if given:
-                flag, value = given[0]
-                value = f"{value:g}" if isinstance(value, (int, float)) else value
-                raise ValueError(f"{flag} {value} is a Ray setting, but --executor is local (everything runs in "
-                                 f"this process); add --executor ray or drop {flag}")
-        else:
-            require_ray()
-
-
-def require_ray():
-    """The ``ray`` module, or a clear error when it is not installed."""
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("--executor ray needs the ray package, which is not installed in this environment: "
-                         "pip install -e '.[ray]' (or pip install 'ray>=2.40'; or use --executor local)") from None
-    return ray
-
-
 def connect(execution: ExecutorConfig):
     """The ``ray`` module, connected: to ``execution.address``, or a Ray started on this
     machine; a Ray already initialised in this process (a notebook, a test) is used as it is."""

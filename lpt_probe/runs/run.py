@@ -37,12 +37,12 @@ from ..model.loading import load_model, model_slug
 from ..model.methods import get_method
 from ..model.prompt_weights import save_prompt
 from ..outputs import ResumableOutput, check_owned, check_url
+from .config import SPLITS
 from .folders import NOT_IN_KEY, check_run, config_record
 from .reporting import Reporter, parse_report_to
 from .trainer import TrainConfig, Trainer, peak_memory_mb
 
 logger = logging.getLogger(__name__)
-SPLITS = ("train", "dev", "test")
 # what a new training run into a used folder rebuilds: removed before meta.json says "running"
 STALE = ("metrics.json", "curve.csv", "test_predictions.csv", "dev_correct.npz", "prompt.safetensors",
          "prompt_config.json", "checkpoints/step-*.safetensors", "tensorboard/events.out.tfevents.*")

@@ -26,70 +26,30 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from .. import store
 from ..data.sources import is_task_file, task_slug
-from ..layers import check_unique, parse_prompt_layers
-from ..model.generators import GENERATORS
+from ..layers import parse_prompt_layers
 from ..model.late_prompt import LatePromptConfig
 from ..model.loading import model_slug
-from ..model.methods import METHOD_OPTIONS, METHODS, get_method
+from ..model.methods import METHOD_OPTIONS, get_method
 from ..outputs import ResumableOutput
 from ..progress import bar
+from .config import PROMPT_OPTIONS, SweepConfig  # noqa: F401  (re-exported: the settings live there)
 from .executors import ExecutorConfig, run
 from .folders import check_run
 from .run import Prepared, prepare, resolve_lr, run_config
-from .trainer import TrainConfig, check_seed
+from .trainer import TrainConfig
 
 logger = logging.getLogger(__name__)
 SWEEP_COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "shots", "data_seed",
                  "metric_name", "dev_metric", "test_metric", "steps", "stopped_step", "best_step", "tunable_params",
                  "tokens_per_second",
                  "peak_memory_mb", "rss_mb", "wall_seconds", "status", "error", "run_dir"]
-PROMPT_OPTIONS = ("num_virtual_tokens", "prompt_init", "bottleneck", "head", "loss", "lora_rank",
-                  "lora_alpha") + METHOD_OPTIONS
-
-
-@dataclass
-class SweepConfig:
-    """The grid of a sweep (the "grid" flags of ``python -m lpt_probe.sweep``)."""
-
-    methods: tuple[str, ...] = field(default=("lpt",), metadata={
-        "help": "comma list of lpt and baselines (baselines: one cell per seed)", "flag": ("--methods", "--method"),
-        "choices": lambda: list(METHODS)})
-    prompt_layers: str = field(default="default", metadata={
-        "help": "lpt: 'default' (1, middle, last), 'all' or '1,4,6'"})
-    generators: tuple[str, ...] = field(default=("none",), metadata={
-        "help": "lpt: comma list of generators", "choices": GENERATORS})
-    seeds: tuple[int, ...] = field(default=(13, 21, 42), metadata={"help": "comma list of training seeds"})
-    prompt: dict = field(default_factory=dict, metadata={
-        "help": "LatePromptConfig options shared by every cell (num_virtual_tokens, bottleneck, ...)", "cli": False})
-    out: str | None = field(default=None, metadata={
-        "help": "a folder or fsspec URL; default artifacts/sweeps/<task>/<model>/"})
-    progress: bool = field(default=True, metadata={"help": "no progress bars", "flag": "--no-progress"})
-    overwrite: bool = field(default=False, metadata={
-        "help": "write into --out even when it holds files lpt_probe did not write (refused otherwise)"})
-
-    def __post_init__(self):
-        self.methods = check_unique("--methods", self.methods, "method")
-        self.generators = check_unique("--generators", self.generators, "generator")
-        self.seeds = check_unique("--seeds", (check_seed("--seeds", int(s)) for s in self.seeds), "seed")
-        if not self.seeds:
-            raise ValueError("seeds (--seeds): give at least one training seed, e.g. 13")
-        for m in self.methods:
-            get_method(m)  # unknown method: fail before anything runs
-        for g in self.generators:
-            if g not in GENERATORS:
-                raise ValueError(f"generator {g!r} is unknown; choose from {', '.join(GENERATORS)}")
-        bad = sorted(set(self.prompt) - set(PROMPT_OPTIONS))
-        if bad:
-            raise ValueError(f"SweepConfig.prompt: unknown options {bad}; allowed {list(PROMPT_OPTIONS)}")
-
-
 @dataclass(frozen=True)
 class Cell:
     """One training run of the grid."""

@@ -1,7 +1,8 @@
 """How a run trains: ``TrainConfig`` (the settings) and ``Trainer`` (the loop).
 
 Read ``TrainConfig`` (every setting of a run, with its help text: the command-line flags
-are generated from it), then ``Trainer.fit``. The run-folder side (what is written, when
+are generated from it; it lives in ``lpt_probe.runs.config``, without torch, and is
+re-exported here), then ``Trainer.fit``. The run-folder side (what is written, when
 a finished run is reused) is ``lpt_probe.runs.run``.
 
 Optimisation follows the paper and the authors' scripts: AdamW (0.9, 0.999, eps 1e-8,
@@ -31,7 +32,7 @@ import logging
 import math
 import resource
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -39,119 +40,12 @@ import pandas as pd
 import torch
 
 from ..data.encoded import Encoded
-from ..data.sources import SOURCES
 from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptModel
-from ..model.loading import DEFAULT_MODEL, DTYPES, PRESETS, resolve_device, resolve_dtype
 from ..progress import bar
-from .reporting import parse_report_to
+from .config import MAX_SEED, TrainConfig, check_seed  # noqa: F401  (re-exported: the settings live there)
 
 logger = logging.getLogger(__name__)
-
-
-def _meta(help: str, **kw) -> dict:
-    return {"help": help, **kw}
-
-
-MAX_SEED = 2**32 - 1  # numpy's RandomState (batch order, few-shot samples) takes seeds in 0..2**32-1
-
-
-def check_seed(flag: str, value) -> int:
-    """``value`` as a seed, or one error naming ``flag``: a whole number in 0..2**32-1."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= MAX_SEED:
-        raise ValueError(f"{flag} {value}: a seed is a whole number from 0 to {MAX_SEED} (2**32-1); give e.g. {flag} 13")
-    return int(value)
-
-
-@dataclass
-class TrainConfig:
-    """How one run trains and on which data (the flags of ``python -m lpt_probe.train``)."""
-
-    task: str = field(default="rte", metadata=_meta(
-        "a registered task (sst2 mpqa mr subj trec mnli mrpc qnli qqp rte) or a custom task's YAML file "
-        "(see the README's custom-task example)"))
-    model: str = field(default=DEFAULT_MODEL, metadata=_meta(
-        f"{', '.join(PRESETS)} (offline presets), a hub id or a local folder"))
-    data_dir: str | None = field(default=None, metadata=_meta("local task files (e.g. ../shared/data)"))
-    source: str = field(default="auto", metadata=_meta(
-        "where task data comes from: auto = local files when --data-dir is given, else the hub",
-        choices=[s for s in SOURCES if s != "custom"]))
-    shots: int | None = field(default=None, metadata=_meta("few-shot K (100 or 500); default: full data"))
-    data_seed: int = field(default=13, metadata=_meta("seed of the few-shot sample"))
-    dev_size: int = field(default=1000, metadata=_meta("dev set size"))
-    max_examples: int | None = field(default=None, metadata=_meta("cap every split (quick runs)"))
-    max_length: int = field(default=256, metadata=_meta("max tokens per example (text is cut, never the template)"))
-    drop_overlap: bool = field(default=False, metadata=_meta(
-        "remove training-pool rows whose text is also a test text (their count is recorded either way)"))
-    seed: int = field(default=13, metadata=_meta("seed of initialisation, batch order and dropout"))
-    lr: float | None = field(default=None, metadata=_meta(
-        "learning rate; default: the method's (1e-3 for prompts; see lpt_probe.model.methods)"))
-    batch_size: int = field(default=16, metadata=_meta("training batch size"))
-    eval_batch_size: int = field(default=64, metadata=_meta("evaluation batch size", cli=False))
-    steps: int | None = field(default=None, metadata=_meta("training steps (few-shot default 1000)"))
-    epochs: int | None = field(default=None, metadata=_meta("epochs (full-data default 10)"))
-    eval_every: int = field(default=100, metadata=_meta("evaluate on dev every N steps"))
-    patience: int | None = field(default=None, metadata=_meta(
-        "train until learned: stop when the dev metric has not improved for this many evaluations in a row "
-        "(--steps / --epochs is then the cap; the best-on-dev weights are kept either way); default: run every step"))
-    save_every: int | None = field(default=None, metadata=_meta(
-        "also save the trainable weights every N steps to checkpoints/ (for influence --checkpoints)"))
-    warmup_ratio: float = field(default=0.06, metadata=_meta("linear warmup fraction", cli=False))
-    weight_decay: float = field(default=0.1, metadata=_meta("AdamW weight decay (not on biases)", cli=False))
-    grad_clip: float = field(default=1.0, metadata=_meta("gradient norm clip (0 = off)", cli=False))
-    cache: bool = field(default=True, metadata=_meta("recompute the lower layers every step (no lower-layer cache)"))
-    backbone_dropout: bool = field(default=False, metadata=_meta(
-        "authors' regime: dropout in the frozen layers (turns the cache off)"))
-    bucket: bool = field(default=True, metadata=_meta(
-        "length-bucketed training batches: each epoch's seeded permutation is sorted by length within windows of "
-        "50 batches, so a batch pads little", flag="--no-bucket", on_flag="--bucket",
-        off_help="batches of the seeded permutation as drawn, padded to their longest (the default up to 0.2.0; "
-                 "a run with it keeps the key it had then)"))
-    device: str = field(default="auto", metadata=_meta("cpu, cuda, cuda:N or auto (CUDA when present)"))
-    dtype: str = field(default="fp32", metadata=_meta(
-        "precision of the frozen backbone's weights; prompts, generators, heads and LoRA adapters stay fp32 "
-        "(methods that train backbone weights need fp32)", choices=lambda: list(DTYPES)))
-    grad_accum: int = field(default=1, metadata=_meta(
-        "split each --batch-size batch into this many micro-batches: the same update in less memory"))
-    report_to: str | None = field(default=None, metadata=_meta(
-        "log each dev evaluation and the test metric to trackers: tensorboard (event files in the run folder's "
-        "tensorboard/), wandb, mlflow; comma-separated, each needs its package"))
-
-    def __post_init__(self):
-        if self.steps is not None and self.epochs is not None:
-            raise ValueError(f"give --steps or --epochs, not both (got steps={self.steps}, epochs={self.epochs})")
-        if self.steps is None and self.epochs is None:
-            if self.shots:
-                self.steps = 1000
-            else:
-                self.epochs = 10
-        for name in ("steps", "epochs"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"--{name} {v}: train for at least 1 (an untrained prompt is no result)")
-        for name in ("batch_size", "eval_batch_size", "eval_every", "grad_accum", "max_length", "dev_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be > 0")
-        for name in ("shots", "max_examples", "save_every", "patience"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"--{name.replace('_', '-')} {v} must be >= 1 (or left out)")
-        check_seed("--seed", self.seed)
-        check_seed("--data-seed", self.data_seed)
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"--lr {self.lr} must be > 0")
-        if self.grad_accum > self.batch_size:
-            raise ValueError(f"grad_accum={self.grad_accum} splits a batch of batch_size={self.batch_size} into "
-                             f"micro-batches: it cannot exceed batch_size")
-        resolve_dtype(self.dtype)  # unknown dtype: fail here
-        parse_report_to(self.report_to)  # unknown or uninstalled tracker: fail here
-        if self.backbone_dropout and self.cache:
-            logger.info("backbone_dropout=True: the lower-layer cache is turned off")
-            self.cache = False
-        self.device = resolve_device(self.device)
-
-    def total_steps(self, n_train: int) -> int:
-        return self.steps if self.steps is not None else self.epochs * math.ceil(n_train / self.batch_size)
 
 
 class TrainingDiverged(RuntimeError):
