@@ -281,11 +281,16 @@ class Trainer:
 
     def fit(self, train: Encoded, dev: Encoded, caches: dict[str, LowerLayerCache] | None = None,
             progress: bool = True, on_checkpoint: Callable[[int], None] | None = None,
-            on_eval: Callable[[dict[str, Any]], None] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+            on_eval: Callable[[dict[str, Any]], None] | None = None, resume: dict[str, Any] | None = None,
+            on_state: Callable[[dict[str, Any]], None] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
         """Train for ``cfg.steps`` (or epochs; with ``cfg.patience`` until the dev metric stops
         improving); keeps the best-on-dev weights in the model.
         ``on_checkpoint(step)`` is called every ``cfg.save_every`` steps (and at step 0);
-        ``on_eval(row)`` after each dev evaluation, with its row of the curve."""
+        ``on_eval(row)`` after each dev evaluation, with its row of the curve.
+        ``on_state(state)`` after each dev evaluation that training goes on from (and after that
+        step's checkpoint), with the whole training state (:meth:`training_state`); ``resume``:
+        such a state, which training continues from, with the batch after its step, as if it
+        had never stopped (step 0's checkpoint is not saved again)."""
         cfg, model = self.cfg, self.model
         caches = caches or {}
         if "train" in caches:
@@ -299,10 +304,16 @@ class Trainer:
         dev_correct: list[np.ndarray] = []  # per evaluation: [n_dev] 1 where the prediction is right
         dev_labels = np.asarray(dev.labels)
         stale, stopped = 0, total  # evaluations since the last improvement; the last step trained
-        if on_checkpoint is not None and cfg.save_every:
+        first = 0  # the last step already trained (a resumed run's)
+        if resume is not None:
+            first, best, rows, tokens, train_time, dev_steps, dev_correct, stale = self._restore(resume, opt, sched)
+        elif on_checkpoint is not None and cfg.save_every:
             on_checkpoint(0)
         pbar = bar(total=total, desc=f"PL={model.config.prompt_layer} {model.config.generator}", enabled=progress)
-        for step, idx in enumerate(self.batch_order(train, total), start=1):
+        if first:
+            pbar.update(first)
+        for step, idx in enumerate(self.batch_order(train, total)[first:], start=first + 1):
+            evaluated = False
             t0 = time.perf_counter()
             loss = self.step(opt, sched, train, idx, caches.get("train"), step - 1)
             train_time += time.perf_counter() - t0
@@ -311,6 +322,7 @@ class Trainer:
             pbar.update(1)
             if step % cfg.eval_every == 0 or step == total:
                 ev = self.evaluate(dev, caches.get("dev"))
+                evaluated = True
                 rows.append({"step": step, "train_loss": float(np.mean(window)), "dev_metric": ev["metric"],
                              "dev_loss": ev["loss"], "lr": sched.get_last_lr()[0], "train_seconds": train_time})
                 window = []
@@ -331,6 +343,9 @@ class Trainer:
                             "%.4f at step %d)", model.config.prompt_layer, stale, step, total, best["metric"],
                             best["step"])
                 break
+            if evaluated and on_state is not None and step < total:  # the loss window is empty here
+                on_state(self.training_state(step, opt, sched, best, rows, tokens, train_time, dev_steps,
+                                             dev_correct, stale))
         pbar.close()
         self.dev_history_ = {"step": np.asarray(dev_steps, dtype=np.int64),
                              "correct": np.stack(dev_correct) if dev_correct else np.zeros((0, len(dev_labels)),
@@ -346,3 +361,53 @@ class Trainer:
         # eval mode, so evaluating them again would give these numbers): run.train reads it
         self.best_dev_ = best.get("eval")
         return pd.DataFrame(rows), stats
+
+    def training_state(self, step: int, opt, sched, best: dict, rows: list[dict], tokens: int, train_time: float,
+                       dev_steps: list[int], dev_correct: list[np.ndarray], stale: int) -> dict[str, Any]:
+        """What ``fit`` needs to go on after ``step`` as if it had not stopped, as plain types
+        and tensors (``torch.load(weights_only=True)`` reads it back): the trainable weights,
+        the optimizer's and LR schedule's state, the best evaluation so far (its weights and
+        its evaluation), the curve, the counters and the random number generators' state
+        (torch's CPU generator, and the device's for CUDA: dropout in generators and, with
+        ``backbone_dropout``, in the frozen layers, draws from them; nothing in a step uses
+        numpy's or Python's global generators, and the batch order is a pure function of
+        ``cfg.seed``)."""
+        ev = best.get("eval")
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "step": int(step), "weights": self.model.trainable_state_dict(),
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "best": {"metric": float(best["metric"]), "step": int(best["step"]), "state": best["state"],
+                     "eval": None if ev is None else {
+                         "metric": float(ev["metric"]), "accuracy": float(ev["accuracy"]), "loss": float(ev["loss"]),
+                         "logits": ev["logits"], "preds": torch.from_numpy(np.asarray(ev["preds"]).copy())}},
+            "curve": [dict(r) for r in rows], "tokens": int(tokens), "train_time": float(train_time),
+            "dev_steps": [int(s) for s in dev_steps],
+            "dev_correct": torch.from_numpy(np.stack(dev_correct)) if dev_correct else torch.zeros(0, 0,
+                                                                                                  dtype=torch.uint8),
+            "stale": int(stale), "rng": rng, "device": self.device.type}
+
+    def _restore(self, state: dict[str, Any], opt, sched) -> tuple:
+        """Put a :meth:`training_state` back into the model, ``opt``, ``sched`` and the random
+        number generators; returns ``fit``'s bookkeeping (step, best, rows, tokens, train
+        time, dev steps, dev correctness, stale)."""
+        own = dict(self.model.trainable_named_parameters())
+        if set(own) != set(state["weights"]) or any(own[k].shape != state["weights"][k].shape for k in own):
+            raise ValueError("the training state's weights do not fit this model")
+        with torch.no_grad():
+            for name, p in own.items():
+                p.copy_(state["weights"][name])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        saved = state["best"]
+        best = {"metric": saved["metric"], "step": saved["step"], "state": saved["state"]}
+        if saved["eval"] is not None:
+            best["eval"] = {**saved["eval"], "preds": saved["eval"]["preds"].numpy()}
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        correct = [row.numpy() for row in state["dev_correct"]]
+        return (state["step"], best, [dict(r) for r in state["curve"]], state["tokens"], state["train_time"],
+                list(state["dev_steps"]), correct, state["stale"])
