@@ -75,10 +75,14 @@ def resumed_at(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if "resumed at step" in r.getMessage()]
 
 
-@pytest.mark.parametrize("generator", ["none", "npg"])
-def test_a_killed_run_resumes_and_writes_what_an_uninterrupted_run_writes(generator, tiny_bundle, tmp_path,  # noqa: F811
-                                                                          monkeypatch, caplog):
-    pc, tc = LatePromptConfig(prompt_layer=3, generator=generator), config(tmp_path)
+@pytest.mark.parametrize("prompt, train_kw", [
+    ({"generator": "none"}, {}), ({"generator": "npg"}, {}),  # npg: dropout on the generated prompt
+    ({"generator": "none"}, {"backbone_dropout": True}),  # dropout in the frozen layers, no cache
+    ({"method": "lora"}, {"lr": 1e-3})])  # a baseline (peft's weights)
+def test_a_killed_run_resumes_and_writes_what_an_uninterrupted_run_writes(prompt, train_kw, tiny_bundle,  # noqa: F811
+                                                                          tmp_path, monkeypatch, caplog):
+    pc = LatePromptConfig(**{"prompt_layer": 3, **prompt}) if "method" not in prompt else LatePromptConfig(**prompt)
+    tc = config(tmp_path, **train_kw)
     whole = train(pc, tc, tmp_path / "whole", bundle=tiny_bundle, progress=False)
     interrupt(pc, tc, tmp_path / "killed", tiny_bundle, monkeypatch)
     state = torch.load(tmp_path / "killed" / resume.STATE_FILE, weights_only=True)  # plain types and tensors
@@ -152,17 +156,30 @@ def test_a_changed_checkpoint_starts_the_run_over(tiny_bundle, tmp_path, monkeyp
     assert_same_results(tmp_path / "whole", killed)
 
 
-def test_a_damaged_state_is_ignored_and_the_run_starts_over(tiny_bundle, tmp_path, monkeypatch, caplog):  # noqa: F811
+def cut_short(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def other_shape(path):
+    state = torch.load(path, weights_only=True)
+    name = next(iter(state["weights"]))
+    state["weights"][name] = torch.zeros(3, 3)  # an edited file that still reads
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("damage, note", [(cut_short, "cannot be read"), (other_shape, "do not fit this model")])
+def test_a_damaged_state_is_ignored_and_the_run_starts_over(damage, note, tiny_bundle, tmp_path,  # noqa: F811
+                                                            monkeypatch, caplog):
     pc, tc = LatePromptConfig(prompt_layer=3), config(tmp_path, steps=8)
     train(pc, tc, tmp_path / "whole", bundle=tiny_bundle, progress=False)
     killed = tmp_path / "killed"
     interrupt(pc, tc, killed, tiny_bundle, monkeypatch)
     path = killed / resume.STATE_FILE
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # cut short
+    damage(path)
     caplog.set_level(logging.INFO, logger="lpt_probe")
     train(pc, tc, killed, bundle=tiny_bundle, progress=False)
     notes = [r.getMessage() for r in caplog.records if "not resumed" in r.getMessage()]
-    assert len(notes) == 1 and "cannot be read" in notes[0] and not resumed_at(caplog)
+    assert len(notes) == 1 and note in notes[0] and not resumed_at(caplog)
     assert not path.exists()
     assert_same_results(tmp_path / "whole", killed)
 

@@ -15,7 +15,8 @@ completes, before ``meta.json`` says ``complete``; it is never a result (``check
 looks at ``meta.json`` only).
 
 The file is ``torch.save`` of plain types and tensors only, read with
-``torch.load(weights_only=True)``: loading it runs no pickled code.
+``torch.load(weights_only=True)``: loading it runs no pickled code. What it holds is
+:func:`training_state`; :func:`restore_state` puts it back (``Trainer.fit`` calls both).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import store
@@ -101,3 +103,66 @@ def remove_state(run_dir: str | Path | None) -> None:
         path.parent.rmdir()
     except OSError:  # not empty (a stray temporary file), or gone
         pass
+
+
+def training_state(model, device: torch.device, step: int, opt, sched, best: dict, rows: list[dict], tokens: int,
+                   train_time: float, dev_steps: list[int], dev_correct: list[np.ndarray],
+                   stale: int) -> dict[str, Any]:
+    """What ``Trainer.fit`` needs to go on after ``step`` as if it had not stopped, as plain
+    types and tensors: the trainable weights, the optimizer's and LR schedule's state, the
+    best evaluation so far (its weights and its evaluation, ``preds`` as a tensor), the curve
+    rows, the counters and the random number generators' state: torch's CPU generator, and
+    the device's for CUDA (dropout in the generators and, with ``backbone_dropout``, in the
+    frozen layers draws from them). Nothing in a step uses numpy's or Python's global
+    generators, and the batch order is a pure function of the seed, so neither is kept."""
+    ev = best.get("eval")
+    rng = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return {
+        "step": int(step), "weights": model.trainable_state_dict(),
+        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "best": {"metric": float(best["metric"]), "step": int(best["step"]), "state": best["state"],
+                 "eval": None if ev is None else {
+                     "metric": float(ev["metric"]), "accuracy": float(ev["accuracy"]), "loss": float(ev["loss"]),
+                     "logits": ev["logits"], "preds": torch.from_numpy(np.asarray(ev["preds"]).copy())}},
+        "curve": [dict(r) for r in rows], "tokens": int(tokens), "train_time": float(train_time),
+        "dev_steps": [int(s) for s in dev_steps],
+        "dev_correct": (torch.from_numpy(np.stack(dev_correct)) if dev_correct
+                        else torch.zeros(0, 0, dtype=torch.uint8)),  # [evaluations, n_dev]
+        "stale": int(stale), "rng": rng, "device": device.type}
+
+
+def check_fits(model, state: dict[str, Any]) -> str | None:
+    """Why ``state``'s weights cannot go into ``model`` (names or shapes differ); None when
+    they can. A state of the run's key always fits unless the file was edited."""
+    own = {n: p.shape for n, p in model.trainable_named_parameters()}
+    for part, weights in (("weights", state["weights"]), ("best weights", state["best"]["state"])):
+        if not isinstance(weights, dict) or set(weights) != set(own) or any(
+                not isinstance(weights[n], torch.Tensor) or weights[n].shape != own[n] for n in own):
+            return f"its {part} do not fit this model"
+    groups = state["optimizer"].get("param_groups") if isinstance(state["optimizer"], dict) else None
+    if not isinstance(groups, list) or sum(len(g.get("params", ())) for g in groups) != len(own):
+        return "its optimizer state does not fit this model"
+    return None
+
+
+def restore_state(model, device: torch.device, state: dict[str, Any], opt, sched) -> tuple:
+    """Put a :func:`training_state` back into ``model``, ``opt``, ``sched`` and the random
+    number generators; returns ``fit``'s bookkeeping (step, best, rows, tokens, train time,
+    dev steps, dev correctness, stale)."""
+    with torch.no_grad():
+        for name, p in model.trainable_named_parameters():
+            p.copy_(state["weights"][name])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    saved = state["best"]
+    best = {"metric": saved["metric"], "step": saved["step"], "state": saved["state"]}
+    if saved["eval"] is not None:
+        best["eval"] = {**saved["eval"], "preds": saved["eval"]["preds"].numpy()}
+    torch.set_rng_state(state["rng"]["torch"])
+    if device.type == "cuda" and "cuda" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    correct = [row.numpy() for row in state["dev_correct"]]
+    return (state["step"], best, [dict(r) for r in state["curve"]], state["tokens"], state["train_time"],
+            list(state["dev_steps"]), correct, state["stale"])

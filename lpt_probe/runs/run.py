@@ -6,7 +6,9 @@ writes the run folder ``out``, or reuses it when it already holds this exact run
 rules and the folder's contents: ``lpt_probe.runs.folders``). While a run trains its
 ``meta.json`` says ``running``; ``complete`` is written last, after every file; an error
 marks it ``failed`` and Ctrl-C ``interrupted``, so an unfinished run is never mistaken for
-a result, and rerunning the command trains it again. Two commands on one folder at once:
+a result, and rerunning the command trains it again, from the training state it kept after
+its last dev evaluation (``lpt_probe.runs.resume``): the same files, byte for byte, as if it
+had not stopped (timing apart). Two commands on one folder at once:
 the second refuses. The folder is a ``outputs.ResumableOutput``, like every command's.
 
 Sweeps and analyses pass ``prepared`` (and the lower-layer ``caches``) so that many runs
@@ -39,7 +41,7 @@ from ..model.prompt_weights import save_prompt
 from ..outputs import ResumableOutput, check_owned, check_url
 from .folders import NOT_IN_KEY, check_run, config_record
 from .reporting import Reporter, parse_report_to
-from .resume import read_state, remove_state, write_state
+from .resume import STATE_FILE, check_fits, read_state, remove_state, write_state
 from .trainer import TrainConfig, Trainer, peak_memory_mb
 
 logger = logging.getLogger(__name__)
@@ -277,16 +279,11 @@ def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress
     # "running" first (the folder is not a result); an error from here on marks it failed / interrupted
     meta = output.start(store.run_meta(status="running", key=config["key"], device=str(cfg.device),
                                        model=prepared.model_info, data=data.to_meta(),
-                                       truncation=prepared.truncation(), torch_threads=torch.get_num_threads(),
-                                       **({"resumed_at_step": resumed["step"]} if resumed is not None else {})))
+                                       truncation=prepared.truncation(), torch_threads=torch.get_num_threads()))
     if run_dir is not None:
         files["config.json"] = store.file_sha256(store.write_json(run_dir / "config.json", config))
         if resumed is None:
             remove_state(run_dir)  # another run's, or unreadable: this one starts over
-        else:
-            files.update(resumed["files"])  # the checkpoints saved before the state's step, checked and kept
-            logger.info("%s: resumed at step %d (the training state kept after its last dev evaluation)", run_dir,
-                        resumed["step"])
     use_cache = cfg.cache and get_method(prompt_cfg.method).cacheable
     state = prompt_cfg.start_state
     if use_cache and caches is None:  # built before the model: no random draw, so the initial prompt is the same
@@ -297,6 +294,16 @@ def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress
     model = initial_model(prompt_cfg, cfg.seed, prepared, cfg.device, copy_backbone=not owned,
                           cache=caches.get("train"))
     model.backbone_dropout = cfg.backbone_dropout
+    misfit = check_fits(model, resumed) if resumed is not None else None
+    if misfit:  # an edited state of this key: start over (the checkpoints it kept are saved again)
+        logger.info("%s: not resumed from %s: %s; training starts over", run_dir, STATE_FILE, misfit)
+        remove_state(run_dir)
+        resumed = None
+    if resumed is not None:
+        files.update(resumed["files"])  # the checkpoints saved before the state's step, checked and kept
+        meta["resumed_at_step"] = resumed["step"]
+        logger.info("%s: resumed at step %d (the training state kept after its last dev evaluation)", run_dir,
+                    resumed["step"])
 
     def checkpoint(step: int) -> None:
         if run_dir is not None:

@@ -13,7 +13,9 @@ every ``eval_every`` steps, the best-on-dev weights are kept and scored on test.
 in a row ("train until learned"; ``steps`` is the cap and the schedule's length), and the
 run records where it stopped (``stopped_step``, ``early_stopped``). ``fit`` also keeps each
 evaluation's per-example dev correctness (``dev_history_``): the per-example convergence
-curves the Section 4 verdicts resample.
+curves the Section 4 verdicts resample. After each dev evaluation ``fit`` can hand over its
+whole state (``on_state``) and go on from such a state (``resume``): ``lpt_probe.runs.resume``
+defines it and keeps it in the run folder, so a killed run resumes exactly.
 
 Speed: nothing below PL runs with autograd, and by default the lower layers run once per
 split (``lpt_probe.model.cache``); ``backbone_dropout`` reproduces the authors' regime
@@ -45,6 +47,7 @@ from ..model.late_prompt import LatePromptModel
 from ..model.loading import DEFAULT_MODEL, DTYPES, PRESETS, resolve_device, resolve_dtype
 from ..progress import bar
 from .reporting import parse_report_to
+from .resume import restore_state, training_state
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +309,8 @@ class Trainer:
         stale, stopped = 0, total  # evaluations since the last improvement; the last step trained
         first = 0  # the last step already trained (a resumed run's)
         if resume is not None:
-            first, best, rows, tokens, train_time, dev_steps, dev_correct, stale = self._restore(resume, opt, sched)
+            first, best, rows, tokens, train_time, dev_steps, dev_correct, stale = restore_state(
+                model, self.device, resume, opt, sched)
         elif on_checkpoint is not None and cfg.save_every:
             on_checkpoint(0)
         pbar = bar(total=total, desc=f"PL={model.config.prompt_layer} {model.config.generator}", enabled=progress)
@@ -344,8 +348,8 @@ class Trainer:
                             best["step"])
                 break
             if evaluated and on_state is not None and step < total:  # the loss window is empty here
-                on_state(self.training_state(step, opt, sched, best, rows, tokens, train_time, dev_steps,
-                                             dev_correct, stale))
+                on_state(training_state(model, self.device, step, opt, sched, best, rows, tokens, train_time,
+                                        dev_steps, dev_correct, stale))
         pbar.close()
         self.dev_history_ = {"step": np.asarray(dev_steps, dtype=np.int64),
                              "correct": np.stack(dev_correct) if dev_correct else np.zeros((0, len(dev_labels)),
@@ -361,53 +365,3 @@ class Trainer:
         # eval mode, so evaluating them again would give these numbers): run.train reads it
         self.best_dev_ = best.get("eval")
         return pd.DataFrame(rows), stats
-
-    def training_state(self, step: int, opt, sched, best: dict, rows: list[dict], tokens: int, train_time: float,
-                       dev_steps: list[int], dev_correct: list[np.ndarray], stale: int) -> dict[str, Any]:
-        """What ``fit`` needs to go on after ``step`` as if it had not stopped, as plain types
-        and tensors (``torch.load(weights_only=True)`` reads it back): the trainable weights,
-        the optimizer's and LR schedule's state, the best evaluation so far (its weights and
-        its evaluation), the curve, the counters and the random number generators' state
-        (torch's CPU generator, and the device's for CUDA: dropout in generators and, with
-        ``backbone_dropout``, in the frozen layers, draws from them; nothing in a step uses
-        numpy's or Python's global generators, and the batch order is a pure function of
-        ``cfg.seed``)."""
-        ev = best.get("eval")
-        rng = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {
-            "step": int(step), "weights": self.model.trainable_state_dict(),
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "best": {"metric": float(best["metric"]), "step": int(best["step"]), "state": best["state"],
-                     "eval": None if ev is None else {
-                         "metric": float(ev["metric"]), "accuracy": float(ev["accuracy"]), "loss": float(ev["loss"]),
-                         "logits": ev["logits"], "preds": torch.from_numpy(np.asarray(ev["preds"]).copy())}},
-            "curve": [dict(r) for r in rows], "tokens": int(tokens), "train_time": float(train_time),
-            "dev_steps": [int(s) for s in dev_steps],
-            "dev_correct": torch.from_numpy(np.stack(dev_correct)) if dev_correct else torch.zeros(0, 0,
-                                                                                                  dtype=torch.uint8),
-            "stale": int(stale), "rng": rng, "device": self.device.type}
-
-    def _restore(self, state: dict[str, Any], opt, sched) -> tuple:
-        """Put a :meth:`training_state` back into the model, ``opt``, ``sched`` and the random
-        number generators; returns ``fit``'s bookkeeping (step, best, rows, tokens, train
-        time, dev steps, dev correctness, stale)."""
-        own = dict(self.model.trainable_named_parameters())
-        if set(own) != set(state["weights"]) or any(own[k].shape != state["weights"][k].shape for k in own):
-            raise ValueError("the training state's weights do not fit this model")
-        with torch.no_grad():
-            for name, p in own.items():
-                p.copy_(state["weights"][name])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        saved = state["best"]
-        best = {"metric": saved["metric"], "step": saved["step"], "state": saved["state"]}
-        if saved["eval"] is not None:
-            best["eval"] = {**saved["eval"], "preds": saved["eval"]["preds"].numpy()}
-        torch.set_rng_state(state["rng"]["torch"])
-        if self.device.type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        correct = [row.numpy() for row in state["dev_correct"]]
-        return (state["step"], best, [dict(r) for r in state["curve"]], state["tokens"], state["train_time"],
-                list(state["dev_steps"]), correct, state["stale"])
