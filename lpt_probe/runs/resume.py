@@ -88,7 +88,7 @@ def read_state(run_dir: str | Path | None, key: str, device: str) -> dict[str, A
     except Exception as exc:  # noqa: BLE001 - a damaged file raises whatever its reader meets
         problem = f"it cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
     if problem:
-        logger.info("%s: not resumed from %s: %s; training starts over", run_dir, path.name, problem)
+        logger.info("%s: not resumed from %s: %s; training starts over", run_dir, STATE_FILE, problem)
         return None
     return state
 

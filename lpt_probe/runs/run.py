@@ -270,7 +270,8 @@ def initial_model(prompt_cfg: LatePromptConfig, seed: int, prepared: Prepared, d
     return model
 
 
-def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress, owned, resumed=None):
+def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress, owned,
+           resumed: dict | None = None):
     if torch.device(cfg.device).type == "cuda" and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats(cfg.device)  # peak_cuda_mb is this run's, even in a sweep
     backbone, data, encoded = prepared.backbone, prepared.data, prepared.encoded

@@ -291,7 +291,7 @@ class Trainer:
         ``on_checkpoint(step)`` is called every ``cfg.save_every`` steps (and at step 0);
         ``on_eval(row)`` after each dev evaluation, with its row of the curve.
         ``on_state(state)`` after each dev evaluation that training goes on from (and after that
-        step's checkpoint), with the whole training state (:meth:`training_state`); ``resume``:
+        step's checkpoint), with the whole training state (``resume.training_state``); ``resume``:
         such a state, which training continues from, with the batch after its step, as if it
         had never stopped (step 0's checkpoint is not saved again)."""
         cfg, model = self.cfg, self.model
