@@ -115,8 +115,11 @@ def test_early_stopping_resumes_to_the_same_stop(tiny_bundle, tmp_path, monkeypa
     whole = train(pc, tc, tmp_path / "whole", bundle=tiny_bundle, progress=False)
     assert whole.metrics["early_stopped"] and whole.metrics["stopped_step"] > 6
     interrupt(pc, tc, tmp_path / "killed", tiny_bundle, monkeypatch)
+    meta = tmp_path / "killed" / "meta.json"  # as SIGKILL (the OOM killer) leaves it: nothing marked it
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "status": "running"}))
     caplog.set_level(logging.INFO, logger="lpt_probe")
     again = train(pc, tc, tmp_path / "killed", bundle=tiny_bundle, progress=False)
+    assert "no command is at work there" in caplog.text
     assert resumed_at(caplog) and again.metrics["stopped_step"] == whole.metrics["stopped_step"]
     assert_same_results(tmp_path / "whole", tmp_path / "killed")
 
