@@ -5,6 +5,7 @@
 - ``trainer``: ``Trainer`` (the loop).
 - ``run``: ``prepare`` (model + encoded splits), ``train`` (one run into its folder).
 - ``folders``: the run-folder rules (key, completeness, integrity) and ``load_run``.
+- ``resume``: the training state a run keeps after each dev evaluation; a killed run resumes from it.
 - ``predict``: ``Predictor``, labels new text with a trained run.
 - ``sweep`` / ``executors``: a grid of runs, locally or on Ray.
 - ``profiling``: peak tensor memory of training steps (benchmarks).

@@ -11,7 +11,10 @@ A run folder (written by ``lpt_probe.runs.run.train``) holds
   commit, versions, device, data facts (sizes, label counts, overlap, truncation),
   tunable parameters, wall time, tokens/s and peak memory;
 - ``prompt.safetensors`` (+ ``prompt_config.json``), ``curve.csv``, ``metrics.json`` and,
-  with ``--save-every``, ``checkpoints/step-<N>.safetensors``.
+  with ``--save-every``, ``checkpoints/step-<N>.safetensors``;
+- while it trains (and after it was killed), ``resume/train_state.pt``: what a rerun
+  resumes from (``lpt_probe.runs.resume``), removed before ``meta.json`` says ``complete``
+  and never read as a result.
 
 The **key** is ``store.content_key`` of everything that determines the numbers: both
 configs (less the device and the data's location), the task spec, the label word ids,

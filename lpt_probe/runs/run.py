@@ -6,7 +6,9 @@ writes the run folder ``out``, or reuses it when it already holds this exact run
 rules and the folder's contents: ``lpt_probe.runs.folders``). While a run trains its
 ``meta.json`` says ``running``; ``complete`` is written last, after every file; an error
 marks it ``failed`` and Ctrl-C ``interrupted``, so an unfinished run is never mistaken for
-a result, and rerunning the command trains it again. Two commands on one folder at once:
+a result, and rerunning the command trains it again, from the training state it kept after
+its last dev evaluation (``lpt_probe.runs.resume``): the same files, byte for byte, as if it
+had not stopped (timing apart). Two commands on one folder at once:
 the second refuses. The folder is a ``outputs.ResumableOutput``, like every command's.
 
 Sweeps and analyses pass ``prepared`` (and the lower-layer ``caches``) so that many runs
@@ -40,12 +42,24 @@ from ..outputs import ResumableOutput, check_owned, check_url
 from .config import SPLITS
 from .folders import NOT_IN_KEY, check_run, config_record
 from .reporting import Reporter, parse_report_to
+from .resume import STATE_FILE, check_fits, read_state, remove_state, write_state
 from .trainer import TrainConfig, Trainer, peak_memory_mb
 
 logger = logging.getLogger(__name__)
 # what a new training run into a used folder rebuilds: removed before meta.json says "running"
+CHECKPOINTS = "checkpoints/step-*.safetensors"
 STALE = ("metrics.json", "curve.csv", "test_predictions.csv", "dev_correct.npz", "prompt.safetensors",
-         "prompt_config.json", "checkpoints/step-*.safetensors", "tensorboard/events.out.tfevents.*")
+         "prompt_config.json", CHECKPOINTS, "tensorboard/events.out.tfevents.*")
+
+
+def stale_outputs(run_dir: Path | None, state: dict | None) -> tuple[str, ...]:
+    """What a run into ``run_dir`` rebuilds (``STALE``); one that resumes from ``state`` keeps
+    the checkpoints the state lists (saved before its step, sha256 checked) and rebuilds
+    only the others."""
+    if state is None or run_dir is None:
+        return STALE
+    later = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.glob(CHECKPOINTS))
+    return (*(s for s in STALE if s != CHECKPOINTS), *(n for n in later if n not in state["files"]))
 
 
 @dataclass
@@ -150,7 +164,8 @@ def _reuse(run_dir: Path, key: str) -> TrainResult:
 def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None = None, *,
           bundle=None, data: TaskData | None = None, prepared: Prepared | None = None,
           caches: dict[str, LowerLayerCache] | None = None, progress: bool = True,
-          reuse: bool = True, overwrite: bool = False, keep_other_settings: bool = False) -> TrainResult:
+          reuse: bool = True, overwrite: bool = False, keep_other_settings: bool = False,
+          resume: bool = True) -> TrainResult:
     """One run, end to end; writes the run folder ``out`` when given (reused if it holds
     this run, complete and intact). ``bundle`` / ``data`` / ``prepared`` hand over what is
     loaded already; ``caches`` the lower-layer cache of hidden state PL-1 per split.
@@ -158,7 +173,10 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
     ``keep_other_settings`` (the ``train`` command without ``--overwrite``): refuse to replace
     a finished run trained with other settings (prompt or training config); by default it is
     trained again in place, as sweeps do with their cells. A run whose data or model
-    weights changed under the same settings is trained again either way."""
+    weights changed under the same settings is trained again either way. An unfinished run
+    of this key (interrupted, failed, killed) goes on from the training state it kept after
+    its last dev evaluation (``lpt_probe.runs.resume``), with results identical to an
+    uninterrupted run's; ``resume=False`` starts it over."""
     cfg = resolve_lr(prompt_cfg, cfg)
     if get_method(prompt_cfg.method).late_prompt and prompt_cfg.prompt_tokens < 1:
         raise ValueError(f"num_virtual_tokens={prompt_cfg.num_virtual_tokens}: method={prompt_cfg.method!r} "
@@ -186,10 +204,11 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
                                  f"--out, or --overwrite to replace it")
         if (run_dir / "meta.json").exists() or (run_dir / "config.json").exists():
             logger.info("%s: training again: %s", run_dir, reason)
+    state = read_state(run_dir, key, cfg.device) if resume else None
     # no folder (run_dir None): nothing is locked or written
-    with ResumableOutput(run_dir, "meta.json", STALE, t0=t_start, list_outputs=False,
-                               overwrite=overwrite) as output:
-        metrics, curve, model = _train(prompt_cfg, cfg, output, prepared, config, caches, progress, owned)
+    with ResumableOutput(run_dir, "meta.json", stale_outputs(run_dir, state), t0=t_start, list_outputs=False,
+                         overwrite=overwrite) as output:
+        metrics, curve, model = _train(prompt_cfg, cfg, output, prepared, config, caches, progress, owned, state)
     return TrainResult(run_dir, metrics, curve, model, output.meta, config["key"])
 
 
@@ -251,7 +270,8 @@ def initial_model(prompt_cfg: LatePromptConfig, seed: int, prepared: Prepared, d
     return model
 
 
-def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress, owned):
+def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress, owned,
+           resumed: dict | None = None):
     if torch.device(cfg.device).type == "cuda" and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats(cfg.device)  # peak_cuda_mb is this run's, even in a sweep
     backbone, data, encoded = prepared.backbone, prepared.data, prepared.encoded
@@ -263,6 +283,8 @@ def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress
                                        truncation=prepared.truncation(), torch_threads=torch.get_num_threads()))
     if run_dir is not None:
         files["config.json"] = store.file_sha256(store.write_json(run_dir / "config.json", config))
+        if resumed is None:
+            remove_state(run_dir)  # another run's, or unreadable: this one starts over
     use_cache = cfg.cache and get_method(prompt_cfg.method).cacheable
     state = prompt_cfg.start_state
     if use_cache and caches is None:  # built before the model: no random draw, so the initial prompt is the same
@@ -273,19 +295,36 @@ def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress
     model = initial_model(prompt_cfg, cfg.seed, prepared, cfg.device, copy_backbone=not owned,
                           cache=caches.get("train"))
     model.backbone_dropout = cfg.backbone_dropout
+    misfit = check_fits(model, resumed) if resumed is not None else None
+    if misfit:  # an edited state of this key: start over (the checkpoints it kept are saved again)
+        logger.info("%s: not resumed from %s: %s; training starts over", run_dir, STATE_FILE, misfit)
+        remove_state(run_dir)
+        resumed = None
+    if resumed is not None:
+        files.update(resumed["files"])  # the checkpoints saved before the state's step, checked and kept
+        meta["resumed_at_step"] = resumed["step"]
+        logger.info("%s: resumed at step %d (the training state kept after its last dev evaluation)", run_dir,
+                    resumed["step"])
 
     def checkpoint(step: int) -> None:
         if run_dir is not None:
             name = f"checkpoints/step-{step}.safetensors"
             files[name] = save_prompt(model, run_dir, name)
 
+    def keep_state(training_state: dict) -> None:  # after each dev evaluation: what a rerun resumes from
+        write_state(run_dir, training_state, config["key"],
+                    {n: d for n, d in files.items() if n.startswith("checkpoints/")})
+
     trainer = Trainer(model, cfg, data.task.metric.value)
     name = run_dir.name if run_dir is not None else (f"{data.task.name}-pl{prompt_cfg.prompt_layer}-"
                                                      f"{prompt_cfg.generator}-s{cfg.seed}")
     reporter = Reporter(parse_report_to(cfg.report_to), name, run_dir, {**config["prompt"], **config["train"]})
     try:
+        for row in resumed["curve"] if resumed is not None else []:  # the trackers get the whole curve
+            reporter.log_evaluation(row)
         curve, stats = trainer.fit(encoded["train"], encoded["dev"], caches, progress, on_checkpoint=checkpoint,
-                                   on_eval=reporter.log_evaluation)
+                                   on_eval=reporter.log_evaluation, resume=resumed,
+                                   on_state=keep_state if run_dir is not None else None)
         dev = trainer.best_dev_ or trainer.evaluate(encoded["dev"], caches.get("dev"))  # best_dev_: no rerun
         test = trainer.evaluate(encoded["test"], caches.get("test"))
         reporter.log({"test/metric": test["metric"], "test/accuracy": test["accuracy"]}, stats["stopped_step"])
@@ -310,4 +349,5 @@ def _train(prompt_cfg, cfg, output, prepared: Prepared, config, caches, progress
         files["dev_correct.npz"] = store.file_sha256(write_npz(run_dir / "dev_correct.npz", trainer.dev_history_))
         files["metrics.json"] = store.file_sha256(store.write_json(run_dir / "metrics.json", metrics))
         meta["files"] = files
+        remove_state(run_dir)  # every result is written: nothing to resume (before meta.json says complete)
     return metrics, curve, model  # leaving ``output``: meta.json "complete", last, after every file

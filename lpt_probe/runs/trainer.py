@@ -14,7 +14,9 @@ every ``eval_every`` steps, the best-on-dev weights are kept and scored on test.
 in a row ("train until learned"; ``steps`` is the cap and the schedule's length), and the
 run records where it stopped (``stopped_step``, ``early_stopped``). ``fit`` also keeps each
 evaluation's per-example dev correctness (``dev_history_``): the per-example convergence
-curves the Section 4 verdicts resample.
+curves the Section 4 verdicts resample. After each dev evaluation ``fit`` can hand over its
+whole state (``on_state``) and go on from such a state (``resume``): ``lpt_probe.runs.resume``
+defines it and keeps it in the run folder, so a killed run resumes exactly.
 
 Speed: nothing below PL runs with autograd, and by default the lower layers run once per
 split (``lpt_probe.model.cache``); ``backbone_dropout`` reproduces the authors' regime
@@ -44,6 +46,7 @@ from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptModel
 from ..progress import bar
 from .config import MAX_SEED, TrainConfig, check_seed  # noqa: F401  (re-exported: the settings live there)
+from .resume import restore_state, training_state
 
 logger = logging.getLogger(__name__)
 
@@ -175,11 +178,16 @@ class Trainer:
 
     def fit(self, train: Encoded, dev: Encoded, caches: dict[str, LowerLayerCache] | None = None,
             progress: bool = True, on_checkpoint: Callable[[int], None] | None = None,
-            on_eval: Callable[[dict[str, Any]], None] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+            on_eval: Callable[[dict[str, Any]], None] | None = None, resume: dict[str, Any] | None = None,
+            on_state: Callable[[dict[str, Any]], None] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
         """Train for ``cfg.steps`` (or epochs; with ``cfg.patience`` until the dev metric stops
         improving); keeps the best-on-dev weights in the model.
         ``on_checkpoint(step)`` is called every ``cfg.save_every`` steps (and at step 0);
-        ``on_eval(row)`` after each dev evaluation, with its row of the curve."""
+        ``on_eval(row)`` after each dev evaluation, with its row of the curve.
+        ``on_state(state)`` after each dev evaluation that training goes on from (and after that
+        step's checkpoint), with the whole training state (``resume.training_state``); ``resume``:
+        such a state, which training continues from, with the batch after its step, as if it
+        had never stopped (step 0's checkpoint is not saved again)."""
         cfg, model = self.cfg, self.model
         caches = caches or {}
         if "train" in caches:
@@ -193,10 +201,17 @@ class Trainer:
         dev_correct: list[np.ndarray] = []  # per evaluation: [n_dev] 1 where the prediction is right
         dev_labels = np.asarray(dev.labels)
         stale, stopped = 0, total  # evaluations since the last improvement; the last step trained
-        if on_checkpoint is not None and cfg.save_every:
+        first = 0  # the last step already trained (a resumed run's)
+        if resume is not None:
+            first, best, rows, tokens, train_time, dev_steps, dev_correct, stale = restore_state(
+                model, self.device, resume, opt, sched)
+        elif on_checkpoint is not None and cfg.save_every:
             on_checkpoint(0)
         pbar = bar(total=total, desc=f"PL={model.config.prompt_layer} {model.config.generator}", enabled=progress)
-        for step, idx in enumerate(self.batch_order(train, total), start=1):
+        if first:
+            pbar.update(first)
+        for step, idx in enumerate(self.batch_order(train, total)[first:], start=first + 1):
+            evaluated = False
             t0 = time.perf_counter()
             loss = self.step(opt, sched, train, idx, caches.get("train"), step - 1)
             train_time += time.perf_counter() - t0
@@ -205,6 +220,7 @@ class Trainer:
             pbar.update(1)
             if step % cfg.eval_every == 0 or step == total:
                 ev = self.evaluate(dev, caches.get("dev"))
+                evaluated = True
                 rows.append({"step": step, "train_loss": float(np.mean(window)), "dev_metric": ev["metric"],
                              "dev_loss": ev["loss"], "lr": sched.get_last_lr()[0], "train_seconds": train_time})
                 window = []
@@ -225,6 +241,9 @@ class Trainer:
                             "%.4f at step %d)", model.config.prompt_layer, stale, step, total, best["metric"],
                             best["step"])
                 break
+            if evaluated and on_state is not None and step < total:  # the loss window is empty here
+                on_state(training_state(model, self.device, step, opt, sched, best, rows, tokens, train_time,
+                                        dev_steps, dev_correct, stale))
         pbar.close()
         self.dev_history_ = {"step": np.asarray(dev_steps, dtype=np.int64),
                              "correct": np.stack(dev_correct) if dev_correct else np.zeros((0, len(dev_labels)),
