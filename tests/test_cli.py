@@ -248,6 +248,68 @@ def test_imports_inside_functions_are_needed():
                 assert "#" in text.splitlines()[inner.lineno - 1], f"{where}: say why the import is here, in a comment"
 
 
+def _all_imports(root: Path = REPO / "lpt_probe") -> dict[str, set[str]]:
+    """module -> the package's modules it imports anywhere (top level or inside a function),
+    package ``__init__`` modules left out: a package re-exporting its children is no cycle of
+    code, while a function-level import that only dodges one still is."""
+    graph, inits = {}, set()
+    for path in root.rglob("*.py"):
+        name = _module_of(path)
+        if path.name == "__init__.py":
+            inits.add(name)
+        out: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                out |= set(_resolve(name, path.name == "__init__.py", node))
+            elif isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+        graph[name] = out
+    return {m: {t for t in out if t in graph and t not in inits and t != m} for m, out in graph.items()
+            if m not in inits}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``: its strongly connected components of two or more modules."""
+    order, low, stack, on, found = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        order[v] = low[v] = len(order)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in order:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], order[w])
+        if low[v] == order[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in order:
+            visit(v)
+    return found
+
+
+def test_the_package_has_no_import_cycles():
+    """No two modules import each other, directly or through others, even inside a function
+    (where an import that dodges a cycle hides a layering the code does not have)."""
+    assert _cycles(_all_imports()) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
 def test_the_import_check_tells_a_needless_import_from_a_needed_one():
     graph = {"p": set(), "p.a": {"p.b"}, "p.b": set(), "p.c": {"p.d"}, "p.d": {"p.c"}, "p.t": {"torch"}}
     assert "p.a" not in _closure("p.b", graph) and not _heavy(_closure("p.b", graph))  # needless: p.a -> p.b

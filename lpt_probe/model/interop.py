@@ -5,7 +5,7 @@ Start at :class:`LatePrompt` (what a trained late prompt is, apart from its back
 ``AutoModel`` that runs with it) and ``AttachedLatePrompt._run``, the forward it installs.
 
 A folder written by ``LatePrompt.save_pretrained`` (the spirit of peft's
-``adapter_config.json`` + ``adapter_model.safetensors``) holds
+``adapter_config.json`` + ``adapter_model.safetensors``; written by ``lpt_probe.model.export``) holds
 
 - ``late_prompt_config.json``: the ``LatePromptConfig`` fields (``prompt_layer``,
   ``generator``, ``num_virtual_tokens`` ...) at the top level, the read-out ``head_kind``
@@ -45,9 +45,7 @@ methods change the backbone itself.
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,22 +54,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import __version__
-from ..store import DamagedFile, atomic_write_bytes, atomic_write_text, read_json_object
+from ..store import DamagedFile, read_json_object
 from .backbone import Backbone
+from .export import CONFIG_NAME, FORMAT, TASK_NAME, WEIGHTS_NAME, export_parts, write_prompt_folder  # noqa: F401
 from .families import FAMILIES
 from .generators import build_generator
 from .hub import push_to_hub
 from .late_prompt import LatePromptConfig, LatePromptModel
-from .loading import hub_id, looks_like_path
-from .methods import get_method
-from .prompt_checks import check_folder, check_model, embedding_fingerprint, export_metadata
+from .loading import looks_like_path
+from .prompt_checks import check_folder, check_model
 
 Tensor = torch.Tensor
-CONFIG_NAME = "late_prompt_config.json"
-WEIGHTS_NAME = "late_prompt_model.safetensors"
-TASK_NAME = "late_prompt_task.json"
-FORMAT = 1
 _MARK = "_lpt_probe_late_prompt"  # attribute of an attached bare transformer: its handle
 
 
@@ -89,29 +82,7 @@ class LatePrompt:
     @classmethod
     def from_model(cls, model: LatePromptModel, task=None, base_model_name: str | None = None) -> "LatePrompt":
         """From a trained ``LatePromptModel``; ``task``: its ``TaskSpec`` (adds template and words)."""
-        spec = get_method(model.config.method)
-        if not spec.late_prompt or spec.attach is not None or spec.make_generator is not None:
-            raise ValueError(f"method={model.config.method!r} cannot be exported as a late prompt: only 'lpt' and "
-                             "'prompt-tuning' leave the backbone as it is (the other methods change its weights "
-                             "or layers, or need a first pass)")
-        if model.config.prompt_tokens < 1:
-            raise ValueError(f"num_virtual_tokens={model.config.num_virtual_tokens}: an empty prompt is the frozen "
-                             "model itself; there is nothing to export")
-        bb = model.backbone
-        cfg = bb.config
-        base = {"name_or_path": hub_id(base_model_name or getattr(cfg, "name_or_path", "") or None),
-                "family": bb.family.name, "model_type": cfg.model_type, "model_class": type(bb.model).__name__,
-                "num_hidden_layers": bb.num_hidden_layers, "hidden_size": bb.hidden_size,
-                "vocab_size": getattr(cfg, "vocab_size", None), "embedding_fingerprint": embedding_fingerprint(bb.model)}
-        ids = None if model.label_word_ids is None else [int(i) for i in model.label_word_ids]
-        info: dict[str, Any] = {"num_labels": model.num_labels, "label_word_ids": ids}
-        if task is not None:
-            kind = bb.template_kind
-            info.update(name=task.name, template_kind=kind, template=getattr(task, f"{kind}_template"),
-                        label_names=list(task.label_names), label_words=list(getattr(task, f"{kind}_label_words")),
-                        text_fields=list(task.text_fields))
-        weights = {k: v.detach().cpu().clone() for k, v in model.trainable_state_dict().items()}
-        return cls(LatePromptConfig(**model.config.to_dict()), weights, model.head_kind, base, info)
+        return cls(**export_parts(model, task, base_model_name))
 
     @classmethod
     def from_run(cls, run) -> "LatePrompt":
@@ -124,18 +95,7 @@ class LatePrompt:
     # -- the folder ---------------------------------------------------------------------
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """Write the three files (module docstring) into ``folder``; returns it."""
-        from safetensors.torch import save
-
-        folder = Path(folder)
-        record = {**self.config.to_dict(), "head_kind": self.head_kind, "base_model_name_or_path":
-                  self.base_model.get("name_or_path"), "base_model": self.base_model,
-                  "format": FORMAT, "library": f"lpt_probe {__version__}"}
-        data = save({k: v.contiguous() for k, v in self.weights.items()}, metadata=export_metadata(record, self.task))
-        record["weights_sha256"] = hashlib.sha256(data).hexdigest()  # checked by from_pretrained
-        atomic_write_bytes(folder / WEIGHTS_NAME, data)
-        atomic_write_text(folder / TASK_NAME, json.dumps(self.task, indent=2) + "\n")
-        atomic_write_text(folder / CONFIG_NAME, json.dumps(record, indent=2) + "\n")
-        return folder
+        return write_prompt_folder(folder, self.config, self.weights, self.head_kind, self.base_model, self.task)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None) -> "LatePrompt":

@@ -41,6 +41,7 @@ from .config import (  # noqa: F401  (the config and its constants, re-exported 
     PROMPT_INITS,
     LatePromptConfig,
 )
+from .export import export_parts, write_prompt_folder
 from .generators import build_generator
 from .methods import get_method, low_precision
 
@@ -191,11 +192,10 @@ class LatePromptModel(nn.Module):
         return self.upper(h_low, attention_mask, pred_positions, return_states)
 
     def save_pretrained(self, folder: str | Path, task=None, base_model_name: str | None = None) -> Path:
-        """A peft-style folder that plain transformers code can use (``lpt_probe.model.interop``:
-        config, weights, and with ``task`` (its ``TaskSpec``) the template and label words)."""
-        from .interop import LatePrompt  # interop builds on this module: imported on use, not at the top
-
-        return LatePrompt.from_model(self, task, base_model_name).save_pretrained(folder)
+        """A peft-style folder that plain transformers code can use (``lpt_probe.model.export``,
+        read back by ``lpt_probe.model.interop.LatePrompt``: config, weights, and with ``task``
+        (its ``TaskSpec``) the template and label words)."""
+        return write_prompt_folder(folder, **export_parts(self, task, base_model_name))
 
     def loss(self, out: dict[str, Tensor], labels: Tensor) -> Tensor:
         if self.head_kind == "lm" and self.config.loss == "vocab":
