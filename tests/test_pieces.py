@@ -93,3 +93,34 @@ def test_a_pieces_scratch_files_go_when_it_is_done(tmp_path, n_jobs):
     assert list((tmp_path / "scratch").iterdir()) == []
     for path in sorted((tmp_path / "ram").iterdir()):
         assert path.read_bytes() == (tmp_path / "disk" / path.name).read_bytes(), path.name
+
+
+def test_a_piece_is_done_only_with_its_key_and_its_files_as_sealed(tmp_path):
+    """The one piece store of every study (``engine.seal_piece`` / ``piece_done``): the
+    sidecar is written last with the key and each file's sha256; a piece counts as done
+    only for that key and while every file keeps its hash. An influence sidecar of the
+    older layout (hashes at the top level) is still read."""
+    from lpt_probe.analysis.engine import piece_done, seal_piece
+
+    files = {"csv": tmp_path / "p.csv", "npz": tmp_path / "p.npz"}
+    files["csv"].write_text("a,b\n1,2\n")
+    files["npz"].write_bytes(b"\x00\x01")
+    sidecar = tmp_path / "p.json"
+    assert not piece_done(sidecar, "k1", files)  # no sidecar yet
+    seal_piece(sidecar, "k1", files, condition="lpt-pl1-s13")
+    record = json.loads(sidecar.read_text())
+    assert set(record) == {"key", "files", "condition"} and set(record["files"]) == {"csv", "npz"}
+    assert piece_done(sidecar, "k1", files)
+    assert not piece_done(sidecar, "k2", files)  # asked for another key
+    files["npz"].write_bytes(b"\x00\x02")
+    assert not piece_done(sidecar, "k1", files)  # a file changed after sealing
+    files["npz"].write_bytes(b"\x00\x01")
+    files["csv"].unlink()
+    assert not piece_done(sidecar, "k1", files)  # a file gone
+    files["csv"].write_text("a,b\n1,2\n")
+    sidecar.write_text("{not json")
+    assert not piece_done(sidecar, "k1", files)  # a damaged sidecar
+    legacy = {"csv": "sha256", "npz": "examples_sha256"}
+    sidecar.write_text(json.dumps({"key": "k1", "sha256": record["files"]["csv"],
+                                   "examples_sha256": record["files"]["npz"]}))
+    assert piece_done(sidecar, "k1", files, legacy) and not piece_done(sidecar, "k1", files)

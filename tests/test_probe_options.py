@@ -159,9 +159,10 @@ def test_mi_asks_the_probe(monkeypatch):
 
 def test_mi_no_longer_branches_on_the_transformer_probes_options():
     """mi, mi_store and the executors read none of the option flags (MIConfig only declares
-    them) and ask ``cfg.probe_options``; what is left is the executors' dispatch on the
-    probe's input kind (vector or sequence pieces), once per executor."""
-    for name, allowed in (("mi.py", {}), ("mi_store.py", {}), ("remote.py", {"sequence_probe": 2})):
+    them) and ask ``cfg.probe_options``; what is left is one dispatch on the probe's input
+    kind, where ``MIRun.phases`` declares vector or sequence pieces (the executors know
+    neither)."""
+    for name, allowed in (("mi.py", {"sequence_probe": 1}), ("mi_store.py", {}), ("remote.py", {})):
         tree = ast.parse((REPO / "lpt_probe" / "analysis" / name).read_text())
         read: dict[str, int] = {}
         for node in ast.walk(tree):

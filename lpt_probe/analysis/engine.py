@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator
 
+from .. import store
 from ..layers import parse_prompt_layers
 from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
@@ -47,9 +48,33 @@ from ..runs.run import TrainResult, run_config, train
 from ..runs.trainer import TrainConfig
 from .study import Condition, StudyConfig, run_folder
 
-__all__ = ["Phase", "Pieces", "StreamedPieces", "Study", "StudyCalls", "TrainPrompts"]
+__all__ = ["Phase", "Pieces", "StreamedPieces", "Study", "StudyCalls", "TrainPrompts", "piece_done", "seal_piece"]
 
 logger = logging.getLogger(__name__)
+
+
+def piece_done(sidecar: Path, key: str, files: dict[str, Path], legacy: dict[str, str] | None = None) -> bool:
+    """Whether a content-keyed piece is done: its sidecar (written last, :func:`seal_piece`)
+    names ``key`` and the sha256 of each of ``files`` (name -> path) as they are on disk now.
+    ``legacy``: name -> the top-level field an older sidecar kept that file's hash in."""
+    if not sidecar.exists():
+        return False
+    try:
+        record = store.read_json_object(sidecar)
+    except store.DamagedFile:
+        return False
+    hashes = record.get("files") or {name: record.get(field) for name, field in (legacy or {}).items()}
+    return record.get("key") == key and all(
+        path.exists() and hashes.get(name) is not None and store.file_sha256(path) == hashes.get(name)
+        for name, path in files.items())
+
+
+def seal_piece(sidecar: Path, key: str, files: dict[str, Path], **record: Any) -> None:
+    """Mark a piece done once all its ``files`` are written: the sidecar with ``key``, each
+    file's sha256 and ``record``, written last (what :func:`piece_done` checks). Every
+    study's pieces are kept this way: ``mi``'s probe pieces and ``influence``'s."""
+    store.write_json(sidecar, {"key": key, "files": {name: store.file_sha256(path) for name, path in files.items()},
+                               **record})
 
 
 @dataclass

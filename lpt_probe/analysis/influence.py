@@ -85,7 +85,7 @@ from ..progress import bar
 from ..runs.executors import ExecutorConfig
 from ..runs.folders import load_run
 from ..runs.run import initial_model, prepare, write_npz
-from .engine import Phase, Study, StudyCalls, TrainPrompts
+from .engine import Phase, Study, StudyCalls, TrainPrompts, piece_done, seal_piece
 from .influence_measures import GRADIENT_LOSSES, QUANTITIES, coherence, coherence_replicates, forward_measures, gold_logprob  # noqa: F401
 from .influence_measures import gradient_measures, measure, measure_batch, prompt_keys_blocked  # noqa: F401
 from .influence_measures import resample_counts, summarise_coherence, summarise_mean  # noqa: F401 (re-exported)
@@ -97,6 +97,7 @@ from .study import Condition, StudyOutput, unique_conditions
 logger = logging.getLogger(__name__)
 Tensor = torch.Tensor
 PIECE_FORMAT = 3  # 2: log-prob drops over the label words only; scale-free gradient measures; 3: per-example npz
+LEGACY_SIDECAR = {"csv": "sha256", "npz": "examples_sha256"}  # where sidecars before the shared piece store kept the hashes
 COLUMNS = ["task", "model", "method", "generator", "prompt_layer", "seed", "checkpoint", "layer", "quantity",
            "position", "value", "ci_low", "ci_high", "n"]
 
@@ -170,15 +171,7 @@ class InfluenceRun(Study):
 
     def piece_done(self, cond: Condition, checkpoint: str) -> bool:
         csv, done, key = self.piece_paths(cond, checkpoint)
-        if not (csv.exists() and done.exists()):
-            return False
-        npz = csv.with_suffix(".npz")
-        try:
-            side = store.read_json_object(done)
-        except store.DamagedFile:
-            return False
-        return (side.get("key") == key and store.file_sha256(csv) == side.get("sha256") and npz.exists()
-                and store.file_sha256(npz) == side.get("examples_sha256"))
+        return piece_done(done, key, {"csv": csv, "npz": csv.with_suffix(".npz")}, LEGACY_SIDECAR)
 
     def measure_piece(self, cond: Condition, checkpoint: str) -> bool:
         """Measure one (condition, checkpoint) unless its piece is done; True if measured."""
@@ -193,9 +186,8 @@ class InfluenceRun(Study):
         csv, done, key = self.piece_paths(cond, checkpoint)
         store.write_csv(csv, table)
         write_npz(csv.with_suffix(".npz"), examples)
-        store.write_json(done, {"key": key, "sha256": store.file_sha256(csv), "condition": asdict(cond),
-                                "examples_sha256": store.file_sha256(csv.with_suffix(".npz")),
-                                "checkpoint": checkpoint, "settings": self.settings()})  # last: marks it done
+        seal_piece(done, key, {"csv": csv, "npz": csv.with_suffix(".npz")}, condition=asdict(cond),
+                   checkpoint=checkpoint, settings=self.settings())
         logger.info("measured %s %s in %.0f s", cond.name, checkpoint, time.perf_counter() - t0)
         return True
 

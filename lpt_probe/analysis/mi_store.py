@@ -33,6 +33,7 @@ from .. import store
 from ..model.backbone import Backbone
 from ..probing import make_probe, parse_probe_grid
 from ..runs.run import SPLITS
+from .engine import piece_done
 from .pieces import PieceJob, ProbeFactory, layer_arrays
 from .rep_files import StreamedSafetensors
 from .representations import (constant_representation, extract_many, layer_sequences, open_representations,
@@ -169,15 +170,7 @@ class ProbePieces:
 
     def piece_done(self, cond: Condition, layer: int) -> bool:
         paths, key = self.piece_paths(cond, layer)
-        if not paths["done"].exists():
-            return False
-        try:
-            done = store.read_json_object(paths["done"])
-        except store.DamagedFile:
-            return False
-        return done.get("key") == key and all(
-            paths[k].exists() and store.file_sha256(paths[k]) == done.get("files", {}).get(k)
-            for k in ("mi", "mdl", "pvi"))
+        return piece_done(paths["done"], key, {k: paths[k] for k in ("mi", "mdl", "pvi")})
 
     def probe_factory(self):
         c = self.cfg

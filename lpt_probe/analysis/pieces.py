@@ -29,6 +29,7 @@ import pandas as pd
 from .. import store
 from ..probing import make_probe, online_codelength, probe_information, pvi, shuffled_label_control
 from ..progress import bar
+from .engine import seal_piece
 from .config import default_jobs  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
@@ -150,11 +151,9 @@ def fit_piece(job: PieceJob, log_level: int | dict[str, int] | None = None) -> s
         mdl_rows.append({**base, "split": "train", **{k: m[k] for k in ("online_codelength_bits",
                                                                           "uniform_codelength_bits",
                                                                           "compression", "n")}})
-    files = {}
     for name, table in (("mi", rows), ("mdl", mdl_rows), ("pvi", pvi_rows)):
         store.write_csv(job.paths[name], pd.DataFrame(table))
-        files[name] = store.file_sha256(job.paths[name])
-    store.write_json(job.paths["done"], {"key": job.key, "files": files, **job.sidecar})  # last: marks it done
+    seal_piece(job.paths["done"], job.key, {k: job.paths[k] for k in ("mi", "mdl", "pvi")}, **job.sidecar)
     return job.key
 
 
