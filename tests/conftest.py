@@ -53,7 +53,7 @@ def data_dir() -> Path:
 # all, README benchmark commands ~740, notebooks ~700, trust ~250). scripts/test.sh runs
 # two workers with --dist loadgroup --no-loadscope-reorder: a group runs on one worker, in
 # this order. Every test is grouped by its file, so a file's fixtures stay in one process,
-# except the README's commands: each chain of them (tests/test_readme.py: readme_chains)
+# except the README's commands: each chain of them (tests/docs/test_readme.py: readme_chains)
 # is a group of its own, so they spread over both workers instead of one long test holding
 # one worker. The long groups start first and the short files fill the gaps.
 SLOW_FIRST = ["test_readme.py", "test_notebooks.py", "test_readme_benchmarks.py", "test_trust.py",

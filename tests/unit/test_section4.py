@@ -55,7 +55,7 @@ def diff_table(effect: bool) -> pd.DataFrame:
 
 def test_claims_take_their_verdicts_from_the_per_example_contrasts():
     """The measured text is context; the verdict is the engine's on the per-example tables
-    (tests/test_verdicts.py builds a study for every verdict)."""
+    (tests/unit/test_verdicts.py builds a study for every verdict)."""
     ex = synthetic_study()
     claims, contrasts, gate, floor = section4_claims(sweep_table(), curves_table(), mi_table(), diff_table(True),
                                                      influence_table(), examples=ex, bootstrap=300)

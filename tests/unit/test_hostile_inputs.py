@@ -39,7 +39,7 @@ from lpt_probe.runs.run import default_run_dir
 from lpt_probe.runs.sweep import SweepConfig, build_grid, default_out
 from lpt_probe.runs.trainer import TrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--prompt-layer", "3", "--steps", "1", "--eval-every", "1", "--dev-size", "10", "--shots", "20"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
@@ -521,7 +521,7 @@ def test_attach_refuses_other_weights_a_wrong_head_or_another_model_unless_not_s
         pass
 
 
-# -- 6. one-line errors: LPT_PROBE_DATA_DIR, YAML types (also tests/test_task_properties.py) ------------------
+# -- 6. one-line errors: LPT_PROBE_DATA_DIR, YAML types (also tests/unit/test_task_properties.py) ------------------
 def test_lpt_probe_data_dir_is_read_by_the_library_and_every_command(tmp_path, capsys, monkeypatch, data_dir):
     from lpt_probe.data.sources import load_task
 
