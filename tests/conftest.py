@@ -1,4 +1,5 @@
-"""Shared test fixtures: seeds, the shared data folder, offline hub settings."""
+"""Shared test fixtures: seeds, the shared data folder, offline hub settings; the marks and
+the order of the three folders of tests (tests/suite_layout.py says what each holds)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from suite_layout import SLOW_FIRST, is_integration, misplaced
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -49,22 +51,15 @@ def data_dir() -> Path:
     return SHARED_DATA
 
 
-# The slowest first (seconds on a quiet 2-core machine, roughly: README commands ~1500 in
-# all, README benchmark commands ~740, notebooks ~700, trust ~250). scripts/test.sh runs
-# two workers with --dist loadgroup --no-loadscope-reorder: a group runs on one worker, in
-# this order. Every test is grouped by its file, so a file's fixtures stay in one process,
-# except the README's commands: each chain of them (tests/test_readme.py: readme_chains)
-# is a group of its own, so they spread over both workers instead of one long test holding
-# one worker. The long groups start first and the short files fill the gaps.
-SLOW_FIRST = ["test_readme.py", "test_notebooks.py", "test_readme_benchmarks.py", "test_trust.py",
-              "test_integration.py", "test_sweep_executors.py", "test_study_executors.py", "test_influence.py"]
-
-
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # slowest first (SLOW_FIRST); the rest stable
     for item in items:  # xdist's own hook runs after this one and reads the groups (--dist loadgroup)
-        if "data_dir" in getattr(item, "fixturenames", ()) and item.get_closest_marker("integration") is None:
-            item.add_marker(pytest.mark.integration)  # real data: marked by the fixture it uses, never forgotten
+        real = "data_dir" in getattr(item, "fixturenames", ())
+        problem = misplaced(item.path, real, item.get_closest_marker("integration") is not None)
+        if problem:  # the folders mean something: a test in the wrong one stops the run before it starts
+            raise pytest.UsageError(f"{item.nodeid}: {problem}")
+        if is_integration(item.path, real) and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.integration)  # marked by its folder or the fixture it uses, never forgotten
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.path.name))

@@ -155,7 +155,7 @@ def test_importing_probing_does_not_import_torch():
 
 
 def test_no_private_names_imported_across_probing_modules():
-    folder = Path(__file__).resolve().parents[1] / "lpt_probe" / "probing"
+    folder = Path(__file__).resolve().parents[2] / "lpt_probe" / "probing"
     pattern = re.compile(r"from \.+[a-z_.]* import .*\b_[a-z]")
     hits = [f"{p.name}: {line}" for p in folder.glob("*.py") for line in p.read_text().splitlines()
             if pattern.search(line)]

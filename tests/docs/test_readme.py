@@ -22,7 +22,7 @@ from lpt_probe.analysis.section4 import Section4Config
 from lpt_probe.runs.sweep import default_out as sweep_default_out
 from lpt_probe.runs.trainer import TrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 QUICK = {
     "lpt_probe.train": ["--steps", "4", "--eval-every", "2", "--max-examples", "120"],
     "lpt_probe.mi": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "120",
@@ -118,7 +118,7 @@ def quick_key(cmd: str) -> str:
     """The ``QUICK`` entry (small settings) of a shown command; none is an error naming it."""
     argv = shlex.split(cmd)
     key = next((k for k in QUICK if k in argv), None)
-    assert key is not None, f"README command {cmd!r} has no small-settings entry in tests/test_readme.py"
+    assert key is not None, f"README command {cmd!r} has no small-settings entry in tests/docs/test_readme.py"
     return key
 
 
@@ -142,7 +142,7 @@ def test_readme_shows_the_two_setup_commands():
 
 
 def is_benchmark(cmd: str) -> bool:
-    """README commands that run a benchmark script (tests/test_readme_benchmarks.py runs them)."""
+    """README commands that run a benchmark script (tests/docs/test_readme_benchmarks.py runs them)."""
     return "benchmarks/bench_" in cmd
 
 

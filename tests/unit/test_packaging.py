@@ -6,7 +6,7 @@ from pathlib import Path
 import tomllib
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _name(req: str) -> str:

@@ -20,7 +20,7 @@ from test_hostile_inputs import TINY, refused, toy_task
 from lpt_probe import figures, influence, mi, project, section4, store, sweep, train
 from lpt_probe.outputs import MARKER, ForeignFolder, check_owned, mark_owned, publish_files, staged, staging_dir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MI = ["--steps", "1", "--eval-every", "1", "--prompt-layers", "3", "--dev-size", "10", "--shots", "20",
       "--no-controls", "--no-mdl", "--bootstrap", "10", "--probe-dev-size", "10", "--no-progress", "--quiet"]
 INF = ["--steps", "1", "--eval-every", "1", "--prompt-layers", "3", "--dev-size", "10", "--shots", "20",

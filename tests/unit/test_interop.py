@@ -22,7 +22,7 @@ from lpt_probe.model.interop import CONFIG_NAME, TASK_NAME, WEIGHTS_NAME
 from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel
 from lpt_probe.store import DamagedFile
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORDS = [20, 21, 22]
 # (generator, prompt layer): none and npg at PL=1 and the middle (3 of 4), the pooling ones once each
 SETTINGS = [("none", 1), ("none", 3), ("npg", 1), ("npg", 3), ("appg", 3), ("mppg", 2)]

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from pypdf import PdfReader
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 FIGURES = {
     "01_propagation_distance": ["performance_vs_layer.pdf", "convergence.pdf"],
     "02_mutual_information": ["mi_by_layer.pdf", "mi_heatmap.pdf"],

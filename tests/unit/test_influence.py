@@ -1,6 +1,7 @@
 """``lpt_probe.influence``: the prompt's influence and the gradient signal, on tiny random
-models of every family in the family table (exact values where they are known), plus the
-command end to end on real data (resume, recompute, init = the run's step 0)."""
+models of every family in the family table (exact values where they are known), its
+settings and figures. The command end to end on real data (resume, recompute, init = the
+run's step 0) is in tests/integration/test_influence_command.py."""
 
 from __future__ import annotations
 
@@ -15,9 +16,7 @@ from tiny import FAMILIES, random_batch, tiny_model
 from lpt_probe import influence as cli
 from lpt_probe.analysis.influence import (
     COLUMNS,
-    Condition,
     InfluenceConfig,
-    InfluenceRun,
     coherence,
     coherence_replicates,
     forward_measures,
@@ -33,7 +32,6 @@ from lpt_probe.data.encoded import Encoded
 from lpt_probe.model.backbone import Backbone
 from lpt_probe.model.families import FAMILIES as TABLE
 from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel
-from lpt_probe.runs.folders import load_run
 
 WORDS = [20, 21, 22]
 L = 4  # tiny models: 4 layers
@@ -282,45 +280,6 @@ def test_eager_and_sdpa_give_the_same_numbers(family):
         assert mod.config._attn_implementation == impl  # capture_attention restored it
     for key, v in got["eager"]["scalars"].items():
         torch.testing.assert_close(got["sdpa"]["scalars"][key], v, atol=1e-5, rtol=1e-4)
-
-
-# -- the command end to end ------------------------------------------------------------
-@pytest.mark.integration
-def test_command_resumes_recomputes_and_init_is_step_zero(data_dir, tmp_path, capsys):
-    out = tmp_path / "inf"
-    argv = ["--task", "trec", "--data-dir", str(data_dir), "--prompt-layers", "6", "--steps", "4",
-            "--eval-every", "2", "--max-examples", "24", "--influence-max", "4", "--bootstrap", "20",
-            "--checkpoints", "0", "--no-progress", "--out", str(out), "-q"]
-    assert cli.main(argv) == 0
-    first = capsys.readouterr().out
-    assert "3 piece(s) measured, 0 reused" in first
-    table = pd.read_csv(out / "influence.csv")
-    assert list(table.columns) == COLUMNS
-    assert set(table["checkpoint"]) == {"init", "step-0", "trained"}
-    assert (out / "influence_by_layer.pdf").stat().st_size > 0
-    # the untrained prompt measured is the run's own step 0, bit for bit
-    run = load_run(next((out / "runs").glob("lpt-pl6-s13-*")), bundle=None, checkpoint="checkpoints/step-0.safetensors")
-    ir = InfluenceRun(InfluenceConfig(task="trec", data_dir=str(data_dir), prompt_layers="6", steps=4,
-                                      eval_every=2, max_examples=24, checkpoints=(0,)))
-    ir.load_data()
-    init = ir.model_for(Condition.lpt(6, 13), "init")
-    for k, v in init.trainable_state_dict().items():
-        assert torch.equal(v, run.model.trainable_state_dict()[k]), k
-    key = ["prompt_layer", "layer", "quantity", "position"]
-    a = table[table["checkpoint"] == "init"].set_index(key)["value"]
-    b = table[table["checkpoint"] == "step-0"].set_index(key)["value"]
-    pd.testing.assert_series_equal(a.sort_index(), b.sort_index())
-    assert (table.loc[(table["quantity"] == "displacement") & (table["layer"] < table["prompt_layer"]), "value"]
-            == 0).all()
-    # a rerun reuses every piece; a changed measurement setting recomputes them all; more
-    # training steps keep the init pieces
-    assert cli.main(argv) == 0
-    assert "0 piece(s) measured, 3 reused" in capsys.readouterr().out
-    pd.testing.assert_frame_equal(pd.read_csv(out / "influence.csv"), table)
-    assert cli.main(argv[:-4] + ["--bootstrap", "30"] + argv[-4:]) == 0
-    assert "3 piece(s) measured, 0 reused" in capsys.readouterr().out
-    assert cli.main(argv + ["--steps", "6", "--bootstrap", "30"]) == 0
-    assert "2 piece(s) measured, 1 reused" in capsys.readouterr().out
 
 
 def test_bad_settings_name_the_flag():

@@ -1,6 +1,7 @@
 """The estimator fixes of issue 22: probe rows disjoint from the prompt's rows, a shuffled-
 label control drawn per piece with its pooled null distribution, paired-bootstrap
-differences between conditions, and the probe-seed defaults."""
+differences between conditions, and the probe-seed defaults. The probe rows on real TREC
+are checked in tests/integration/test_mi_estimator_real_data.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 
 from lpt_probe.analysis.compare import condition_differences, effects_table, pooled_rows
-from lpt_probe.analysis.mi import MIConfig, MIRun
+from lpt_probe.analysis.mi import MIConfig
 from lpt_probe.analysis.pieces import PieceJob, ProbeFactory, fit_piece, permutation_seed
 from lpt_probe.data.sources import Example, Split, TaskData, probe_splits
 from lpt_probe.data.tasks import get_task
@@ -53,26 +54,6 @@ def test_probe_splits_set_the_prompt_rows_aside():
     assert len(probe_splits(full, prompt_rows, dev_size=500)[1]) == 75 // 3
     with pytest.raises(ValueError, match=r"only 2 non-test rows are left.*--shots"):
         probe_splits(full, [e.id for e in (*full.train, *full.dev)][:-2])
-
-
-@pytest.mark.integration
-def test_mi_probes_never_see_the_prompts_rows(data_dir):
-    """On real TREC: the prompt's 100 shots and its 1000 dev rows are in neither probe split;
-    every condition is probed on the same rows; pool rows repeating a test text are gone."""
-    cfg = MIConfig(task="trec", data_dir=str(data_dir), prompt_layers="4", probe_train_max=300, probe_dev_size=100,
-                   progress=False, jobs=1)
-    run = MIRun(cfg)
-    run.load_data()
-    prompt = run.prompt_prepared.data
-    prompt_ids = set(prompt.train.ids) | set(prompt.dev.ids)
-    assert len(prompt_ids) == 1100
-    for s in ("train", "dev"):
-        assert not prompt_ids & set(run.encoded[s].ids), s
-    assert len(run.encoded["train"]) == 300 and len(run.encoded["dev"]) == 100
-    assert run.probe_rows["excluded_prompt_rows"] == 1100
-    test_texts = {e.texts for e in run.probe_data.test}
-    assert not any(e.texts in test_texts for s in ("train", "dev") for e in getattr(run.probe_data, s))
-    assert cfg.drop_overlap and run.train_config(13).drop_overlap and run.train_config(13).dev_size == 1000
 
 
 # -- shuffled-label control ---------------------------------------------------------------------

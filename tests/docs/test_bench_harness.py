@@ -238,7 +238,7 @@ def test_cells_trained_while_the_sweep_releases_cache_layers_equal_unreleased(ti
 
 
 # -- (d) benchmarks/harness.py: what the benchmark scripts share ----------------------------------
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 import harness  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The README's benchmark commands run (with small settings): the other half of tests/test_readme.py,
+"""The README's benchmark commands run (with small settings): the other half of tests/docs/test_readme.py,
 as chains of their own (``readme_chains``) that scripts/test.sh spreads over the test workers."""
 
 from __future__ import annotations

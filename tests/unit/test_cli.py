@@ -28,7 +28,7 @@ from lpt_probe.runs.executors import ExecutorConfig
 from lpt_probe.runs.sweep import SweepConfig
 from lpt_probe.runs.trainer import TrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BEFORE = json.loads((REPO / "tests" / "data" / "cli_flags_before.json").read_text())
 COMMON = {"--quiet", "-q", "--verbose", "-v"}  # every command, added with the run library
 METHOD_OPTIONS = {"--adapter-size", "--adapter-layers", "--phm-n", "--sentence-pooling"}  # issue 13

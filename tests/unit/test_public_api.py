@@ -36,7 +36,7 @@ def test_version_matches_the_package_metadata():
     import tomllib
     from pathlib import Path
 
-    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    meta = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert meta["project"]["version"] == lpt_probe.__version__
     assert meta["project"]["scripts"]["lpt-probe"] == "lpt_probe.__main__:main"
 

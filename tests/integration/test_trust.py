@@ -27,7 +27,7 @@ from lpt_probe.runs.predict import Predictor
 from lpt_probe.runs.trainer import Trainer
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_TRAIN = ["--prompt-layer", "3", "--steps", "3", "--eval-every", "3", "--dev-size", "10", "--shots", "20"]
 
 

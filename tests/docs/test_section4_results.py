@@ -17,7 +17,7 @@ from lpt_probe.analysis.section4 import claims_markdown, study_examples
 from lpt_probe.analysis.section4_tables import cost_markdown, learned_markdown
 from lpt_probe.analysis.verdicts import judge
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results" / "section4"
 STUDIES = sorted(p for p in RESULTS.iterdir() if (p / "claims.csv").is_file()) if RESULTS.is_dir() else []
 GUIDE = REPO / "docs" / "guides" / "section4.md"

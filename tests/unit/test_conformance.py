@@ -1,7 +1,7 @@
 """Every registered probe and generator meets its registry's contract (scikit-learn's
 ``parametrize_with_checks`` idea): a family added with ``register_probe`` or to
 ``GENERATORS`` is checked here without a test of its own. (Every method is checked by
-``tests/test_methods.py::test_each_method_trains_exactly_its_parameters``, which
+``tests/unit/test_methods.py::test_each_method_trains_exactly_its_parameters``, which
 ``test_every_method_is_in_the_table`` keeps complete.)"""
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from lpt_probe.analysis.influence import summary_table as influence_summary  # n
 from lpt_probe.analysis.mi import MIConfig, MIRun, summary_table  # noqa: E402
 from lpt_probe.analysis.results import InfluenceResult, MIResult, Section4Result  # noqa: E402
 
-STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "section4" / "trec_minilm"
+STUDY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "section4" / "trec_minilm"
 
 
 def _mi_result(tmp_path) -> MIResult:
@@ -98,7 +98,7 @@ def test_the_readme_quickstart_quotes_the_committed_demo_and_rte_results():
     RTE section's table and phase times are benchmarks/results/mi_time.md's."""
     import re
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     readme = (repo / "README.md").read_text()
     quick = readme[readme.index("## Quickstart"):readme.index("## Section 4 in one command")]
     results = repo / "benchmarks" / "results"

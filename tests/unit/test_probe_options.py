@@ -18,7 +18,7 @@ from lpt_probe.analysis.study import Condition
 from lpt_probe.probing import (PROBES, LinearProbe, ProbeOptions, TransformerProbe, TransformerProbeOptions,
                                probe_options)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OPTION_FLAGS = {"probe_layers", "probe_width", "probe_init", "probe_readout", "probe_input", "sequence_probe"}
 
 

@@ -13,7 +13,7 @@ from figure_data import check_pdf, mi_table, sweep_table, write_results
 
 from lpt_probe import figures
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def drawn(out: Path) -> list[str]:
