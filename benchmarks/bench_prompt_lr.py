@@ -3,7 +3,7 @@ paper's three prompt layers (issue 32).
 
     python benchmarks/bench_prompt_lr.py --data-dir ../shared/data
 
-One ``python -m lpt_probe.sweep`` per learning rate (``--lrs``, default 1e-3, 1e-2, 3e-2),
+One ``python -m lpt_probe.sweep`` per learning rate (``--lrs``, default 1e-3, 1e-2, 3e-2, 1e-1, 3e-1),
 otherwise the settings of ``bench_prompt_init.py`` (SmolLM2, TREC, 100 shots, prompt layers
 1, the middle and the last, trained until learned with ``--patience``), into ``--work``
 (default ``artifacts/bench_prompt_lr``; a rerun resumes the finished cells). Adam moves each
@@ -26,7 +26,7 @@ from lpt_probe import store
 
 def main(argv: list[str] | None = None) -> int:
     p = study_parser(__doc__)
-    p.add_argument("--lrs", default="1e-3,1e-2,3e-2", help="comma list of learning rates")
+    p.add_argument("--lrs", default="1e-3,1e-2,3e-2,1e-1,3e-1", help="comma list of learning rates")
     p.add_argument("--work", default=str(REPO / "artifacts" / "bench_prompt_lr"))
     args = p.parse_args(argv)
     lrs = [v.strip() for v in args.lrs.split(",") if v.strip()]

@@ -48,7 +48,7 @@ class LinearProbe:
 
     Why dev when there is one: with ~10 rows per class, CV folds of ~7 rows pick erratic,
     often the strongest, C and the estimate collapses to ~0 bits although a held-out split
-    of the same size picks a useful C (tests/test_probing_selection.py).
+    of the same size picks a useful C (tests/unit/test_probing_selection.py).
 
     Parameters
     ----------

@@ -13,7 +13,7 @@ bench_sweep.py`` the ideal cost of a sweep.
     timing = time_bare(model, batches, warmup=3)         # {"seconds", "tokens", ...}
 
 ``bare_gradients`` is what ``Trainer.step`` computes before clipping and the update, on
-the same batch (``tests/test_bench_harness.py`` holds them equal): the loss is the
+the same batch (``tests/docs/test_bench_harness.py`` holds them equal): the loss is the
 model's own ``loss``, the forward its own ``upper``, so nothing here can drift from the
 trainer but the overhead this module exists to leave out. For S-IDPG (an input prompt made
 from a frozen first pass) ``upper`` includes that first pass: it is part of the work.

@@ -43,14 +43,16 @@ def test_prompt_lr_section_quotes_prompt_lr_csv():
         assert f"{lr:g}: " + ", ".join(f"PL {int(r.prompt_layer)} {r.dev_metric:.3f}" for r in g.itertuples()) in doc
     dev = t.groupby("prompt_lr")["dev_metric"].mean()
     assert "The mean over the three layers is " + ", ".join(f"{v:.3f} at {k:g}" for k, v in dev.items()) in doc
-    assert f"**{dev.idxmax():g}** is chosen" in doc and dev.idxmax() == t["prompt_lr"].max()  # "the largest tried"
+    best = dev.idxmax()
+    assert f"**{best:g}** is chosen" in doc
+    assert dev.index.min() < best < dev.index.max()  # "a smaller and a larger rate tried on either side of it"
     low = t[t["prompt_lr"] == t["prompt_lr"].min()]
     assert f"no prompt passed {low['dev_metric'].max():.3f} on dev" in doc
     assert f"weights were those of step {int(low[low['prompt_layer'] == 1]['best_step'].iloc[0])}:" in doc
     learned = t[t["prompt_lr"] > t["prompt_lr"].min()]
-    for _, g in learned.groupby("prompt_lr"):  # "PL 1 ahead of PL 16, PL 16 ahead of PL 30"
-        assert list(g.sort_values("prompt_layer")["dev_metric"]) == sorted(g["dev_metric"], reverse=True)
-    assert learned["prompt_lr"].nunique() == 2  # "at both rates that learned"
+    for _, g in learned.groupby("prompt_lr"):  # "at every rate that learned, PL 1 ahead of PL 16 ahead of PL 30"
+        dev_by_layer = list(g.sort_values("prompt_layer")["dev_metric"])
+        assert dev_by_layer == sorted(dev_by_layer, reverse=True) and len(set(dev_by_layer)) == len(dev_by_layer)
 
 
 def test_probing_guide_shows_the_committed_rte_printout():
