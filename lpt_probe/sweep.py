@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
 
     def body() -> int:
-        requested = args.device  # "auto" resolves on the machine that runs a cell
         sweep, base = configs(args)
         execution = config_from_args(ExecutorConfig, args)
         if args.plan:
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from .runs.sweep import run_sweep  # here: torch, only to run (--help and the parser need none)
 
-        table = run_sweep(sweep, base, execution, requested_device=requested)
+        table = run_sweep(sweep, base, execution)
         paths = draw(sweep.out)
         done = table[table["status"] == "complete"]
         if len(done):

@@ -8,8 +8,10 @@ what every study shares (``lpt_probe.analysis.study`` says what a study is); eac
 config extends it with its own fields, and ``Section4Config`` composes the other two
 (``mi_config``, ``influence_config``). They live apart from the code that runs them
 (``mi``, ``influence``, ``section4``, which re-export them) so that ``--help`` and building a
-config import no torch; what needs torch or sklearn to check (is the ``--device`` there? is
-``--probe-grid`` a grid of that probe?) is imported when a config is built.
+config import no torch; what needs sklearn to check (is ``--probe-grid`` a grid of that
+probe?) is imported when a config is built. A config keeps the ``--device`` asked for
+(``auto`` stays ``auto``); a study resolves it when it starts (``engine.Study.device``), each
+Ray worker on its own machine.
 
 The choices the flags list live here too: ``REPRESENTATIONS`` (re-exported by
 ``representations``), ``GRADIENT_LOSSES`` (``influence_measures``), ``PROJECTION_METHODS``
@@ -29,7 +31,7 @@ from ..cli import add_config_args
 from ..data.sources import task_slug
 from ..layers import check_unique
 from ..model.config import PROMPT_INITS, LatePromptConfig
-from ..model.specs import DEFAULT_MODEL, DTYPES, GENERATORS, PRESETS, model_slug
+from ..model.specs import DEFAULT_MODEL, DTYPES, GENERATORS, PRESETS, check_device_name, model_slug
 from ..outputs import check_url
 from ..probing.options import ProbeOptions, TransformerProbeOptions
 from ..probing.registry import PROBES
@@ -152,9 +154,7 @@ class StudyConfig:
             raise ValueError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         self.reuse_runs = tuple(str(p) for p in self.reuse_runs)
         check_url(self.out or "", local_only=True)  # a local folder here: the commands stage a URL (outputs.staged)
-        from ..model.loading import resolve_device  # here: torch (is a GPU visible?), once a config is built
-
-        self.device = resolve_device(self.device)
+        self.device = check_device_name(self.device)  # the name asked for; resolved when a run starts
 
     def train_config(self, seed: int, **extra: Any) -> TrainConfig:
         """How this study's prompt of ``seed`` trains (``extra``: e.g. influence's save_every)."""

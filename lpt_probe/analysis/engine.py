@@ -3,7 +3,8 @@
 A *study* (``mi``, ``influence``) trains late prompts at some prompt layers and seeds on one
 task and model (or reuses finished run folders), then measures them in content-keyed pieces.
 :class:`Study` owns what every study shares: the loaded model, its settings
-(``StudyConfig``), the conditions' run keys and folders, training or reusing a prompt
+(``StudyConfig``), the device it runs on (the config keeps the ``--device`` asked for; the
+study resolves it when it starts, so a Ray worker resolves ``auto`` on its own machine), the conditions' run keys and folders, training or reusing a prompt
 (:meth:`Study.trained`), and the time of each phase. A study
 declares its work in :meth:`Study.phases`, a generator of phases, each one of the kinds
 below; the executors (``lpt_probe.analysis.remote``: in this process, or as Ray tasks) run
@@ -43,7 +44,7 @@ from ..layers import parse_prompt_layers
 from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptConfig
-from ..model.loading import load_model, model_slug
+from ..model.loading import load_model, model_slug, resolve_device
 from ..runs.run import TrainResult, run_config, train
 from ..runs.trainer import TrainConfig
 from .study import Condition, StudyConfig, run_folder
@@ -134,7 +135,8 @@ class Study:
     def __init__(self, cfg: StudyConfig, bundle=None):  # bundle: (model, tokenizer, info) already loaded
         self.cfg = cfg
         self.out = cfg.out_dir
-        self.bundle = bundle or load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
+        self.device = resolve_device(cfg.device)  # resolved here, where the study runs (a Ray worker: there)
+        self.bundle = bundle or load_model(cfg.model, device=self.device, dtype=cfg.dtype)
         self.backbone = Backbone(self.bundle[0])
         if self.freeze_backbone:
             self.backbone.freeze()

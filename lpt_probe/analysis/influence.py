@@ -154,10 +154,10 @@ class InfluenceRun(Study):
     def model_for(self, cond: Condition, checkpoint: str) -> LatePromptModel:
         pc = self.prompt_config(cond)
         if checkpoint == "init":  # exactly as the trainer builds it before step 1
-            return initial_model(pc, cond.seed, self.prepared, self.cfg.device, copy_backbone=False).eval()
+            return initial_model(pc, cond.seed, self.prepared, self.device, copy_backbone=False).eval()
         folder = self.trained(cond).run_dir  # reused: the train phase trained it (or it was done before)
         name = None if checkpoint == "trained" else f"checkpoints/{checkpoint}.safetensors"
-        return load_run(folder, self.cfg.device, bundle=self.bundle, checkpoint=name).model.eval()
+        return load_run(folder, self.device, bundle=self.bundle, checkpoint=name).model.eval()
 
     def settings(self) -> dict:
         c = self.cfg
@@ -231,15 +231,14 @@ class InfluenceRun(Study):
         write_npz(self.out / "influence_gram.npz", grams)
 
 
-def run_influence(cfg: InfluenceConfig, execution: ExecutorConfig | None = None, device: str | None = None
-                  ) -> InfluenceResult:
+def run_influence(cfg: InfluenceConfig, execution: ExecutorConfig | None = None) -> InfluenceResult:
     """The whole analysis into ``cfg.out``; returns an :class:`~lpt_probe.analysis.results.InfluenceResult`:
     the run, ``influence.csv`` as a DataFrame and ``run.json`` (it unpacks as ``run, table, meta``),
     with ``.summary()`` (the command's table) and ``.plot()`` (its figure).
-    ``execution``: where the work runs (default: this process; ``lpt_probe.analysis.remote``),
-    ``device`` the one asked for. Drawing is the caller's (the command draws
-    ``influence_by_layer.pdf``)."""
-    executor = study_executor(execution, device)
+    ``execution``: where the work runs (default: this process; ``lpt_probe.analysis.remote``);
+    ``cfg.device`` is resolved where the study runs. Drawing is the caller's (the command
+    draws ``influence_by_layer.pdf``)."""
+    executor = study_executor(execution)
     cfg = executor.settle(replace(cfg, out=str(cfg.out_dir)))
     out = cfg.out_dir
     with StudyOutput(out, "run.json", stale=("influence.csv", "influence_examples.csv", "influence_gram.npz",

@@ -164,7 +164,7 @@ class MIRun(Study, StoredRepresentations, ProbePieces):
             return self._random[cond.seed]
         if cond.name not in self.models:  # stays loaded: extraction and the probes read it
             res = self.trained(cond, caches)
-            model = res.model if res.model is not None else load_run(res.run_dir, self.cfg.device,
+            model = res.model if res.model is not None else load_run(res.run_dir, self.device,
                                                                      bundle=self.bundle).model
             self.models[cond.name] = model.eval()
         return self.models[cond.name]
@@ -206,16 +206,15 @@ def warn_grid_edges(mi: pd.DataFrame) -> str | None:
     return msg
 
 
-def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None, device: str | None = None
-           ) -> MIResult:
+def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None) -> MIResult:
     """The whole analysis into ``cfg.out``; returns an :class:`~lpt_probe.analysis.results.MIResult`:
     the run, the tables (``mi``, ``mdl``, ``pvi``, ``diff``: DataFrames) and ``run.json`` (it
     unpacks as ``run, tables, meta``), with ``.summary()`` (the command's tables) and
     ``.plot()`` (its figure). ``execution``: where the work runs (default: this
-    process; ``lpt_probe.analysis.remote``), ``device`` the one asked for (Ray workers
-    resolve ``auto`` themselves). Drawing is the caller's (the command draws
-    ``mi_by_layer.pdf`` with ``lpt_probe.viz.plot_mi_by_layer``)."""
-    executor = study_executor(execution, device)
+    process; ``lpt_probe.analysis.remote``); ``cfg.device`` is resolved where the study
+    runs (Ray workers resolve ``auto`` themselves). Drawing is the caller's (the command
+    draws ``mi_by_layer.pdf`` with ``lpt_probe.viz.plot_mi_by_layer``)."""
+    executor = study_executor(execution)
     cfg = executor.settle(replace(cfg, out=str(cfg.out_dir)))
     out = cfg.out_dir
     with StudyOutput(out, "run.json", stale=("mi.csv", "mdl.csv", "pvi.csv", "mi_diff.csv", "mi_by_layer.pdf"),

@@ -1,6 +1,6 @@
 """The executors of every study: in this process, or as Ray tasks.
 
-``study_executor(execution, device)`` gives a :class:`LocalStudy` or a :class:`RayStudy`
+``study_executor(execution)`` gives a :class:`LocalStudy` or a :class:`RayStudy`
 (``--executor local|ray``, the execution flags of ``lpt_probe.runs.executors.ExecutorConfig``
 less ``--retries``). ``executor.run(study, conds)`` runs the phases the study declares
 (``study.phases(conds)``, ``lpt_probe.analysis.engine``) without knowing which study it is;
@@ -55,11 +55,11 @@ from .pieces import drop_scratch, fit_piece, log_levels, run_pieces
 __all__ = ["EXECUTION_HELP", "LocalStudy", "RayStudy", "add_execution_args", "study_executor", "study_in_worker"]
 
 logger = logging.getLogger(__name__)
-def study_executor(execution: ExecutorConfig | None = None, device: str | None = None) -> LocalStudy:
-    """The executor of ``execution`` (default: local); ``device``: as the user asked for it
-    (``auto`` resolves on each Ray worker; default: the study's own, resolved here)."""
+def study_executor(execution: ExecutorConfig | None = None) -> LocalStudy:
+    """The executor of ``execution`` (default: local). The study's ``cfg.device`` is the
+    device asked for; each study resolves it where it runs (``auto`` on each Ray worker)."""
     execution = execution or ExecutorConfig()
-    return RayStudy(execution, device) if execution.executor == "ray" else LocalStudy(execution)
+    return RayStudy(execution) if execution.executor == "ray" else LocalStudy(execution)
 
 
 class LocalStudy:
@@ -156,9 +156,8 @@ def _absolute(path: str | None) -> str | None:
 class RayStudy(LocalStudy):
     """Each piece of work a Ray task (see the module docstring)."""
 
-    def __init__(self, execution: ExecutorConfig, device: str | None = None):
+    def __init__(self, execution: ExecutorConfig):
         super().__init__(execution)
-        self.device = device
         self.options = {"num_cpus": execution.cpus_per_run, "num_gpus": execution.gpus_per_run,
                         "max_retries": execution.retries, "retry_exceptions": True}
 
@@ -199,12 +198,11 @@ class RayStudy(LocalStudy):
     label = " as Ray tasks"
 
     def train_cells(self, study, todo: list, configs: dict, base, on_done) -> None:
-        run_ray(todo, configs, self.execution, base, study.out, on_done, progress=False,
-                device=self.device or base.device)
+        run_ray(todo, configs, self.execution, base, study.out, on_done, progress=False)
 
     def execute(self, study, phase) -> tuple[int, str]:
         cfg, level = study.cfg, log_levels()
-        device, cls, what = self.device or cfg.device, type(study), "as Ray tasks"
+        device, cls, what = cfg.device, type(study), "as Ray tasks"  # as asked: each worker resolves it
         if isinstance(phase, StudyCalls):
             task = self._task(_ray_call) if phase.items else None
             refs = {task.remote(cls, cfg, device, phase.method, item): f"{phase.name} of {_name(item)}"

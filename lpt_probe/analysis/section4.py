@@ -132,7 +132,7 @@ def run_section4(cfg: Section4Config) -> Section4Result:
         sweep = run_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.prompt_layers,
                                       generators=(cfg.generator,), seeds=cfg.seeds, prompt=cfg.sweep_prompt(),
                                       out=str(out / "sweep"), progress=cfg.progress),
-                          base, prepared=mi_run.prompt_prepared, requested_device=cfg.device)
+                          base, prepared=mi_run.prompt_prepared)
         seconds["sweep"] = time.perf_counter() - t
         total["sweep"] = prior.get("sweep", 0.0) + seconds["sweep"]
         curves = store.read_csv(out / "sweep" / "curves.csv")

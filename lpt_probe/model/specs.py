@@ -164,3 +164,18 @@ def model_slug(name_or_path: str) -> str:
 DTYPES = LazyRegistry("dtype", {"fp32": Ref("torch:float32"), "bf16": Ref("torch:bfloat16"),
                                 "fp16": Ref("torch:float16")})
 DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (CUDA when present)"
+# torch's device types (``torch.device`` accepts these names, with ``:N`` for an index)
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "hip", "xla", "hpu", "mtia", "ipu", "ve", "fpga", "maia", "lazy",
+                "vulkan", "meta", "mkldnn", "opengl", "opencl", "ideep", "privateuseone")
+
+
+def check_device_name(device, flag: str = "--device") -> str:
+    """``device`` as a config keeps it: the name asked for (``auto`` stays ``auto``), checked
+    for its form without torch; whether this machine has it is asked when a run starts
+    (``loading.resolve_device``), on the machine that runs it (a Ray worker resolves
+    ``auto`` itself)."""
+    text = str(device).strip()
+    kind, _, index = text.partition(":")
+    if text != "auto" and (kind not in DEVICE_TYPES or (index and not index.isdigit()) or (_ and not index)):
+        raise ValueError(f"{flag} {text!r} is not a device; choose {DEVICE_HELP}")
+    return text

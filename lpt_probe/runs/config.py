@@ -4,8 +4,8 @@ Config dataclasses in the style of peft's: one field per setting with its help t
 command-line flags of ``train`` and ``sweep`` are generated from them, ``lpt_probe.cli``),
 checks in ``__post_init__``, saved as JSON beside the results. They live apart from the code
 that runs them (``trainer``, ``sweep``, ``executors``, which re-export them) so that
-``--help`` and building a config import no torch; the one check that needs torch (is the
-``--device`` there?) imports it when a config is built.
+``--help`` and building a config import no torch. A config keeps the ``--device`` asked for
+(``auto`` stays ``auto``); a run resolves it when it starts, on the machine that runs it.
 
 - ``TrainConfig``: how one run trains and on which data (``lpt_probe.runs.trainer`` is the loop).
 - ``SweepConfig``: the grid of a sweep (``lpt_probe.runs.sweep`` runs it).
@@ -23,7 +23,8 @@ import numpy as np
 
 from ..data.sources import SOURCES
 from ..layers import check_unique
-from ..model.specs import DEFAULT_MODEL, DTYPES, GENERATORS, METHOD_OPTIONS, METHODS, PRESETS, get_method
+from ..model.specs import (DEFAULT_MODEL, DTYPES, GENERATORS, METHOD_OPTIONS, METHODS, PRESETS, check_device_name,
+                          get_method)
 from .reporting import parse_report_to
 
 logger = logging.getLogger(__name__)
@@ -130,9 +131,7 @@ class TrainConfig:
         if self.backbone_dropout and self.cache:
             logger.info("backbone_dropout=True: the lower-layer cache is turned off")
             self.cache = False
-        from ..model.loading import resolve_device  # here: torch (is a GPU visible?), once a config is built
-
-        self.device = resolve_device(self.device)
+        self.device = check_device_name(self.device)  # the name asked for; resolved when a run starts
 
     def total_steps(self, n_train: int) -> int:
         return self.steps if self.steps is not None else self.epochs * math.ceil(n_train / self.batch_size)

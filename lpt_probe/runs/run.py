@@ -35,7 +35,7 @@ from ..data.verbalizer import label_word_ids
 from ..model.backbone import Backbone
 from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptConfig, LatePromptModel
-from ..model.loading import load_model, model_slug
+from ..model.loading import load_model, model_slug, resolve_device
 from ..model.methods import get_method
 from ..model.prompt_weights import save_prompt
 from ..outputs import ResumableOutput, check_owned, check_url
@@ -177,7 +177,7 @@ def train(prompt_cfg: LatePromptConfig, cfg: TrainConfig, out: str | Path | None
     of this key (interrupted, failed, killed) goes on from the training state it kept after
     its last dev evaluation (``lpt_probe.runs.resume``), with results identical to an
     uninterrupted run's; ``resume=False`` starts it over."""
-    cfg = resolve_lr(prompt_cfg, cfg)
+    cfg = replace(resolve_lr(prompt_cfg, cfg), device=resolve_device(cfg.device))  # the run's device from here on
     if get_method(prompt_cfg.method).late_prompt and prompt_cfg.prompt_tokens < 1:
         raise ValueError(f"num_virtual_tokens={prompt_cfg.num_virtual_tokens}: method={prompt_cfg.method!r} "
                          f"trains a prompt, which needs at least 1 token (--num-virtual-tokens 1 or more); with "

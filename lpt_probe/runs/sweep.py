@@ -35,7 +35,7 @@ from .. import store
 from ..data.sources import is_task_file, task_slug
 from ..layers import parse_prompt_layers
 from ..model.late_prompt import LatePromptConfig
-from ..model.loading import model_slug
+from ..model.loading import model_slug, resolve_device
 from ..model.methods import METHOD_OPTIONS, get_method
 from ..outputs import ResumableOutput
 from ..progress import bar
@@ -156,8 +156,7 @@ def default_out(base: TrainConfig) -> str:
 
 
 def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig | None = None,
-              prepared: Prepared | None = None, requested_device: str | None = None,
-              release_weights: bool | None = None) -> pd.DataFrame:
+              prepared: Prepared | None = None, release_weights: bool | None = None) -> pd.DataFrame:
     """Train (or collect) every cell of the grid; returns the ``sweep.csv`` table.
 
     ``release_weights`` (default: when ``prepared`` is not given, i.e. the sweep loads the
@@ -168,9 +167,11 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
     out_arg = sweep.out or default_out(base)
     out = out_arg if store.is_url(out_arg) else Path(out_arg).resolve()
     store.check_output_folder(out)
-    # workers may start elsewhere: every path absolute; "auto" devices resolve where a cell runs
+    # workers may start elsewhere: every path absolute; the device resolves where the cells run (here: now,
+    # so a device this machine lacks is one error before anything is written; on Ray: on each worker)
     base = replace(base, data_dir=_absolute(base.data_dir),
-                   task=_absolute(base.task) if is_task_file(base.task) else base.task)
+                   task=_absolute(base.task) if is_task_file(base.task) else base.task,
+                   device=resolve_device(base.device) if execution.executor == "local" else base.device)
     # sweep.json: "running" before any table; "complete" (with the failed cells' count) last
     with ResumableOutput(out, "sweep.json", timed=False, list_outputs=False,
                                overwrite=sweep.overwrite) as output:
@@ -226,7 +227,7 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
         try:
             if todo:
                 run(execution, todo, configs, base, out, on_done, prepared, sweep.progress,
-                    device=requested_device, release_weights=release_weights, seconds=seconds)
+                    release_weights=release_weights, seconds=seconds)
             table = write_tables()
             meta["failed"] = int((table["status"] != "complete").sum())
         finally:

@@ -44,6 +44,7 @@ import torch
 from ..data.encoded import Encoded
 from ..model.cache import LowerLayerCache
 from ..model.late_prompt import LatePromptModel
+from ..model.loading import resolve_device
 from ..progress import bar
 from .config import MAX_SEED, TrainConfig, check_seed  # noqa: F401  (re-exported: the settings live there)
 from .resume import restore_state, training_state
@@ -91,7 +92,7 @@ class Trainer:
         if cfg.lr is None:  # the method's own default, as lpt_probe.runs.run.train records it
             cfg = replace(cfg, lr=model.method.default_lr)
         self.model, self.cfg, self.metric = model, cfg, metric
-        self.device = torch.device(cfg.device)
+        self.device = torch.device(resolve_device(cfg.device))
         self.best_dev_: dict[str, Any] | None = None  # set by fit: dev evaluation of the kept weights
         self.dev_history_: dict[str, np.ndarray] | None = None  # set by fit: steps [E], correct [E, n_dev]
 

@@ -346,6 +346,26 @@ def test_help_imports_no_heavy_library(command):
     assert proc.stdout.splitlines() == ["lpt_probe []", f"lpt_probe.{command} []"], proc.stdout
 
 
+def test_configs_keep_the_device_asked_for_and_build_without_torch():
+    """A config keeps ``--device`` as asked (``auto`` stays ``auto``: a run resolves it when it
+    starts, on the machine that runs it, a Ray worker included) and checks only its form,
+    so building ``TrainConfig`` / ``InfluenceConfig`` imports no torch; a name that is no
+    device is still refused at once, naming it and the choices."""
+    code = ("import sys\n"
+            "from lpt_probe.runs.config import TrainConfig\n"
+            "from lpt_probe.analysis.config import InfluenceConfig\n"
+            "print(TrainConfig(device='auto').device, InfluenceConfig(device='cuda:1').device, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["auto", "cuda:1", "False"]
+    from lpt_probe.runs.config import TrainConfig
+
+    for bad in ("tpu", "cuda:x", "cuda:", ""):
+        with pytest.raises(ValueError, match=f"--device '{bad}' is not a device; choose cpu, cuda"):
+            TrainConfig(device=bad)
+
+
 def test_lazy_registries_name_entries_without_importing_them():
     """A ``LazyRegistry`` lists, counts and tests names without importing an entry; a lookup
     imports it once; an object registered at run time is a choice of the flags at once; an
