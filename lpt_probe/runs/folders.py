@@ -43,7 +43,7 @@ from .. import store
 from ..data.tasks import TaskSpec
 from ..model.backbone import Backbone
 from ..model.late_prompt import LatePromptConfig, LatePromptModel
-from ..model.loading import load_model
+from ..model.loading import load_model, resolve_device
 from ..model.prompt_weights import load_prompt_weights
 from .trainer import TrainConfig
 
@@ -179,8 +179,10 @@ def load_run(folder: str | Path, device: str = "cpu", bundle=None, checkpoint: s
     copied, not changed). ``checkpoint``: a weight file other than ``prompt.safetensors``
     (``checkpoints/step-100.safetensors``). Raises ``RunNotUsable`` naming the folder when
     the run is unfinished (unless ``require_complete=False``), damaged, from an older
-    format, or when the model's weights differ from the ones the prompt was trained on."""
+    format, or when the model's weights differ from the ones the prompt was trained on.
+    ``device``: any ``--device`` name (``auto``: CUDA when present)."""
     folder = Path(folder)
+    device = resolve_device(device)
     if not (folder / "config.json").is_file():
         raise RunNotUsable(f"{folder} is not a run folder (no config.json); make one with python -m lpt_probe.train")
     config = read_config(folder)
