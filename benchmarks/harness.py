@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -75,7 +76,7 @@ def command(script: str | os.PathLike, argv: Sequence[str] | None) -> str:
     """``python benchmarks/<script> <argv>``, the command line a result records (``argv`` None:
     this process's own arguments)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    return f"python benchmarks/{Path(script).name} {' '.join(args)}".strip()
+    return f"python benchmarks/{Path(script).name} {shlex.join(args)}".strip()  # quoted where a shell needs it
 
 
 # -- the machine ----------------------------------------------------------------------------------

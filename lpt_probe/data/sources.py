@@ -107,8 +107,11 @@ def _make_splits(spec, raw, shots, data_seed, dev_size, drop_overlap=False) -> t
     if repeats and drop_overlap:
         pool = [e for e in pool if same_text(e.texts) not in test_texts]
         info["dropped_overlap"] = len(repeats)
-        logger.info("%s: dropped %d training-pool rows whose text is also a test text (--drop-overlap)",
-                    spec.name, len(repeats))
+        said_key = ("dropped", spec.name, len(repeats), len(pool), repeats[0].texts)
+        if said_key not in _SAID:  # once per process for the same data (a study loads its splits several times)
+            _SAID.add(said_key)
+            logger.info("%s: dropped %d training-pool rows whose text is also a test text (--drop-overlap)",
+                        spec.name, len(repeats))
     elif repeats:
         said_key = (spec.name, len(repeats), len(pool), repeats[0].texts)
         said = said_key in _SAID  # once per process for the same data (mi loads the pool twice)
