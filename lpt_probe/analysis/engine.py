@@ -4,30 +4,35 @@ A *study* (``mi``, ``influence``) trains late prompts at some prompt layers and 
 task and model (or reuses finished run folders), then measures them in content-keyed pieces.
 :class:`Study` owns what every study shares: the loaded model, its settings
 (``StudyConfig``), the device it runs on (the config keeps the ``--device`` asked for; the
-study resolves it when it starts, so a Ray worker resolves ``auto`` on its own machine), the conditions' run keys and folders, training or reusing a prompt
-(:meth:`Study.trained`), and the time of each phase. A study
-declares its work in :meth:`Study.phases`, a generator of phases, each one of the kinds
-below; the executors (``lpt_probe.analysis.remote``: in this process, or as Ray tasks) run
-any study's phases without knowing which study it is:
+study resolves it when it starts, so a Ray worker resolves ``auto`` on its own machine),
+the conditions' run keys and folders, training or reusing a prompt (:meth:`Study.trained`),
+and the time of each phase. A study declares its work in :meth:`Study.phases`, a generator
+of phases, each one of the kinds below; the executors (``lpt_probe.analysis.remote``: in
+this process, or as Ray tasks) run any study's phases without knowing which study it is:
 
-====================  ==================================  ===================================
-phase                 local executor                      Ray executor
-====================  ==================================  ===================================
-:class:`TrainPrompts`  a sweep's cells (``runs.executors``  the sweep's cell tasks
-                       ``run_local``): one lower-layer     (``runs.executors.run_ray``)
-                       cache for every prompt
-:class:`StudyCalls`    ``study.<method>(items)`` once, so  one task per item, calling the same
-                       the items may share a pass          method of the same study in a worker
-:class:`Pieces`        ``--jobs`` processes (joblib)       one task per piece
-:class:`StreamedPieces` ``study.<method>(*item)`` yields   one task per item: it computes and
-                       piece jobs as it computes them      fits each piece as a task of its own
-====================  ==================================  ===================================
+=======================  ==================================  ===================================
+phase                    local executor                      Ray executor
+=======================  ==================================  ===================================
+:class:`TrainPrompts`    a sweep's cells (``runs.executors``  the sweep's cell tasks
+                         ``run_local``): one lower-layer     (``runs.executors.run_ray``)
+                         cache for every prompt
+:class:`StudyCalls`      ``study.<method>(items)`` once, so  one task per item, calling the same
+                         the items may share a pass          method of the same study in a worker
+:class:`Pieces`          ``--jobs`` processes (joblib)       one task per piece
+:class:`StreamedPieces`  ``study.<method>(*item)`` yields    one task per item: it computes and
+                         piece jobs as it computes them      fits each piece as a task of its own
+=======================  ==================================  ===================================
 
 A worker builds the same study from the same settings and calls the same methods, so a
 phase writes the same files under the same keys wherever it runs: a folder started under
 one executor resumes under the other. The phases are yielded one at a time, so a phase may
 depend on what the one before it wrote (``mi`` reads the representations that its extract
 phase stored); code after a ``yield`` runs once the executor has finished that phase.
+
+Every piece a study keeps on disk is content-keyed the same way: its files, then a JSON
+sidecar written last with the piece's key and each file's sha256 (:func:`seal_piece`); a
+piece is reused only when its sidecar names the key the study asks for and every file
+still has its hash (:func:`piece_done`).
 """
 
 from __future__ import annotations
@@ -110,6 +115,7 @@ class Pieces(Phase):
 
     total: int = 0
     jobs: Iterable = ()
+    processes: int = 1  # local worker processes (``--jobs``)
 
 
 @dataclass
@@ -122,6 +128,7 @@ class StreamedPieces(Phase):
     items: list = field(default_factory=list)
     total: int = 0
     in_process: bool = False
+    processes: int = 1  # local worker processes (``--jobs``), unless ``in_process``
 
 
 class Study:

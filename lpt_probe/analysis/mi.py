@@ -180,14 +180,14 @@ class MIRun(Study, StoredRepresentations, ProbePieces):
             yield TrainPrompts(conditions=list(layers_of))
             yield StreamedPieces("probe", method="sequence_jobs", items=list(layers_of.items()),
                                  total=sum(map(len, layers_of.values())),
-                                 in_process=self.cfg.probe_options.in_process)
+                                 in_process=self.cfg.probe_options.in_process, processes=self.cfg.jobs)
             self.clear_scratch()
         else:
             missing = self.missing_reps(conds)
             yield TrainPrompts(conditions=missing)  # train first: extraction timing is extraction only
             yield StudyCalls("extract", method="extract_reps", items=missing)
             total, jobs = self.vector_pieces(conds, self.load_reps(conds))
-            yield Pieces("probe", total=total, jobs=jobs)
+            yield Pieces("probe", total=total, jobs=jobs, processes=self.cfg.jobs)
 
 
 def warn_grid_edges(mi: pd.DataFrame) -> str | None:

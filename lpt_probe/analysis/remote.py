@@ -65,6 +65,8 @@ def study_executor(execution: ExecutorConfig | None = None) -> LocalStudy:
 class LocalStudy:
     """Every phase in this process; independent probe pieces on ``--jobs`` worker processes."""
 
+    label = ""  # how the log lines say where the work ran
+
     def __init__(self, execution: ExecutorConfig):
         self.execution = execution
 
@@ -121,8 +123,6 @@ class LocalStudy:
             raise RuntimeError(f"training {len(failed)} prompt(s){self.label} failed: {'; '.join(failed)}")
         logger.info("trained %d prompt(s)%s in %.0f s", len(todo), self.label, time.perf_counter() - t0)
 
-    label = ""  # how the log lines say where the work ran
-
     def train_cells(self, study, todo: list, configs: dict, base, on_done) -> None:
         run_local(todo, configs, self.execution, base, study.out, on_done, prepared=study.prompt_prepared,
                   progress=study.cfg.progress)
@@ -135,9 +135,9 @@ class LocalStudy:
             return int(n or 0), "in this process"
         if isinstance(phase, StreamedPieces):
             jobs = (job for item in phase.items for job in getattr(study, phase.method)(*item))
-            n_jobs = 1 if phase.in_process else cfg.jobs
+            n_jobs = 1 if phase.in_process else phase.processes
         else:
-            jobs, n_jobs = phase.jobs, cfg.jobs
+            jobs, n_jobs = phase.jobs, phase.processes
         n = run_pieces(jobs, phase.total, n_jobs, cfg.progress) if phase.total else 0
         return n, f"with {max(1, min(n_jobs, n or 1))} process(es)"
 
