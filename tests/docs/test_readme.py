@@ -23,6 +23,7 @@ from lpt_probe.runs.sweep import default_out as sweep_default_out
 from lpt_probe.runs.trainer import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
+FULL = os.environ.get("LPT_PROBE_TEST_FULL") == "1"  # scripts/test.sh --full: the commands at the sizes shown
 QUICK = {
     "lpt_probe.train": ["--steps", "4", "--eval-every", "2", "--max-examples", "120"],
     "lpt_probe.mi": ["--steps", "4", "--eval-every", "2", "--max-examples", "120", "--probe-train-max", "120",
@@ -257,52 +258,62 @@ def chain_params(benchmarks: bool) -> list:
     return params
 
 
+def readme_argv(cmd: str, data_dir: Path, tmp_path: Path, full: bool = False) -> list[str]:
+    """The argv a shown command runs with: the data and paper paths made real, its outputs
+    sent under ``tmp_path`` (never over the committed results), and, unless ``full``
+    (``scripts/test.sh --full``), the small settings of ``QUICK``."""
+    key = quick_key(cmd)
+    argv = shlex.split(cmd.replace("../shared/data", str(data_dir))
+                       .replace("../shared/paper", str(data_dir.parent / "paper"))
+                       .replace(" examples/", f" {REPO / 'examples'}/")
+                       .replace(" benchmarks/results", f" {REPO / 'benchmarks' / 'results'}"))
+    extra = [] if full else list(QUICK[key])  # full: the sizes shown; never the output places
+    if argv[0] == "python":
+        argv[0] = sys.executable
+    if not full and key == "lpt_probe.mi" and "transformer" in argv:  # the sequence probe: one prompt layer,
+        extra += ["--prompt-layers", "6", "--probe-grid", "lr=1e-3", "--no-controls"]  # one lr, no controls (CI time)
+    if not full and key == "lpt_probe.section4" and "--table" not in argv:  # three layers: 1, the middle, the last
+        extra += ["--prompt-layers", "1,16,30" if "smollm2" in argv else "1,4,6"]
+    if not full and key == "lpt_probe.mi" and "all" in argv:  # the every-layer recipe: two layers, one seed
+        extra += ["--prompt-layers", "2,6", "--seeds", "13"]
+    if key in ("benchmarks/bench_train.py", "benchmarks/bench_sweep.py", "benchmarks/bench_prompt_init.py",
+               "benchmarks/bench_prompt_lr.py", "benchmarks/bench_generate.py", "benchmarks/bench_help.py"):
+        argv[1] = str(REPO / argv[1])
+        extra += ["--out", str(tmp_path / "bench")]
+    if key in ("benchmarks/bench_prompt_init.py", "benchmarks/bench_prompt_lr.py"):
+        extra += ["--work", str(tmp_path / "work")]
+    if key == "benchmarks/bench_baselines.py":
+        argv[1] = str(REPO / argv[1])
+        extra += ["--out", str(tmp_path / "bench"), "--runs", str(tmp_path / "baselines")]
+    if key in ("benchmarks/bench_mi.py", "benchmarks/bench_influence.py", "benchmarks/bench_probe_path.py",
+               "benchmarks/bench_plan.py", "benchmarks/bench_paper_scale.py", "benchmarks/bench_memory.py",
+               "benchmarks/bench_probe_dtype.py", "benchmarks/bench_backbone_dtype.py",
+               "benchmarks/bench_study_speed.py"):
+        argv[1] = str(REPO / argv[1])
+        extra += ["--results", str(tmp_path / "bench")]
+    if key in ("benchmarks/bench_paper_scale.py", "benchmarks/bench_memory.py"):
+        extra += ["--work", str(tmp_path / "shape")]
+    if key == "benchmarks/bench_probe_dtype.py":
+        extra += ["--out", str(tmp_path / "probe_dtype")]
+    if key == "scripts/demo.sh":
+        argv[1] = str(REPO / argv[1])
+        extra += ["--out", str(tmp_path / "demo")]
+    return argv + extra
+
+
 def run_readme_commands(data_dir, tmp_path, cmds: list[str], blocks: list[str] = ()) -> list[str]:
-    """Run shown commands in order with the small settings of ``QUICK``, from ``tmp_path`` so
-    default outputs land there, then the python blocks; return the commands run."""
+    """Run shown commands in order with the small settings of ``QUICK`` (at the sizes shown
+    under ``scripts/test.sh --full``), from ``tmp_path`` so default outputs land there, then
+    the python blocks; return the commands run."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "LPT_PROBE_DATA_DIR": str(data_dir), "TQDM_DISABLE": "1"}
     if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers share the cores: one thread per command,
         env.setdefault("OMP_NUM_THREADS", "1")  # as the worker's own tests (conftest.py)
     ran = []
     for cmd in cmds:
-        key = quick_key(cmd)
-        argv = shlex.split(cmd.replace("../shared/data", str(data_dir))
-                           .replace("../shared/paper", str(data_dir.parent / "paper"))
-                           .replace(" examples/", f" {REPO / 'examples'}/")
-                           .replace(" benchmarks/results", f" {REPO / 'benchmarks' / 'results'}"))
-        extra = list(QUICK[key])
-        if argv[0] == "python":
-            argv[0] = sys.executable
-        if key == "lpt_probe.mi" and "transformer" in argv:  # the sequence probe: one prompt layer, one lr,
-            extra += ["--prompt-layers", "6", "--probe-grid", "lr=1e-3", "--no-controls"]  # no controls (CI time)
-        if key == "lpt_probe.section4" and "--table" not in argv:  # three prompt layers: 1, the middle, the last
-            extra += ["--prompt-layers", "1,16,30" if "smollm2" in argv else "1,4,6"]
-        if key == "lpt_probe.mi" and "all" in argv:  # the every-layer recipe: two layers, one seed
-            extra += ["--prompt-layers", "2,6", "--seeds", "13"]
-        if key in ("benchmarks/bench_train.py", "benchmarks/bench_sweep.py", "benchmarks/bench_prompt_init.py",
-                   "benchmarks/bench_prompt_lr.py", "benchmarks/bench_generate.py", "benchmarks/bench_help.py"):
-            argv[1] = str(REPO / argv[1])
-            extra += ["--out", str(tmp_path / "bench")]
-        if key in ("benchmarks/bench_prompt_init.py", "benchmarks/bench_prompt_lr.py"):
-            extra += ["--work", str(tmp_path / "work")]
-        if key == "benchmarks/bench_baselines.py":
-            argv[1] = str(REPO / argv[1])
-            extra += ["--out", str(tmp_path / "bench"), "--runs", str(tmp_path / "baselines")]
-        if key in ("benchmarks/bench_mi.py", "benchmarks/bench_influence.py", "benchmarks/bench_probe_path.py",
-                   "benchmarks/bench_plan.py", "benchmarks/bench_paper_scale.py", "benchmarks/bench_memory.py",
-                   "benchmarks/bench_probe_dtype.py", "benchmarks/bench_backbone_dtype.py",
-                   "benchmarks/bench_study_speed.py"):
-            argv[1] = str(REPO / argv[1])
-            extra += ["--results", str(tmp_path / "bench")]
-        if key in ("benchmarks/bench_paper_scale.py", "benchmarks/bench_memory.py"):
-            extra += ["--work", str(tmp_path / "shape")]
-        if key == "benchmarks/bench_probe_dtype.py":
-            extra += ["--out", str(tmp_path / "probe_dtype")]
-        if key == "scripts/demo.sh":
-            argv[1] = str(REPO / argv[1])
-            extra += ["--out", str(tmp_path / "demo")]
+        argv = readme_argv(cmd, data_dir, tmp_path, FULL)
         t0 = time.perf_counter()
-        proc = subprocess.run(argv + extra, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
+        proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=None if FULL else 1500)
         assert proc.returncode == 0, f"{cmd!r} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         print(f"{time.perf_counter() - t0:6.0f} s  {cmd[:110]}")  # pytest -s (or a failure) shows where CI time goes
         ran.append(cmd)
@@ -311,6 +322,21 @@ def run_readme_commands(data_dir, tmp_path, cmds: list[str], blocks: list[str] =
                               text=True, timeout=600)
         assert proc.returncode == 0, f"README/docs python block failed:\n{block}\n{proc.stderr[-3000:]}"
     return ran
+
+
+def test_full_mode_runs_the_sizes_shown_and_still_writes_nothing_committed(tmp_path):
+    """``scripts/test.sh --full`` (``LPT_PROBE_TEST_FULL=1``) runs each command as shown: no
+    small settings of ``QUICK`` and no fewer prompt layers, but its outputs still go under
+    the test's folder, never over ``benchmarks/results``."""
+    data = tmp_path / "shared" / "data"
+    study = next(c for c in readme_commands() if "lpt_probe.section4" in c and "smollm2" in c)
+    quick, full = (readme_argv(study, data, tmp_path, full=f) for f in (False, True))
+    assert full == shlex.split(study.replace("../shared/data", str(data)).replace("python", sys.executable, 1))
+    assert len(quick) > len(full) and quick[:len(full)] == full
+    bench = next(c for c in half_commands(benchmarks=True) if "bench_prompt_lr.py" in c)
+    quick, full = (readme_argv(bench, data, tmp_path, full=f) for f in (False, True))
+    assert full[-4:] == ["--out", str(tmp_path / "bench"), "--work", str(tmp_path / "work")]
+    assert "--lrs" in quick and "--lrs" not in full
 
 
 @pytest.mark.integration
