@@ -175,7 +175,7 @@ def check_device_name(device, flag: str = "--device") -> str:
     (``loading.resolve_device``), on the machine that runs it (a Ray worker resolves
     ``auto`` itself)."""
     text = str(device).strip()
-    kind, _, index = text.partition(":")
-    if text != "auto" and (kind not in DEVICE_TYPES or (index and not index.isdigit()) or (_ and not index)):
+    kind, colon, index = text.partition(":")
+    if text != "auto" and (kind not in DEVICE_TYPES or (colon and not index.isdigit())):
         raise ValueError(f"{flag} {text!r} is not a device; choose {DEVICE_HELP}")
     return text
