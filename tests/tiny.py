@@ -1,6 +1,8 @@
-"""Tiny random models of the five families, built from configs (no downloads)."""
+"""Tiny random models of the five families, built from configs (no downloads), and a toy custom task."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import transformers as T
@@ -53,3 +55,24 @@ def random_batch(batch=3, seq=9, pad_last=4, seed=0):
         mask[-1, seq - pad_last:] = 0
         ids[-1, seq - pad_last:] = 1
     return ids, mask
+
+
+def toy_task(folder: Path, n_train: int = 30, n_test: int | None = 10, test_rows: list[str] | None = None,
+             flip: bool = False, labels=("neg", "pos")) -> Path:
+    """A two-label sentiment CSV task with its YAML (the README's custom-task shape):
+    ``n_train`` "great/awful movie number i" rows per label (``flip``: train.csv's labels
+    swapped), a test split of ``n_test`` "film" rows per label, or ``test_rows``, or (``n_test``
+    None) the training rows again; ``labels`` as the YAML lists them. Returns the YAML's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    words = (("great", "pos"), ("awful", "neg"))
+    swap = {"pos": "neg", "neg": "pos"}
+    train = [f"{w} movie number {i},{swap[lab] if flip else lab}" for i in range(n_train) for w, lab in words]
+    if test_rows is None:
+        test_rows = train if n_test is None else [f"{w} film {i},{lab}" for i in range(n_test) for w, lab in words]
+    (folder / "train.csv").write_text("\n".join(["text,label", *train]) + "\n")
+    (folder / "test.csv").write_text("\n".join(["text,label", *test_rows]) + "\n")
+    (folder / "task.yaml").write_text(
+        "name: toy\ntrain: train.csv\ntest: test.csv\ntext_columns: [text]\nlabel_column: label\n"
+        f"labels: [{', '.join(labels)}]\nmlm_template: '{{text_a}} It was {{mask}} .'\n"
+        "mlm_label_words: [bad, good]\nclm_template: '{text_a} It was'\nclm_label_words: [bad, good]\n")
+    return folder / "task.yaml"

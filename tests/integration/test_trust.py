@@ -25,26 +25,13 @@ from lpt_probe.runs import run as runs_run
 from lpt_probe.runs.folders import RunNotUsable, check_run, load_run
 from lpt_probe.runs.predict import Predictor
 from lpt_probe.runs.trainer import Trainer
+from tiny import toy_task
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 TINY_TRAIN = ["--prompt-layer", "3", "--steps", "3", "--eval-every", "3", "--dev-size", "10", "--shots", "20"]
 
 
-def toy_task(folder: Path, flip: bool = False, labels=("neg", "pos"), test_rows: list[str] | None = None) -> Path:
-    """A two-column sentiment CSV task with its YAML (the README's custom-task shape)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    words = (("great", "pos"), ("awful", "neg"))
-    rows = ["text,label"] + [f"{w} movie number {i},{({'pos': 'neg', 'neg': 'pos'}[lab] if flip else lab)}"
-                             for i in range(30) for w, lab in words]
-    (folder / "train.csv").write_text("\n".join(rows) + "\n")
-    test = test_rows if test_rows is not None else [f"{w} film {i},{lab}" for i in range(10) for w, lab in words]
-    (folder / "test.csv").write_text("\n".join(["text,label", *test]) + "\n")
-    (folder / "task.yaml").write_text(
-        "name: toy\ntrain: train.csv\ntest: test.csv\ntext_columns: [text]\nlabel_column: label\n"
-        f"labels: [{', '.join(labels)}]\nmlm_template: '{{text_a}} It was {{mask}} .'\n"
-        "mlm_label_words: [bad, good]\nclm_template: '{text_a} It was'\nclm_label_words: [bad, good]\n")
-    return folder / "task.yaml"
 
 
 def meta(folder: Path) -> dict:
@@ -298,17 +285,24 @@ def test_reported_dev_numbers_are_those_of_the_kept_weights(data_dir):
     assert res.metrics["best_step"] in (2, 4, 6)
 
 
-def test_weight_digest_memo_keeps_what_another_process_wrote_meanwhile(tmp_path, monkeypatch):
-    """fingerprints.json is read, extended and written under a lock, merging what another
-    process added between our read and our write (two sweeps hashing at once)."""
-    from lpt_probe.model import loading
-
+def _checkpoint_and_memo(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """A one-file checkpoint folder and where its digest memo (``fingerprints.json``) goes,
+    in a cache of its own."""
     monkeypatch.setenv("LPT_PROBE_CACHE", str(tmp_path / "cache"))
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "model.safetensors").write_bytes(b"weights")
     memo_path = tmp_path / "cache" / "fingerprints.json"
     memo_path.parent.mkdir()
+    return ckpt, memo_path
+
+
+def test_weight_digest_memo_keeps_what_another_process_wrote_meanwhile(tmp_path, monkeypatch):
+    """fingerprints.json is read, extended and written under a lock, merging what another
+    process added between our read and our write (two sweeps hashing at once)."""
+    from lpt_probe.model import loading
+
+    ckpt, memo_path = _checkpoint_and_memo(tmp_path, monkeypatch)
     memo_path.write_text(json.dumps({"old|1|1": "a" * 64}))
     real = loading._file_digest
 
@@ -329,12 +323,7 @@ def test_a_damaged_digest_memo_is_replaced_not_fatal(tmp_path, monkeypatch):
     never a crash: the memo is rewritten as an object holding this checkpoint's digests."""
     from lpt_probe.model import loading
 
-    monkeypatch.setenv("LPT_PROBE_CACHE", str(tmp_path / "cache"))
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    (ckpt / "model.safetensors").write_bytes(b"weights")
-    memo_path = tmp_path / "cache" / "fingerprints.json"
-    memo_path.parent.mkdir()
+    ckpt, memo_path = _checkpoint_and_memo(tmp_path, monkeypatch)
     memo_path.write_text("[1, 2]")
     digest = loading.weights_fingerprint(ckpt)
     memo = json.loads(memo_path.read_text())

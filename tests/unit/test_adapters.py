@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from test_late_prompt import WORDS, synthetic
+import tiny
 from tiny import FAMILIES, random_batch, tiny_model
 
 from lpt_probe.model import families
@@ -194,17 +195,8 @@ def test_s_idpg_generator_reads_the_frozen_first_pass_and_joins_at_the_input(fam
 
 # -- through a run folder -----------------------------------------------------------------------
 def toy_task(folder):
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = ["text,label"] + [f"{w} movie number {i},{lab}" for i in range(20) for w, lab in
-                             (("great", "pos"), ("awful", "neg"))]
-    (folder / "train.csv").write_text("\n".join(rows) + "\n")
-    (folder / "test.csv").write_text("text,label\n" + "".join(f"{w} film {i},{lab}\n" for i in range(6)
-                                                             for w, lab in (("great", "pos"), ("awful", "neg"))))
-    (folder / "task.yaml").write_text(
-        "name: toy\ntrain: train.csv\ntest: test.csv\ntext_columns: [text]\nlabel_column: label\n"
-        "labels: [neg, pos]\nmlm_template: '{text_a} It was {mask} .'\nmlm_label_words: [bad, good]\n"
-        "clm_template: '{text_a} It was'\nclm_label_words: [bad, good]\n")
-    return folder / "task.yaml"
+    """The toy task of these run-folder tests: 20 training rows and 6 test rows per label."""
+    return tiny.toy_task(folder, n_train=20, n_test=6)
 
 
 @pytest.fixture(scope="module")

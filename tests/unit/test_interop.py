@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers as T
+import tiny
 from tiny import FAMILIES, V, random_batch, tiny_model
 
 from lpt_probe.model import LatePrompt, attach_late_prompt, detach_late_prompt
@@ -224,16 +225,8 @@ def test_a_damaged_weight_file_is_named(tmp_path):
 
 # -- through a run folder, with a real tokenizer: fill-mask ------------------------------------
 def toy_task(folder: Path) -> Path:
-    """A two-label CSV task with its YAML (the README's custom-task shape)."""
-    folder.mkdir(parents=True)
-    rows = [f"{w} movie number {i},{lab}" for i in range(20) for w, lab in (("great", "pos"), ("awful", "neg"))]
-    for split in ("train", "test"):
-        (folder / f"{split}.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
-    (folder / "task.yaml").write_text(
-        "name: toy\ntrain: train.csv\ntest: test.csv\ntext_columns: [text]\nlabel_column: label\n"
-        "labels: [neg, pos]\nmlm_template: '{text_a} It was {mask} .'\nmlm_label_words: [bad, good]\n"
-        "clm_template: '{text_a} It was'\nclm_label_words: [bad, good]\n")
-    return folder / "task.yaml"
+    """The toy task, its test split the training rows (the README's custom-task shape)."""
+    return tiny.toy_task(folder, n_train=20, n_test=None)
 
 
 @pytest.fixture(scope="module")
