@@ -36,6 +36,7 @@ import types
 import typing
 from typing import Any, Callable, Iterable
 
+from .compose import flat_fields
 from .outputs import staged
 from .store import DamagedFile, DiskFull, FolderBusy, is_url
 
@@ -145,23 +146,15 @@ def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
     field names, the sections of ``--help`` (``TRAIN_GROUPS``, ``PROMPT_GROUPS``,
     ``STUDY_GROUPS``)."""
     skip, defaults, helps = set(skip), defaults or {}, helps or {}
-    hints = typing.get_type_hints(cls)
     root = parser
-    for f in dataclasses.fields(cls):
-        meta = dict(f.metadata)
+    for f in flat_fields(cls):  # a composed config's nested fields flat, under the names FLAT gives them
+        meta = f.metadata
         if f.name in skip or meta.get("cli", True) is False:
             continue
         parser = _target(root, groups, f.name)
-        if f.name in defaults:
-            default = defaults[f.name]
-        elif f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = None
+        default = defaults[f.name] if f.name in defaults else None if f.default is dataclasses.MISSING else f.default
         text = helps.get(f.name, meta.get("help", ""))
-        tp, optional = _base_type(hints[f.name])
+        tp, optional = _base_type(typing.get_type_hints(f.owner_cls)[f.field.name])
         choices = _choices(meta)
         dashed = f.name.replace("_", "-")
         kw: dict[str, Any] = {"dest": f.name, "default": default}
@@ -200,8 +193,9 @@ def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
 
 
 def config_from_args(cls, args: argparse.Namespace, **override):
-    """``cls(**fields found in args, **override)``: the config a command runs."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    """``cls(**flat names found in args, **override)``: the config a command runs (a composed
+    config routes each flat name to the nested config that owns it, ``lpt_probe.compose``)."""
+    values = {f.name: getattr(args, f.name) for f in flat_fields(cls) if hasattr(args, f.name)}
     return cls(**{**values, **override})
 
 

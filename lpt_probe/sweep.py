@@ -87,7 +87,7 @@ def configs(args: argparse.Namespace) -> tuple[SweepConfig, TrainConfig]:
     base = config_from_args(TrainConfig, args, seed=args.seeds[0])
     sweep = config_from_args(SweepConfig, args, prompt={k: getattr(args, k) for k in PROMPT_OPTIONS},
                              progress=args.progress and not args.quiet)
-    return replace(sweep, out=sweep.out or default_out(base)), base
+    return replace(sweep, out=sweep.output.out or default_out(base)), base
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,20 +102,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.plan:
             from .runs.sweep_plan import plan_sweep  # here: torch, only to run (--help and the parser need none)
 
-            stale = stale_status(sweep.out, "sweep.json")  # a killed earlier sweep: say so
+            stale = stale_status(sweep.output.out, "sweep.json")  # a killed earlier sweep: say so
             print("\n".join([*([f"note: {stale}"] if stale else []), plan_sweep(sweep, base).render()]))
             return 0
         from .runs.sweep import run_sweep  # here: torch, only to run (--help and the parser need none)
 
         table = run_sweep(sweep, base, execution)
-        paths = draw(sweep.out)
+        paths = draw(sweep.output.out)
         done = table[table["status"] == "complete"]
         if len(done):
             keys = ["method", "generator", "prompt_layer"]
             stats = (done.astype({"prompt_layer": object}).fillna({"prompt_layer": "-"})
                      .groupby(keys)["test_metric"].agg(["mean", "std", "count"]))
             print(stats.round(4).to_string())
-        print(f"{len(done)}/{len(table)} cells complete in {time.perf_counter() - t0:.0f} s -> {sweep.out}/sweep.csv"
+        print(f"{len(done)}/{len(table)} cells complete in {time.perf_counter() - t0:.0f} s -> {sweep.output.out}/sweep.csv"
               + "".join(f", {q.name}" for q in paths))
         return 0 if len(done) == len(table) else 1
 

@@ -3,10 +3,15 @@
 
 Config dataclasses in the style of peft's: one field per setting with its help text (the
 flags of ``mi``, ``influence`` and ``section4`` are generated from them, ``lpt_probe.cli``),
-checks in ``__post_init__``, saved in ``run.json`` beside the results. ``StudyConfig`` holds
-what every study shares (``lpt_probe.analysis.study`` says what a study is); each study's
-config extends it with its own fields, and ``Section4Config`` composes the other two
-(``mi_config``, ``influence_config``). They live apart from the code that runs them
+checks in ``__post_init__``, saved in ``run.json`` beside the results. They compose rather
+than copy (``lpt_probe.compose``): ``StudyConfig`` holds what every study shares (``train``,
+a ``TrainConfig``; ``prompt``, a ``LatePromptConfig``; ``grid``, a ``PromptGrid``;
+``output``, an ``OutputConfig``; ``lpt_probe.analysis.study`` says what a study is), ``mi``'s
+options are one ``MIOptions`` and ``influence``'s one ``InfluenceOptions``, held by their
+study's config and by ``Section4Config``, which hands them to its stages (``mi_config``,
+``influence_config``). Each class's ``FLAT`` table gives the flat names its flags and its
+constructor take (``MIConfig(task="rte", steps=100)``) and this command's defaults.
+They live apart from the code that runs them
 (``mi``, ``influence``, ``section4``, which re-export them) so that ``--help`` and building a
 config import no torch; what needs sklearn to check (is ``--probe-grid`` a grid of that
 probe?) is imported when a config is built. A config keeps the ``--device`` asked for
@@ -23,19 +28,20 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ..cli import add_config_args
+from ..compose import OWN, Flat, composed, flat_settings, nested, via
 from ..data.sources import task_slug
 from ..layers import check_unique
-from ..model.config import PROMPT_INITS, LatePromptConfig
-from ..model.specs import DEFAULT_MODEL, DTYPES, GENERATORS, PRESETS, check_device_name, model_slug
+from ..model.config import LatePromptConfig
+from ..model.specs import PRESETS, model_slug
 from ..outputs import check_url
 from ..probing.options import ProbeOptions, TransformerProbeOptions
 from ..probing.registry import PROBES
-from ..runs.config import SPLITS, ExecutorConfig, TrainConfig, check_seed
+from ..runs.config import SPLITS, ExecutorConfig, OutputConfig, PromptGrid, TrainConfig
 
 REPRESENTATIONS = ("cls", "mask", "mean")  # the vectors per example a vector probe reads (representations.py)
 GRADIENT_LOSSES = ("train", "label_words")  # the losses influence's signal measures differentiate
@@ -85,109 +91,100 @@ def field_help(text: str, **kw) -> dict:
 _h = field_help  # a config field's help text and flag options
 
 
-@dataclass
+@composed
 class StudyConfig:
-    """The settings every study shares (see the module docstring)."""
+    """The settings every study shares (see the module docstring): how its prompts train
+    (``train``, a ``TrainConfig``; each prompt takes its seed from ``--seeds``), what they
+    are (``prompt``, a ``LatePromptConfig``; its prompt layer from ``--prompt-layers``),
+    which (``grid``: prompt layers and seeds) and where the study writes (``output``). The
+    flags, and the keywords the constructor takes, are flat (``FLAT``, ``lpt_probe.compose``):
+    ``MIConfig(task="rte", steps=100)`` is ``MIConfig(train=TrainConfig(task="rte",
+    steps=100, ...the study's defaults))``."""
 
     kind: ClassVar[str] = "study"  # the default output folder: artifacts/<kind>/<task>/<model>
+    FLAT: ClassVar[dict[str, Flat]] = {  # the flags, in --help order, and where each lives
+        "task": via("train", help="a registered task or a custom task's YAML file"),
+        "model": via("train", help=f"{', '.join(PRESETS)} (offline presets; default minilm), a hub id or a folder"),
+        "data_dir": via("train", help="local task files (e.g. ../shared/data); default: the hub"),
+        "source": via("train", help="auto, hub or local", choices=("auto", "hub", "local")),
+        "prompt_layers": via("grid", default="default", help="'default' (1, middle, last), 'all' or '1,4,6'"),
+        "generator": via("prompt"),
+        "num_virtual_tokens": via("prompt", help="prompt length l (default: the generator's)"),
+        "prompt_init": via("prompt", help="the plain prompt's initialisation: normal = N(0, 1); states = hidden "
+                                          "states PL-1 of training tokens (the prompt starts at the scale of the "
+                                          "states it joins)"),
+        "seeds": via("grid", default=(13,), help="prompt seeds, comma separated (Figure 2: 13,21,42)"),
+        "shots": via("train", default=100, zero_is_none=True, help="few-shot K for prompt training (0 = full data)"),
+        "data_seed": via("train"),
+        "dev_size": via("train", help="the prompt's dev set (rows drawn from the training pool unless the task has a "
+                                      "dev file); mi sets it aside from the probes' rows with the prompt's shots"),
+        "steps": via("train", default=200, help="prompt training steps (paper few-shot: 1000)"),
+        "eval_every": via("train", help="evaluate the prompt on dev every N steps"),
+        "patience": via("train", help="train until learned: stop a prompt when its dev metric has not improved for "
+                                      "this many evaluations (--steps is then the cap); default: every step"),
+        "lr": via("train", default=1e-3, help="prompt learning rate"),
+        "bootstrap": OWN,
+        "max_examples": via("train"),
+        "max_length": via("train", default=128, help="max tokens per example"),
+        "drop_overlap": via("train", default=True, help=(
+            "remove training-pool rows whose text is also a test text, compared case- and space-insensitively (for "
+            "studies: a prompt or probe that saw a test text would measure memory, not information)"),
+            flag="--keep-overlap", on_flag="--drop-overlap",
+            off_help="keep training-pool rows whose text is also a test text (they may be drawn as shots, dev or "
+                     "probe rows)"),
+        "reuse_runs": OWN,
+        "device": via("train"),
+        "dtype": via("train", help="precision of the frozen backbone's weights (bf16/fp16 on a GPU); prompts, "
+                                   "generators and probes stay fp32"),
+        "out": via("output", help="output folder, default artifacts/<command>/<task>/<model>/; the commands also "
+                                  "take an fsspec URL (computed in a local staging folder, $LPT_PROBE_STAGING, "
+                                  "then uploaded)"),
+        "overwrite": via("output"),
+        "progress": via("output"),
+    }
 
-    task: str = field(default="rte", metadata=_h("a registered task or a custom task's YAML file"))
-    model: str = field(default=DEFAULT_MODEL, metadata=_h(
-        f"{', '.join(PRESETS)} (offline presets; default minilm), a hub id or a folder"))
-    data_dir: str | None = field(default=None, metadata=_h("local task files (e.g. ../shared/data); default: the hub"))
-    source: str = field(default="auto", metadata=_h("auto, hub or local", choices=("auto", "hub", "local")))
-    prompt_layers: str = field(default="default", metadata=_h("'default' (1, middle, last), 'all' or '1,4,6'"))
-    generator: str = field(default="none", metadata=_h("prompt generator", choices=GENERATORS))
-    num_virtual_tokens: int | None = field(default=None, metadata=_h("prompt length l (default: the generator's)"))
-    prompt_init: str = field(default="normal", metadata=_h(
-        "the plain prompt's initialisation: normal = N(0, 1); states = hidden states PL-1 of training tokens "
-        "(the prompt starts at the scale of the states it joins)", choices=PROMPT_INITS))
-    seeds: tuple[int, ...] = field(default=(13,), metadata=_h("prompt seeds, comma separated (Figure 2: 13,21,42)"))
-    shots: int | None = field(default=100, metadata=_h("few-shot K for prompt training (0 = full data)"))
-    data_seed: int = field(default=13, metadata=_h("seed of the few-shot sample"))
-    dev_size: int = field(default=1000, metadata=_h(
-        "the prompt's dev set (rows drawn from the training pool unless the task has a dev file); mi sets it "
-        "aside from the probes' rows with the prompt's shots"))
-    steps: int = field(default=200, metadata=_h("prompt training steps (paper few-shot: 1000)"))
-    eval_every: int = field(default=100, metadata=_h("evaluate the prompt on dev every N steps"))
-    patience: int | None = field(default=None, metadata=_h(
-        "train until learned: stop a prompt when its dev metric has not improved for this many evaluations "
-        "(--steps is then the cap); default: every step"))
-    lr: float = field(default=1e-3, metadata=_h("prompt learning rate"))
+    train: TrainConfig = nested(TrainConfig)
+    prompt: LatePromptConfig = nested(LatePromptConfig)
+    grid: PromptGrid = nested(PromptGrid)
+    output: OutputConfig = nested(OutputConfig)
     bootstrap: int = field(default=1000, metadata=_h("bootstrap resamples over test examples for every 95% CI"))
-    max_examples: int | None = field(default=None, metadata=_h("cap every split (quick runs)"))
-    max_length: int = field(default=128, metadata=_h("max tokens per example"))
-    drop_overlap: bool = field(default=True, metadata=_h(
-        "remove training-pool rows whose text is also a test text, compared case- and space-insensitively (for "
-        "studies: a prompt or probe that saw a test text would measure memory, not information)",
-        flag="--keep-overlap", on_flag="--drop-overlap",
-        off_help="keep training-pool rows whose text is also a test text (they may be drawn as shots, dev or probe "
-                 "rows)"))
     reuse_runs: tuple[str, ...] = field(default=(), metadata=_h(
         "folders of run folders (e.g. a sweep's runs/) searched for a finished prompt with exactly the same "
         "settings, data and model before one is trained", metavar="DIR,DIR,..."))
-    device: str = field(default="auto", metadata=_h("cpu, cuda, cuda:N or auto (CUDA when present)"))
-    dtype: str = field(default="fp32", metadata=_h(
-        "precision of the frozen backbone's weights (bf16/fp16 on a GPU); prompts, generators and probes stay fp32",
-        choices=lambda: list(DTYPES)))
-    out: str | None = field(default=None, metadata=_h(
-        "output folder, default artifacts/<command>/<task>/<model>/; the commands also take an fsspec URL "
-        "(computed in a local staging folder, $LPT_PROBE_STAGING, then uploaded)"))
-    overwrite: bool = field(default=False, metadata=_h(
-        "write into --out even when it holds files lpt_probe did not write (refused otherwise)"))
-    progress: bool = field(default=True, metadata=_h("no progress bars", flag="--no-progress"))
 
     def __post_init__(self):
-        self.seeds = check_unique("--seeds", (check_seed("--seeds", int(s)) for s in self.seeds), "seed")
-        if not self.seeds:
-            raise ValueError("seeds (--seeds): give at least one prompt seed, e.g. 13")
-        if self.shots == 0:
-            self.shots = None
-        if self.generator not in GENERATORS:
-            raise ValueError(f"generator={self.generator!r} (--generator) is unknown; choose one of "
-                             f"{', '.join(GENERATORS)}")
-        check_at_least(self, 1, "steps", "eval_every", "max_length", "dev_size")
-        check_at_least(self, 1, "patience", optional=True)
-        check_at_least(self, 2, "max_examples", optional=True)
+        if self.train.steps is None:
+            raise ValueError(f"a study trains its prompts for --steps: give steps (its train config has "
+                             f"epochs={self.train.epochs})")
+        check_at_least(self.train, 2, "max_examples", optional=True)
         check_at_least(self, 0, "bootstrap")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         self.reuse_runs = tuple(str(p) for p in self.reuse_runs)
-        check_url(self.out or "", local_only=True)  # a local folder here: the commands stage a URL (outputs.staged)
-        self.device = check_device_name(self.device)  # the name asked for; resolved when a run starts
+        check_url(self.output.out or "", local_only=True)  # a local folder here: the commands stage a URL
 
-    def train_config(self, seed: int, **extra: Any) -> TrainConfig:
-        """How this study's prompt of ``seed`` trains (``extra``: e.g. influence's save_every)."""
-        return TrainConfig(task=self.task, model=self.model, data_dir=self.data_dir, source=self.source,
-                           shots=self.shots, data_seed=self.data_seed, dev_size=self.dev_size,
-                           max_examples=self.max_examples, max_length=self.max_length,
-                           drop_overlap=self.drop_overlap, seed=seed, steps=self.steps, eval_every=self.eval_every,
-                           patience=self.patience,
-                           lr=self.lr, device=self.device, dtype=self.dtype, bucket=True, **extra)
+    def train_config(self, seed: int) -> TrainConfig:
+        """How this study's prompt of ``seed`` trains: ``train`` with that seed."""
+        return replace(self.train, seed=seed)
 
     def prompt_config(self, prompt_layer: int) -> LatePromptConfig:
-        """The late prompt this study trains at ``prompt_layer``."""
-        return LatePromptConfig(prompt_layer=prompt_layer, generator=self.generator,
-                                num_virtual_tokens=self.num_virtual_tokens, prompt_init=self.prompt_init)
+        """The late prompt this study trains at ``prompt_layer``: ``prompt`` at that layer."""
+        return replace(self.prompt, prompt_layer=prompt_layer)
 
     def default_out(self) -> Path:
-        return Path("artifacts") / self.kind / task_slug(self.task) / model_slug(self.model)
+        return Path("artifacts") / self.kind / task_slug(self.train.task) / model_slug(self.train.model)
 
     @property
     def out_dir(self) -> Path:
-        return Path(self.out) if self.out else self.default_out()
+        return Path(self.output.out) if self.output.out else self.default_out()
 
 
-# -- the studies ---------------------------------------------------------------------------
+# -- each study's own options ----------------------------------------------------------------
 
 @dataclass
-class MIConfig(StudyConfig):
-    """Every setting of one ``mi`` analysis (the flags of ``python -m lpt_probe.mi``): the
-    study's (``StudyConfig``) and the probes'. The ``probe_<option>`` flags (``--probe-layers``,
+class MIOptions:
+    """``mi``'s own options: the probes and the controls (held by ``MIConfig`` and
+    ``Section4Config``, :class:`WithMI`). The ``probe_<option>`` flags (``--probe-layers``,
     ...) are the chosen probe family's own options: :attr:`probe_options` builds them, the
     probe checks them and answers what the analysis asks (``lpt_probe.probing.options``)."""
-
-    kind: ClassVar[str] = "mi"
 
     probe: str = field(default="linear", metadata=_h(
         "probe family: linear and mlp read one vector per example (--representation); transformer reads the "
@@ -230,7 +227,6 @@ class MIConfig(StudyConfig):
         "1 = in this process); the results do not depend on it"))
 
     def __post_init__(self):
-        super().__post_init__()
         if self.probe not in PROBES:
             raise ValueError(f"probe={self.probe!r} is unknown; choose one of {', '.join(PROBES)}")
         if self.probe_seeds is None:
@@ -268,29 +264,24 @@ class MIConfig(StudyConfig):
 
 
 @dataclass
-class InfluenceConfig(StudyConfig):
-    """Every setting of one ``influence`` analysis (the flags of ``python -m
-    lpt_probe.influence``): the study's (``StudyConfig``) and what is measured."""
-
-    kind: ClassVar[str] = "influence"
+class InfluenceOptions:
+    """``influence``'s own options: what is measured (held by ``InfluenceConfig`` and
+    ``Section4Config``, :class:`WithInfluence`). The checkpoints' ``--save-every`` is the
+    prompts' training setting (``TrainConfig.save_every``)."""
 
     checkpoints: tuple[int, ...] | None = field(default=None, metadata=_h(
         "also measure the prompt after these training steps, e.g. 50,100 (0 = the initial prompt; the runs are "
         "trained with --save-every, see --save-every)"))
-    save_every: int | None = field(default=None, metadata=_h(
-        "train the prompts with --save-every N (default with --checkpoints: their greatest common divisor); "
-        "every --checkpoints step must be a multiple of it"))
     split: str = field(default="test", metadata=_h("the split measured", choices=SPLITS))
     influence_max: int | None = field(default=200, metadata=_h(
         "measure at most this many examples of --split (stratified by label, fixed seed; 0 = all)"))
-    batch_size: int = field(default=16, metadata=_h("examples per measured batch"))
+    measure_batch_size: int = field(default=16, metadata=_h("examples per measured batch"))
     gradient_loss: str = field(default="train", metadata=_h(
         "the loss whose gradients the signal measures use: train (the prompt's own training loss; for an LM head "
         "over the whole vocabulary) or label_words (cross-entropy over the label words only: the label decision "
         "alone)", choices=GRADIENT_LOSSES))
 
     def __post_init__(self):
-        super().__post_init__()
         if self.gradient_loss not in GRADIENT_LOSSES:
             raise ValueError(f"--gradient-loss {self.gradient_loss!r}: choose one of {', '.join(GRADIENT_LOSSES)}")
         self.checkpoints = tuple(sorted({int(s) for s in self.checkpoints or ()}))
@@ -298,94 +289,145 @@ class InfluenceConfig(StudyConfig):
             self.influence_max = None
         if self.split not in SPLITS:
             raise ValueError(f"--split {self.split!r}: choose one of {', '.join(SPLITS)}")
-        check_at_least(self, 1, "batch_size")
+        if self.measure_batch_size < 1:
+            raise ValueError(f"batch_size={self.measure_batch_size} (--batch-size) must be >= 1")
         check_at_least(self, 2, "influence_max", optional=True)
-        bad = [c for c in self.checkpoints if not 0 <= c <= self.steps]
-        if bad:
-            raise ValueError(f"--checkpoints {','.join(map(str, bad))}: steps must lie in 0..--steps {self.steps}")
-        check_at_least(self, 1, "save_every", optional=True)
-        if self.checkpoints and self.save_every is None:
-            self.save_every = math.gcd(*self.checkpoints) or self.steps
-        off = [c for c in self.checkpoints if self.save_every and c % self.save_every]
-        if off:
-            raise ValueError(f"--checkpoints {','.join(map(str, off))} are not multiples of --save-every "
-                             f"{self.save_every}: the run saves its prompt every {self.save_every} steps only")
 
     @property
     def checkpoint_names(self) -> list[str]:
         return ["init"] + [f"step-{c}" for c in self.checkpoints] + ["trained"]
 
 
-    def train_config(self, seed: int, **extra) -> TrainConfig:
-        return super().train_config(seed, save_every=self.save_every, **extra)
+@dataclass
+class WithMI:
+    """A study that probes I(h;y): it holds ``mi``'s options (declared here once)."""
+
+    mi: MIOptions = nested(MIOptions)
 
 
 @dataclass
-class Section4Config(StudyConfig):
+class WithInfluence:
+    """A study that measures influence: it holds ``influence``'s options (declared here once)."""
+
+    influence: InfluenceOptions = nested(InfluenceOptions)
+
+
+# -- the studies ---------------------------------------------------------------------------
+
+MI_FLAT = {f.name: via("mi") for f in fields(MIOptions)}  # mi's flags: every option, as named there
+
+
+@composed
+class MIConfig(StudyConfig, WithMI):
+    """Every setting of one ``mi`` analysis (the flags of ``python -m lpt_probe.mi``): the
+    study's (``StudyConfig``) and the probes' (``mi``, :class:`MIOptions`)."""
+
+    kind: ClassVar[str] = "mi"
+    FLAT: ClassVar[dict[str, Flat]] = MI_FLAT
+
+
+@composed
+class InfluenceConfig(StudyConfig, WithInfluence):
+    """Every setting of one ``influence`` analysis (the flags of ``python -m
+    lpt_probe.influence``): the study's (``StudyConfig``) and what is measured (``influence``,
+    :class:`InfluenceOptions`)."""
+
+    kind: ClassVar[str] = "influence"
+    FLAT: ClassVar[dict[str, Flat]] = {
+        "checkpoints": via("influence"),
+        "save_every": via("train", help="train the prompts with --save-every N (default with --checkpoints: their "
+                                        "greatest common divisor); every --checkpoints step must be a multiple of it"),
+        "split": via("influence"),
+        "influence_max": via("influence"),
+        "batch_size": via("influence", "measure_batch_size"),
+        "gradient_loss": via("influence"),
+    }
+
+    def __post_init__(self):
+        super().__post_init__()
+        train, checkpoints = self.train, self.influence.checkpoints
+        bad = [c for c in checkpoints if not 0 <= c <= train.steps]
+        if bad:
+            raise ValueError(f"--checkpoints {','.join(map(str, bad))}: steps must lie in 0..--steps {train.steps}")
+        if checkpoints and train.save_every is None:
+            train.save_every = math.gcd(*checkpoints) or train.steps
+        off = [c for c in checkpoints if train.save_every and c % train.save_every]
+        if off:
+            raise ValueError(f"--checkpoints {','.join(map(str, off))} are not multiples of --save-every "
+                             f"{train.save_every}: the run saves its prompt every {train.save_every} steps only")
+
+
+@composed
+class Section4Config(StudyConfig, WithMI, WithInfluence):
     """Every setting of one Section 4 study (the flags of ``python -m lpt_probe.section4``):
-    the study's (``StudyConfig``; its prompts are the sweep's, mi's and influence's) and the
-    stages' own."""
+    the study's (``StudyConfig``; its prompts are the sweep's, mi's and influence's, with
+    Section 4's defaults), the stages' own (``mi``, ``influence``; a few of them are flags
+    here) and the study's."""
 
     kind: ClassVar[str] = "section4"
+    FLAT: ClassVar[dict[str, Flat]] = {
+        "prompt_layers": via("grid", default="all", help=(
+            "the sweep's prompt layers (accuracy and convergence): 'all', 'default' (1, middle, last) or '1,4,6'")),
+        "generator": via("prompt", help="prompt generator (none: the plain late prompt of the paper's Section 4 "
+                                        "analysis)"),
+        "seeds": via("grid", default=(13, 21, 42), help="prompt seeds, comma separated"),
+        "eval_every": via("train", default=20, help="dev evaluation every N steps (the convergence curves)"),
+        "steps": via("train", default=1000, help=(
+            "the cap on each prompt's training steps (the paper's few-shot budget; with --patience training stops "
+            "earlier once the prompt has learned)")),
+        "patience": via("train", default=5, zero_is_none=True, help=(
+            "train until learned: stop a prompt when its dev metric has not improved for this many evaluations "
+            "(0 = train every --steps step)")),
+        "analysis_layers": OWN,
+        "probe": via("mi", help="mi's probe family"),
+        "probe_train_max": via("mi", help="mi: cap on probe train rows"),
+        "probe_dev_size": via("mi", help="mi: probe dev rows"),
+        "control_permutations": via("mi", help="mi: label permutations per shuffled-label row (default: mi's)"),
+        "mdl": via("mi", default=False, help="mi: also the MDL online codelength (off here: not a claim)", cli=True),
+        "influence_max": via("influence", help="influence: test examples measured (0 = all)"),
+        "influence_batch_size": via("influence", "measure_batch_size", help="influence: examples per measured batch"),
+        "gradient_loss": via("influence", help=(
+            "influence: the loss of the signal's gradients: train (the prompt's own loss) or label_words (over the "
+            "label words only)")),
+        "jobs": via("mi", help="mi: worker processes for the probe pieces"),
+        "paper": OWN,
+    }
 
-    prompt_layers: str = field(default="all", metadata=_h(
-        "the sweep's prompt layers (accuracy and convergence): 'all', 'default' (1, middle, last) or '1,4,6'"))
-    generator: str = field(default="none", metadata=_h(
-        "prompt generator (none: the plain late prompt of the paper's Section 4 analysis)", choices=GENERATORS))
-    seeds: tuple[int, ...] = field(default=(13, 21, 42), metadata=_h("prompt seeds, comma separated"))
-    eval_every: int = field(default=20, metadata=_h("dev evaluation every N steps (the convergence curves)"))
-    steps: int = field(default=1000, metadata=_h(
-        "the cap on each prompt's training steps (the paper's few-shot budget; with --patience training stops "
-        "earlier once the prompt has learned)"))
-    patience: int | None = field(default=5, metadata=_h(
-        "train until learned: stop a prompt when its dev metric has not improved for this many evaluations "
-        "(0 = train every --steps step)"))
     analysis_layers: str = field(default="default", metadata=_h(
         "prompt layers of mi and influence: 'default' (1, middle, last), 'all' or '1,4,6'; each must be in the "
         "sweep's --prompt-layers (its prompts are reused)"))
-    probe: str = field(default="linear", metadata=_h("mi's probe family", choices=lambda: list(PROBES)))
-    probe_train_max: int | None = field(default=2000, metadata=_h("mi: cap on probe train rows"))
-    probe_dev_size: int = field(default=500, metadata=_h("mi: probe dev rows"))
-    control_permutations: int | None = field(default=None, metadata=_h(
-        "mi: label permutations per shuffled-label row (default: mi's)"))
-    mdl: bool = field(default=False, metadata=_h("mi: also the MDL online codelength (off here: not a claim)"))
-    influence_max: int | None = field(default=200, metadata=_h("influence: test examples measured (0 = all)"))
-    influence_batch_size: int = field(default=16, metadata=_h("influence: examples per measured batch"))
-    gradient_loss: str = field(default="train", metadata=_h(
-        "influence: the loss of the signal's gradients: train (the prompt's own loss) or label_words (over the "
-        "label words only)", choices=GRADIENT_LOSSES))
-    jobs: int | None = field(default=None, metadata=_h("mi: worker processes for the probe pieces"))
     paper: str | None = field(default=None, metadata=_h(
         "the paper's Tables 5/10 CSV (e.g. ../shared/paper/lpt_paper_efficiency_tables_5_10.csv): its accuracy at "
         "prompt layers 1/7/13/19 of RoBERTa-large goes beside ours in claims.csv"))
 
     def __post_init__(self):
-        if self.patience == 0:
-            self.patience = None
         super().__post_init__()
-        if self.eval_every > self.steps:
-            raise ValueError(f"--eval-every {self.eval_every} > --steps {self.steps}: the convergence curves need "
-                             "several evaluations; give --eval-every <= --steps")
+        if self.train.eval_every > self.train.steps:
+            raise ValueError(f"--eval-every {self.train.eval_every} > --steps {self.train.steps}: the convergence "
+                             "curves need several evaluations; give --eval-every <= --steps")
 
-    def _study(self, stage: str) -> dict:
-        """The shared settings as a stage takes them: its folder, the analysis layers, and the
-        sweep's runs to reuse."""
-        shared = {f.name: getattr(self, f.name) for f in fields(StudyConfig)}
-        return {**shared, "prompt_layers": self.analysis_layers, "out": str(Path(self.out_dir) / stage),
-                "reuse_runs": (str(Path(self.out_dir) / "sweep" / "runs"), *self.reuse_runs)}
+    def _stage(self, cls, stage: str, **options) -> StudyConfig:
+        """A stage's config: this study's prompts (the same training, so each is keyed alike),
+        at the analysis layers, in the stage's folder, reusing the sweep's runs."""
+        return cls(train=replace(self.train), prompt=replace(self.prompt),
+                   grid=replace(self.grid, prompt_layers=self.analysis_layers),
+                   output=replace(self.output, out=str(Path(self.out_dir) / stage)), bootstrap=self.bootstrap,
+                   reuse_runs=(str(Path(self.out_dir) / "sweep" / "runs"), *self.reuse_runs), **options)
 
     def sweep_prompt(self) -> dict:
         """The sweep's prompt options: exactly those ``prompt_config`` gives mi's and
         influence's prompts, so the three stages key one prompt alike."""
-        return {k: v for k, v in (("num_virtual_tokens", self.num_virtual_tokens), ("prompt_init", self.prompt_init))
-                if v is not None}
+        return {"num_virtual_tokens": self.prompt.num_virtual_tokens, "prompt_init": self.prompt.prompt_init}
 
     def mi_config(self) -> MIConfig:
         """mi's settings; its prompts' training settings are the sweep's and influence's too."""
-        return MIConfig(**self._study("mi"), probe=self.probe, probe_train_max=self.probe_train_max,
-                        probe_dev_size=self.probe_dev_size, control_permutations=self.control_permutations,
-                        mdl=self.mdl, jobs=self.jobs)
+        return self._stage(MIConfig, "mi", mi=replace(self.mi))
 
     def influence_config(self) -> InfluenceConfig:
-        return InfluenceConfig(**self._study("influence"), influence_max=self.influence_max,
-                               batch_size=self.influence_batch_size, gradient_loss=self.gradient_loss)
+        return self._stage(InfluenceConfig, "influence", influence=replace(self.influence))
+
+
+def study_settings(cls, settings: dict) -> dict:
+    """A study's saved settings (``run.json`` / ``section4.json``'s ``settings``: nested since
+    0.3, flat before) as its flat names, the flags' (``lpt_probe.compose.flat_settings``)."""
+    return flat_settings(cls, settings)

@@ -8,7 +8,9 @@ that runs them (``trainer``, ``sweep``, ``executors``, which re-export them) so 
 (``auto`` stays ``auto``); a run resolves it when it starts, on the machine that runs it.
 
 - ``TrainConfig``: how one run trains and on which data (``lpt_probe.runs.trainer`` is the loop).
-- ``SweepConfig``: the grid of a sweep (``lpt_probe.runs.sweep`` runs it).
+- ``SweepConfig``: the grid of a sweep (``lpt_probe.runs.sweep`` runs it); its prompt layers
+  and seeds are a ``PromptGrid`` and where it writes an ``OutputConfig``, which the studies'
+  configs hold too (``lpt_probe.compose``: each field declared once).
 - ``ExecutorConfig``: how a sweep's cells (or a study's jobs) run: here or on Ray
   (``lpt_probe.runs.executors``).
 """
@@ -18,9 +20,11 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
+from ..compose import OWN, Flat, composed, nested, via
 from ..data.sources import SOURCES
 from ..layers import check_unique
 from ..model.specs import (DEFAULT_MODEL, DTYPES, GENERATORS, METHOD_OPTIONS, METHODS, PRESETS, check_device_name,
@@ -192,31 +196,55 @@ PROMPT_OPTIONS = ("num_virtual_tokens", "prompt_init", "bottleneck", "head", "lo
 
 
 @dataclass
+class PromptGrid:
+    """Which prompts a grid trains: the prompt layers and the training seeds (held by
+    ``SweepConfig`` and every study's config, ``lpt_probe.analysis.config``)."""
+
+    prompt_layers: str = field(default="default", metadata={
+        "help": "lpt: 'default' (1, middle, last), 'all' or '1,4,6'"})
+    seeds: tuple[int, ...] = field(default=(13, 21, 42), metadata={"help": "comma list of training seeds"})
+
+    def __post_init__(self):
+        self.seeds = check_unique("--seeds", (check_seed("--seeds", int(s)) for s in self.seeds), "seed")
+        if not self.seeds:
+            raise ValueError("seeds (--seeds): give at least one training seed, e.g. 13")
+
+
+@dataclass
+class OutputConfig:
+    """Where a sweep or a study writes, and how it shows progress."""
+
+    out: str | None = field(default=None, metadata={
+        "help": "a folder or fsspec URL; default artifacts/sweeps/<task>/<model>/"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "write into --out even when it holds files lpt_probe did not write (refused otherwise)"})
+    progress: bool = field(default=True, metadata={"help": "no progress bars", "flag": "--no-progress"})
+
+
+@composed
 class SweepConfig:
-    """The grid of a sweep (the "grid" flags of ``python -m lpt_probe.sweep``)."""
+    """The grid of a sweep (the "grid" flags of ``python -m lpt_probe.sweep``): the methods
+    and generators, with the prompt layers and seeds of its ``grid`` (``PromptGrid``), the
+    prompt options every cell shares, and where it writes (``output``). Flat keywords work:
+    ``SweepConfig(prompt_layers="all", seeds=(13,))`` (``lpt_probe.compose``)."""
+
+    FLAT: ClassVar[dict[str, Flat]] = {
+        "methods": OWN, "prompt_layers": via("grid"), "generators": OWN, "seeds": via("grid"), "prompt": OWN,
+        "out": via("output"), "progress": via("output"), "overwrite": via("output")}
 
     methods: tuple[str, ...] = field(default=("lpt",), metadata={
         "help": "comma list of lpt and baselines (baselines: one cell per seed)", "flag": ("--methods", "--method"),
         "choices": lambda: list(METHODS)})
-    prompt_layers: str = field(default="default", metadata={
-        "help": "lpt: 'default' (1, middle, last), 'all' or '1,4,6'"})
     generators: tuple[str, ...] = field(default=("none",), metadata={
         "help": "lpt: comma list of generators", "choices": GENERATORS})
-    seeds: tuple[int, ...] = field(default=(13, 21, 42), metadata={"help": "comma list of training seeds"})
     prompt: dict = field(default_factory=dict, metadata={
         "help": "LatePromptConfig options shared by every cell (num_virtual_tokens, bottleneck, ...)", "cli": False})
-    out: str | None = field(default=None, metadata={
-        "help": "a folder or fsspec URL; default artifacts/sweeps/<task>/<model>/"})
-    progress: bool = field(default=True, metadata={"help": "no progress bars", "flag": "--no-progress"})
-    overwrite: bool = field(default=False, metadata={
-        "help": "write into --out even when it holds files lpt_probe did not write (refused otherwise)"})
+    grid: PromptGrid = nested(PromptGrid)
+    output: OutputConfig = nested(OutputConfig)
 
     def __post_init__(self):
         self.methods = check_unique("--methods", self.methods, "method")
         self.generators = check_unique("--generators", self.generators, "generator")
-        self.seeds = check_unique("--seeds", (check_seed("--seeds", int(s)) for s in self.seeds), "seed")
-        if not self.seeds:
-            raise ValueError("seeds (--seeds): give at least one training seed, e.g. 13")
         for m in self.methods:
             get_method(m)  # unknown method: fail before anything runs
         for g in self.generators:

@@ -145,8 +145,8 @@ def grid_of(sweep: SweepConfig, base: TrainConfig, prepared: Prepared
             ) -> tuple[list[int], list[Cell], dict[Cell, tuple[LatePromptConfig, TrainConfig]], dict[Cell, Cell]]:
     """The sweep's prompt layers, cells, each cell's configs and the cell whose run it shares."""
     L = prepared.backbone.num_hidden_layers
-    layers = parse_prompt_layers(sweep.prompt_layers, L) if "lpt" in sweep.methods else []
-    cells = build_grid(sweep.methods, sweep.generators, layers, sweep.seeds)
+    layers = parse_prompt_layers(sweep.grid.prompt_layers, L) if "lpt" in sweep.methods else []
+    cells = build_grid(sweep.methods, sweep.generators, layers, sweep.grid.seeds)
     configs = {c: cell_configs(sweep, c, base, L) for c in cells}
     return layers, cells, configs, same_model(configs)
 
@@ -164,7 +164,7 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
     (see ``lpt_probe.runs.executors.run_local``); a ``prepared`` passed in is left whole."""
     release_weights = prepared is None if release_weights is None else release_weights
     execution = execution or ExecutorConfig()
-    out_arg = sweep.out or default_out(base)
+    out_arg = sweep.output.out or default_out(base)
     out = out_arg if store.is_url(out_arg) else Path(out_arg).resolve()
     store.check_output_folder(out)
     # workers may start elsewhere: every path absolute; the device resolves where the cells run (here: now,
@@ -174,7 +174,7 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
                    device=resolve_device(base.device) if execution.executor == "local" else base.device)
     # sweep.json: "running" before any table; "complete" (with the failed cells' count) last
     with ResumableOutput(out, "sweep.json", timed=False, list_outputs=False,
-                               overwrite=sweep.overwrite) as output:
+                               overwrite=sweep.output.overwrite) as output:
         prepared = prepared or prepare(base)  # the driver keys every cell: it needs the model and data
         layers, cells, configs, leaders = grid_of(sweep, base, prepared)
         twins = sorted(c.name for c in cells if leaders[c] is not c)
@@ -198,7 +198,7 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
                                                                      ignore_index=True) if curves else pd.DataFrame())
             return table
 
-        pbar = bar(total=len(cells), desc="sweep cells", enabled=sweep.progress)
+        pbar = bar(total=len(cells), desc="sweep cells", enabled=sweep.output.progress)
 
         def on_done(leader: Cell, result: dict) -> None:
             for cell in (c for c in cells if leaders[c] is leader):
@@ -226,7 +226,7 @@ def run_sweep(sweep: SweepConfig, base: TrainConfig, execution: ExecutorConfig |
             seconds = meta["phase_seconds"] = {"cache": 0.0, "train": 0.0}
         try:
             if todo:
-                run(execution, todo, configs, base, out, on_done, prepared, sweep.progress,
+                run(execution, todo, configs, base, out, on_done, prepared, sweep.output.progress,
                     release_weights=release_weights, seconds=seconds)
             table = write_tables()
             meta["failed"] = int((table["status"] != "complete").sum())

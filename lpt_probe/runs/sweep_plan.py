@@ -28,7 +28,7 @@ __all__ = ["plan_sweep"]
 def plan_sweep(sweep: SweepConfig, base: TrainConfig, command: str = "python -m lpt_probe.sweep",
                calibrate: bool = True) -> Plan:
     """The plan of ``run_sweep(sweep, base)`` (see the module docstring)."""
-    out_arg = sweep.out or default_out(base)
+    out_arg = sweep.output.out or default_out(base)
     out = out_arg if store.is_url(out_arg) else str(out_arg)
     prepared = prepare(base)
     layers, cells, configs, leaders = grid_of(sweep, base, prepared)

@@ -1,0 +1,185 @@
+"""Composed configs: a config that holds other configs, and the flat names it answers to.
+
+STYLE.md: configs compose rather than copy. A study's config holds a ``TrainConfig`` (how
+its prompts train), a ``LatePromptConfig`` (what they are), a ``PromptGrid`` (which prompt
+layers and seeds) and an ``OutputConfig`` (where it writes), each declared once, instead of
+copying their fields; ``mi``'s and ``section4``'s hold the same ``MIOptions``. Its flags
+and its keyword arguments stay flat, as users type them (``--steps 100``,
+``MIConfig(task="rte", steps=100)``): a composed class lists them in its ``FLAT`` table,
+in ``--help`` order, each a :class:`Flat` naming the nested config that owns it and what
+differs on this command (its default: ``mi`` trains prompts for 200 steps where ``train``
+has none; its help text; its flag spelling). A subclass's ``FLAT`` adds names and changes
+entries of its parents' (``section4`` trains for 1000 steps), so no field is declared twice
+(``tests/unit/test_configs.py`` checks every config dataclass).
+
+Where a reader starts:
+
+- :func:`nested`: a config field holding another config.
+- :class:`Flat` and :func:`via`: one flat name's entry; :func:`flat_table` merges a class's
+  ``FLAT`` with its parents'; :func:`flat_fields` resolves each name to its field, metadata
+  and default (what ``lpt_probe.cli.add_config_args`` makes flags from).
+- :func:`composed`: ``@dataclass``, and the constructor also takes the flat names, routed to
+  their owners (``dataclasses.replace(cfg, steps=5)`` too); a nested config not given is
+  built with this class's defaults.
+- :func:`flat_settings`: a saved config (nested, as ``asdict`` writes it now, or flat, as
+  ``run.json`` held it up to 0.2) as its flat names, so readers of old folders keep working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import MISSING, dataclass, field
+from typing import Any, Mapping
+
+__all__ = ["OWN", "Flat", "FlatField", "composed", "flat_fields", "flat_settings", "flat_table", "nested", "via"]
+
+
+def nested(cls) -> Any:
+    """A config field holding a ``cls`` config (its fields are this config's flat names
+    that ``FLAT`` lists)."""
+    return field(default_factory=cls, metadata={"nested": cls})
+
+
+@dataclass(frozen=True)
+class Flat:
+    """One flat name of a composed config.
+
+    ``owner``: the nested config field that holds it (None: the class's own field);
+    ``field``: its name there (None: the flat name); ``default``: this class's default
+    (MISSING: the owner's); ``zero_is_none``: the flag's 0 means None ("0 = full data");
+    ``meta``: flag metadata replacing the owner field's (``help``, ``choices``, ``flag``,
+    ``on_flag``, ``off_help``, ``cli``, ``metavar``; ``lpt_probe.cli``)."""
+
+    owner: str | None = None
+    field: str | None = None
+    default: Any = MISSING
+    zero_is_none: bool = False
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+OWN = Flat()  # the class's own field, at this place in --help
+
+
+def via(owner: str, field: str | None = None, *, default: Any = MISSING, zero_is_none: bool = False,
+        **meta: Any) -> Flat:
+    """The flat name held by the nested config ``owner`` (its field ``field``)."""
+    return Flat(owner, field, default, zero_is_none, meta)
+
+
+def flat_table(cls) -> dict[str, Flat]:
+    """``cls``'s flat names in order: its parents' ``FLAT`` entries, each changed where a
+    subclass names it again (its place kept), then the subclass's new ones."""
+    table: dict[str, Flat] = {}
+    for klass in reversed(cls.__mro__):
+        for name, entry in vars(klass).get("FLAT", {}).items():
+            old = table.get(name)
+            if old is not None:
+                entry = Flat(entry.owner, entry.field, old.default if entry.default is MISSING else entry.default,
+                             entry.zero_is_none or old.zero_is_none, {**old.meta, **entry.meta})
+            table[name] = entry
+    return table
+
+
+@dataclass(frozen=True)
+class FlatField:
+    """A flat name resolved: its owner (None: own), the field there, its metadata and default."""
+
+    name: str
+    owner: str | None
+    field: dataclasses.Field
+    owner_cls: type
+    metadata: dict
+    default: Any  # MISSING: none (a required field)
+    zero_is_none: bool
+
+
+def _nested_fields(cls) -> dict[str, type]:
+    return {f.name: f.metadata["nested"] for f in dataclasses.fields(cls) if "nested" in f.metadata}
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
+
+
+def flat_fields(cls) -> list[FlatField]:
+    """Every flat name of ``cls``: for a composed class its ``FLAT`` table, then any own
+    field it does not list; for a plain dataclass its fields."""
+    own = {f.name: f for f in dataclasses.fields(cls)}
+    owners = _nested_fields(cls)
+    table = flat_table(cls)
+    out = []
+    for name, entry in table.items():
+        holder = cls if entry.owner is None else owners[entry.owner]
+        f = {g.name: g for g in dataclasses.fields(holder)}[entry.field or name]
+        default = _field_default(f) if entry.default is MISSING else entry.default
+        out.append(FlatField(name, entry.owner, f, holder, {**f.metadata, **entry.meta}, default, entry.zero_is_none))
+    for name, f in own.items():
+        if name not in table and name not in owners:
+            out.append(FlatField(name, None, f, cls, dict(f.metadata), _field_default(f), False))
+    return out
+
+
+def _route(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The flat keywords of ``kwargs`` put into the nested configs that own them."""
+    owners = _nested_fields(cls)
+    if not owners:
+        return kwargs
+    table = flat_table(cls)
+    parts: dict[str, dict[str, Any]] = {o: {} for o in owners}
+    own: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        entry = table.get(key)
+        if entry is None or entry.owner is None:
+            own[key] = value  # an own field (or a nested config given whole; an unknown name fails in __init__)
+            continue
+        if entry.zero_is_none and value == 0 and not isinstance(value, bool):
+            value = None
+        parts[entry.owner][entry.field or key] = value
+    for owner, owner_cls in owners.items():
+        given = own.get(owner)
+        if isinstance(given, Mapping):  # a nested config as a dict (e.g. read from JSON)
+            given = owner_cls(**given)
+        if given is None:
+            defaults = {e.field or n: e.default for n, e in table.items()
+                        if e.owner == owner and e.default is not MISSING}
+            given = owner_cls(**{**defaults, **parts[owner]})
+        elif parts[owner]:
+            given = dataclasses.replace(given, **parts[owner])
+        own[owner] = given
+    return own
+
+
+def composed(cls):
+    """``@dataclass``, and its constructor also takes the flat names (``FLAT``) of the
+    nested configs (:func:`nested`), each routed to its owner; a nested config not given is
+    built with this class's defaults (``FLAT``'s), one given whole is used as it is (a flat
+    keyword beside it changes it)."""
+    cls = dataclass(cls)
+    generated = cls.__init__
+
+    @functools.wraps(generated)
+    def __init__(self, **kwargs):
+        generated(self, **_route(cls, kwargs))
+
+    cls.__init__ = __init__
+    return cls
+
+
+def flat_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved ``cls`` (``asdict``: nested configs as dicts; or flat, as ``run.json``
+    held it up to 0.2) as its flat names: a flat one as it is, a nested one with each flat
+    name read from its owner."""
+    owners = _nested_fields(cls)
+    if not any(isinstance(settings.get(o), Mapping) for o in owners):
+        return dict(settings)  # already flat
+    out = {}
+    for f in flat_fields(cls):
+        source = settings if f.owner is None else settings.get(f.owner) or {}
+        if f.field.name in source:
+            out[f.name] = source[f.field.name]
+    return out
