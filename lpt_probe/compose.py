@@ -32,7 +32,17 @@ import functools
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["OWN", "Flat", "FlatField", "composed", "flat_fields", "flat_settings", "flat_table", "nested", "via"]
+__all__ = ["OWN", "Flat", "FlatField", "composed", "flat_fields", "flat_settings", "from_settings", "flat_table", "nested", "via"]
+
+
+class _Keep:
+    """The default of a :class:`Flat` that keeps its owner field's default."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = _Keep()
 
 
 def nested(cls) -> Any:
@@ -47,13 +57,13 @@ class Flat:
 
     ``owner``: the nested config field that holds it (None: the class's own field);
     ``field``: its name there (None: the flat name); ``default``: this class's default
-    (MISSING: the owner's); ``zero_is_none``: the flag's 0 means None ("0 = full data");
+    (``KEEP``: the owner's); ``zero_is_none``: the flag's 0 means None ("0 = full data");
     ``meta``: flag metadata replacing the owner field's (``help``, ``choices``, ``flag``,
     ``on_flag``, ``off_help``, ``cli``, ``metavar``; ``lpt_probe.cli``)."""
 
     owner: str | None = None
     field: str | None = None
-    default: Any = MISSING
+    default: Any = KEEP
     zero_is_none: bool = False
     meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -61,7 +71,7 @@ class Flat:
 OWN = Flat()  # the class's own field, at this place in --help
 
 
-def via(owner: str, field: str | None = None, *, default: Any = MISSING, zero_is_none: bool = False,
+def via(owner: str, field: str | None = None, *, default: Any = KEEP, zero_is_none: bool = False,
         **meta: Any) -> Flat:
     """The flat name held by the nested config ``owner`` (its field ``field``)."""
     return Flat(owner, field, default, zero_is_none, meta)
@@ -75,7 +85,7 @@ def flat_table(cls) -> dict[str, Flat]:
         for name, entry in vars(klass).get("FLAT", {}).items():
             old = table.get(name)
             if old is not None:
-                entry = Flat(entry.owner, entry.field, old.default if entry.default is MISSING else entry.default,
+                entry = Flat(entry.owner, entry.field, old.default if entry.default is KEEP else entry.default,
                              entry.zero_is_none or old.zero_is_none, {**old.meta, **entry.meta})
             table[name] = entry
     return table
@@ -116,7 +126,7 @@ def flat_fields(cls) -> list[FlatField]:
     for name, entry in table.items():
         holder = cls if entry.owner is None else owners[entry.owner]
         f = {g.name: g for g in dataclasses.fields(holder)}[entry.field or name]
-        default = _field_default(f) if entry.default is MISSING else entry.default
+        default = _field_default(f) if entry.default is KEEP else entry.default
         out.append(FlatField(name, entry.owner, f, holder, {**f.metadata, **entry.meta}, default, entry.zero_is_none))
     for name, f in own.items():
         if name not in table and name not in owners:
@@ -146,7 +156,7 @@ def _route(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
             given = owner_cls(**given)
         if given is None:
             defaults = {e.field or n: e.default for n, e in table.items()
-                        if e.owner == owner and e.default is not MISSING}
+                        if e.owner == owner and e.default is not KEEP}
             given = owner_cls(**{**defaults, **parts[owner]})
         elif parts[owner]:
             given = dataclasses.replace(given, **parts[owner])
@@ -168,6 +178,12 @@ def composed(cls):
 
     cls.__init__ = __init__
     return cls
+
+
+def from_settings(cls, settings: Mapping[str, Any]):
+    """A ``cls`` from its saved form: nested (``asdict``; each nested config from its dict)
+    or flat (``run.json`` up to 0.2.0: the flat names, routed as the constructor routes them)."""
+    return cls(**settings)  # a nested config given as a dict is built from it (see _route)
 
 
 def flat_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def report(cfg: InfluenceConfig, args) -> tuple[str, str]:
     from .analysis.influence import run_influence  # here: torch, only to run (--help and the parser need none)
 
     execution = config_from_args(ExecutorConfig, args)
-    res = run_influence(cfg, execution)  # cfg.device as asked: resolved where the study runs
+    res = run_influence(cfg, execution)  # cfg.train.device as asked: resolved where the study runs
     draw(res)
     pieces = f"{res.meta['pieces_measured']} piece(s) measured, {res.meta['pieces_reused']} reused"
     return res.summary(), f"{res.out}/influence.csv, influence_by_layer.pdf, run.json ({pieces})"

@@ -60,7 +60,7 @@ def report(cfg: MIConfig, args) -> tuple[str, str]:
     from .analysis.mi import run_mi  # here: torch, only to run (--help and the parser need none)
 
     execution = config_from_args(ExecutorConfig, args)
-    res = run_mi(cfg, execution)  # cfg.device as asked: resolved where the study runs
+    res = run_mi(cfg, execution)  # cfg.train.device as asked: resolved where the study runs
     draw(res)
     return res.summary(), f"{res.out}/mi.csv, mdl.csv, pvi.csv, mi_diff.csv, mi_by_layer.pdf, run.json"
 

@@ -5,7 +5,7 @@ Config dataclasses in the style of peft's: one field per setting with its help t
 flags of ``mi``, ``influence`` and ``section4`` are generated from them, ``lpt_probe.cli``),
 checks in ``__post_init__``, saved in ``run.json`` beside the results. They compose rather
 than copy (``lpt_probe.compose``): ``StudyConfig`` holds what every study shares (``train``,
-a ``TrainConfig``; ``prompt``, a ``LatePromptConfig``; ``grid``, a ``PromptGrid``;
+a ``TrainConfig``; ``late_prompt``, a ``LatePromptConfig``; ``grid``, a ``PromptGrid``;
 ``output``, an ``OutputConfig``; ``lpt_probe.analysis.study`` says what a study is), ``mi``'s
 options are one ``MIOptions`` and ``influence``'s one ``InfluenceOptions``, held by their
 study's config and by ``Section4Config``, which hands them to its stages (``mi_config``,
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..cli import add_config_args
-from ..compose import OWN, Flat, composed, flat_settings, nested, via
+from ..compose import OWN, Flat, composed, flat_settings, from_settings, nested, via
 from ..data.sources import task_slug
 from ..layers import check_unique
 from ..model.config import LatePromptConfig
@@ -41,7 +41,7 @@ from ..model.specs import PRESETS, model_slug
 from ..outputs import check_url
 from ..probing.options import ProbeOptions, TransformerProbeOptions
 from ..probing.registry import PROBES
-from ..runs.config import SPLITS, ExecutorConfig, OutputConfig, PromptGrid, TrainConfig
+from ..runs.config import SPLITS, ExecutorConfig, GridRun, TrainConfig
 
 REPRESENTATIONS = ("cls", "mask", "mean")  # the vectors per example a vector probe reads (representations.py)
 GRADIENT_LOSSES = ("train", "label_words")  # the losses influence's signal measures differentiate
@@ -92,11 +92,12 @@ _h = field_help  # a config field's help text and flag options
 
 
 @composed
-class StudyConfig:
+class StudyConfig(GridRun):
     """The settings every study shares (see the module docstring): how its prompts train
     (``train``, a ``TrainConfig``; each prompt takes its seed from ``--seeds``), what they
-    are (``prompt``, a ``LatePromptConfig``; its prompt layer from ``--prompt-layers``),
-    which (``grid``: prompt layers and seeds) and where the study writes (``output``). The
+    are (``late_prompt``, a ``LatePromptConfig``; its prompt layer from ``--prompt-layers``),
+    which (``grid``: prompt layers and seeds) and where the study writes (``output``; both
+    from ``GridRun``, as a sweep's). The
     flags, and the keywords the constructor takes, are flat (``FLAT``, ``lpt_probe.compose``):
     ``MIConfig(task="rte", steps=100)`` is ``MIConfig(train=TrainConfig(task="rte",
     steps=100, ...the study's defaults))``."""
@@ -108,9 +109,9 @@ class StudyConfig:
         "data_dir": via("train", help="local task files (e.g. ../shared/data); default: the hub"),
         "source": via("train", help="auto, hub or local", choices=("auto", "hub", "local")),
         "prompt_layers": via("grid", default="default", help="'default' (1, middle, last), 'all' or '1,4,6'"),
-        "generator": via("prompt"),
-        "num_virtual_tokens": via("prompt", help="prompt length l (default: the generator's)"),
-        "prompt_init": via("prompt", help="the plain prompt's initialisation: normal = N(0, 1); states = hidden "
+        "generator": via("late_prompt"),
+        "num_virtual_tokens": via("late_prompt", help="prompt length l (default: the generator's)"),
+        "prompt_init": via("late_prompt", help="the plain prompt's initialisation: normal = N(0, 1); states = hidden "
                                           "states PL-1 of training tokens (the prompt starts at the scale of the "
                                           "states it joins)"),
         "seeds": via("grid", default=(13,), help="prompt seeds, comma separated (Figure 2: 13,21,42)"),
@@ -144,9 +145,7 @@ class StudyConfig:
     }
 
     train: TrainConfig = nested(TrainConfig)
-    prompt: LatePromptConfig = nested(LatePromptConfig)
-    grid: PromptGrid = nested(PromptGrid)
-    output: OutputConfig = nested(OutputConfig)
+    late_prompt: LatePromptConfig = nested(LatePromptConfig)
     bootstrap: int = field(default=1000, metadata=_h("bootstrap resamples over test examples for every 95% CI"))
     reuse_runs: tuple[str, ...] = field(default=(), metadata=_h(
         "folders of run folders (e.g. a sweep's runs/) searched for a finished prompt with exactly the same "
@@ -167,7 +166,13 @@ class StudyConfig:
 
     def prompt_config(self, prompt_layer: int) -> LatePromptConfig:
         """The late prompt this study trains at ``prompt_layer``: ``prompt`` at that layer."""
-        return replace(self.prompt, prompt_layer=prompt_layer)
+        return replace(self.late_prompt, prompt_layer=prompt_layer)
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "StudyConfig":
+        """The config a study saved (``run.json`` / ``section4.json``'s ``settings``: nested, or
+        flat as written up to 0.2.0), built again."""
+        return from_settings(cls, settings)
 
     def default_out(self) -> Path:
         return Path("artifacts") / self.kind / task_slug(self.train.task) / model_slug(self.train.model)
@@ -368,7 +373,7 @@ class Section4Config(StudyConfig, WithMI, WithInfluence):
     FLAT: ClassVar[dict[str, Flat]] = {
         "prompt_layers": via("grid", default="all", help=(
             "the sweep's prompt layers (accuracy and convergence): 'all', 'default' (1, middle, last) or '1,4,6'")),
-        "generator": via("prompt", help="prompt generator (none: the plain late prompt of the paper's Section 4 "
+        "generator": via("late_prompt", help="prompt generator (none: the plain late prompt of the paper's Section 4 "
                                         "analysis)"),
         "seeds": via("grid", default=(13, 21, 42), help="prompt seeds, comma separated"),
         "eval_every": via("train", default=20, help="dev evaluation every N steps (the convergence curves)"),
@@ -409,7 +414,7 @@ class Section4Config(StudyConfig, WithMI, WithInfluence):
     def _stage(self, cls, stage: str, **options) -> StudyConfig:
         """A stage's config: this study's prompts (the same training, so each is keyed alike),
         at the analysis layers, in the stage's folder, reusing the sweep's runs."""
-        return cls(train=replace(self.train), prompt=replace(self.prompt),
+        return cls(train=replace(self.train), late_prompt=replace(self.late_prompt),
                    grid=replace(self.grid, prompt_layers=self.analysis_layers),
                    output=replace(self.output, out=str(Path(self.out_dir) / stage)), bootstrap=self.bootstrap,
                    reuse_runs=(str(Path(self.out_dir) / "sweep" / "runs"), *self.reuse_runs), **options)
@@ -417,7 +422,7 @@ class Section4Config(StudyConfig, WithMI, WithInfluence):
     def sweep_prompt(self) -> dict:
         """The sweep's prompt options: exactly those ``prompt_config`` gives mi's and
         influence's prompts, so the three stages key one prompt alike."""
-        return {"num_virtual_tokens": self.prompt.num_virtual_tokens, "prompt_init": self.prompt.prompt_init}
+        return {"num_virtual_tokens": self.late_prompt.num_virtual_tokens, "prompt_init": self.late_prompt.prompt_init}
 
     def mi_config(self) -> MIConfig:
         """mi's settings; its prompts' training settings are the sweep's and influence's too."""

@@ -142,14 +142,14 @@ class Study:
     def __init__(self, cfg: StudyConfig, bundle=None):  # bundle: (model, tokenizer, info) already loaded
         self.cfg = cfg
         self.out = cfg.out_dir
-        self.device = resolve_device(cfg.device)  # resolved here, where the study runs (a Ray worker: there)
-        self.bundle = bundle or load_model(cfg.model, device=self.device, dtype=cfg.dtype)
+        self.device = resolve_device(cfg.train.device)  # resolved here, where the study runs (a Ray worker: there)
+        self.bundle = bundle or load_model(cfg.train.model, device=self.device, dtype=cfg.train.dtype)
         self.backbone = Backbone(self.bundle[0])
         if self.freeze_backbone:
             self.backbone.freeze()
         self.L = self.backbone.num_hidden_layers
-        self.prompt_layers = parse_prompt_layers(cfg.prompt_layers, self.L)
-        self.slug = model_slug(cfg.model)
+        self.prompt_layers = parse_prompt_layers(cfg.grid.prompt_layers, self.L)
+        self.slug = model_slug(cfg.train.model)
         self.seconds = {name: 0.0 for name in self.phase_names}  # this invocation's time per phase
         self.prompt_prepared = None  # ``runs.run.Prepared``: the prompts' model and data (``load_data``)
         self.models: dict[str, Any] = {}  # condition name -> the trained model, once trained or loaded
@@ -190,7 +190,7 @@ class Study:
         t0 = time.perf_counter()
         folder = self.run_folder(cond)
         res = train(self.prompt_config(cond), self.train_config(cond.seed), folder, prepared=self.prompt_prepared,
-                    caches=caches, progress=self.cfg.progress)
+                    caches=caches, progress=self.cfg.output.progress)
         self.run_dirs[cond.name] = os.path.relpath(folder, self.out)
         self.seconds["train"] += time.perf_counter() - t0
         logger.info("prompt %s: %s (test %s %.4f)", cond.name, "reused" if res.reused else "trained",

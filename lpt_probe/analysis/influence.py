@@ -121,17 +121,17 @@ class InfluenceRun(Study):
         return summary_table(table)
 
     def load_data(self) -> None:
-        self.prepared = self.prompt_prepared = prepare(self.train_config(self.cfg.seeds[0]), bundle=self.bundle)
-        self.data = self.prepared.encoded[self.cfg.split].subsample(self.cfg.influence_max)
+        self.prepared = self.prompt_prepared = prepare(self.train_config(self.cfg.grid.seeds[0]), bundle=self.bundle)
+        self.data = self.prepared.encoded[self.cfg.influence.split].subsample(self.cfg.influence.influence_max)
         self.task = self.prepared.data.task
 
     def conditions(self) -> list[Condition]:
-        return unique_conditions([Condition.lpt(k, s) for k in self.prompt_layers for s in self.cfg.seeds])
+        return unique_conditions([Condition.lpt(k, s) for k in self.prompt_layers for s in self.cfg.grid.seeds])
 
     def phases(self, conds: list[Condition]) -> Iterator[Phase]:
         """Train the prompts whose trained pieces are missing, then measure each missing
         (prompt, checkpoint) piece."""
-        todo = [(c, k) for c in conds for k in self.cfg.checkpoint_names if not self.piece_done(c, k)]
+        todo = [(c, k) for c in conds for k in self.cfg.influence.checkpoint_names if not self.piece_done(c, k)]
         yield TrainPrompts(conditions=list(dict.fromkeys(c for c, k in todo if k != "init")))
         yield StudyCalls("measure", method="measure_pieces", items=todo, counts=True)
 
@@ -161,8 +161,8 @@ class InfluenceRun(Study):
 
     def settings(self) -> dict:
         c = self.cfg
-        return {"format": PIECE_FORMAT, "split": c.split, "data": self.data.fingerprint, "bootstrap": c.bootstrap,
-                "gradient_loss": c.gradient_loss}
+        return {"format": PIECE_FORMAT, "split": c.influence.split, "data": self.data.fingerprint, "bootstrap": c.bootstrap,
+                "gradient_loss": c.influence.gradient_loss}
 
     def piece_paths(self, cond: Condition, checkpoint: str) -> tuple[Path, Path, str]:
         key = store.content_key({"model": self.model_key(cond, checkpoint), **self.settings()})
@@ -180,8 +180,8 @@ class InfluenceRun(Study):
         model = self.model_for(cond, checkpoint)
         t0 = time.perf_counter()
         examples: dict = {}
-        table = measure(model, self.backbone, self.data, self.cfg.batch_size, self.cfg.bootstrap,
-                        desc=f"{cond.name} {checkpoint}", progress=self.cfg.progress, loss=self.cfg.gradient_loss,
+        table = measure(model, self.backbone, self.data, self.cfg.influence.measure_batch_size, self.cfg.bootstrap,
+                        desc=f"{cond.name} {checkpoint}", progress=self.cfg.output.progress, loss=self.cfg.influence.gradient_loss,
                         examples=examples)
         csv, done, key = self.piece_paths(cond, checkpoint)
         store.write_csv(csv, table)
@@ -194,14 +194,14 @@ class InfluenceRun(Study):
     def measure_pieces(self, todo: list[tuple[Condition, str]]) -> int:
         """Measure the (condition, checkpoint) pieces of ``todo`` not done yet; returns how many."""
         return sum(self.measure_piece(cond, ckpt) for cond, ckpt in bar(todo, desc="influence",
-                                                                        enabled=self.cfg.progress))
+                                                                        enabled=self.cfg.output.progress))
 
     def collect(self, conds: list[Condition]) -> pd.DataFrame:
         parts = []
         for cond in conds:
-            for ckpt in self.cfg.checkpoint_names:
+            for ckpt in self.cfg.influence.checkpoint_names:
                 part = pd.read_csv(self.piece_paths(cond, ckpt)[0])
-                head = {"task": self.task.name, "model": self.slug, "method": "lpt", "generator": self.cfg.generator,
+                head = {"task": self.task.name, "model": self.slug, "method": "lpt", "generator": self.cfg.late_prompt.generator,
                         "prompt_layer": cond.prompt_layer, "seed": cond.seed, "checkpoint": ckpt}
                 parts.append(part.assign(**head))
         table = pd.concat(parts, ignore_index=True)[COLUMNS]
@@ -216,7 +216,7 @@ class InfluenceRun(Study):
         Section 4 verdicts resample."""
         rows, grams = [], {}
         for cond in conds:
-            for ckpt in self.cfg.checkpoint_names:
+            for ckpt in self.cfg.influence.checkpoint_names:
                 with np.load(self.piece_paths(cond, ckpt)[0].with_suffix(".npz")) as z:
                     for name in z.files:
                         if name == "gram":
@@ -232,29 +232,29 @@ class InfluenceRun(Study):
 
 
 def run_influence(cfg: InfluenceConfig, execution: ExecutorConfig | None = None) -> InfluenceResult:
-    """The whole analysis into ``cfg.out``; returns an :class:`~lpt_probe.analysis.results.InfluenceResult`:
+    """The whole analysis into ``cfg.output.out``; returns an :class:`~lpt_probe.analysis.results.InfluenceResult`:
     the run, ``influence.csv`` as a DataFrame and ``run.json`` (it unpacks as ``run, table, meta``),
     with ``.summary()`` (the command's table) and ``.plot()`` (its figure).
     ``execution``: where the work runs (default: this process; ``lpt_probe.analysis.remote``);
-    ``cfg.device`` is resolved where the study runs. Drawing is the caller's (the command
+    ``cfg.train.device`` is resolved where the study runs. Drawing is the caller's (the command
     draws ``influence_by_layer.pdf``)."""
     executor = study_executor(execution)
     cfg = executor.settle(replace(cfg, out=str(cfg.out_dir)))
     out = cfg.out_dir
     with StudyOutput(out, "run.json", stale=("influence.csv", "influence_examples.csv", "influence_gram.npz",
-                                             "influence_by_layer.pdf"), overwrite=cfg.overwrite) as study:
+                                             "influence_by_layer.pdf"), overwrite=cfg.output.overwrite) as study:
         run = InfluenceRun(cfg)
         run.load_data()
         conds = run.conditions()
         study.start(store.run_meta(status="running", settings=asdict(cfg), prompt_layers=run.prompt_layers,
-                                   model=run.bundle[2], data=run.prepared.data.to_meta(), split=cfg.split,
+                                   model=run.bundle[2], data=run.prepared.data.to_meta(), split=cfg.influence.split,
                                    measured_examples=len(run.data), measured_fingerprint=run.data.fingerprint,
                                    measured_label_counts=np.bincount(run.data.labels,
                                                                      minlength=run.task.num_labels).tolist(),
-                                   conditions=[asdict(c) for c in conds], checkpoints=cfg.checkpoint_names,
+                                   conditions=[asdict(c) for c in conds], checkpoints=cfg.influence.checkpoint_names,
                                    execution=asdict(executor.execution)))
         study.meta["phase_seconds"] = run.seconds  # filled as the phases run, kept if one fails
-        todo = [(c, k) for c in conds for k in cfg.checkpoint_names]
+        todo = [(c, k) for c in conds for k in cfg.influence.checkpoint_names]
         measured = executor.run(run, conds)  # run.phases: here, or each piece a Ray task
         table = run.collect(conds)
         study.meta.update(pieces_measured=measured, pieces_reused=len(todo) - measured, runs=run.run_dirs,

@@ -95,17 +95,17 @@ class MIRun(Study, StoredRepresentations, ProbePieces):
     def load_data(self) -> None:
         """The prompt's data (few-shot train, its dev, test) and the probes': every other
         non-test row of the task (``data.sources.probe_splits``), the same test split."""
-        base = self.train_config(self.cfg.seeds[0])
+        base = self.train_config(self.cfg.grid.seeds[0])
         self.prompt_prepared = prepare(base, bundle=self.bundle) if self.prompt_layers else None
         full = load_data(replace(base, shots=None, steps=1))
         prompt_rows = ([i for s in ("train", "dev") for i in getattr(self.prompt_prepared.data, s).ids]
                        if self.prompt_prepared else [])
-        train, dev, self.probe_rows = probe_splits(full, prompt_rows, self.cfg.probe_dev_size,
-                                                   self.cfg.probe_train_max)
+        train, dev, self.probe_rows = probe_splits(full, prompt_rows, self.cfg.mi.probe_dev_size,
+                                                   self.cfg.mi.probe_train_max)
         self.probe_data = replace(full, train=train, dev=dev)
         kind = self.backbone.template_kind
         tok = self.bundle[1]
-        enc = {s: encode_split(self.probe_data.task, getattr(self.probe_data, s), tok, kind, self.cfg.max_length, s,
+        enc = {s: encode_split(self.probe_data.task, getattr(self.probe_data, s), tok, kind, self.cfg.train.max_length, s,
                                max_positions=self.backbone.max_positions) for s in SPLITS}
         self.encoded = enc
         self.n_classes = self.probe_data.task.num_labels
@@ -116,9 +116,9 @@ class MIRun(Study, StoredRepresentations, ProbePieces):
     # -- conditions and their keys ----------------------------------------------------
     def conditions(self) -> list[Condition]:
         conds = [Condition("frozen", "frozen", 0, 0)]
-        conds += [Condition.lpt(k, s) for k in self.prompt_layers for s in self.cfg.seeds]
-        if self.cfg.controls:
-            conds.append(Condition(f"random-s{self.cfg.seeds[0]}", "random_weights", 0, self.cfg.seeds[0]))
+        conds += [Condition.lpt(k, s) for k in self.prompt_layers for s in self.cfg.grid.seeds]
+        if self.cfg.mi.controls:
+            conds.append(Condition(f"random-s{self.cfg.grid.seeds[0]}", "random_weights", 0, self.cfg.grid.seeds[0]))
         return unique_conditions(conds)
 
     def model_key(self, cond: Condition) -> str:
@@ -140,14 +140,14 @@ class MIRun(Study, StoredRepresentations, ProbePieces):
         reads the prompt positions too (``text+prompt``) sees them from hidden state PL-1
         on (the prompt joins there), so only its states below PL-1 are shared. The probe
         says which (``ProbeOptions.first_changed_state``)."""
-        return cond.method == "lpt" and layer < self.cfg.probe_options.first_changed_state(cond.prompt_layer)
+        return cond.method == "lpt" and layer < self.cfg.mi.probe_options.first_changed_state(cond.prompt_layer)
 
     def input_key(self, cond: Condition, layer: int) -> str:
         """What a probe at ``layer`` of ``cond`` reads; where it is the frozen model's input
         (:meth:`shares_frozen_input`) the two conditions share one piece."""
         below = self.shares_frozen_input(cond, layer)
         src = self.conditions()[0] if below else cond
-        what = self.cfg.probe_options.input_tag(self.cfg.representation, cond.method == "lpt" and not below)
+        what = self.cfg.mi.probe_options.input_tag(self.cfg.mi.representation, cond.method == "lpt" and not below)
         return store.content_key({"model": self.model_key(src), "layer": layer, "input": what,
                                   "data": self.fingerprints})
 
@@ -175,19 +175,19 @@ class MIRun(Study, StoredRepresentations, ProbePieces):
         (the frozen model and the prompts in one frozen pass), then fit the pieces from the
         stored arrays. Sequence probes: train, then each condition computes its layers one
         after the other and hands each layer's piece out as it is computed."""
-        if self.cfg.sequence_probe:  # prompts first: training time is training only
+        if self.cfg.mi.sequence_probe:  # prompts first: training time is training only
             layers_of = self.sequence_layers(conds)
             yield TrainPrompts(conditions=list(layers_of))
             yield StreamedPieces("probe", method="sequence_jobs", items=list(layers_of.items()),
                                  total=sum(map(len, layers_of.values())),
-                                 in_process=self.cfg.probe_options.in_process, processes=self.cfg.jobs)
+                                 in_process=self.cfg.mi.probe_options.in_process, processes=self.cfg.mi.jobs)
             self.clear_scratch()
         else:
             missing = self.missing_reps(conds)
             yield TrainPrompts(conditions=missing)  # train first: extraction timing is extraction only
             yield StudyCalls("extract", method="extract_reps", items=missing)
             total, jobs = self.vector_pieces(conds, self.load_reps(conds))
-            yield Pieces("probe", total=total, jobs=jobs, processes=self.cfg.jobs)
+            yield Pieces("probe", total=total, jobs=jobs, processes=self.cfg.mi.jobs)
 
 
 def warn_grid_edges(mi: pd.DataFrame) -> str | None:
@@ -207,18 +207,18 @@ def warn_grid_edges(mi: pd.DataFrame) -> str | None:
 
 
 def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None) -> MIResult:
-    """The whole analysis into ``cfg.out``; returns an :class:`~lpt_probe.analysis.results.MIResult`:
+    """The whole analysis into ``cfg.output.out``; returns an :class:`~lpt_probe.analysis.results.MIResult`:
     the run, the tables (``mi``, ``mdl``, ``pvi``, ``diff``: DataFrames) and ``run.json`` (it
     unpacks as ``run, tables, meta``), with ``.summary()`` (the command's tables) and
     ``.plot()`` (its figure). ``execution``: where the work runs (default: this
-    process; ``lpt_probe.analysis.remote``); ``cfg.device`` is resolved where the study
+    process; ``lpt_probe.analysis.remote``); ``cfg.train.device`` is resolved where the study
     runs (Ray workers resolve ``auto`` themselves). Drawing is the caller's (the command
     draws ``mi_by_layer.pdf`` with ``lpt_probe.viz.plot_mi_by_layer``)."""
     executor = study_executor(execution)
     cfg = executor.settle(replace(cfg, out=str(cfg.out_dir)))
     out = cfg.out_dir
     with StudyOutput(out, "run.json", stale=("mi.csv", "mdl.csv", "pvi.csv", "mi_diff.csv", "mi_by_layer.pdf"),
-                     overwrite=cfg.overwrite) as study:
+                     overwrite=cfg.output.overwrite) as study:
         run = MIRun(cfg)
         run.load_data()
         conds = run.conditions()
@@ -250,14 +250,14 @@ def summary_table(mi: pd.DataFrame, cfg: MIConfig, diff: pd.DataFrame | None = N
     difference to the frozen model, effects marked."""
     real = mi[mi["control"] == "none"]
     view = real.pivot_table(index="layer", columns=["method", "prompt_layer"], values="mi_bits", aggfunc="mean")
-    head = (f"I(h;y) in bits ({cfg.probe} probe, held-out test; null-model minus probe cross-entropy), mean over "
-            f"{len(cfg.seeds)} prompt seed(s) ({','.join(map(str, cfg.seeds))}) x {len(cfg.probe_seeds)} probe "
+    head = (f"I(h;y) in bits ({cfg.mi.probe} probe, held-out test; null-model minus probe cross-entropy), mean over "
+            f"{len(cfg.grid.seeds)} prompt seed(s) ({','.join(map(str, cfg.grid.seeds))}) x {len(cfg.mi.probe_seeds)} probe "
             f"seed(s)")
     shuffled = mi[mi["control"] == "shuffled_labels"]
     tail = ""
     if len(shuffled):
         null = pooled_null(shuffled)
-        tail = (f"shuffled-label control ({cfg.control_permutations} permutation(s) per row, its own per piece): "
+        tail = (f"shuffled-label control ({cfg.mi.control_permutations} permutation(s) per row, its own per piece): "
                 f"rows mean {shuffled['mi_bits'].mean():+.3f} bits (min {shuffled['mi_bits'].min():+.3f}, max "
                 f"{shuffled['mi_bits'].max():+.3f}); pooled null of {null['n_draws']} single draws: 95% within "
                 f"[{null['low']:+.3f}, {null['high']:+.3f}] bits")
@@ -265,7 +265,7 @@ def summary_table(mi: pd.DataFrame, cfg: MIConfig, diff: pd.DataFrame | None = N
     if diff is not None and len(diff):
         n_seeds = int(diff["n_seeds"].max())
         parts += [f"late prompt minus frozen model at each hidden state (bits; mean over {n_seeds} prompt seed(s) x "
-                  f"{len(cfg.probe_seeds)} probe seed(s); * = effect: the 95% paired bootstrap interval over test "
+                  f"{len(cfg.mi.probe_seeds)} probe seed(s); * = effect: the 95% paired bootstrap interval over test "
                   "examples excludes 0 and every seed agrees in sign)", effects_table(diff)]
     return "\n".join(x for x in parts if x)
 

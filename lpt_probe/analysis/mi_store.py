@@ -122,7 +122,7 @@ class StoredRepresentations:
                     representation_specs(L, n, d, models[c.name].l if models[c.name] is not None else None)))
                     for c in conds}
                 extract_many(backbone, models, self.encoded[s], desc=f"extract {s}" if len(conds) > 1 else
-                             f"{conds[0].name} {s}", progress=self.cfg.progress, into=files)
+                             f"{conds[0].name} {s}", progress=self.cfg.output.progress, into=files)
             for c in conds:
                 self._save_reps_info(c, s)
 
@@ -149,22 +149,22 @@ class ProbePieces:
     @property
     def representation_label(self) -> str:
         """``representation`` in mi.csv: the vector read (cls/mask/mean), or ``seq:<input>``."""
-        return self.cfg.probe_options.input_tag(self.cfg.representation)
+        return self.cfg.mi.probe_options.input_tag(self.cfg.mi.representation)
 
     def probe_settings(self, cond: Condition) -> dict[str, Any]:
         """Every probe setting a piece's key holds; the probe's construction (``kwargs``,
         ``init``) is the probe's answer (``ProbeOptions.settings``)."""
         c = self.cfg
-        built = c.probe_options.settings(parse_probe_grid(c.probe, c.probe_grid))
-        return {"format": PIECE_FORMAT, "probe": c.probe, "kwargs": built["kwargs"], "init": built["init"],
-                "seeds": list(c.probe_seeds), "bootstrap": c.bootstrap,
-                "controls": bool(c.controls and cond.method != "random_weights"), "mdl": c.mdl,
-                "control_permutations": c.control_permutations,
+        built = c.mi.probe_options.settings(parse_probe_grid(c.mi.probe, c.mi.probe_grid))
+        return {"format": PIECE_FORMAT, "probe": c.mi.probe, "kwargs": built["kwargs"], "init": built["init"],
+                "seeds": list(c.mi.probe_seeds), "bootstrap": c.bootstrap,
+                "controls": bool(c.mi.controls and cond.method != "random_weights"), "mdl": c.mi.mdl,
+                "control_permutations": c.mi.control_permutations,
                 "n_classes": self.n_classes}
 
     def piece_paths(self, cond: Condition, layer: int) -> tuple[dict[str, Path], str]:
         key = store.content_key({"input": self.input_key(cond, layer), "probe": self.probe_settings(cond)})
-        stem = self.out / "pieces" / f"h{layer}-{self.cfg.probe}-{key[:16]}"
+        stem = self.out / "pieces" / f"h{layer}-{self.cfg.mi.probe}-{key[:16]}"
         return {k: stem.with_name(f"{stem.name}.{k}.csv") for k in ("mi", "mdl", "pvi")} | \
             {"done": stem.with_name(f"{stem.name}.json")}, key
 
@@ -175,10 +175,10 @@ class ProbePieces:
     def probe_factory(self):
         c = self.cfg
         kw = self.probe_settings(Condition("x", "frozen", 0, 0))["kwargs"]
-        live = c.probe_options.live_kwargs(self.backbone)  # e.g. layers copied from the backbone
+        live = c.mi.probe_options.live_kwargs(self.backbone)  # e.g. layers copied from the backbone
         if live:  # not picklable: these probes fit in this process (ProbeOptions.in_process)
-            return lambda seed: make_probe(c.probe, self.n_classes, seed, **kw, **live)
-        return ProbeFactory(c.probe, self.n_classes, kw)  # picklable: pieces may run in worker processes
+            return lambda seed: make_probe(c.mi.probe, self.n_classes, seed, **kw, **live)
+        return ProbeFactory(c.mi.probe, self.n_classes, kw)  # picklable: pieces may run in worker processes
 
     def piece_job(self, cond: Condition, layer: int, X: dict, y: dict, scratch: tuple = ()) -> PieceJob:
         """What probing ``layer`` of ``cond`` needs (see ``lpt_probe.analysis.pieces``)."""
@@ -186,9 +186,9 @@ class ProbePieces:
         paths, key = self.piece_paths(cond, layer)
         settings = self.probe_settings(cond)
         return PieceJob(key=key, paths=paths, sidecar={"condition": asdict(cond), "layer": layer, "settings": settings},
-                        layer=layer, probe=c.probe, representation=self.representation_label,
-                        n_classes=self.n_classes, probe_seeds=tuple(c.probe_seeds), bootstrap=c.bootstrap,
-                        controls=settings["controls"], permutations=c.control_permutations, mdl=c.mdl,
+                        layer=layer, probe=c.mi.probe, representation=self.representation_label,
+                        n_classes=self.n_classes, probe_seeds=tuple(c.mi.probe_seeds), bootstrap=c.bootstrap,
+                        controls=settings["controls"], permutations=c.mi.control_permutations, mdl=c.mi.mdl,
                         test_ids=list(self.encoded["test"].ids), X=X, y=y, factory=self.probe_factory(),
                         scratch=scratch)
 
@@ -211,7 +211,7 @@ class ProbePieces:
         def jobs():
             for cond, layer in todo:
                 y = {s: reps[cond.name][s]["labels"] for s in SPLITS}
-                yield self.piece_job(cond, layer, layer_arrays(reps[cond.name], self.cfg.representation, layer,
+                yield self.piece_job(cond, layer, layer_arrays(reps[cond.name], self.cfg.mi.representation, layer,
                                                                lazy=True), y)
 
         return len(todo), jobs()
@@ -245,7 +245,7 @@ class ProbePieces:
         frozen, lpt = (model, None) if isinstance(model, Backbone) else (self.backbone, model)
         scratch = self.scratch_folder(cond)
         shutil.rmtree(scratch, ignore_errors=True)  # what an interrupted run left
-        gens = {s: layer_sequences(frozen, lpt, self.encoded[s], self.cfg.probe_options.reads_prompt,
+        gens = {s: layer_sequences(frozen, lpt, self.encoded[s], self.cfg.mi.probe_options.reads_prompt,
                                    start=layers[0], stop=layers[-1], folder=scratch / s) for s in SPLITS}
         for items in zip(*(gens[s] for s in SPLITS)):
             layer = items[0][0]
@@ -280,7 +280,7 @@ class ProbePieces:
                                          "prompt_layer": cond.prompt_layer, "seed": cond.seed}, index=part.index)
                     # a piece is shared by the conditions that read the same input (a prompt's
                     # layers below PL are the frozen model's): label it with this run's settings
-                    part = part.assign(probe=self.cfg.probe, representation=self.representation_label)
+                    part = part.assign(probe=self.cfg.mi.probe, representation=self.representation_label)
                     frames[k].append(pd.concat([head, part], axis=1))
         out = {}
         for k, parts in frames.items():

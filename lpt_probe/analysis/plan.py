@@ -71,19 +71,19 @@ def piece_seconds(run, jobs: int) -> float:
     cfg, d, k = run.cfg, run.backbone.hidden_size, run.n_classes
     g = np.random.default_rng(0)
     y = {s: np.asarray(run.encoded[s].labels) for s in SPLITS}
-    if cfg.sequence_probe:  # every example as long as it is, random states: the probe's own cost
+    if cfg.mi.sequence_probe:  # every example as long as it is, random states: the probe's own cost
         lengths = {s: np.asarray(run.encoded[s].lengths) for s in SPLITS}
         X = {s: Sequences(g.normal(size=(int(lengths[s].sum()), d)).astype(np.float32), lengths[s]) for s in SPLITS}
     else:
         layer = min(1, run.L)
-        X = {s: frozen_vectors(run.backbone, run.encoded[s], layer, cfg.representation) for s in SPLITS}
+        X = {s: frozen_vectors(run.backbone, run.encoded[s], layer, cfg.mi.representation) for s in SPLITS}
     settings = run.probe_settings(run.conditions()[0])
     with tempfile.TemporaryDirectory(prefix="lpt_plan_") as tmp:
         paths = {k: Path(tmp) / f"piece.{k}.csv" for k in ("mi", "mdl", "pvi")} | {"done": Path(tmp) / "p.json"}
-        job = PieceJob(key="plan", paths=paths, sidecar={}, layer=0, probe=cfg.probe,
-                       representation=run.representation_label, n_classes=k, probe_seeds=tuple(cfg.probe_seeds),
-                       bootstrap=cfg.bootstrap, controls=settings["controls"], permutations=cfg.control_permutations,
-                       mdl=cfg.mdl, test_ids=list(run.encoded["test"].ids), X=X, y=y, factory=run.probe_factory())
+        job = PieceJob(key="plan", paths=paths, sidecar={}, layer=0, probe=cfg.mi.probe,
+                       representation=run.representation_label, n_classes=k, probe_seeds=tuple(cfg.mi.probe_seeds),
+                       bootstrap=cfg.bootstrap, controls=settings["controls"], permutations=cfg.mi.control_permutations,
+                       mdl=cfg.mi.mdl, test_ids=list(run.encoded["test"].ids), X=X, y=y, factory=run.probe_factory())
         # a worker process fits with one thread (torch and BLAS), as the run's pool does
         with torch_threads(1 if jobs > 1 else None), threadpool_limits(limits=1 if jobs > 1 else None):
             t0 = time.perf_counter()
@@ -92,7 +92,7 @@ def piece_seconds(run, jobs: int) -> float:
 
 
 def plan_mi(cfg, command: str = "python -m lpt_probe.mi", calibrate: bool = True) -> Plan:
-    """The plan of ``run_mi(cfg)`` in ``cfg.out`` (see the module docstring)."""
+    """The plan of ``run_mi(cfg)`` in ``cfg.output.out`` (see the module docstring)."""
     cfg = replace(cfg, out=str(cfg.out_dir))
     run = MIRun(cfg)
     run.load_data()
@@ -102,18 +102,18 @@ def plan_mi(cfg, command: str = "python -m lpt_probe.mi", calibrate: bool = True
     n_all = sum(n.values())
     lpt = [c for c in conds if c.method == "lpt"]
     to_train = [c for c in lpt if not check_run(run.run_folder(c), run.model_key(c))[0]]
-    tc = run.train_config(cfg.seeds[0])
+    tc = run.train_config(cfg.grid.seeds[0])
     pending = run.pending(conds)
     pieces = len({run.piece_paths(c, k)[1] for c in conds for k in range(L + 1)})
-    fits = len(cfg.probe_seeds) + (cfg.control_permutations if cfg.controls else 0) + (
-        len(DEFAULT_FRACTIONS) if cfg.mdl else 0)
-    jobs = 1 if cfg.probe_options.in_process else max(1, min(cfg.jobs, len(pending) or 1))
+    fits = len(cfg.mi.probe_seeds) + (cfg.mi.control_permutations if cfg.mi.controls else 0) + (
+        len(DEFAULT_FRACTIONS) if cfg.mi.mdl else 0)
+    jobs = 1 if cfg.mi.probe_options.in_process else max(1, min(cfg.mi.jobs, len(pending) or 1))
     above = {c.name: L - run.prompt_config(c).start_state for c in lpt}  # layers PL..L
     tokens = {c.name: run.prompt_config(c).num_virtual_tokens for c in lpt}
     longest = int(max(max(run.encoded[s].lengths) for s in SPLITS)) + max(tokens.values(), default=0)
     batch = 4 * min(EXTRACT_BATCH, max(n.values())) * longest * d  # one float32 state of a batch
     scratch = 0
-    if cfg.sequence_probe:  # each condition's own pass, layer by layer, while its pieces are fitted
+    if cfg.mi.sequence_probe:  # each condition's own pass, layer by layer, while its pieces are fitted
         to_extract = list(dict.fromkeys(c for c, _ in pending))
         disk = 0
         mean_tokens = {s: float(np.mean(run.encoded[s].lengths)) for s in SPLITS}
@@ -164,20 +164,20 @@ def plan_mi(cfg, command: str = "python -m lpt_probe.mi", calibrate: bool = True
 
 
 def plan_influence(cfg, command: str = "python -m lpt_probe.influence", calibrate: bool = True) -> Plan:
-    """The plan of ``run_influence(cfg)`` in ``cfg.out`` (see the module docstring)."""
+    """The plan of ``run_influence(cfg)`` in ``cfg.output.out`` (see the module docstring)."""
     cfg = replace(cfg, out=str(cfg.out_dir))
     run = InfluenceRun(cfg)
     run.load_data()
     conds = run.conditions()
     to_train = [c for c in conds if not check_run(run.run_folder(c), run.run_key(c))[0]]
-    todo = [(c, k) for c in conds for k in cfg.checkpoint_names if not run.piece_done(c, k)]
-    steps = run.train_config(cfg.seeds[0]).total_steps(len(run.prepared.encoded["train"]))
+    todo = [(c, k) for c in conds for k in cfg.influence.checkpoint_names if not run.piece_done(c, k)]
+    steps = run.train_config(cfg.grid.seeds[0]).total_steps(len(run.prepared.encoded["train"]))
     counts = {"prompts": len(conds), "prompts_to_train": len(to_train), "train_steps": steps * len(to_train),
-              "pieces": len(conds) * len(cfg.checkpoint_names), "pieces_to_measure": len(todo),
-              "examples": len(run.data), "checkpoints": list(cfg.checkpoint_names)}
+              "pieces": len(conds) * len(cfg.influence.checkpoint_names), "pieces_to_measure": len(todo),
+              "examples": len(run.data), "checkpoints": list(cfg.influence.checkpoint_names)}
     rows = [("prompts to train", f"{len(to_train)} of {len(conds)} ({steps * len(to_train)} steps in all)"),
             ("pieces to measure", f"{len(todo)} of {counts['pieces']} (prompt x checkpoint: "
-                                  f"{', '.join(cfg.checkpoint_names)}), {len(run.data)} {cfg.split} examples each")]
+                                  f"{', '.join(cfg.influence.checkpoint_names)}), {len(run.data)} {cfg.influence.split} examples each")]
     plan = Plan(command, rows, counts)
     if not calibrate:
         return plan
@@ -221,14 +221,14 @@ def plan_section4(cfg, command: str = "python -m lpt_probe.section4", calibrate:
     With ``patience`` the steps are the cap, so the time is an upper bound."""
     cfg = replace(cfg, out=str(cfg.out_dir))
     mi_cfg = cfg.mi_config()
-    base = mi_cfg.train_config(cfg.seeds[0])
-    sweep = plan_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.prompt_layers, generators=(cfg.generator,),
-                                   seeds=cfg.seeds, prompt=cfg.sweep_prompt(), out=str(Path(cfg.out) / "sweep"),
+    base = mi_cfg.train_config(cfg.grid.seeds[0])
+    sweep = plan_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.grid.prompt_layers, generators=(cfg.late_prompt.generator,),
+                                   seeds=cfg.grid.seeds, prompt=cfg.sweep_prompt(), out=str(Path(cfg.output.out) / "sweep"),
                                    progress=False),
                        base, calibrate=calibrate)
     mi = plan_mi(mi_cfg, calibrate=calibrate)
     influence = plan_influence(cfg.influence_config(), calibrate=calibrate)
-    cap = " (the cap: --patience stops a prompt once it has learned)" if cfg.patience else ""
+    cap = " (the cap: --patience stops a prompt once it has learned)" if cfg.train.patience else ""
     rows = [(f"sweep: {k}", v + (cap if k == "runs to train" else "")) for k, v in sweep.rows]
     rows += [(f"mi: {k}", v) for k, v in mi.rows if k != "prompts to train"]
     rows += [(f"influence: {k}", v) for k, v in influence.rows if k != "prompts to train"]

@@ -56,7 +56,7 @@ __all__ = ["EXECUTION_HELP", "LocalStudy", "RayStudy", "add_execution_args", "st
 
 logger = logging.getLogger(__name__)
 def study_executor(execution: ExecutorConfig | None = None) -> LocalStudy:
-    """The executor of ``execution`` (default: local). The study's ``cfg.device`` is the
+    """The executor of ``execution`` (default: local). The study's ``cfg.train.device`` is the
     device asked for; each study resolves it where it runs (``auto`` on each Ray worker)."""
     execution = execution or ExecutorConfig()
     return RayStudy(execution) if execution.executor == "ray" else LocalStudy(execution)
@@ -95,7 +95,7 @@ class LocalStudy:
         """Train the prompts of ``conds`` whose run folders are not finished, as a sweep's
         cells (``runs.executors``: here ``run_local``, one lower-layer cache for them all;
         on Ray ``run_ray``); a prompt that fails raises, naming it and why."""
-        base = study.train_config(study.cfg.seeds[0])
+        base = study.train_config(study.cfg.grid.seeds[0])
         todo, configs = [], {}
         for c in (c for c in conds if c.method == "lpt"):
             folder = Path(study.run_folder(c))
@@ -107,7 +107,7 @@ class LocalStudy:
         if not todo:
             return
         t0, failed = time.perf_counter(), []
-        pbar = bar(total=len(todo), desc=f"prompts{self.label}", enabled=study.cfg.progress and len(todo) > 1)
+        pbar = bar(total=len(todo), desc=f"prompts{self.label}", enabled=study.cfg.output.progress and len(todo) > 1)
 
         def on_done(cell, result: dict) -> None:
             pbar.update(1)
@@ -125,7 +125,7 @@ class LocalStudy:
 
     def train_cells(self, study, todo: list, configs: dict, base, on_done) -> None:
         run_local(todo, configs, self.execution, base, study.out, on_done, prepared=study.prompt_prepared,
-                  progress=study.cfg.progress)
+                  progress=study.cfg.output.progress)
 
     def execute(self, study, phase) -> tuple[int, str]:
         """Run one phase here; (how many pieces, how they ran: for the log line)."""
@@ -138,7 +138,7 @@ class LocalStudy:
             n_jobs = 1 if phase.in_process else phase.processes
         else:
             jobs, n_jobs = phase.jobs, phase.processes
-        n = run_pieces(jobs, phase.total, n_jobs, cfg.progress) if phase.total else 0
+        n = run_pieces(jobs, phase.total, n_jobs, cfg.output.progress) if phase.total else 0
         return n, f"with {max(1, min(n_jobs, n or 1))} process(es)"
 
 
@@ -163,8 +163,8 @@ class RayStudy(LocalStudy):
 
     def settle(self, cfg):
         """Every path absolute: workers may start in another folder, or on another node."""
-        return replace(cfg, out=_absolute(str(cfg.out_dir)), data_dir=_absolute(cfg.data_dir),
-                       task=_absolute(cfg.task) if is_task_file(cfg.task) else cfg.task,
+        return replace(cfg, out=_absolute(str(cfg.out_dir)), data_dir=_absolute(cfg.train.data_dir),
+                       task=_absolute(cfg.train.task) if is_task_file(cfg.train.task) else cfg.train.task,
                        reuse_runs=tuple(_absolute(p) for p in cfg.reuse_runs))
 
     @property
@@ -202,21 +202,21 @@ class RayStudy(LocalStudy):
 
     def execute(self, study, phase) -> tuple[int, str]:
         cfg, level = study.cfg, log_levels()
-        device, cls, what = cfg.device, type(study), "as Ray tasks"  # as asked: each worker resolves it
+        device, cls, what = cfg.train.device, type(study), "as Ray tasks"  # as asked: each worker resolves it
         if isinstance(phase, StudyCalls):
             task = self._task(_ray_call) if phase.items else None
             refs = {task.remote(cls, cfg, device, phase.method, item): f"{phase.name} of {_name(item)}"
                     for item in phase.items}
-            return sum(int(n or 0) for n in self._wait(refs, f"{phase.name} (Ray)", cfg.progress)), what
+            return sum(int(n or 0) for n in self._wait(refs, f"{phase.name} (Ray)", cfg.output.progress)), what
         if isinstance(phase, StreamedPieces):
             task = self._task(_ray_stream) if phase.items else None
             refs = {task.remote(cls, cfg, device, phase.method, item, level, self.options, phase.in_process):
                     f"the pieces of {_name(item)}" for item in phase.items}
-            return sum(self._wait(refs, f"{phase.name} (Ray)", cfg.progress)), what
+            return sum(self._wait(refs, f"{phase.name} (Ray)", cfg.output.progress)), what
         task = self._task(_ray_piece) if phase.total else None
         refs = {task.remote(job, level): f"the piece of {job.sidecar['condition']['name']} at hidden state {job.layer}"
                 for job in phase.jobs}
-        return len(self._wait(refs, f"{phase.name} (Ray)", cfg.progress)), what
+        return len(self._wait(refs, f"{phase.name} (Ray)", cfg.output.progress)), what
 
 
 def _name(item) -> str:
@@ -234,7 +234,7 @@ def study_in_worker(cls, cfg, device: str):
     worker's model (``prepared_in_worker``, which the training tasks share), built once per
     worker and settings; ``device`` resolves here."""
     cfg = replace(cfg, device=device, progress=False)
-    prepared = prepared_in_worker(replace(cfg.train_config(cfg.seeds[0]), device=device))
+    prepared = prepared_in_worker(replace(cfg.train_config(cfg.grid.seeds[0]), device=device))
     key = (cls.__module__, cls.__qualname__, store.content_key(asdict(cfg)), id(prepared))
     if key not in _WORKER_STUDY:
         _WORKER_STUDY.clear()  # one study per worker at a time

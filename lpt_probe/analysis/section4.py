@@ -47,7 +47,7 @@ import pandas as pd
 from .. import store
 from ..layers import parse_prompt_layers
 from ..runs.sweep import SweepConfig, run_sweep
-from .config import Section4Config  # noqa: F401  (re-exported: the settings live there)
+from .config import Section4Config, study_settings  # noqa: F401  (re-exported: the settings live there)
 from .influence import run_influence
 from .mi import MIRun, run_mi
 from .results import Section4Result
@@ -89,8 +89,14 @@ def earlier_seconds(out: Path, cfg: Section4Config) -> dict[str, float]:
         old = store.read_json_object(Path(out) / "section4.json")
     except (FileNotFoundError, store.DamagedFile):
         return {}
-    mine = json.loads(json.dumps(asdict(cfg), default=str))
-    theirs = old.get("settings") or {}
+    def flat(c: Section4Config) -> dict:  # the flags' names and values, defaults resolved
+        return study_settings(Section4Config, json.loads(json.dumps(asdict(c), default=str)))
+
+    try:  # settings saved flat (up to 0.2.0) or nested: built again, so defaults resolve alike
+        theirs = flat(Section4Config.from_settings(old.get("settings") or {}))
+    except (TypeError, ValueError):  # settings this version cannot build: another study
+        return {}
+    mine = flat(cfg)
     shared = (set(mine) & set(theirs)) - set(NOT_COST)  # a setting an older file does not know: not compared
     if not shared or any(mine[k] != theirs[k] for k in shared):
         return {}
@@ -103,7 +109,7 @@ def default_out(cfg: Section4Config) -> Path:
 
 
 def run_section4(cfg: Section4Config) -> Section4Result:
-    """Sweep, mi and influence into ``cfg.out``, then ``claims.csv`` and ``section4.json``;
+    """Sweep, mi and influence into ``cfg.output.out``, then ``claims.csv`` and ``section4.json``;
     returns a :class:`~lpt_probe.analysis.results.Section4Result`: the dict of tables
     (``sweep``, ``curves``, ``mi``, ``diff``, ``influence``, ``claims``, ``contrasts``,
     ``learned``) and ``meta``, with ``.summary()`` (the command's lines) and ``.plot()``
@@ -114,24 +120,24 @@ def run_section4(cfg: Section4Config) -> Section4Result:
     seconds: dict[str, float] = {}
     prior = earlier_seconds(out, cfg)  # what earlier invocations of this study spent (a resumed or rerun study)
     with StudyOutput(out, "section4.json", stale=("claims.csv", "contrasts.csv", "learned.csv", "section4.pdf",
-                                                  "section4.png"), overwrite=cfg.overwrite) as study:
+                                                  "section4.png"), overwrite=cfg.output.overwrite) as study:
         mi_run = MIRun(mi_cfg)  # loads the model once; the sweep trains with it
         L = mi_run.L
-        sweep_layers = parse_prompt_layers(cfg.prompt_layers, L)
+        sweep_layers = parse_prompt_layers(cfg.grid.prompt_layers, L)
         missing = sorted(set(mi_run.prompt_layers) - set(sweep_layers))
         if missing:
             raise ValueError(f"--analysis-layers {cfg.analysis_layers!r} includes prompt layer(s) {missing} that "
-                             f"the sweep's --prompt-layers {cfg.prompt_layers!r} ({sweep_layers}) does not "
+                             f"the sweep's --prompt-layers {cfg.grid.prompt_layers!r} ({sweep_layers}) does not "
                              "train; add them to --prompt-layers")
         total = dict(prior)
         study.start(store.run_meta(status="running", settings=asdict(cfg), num_hidden_layers=L,
                                    stage_seconds=seconds, stage_seconds_total=total))
         mi_run.load_data()
-        base = mi_run.train_config(cfg.seeds[0])  # exactly what mi and influence key their prompts with
+        base = mi_run.train_config(cfg.grid.seeds[0])  # exactly what mi and influence key their prompts with
         t = time.perf_counter()
-        sweep = run_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.prompt_layers,
-                                      generators=(cfg.generator,), seeds=cfg.seeds, prompt=cfg.sweep_prompt(),
-                                      out=str(out / "sweep"), progress=cfg.progress),
+        sweep = run_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.grid.prompt_layers,
+                                      generators=(cfg.late_prompt.generator,), seeds=cfg.grid.seeds, prompt=cfg.sweep_prompt(),
+                                      out=str(out / "sweep"), progress=cfg.output.progress),
                           base, prepared=mi_run.prompt_prepared)
         seconds["sweep"] = time.perf_counter() - t
         total["sweep"] = prior.get("sweep", 0.0) + seconds["sweep"]

@@ -221,8 +221,18 @@ class OutputConfig:
     progress: bool = field(default=True, metadata={"help": "no progress bars", "flag": "--no-progress"})
 
 
+@dataclass
+class GridRun:
+    """A config that trains a grid of prompts into an output folder (``SweepConfig``, and
+    every study's ``StudyConfig``): which prompts (``grid``) and where it writes
+    (``output``), declared here once."""
+
+    grid: PromptGrid = nested(PromptGrid)
+    output: OutputConfig = nested(OutputConfig)
+
+
 @composed
-class SweepConfig:
+class SweepConfig(GridRun):
     """The grid of a sweep (the "grid" flags of ``python -m lpt_probe.sweep``): the methods
     and generators, with the prompt layers and seeds of its ``grid`` (``PromptGrid``), the
     prompt options every cell shares, and where it writes (``output``). Flat keywords work:
@@ -239,8 +249,6 @@ class SweepConfig:
         "help": "lpt: comma list of generators", "choices": GENERATORS})
     prompt: dict = field(default_factory=dict, metadata={
         "help": "LatePromptConfig options shared by every cell (num_virtual_tokens, bottleneck, ...)", "cli": False})
-    grid: PromptGrid = nested(PromptGrid)
-    output: OutputConfig = nested(OutputConfig)
 
     def __post_init__(self):
         self.methods = check_unique("--methods", self.methods, "method")
