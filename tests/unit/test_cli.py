@@ -92,9 +92,9 @@ def test_configs_round_trip_through_their_flags():
     assert (cfg.task, cfg.steps, cfg.cache, cfg.drop_overlap, cfg.dtype) == ("rte", 7, False, True, "bf16")
     assert json.loads(json.dumps(asdict(cfg))) == asdict(cfg)  # JSON-serialisable, as run.json stores it
     m = config_from_args(MIConfig, mi.build_parser().parse_args(["--seeds", "13,21", "--shots", "0"]))
-    assert m.seeds == (13, 21) and m.shots is None and m.max_length == 128 and m.task == "rte"
+    assert m.grid.seeds == (13, 21) and m.train.shots is None and m.train.max_length == 128 and m.train.task == "rte"
     s = config_from_args(SweepConfig, sweep.build_parser().parse_args(["--method", "lpt,lora", "--seeds", "1"]))
-    assert s.methods == ("lpt", "lora") and s.seeds == (1,)
+    assert s.methods == ("lpt", "lora") and s.grid.seeds == (1,)
     e = config_from_args(ExecutorConfig, sweep.build_parser().parse_args(["--retries", "0"]))
     assert e.retries == 0 and e.executor == "local"
 
@@ -129,7 +129,7 @@ def test_no_private_names_cross_modules_and_commands_stay_apart():
 
 # The layers the README's Architecture section states; each module imports only from its own
 # layer or the layers above it (a lower number).
-LAYERS = {"layers": 1, "store": 1, "outputs": 1, "progress": 1, "cli": 1, "registry": 1, "model": 2, "data": 2,
+LAYERS = {"layers": 1, "store": 1, "compose": 1, "outputs": 1, "progress": 1, "cli": 1, "registry": 1, "model": 2, "data": 2,
           "runs": 3, "analysis": 4, "probing": 4, "viz": 4, "train": 5, "mi": 5, "influence": 5, "sweep": 5,
           "section4": 5, "project": 5, "figures": 5, "__main__": 5}
 
@@ -354,7 +354,7 @@ def test_configs_keep_the_device_asked_for_and_build_without_torch():
     code = ("import sys\n"
             "from lpt_probe.runs.config import TrainConfig\n"
             "from lpt_probe.analysis.config import InfluenceConfig\n"
-            "print(TrainConfig(device='auto').device, InfluenceConfig(device='cuda:1').device, 'torch' in sys.modules)")
+            "print(TrainConfig(device='auto').device, InfluenceConfig(device='cuda:1').train.device, 'torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -287,7 +287,7 @@ def test_bad_settings_name_the_flag():
         InfluenceConfig(checkpoints=(2, 3), save_every=2)
     with pytest.raises(ValueError, match="--checkpoints 500"):
         InfluenceConfig(checkpoints=(500,), steps=200)
-    assert InfluenceConfig(checkpoints=(50, 100)).save_every == 50
+    assert InfluenceConfig(checkpoints=(50, 100)).train.save_every == 50
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["--split", "nope"])
 

@@ -136,10 +136,10 @@ def test_seeds_that_disagree_are_not_an_effect():
 
 
 def test_probe_seed_defaults_follow_the_probe():
-    assert MIConfig(probe="linear").probe_seeds == (0,)
-    assert MIConfig(probe="mlp").probe_seeds == (0, 1, 2)
-    assert MIConfig(probe="transformer").probe_seeds == (0, 1, 2)
-    assert MIConfig(probe="mlp", probe_seeds=(5,)).probe_seeds == (5,)
+    assert MIConfig(probe="linear").mi.probe_seeds == (0,)
+    assert MIConfig(probe="mlp").mi.probe_seeds == (0, 1, 2)
+    assert MIConfig(probe="transformer").mi.probe_seeds == (0, 1, 2)
+    assert MIConfig(probe="mlp", probe_seeds=(5,)).mi.probe_seeds == (5,)
     # a linear probe with a dev split does not depend on its seed: three seeds would be one fit three times
     from lpt_probe.probing import LinearProbe
 

@@ -60,10 +60,11 @@ BEFORE = {
 }
 
 
-def old_construction(c: MIConfig) -> dict:
+def old_construction(cfg: MIConfig) -> dict:
     """The piece key's ``kwargs`` and ``init`` as ``mi_store.probe_settings`` built them by hand."""
     from lpt_probe.probing import parse_probe_grid
 
+    c = cfg.mi
     kw = parse_probe_grid(c.probe, c.probe_grid)
     seq = c.probe == "transformer"
     if seq:
@@ -85,14 +86,14 @@ def test_piece_keys_are_unchanged(case):
 def test_keyword_construction_builds_the_probes_options():
     cfg = MIConfig(probe="transformer", probe_layers=2, probe_width=0, probe_init="backbone", probe_input="text",
                    probe_readout="attention", jobs=1)
-    assert cfg.probe_options == TransformerProbeOptions(layers=2, width=None, init="backbone", input="text",
+    assert cfg.mi.probe_options == TransformerProbeOptions(layers=2, width=None, init="backbone", input="text",
                                                         readout="attention")
-    assert cfg.probe_width is None  # the flag as the probe reads it
-    assert (cfg.mdl, cfg.control_permutations) == (False, 1)
-    assert cfg.probe_options.in_process and not cfg.probe_options.reads_prompt
+    assert cfg.mi.probe_width is None  # the flag as the probe reads it
+    assert (cfg.mi.mdl, cfg.mi.control_permutations) == (False, 1)
+    assert cfg.mi.probe_options.in_process and not cfg.mi.probe_options.reads_prompt
     lin = MIConfig(probe="linear", jobs=1)
-    assert type(lin.probe_options) is ProbeOptions and (lin.mdl, lin.control_permutations) == (True, 3)
-    assert not lin.probe_options.in_process and lin.probe_options.probe_kwargs() == {}
+    assert type(lin.mi.probe_options) is ProbeOptions and (lin.mi.mdl, lin.mi.control_permutations) == (True, 3)
+    assert not lin.mi.probe_options.in_process and lin.mi.probe_options.probe_kwargs() == {}
     assert TransformerProbe.Options is TransformerProbeOptions and not hasattr(LinearProbe, "Options")
     assert probe_options("transformer") == TransformerProbeOptions()
     with pytest.raises(ValueError, match="unknown probe 'nope'"):
@@ -149,7 +150,7 @@ class EverywhereProbe(LinearProbe):
 def test_mi_asks_the_probe(monkeypatch):
     monkeypatch.setitem(PROBES, "everywhere", EverywhereProbe)
     run = KeyRun(MIConfig(probe="everywhere", jobs=3))
-    assert run.cfg.control_permutations == 2 and run.cfg.probe_options.in_process
+    assert run.cfg.mi.control_permutations == 2 and run.cfg.mi.probe_options.in_process
     lpt = Condition.lpt(3, 13)
     assert not any(run.shares_frozen_input(lpt, layer) for layer in range(7))
     assert run.representation_label == "everywhere:mask:True"
@@ -159,7 +160,7 @@ def test_mi_asks_the_probe(monkeypatch):
 
 def test_mi_no_longer_branches_on_the_transformer_probes_options():
     """mi, mi_store and the executors read none of the option flags (MIConfig only declares
-    them) and ask ``cfg.probe_options``; what is left is one dispatch on the probe's input
+    them) and ask ``cfg.mi.probe_options``; what is left is one dispatch on the probe's input
     kind, where ``MIRun.phases`` declares vector or sequence pieces (the executors know
     neither)."""
     for name, allowed in (("mi.py", {"sequence_probe": 1}), ("mi_store.py", {}), ("remote.py", {})):

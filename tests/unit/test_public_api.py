@@ -19,7 +19,7 @@ def test_every_public_name_imports():
     assert set(ISSUE_23) <= set(lpt_probe.__all__)
     for name in lpt_probe.__all__:
         assert getattr(lpt_probe, name) is not None, name
-    assert lpt_probe.MIConfig().task and callable(lpt_probe.run_mi)
+    assert lpt_probe.MIConfig().train.task and callable(lpt_probe.run_mi)
     with pytest.raises(AttributeError, match="public API"):
         lpt_probe.no_such_thing  # noqa: B018
 
