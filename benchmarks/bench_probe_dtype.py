@@ -29,6 +29,7 @@ import harness
 from bench_probe_path import distinct_layers
 from harness import RESULTS
 from lpt_probe import store
+from lpt_probe.analysis.config import MIConfig, study_settings
 
 MI_ARGS = ["--task", "trec", "--model", "minilm", "--steps", "60", "--eval-every", "30", "--probe-train-max", "1000",
            "--control-permutations", "1", "--bootstrap", "100", "--jobs", "1"]
@@ -69,7 +70,8 @@ def main(argv=None) -> int:
     for folder in folders:
         run = store.read_json_object(folder / "run.json")
         settings[str(folder)] = run["settings"]  # how the mi run was made
-        rep, task = run["settings"]["representation"], run["settings"]["task"]
+        saved = study_settings(MIConfig, run["settings"])  # nested, or flat in folders written up to 0.2.0
+        rep, task = saved["representation"], saved["task"]
         for cond, layer, X, y in distinct_layers(folder, rep):
             K = int(max(y[s].max() for s in y)) + 1
             cases = [("true labels", y)]

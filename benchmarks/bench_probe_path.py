@@ -25,6 +25,7 @@ import numpy as np
 import harness
 from harness import RESULTS
 from lpt_probe import store
+from lpt_probe.analysis.config import MIConfig, study_settings
 
 
 def distinct_layers(folder: Path, representation: str):
@@ -80,7 +81,8 @@ def main(argv=None) -> int:
     rows, load0, t0 = [], harness.load_average(), time.perf_counter()
     for folder in map(Path, args.folders):
         run = store.read_json_object(folder / "run.json")
-        rep, task = run["settings"]["representation"], run["settings"]["task"]
+        saved = study_settings(MIConfig, run["settings"])  # nested, or flat in folders written up to 0.2.0
+        rep, task = saved["representation"], saved["task"]
         for cond, layer, X, y in distinct_layers(folder, rep):
             K = int(max(y[s].max() for s in y)) + 1
             cases = [("true labels, C on dev", y, True, None)]

@@ -146,7 +146,7 @@ def test_mi_resumes_after_a_crash(data_dir, tmp_path, monkeypatch):
     assert len(list((crashed / "pieces").glob("*.json"))) == 2
     assert mi.main([*args, "--jobs", "2", "--out", str(crashed)]) == 0
     assert first_piece.stat().st_mtime_ns == stamp  # finished piece not recomputed
-    assert json.loads((crashed / "run.json").read_text())["settings"]["jobs"] == 2
+    assert json.loads((crashed / "run.json").read_text())["settings"]["mi"]["jobs"] == 2
     for name in ("mi.csv", "pvi.csv", "mdl.csv"):
         assert (clean / name).read_bytes() == (crashed / name).read_bytes(), name
 

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from lpt_probe import mi, store, train
+from lpt_probe.analysis.config import MIConfig, study_settings
 from lpt_probe.runs import run as runs_run
 from lpt_probe.runs.folders import RunNotUsable, check_run, load_run
 from lpt_probe.runs.predict import Predictor
@@ -230,7 +231,8 @@ def test_mi_into_a_used_folder_equals_a_fresh_folder(data_dir, tmp_path):
         assert mi.main([*base, *change, "--out", str(fresh)]) == 0
         assert _tables(used) == _tables(fresh), change
         run = json.loads((used / "run.json").read_text())
-        assert run["settings"][change[0].lstrip("-").replace("-", "_")] is not None
+        settings = study_settings(MIConfig, run["settings"])  # nested: read by the flags' names
+        assert settings[change[0].lstrip("-").replace("-", "_")] is not None
         if change[0] in ("--probe", "--representation"):  # the representations were reused
             assert sorted(p.name for p in (used / "reps").iterdir()) == reps_before
     table = pd.read_csv(used / "mi.csv")
