@@ -1,11 +1,14 @@
 """What every study of trained late prompts shares: ``mi``, ``influence`` and ``section4``.
 
 A *study* trains (or reuses) late prompts at some prompt layers and seeds, on one task and
-model, and then measures them. :class:`StudyConfig` holds the settings they share (task,
-model, data, the prompts and how they train, hardware, where the results go) with their
-checks; ``MIConfig``, ``InfluenceConfig`` and ``Section4Config`` extend it with their own
-(all four live in ``lpt_probe.analysis.config``, without torch, and are re-exported here).
-:meth:`StudyConfig.train_config` and :meth:`StudyConfig.prompt_config` are the one place
+model, and then measures them. :class:`StudyConfig` holds the settings they share, as the
+configs that own them: ``train`` (task, model, data, how the prompts train, hardware: a
+``TrainConfig``), ``late_prompt`` (what the prompts are: a ``LatePromptConfig``), ``grid``
+(prompt layers and seeds) and ``output`` (where the results go); ``MIConfig``,
+``InfluenceConfig`` and ``Section4Config`` add their own options (``mi``, ``influence``;
+all live in ``lpt_probe.analysis.config``, without torch, and are re-exported here).
+:meth:`StudyConfig.train_config` and :meth:`StudyConfig.prompt_config` (``train`` with the
+prompt's seed, ``late_prompt`` at its layer) are the one place
 a study's prompts get their training settings, so every study of the same settings keys
 its prompts alike and can reuse another's run folders. :class:`Condition` names one model
 a study measures (a late prompt, the frozen model, random weights); ``StudyOutput`` is

@@ -56,8 +56,8 @@ def resolve_device(device: str | torch.device, flag: str = "--device") -> str:
     """The device to run on, checked here rather than deep inside torch: ``auto`` becomes
     ``cuda`` when a CUDA GPU is visible, else ``cpu``; a name torch does not know, or a
     device this machine or this torch build lacks, raises ``ValueError`` naming it and what
-    there is. Every config with a ``device`` (``TrainConfig``, ``MIConfig``,
-    ``InfluenceConfig``) and ``load_model`` go through it."""
+    there is. Every config's ``device`` (``TrainConfig``'s, which every study's config holds)
+    and ``load_model`` go through it."""
     text = str(device).strip()
     if text == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

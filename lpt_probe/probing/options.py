@@ -5,7 +5,7 @@ have options a study sets once: the transformer probe's depth, width, initialisa
 readout and which positions it reads (:class:`TransformerProbeOptions`). The linear and
 MLP probes have none (:class:`ProbeOptions`). A family names its options class in its
 ``Options`` attribute; :func:`~.probes.probe_options` builds the chosen family's options
-from a config's flat ``probe_<option>`` flags (``MIConfig.probe_layers`` is ``--probe-layers``,
+from a config's flat ``probe_<option>`` flags (``MIOptions.probe_layers`` is ``--probe-layers``,
 the transformer probe's ``layers``), and the options check themselves, naming the flag.
 
 Start at :class:`ProbeOptions`: its methods are every question ``lpt_probe.analysis.mi``
@@ -43,7 +43,7 @@ class ProbeOptions:
 
     @classmethod
     def from_flags(cls, flags: Any) -> "ProbeOptions":
-        """The options from ``flags``' ``probe_<option>`` attributes (e.g. an ``MIConfig``)."""
+        """The options from ``flags``' ``probe_<option>`` attributes (e.g. an ``MIOptions``)."""
         return cls(**{f.name: getattr(flags, f"probe_{f.name}") for f in fields(cls)})
 
     def as_flags(self) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def make_probe(name: str, n_classes: int, seed: int = 0, **kw):
 def probe_options(name: str, flags: Any = None) -> ProbeOptions:
     """The options of probe family ``name`` (its ``Options`` class; :class:`~.options.ProbeOptions`,
     none of its own, for a family without one), from ``flags``' ``probe_<option>`` attributes
-    (``probe_options("transformer", mi_config)`` reads ``probe_layers``, ``probe_width``, ...)
+    (``probe_options("transformer", cfg.mi)``, an ``MIOptions``, reads ``probe_layers``, ``probe_width``, ...)
     or the defaults, checked: a bad value raises ValueError naming its flag."""
     if name not in PROBES:
         raise ValueError(f"unknown probe {name!r}; choose one of {sorted(PROBES)}")
