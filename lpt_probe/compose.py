@@ -32,7 +32,8 @@ import functools
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["OWN", "Flat", "FlatField", "composed", "flat_fields", "flat_settings", "from_settings", "flat_table", "nested", "via"]
+__all__ = ["OWN", "Flat", "FlatField", "collected", "composed", "flat_fields", "flat_settings", "flat_table",
+           "from_settings", "nested", "via"]
 
 
 class _Keep:
@@ -51,6 +52,14 @@ def nested(cls) -> Any:
     return field(default_factory=cls, metadata={"nested": cls})
 
 
+def collected() -> Any:
+    """A config field holding options whose class another field picks (a method's own
+    options: ``LatePromptConfig.options``). The flat names ``FLAT`` routes to it arrive in
+    ``__post_init__`` as a dict (with a given options object's fields under them), for the
+    class to build and check; ``FLAT`` names each one's class (``via(..., holder=cls)``)."""
+    return field(default=None, metadata={"collects": True})
+
+
 @dataclass(frozen=True)
 class Flat:
     """One flat name of a composed config.
@@ -59,22 +68,24 @@ class Flat:
     ``field``: its name there (None: the flat name); ``default``: this class's default
     (``KEEP``: the owner's); ``zero_is_none``: the flag's 0 means None ("0 = full data");
     ``meta``: flag metadata replacing the owner field's (``help``, ``choices``, ``flag``,
-    ``on_flag``, ``off_help``, ``cli``, ``metavar``; ``lpt_probe.cli``)."""
+    ``on_flag``, ``off_help``, ``cli``, ``metavar``; ``lpt_probe.cli``); ``holder``: the
+    class that declares the field, for an owner that holds one of several (:func:`collected`)."""
 
     owner: str | None = None
     field: str | None = None
     default: Any = KEEP
     zero_is_none: bool = False
     meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    holder: type | None = None
 
 
 OWN = Flat()  # the class's own field, at this place in --help
 
 
 def via(owner: str, field: str | None = None, *, default: Any = KEEP, zero_is_none: bool = False,
-        **meta: Any) -> Flat:
+        holder: type | None = None, **meta: Any) -> Flat:
     """The flat name held by the nested config ``owner`` (its field ``field``)."""
-    return Flat(owner, field, default, zero_is_none, meta)
+    return Flat(owner, field, default, zero_is_none, meta, holder)
 
 
 def flat_table(cls) -> dict[str, Flat]:
@@ -86,7 +97,8 @@ def flat_table(cls) -> dict[str, Flat]:
             old = table.get(name)
             if old is not None:
                 entry = Flat(entry.owner, entry.field, old.default if entry.default is KEEP else entry.default,
-                             entry.zero_is_none or old.zero_is_none, {**old.meta, **entry.meta})
+                             entry.zero_is_none or old.zero_is_none, {**old.meta, **entry.meta},
+                             entry.holder or old.holder)
             table[name] = entry
     return table
 
@@ -108,6 +120,10 @@ def _nested_fields(cls) -> dict[str, type]:
     return {f.name: f.metadata["nested"] for f in dataclasses.fields(cls) if "nested" in f.metadata}
 
 
+def _collectors(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("collects")}
+
+
 def _field_default(f: dataclasses.Field) -> Any:
     if f.default is not MISSING:
         return f.default
@@ -124,23 +140,23 @@ def flat_fields(cls) -> list[FlatField]:
     table = flat_table(cls)
     out = []
     for name, entry in table.items():
-        holder = cls if entry.owner is None else owners[entry.owner]
+        holder = entry.holder or (cls if entry.owner is None else owners[entry.owner])
         f = {g.name: g for g in dataclasses.fields(holder)}[entry.field or name]
         default = _field_default(f) if entry.default is KEEP else entry.default
         out.append(FlatField(name, entry.owner, f, holder, {**f.metadata, **entry.meta}, default, entry.zero_is_none))
     for name, f in own.items():
-        if name not in table and name not in owners:
+        if name not in table and name not in owners and name not in _collectors(cls):
             out.append(FlatField(name, None, f, cls, dict(f.metadata), _field_default(f), False))
     return out
 
 
 def _route(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The flat keywords of ``kwargs`` put into the nested configs that own them."""
-    owners = _nested_fields(cls)
-    if not owners:
+    owners, collectors = _nested_fields(cls), _collectors(cls)
+    if not owners and not collectors:
         return kwargs
     table = flat_table(cls)
-    parts: dict[str, dict[str, Any]] = {o: {} for o in owners}
+    parts: dict[str, dict[str, Any]] = {o: {} for o in (*owners, *collectors)}
     own: dict[str, Any] = {}
     for key, value in kwargs.items():
         entry = table.get(key)
@@ -161,6 +177,11 @@ def _route(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
         elif parts[owner]:
             given = dataclasses.replace(given, **parts[owner])
         own[owner] = given
+    for owner in collectors:  # a dict of the flat names for __post_init__ (see collected)
+        given = own.get(owner)
+        base = dataclasses.asdict(given) if dataclasses.is_dataclass(given) else dict(given or {})
+        if base or parts[owner]:
+            own[owner] = {**base, **parts[owner]}
     return own
 
 

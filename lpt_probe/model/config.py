@@ -10,19 +10,19 @@ tables of ``lpt_probe.model.specs``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field, fields, replace
 from numbers import Integral
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..compose import OWN, Flat, collected, composed, flat_fields, via
 from ..layers import (
     adapter_layers,
-    check_layers_syntax,
     first_adapted_layer,
     middle_prompt_layer,
     pin_layers,
     start_state,
 )
-from .specs import DEFAULT_NUM_VIRTUAL_TOKENS, GENERATORS, METHOD_OPTIONS, METHODS, SENTENCE_POOLINGS, get_method
+from .specs import DEFAULT_NUM_VIRTUAL_TOKENS, GENERATORS, METHODS, OPTION_CLASSES, LoraOptions, get_method
 
 if TYPE_CHECKING:
     from .backbone import Backbone
@@ -31,9 +31,10 @@ HEADS = ("auto", "lm", "classifier")
 DEFAULT_PREFIX_TOKENS = 20  # p-tuning-v2 / prefix-tuning: prefix length at every layer
 LOSSES = ("vocab", "label_words")
 PROMPT_INITS = ("normal", "states")
+KEYED_LORA = LoraOptions()  # what every run key holds for lora's options when its method has none (to_dict)
 
 
-@dataclass
+@composed
 class LatePromptConfig:
     """What a late prompt is: where it goes, how it is made, how it is read out.
 
@@ -45,7 +46,19 @@ class LatePromptConfig:
     ``adapter`` / ``adapterdrop`` take ``adapter_size`` and ``adapter_layers``, ``s-idpg``
     (an input prompt, l = 5 by default) ``phm_n`` and ``sentence_pooling``; those stay None
     for the other methods, and ``check_against`` pins ``adapter_layers`` to layer numbers.
+
+    Those are each method's own options: ``options`` holds the chosen method's (an instance
+    of the options class registered with it, ``MethodSpec.options``: ``LoraOptions``,
+    ``AdapterOptions``, ``SentencePromptOptions``; None for a method without), built from the
+    flat keywords and flags, which keep their names (``LatePromptConfig(method="lora",
+    lora_rank=4)``, ``--lora-rank 4``; ``lpt_probe.compose``).
     """
+
+    FLAT: ClassVar[dict[str, Flat]] = {
+        **{name: OWN for name in ("method", "prompt_layer", "generator", "num_virtual_tokens", "bottleneck",
+                                  "generator_dropout", "prompt_init_std", "prompt_init", "head", "loss")},
+        **{f.name: via("options", holder=cls) for cls in OPTION_CLASSES for f in fields(cls)},
+    }
 
     method: str = field(default="lpt", metadata={
         "help": "lpt (late prompt) or a baseline in the same harness: " + "; ".join(
@@ -76,22 +89,7 @@ class LatePromptConfig:
                           "position (the authors'), or 'label_words' = CE over the label words",
                   "choices": LOSSES},
     )
-    lora_rank: int = field(default=8, metadata={"help": "lora: rank r of the update"})
-    lora_alpha: float = field(default=16.0, metadata={"help": "lora: scaling alpha (update x alpha / r)"})
-    lora_dropout: float = field(default=0.0, metadata={"help": "lora: dropout on the adapter input",
-                                                         "cli": False})
-    adapter_size: int | None = field(default=None, metadata={
-        "help": "adapter, adapterdrop: bottleneck size m of each adapter (default 64)"})
-    adapter_layers: str | None = field(default=None, metadata={
-        "help": "adapter, adapterdrop: the layers (1-based) with adapters: all, upper-half (L/2+1..L), K- (K..L), "
-                "K-J or a comma list such as 1,3,5-6; default all (adapter), upper-half (adapterdrop, which "
-                "takes K..L only)"})
-    phm_n: int | None = field(default=None, metadata={
-        "help": "s-idpg: n of its PHM layers (weights are sums of n Kronecker products; n must divide the hidden "
-                "size, --bottleneck and l x hidden; default 16)"})
-    sentence_pooling: str | None = field(default=None, metadata={
-        "help": "s-idpg: the frozen first pass's sentence vector: mean (over the tokens) or cls (the first "
-                "token; the last for decoders); default mean", "choices": SENTENCE_POOLINGS})
+    options: Any = collected()  # the method's own options (MethodSpec.options): LoraOptions, ... or None
 
     def __post_init__(self):
         spec = get_method(self.method)
@@ -118,8 +116,6 @@ class LatePromptConfig:
         if spec.full_forward and self.num_virtual_tokens < 1:
             raise ValueError(f"method={self.method!r}: num_virtual_tokens={self.num_virtual_tokens} must be >= 1 "
                              "(the prefix length at every layer)")
-        if self.lora_rank < 1:
-            raise ValueError(f"lora_rank={self.lora_rank} must be >= 1")
         if self.bottleneck < 1:
             raise ValueError(f"bottleneck={self.bottleneck} (--bottleneck) must be >= 1 (the generator's hidden size m)")
         if self.num_virtual_tokens < 0 or (self.generator != "none" and self.num_virtual_tokens < 1):
@@ -141,31 +137,30 @@ class LatePromptConfig:
         self._method_options(spec)
 
     def _method_options(self, spec) -> None:
-        """Options of some methods only (``METHOD_OPTIONS``): an error for the others, the
-        method's default when not given, then checked."""
-        own = spec.option_defaults
-        for name in METHOD_OPTIONS:
-            value = getattr(self, name)
-            if name not in own and value is not None:
+        """``options`` as the method's own options object: the given values (a dict of flat
+        names, or an options object) over the method's defaults (``MethodSpec.options``),
+        checked by its class. Another method's option is an error, unless left at its
+        default (the flags give every option; a saved config of 0.2.0 holds lora's)."""
+        given = self.options if isinstance(self.options, dict) else (
+            asdict(self.options) if self.options is not None else {})
+        mine = spec.option_defaults
+        for name, value in given.items():
+            holder = next((c for c in OPTION_CLASSES if name in c.__dataclass_fields__), None)
+            if holder is None:
+                raise TypeError(f"LatePromptConfig got an unexpected option {name!r}")
+            if name not in mine and value is not None and value != holder.__dataclass_fields__[name].default:
                 users = ", ".join(m.name for m in METHODS.values() if name in m.option_defaults)
                 raise ValueError(f"method={self.method!r} has no {name} (an option of {users}); drop "
                                  f"--{name.replace('_', '-')} {value} (or choose one of those methods)")
-            if name in own and value is None:
-                setattr(self, name, own[name])
-        if self.adapter_size is not None and self.adapter_size < 1:
-            raise ValueError(f"adapter_size={self.adapter_size} must be >= 1 (the adapters' bottleneck size)")
-        if self.adapter_layers is not None:
-            check_layers_syntax(self.adapter_layers)
-        if self.phm_n is not None and self.phm_n < 1:
-            raise ValueError(f"phm_n={self.phm_n} must be >= 1 (the number of Kronecker products)")
-        if self.sentence_pooling is not None and self.sentence_pooling not in SENTENCE_POOLINGS:
-            raise ValueError(f"sentence_pooling={self.sentence_pooling!r}: choose one of {', '.join(SENTENCE_POOLINGS)}")
+        self.options = None if spec.options is None else replace(
+            spec.options, **{k: v for k, v in given.items() if k in mine and v is not None})
 
     def pin(self, num_hidden_layers: int) -> "LatePromptConfig":
         """Write depth-relative settings as numbers for a model of ``num_hidden_layers``
         layers (``adapter_layers`` 'upper-half' -> '4-6'), in place; returns self."""
-        if self.adapter_layers is not None:
-            self.adapter_layers = pin_layers(self.adapter_layers, num_hidden_layers)
+        layers = getattr(self.options, "adapter_layers", None)
+        if layers is not None:
+            self.options = replace(self.options, adapter_layers=pin_layers(layers, num_hidden_layers))
         return self
 
     def resolve(self, num_hidden_layers: int) -> "LatePromptConfig":
@@ -185,22 +180,25 @@ class LatePromptConfig:
         self.pin(L)  # the run's config records the adapted layers themselves
         spec = get_method(self.method)
         if spec.top_adapters:
-            layers = adapter_layers(self.adapter_layers, L)
+            layers = adapter_layers(self.options.adapter_layers, L)
             if layers != list(range(layers[0], L + 1)):
                 raise ValueError(f"method={self.method!r} keeps adapters in every layer from K up (the layers below "
-                                 f"run once, from the cache); adapter_layers={self.adapter_layers!r} is not K..{L}: "
-                                 f"give --adapter-layers {layers[0]}- (any other set of layers is --method adapter)")
-        if self.phm_n is not None:
+                                 f"run once, from the cache); adapter_layers={self.options.adapter_layers!r} is not "
+                                 f"K..{L}: give --adapter-layers {layers[0]}- (any other set of layers is --method "
+                                 "adapter)")
+        phm_n = getattr(self.options, "phm_n", None)
+        if phm_n is not None:
             from .phm import check_phm_sizes, generator_sizes  # here: torch (phm's layers), with a backbone only
 
-            check_phm_sizes(self.phm_n, generator_sizes(self.prompt_tokens, backbone.hidden_size, self.bottleneck))
+            check_phm_sizes(phm_n, generator_sizes(self.prompt_tokens, backbone.hidden_size, self.bottleneck))
 
     @property
     def start_state(self) -> int:
         """The hidden state the prompt joins (PL-1; ``lpt_probe.layers``): layers PL..L run on it,
         and the lower-layer cache holds it. With adapters: the first adapted layer's input."""
-        if self.adapter_layers is not None:
-            return first_adapted_layer(self.adapter_layers) - 1
+        layers = getattr(self.options, "adapter_layers", None)
+        if layers is not None:
+            return first_adapted_layer(layers) - 1
         if self.prompt_layer is None:
             raise ValueError("prompt_layer=None (the middle layer) is set once the model is known: call config.resolve"
                              "(num_hidden_layers) or check_against(backbone) first, or give prompt_layer")
@@ -217,8 +215,17 @@ class LatePromptConfig:
         return "lm" if backbone.has_lm_head else "classifier"
 
     def to_dict(self) -> dict:
-        """The fields, less the method options that do not apply (None) and ``prompt_init`` at
-        its default: adding an option leaves the run keys of those that do not use it as they
-        were."""
-        return {k: v for k, v in asdict(self).items()
-                if not (k in METHOD_OPTIONS and v is None) and not (k == "prompt_init" and v == "normal")}
+        """The config flat, as run keys and ``prompt_config.json`` hold it: the fields and the
+        method's options under their flat names, less ``prompt_init`` at its default, so
+        adding an option leaves the run keys of those that do not use it as they were. lora's
+        options were every config's fields up to 0.2.0, so every key holds them: a method
+        without them keeps lora's defaults there."""
+        values = {**asdict(KEYED_LORA), **(asdict(self.options) if self.options is not None else {})}
+        out = {}
+        for f in flat_fields(LatePromptConfig):
+            if f.owner == "options" and f.name not in values:
+                continue  # another method's option
+            value = values[f.name] if f.owner == "options" else getattr(self, f.name)
+            if not (f.name == "prompt_init" and value == "normal"):
+                out[f.name] = value
+        return out

@@ -54,6 +54,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..compose import flat_fields
 from ..store import DamagedFile, read_json_object
 from .backbone import Backbone
 from .export import CONFIG_NAME, FORMAT, TASK_NAME, WEIGHTS_NAME, export_parts, write_prompt_folder  # noqa: F401
@@ -133,7 +134,7 @@ class LatePrompt:
             weights = load_file(str(folder / WEIGHTS_NAME))
         except SafetensorError as exc:
             raise DamagedFile(f"{folder / WEIGHTS_NAME} is damaged ({exc}); export the prompt again") from None
-        names = LatePromptConfig.__dataclass_fields__
+        names = {f.name for f in flat_fields(LatePromptConfig)}  # its flat names, as to_dict writes them
         try:
             config = LatePromptConfig(**{k: v for k, v in record.items() if k in names})
         except TypeError as exc:  # a hand-written or older config of the wrong shape

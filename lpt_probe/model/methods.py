@@ -28,9 +28,11 @@ s-idpg          S-IDPG-PHM (Wu et al. 2022): a PHM generator makes an     hidden
 Adapters are this package's own (``lpt_probe.model.adapters``: wired through the family
 table's ``adapter_sites``; the AdapterHub ``adapters`` library pins transformers 4.57), as
 are PHM layers and the S-IDPG generator (``lpt_probe.model.phm``). Options that only some
-methods have (``METHOD_OPTIONS``: ``adapter_size``, ``adapter_layers``, ``phm_n``,
-``sentence_pooling``) are listed with their defaults in ``MethodSpec.options``; giving one
-to another method is an error.
+methods have live in each method's own options class, registered with the method with its
+defaults (``MethodSpec.options``: ``LoraOptions`` for lora, ``AdapterOptions`` for adapter
+and adapterdrop, ``SentencePromptOptions`` for s-idpg; ``METHOD_OPTIONS`` lists their
+fields); a config holds its method's (``LatePromptConfig.options``), and giving one to
+another method is an error.
 
 Learning rates differ by method as in their papers (``MethodSpec.default_lr``: 1e-3 for
 prompts and the S-IDPG generator, 2e-5 model tuning, 5e-4 BitFit, LoRA, adapters and
@@ -95,7 +97,8 @@ def inject_lora(owner, backbone: Backbone, config) -> None:
     import peft
     from peft.tuners.tuners_utils import cast_adapter_dtype
 
-    lora = peft.LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout)
+    opts = config.options  # LoraOptions
+    lora = peft.LoraConfig(r=opts.lora_rank, lora_alpha=opts.lora_alpha, lora_dropout=opts.lora_dropout)
     with warnings.catch_warnings():  # GPT-2's Conv1D: peft sets fan_in_fan_out itself and says so
         warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
         try:
@@ -136,13 +139,14 @@ def attach_prefix_tuning(owner, backbone: Backbone, config) -> nn.Module:
 
 def attach_method_adapters(owner, backbone: Backbone, config) -> None:
     """Houlsby adapters in the configured layers (``lpt_probe.model.adapters``)."""
-    layers = adapter_layers(config.adapter_layers, backbone.num_hidden_layers)
-    attach_adapters(backbone, layers, config.adapter_size, config.method)
+    layers = adapter_layers(config.options.adapter_layers, backbone.num_hidden_layers)  # AdapterOptions
+    attach_adapters(backbone, layers, config.options.adapter_size, config.method)
 
 
 def sentence_generator(config, hidden_size: int, first_token: bool) -> nn.Module:
-    return SentencePromptGenerator(config.num_virtual_tokens, hidden_size, config.bottleneck, config.phm_n,
-                                   config.sentence_pooling, config.generator_dropout, first_token)
+    opts = config.options  # SentencePromptOptions
+    return SentencePromptGenerator(config.num_virtual_tokens, hidden_size, config.bottleneck, opts.phm_n,
+                                   opts.sentence_pooling, config.generator_dropout, first_token)
 
 
 def low_precision(dtype: torch.dtype) -> bool:

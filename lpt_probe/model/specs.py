@@ -6,7 +6,10 @@ The command-line flags read their choices here (``--method``, ``--generator``, `
 the entries stand for stays where it was and registers itself into these same objects:
 
 - ``METHODS`` (one ``MethodSpec`` per ``--method``; the table is described in
-  ``lpt_probe.model.methods``): a method's hooks (``attach``, ``make_generator``) are
+  ``lpt_probe.model.methods``), each with its own options (``LoraOptions``,
+  ``AdapterOptions``, ``SentencePromptOptions``: registered with the method, with its
+  defaults; ``LatePromptConfig.options`` holds the chosen method's): a method's hooks
+  (``attach``, ``make_generator``) are
   ``Ref("lpt_probe.model.methods:<hook>")``, imported when a model is built;
   ``register_method`` adds one (a plugin may give plain callables).
 - ``GENERATORS`` / ``DEFAULT_NUM_VIRTUAL_TOKENS``: the ``--generator`` names in order and
@@ -22,19 +25,74 @@ what they used to define.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from ..layers import check_layers_syntax
 from ..registry import LazyRegistry, Ref
 
 # -- methods ---------------------------------------------------------------------------------
 
-# LatePromptConfig fields that only some methods have (MethodSpec.options says which)
-METHOD_OPTIONS = ("adapter_size", "adapter_layers", "phm_n", "sentence_pooling")
 DEFAULT_ADAPTER_SIZE = 64  # adapter, adapterdrop: the bottleneck size m
 DEFAULT_PHM_N = 16  # s-idpg: Kronecker products per PHM weight
 SENTENCE_POOLINGS = ("mean", "cls")  # s-idpg: the frozen first pass's sentence vector
+
+# Each method's own options: a dataclass per method family, registered with the method
+# (``MethodSpec.options``: an instance holding that method's defaults). ``LatePromptConfig``
+# holds the chosen method's (``config.options``); its flags and keywords are the fields'
+# names (``--lora-rank``, ``LatePromptConfig(method="lora", lora_rank=4)``). A field left
+# None takes the method's default; giving one to a method without it is an error.
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    """lora's options (``peft.LoraConfig``'s r, lora_alpha and lora_dropout)."""
+
+    lora_rank: int = field(default=8, metadata={"help": "lora: rank r of the update"})
+    lora_alpha: float = field(default=16.0, metadata={"help": "lora: scaling alpha (update x alpha / r)"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "lora: dropout on the adapter input", "cli": False})
+
+    def __post_init__(self):
+        if self.lora_rank < 1:
+            raise ValueError(f"lora_rank={self.lora_rank} must be >= 1")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """adapter's and adapterdrop's options: the adapters' size and layers."""
+
+    adapter_size: int | None = field(default=None, metadata={
+        "help": "adapter, adapterdrop: bottleneck size m of each adapter (default 64)"})
+    adapter_layers: str | None = field(default=None, metadata={
+        "help": "adapter, adapterdrop: the layers (1-based) with adapters: all, upper-half (L/2+1..L), K- (K..L), "
+                "K-J or a comma list such as 1,3,5-6; default all (adapter), upper-half (adapterdrop, which "
+                "takes K..L only)"})
+
+    def __post_init__(self):
+        if self.adapter_size is not None and self.adapter_size < 1:
+            raise ValueError(f"adapter_size={self.adapter_size} must be >= 1 (the adapters' bottleneck size)")
+        if self.adapter_layers is not None:
+            check_layers_syntax(self.adapter_layers)
+
+
+@dataclass(frozen=True)
+class SentencePromptOptions:
+    """s-idpg's options: its PHM layers' n and the first pass's sentence vector."""
+
+    phm_n: int | None = field(default=None, metadata={
+        "help": "s-idpg: n of its PHM layers (weights are sums of n Kronecker products; n must divide the hidden "
+                "size, --bottleneck and l x hidden; default 16)"})
+    sentence_pooling: str | None = field(default=None, metadata={
+        "help": "s-idpg: the frozen first pass's sentence vector: mean (over the tokens) or cls (the first "
+                "token; the last for decoders); default mean", "choices": SENTENCE_POOLINGS})
+
+    def __post_init__(self):
+        if self.phm_n is not None and self.phm_n < 1:
+            raise ValueError(f"phm_n={self.phm_n} must be >= 1 (the number of Kronecker products)")
+        if self.sentence_pooling is not None and self.sentence_pooling not in SENTENCE_POOLINGS:
+            raise ValueError(f"sentence_pooling={self.sentence_pooling!r}: choose one of "
+                             f"{', '.join(SENTENCE_POOLINGS)}")
 
 
 @dataclass(frozen=True)
@@ -42,7 +100,9 @@ class MethodSpec:
     """What one method trains, and how its forward pass runs.
 
     ``attach(owner, backbone, config)`` and ``make_generator(config, hidden_size,
-    first_token)`` are callables or ``Ref`` s to them (imported on the first call)."""
+    first_token)`` are callables or ``Ref`` s to them (imported on the first call);
+    ``options``: the method's own options with its defaults (an options dataclass
+    instance), None when it has none."""
 
     name: str
     help: str
@@ -58,11 +118,11 @@ class MethodSpec:
     make_generator: Callable | None = None
     first_pass: bool = False  # the generator reads the frozen model's top layer (a first pass)
     top_adapters: bool = False  # adapters must fill layers K..L (the lower ones are cached)
-    options: tuple[tuple[str, object], ...] = ()  # its METHOD_OPTIONS and their defaults
+    options: Any = None  # its own options and their defaults (LoraOptions(), AdapterOptions(...), ...)
 
     @property
     def option_defaults(self) -> dict[str, object]:
-        return dict(self.options)
+        return asdict(self.options) if self.options is not None else {}
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -94,7 +154,7 @@ register_method(MethodSpec("model-tuning", "fine-tune every weight", late_prompt
 register_method(MethodSpec("bitfit", "BitFit (Ben Zaken et al. 2022): bias terms only", late_prompt=False,
                            cacheable=False, default_lr=5e-4, trains_backbone=True, attach=_hook("unfreeze_biases")))
 register_method(MethodSpec("lora", "LoRA (Hu et al. 2022) through peft", late_prompt=False, cacheable=False,
-                           default_lr=5e-4, attach=_hook("inject_lora")))
+                           default_lr=5e-4, attach=_hook("inject_lora"), options=LoraOptions()))
 register_method(MethodSpec("p-tuning-v2", "P-tuning v2 (Liu et al. 2022): deep prompts at every layer, "
                            "through peft's PrefixTuningConfig", late_prompt=False, cacheable=False,
                            default_lr=5e-3, full_forward=True, attach=_hook("attach_p_tuning_v2")))
@@ -104,17 +164,21 @@ register_method(MethodSpec("prefix-tuning", "prefix tuning (Li and Liang 2021): 
 register_method(MethodSpec("adapter", "Houlsby adapters (Houlsby et al. 2019) after the attention and the "
                            "feed-forward block of each layer in --adapter-layers", late_prompt=False,
                            cacheable=False, default_lr=5e-4, attach=_hook("attach_method_adapters"),
-                           options=(("adapter_size", DEFAULT_ADAPTER_SIZE), ("adapter_layers", "all"))))
+                           options=AdapterOptions(DEFAULT_ADAPTER_SIZE, "all")))
 register_method(MethodSpec("adapterdrop", "AdapterDrop (Rücklé et al. 2021): the adapters in layers K..L only "
                            "(--adapter-layers K-, default upper-half); layers below K run once, from the cache",
                            late_prompt=False, cacheable=True, default_lr=5e-4, attach=_hook("attach_method_adapters"),
                            top_adapters=True,
-                           options=(("adapter_size", DEFAULT_ADAPTER_SIZE), ("adapter_layers", "upper-half"))))
+                           options=AdapterOptions(DEFAULT_ADAPTER_SIZE, "upper-half")))
 register_method(MethodSpec("s-idpg", "S-IDPG-PHM (Wu et al. 2022): an input prompt (PL=1) made by a PHM "
                            "generator from a frozen first pass's sentence vector", late_prompt=True,
                            cacheable=True, input_prompt=True, default_tokens=5,
                            make_generator=_hook("sentence_generator"),
-                           first_pass=True, options=(("phm_n", DEFAULT_PHM_N), ("sentence_pooling", "mean"))))
+                           first_pass=True, options=SentencePromptOptions(DEFAULT_PHM_N, "mean")))
+
+# Every option of the built-in methods, in order: the fields of their options classes.
+OPTION_CLASSES: dict[type, None] = dict.fromkeys(type(m.options) for m in METHODS.values() if m.options is not None)
+METHOD_OPTIONS = tuple(f.name for cls in OPTION_CLASSES for f in fields(cls))
 
 # -- generators ------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import numpy as np
@@ -27,7 +27,7 @@ import numpy as np
 from ..compose import OWN, Flat, composed, nested, via
 from ..data.sources import SOURCES
 from ..layers import check_unique
-from ..model.specs import (DEFAULT_MODEL, DTYPES, GENERATORS, METHOD_OPTIONS, METHODS, PRESETS, check_device_name,
+from ..model.specs import (DEFAULT_MODEL, DTYPES, GENERATORS, METHODS, OPTION_CLASSES, PRESETS, check_device_name,
                           get_method)
 from .reporting import parse_report_to
 
@@ -191,8 +191,8 @@ def require_ray():
     return ray
 
 
-PROMPT_OPTIONS = ("num_virtual_tokens", "prompt_init", "bottleneck", "head", "loss", "lora_rank",
-                  "lora_alpha") + METHOD_OPTIONS
+PROMPT_OPTIONS = ("num_virtual_tokens", "prompt_init", "bottleneck", "head", "loss") + tuple(  # the sweep's flags
+    f.name for cls in OPTION_CLASSES for f in fields(cls) if f.metadata.get("cli", True))  # every cell shares
 
 
 @dataclass

@@ -89,7 +89,7 @@ def cell_configs(sweep: SweepConfig, cell: Cell, base: TrainConfig,
         options["num_virtual_tokens"] = None
     if not spec.late_prompt or cell.generator != "none":  # only a plain late prompt has an initialisation
         options.pop("prompt_init", None)
-    for name in METHOD_OPTIONS:  # adapter sizes mean nothing to a prompt, PHM's n nothing to an adapter
+    for name in METHOD_OPTIONS:  # other methods' options mean nothing here (LoRA's rank to a prompt, ...)
         if name not in spec.option_defaults:
             options[name] = None
     pc = LatePromptConfig(method=cell.method, prompt_layer=cell.prompt_layer, generator=cell.generator, **options)

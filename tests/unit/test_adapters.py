@@ -101,7 +101,7 @@ def test_adapterdrop_from_k_equals_adapters_with_the_lower_ones_removed(family):
     full = LatePromptModel(Backbone(model), LatePromptConfig(method="adapter", adapter_size=8), 3, WORDS).eval()
     drop = LatePromptModel(Backbone(model), LatePromptConfig(method="adapterdrop", adapter_size=8,
                                                              adapter_layers=f"{k}-"), 3, WORDS).eval()
-    assert drop.config.adapter_layers == "3-4" and drop.config.start_state == k - 1
+    assert drop.config.options.adapter_layers == "3-4" and drop.config.start_state == k - 1
     assert sorted(i for i, s in adapters_of(drop).items() if s) == [3, 4]
     randomise(full)
     own = dict(full.named_parameters())
@@ -232,7 +232,7 @@ def test_save_reload_through_a_run_folder_predicts_identically(method, kw, tiny_
     assert res.metrics["lr"] == {"adapter": 5e-4, "adapterdrop": 5e-4, "s-idpg": 1e-3}[method]
     run = load_run(tmp_path / "run", bundle=tiny_bundle)
     if method == "adapterdrop":
-        assert run.prompt_config.adapter_layers == "3-4"  # pinned: config.json records the layers
+        assert run.prompt_config.options.adapter_layers == "3-4"  # pinned: config.json records the layers
     assert run.model.num_trainable() == res.metrics["tunable_params"] == res.model.num_trainable()
     test = prepare(tc, tiny_bundle).encoded["test"]
     loaded, trained = Trainer(run.model, tc).evaluate(test), Trainer(res.model, tc).evaluate(test)  # uncached
@@ -277,8 +277,9 @@ def test_sweep_cells_get_only_their_methods_options():
                         prompt={"adapter_size": 16, "adapter_layers": None, "phm_n": 8, "sentence_pooling": None})
     got = {m: cell_configs(sweep, Cell(m, "none", 1, 13), TrainConfig(), num_hidden_layers=6)[0]
            for m in sweep.methods}
-    assert (got["lpt"].adapter_size, got["lpt"].phm_n) == (None, None)
+    assert got["lpt"].options is None  # each config holds its own method's options only
     assert "adapter_size" not in got["lpt"].to_dict()  # the other methods' run keys are unchanged
-    assert (got["adapter"].adapter_size, got["adapter"].adapter_layers, got["adapter"].phm_n) == (16, "1-6", None)
-    assert got["adapterdrop"].adapter_layers == "4-6" and got["adapterdrop"].start_state == 3
-    assert (got["s-idpg"].phm_n, got["s-idpg"].sentence_pooling, got["s-idpg"].adapter_size) == (8, "mean", None)
+    assert (got["adapter"].options.adapter_size, got["adapter"].options.adapter_layers) == (16, "1-6")
+    assert got["adapterdrop"].options.adapter_layers == "4-6" and got["adapterdrop"].start_state == 3
+    assert (got["s-idpg"].options.phm_n, got["s-idpg"].options.sentence_pooling) == (8, "mean")
+    assert "adapter_size" not in got["s-idpg"].to_dict() and "phm_n" not in got["adapter"].to_dict()

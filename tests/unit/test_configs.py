@@ -1,7 +1,8 @@
 """The config dataclasses compose rather than copy (issue 35): no field is declared by two
 config classes; a study's config holds a ``TrainConfig``, a ``LatePromptConfig``, a
-``PromptGrid`` and an ``OutputConfig``; flat keywords (as the flags name them) build the
-same config as the nested objects; saved settings, flat (up to 0.2.0) or nested, load."""
+``PromptGrid`` and an ``OutputConfig``; a late prompt holds its method's own options (the
+class registered with the method); flat keywords (as the flags name them) build the same
+config as the nested objects; saved settings, flat (up to 0.2.0) or nested, load."""
 
 from __future__ import annotations
 
@@ -19,21 +20,25 @@ from lpt_probe.analysis.config import (InfluenceConfig, InfluenceOptions, MIConf
                                        StudyConfig, study_settings)
 from lpt_probe.compose import flat_fields
 from lpt_probe.model.config import LatePromptConfig
+from lpt_probe.model.specs import METHODS, AdapterOptions, LoraOptions, SentencePromptOptions
 from lpt_probe.runs.config import OutputConfig, PromptGrid, SweepConfig, TrainConfig
 
 PACKAGE = Path(lpt_probe.__file__).resolve().parent
 REPO = PACKAGE.parent
 # The modules that hold the config dataclasses (torch-free: flags and configs build without it).
-CONFIG_MODULES = ("lpt_probe.model.config", "lpt_probe.runs.config", "lpt_probe.analysis.config",
-                  "lpt_probe.probing.options")
+CONFIG_MODULES = ("lpt_probe.model.config", "lpt_probe.model.specs", "lpt_probe.runs.config",
+                  "lpt_probe.analysis.config", "lpt_probe.probing.options")
+
+
+REGISTRY_ENTRIES = {"MethodSpec", "Preset"}  # specs.py's table rows (what a --method name means), not settings
 
 
 def _config_classes() -> list[type]:
     found = []
     for name in CONFIG_MODULES:
         module = importlib.import_module(name)
-        found += [c for c in vars(module).values()
-                  if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == name]
+        found += [c for c in vars(module).values() if isinstance(c, type) and dataclasses.is_dataclass(c)
+                  and c.__module__ == name and c.__name__ not in REGISTRY_ENTRIES]
     return found
 
 
@@ -62,7 +67,8 @@ def test_the_config_modules_hold_every_config_class():
     names = {c.__name__ for c in _config_classes()}
     assert {"LatePromptConfig", "TrainConfig", "SweepConfig", "ExecutorConfig", "StudyConfig", "MIConfig",
             "InfluenceConfig", "Section4Config", "MIOptions", "InfluenceOptions", "ProbeOptions",
-            "TransformerProbeOptions", "PromptGrid", "OutputConfig"} <= names
+            "TransformerProbeOptions", "PromptGrid", "OutputConfig", "LoraOptions", "AdapterOptions",
+            "SentencePromptOptions"} <= names
 
 
 def test_no_field_is_declared_by_two_config_classes():
@@ -78,8 +84,8 @@ def test_a_study_holds_the_configs_it_used_to_copy():
     cfg = MIConfig(task="trec", steps=7, seeds=(13, 21), generator="npg", out="x", probe="mlp", jobs=1)
     assert isinstance(cfg.train, TrainConfig) and isinstance(cfg.late_prompt, LatePromptConfig)
     assert isinstance(cfg.grid, PromptGrid) and isinstance(cfg.output, OutputConfig) and isinstance(cfg.mi, MIOptions)
-    assert (cfg.train.task, cfg.train.steps, cfg.grid.seeds, cfg.late_prompt.generator, cfg.output.out, cfg.mi.probe) == (
-        "trec", 7, (13, 21), "npg", "x", "mlp")
+    got = (cfg.train.task, cfg.train.steps, cfg.grid.seeds, cfg.late_prompt.generator, cfg.output.out, cfg.mi.probe)
+    assert got == ("trec", 7, (13, 21), "npg", "x", "mlp")
     # the study's defaults, not TrainConfig's: 100 shots, 200 steps, lr 1e-3, 128 tokens, overlap dropped
     d = MIConfig(jobs=1).train
     assert (d.shots, d.steps, d.epochs, d.lr, d.max_length, d.drop_overlap) == (100, 200, None, 1e-3, 128, True)
@@ -116,7 +122,8 @@ def test_every_flat_name_is_one_setting(cls):
 STUDIES = REPO / "benchmarks" / "results"
 
 
-@pytest.mark.parametrize("cls, path", [(MIConfig, "demo/run.json"), (Section4Config, "section4/trec_minilm/section4.json")])
+@pytest.mark.parametrize("cls, path", [(MIConfig, "demo/run.json"),
+                                       (Section4Config, "section4/trec_minilm/section4.json")])
 def test_old_flat_settings_still_load(cls, path):
     """A study folder written before configs were composed saved its settings flat: they
     load (``from_settings``), and its flat view is what the new nested settings give."""
@@ -130,3 +137,30 @@ def test_old_flat_settings_still_load(cls, path):
     resolved = {"num_virtual_tokens", "control_permutations", "jobs"}  # None then: the config fills them in
     assert {k: v for k, v in flat.items() if k not in resolved} == {k: v for k, v in old.items() if k not in resolved}
     assert study_settings(cls, old) == old  # a flat one is read as it is
+
+
+def test_a_late_prompt_holds_its_methods_own_options():
+    """Each method's options are one class registered with the method (``MethodSpec.options``,
+    with its defaults); a config holds its method's, built from the flat names."""
+    assert {m: type(METHODS[m].options) for m in ("lora", "adapter", "adapterdrop", "s-idpg")} == {
+        "lora": LoraOptions, "adapter": AdapterOptions, "adapterdrop": AdapterOptions, "s-idpg": SentencePromptOptions}
+    assert LatePromptConfig().options is None and LatePromptConfig(method="bitfit").options is None
+    assert LatePromptConfig(method="lora", lora_rank=4).options == LoraOptions(lora_rank=4)
+    assert LatePromptConfig(method="adapterdrop").options == AdapterOptions(64, "upper-half")
+    assert LatePromptConfig(method="s-idpg", phm_n=4).options == SentencePromptOptions(4, "mean")
+    given = LatePromptConfig(method="adapter", options=AdapterOptions(adapter_size=8))
+    assert given.options == AdapterOptions(8, "all")
+    with pytest.raises(ValueError, match="method='lpt' has no adapter_size"):
+        LatePromptConfig(adapter_size=16)
+    with pytest.raises(ValueError, match="method='adapter' has no lora_rank"):
+        LatePromptConfig(method="adapter", lora_rank=4)
+    # the flags give every option at its flag default, and a 0.2.0 config.json holds lora's: both load
+    assert LatePromptConfig(lora_rank=8, lora_alpha=16.0, adapter_size=None).options is None
+    # run keys as before: lora's options in every key (they were every config's fields), the others' where they apply
+    assert LatePromptConfig().to_dict() == {
+        "method": "lpt", "prompt_layer": None, "generator": "none", "num_virtual_tokens": 20, "bottleneck": 128,
+        "generator_dropout": 0.1, "prompt_init_std": 1.0, "head": "auto", "loss": "vocab", "lora_rank": 8,
+        "lora_alpha": 16.0, "lora_dropout": 0.0}
+    d = LatePromptConfig(method="adapter", adapter_size=16).to_dict()
+    assert (d["adapter_size"], d["adapter_layers"], d["lora_rank"]) == (16, "all", 8) and "phm_n" not in d
+    assert LatePromptConfig(**d).to_dict() == d
