@@ -25,4 +25,4 @@ def test_mi_probes_never_see_the_prompts_rows(data_dir):
     assert run.probe_rows["excluded_prompt_rows"] == 1100
     test_texts = {e.texts for e in run.probe_data.test}
     assert not any(e.texts in test_texts for s in ("train", "dev") for e in getattr(run.probe_data, s))
-    assert cfg.drop_overlap and run.train_config(13).drop_overlap and run.train_config(13).dev_size == 1000
+    assert cfg.train.drop_overlap and run.train_config(13).drop_overlap and run.train_config(13).dev_size == 1000
