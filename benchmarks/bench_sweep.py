@@ -86,7 +86,8 @@ def ideal(argv: list[str]) -> dict:
     load = time.perf_counter() - t
     bb, enc = prepared.backbone, prepared.encoded
     L = bb.num_hidden_layers
-    cells = build_grid(sweep.methods, sweep.generators, parse_prompt_layers(sweep.grid.prompt_layers, L), sweep.grid.seeds)
+    grid = sweep.grid
+    cells = build_grid(sweep.methods, sweep.generators, parse_prompt_layers(grid.prompt_layers, L), grid.seeds)
     configs = {c: cell_configs(sweep, c, base, L) for c in cells}
     need = sorted({pc.start_state for pc, _ in configs.values()})
     bb.model.eval()

@@ -14,15 +14,17 @@ entries of its parents' (``section4`` trains for 1000 steps), so no field is dec
 
 Where a reader starts:
 
-- :func:`nested`: a config field holding another config.
+- :func:`nested`: a config field holding another config; :func:`collected`: one holding
+  the options of whatever another field picks (a late prompt's method's own options).
 - :class:`Flat` and :func:`via`: one flat name's entry; :func:`flat_table` merges a class's
   ``FLAT`` with its parents'; :func:`flat_fields` resolves each name to its field, metadata
   and default (what ``lpt_probe.cli.add_config_args`` makes flags from).
 - :func:`composed`: ``@dataclass``, and the constructor also takes the flat names, routed to
   their owners (``dataclasses.replace(cfg, steps=5)`` too); a nested config not given is
   built with this class's defaults.
-- :func:`flat_settings`: a saved config (nested, as ``asdict`` writes it now, or flat, as
-  ``run.json`` held it up to 0.2) as its flat names, so readers of old folders keep working.
+- :func:`flat_settings` and :func:`from_settings`: a saved config (nested, as ``asdict``
+  writes it now, or flat, as ``run.json`` held it up to 0.2.0) as its flat names, and built
+  again, so readers of old folders keep working.
 """
 
 from __future__ import annotations

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             stats = (done.astype({"prompt_layer": object}).fillna({"prompt_layer": "-"})
                      .groupby(keys)["test_metric"].agg(["mean", "std", "count"]))
             print(stats.round(4).to_string())
-        print(f"{len(done)}/{len(table)} cells complete in {time.perf_counter() - t0:.0f} s -> {sweep.output.out}/sweep.csv"
+        print(f"{len(done)}/{len(table)} cells complete in {time.perf_counter() - t0:.0f} s -> "
+              f"{sweep.output.out}/sweep.csv"
               + "".join(f", {q.name}" for q in paths))
         return 0 if len(done) == len(table) else 1
 

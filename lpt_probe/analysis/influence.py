@@ -161,8 +161,8 @@ class InfluenceRun(Study):
 
     def settings(self) -> dict:
         c = self.cfg
-        return {"format": PIECE_FORMAT, "split": c.influence.split, "data": self.data.fingerprint, "bootstrap": c.bootstrap,
-                "gradient_loss": c.influence.gradient_loss}
+        return {"format": PIECE_FORMAT, "split": c.influence.split, "data": self.data.fingerprint,
+                "bootstrap": c.bootstrap, "gradient_loss": c.influence.gradient_loss}
 
     def piece_paths(self, cond: Condition, checkpoint: str) -> tuple[Path, Path, str]:
         key = store.content_key({"model": self.model_key(cond, checkpoint), **self.settings()})
@@ -181,8 +181,8 @@ class InfluenceRun(Study):
         t0 = time.perf_counter()
         examples: dict = {}
         table = measure(model, self.backbone, self.data, self.cfg.influence.measure_batch_size, self.cfg.bootstrap,
-                        desc=f"{cond.name} {checkpoint}", progress=self.cfg.output.progress, loss=self.cfg.influence.gradient_loss,
-                        examples=examples)
+                        desc=f"{cond.name} {checkpoint}", progress=self.cfg.output.progress,
+                        loss=self.cfg.influence.gradient_loss, examples=examples)
         csv, done, key = self.piece_paths(cond, checkpoint)
         store.write_csv(csv, table)
         write_npz(csv.with_suffix(".npz"), examples)
@@ -201,8 +201,9 @@ class InfluenceRun(Study):
         for cond in conds:
             for ckpt in self.cfg.influence.checkpoint_names:
                 part = pd.read_csv(self.piece_paths(cond, ckpt)[0])
-                head = {"task": self.task.name, "model": self.slug, "method": "lpt", "generator": self.cfg.late_prompt.generator,
-                        "prompt_layer": cond.prompt_layer, "seed": cond.seed, "checkpoint": ckpt}
+                head = {"task": self.task.name, "model": self.slug, "method": "lpt",
+                        "generator": self.cfg.late_prompt.generator, "prompt_layer": cond.prompt_layer, "seed": cond.seed,
+                        "checkpoint": ckpt}
                 parts.append(part.assign(**head))
         table = pd.concat(parts, ignore_index=True)[COLUMNS]
         store.write_csv(self.out / "influence.csv", table)

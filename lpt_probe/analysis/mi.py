@@ -105,8 +105,8 @@ class MIRun(Study, StoredRepresentations, ProbePieces):
         self.probe_data = replace(full, train=train, dev=dev)
         kind = self.backbone.template_kind
         tok = self.bundle[1]
-        enc = {s: encode_split(self.probe_data.task, getattr(self.probe_data, s), tok, kind, self.cfg.train.max_length, s,
-                               max_positions=self.backbone.max_positions) for s in SPLITS}
+        enc = {s: encode_split(self.probe_data.task, getattr(self.probe_data, s), tok, kind, self.cfg.train.max_length,
+                               s, max_positions=self.backbone.max_positions) for s in SPLITS}
         self.encoded = enc
         self.n_classes = self.probe_data.task.num_labels
         assert_disjoint(*(enc[s].ids for s in SPLITS), *([prompt_rows] if prompt_rows else []),
@@ -251,8 +251,8 @@ def summary_table(mi: pd.DataFrame, cfg: MIConfig, diff: pd.DataFrame | None = N
     real = mi[mi["control"] == "none"]
     view = real.pivot_table(index="layer", columns=["method", "prompt_layer"], values="mi_bits", aggfunc="mean")
     head = (f"I(h;y) in bits ({cfg.mi.probe} probe, held-out test; null-model minus probe cross-entropy), mean over "
-            f"{len(cfg.grid.seeds)} prompt seed(s) ({','.join(map(str, cfg.grid.seeds))}) x {len(cfg.mi.probe_seeds)} probe "
-            f"seed(s)")
+            f"{len(cfg.grid.seeds)} prompt seed(s) ({','.join(map(str, cfg.grid.seeds))}) x "
+            f"{len(cfg.mi.probe_seeds)} probe seed(s)")
     shuffled = mi[mi["control"] == "shuffled_labels"]
     tail = ""
     if len(shuffled):

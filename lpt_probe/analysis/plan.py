@@ -177,7 +177,8 @@ def plan_influence(cfg, command: str = "python -m lpt_probe.influence", calibrat
               "examples": len(run.data), "checkpoints": list(cfg.influence.checkpoint_names)}
     rows = [("prompts to train", f"{len(to_train)} of {len(conds)} ({steps * len(to_train)} steps in all)"),
             ("pieces to measure", f"{len(todo)} of {counts['pieces']} (prompt x checkpoint: "
-                                  f"{', '.join(cfg.influence.checkpoint_names)}), {len(run.data)} {cfg.influence.split} examples each")]
+                                  f"{', '.join(cfg.influence.checkpoint_names)}), {len(run.data)} "
+                                  f"{cfg.influence.split} examples each")]
     plan = Plan(command, rows, counts)
     if not calibrate:
         return plan
@@ -222,9 +223,8 @@ def plan_section4(cfg, command: str = "python -m lpt_probe.section4", calibrate:
     cfg = replace(cfg, out=str(cfg.out_dir))
     mi_cfg = cfg.mi_config()
     base = mi_cfg.train_config(cfg.grid.seeds[0])
-    sweep = plan_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.grid.prompt_layers, generators=(cfg.late_prompt.generator,),
-                                   seeds=cfg.grid.seeds, prompt=cfg.sweep_prompt(), out=str(Path(cfg.output.out) / "sweep"),
-                                   progress=False),
+    sweep = plan_sweep(SweepConfig(methods=("lpt",), generators=(cfg.late_prompt.generator,), grid=cfg.grid,
+                                   prompt=cfg.sweep_prompt(), out=str(Path(cfg.output.out) / "sweep"), progress=False),
                        base, calibrate=calibrate)
     mi = plan_mi(mi_cfg, calibrate=calibrate)
     influence = plan_influence(cfg.influence_config(), calibrate=calibrate)

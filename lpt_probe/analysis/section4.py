@@ -135,9 +135,8 @@ def run_section4(cfg: Section4Config) -> Section4Result:
         mi_run.load_data()
         base = mi_run.train_config(cfg.grid.seeds[0])  # exactly what mi and influence key their prompts with
         t = time.perf_counter()
-        sweep = run_sweep(SweepConfig(methods=("lpt",), prompt_layers=cfg.grid.prompt_layers,
-                                      generators=(cfg.late_prompt.generator,), seeds=cfg.grid.seeds, prompt=cfg.sweep_prompt(),
-                                      out=str(out / "sweep"), progress=cfg.output.progress),
+        sweep = run_sweep(SweepConfig(methods=("lpt",), generators=(cfg.late_prompt.generator,), grid=cfg.grid,
+                                      prompt=cfg.sweep_prompt(), out=str(out / "sweep"), progress=cfg.output.progress),
                           base, prepared=mi_run.prompt_prepared)
         seconds["sweep"] = time.perf_counter() - t
         total["sweep"] = prior.get("sweep", 0.0) + seconds["sweep"]

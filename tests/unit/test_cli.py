@@ -129,8 +129,8 @@ def test_no_private_names_cross_modules_and_commands_stay_apart():
 
 # The layers the README's Architecture section states; each module imports only from its own
 # layer or the layers above it (a lower number).
-LAYERS = {"layers": 1, "store": 1, "compose": 1, "outputs": 1, "progress": 1, "cli": 1, "registry": 1, "model": 2, "data": 2,
-          "runs": 3, "analysis": 4, "probing": 4, "viz": 4, "train": 5, "mi": 5, "influence": 5, "sweep": 5,
+LAYERS = {"layers": 1, "store": 1, "compose": 1, "outputs": 1, "progress": 1, "cli": 1, "registry": 1,
+          "model": 2, "data": 2, "runs": 3, "analysis": 4, "probing": 4, "viz": 4, "train": 5, "mi": 5, "influence": 5, "sweep": 5,
           "section4": 5, "project": 5, "figures": 5, "__main__": 5}
 
 
@@ -354,7 +354,8 @@ def test_configs_keep_the_device_asked_for_and_build_without_torch():
     code = ("import sys\n"
             "from lpt_probe.runs.config import TrainConfig\n"
             "from lpt_probe.analysis.config import InfluenceConfig\n"
-            "print(TrainConfig(device='auto').device, InfluenceConfig(device='cuda:1').train.device, 'torch' in sys.modules)")
+            "print(TrainConfig(device='auto').device, InfluenceConfig(device='cuda:1').train.device,\n"
+            "      'torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr[-2000:]
