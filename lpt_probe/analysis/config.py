@@ -97,10 +97,9 @@ class StudyConfig(GridRun):
     (``train``, a ``TrainConfig``; each prompt takes its seed from ``--seeds``), what they
     are (``late_prompt``, a ``LatePromptConfig``; its prompt layer from ``--prompt-layers``),
     which (``grid``: prompt layers and seeds) and where the study writes (``output``; both
-    from ``GridRun``, as a sweep's). The
-    flags, and the keywords the constructor takes, are flat (``FLAT``, ``lpt_probe.compose``):
-    ``MIConfig(task="rte", steps=100)`` is ``MIConfig(train=TrainConfig(task="rte",
-    steps=100, ...the study's defaults))``."""
+    from ``GridRun``, as a sweep's). The flags, and the keywords the constructor takes, are
+    flat (``FLAT``, ``lpt_probe.compose``): ``MIConfig(task="rte", steps=100)`` is
+    ``MIConfig(train=TrainConfig(task="rte", steps=100, ...the study's defaults))``."""
 
     kind: ClassVar[str] = "study"  # the default output folder: artifacts/<kind>/<task>/<model>
     FLAT: ClassVar[dict[str, Flat]] = {  # the flags, in --help order, and where each lives
@@ -111,9 +110,9 @@ class StudyConfig(GridRun):
         "prompt_layers": via("grid", default="default", help="'default' (1, middle, last), 'all' or '1,4,6'"),
         "generator": via("late_prompt"),
         "num_virtual_tokens": via("late_prompt", help="prompt length l (default: the generator's)"),
-        "prompt_init": via("late_prompt", help="the plain prompt's initialisation: normal = N(0, 1); states = hidden "
-                                          "states PL-1 of training tokens (the prompt starts at the scale of the "
-                                          "states it joins)"),
+        "prompt_init": via("late_prompt", help="the plain prompt's initialisation: normal = N(0, 1); states = "
+                                               "hidden states PL-1 of training tokens (the prompt starts at the scale "
+                                               "of the states it joins)"),
         "seeds": via("grid", default=(13,), help="prompt seeds, comma separated (Figure 2: 13,21,42)"),
         "shots": via("train", default=100, zero_is_none=True, help="few-shot K for prompt training (0 = full data)"),
         "data_seed": via("train"),
@@ -165,7 +164,7 @@ class StudyConfig(GridRun):
         return replace(self.train, seed=seed)
 
     def prompt_config(self, prompt_layer: int) -> LatePromptConfig:
-        """The late prompt this study trains at ``prompt_layer``: ``prompt`` at that layer."""
+        """The late prompt this study trains at ``prompt_layer``: ``late_prompt`` at that layer."""
         return replace(self.late_prompt, prompt_layer=prompt_layer)
 
     @classmethod
