@@ -43,9 +43,10 @@ class LatePromptConfig:
     the generator ``none``; ``model-tuning``, ``bitfit`` and ``lora`` insert no prompt
     (``num_virtual_tokens`` 0); for ``p-tuning-v2`` / ``prefix-tuning``
     ``num_virtual_tokens`` is the length of the key/value prefix at every layer.
-    ``adapter`` / ``adapterdrop`` take ``adapter_size`` and ``adapter_layers``, ``s-idpg``
-    (an input prompt, l = 5 by default) ``phm_n`` and ``sentence_pooling``; those stay None
-    for the other methods, and ``check_against`` pins ``adapter_layers`` to layer numbers.
+    ``lora`` takes ``lora_rank``, ``lora_alpha`` and ``lora_dropout``, ``adapter`` /
+    ``adapterdrop`` ``adapter_size`` and ``adapter_layers``, ``s-idpg`` (an input prompt,
+    l = 5 by default) ``phm_n`` and ``sentence_pooling``; ``check_against`` pins
+    ``adapter_layers`` to layer numbers.
 
     Those are each method's own options: ``options`` holds the chosen method's (an instance
     of the options class registered with it, ``MethodSpec.options``: ``LoraOptions``,
