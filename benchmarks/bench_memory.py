@@ -77,9 +77,9 @@ def worker(args) -> dict:
     """One path at one size in this process: the extraction's added peak memory and time."""
     import torch
 
-    from lpt_probe.analysis.mi import MIConfig, MIRun
-    from lpt_probe.analysis.rep_files import StreamedSafetensors
-    from lpt_probe.analysis.representations import (extract_many, layer_sequences, representation_specs,
+    from lpt_probe.analysis.mi.study import MIConfig, MIRun
+    from lpt_probe.analysis.engine.rep_files import StreamedSafetensors
+    from lpt_probe.analysis.engine.representations import (extract_many, layer_sequences, representation_specs,
                                                     save_representations)
     from lpt_probe.model.late_prompt import LatePromptModel
 

@@ -52,15 +52,15 @@ SETTINGS = {  # name: (command, its flags)
 GOAL = 0.30
 # the plan as each command's --plan builds it from its flags, printed as JSON
 PLAN = {
-    "mi": ("from lpt_probe import mi as command; from lpt_probe.analysis.mi import MIConfig; "
-           "from lpt_probe.analysis.plan import plan_mi; from lpt_probe.cli import config_from_args; "
+    "mi": ("from lpt_probe.commands import mi as command; from lpt_probe.analysis.mi.study import MIConfig; "
+           "from lpt_probe.analysis.plan import plan_mi; from lpt_probe.commands.cli import config_from_args; "
            "args = command.build_parser().parse_args(sys.argv[1:]); "
            "plan = plan_mi(config_from_args(MIConfig, args, progress=False))"),
-    "sweep": ("from lpt_probe import sweep as command; from lpt_probe.runs.sweep_plan import plan_sweep; "
+    "sweep": ("from lpt_probe.commands import sweep as command; from lpt_probe.runs.sweep_plan import plan_sweep; "
               "args = command.build_parser().parse_args(sys.argv[1:]); plan = plan_sweep(*command.configs(args))"),
-    "influence": ("from lpt_probe import influence as command; from lpt_probe.analysis.influence import "
+    "influence": ("from lpt_probe.commands import influence as command; from lpt_probe.analysis.influence.study import "
                   "InfluenceConfig; from lpt_probe.analysis.plan import plan_influence; "
-                  "from lpt_probe.cli import config_from_args; args = command.build_parser().parse_args(sys.argv[1:]); "
+                  "from lpt_probe.commands.cli import config_from_args; args = command.build_parser().parse_args(sys.argv[1:]); "
                   "plan = plan_influence(config_from_args(InfluenceConfig, args, progress=False))"),
 }
 RECORD = {"mi": "run.json", "sweep": "sweep.json", "influence": "run.json"}  # where the run's phase_seconds are

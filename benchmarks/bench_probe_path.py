@@ -30,7 +30,7 @@ from lpt_probe.analysis.config import MIConfig, study_settings
 
 def distinct_layers(folder: Path, representation: str):
     """(condition, layer, {split: X}, {split: y}) for every distinct stored layer representation."""
-    from lpt_probe.analysis.representations import load_representations
+    from lpt_probe.analysis.engine.representations import load_representations
 
     seen = set()
     for reps in sorted((folder / "reps").iterdir()):

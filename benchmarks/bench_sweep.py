@@ -62,7 +62,7 @@ def ideal(argv: list[str]) -> dict:
     """Time the necessary work of the sweep ``argv`` describes, bare, in this process."""
     import torch
 
-    from lpt_probe.cli import config_from_args
+    from lpt_probe.commands.cli import config_from_args
     from lpt_probe.layers import parse_prompt_layers
     from lpt_probe.model.cache import LowerLayerCache
     from lpt_probe.model.late_prompt import LatePromptModel

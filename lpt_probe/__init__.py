@@ -11,7 +11,7 @@ imports no torch either)::
 
 - Training: ``train(LatePromptConfig(...), TrainConfig(...), out=folder)`` -> ``TrainResult``
   (metrics, curve, model); ``Predictor.from_run(folder).predict(texts)``. (``lpt_probe.train``
-  is the ``train`` command's module, callable as ``lpt_probe.runs.run.train``.)
+  is ``lpt_probe.runs.run.train``; the command is ``lpt_probe.commands.train``.)
 - Analyses: ``res = run_mi(MIConfig(...))`` -> an ``MIResult``: ``res.mi``, ``res.diff`` (DataFrames),
   ``res.summary()`` (the command's text), ``res.plot()`` (its figure); it still unpacks as
   ``run, tables, meta``. ``run_influence`` (``InfluenceResult``), ``run_section4``
@@ -27,7 +27,8 @@ Where a reader starts in the code: ``lpt_probe.model`` (the family table, ``Back
 run layers k..L from a hidden state; the late-prompt model), ``lpt_probe.data`` (the task
 registry), ``lpt_probe.runs`` (training runs, sweeps), ``lpt_probe.probing`` and
 ``lpt_probe.analysis`` (probes, I(h;y), influence, Section 4), ``lpt_probe.viz`` (figures,
-no torch). Commands: ``lpt-probe <command>`` or ``python -m lpt_probe.<command>``.
+no torch). Commands (``lpt_probe.commands``): ``lpt-probe <command>`` or
+``python -m lpt_probe.<command>``.
 
 Layer numbering, used everywhere: hidden state 0 is the embedding output, hidden state k
 is the output of transformer layer k (as Hugging Face ``hidden_states``). Prompt layer
@@ -46,7 +47,7 @@ _API = {
     "TrainConfig": "lpt_probe.runs.config",
     "LatePromptConfig": "lpt_probe.model.config",
     "LatePromptModel": "lpt_probe.model.late_prompt",
-    "train": "lpt_probe.train",  # the command module, callable as lpt_probe.runs.run.train
+    "train": "lpt_probe.runs.run",
     "TrainResult": "lpt_probe.runs.run",
     "load_run": "lpt_probe.runs.folders",
     "Predictor": "lpt_probe.runs.predict",
@@ -58,16 +59,16 @@ _API = {
     "MIOptions": "lpt_probe.analysis.config",
     "InfluenceOptions": "lpt_probe.analysis.config",
     "MIConfig": "lpt_probe.analysis.config",
-    "run_mi": "lpt_probe.analysis.mi",
-    "summary_table": "lpt_probe.analysis.mi",
+    "run_mi": "lpt_probe.analysis.mi.study",
+    "summary_table": "lpt_probe.analysis.mi.study",
     "MIResult": "lpt_probe.analysis.results",
     "InfluenceResult": "lpt_probe.analysis.results",
     "Section4Result": "lpt_probe.analysis.results",
     "probe_information": "lpt_probe.probing.estimates",
     "InfluenceConfig": "lpt_probe.analysis.config",
-    "run_influence": "lpt_probe.analysis.influence",
+    "run_influence": "lpt_probe.analysis.influence.study",
     "Section4Config": "lpt_probe.analysis.config",
-    "run_section4": "lpt_probe.analysis.section4",
+    "run_section4": "lpt_probe.analysis.section4.study",
     "load_custom_task": "lpt_probe.data.sources",
     "load_task": "lpt_probe.data.sources",
     "get_task": "lpt_probe.data.tasks",
@@ -87,7 +88,7 @@ def __getattr__(name: str):
     if module is None:
         raise AttributeError(f"module 'lpt_probe' has no attribute {name!r}; the public API is: {', '.join(__all__)}")
     mod = importlib.import_module(module)
-    value = mod if module == f"lpt_probe.{name}" else getattr(mod, name)  # lpt_probe.train: the callable module
+    value = getattr(mod, name)
     globals()[name] = value  # later lookups skip this function
     return value
 

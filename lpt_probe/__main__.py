@@ -1,5 +1,6 @@
 """``lpt-probe <command> ...`` (and ``python -m lpt_probe <command> ...``): one entry point
-for every command; each is also ``python -m lpt_probe.<command>``."""
+for every command (``lpt_probe.commands.<command>``); each is also
+``python -m lpt_probe.<command>`` (a shim, ``lpt_probe/<command>.py``)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         sys.stderr.write(f"error: unknown command {name!r}; choose one of {', '.join(COMMANDS)}\n\n{usage()}\n")
         return 2
-    module = importlib.import_module(f"lpt_probe.{name}")
+    module = importlib.import_module(f"lpt_probe.commands.{name}")
     sys.argv[0] = f"lpt-probe {name}"
     return module.main(argv[1:])
 

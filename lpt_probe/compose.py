@@ -18,7 +18,7 @@ Where a reader starts:
   the options of whatever another field picks (a late prompt's method's own options).
 - :class:`Flat` and :func:`via`: one flat name's entry; :func:`flat_table` merges a class's
   ``FLAT`` with its parents'; :func:`flat_fields` resolves each name to its field, metadata
-  and default (what ``lpt_probe.cli.add_config_args`` makes flags from).
+  and default (what ``lpt_probe.commands.cli.add_config_args`` makes flags from).
 - :func:`composed`: ``@dataclass``, and the constructor also takes the flat names, routed to
   their owners (``dataclasses.replace(cfg, steps=5)`` too); a nested config not given is
   built with this class's defaults.
@@ -70,7 +70,7 @@ class Flat:
     ``field``: its name there (None: the flat name); ``default``: this class's default
     (``KEEP``: the owner's); ``zero_is_none``: the flag's 0 means None ("0 = full data");
     ``meta``: flag metadata replacing the owner field's (``help``, ``choices``, ``flag``,
-    ``on_flag``, ``off_help``, ``cli``, ``metavar``; ``lpt_probe.cli``); ``holder``: the
+    ``on_flag``, ``off_help``, ``cli``, ``metavar``; ``lpt_probe.commands.cli``); ``holder``: the
     class that declares the field, for an owner that holds one of several (:func:`collected`)."""
 
     owner: str | None = None

@@ -2,7 +2,7 @@
 fields of the config dataclasses (``TrainConfig``, ``MIConfig``, ...) get their help text
 as their docstring, so the reference lists each field with what it means.
 
-The package types a field's help once, in ``field(metadata=...)`` (``lpt_probe.cli`` turns
+The package types a field's help once, in ``field(metadata=...)`` (``lpt_probe.commands.cli`` turns
 it into the flag's help); griffe reads the source without running it and would show the
 fields bare, with ``field(...)`` calls as their values. This reads the runtime dataclass
 instead, for the classes whose fields carry metadata, and puts the help text (and the

@@ -82,7 +82,7 @@ def command_help(name: str) -> str:
 
     if name not in COMMANDS:
         raise PluginError(f"<!-- lpt-probe-help: {name} -->: no such command; the commands are {', '.join(COMMANDS)}")
-    module = importlib.import_module(f"lpt_probe.{name}")
+    module = importlib.import_module(f"lpt_probe.commands.{name}")
     parser = module.build_parser()
     parser.prog = f"python -m lpt_probe.{name}"
     with _columns(HELP_WIDTH):

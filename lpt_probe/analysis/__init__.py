@@ -1,8 +1,13 @@
 """Analyses of trained models: per-layer representations, I(h;y), projections, influence.
 
-- ``config`` (no torch): ``StudyConfig``, ``MIConfig``, ``InfluenceConfig``,
-  ``Section4Config`` and the choices their flags list (re-exported where they ran before).
-- ``representations``: vectors and sequences of every hidden state (shared frozen pass).
-- ``mi``: ``MIConfig`` and ``run_mi``, the paper's Figure 2 (right) with controls.
-- ``projection`` (no torch) and ``prompt_projection``: the paper's Figure 6.
+Two levels (``tests/unit/test_cli.py`` checks that the lower never imports the upper):
+
+- ``engine/``: what runs any study (the declared ``Study`` and its phases, the executors,
+  probe pieces, stored representations);
+- the analyses, one folder each: ``mi/`` (I(h;y), the paper's Figure 2 right),
+  ``influence/``, ``section4/`` (the paper's claims), ``projection/`` (Figure 6).
+
+Beside them, read by both: ``config`` (no torch: ``StudyConfig``, ``MIConfig``,
+``InfluenceConfig``, ``Section4Config`` and the choices their flags list) and ``results``
+(no torch: what the studies return); ``plan``: what ``--plan`` prints for each study.
 """

@@ -2,11 +2,11 @@
 ``InfluenceConfig``, ``Section4Config``.
 
 Config dataclasses in the style of peft's: one field per setting with its help text (the
-flags of ``mi``, ``influence`` and ``section4`` are generated from them, ``lpt_probe.cli``),
+flags of ``mi``, ``influence`` and ``section4`` are generated from them, ``lpt_probe.commands.cli``),
 checks in ``__post_init__``, saved in ``run.json`` beside the results. They compose rather
 than copy (``lpt_probe.compose``): ``StudyConfig`` holds what every study shares (``train``,
 a ``TrainConfig``; ``late_prompt``, a ``LatePromptConfig``; ``grid``, a ``PromptGrid``;
-``output``, an ``OutputConfig``; ``lpt_probe.analysis.study`` says what a study is), ``mi``'s
+``output``, an ``OutputConfig``; ``lpt_probe.analysis.engine.conditions`` says what a study is), ``mi``'s
 options are one ``MIOptions`` and ``influence``'s one ``InfluenceOptions``, held by their
 study's config and by ``Section4Config``, which hands them to its stages (``mi_config``,
 ``influence_config``). Each class's ``FLAT`` table gives the flat names its flags and its
@@ -15,13 +15,14 @@ They live apart from the code that runs them
 (``mi``, ``influence``, ``section4``, which re-export them) so that ``--help`` and building a
 config import no torch; what needs sklearn to check (is ``--probe-grid`` a grid of that
 probe?) is imported when a config is built. A config keeps the ``--device`` asked for
-(``auto`` stays ``auto``); a study resolves it when it starts (``engine.Study.device``), each
+(``auto`` stays ``auto``); a study resolves it when it starts (``engine.base.Study.device``), each
 Ray worker on its own machine.
 
 The choices the flags list live here too: ``REPRESENTATIONS`` (re-exported by
-``representations``), ``GRADIENT_LOSSES`` (``influence_measures``), ``PROJECTION_METHODS``
+``representations``), ``GRADIENT_LOSSES`` (``influence.measures``), ``PROJECTION_METHODS``
 (``projection.METHODS``), and the "execution" flags of ``mi`` and ``influence``
-(:func:`add_execution_args`, re-exported by ``remote``).
+(``EXECUTION_HELP``: their help texts; ``lpt_probe.commands.cli.add_execution_args``
+turns them into flags).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
-from ..cli import add_config_args
 from ..compose import OWN, Flat, composed, flat_settings, from_settings, nested, via
 from ..data.sources import task_slug
 from ..layers import check_unique
@@ -45,7 +45,7 @@ from ..runs.config import SPLITS, ExecutorConfig, GridRun, TrainConfig
 
 REPRESENTATIONS = ("cls", "mask", "mean")  # the vectors per example a vector probe reads (representations.py)
 GRADIENT_LOSSES = ("train", "label_words")  # the losses influence's signal measures differentiate
-PROJECTION_METHODS = ("umap", "tsne", "pca")  # project --method (lpt_probe.analysis.projection)
+PROJECTION_METHODS = ("umap", "tsne", "pca")  # project --method (lpt_probe.analysis.projection.compute)
 PROBE_INPUTS = TransformerProbeOptions.INPUTS
 
 
@@ -66,12 +66,6 @@ EXECUTION_HELP = {
 }
 
 
-def add_execution_args(parser) -> None:
-    """The "execution" flags of ``mi`` and ``influence``: ``--executor``, ``--address``,
-    ``--cpus-per-run``, ``--gpus-per-run`` (the sweep's names)."""
-    add_config_args(parser.add_argument_group("execution"), ExecutorConfig, skip=("retries",), helps=EXECUTION_HELP)
-
-
 def check_at_least(config, minimum: int, *names: str, optional: bool = False) -> None:
     """Each field of ``names`` is >= ``minimum`` (``optional``: or None), else one error
     naming the field, its flag, the value and the bound."""
@@ -84,7 +78,7 @@ def check_at_least(config, minimum: int, *names: str, optional: bool = False) ->
 
 
 def field_help(text: str, **kw) -> dict:
-    """A config field's metadata: its ``--help`` text and flag options (``lpt_probe.cli``)."""
+    """A config field's metadata: its ``--help`` text and flag options (``lpt_probe.commands.cli``)."""
     return {"help": text, **kw}
 
 

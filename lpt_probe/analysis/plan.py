@@ -55,10 +55,10 @@ from ..runs.planning import Plan, layer_seconds, size, training_seconds, worker_
 from ..runs.run import SPLITS
 from ..runs.sweep import SweepConfig
 from ..runs.sweep_plan import plan_sweep
-from .influence import InfluenceRun
-from .mi import MIRun
-from .representations import EXTRACT_BATCH, frozen_vectors
-from .pieces import PieceJob, fit_piece
+from .influence.study import InfluenceRun
+from .mi.study import MIRun
+from .engine.representations import EXTRACT_BATCH, frozen_vectors
+from .engine.pieces import PieceJob, fit_piece
 
 __all__ = ["plan_mi", "plan_influence", "plan_section4", "piece_seconds", "influence_layer_passes"]
 
@@ -208,7 +208,7 @@ def plan_influence(cfg, command: str = "python -m lpt_probe.influence", calibrat
 
 
 def influence_layer_passes(L: int, prompt_layer: int) -> int:
-    """Layer passes per batch of one influence piece at ``prompt_layer`` (``influence_measures``):
+    """Layer passes per batch of one influence piece at ``prompt_layer`` (``influence.measures``):
     the frozen reference (L), the prompt model's lower and upper pass (L), the two log-prob
     drops at every j >= PL (layers j..L each: ``above * (above + 1)`` with ``above = L - PL + 1``)
     and the gradient's forward and backward through the upper layers (about 3 x above)."""

@@ -84,7 +84,7 @@ class MIResult(NamedTuple):
         return self.tables["pvi"]
 
     def summary(self) -> str:
-        """The tables the ``mi`` command prints (``lpt_probe.analysis.mi.summary_table``,
+        """The tables the ``mi`` command prints (``lpt_probe.analysis.mi.study.summary_table``,
         through the run: this module imports no study module)."""
         return self.run.summary(self.mi, self.diff)
 
@@ -113,7 +113,7 @@ class InfluenceResult(NamedTuple):
         return Path(self.run.out)
 
     def summary(self) -> str:
-        """The table the ``influence`` command prints (``lpt_probe.analysis.influence.summary_table``,
+        """The table the ``influence`` command prints (``lpt_probe.analysis.influence.study.summary_table``,
         through the run: this module imports no study module)."""
         return self.run.summary(self.table)
 

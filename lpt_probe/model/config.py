@@ -1,7 +1,7 @@
 """``LatePromptConfig``: what a late prompt is, with its constants, and no torch.
 
 A config dataclass in the style of peft's ``PromptTuningConfig``: one field per setting with
-its help text (the command-line flags are generated from them, ``lpt_probe.cli``), checks in
+its help text (the command-line flags are generated from them, ``lpt_probe.commands.cli``), checks in
 ``__post_init__``, saved as JSON beside a run. It lives apart from the model
 (``lpt_probe.model.late_prompt``, which re-exports it) so that ``--help`` and building a
 config import no torch: the methods and generators it checks against are the torch-free

@@ -146,7 +146,7 @@ class LatePromptModel(nn.Module):
 
         ``blocked`` (opt-in, default None = the plain forward): layer index -> [batch, q, k]
         bool over the l + seq positions, pairs that layer must not attend
-        (``Backbone.run_layers``); ``lpt_probe.analysis.influence`` hides the prompt with it."""
+        (``Backbone.run_layers``); ``lpt_probe.analysis.influence.study`` hides the prompt with it."""
         h, mask, prompt = self.insert(h_low, attention_mask)
         n = h.shape[1]
         positions = torch.arange(n, device=h.device).expand(h.shape[0], n)  # [batch, l + seq]

@@ -8,7 +8,7 @@ MLP probes have none (:class:`ProbeOptions`). A family names its options class i
 from a config's flat ``probe_<option>`` flags (``MIOptions.probe_layers`` is ``--probe-layers``,
 the transformer probe's ``layers``), and the options check themselves, naming the flag.
 
-Start at :class:`ProbeOptions`: its methods are every question ``lpt_probe.analysis.mi``
+Start at :class:`ProbeOptions`: its methods are every question ``lpt_probe.analysis.mi.study``
 asks a probe (constructor arguments, what a cached piece's key holds, whether its probes
 need the live backbone, which hidden states a prompt changes for it, what it reads), so
 the analysis asks the probe instead of branching on its options.

@@ -1,7 +1,7 @@
 """The settings of runs, without torch: ``TrainConfig``, ``SweepConfig``, ``ExecutorConfig``.
 
 Config dataclasses in the style of peft's: one field per setting with its help text (the
-command-line flags of ``train`` and ``sweep`` are generated from them, ``lpt_probe.cli``),
+command-line flags of ``train`` and ``sweep`` are generated from them, ``lpt_probe.commands.cli``),
 checks in ``__post_init__``, saved as JSON beside the results. They live apart from the code
 that runs them (``trainer``, ``sweep``, ``executors``, which re-export them) so that
 ``--help`` and building a config import no torch. A config keeps the ``--device`` asked for

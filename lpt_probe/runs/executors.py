@@ -24,7 +24,7 @@ Both call ``on_done(cell, result)`` as each cell finishes; ``lpt_probe.runs.swee
 aggregates. ``result`` carries ``status`` and ``error``; the run folder's ``meta.json``
 the rest (``rss_mb``: the process's resident memory when the cell finished).
 ``mi`` and ``influence`` train their prompts through ``run_ray`` too and build on
-``connect`` and ``prepared_in_worker`` (``lpt_probe.analysis.remote``). Ray's settings
+``connect`` and ``prepared_in_worker`` (``lpt_probe.analysis.engine.executors``). Ray's settings
 given with the local executor are an error naming the flag, not silently ignored.
 """
 
@@ -154,7 +154,7 @@ _WORKER_PREPARED: dict[tuple, Prepared] = {}
 
 def prepared_in_worker(tc: TrainConfig) -> Prepared:
     """In a Ray worker: the model and data ``tc`` needs, loaded once per worker (the last
-    one loaded is kept; ``lpt_probe.analysis.remote`` builds its studies on it too)."""
+    one loaded is kept; ``lpt_probe.analysis.engine.executors`` builds its studies on it too)."""
     key = tuple(getattr(tc, k) for k in PREPARE_KEYS)
     if key not in _WORKER_PREPARED:
         _WORKER_PREPARED.clear()  # one model per worker at a time

@@ -195,7 +195,7 @@ def training_seconds(prepared, runs: list[tuple[LatePromptConfig, TrainConfig]],
     return {"cache": cache, "train": train}, {f"step_seconds_{m}_{g}_pl{pl}": v for (m, g, pl), v in at.items()}
 
 
-def worker_start_seconds(module: str = "lpt_probe.analysis.pieces") -> float:
+def worker_start_seconds(module: str = "lpt_probe.analysis.engine.pieces") -> float:
     """A fresh interpreter importing ``module``: what a worker process pays before its first task."""
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", f"import {module}"], check=True, capture_output=True)

@@ -19,7 +19,7 @@ tunable params, tokens/s, peak memory, resident memory when the cell finished, w
 status, error, run folder), ``curves.csv`` and ``sweep.json`` (the three configs, versions,
 data fingerprints, status; with the local executor ``phase_seconds``: this invocation's
 lower-layer cache and cells, the phases ``--plan`` estimates) are rewritten after every
-cell. The command draws the figures (``lpt_probe.sweep.draw``).
+cell. The command draws the figures (``lpt_probe.commands.sweep.draw``).
 """
 
 from __future__ import annotations

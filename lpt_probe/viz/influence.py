@@ -6,7 +6,7 @@ puts them beside accuracy, convergence and I(h; y). Never imports torch.
 (init | step-N | trained), layer (hidden state j), quantity (attention_mass, displacement,
 cosine, logprob_drop_layer, logprob_drop_from, grad_norm, grad_coherence), position
 (prediction, text_mean, prompt), value, ci_low, ci_high, n. What each quantity means:
-``lpt_probe.analysis.influence``.
+``lpt_probe.analysis.influence.study``.
 """
 
 from __future__ import annotations

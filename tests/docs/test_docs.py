@@ -90,7 +90,7 @@ def test_cli_reference_has_every_commands_help(site):
 
 def test_no_page_shows_raw_rest_markup(site):
     """Docstrings are reST-flavoured (``x``, :mod:`x`); no built page shows that markup raw:
-    the CLI help pages print it through ``lpt_probe.cli.plain_text``."""
+    the CLI help pages print it through ``lpt_probe.commands.cli.plain_text``."""
     role = re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|obj|exc):`")
     for page in site.rglob("*.html"):
         text = page.read_text()
@@ -99,7 +99,7 @@ def test_no_page_shows_raw_rest_markup(site):
 
 
 def test_plain_text_strips_roles_and_literals():
-    from lpt_probe.cli import plain_text
+    from lpt_probe.commands.cli import plain_text
 
     assert plain_text("with :mod:`lpt_probe.viz` and ``--plan`` or :func:`~a.b`") == "with lpt_probe.viz and --plan or a.b"
 

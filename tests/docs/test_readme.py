@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from docs_site import fenced_blocks, markdown_pages
-from lpt_probe.analysis.influence import InfluenceConfig
-from lpt_probe.analysis.mi import MIConfig
-from lpt_probe.analysis.section4 import Section4Config
+from lpt_probe.analysis.influence.study import InfluenceConfig
+from lpt_probe.analysis.mi.study import MIConfig
+from lpt_probe.analysis.section4.study import Section4Config
 from lpt_probe.runs.sweep import default_out as sweep_default_out
 from lpt_probe.runs.trainer import TrainConfig
 

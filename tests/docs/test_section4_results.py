@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lpt_probe.analysis.section4 import claims_markdown, study_examples
-from lpt_probe.analysis.section4_tables import cost_markdown, learned_markdown
-from lpt_probe.analysis.verdicts import judge
+from lpt_probe.analysis.section4.study import claims_markdown, study_examples
+from lpt_probe.analysis.section4.tables import cost_markdown, learned_markdown
+from lpt_probe.analysis.section4.verdicts import judge
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results" / "section4"

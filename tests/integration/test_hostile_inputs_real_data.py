@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_hostile_inputs import ENV, TINY, one_line_error, refused, status
 
-from lpt_probe import mi, train
+from lpt_probe.commands import mi, train
 from lpt_probe.model.loading import resolve_device
 from lpt_probe.runs.trainer import TrainConfig
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lpt_probe import influence as cli
-from lpt_probe.analysis.influence import COLUMNS, Condition, InfluenceConfig, InfluenceRun
+from lpt_probe.commands import influence as cli
+from lpt_probe.analysis.influence.study import COLUMNS, Condition, InfluenceConfig, InfluenceRun
 from lpt_probe.runs.folders import load_run
 
 

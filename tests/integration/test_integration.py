@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lpt_probe import mi, sweep, train
-from lpt_probe.analysis import pieces as pieces_mod
-from lpt_probe.analysis.mi import MIRun
+from lpt_probe.commands import mi, sweep, train
+from lpt_probe.analysis.engine import pieces as pieces_mod
+from lpt_probe.analysis.mi.study import MIRun
 from lpt_probe.runs import run as runs_run
 from lpt_probe.runs.folders import check_run
 from lpt_probe.runs.trainer import TrainConfig
@@ -205,8 +205,8 @@ def test_mi_trains_its_prompts_from_one_shared_cache_exactly_as_one_by_one(data_
     """A study's prompts train as a sweep's cells (``LocalStudy.train``: every start state
     in one frozen pass); each prompt equals the one ``train`` makes alone with its own
     cache: same curve, same metrics, same weights."""
-    from lpt_probe.analysis.mi import MIConfig
-    from lpt_probe.analysis.remote import LocalStudy
+    from lpt_probe.analysis.mi.study import MIConfig
+    from lpt_probe.analysis.engine.executors import LocalStudy
     from lpt_probe.runs.executors import ExecutorConfig
 
     cfg = MIConfig(task="trec", data_dir=str(data_dir), prompt_layers="2,4", seeds=(13, 21), steps=4, eval_every=2,

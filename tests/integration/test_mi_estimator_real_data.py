@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lpt_probe.analysis.mi import MIConfig, MIRun
+from lpt_probe.analysis.mi.study import MIConfig, MIRun
 
 
 @pytest.mark.integration

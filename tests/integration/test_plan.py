@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pytest
 
-from lpt_probe import influence, mi, sweep
-from lpt_probe.analysis.mi import MIConfig
+from lpt_probe.commands import influence, mi, sweep
+from lpt_probe.analysis.mi.study import MIConfig
 from lpt_probe.analysis.plan import plan_mi
 from lpt_probe.runs.planning import timing_batches
 
@@ -140,7 +140,7 @@ def test_an_influence_piece_runs_the_layer_passes_the_plan_counts(prompt_layer):
     forward), plus the backward through the upper layers the count takes as 2 x above."""
     import torch
 
-    from lpt_probe.analysis.influence_measures import forward_measures, gradient_measures
+    from lpt_probe.analysis.influence.measures import forward_measures, gradient_measures
     from lpt_probe.analysis.plan import influence_layer_passes
     from lpt_probe.model.backbone import Backbone
     from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel

@@ -13,9 +13,9 @@ import pytest
 from figure_data import curves_table, mi_table, sweep_table
 from test_section4 import diff_table, influence_table
 
-from lpt_probe import section4 as cli
-from lpt_probe.analysis.section4 import CLAIMS, claims_markdown, read_paper_layers, section4_claims, study_examples
-from lpt_probe.analysis.verdicts import judge
+from lpt_probe.commands import section4 as cli
+from lpt_probe.analysis.section4.study import CLAIMS, claims_markdown, read_paper_layers, section4_claims, study_examples
+from lpt_probe.analysis.section4.verdicts import judge
 
 PAPER = "lpt_paper_efficiency_tables_5_10.csv"
 

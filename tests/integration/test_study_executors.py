@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from lpt_probe import influence, mi, sweep
+from lpt_probe.commands import influence, mi, sweep
 
 pytestmark = pytest.mark.integration
 

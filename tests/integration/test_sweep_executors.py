@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lpt_probe import sweep
+from lpt_probe.commands import sweep
 from lpt_probe.runs.sweep import build_grid
 
 pytestmark = pytest.mark.integration
@@ -129,7 +129,7 @@ def test_unknown_method_is_an_error_naming_the_known(data_dir, tmp_path, capsys)
 
 @pytest.mark.parametrize("method", ["lora", "p-tuning-v2"])
 def test_baseline_run_from_the_cli_reloads_into_a_predictor(method, data_dir, tmp_path, capsys):
-    from lpt_probe import train
+    from lpt_probe.commands import train
     from lpt_probe.runs.predict import Predictor
 
     out = tmp_path / method

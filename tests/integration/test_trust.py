@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lpt_probe import mi, store, train
+from lpt_probe import store
+from lpt_probe.commands import mi, train
 from lpt_probe.analysis.config import MIConfig, study_settings
 from lpt_probe.runs import run as runs_run
 from lpt_probe.runs.folders import RunNotUsable, check_run, load_run

@@ -16,8 +16,8 @@ from test_adapters import tiny_bundle, toy_task  # noqa: F401 (fixture)
 from test_late_prompt import WORDS, synthetic
 from tiny import tiny_model
 
-from lpt_probe.analysis.representations import extract_many
-from lpt_probe.cli import add_config_args, config_from_args
+from lpt_probe.analysis.engine.representations import extract_many
+from lpt_probe.commands.cli import add_config_args, config_from_args
 from lpt_probe.model.backbone import Backbone
 from lpt_probe.model.cache import LowerLayerCache
 from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from lpt_probe import figures, mi, project, sweep, train
-from lpt_probe.analysis.mi import MIConfig
-from lpt_probe.cli import add_config_args, config_from_args
+from lpt_probe.commands import figures, mi, project, sweep, train
+from lpt_probe.analysis.mi.study import MIConfig
+from lpt_probe.commands.cli import add_config_args, config_from_args
 from lpt_probe.model.generators import GENERATORS
 from lpt_probe.model.methods import METHODS
 from lpt_probe.probing import PROBES, LinearProbe
@@ -116,26 +116,29 @@ def test_no_private_names_cross_modules_and_commands_stay_apart():
     assert proc.stdout == "", proc.stdout
     commands = {"train", "mi", "sweep", "figures", "project", "influence", "section4"}
     for name in commands:
-        path = REPO / "lpt_probe" / f"{name}.py"
-        if not path.exists():
-            continue
+        path = REPO / "lpt_probe" / "commands" / f"{name}.py"
         tree = ast.parse(path.read_text())
         imported = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1
                     and n.module}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1
                      and n.module is None for a in n.names}
-        assert not (imported & (commands - {name})), f"{name}.py imports command module(s) {imported & commands}"
+        assert not (imported & (commands - {name})), f"commands/{name}.py imports command module(s) {imported & commands}"
 
 
 # The layers the README's Architecture section states; each module imports only from its own
-# layer or the layers above it (a lower number).
-LAYERS = {"layers": 1, "store": 1, "compose": 1, "outputs": 1, "progress": 1, "cli": 1, "registry": 1,
-          "model": 2, "data": 2, "runs": 3, "analysis": 4, "probing": 4, "viz": 4, "train": 5, "mi": 5, "influence": 5, "sweep": 5,
-          "section4": 5, "project": 5, "figures": 5, "__main__": 5}
+# layer or the layers above it (a lower number). The library (1-4) never imports the commands.
+LAYERS = {"layers": 1, "store": 1, "compose": 1, "outputs": 1, "progress": 1, "registry": 1, "model": 2, "data": 2,
+          "runs": 3, "analysis": 4, "probing": 4, "viz": 4, "commands": 5, "__main__": 5,
+          **{shim: 5 for shim in ("train", "mi", "influence", "sweep", "section4", "project", "figures")}}
+# Inside analysis/: the engine runs any study and never imports an analysis; section4 composes
+# mi and influence; plan builds every study's run.
+ANALYSIS_LAYERS = {"__init__": 0, "config": 1, "results": 1, "engine": 2, "mi": 3, "influence": 3, "projection": 3,
+                   "section4": 4, "plan": 5}
 
 
-def _layer_of(parts: list[str]) -> int:
-    return LAYERS[parts[0]]
+def _layer_of(parts: list[str]) -> tuple[int, int]:
+    inner = ANALYSIS_LAYERS[parts[1]] if parts[0] == "analysis" and len(parts) > 1 else 0
+    return LAYERS[parts[0]], inner
 
 
 def test_every_module_imports_only_from_its_layer_or_above():
@@ -143,7 +146,7 @@ def test_every_module_imports_only_from_its_layer_or_above():
         rel = path.relative_to(REPO / "lpt_probe").with_suffix("").parts
         if rel == ("__init__",):
             continue  # the package root names the public API lazily (importlib), importing nothing
-        mine = _layer_of(list(rel))
+        own = _layer_of(list(rel))
         package = list(rel[:-1])  # the package this module sits in, relative to lpt_probe
         for node in ast.walk(ast.parse(path.read_text())):
             targets = []
@@ -156,8 +159,30 @@ def test_every_module_imports_only_from_its_layer_or_above():
             for target in targets:
                 if target and target[0] in LAYERS:
                     theirs = _layer_of(target)
+                    same = target[0] == rel[0] == "analysis"  # inside analysis/: its own levels too
+                    theirs, mine = (theirs, own) if same else (theirs[0], own[0])
                     assert theirs <= mine, (f"lpt_probe/{'/'.join(rel)}.py (layer {mine}) imports "
                                             f"{'.'.join(target)} (layer {theirs}), a layer below it")
+
+
+def test_the_library_imports_no_command_code():
+    """What turns a config's field metadata into flags is the commands' (``commands/cli.py``);
+    the library (everything outside ``commands/``, ``__main__`` and the ``python -m`` shims)
+    imports none of it, not even inside a function, and no argparse."""
+    for path in sorted((REPO / "lpt_probe").rglob("*.py")):
+        rel = path.relative_to(REPO / "lpt_probe").with_suffix("").parts
+        if rel[0] == "commands" or (len(rel) == 1 and LAYERS.get(rel[0]) == 5) or rel == ("__init__",):
+            continue
+        name = _module_of(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                targets = _resolve(name, path.name == "__init__.py", node)
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            bad = [t for t in targets if t == "argparse" or t.startswith("lpt_probe.commands")]
+            assert not bad, (f"lpt_probe/{'/'.join(rel)}.py:{node.lineno} imports {bad}: the library declares "
+                             "its settings, the commands build flags")
 
 
 SIZE_WARNING_LINES = 400  # a module a reader can hold in their head (issue 25); split along concepts (issue 35)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from figure_data import check_pdf, mi_table, sweep_table, write_results
 
-from lpt_probe import figures
+from lpt_probe.commands import figures
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,7 +111,7 @@ def test_help_lists_every_subcommand_and_choice(capsys):
 
 def test_as_a_module_without_torch_or_traceback(tmp_path):
     """The drawing side never imports torch; a missing input is one line, not a traceback."""
-    code = ("import sys; import lpt_probe.viz, lpt_probe.analysis.projection, lpt_probe.figures, lpt_probe.layers, lpt_probe.probing; "
+    code = ("import sys; import lpt_probe.viz, lpt_probe.analysis.projection.compute, lpt_probe.figures, lpt_probe.layers, lpt_probe.probing; "
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
     proc = subprocess.run([sys.executable, "-m", "lpt_probe.figures", "mi", str(tmp_path / "nowhere")],

@@ -86,7 +86,7 @@ def test_register_generator_makes_a_new_choice_everywhere():
     import torch
     from torch import nn
 
-    from lpt_probe import mi
+    from lpt_probe.commands import mi
     from lpt_probe.model.generators import (DEFAULT_NUM_VIRTUAL_TOKENS, GENERATOR_SPECS, GENERATORS, GeneratorSpec,
                                             register_generator)
     from lpt_probe.model.late_prompt import LatePromptConfig

@@ -24,9 +24,10 @@ import transformers as T
 from figure_data import mi_table
 from tiny import tiny_model
 
-from lpt_probe import figures, influence, mi, project, store, sweep, train
-from lpt_probe.analysis.mi import MIConfig
-from lpt_probe.analysis.study import Condition, unique_conditions
+from lpt_probe import store
+from lpt_probe.commands import figures, influence, mi, project, sweep, train
+from lpt_probe.analysis.mi.study import MIConfig
+from lpt_probe.analysis.engine.conditions import Condition, unique_conditions
 from lpt_probe.data.encoded import check_max_length
 from lpt_probe.data.sources import load_custom_task, task_slug
 from lpt_probe.model import LatePrompt, attach_late_prompt
@@ -137,7 +138,7 @@ def test_figures_and_project_refuse_a_bad_out_before_working(finished_run, tmp_p
         raise AssertionError("project computed before checking --out")
 
     # the command imports its library when it runs (its --help imports none): patch it where it lives
-    monkeypatch.setattr("lpt_probe.analysis.prompt_projection.project_run", never)
+    monkeypatch.setattr("lpt_probe.analysis.projection.run.project_run", never)
     refused(project.main, [str(run), "--out", str(afile), "--quiet"], capsys, "a file of that name exists")
     locked = tmp_path / "locked"
     locked.mkdir()

@@ -17,7 +17,8 @@ import pytest
 from figure_data import mi_table
 from test_hostile_inputs import TINY, refused, toy_task
 
-from lpt_probe import figures, influence, mi, project, section4, store, sweep, train
+from lpt_probe import store
+from lpt_probe.commands import figures, influence, mi, project, section4, sweep, train
 from lpt_probe.outputs import MARKER, ForeignFolder, check_owned, mark_owned, publish_files, staged, staging_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -191,7 +192,7 @@ def test_project_refuses_a_folder_of_other_files_before_working(task, tmp_path, 
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
-    from lpt_probe.analysis import prompt_projection  # the command imports it when it runs: patch it there
+    from lpt_probe.analysis.projection import run as prompt_projection  # the command imports it when it runs: patch it there
 
     real = prompt_projection.project_run
 
@@ -261,7 +262,7 @@ def test_an_all_zero_representation_file_is_computed_again(task, study, tmp_path
 def test_a_constant_matrix_with_the_right_labels_is_caught():
     import numpy as np
 
-    from lpt_probe.analysis.representations import constant_representation
+    from lpt_probe.analysis.engine.representations import constant_representation
 
     labels = np.array([0, 1, 1, 1])
     real = {"labels": labels, "cls": np.random.default_rng(0).normal(size=(3, 4, 5))}

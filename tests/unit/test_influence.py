@@ -13,8 +13,8 @@ import pytest
 import torch
 from tiny import FAMILIES, random_batch, tiny_model
 
-from lpt_probe import influence as cli
-from lpt_probe.analysis.influence import (
+from lpt_probe.commands import influence as cli
+from lpt_probe.analysis.influence.study import (
     COLUMNS,
     InfluenceConfig,
     coherence,
@@ -325,7 +325,7 @@ def influence_table(prompt_layers=(1, 3, 6), seeds=(13, 42), layers=6) -> pd.Dat
 def test_figures_influence_and_section4(tmp_path, capsys):
     from figure_data import check_pdf, write_results
 
-    from lpt_probe import figures
+    from lpt_probe.commands import figures
 
     res = write_results(tmp_path / "res")
     inf = tmp_path / "inf"

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lpt_probe.analysis.compare import condition_differences, effects_table, pooled_rows
-from lpt_probe.analysis.mi import MIConfig
-from lpt_probe.analysis.pieces import PieceJob, ProbeFactory, fit_piece, permutation_seed
+from lpt_probe.analysis.mi.compare import condition_differences, effects_table, pooled_rows
+from lpt_probe.analysis.mi.study import MIConfig
+from lpt_probe.analysis.engine.pieces import PieceJob, ProbeFactory, fit_piece, permutation_seed
 from lpt_probe.data.sources import Example, Split, TaskData, probe_splits
 from lpt_probe.data.tasks import get_task
 from lpt_probe.probing import pooled_null

@@ -1,4 +1,4 @@
-"""Probe pieces (``lpt_probe.analysis.pieces``): the same files in one process or in worker
+"""Probe pieces (``lpt_probe.analysis.engine.pieces``): the same files in one process or in worker
 processes, for vector and sequence probes; a repeated piece is fitted once; the sidecar is
 written last and names the files' hashes."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lpt_probe import store
-from lpt_probe.analysis import pieces
+from lpt_probe.analysis.engine import pieces
 from lpt_probe.probing import Sequences
 
 
@@ -73,7 +73,7 @@ def test_a_pieces_scratch_files_go_when_it_is_done(tmp_path, n_jobs):
     been fitted, and a repeated piece's at once; the results equal in-memory states'."""
     import dataclasses
 
-    from lpt_probe.analysis.rep_files import SequenceFile
+    from lpt_probe.analysis.engine.rep_files import SequenceFile
 
     jobs, mapped = _jobs(tmp_path / "ram", "sequence"), []
     for job in jobs:
@@ -100,7 +100,7 @@ def test_a_piece_is_done_only_with_its_key_and_its_files_as_sealed(tmp_path):
     sidecar is written last with the key and each file's sha256; a piece counts as done
     only for that key and while every file keeps its hash. An influence sidecar of the
     older layout (hashes at the top level) is still read."""
-    from lpt_probe.analysis.engine import piece_done, seal_piece
+    from lpt_probe.analysis.engine.base import piece_done, seal_piece
 
     files = {"csv": tmp_path / "p.csv", "npz": tmp_path / "p.npz"}
     files["csv"].write_text("a,b\n1,2\n")

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from lpt_probe import store
-from lpt_probe.analysis.mi import MIConfig, MIRun
-from lpt_probe.analysis.study import Condition
+from lpt_probe.analysis.mi.study import MIConfig, MIRun
+from lpt_probe.analysis.engine.conditions import Condition
 from lpt_probe.probing import (PROBES, LinearProbe, ProbeOptions, TransformerProbe, TransformerProbeOptions,
                                probe_options)
 
@@ -159,11 +159,11 @@ def test_mi_asks_the_probe(monkeypatch):
 
 
 def test_mi_no_longer_branches_on_the_transformer_probes_options():
-    """mi, mi_store and the executors read none of the option flags (MIConfig only declares
+    """mi (``mi/study.py``, ``mi/store.py``) and the executors read none of the option flags (MIConfig only declares
     them) and ask ``cfg.mi.probe_options``; what is left is one dispatch on the probe's input
     kind, where ``MIRun.phases`` declares vector or sequence pieces (the executors know
     neither)."""
-    for name, allowed in (("mi.py", {"sequence_probe": 1}), ("mi_store.py", {}), ("remote.py", {})):
+    for name, allowed in (("mi/study.py", {"sequence_probe": 1}), ("mi/store.py", {}), ("engine/executors.py", {})):
         tree = ast.parse((REPO / "lpt_probe" / "analysis" / name).read_text())
         read: dict[str, int] = {}
         for node in ast.walk(tree):

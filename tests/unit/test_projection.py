@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lpt_probe.analysis.projection import (
+from lpt_probe.analysis.projection.compute import (
     knn_overlap,
     load_projection,
     neighbourhood_agreement,

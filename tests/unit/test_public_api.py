@@ -51,16 +51,20 @@ def test_lpt_probe_command_dispatches(capsys):
         main(["mi", "--help"])
     assert exc.value.code == 0 and "--prompt-layers" in capsys.readouterr().out
     for name in COMMANDS:  # every command module has main(argv)
-        __import__(f"lpt_probe.{name}")
-        assert callable(sys.modules[f"lpt_probe.{name}"].main)
+        __import__(f"lpt_probe.commands.{name}")
+        assert callable(sys.modules[f"lpt_probe.commands.{name}"].main)
 
 
-def test_train_is_one_object_whatever_was_imported_first():
-    """``from lpt_probe import train`` gives the command module, callable as the library's
-    ``train`` (the names would otherwise clash and depend on import order)."""
-    for first in ("import lpt_probe.train", "from lpt_probe import run_mi", "pass"):
-        code = (f"{first}\nfrom lpt_probe import train\nimport lpt_probe.train as m\nfrom lpt_probe.runs.run import "
-                "train as f\nassert train is m and callable(train) and train.main and f is not train\n"
+def test_train_is_the_library_function_whatever_was_imported_first():
+    """``from lpt_probe import train`` gives ``lpt_probe.runs.run.train`` (the command is
+    ``lpt_probe.commands.train``), whatever ran before, the ``train`` command included;
+    ``import lpt_probe.train`` (the ``python -m`` shim) is refused, naming both."""
+    for first in ("import lpt_probe.commands.train", "from lpt_probe import run_mi", "pass",
+                  "from lpt_probe.__main__ import main\ntry:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass"):
+        code = (f"{first}\nfrom lpt_probe import train\nfrom lpt_probe.runs.run import train as f\n"
+                "import lpt_probe\nassert train is f and lpt_probe.train is f, train\n"
                 "import inspect\nassert inspect.signature(f).parameters")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert out.returncode == 0, (first, out.stderr)
+    out = subprocess.run([sys.executable, "-c", "import lpt_probe.train"], capture_output=True, text=True)
+    assert out.returncode == 1 and "the train command's module is lpt_probe.commands.train" in out.stderr

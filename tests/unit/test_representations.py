@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpt_probe.analysis.representations import (StoredArray, extract, extract_many, frozen_vectors, layer_sequences,
+from lpt_probe.analysis.engine.representations import (StoredArray, extract, extract_many, frozen_vectors, layer_sequences,
                                                 load_representations, open_representations, save_representations)
 from lpt_probe.data.encoded import Encoded
 from lpt_probe.model.backbone import Backbone
@@ -188,7 +188,7 @@ def test_which_hidden_states_share_the_frozen_models_piece():
     a sequence probe reading the prompt positions too sees the prompt from PL-1 on."""
     from types import SimpleNamespace
 
-    from lpt_probe.analysis.mi import Condition, MIConfig, MIRun
+    from lpt_probe.analysis.mi.study import Condition, MIConfig, MIRun
 
     cond = Condition("lpt-pl3-s13", "lpt", 3, 13)
     frozen = Condition("frozen", "frozen", 0, 0)
@@ -201,8 +201,8 @@ def test_which_hidden_states_share_the_frozen_models_piece():
 
 # -- streamed to disk: the same bytes, one batch in memory -------------------------------------------
 def _files(folder, models, L, n, d):
-    from lpt_probe.analysis.rep_files import StreamedSafetensors
-    from lpt_probe.analysis.representations import representation_specs
+    from lpt_probe.analysis.engine.rep_files import StreamedSafetensors
+    from lpt_probe.analysis.engine.representations import representation_specs
 
     return {name: StreamedSafetensors(folder / f"{name}.safetensors",
                                       representation_specs(L, n, d, m.l if m is not None else None))
@@ -232,7 +232,7 @@ def test_streamed_extraction_writes_the_bytes_of_the_arrays_saved_at_once(tmp_pa
 
 
 def test_an_interrupted_streamed_file_leaves_nothing(tmp_path):
-    from lpt_probe.analysis.rep_files import StreamedSafetensors
+    from lpt_probe.analysis.engine.rep_files import StreamedSafetensors
 
     with pytest.raises(RuntimeError, match="stop"):
         with StreamedSafetensors(tmp_path / "x.safetensors", {"a": (np.float16, (3, 2))}) as f:

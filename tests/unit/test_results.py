@@ -18,9 +18,9 @@ import pytest  # noqa: E402
 
 import lpt_probe  # noqa: E402
 from lpt_probe import store  # noqa: E402
-from lpt_probe.analysis.influence import InfluenceRun  # noqa: E402
-from lpt_probe.analysis.influence import summary_table as influence_summary  # noqa: E402
-from lpt_probe.analysis.mi import MIConfig, MIRun, summary_table  # noqa: E402
+from lpt_probe.analysis.influence.study import InfluenceRun  # noqa: E402
+from lpt_probe.analysis.influence.study import summary_table as influence_summary  # noqa: E402
+from lpt_probe.analysis.mi.study import MIConfig, MIRun, summary_table  # noqa: E402
 from lpt_probe.analysis.results import InfluenceResult, MIResult, Section4Result  # noqa: E402
 
 STUDY = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "section4" / "trec_minilm"

@@ -9,7 +9,7 @@ import pandas as pd
 from figure_data import LAYERS, curves_table, mi_table, sweep_table
 from test_verdicts import study as synthetic_study
 
-from lpt_probe.analysis.section4 import CLAIMS, section4_claims
+from lpt_probe.analysis.section4.study import CLAIMS, section4_claims
 
 
 def influence_table(falls=True, rises=True, layers=(1, 3, 6), seeds=(13, 42)) -> pd.DataFrame:
@@ -62,7 +62,7 @@ def test_a_rerun_keeps_what_the_study_cost(tmp_path):
     resumed or rerun study still reports its cost); another study's seconds are not added."""
     import dataclasses
 
-    from lpt_probe.analysis.section4 import Section4Config, earlier_seconds
+    from lpt_probe.analysis.section4.study import Section4Config, earlier_seconds
 
     cfg = Section4Config(task="trec", out=str(tmp_path), steps=40, device="cpu")
     settings = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lpt_probe import store
-from lpt_probe.analysis.study import StudyOutput
+from lpt_probe.analysis.engine.conditions import StudyOutput
 from lpt_probe.outputs import ResumableOutput
 
 

@@ -1,4 +1,4 @@
-"""The Section 4 verdict engine (``lpt_probe.analysis.verdicts``, ``contrasts``) on synthetic studies built
+"""The Section 4 verdict engine (``lpt_probe.analysis.section4.verdicts``, ``contrasts``) on synthetic studies built
 to give each verdict: yes, no, inconclusive and not informative; the hierarchical
 bootstrap, Holm's correction, the learned gate and the coherence null on their own."""
 
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lpt_probe.analysis.contrasts import (CoherenceStat, MeanStat, coherence_null, holm, learned_gate,
+from lpt_probe.analysis.section4.contrasts import (CoherenceStat, MeanStat, coherence_null, holm, learned_gate,
                                           replicate_statistics)
-from lpt_probe.analysis.verdicts import CONTRASTS, StudyExamples, anytime_dev, decide, judge, paper_layers
+from lpt_probe.analysis.section4.verdicts import CONTRASTS, StudyExamples, anytime_dev, decide, judge, paper_layers
 
 L = 6  # paper layers 1, 4, 6
 

@@ -1,6 +1,6 @@
 """Contrasts between conditions measured on the same examples, with intervals over every
 source of variance: the statistics behind the Section 4 verdicts
-(``lpt_probe.analysis.verdicts`` says which contrasts; this module how they are
+(``lpt_probe.analysis.section4.verdicts`` says which contrasts; this module how they are
 estimated). Pure numpy: no model, no files.
 
 A statistic per condition is a mean over examples (``MeanStat``: values [seeds,
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .influence_measures import coherence_replicates
+from ..influence.measures import coherence_replicates
 
 __all__ = ["ALPHA", "CoherenceStat", "Contrast", "MeanStat", "coherence_null", "contrast_table", "holm",
            "learned_gate", "replicate_statistics", "two_sided_p"]
@@ -63,7 +63,7 @@ class MeanStat:
 @dataclass
 class CoherenceStat:
     """Gradient coherence, mean over seeds: ``grams`` [seeds, n, n] of each seed's prompt
-    gradients (``lpt_probe.analysis.influence_measures.coherence_replicates``)."""
+    gradients (``lpt_probe.analysis.influence.measures.coherence_replicates``)."""
 
     grams: np.ndarray
 

@@ -7,7 +7,7 @@ task and model (or reuses finished run folders), then measures them in content-k
 study resolves it when it starts, so a Ray worker resolves ``auto`` on its own machine),
 the conditions' run keys and folders, training or reusing a prompt (:meth:`Study.trained`),
 and the time of each phase. A study declares its work in :meth:`Study.phases`, a generator
-of phases, each one of the kinds below; the executors (``lpt_probe.analysis.remote``: in
+of phases, each one of the kinds below; the executors (``lpt_probe.analysis.engine.executors``: in
 this process, or as Ray tasks) run any study's phases without knowing which study it is:
 
 =======================  ==================================  ===================================
@@ -44,15 +44,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator
 
-from .. import store
-from ..layers import parse_prompt_layers
-from ..model.backbone import Backbone
-from ..model.cache import LowerLayerCache
-from ..model.late_prompt import LatePromptConfig
-from ..model.loading import load_model, model_slug, resolve_device
-from ..runs.run import TrainResult, run_config, train
-from ..runs.trainer import TrainConfig
-from .study import Condition, StudyConfig, run_folder
+from ... import store
+from ...layers import parse_prompt_layers
+from ...model.backbone import Backbone
+from ...model.cache import LowerLayerCache
+from ...model.late_prompt import LatePromptConfig
+from ...model.loading import load_model, model_slug, resolve_device
+from ...runs.run import TrainResult, run_config, train
+from ...runs.trainer import TrainConfig
+from .conditions import Condition, StudyConfig, run_folder
 
 __all__ = ["Phase", "Pieces", "StreamedPieces", "Study", "StudyCalls", "TrainPrompts", "piece_done", "seal_piece"]
 

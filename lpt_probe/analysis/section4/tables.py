@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import store
+from ... import store
 from .verdicts import StudyExamples, anytime_dev, paper_layers
 
 __all__ = ["EXPORTED", "cost_markdown", "export_tables", "learned_markdown", "study_examples"]
 
 
 def study_examples(out: Path, sweep: pd.DataFrame, pvi: pd.DataFrame, L: int) -> StudyExamples:
-    """The per-example tables of a finished study folder (``lpt_probe.analysis.verdicts``):
+    """The per-example tables of a finished study folder (``lpt_probe.analysis.section4.verdicts``):
     each sweep run's ``test_predictions.csv`` and ``dev_correct.npz`` at the paper's three
     layers, ``pvi.csv`` at the top hidden state, ``influence_examples.csv`` and
     ``influence_gram.npz``."""

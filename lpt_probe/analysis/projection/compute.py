@@ -37,8 +37,8 @@ from sklearn.manifold import TSNE, trustworthiness
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 
-from .. import store
-from .config import PROJECTION_METHODS
+from ... import store
+from ..config import PROJECTION_METHODS
 
 logger = logging.getLogger(__name__)
 

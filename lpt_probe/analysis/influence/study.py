@@ -57,7 +57,7 @@ interact in a batch; eval mode). Values are means over examples with a percentil
 bootstrap over examples (``ci_low``, ``ci_high``; the coherence is recomputed on each
 resample); ``n`` = examples.
 
-Caching follows ``lpt_probe.analysis.mi``: prompts are trained (or finished run folders
+Caching follows ``lpt_probe.analysis.mi.study``: prompts are trained (or finished run folders
 reused) under ``runs/<condition>-<key>`` through ``lpt_probe.runs.run.train``; each
 (condition, checkpoint) is one **content-addressed** piece (``pieces/``) keyed by the
 model (run key and checkpoint, or for ``init`` what determines the initial prompt), the
@@ -78,21 +78,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import store
-from ..model.late_prompt import LatePromptModel
-from ..model.loading import identity
-from ..progress import bar
-from ..runs.executors import ExecutorConfig
-from ..runs.folders import load_run
-from ..runs.run import initial_model, prepare, write_npz
-from .engine import Phase, Study, StudyCalls, TrainPrompts, piece_done, seal_piece
-from .influence_measures import GRADIENT_LOSSES, QUANTITIES, coherence, coherence_replicates, forward_measures, gold_logprob  # noqa: F401
-from .influence_measures import gradient_measures, measure, measure_batch, prompt_keys_blocked  # noqa: F401
-from .influence_measures import resample_counts, summarise_coherence, summarise_mean  # noqa: F401 (re-exported)
-from .remote import study_executor
-from .results import InfluenceResult
-from .config import InfluenceConfig  # noqa: F401  (re-exported: the settings live there)
-from .study import Condition, StudyOutput, unique_conditions
+from ... import store
+from ...model.late_prompt import LatePromptModel
+from ...model.loading import identity
+from ...progress import bar
+from ...runs.executors import ExecutorConfig
+from ...runs.folders import load_run
+from ...runs.run import initial_model, prepare, write_npz
+from ..engine.base import Phase, Study, StudyCalls, TrainPrompts, piece_done, seal_piece
+from .measures import GRADIENT_LOSSES, QUANTITIES, coherence, coherence_replicates, forward_measures, gold_logprob  # noqa: F401
+from .measures import gradient_measures, measure, measure_batch, prompt_keys_blocked  # noqa: F401
+from .measures import resample_counts, summarise_coherence, summarise_mean  # noqa: F401 (re-exported)
+from ..engine.executors import study_executor
+from ..results import InfluenceResult
+from ..config import InfluenceConfig  # noqa: F401  (re-exported: the settings live there)
+from ..engine.conditions import Condition, StudyOutput, unique_conditions
 
 logger = logging.getLogger(__name__)
 Tensor = torch.Tensor
@@ -109,7 +109,7 @@ def default_out(cfg: InfluenceConfig) -> Path:
 # -- the run ------------------------------------------------------------------------------
 class InfluenceRun(Study):
     """One ``influence`` invocation: settings, the loaded model and data, the pieces on disk
-    (a :class:`~lpt_probe.analysis.engine.Study`)."""
+    (a :class:`~lpt_probe.analysis.engine.base.Study`)."""
 
     phase_names = ("train", "measure")
     freeze_backbone = True
@@ -236,7 +236,7 @@ def run_influence(cfg: InfluenceConfig, execution: ExecutorConfig | None = None)
     """The whole analysis into ``cfg.output.out``; returns an :class:`~lpt_probe.analysis.results.InfluenceResult`:
     the run, ``influence.csv`` as a DataFrame and ``run.json`` (it unpacks as ``run, table, meta``),
     with ``.summary()`` (the command's table) and ``.plot()`` (its figure).
-    ``execution``: where the work runs (default: this process; ``lpt_probe.analysis.remote``);
+    ``execution``: where the work runs (default: this process; ``lpt_probe.analysis.engine.executors``);
     ``cfg.train.device`` is resolved where the study runs. Drawing is the caller's (the command
     draws ``influence_by_layer.pdf``)."""
     executor = study_executor(execution)

@@ -5,7 +5,7 @@ encodes the chosen split of the task it was trained on (data read again from the
 settings; ``data_dir`` overrides where the files are, and a warning says when their
 fingerprint differs from the one recorded at training), extracts the sentence
 representation at hidden state PL-1 (the generator's input) and the generated prompt of
-every example, and hands both to ``lpt_probe.analysis.projection.projection_table``.
+every example, and hands both to ``lpt_probe.analysis.projection.compute.projection_table``.
 A run without a generator is refused: a plain prompt is the same vector for every input,
 so there is nothing to project.
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data.encoded import encode_split
-from ..runs.folders import load_run
-from ..runs.run import load_data
-from .projection import projection_table
-from .representations import extract
+from ...data.encoded import encode_split
+from ...runs.folders import load_run
+from ...runs.run import load_data
+from .compute import projection_table
+from ..engine.representations import extract
 
 logger = logging.getLogger(__name__)
 

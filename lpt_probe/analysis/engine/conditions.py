@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..outputs import ResumableOutput
-from ..runs.folders import check_run, find_run
-from .config import StudyConfig, check_at_least, field_help  # noqa: F401  (re-exported: the settings live there)
+from ...outputs import ResumableOutput
+from ...runs.folders import check_run, find_run
+from ..config import StudyConfig, check_at_least, field_help  # noqa: F401  (re-exported: the settings live there)
 
 __all__ = ["StudyConfig", "Condition", "StudyOutput", "field_help", "run_folder", "unique_conditions"]
 

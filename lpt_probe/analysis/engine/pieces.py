@@ -8,7 +8,7 @@ arrays, the labels, the probe settings and where the files go; nothing of the mo
 :func:`run_pieces` spreads vector-probe pieces over ``n_jobs`` processes (joblib's
 process pool). Every fit is seeded, so a piece's files are the same wherever and in
 whichever order it ran; each piece writes its three CSVs and then, last, its JSON sidecar
-with their sha256 (the mark that the piece is done; ``lpt_probe.analysis.mi`` reads it).
+with their sha256 (the mark that the piece is done; ``lpt_probe.analysis.mi.study`` reads it).
 
 Why processes: the probes fit with one BLAS / torch thread each (a probe-sized lbfgs fit
 runs slower, not faster, on several threads), so one process leaves every other core idle
@@ -26,11 +26,11 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from .. import store
-from ..probing import make_probe, online_codelength, probe_information, pvi, shuffled_label_control
-from ..progress import bar
-from .engine import seal_piece
-from .config import default_jobs  # noqa: F401  (re-exported)
+from ... import store
+from ...probing import make_probe, online_codelength, probe_information, pvi, shuffled_label_control
+from ...progress import bar
+from .base import seal_piece
+from ..config import default_jobs  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import store
-from ..probing import Sequences
+from ... import store
+from ...probing import Sequences
 
 __all__ = ["StreamedSafetensors", "SequenceFile", "safetensors_layout"]
 

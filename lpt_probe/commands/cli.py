@@ -36,9 +36,11 @@ import types
 import typing
 from typing import Any, Callable, Iterable
 
-from .compose import flat_fields
-from .outputs import staged
-from .store import DamagedFile, DiskFull, FolderBusy, is_url
+from ..compose import flat_fields
+from ..analysis.config import EXECUTION_HELP
+from ..outputs import staged
+from ..runs.config import ExecutorConfig
+from ..store import DamagedFile, DiskFull, FolderBusy, is_url
 
 logger = logging.getLogger(__name__)
 
@@ -309,3 +311,9 @@ def study_main(parser: argparse.ArgumentParser, argv: list[str] | None, cfg_cls,
 
     return run_main(parser, body, interrupted=lambda: f"{state['out']}/{status_file} marked 'interrupted'; rerun "
                                                       "the command to resume (finished pieces are kept)")
+
+
+def add_execution_args(parser) -> None:
+    """The "execution" flags of ``mi`` and ``influence``: ``--executor``, ``--address``,
+    ``--cpus-per-run``, ``--gpus-per-run`` (the sweep's names)."""
+    add_config_args(parser.add_argument_group("execution"), ExecutorConfig, skip=("retries",), helps=EXECUTION_HELP)

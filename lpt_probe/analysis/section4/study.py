@@ -10,13 +10,13 @@ an early prompt being weak. ``run_section4(cfg)`` measures all five on one task:
 
 1. ``sweep/``: a layer sweep (``lpt_probe.runs.sweep``) at every prompt layer of
    ``prompt_layers`` for ``seeds`` (accuracy and dev curves: claims 1 and 2);
-2. ``mi/``: ``lpt_probe.analysis.mi`` at ``analysis_layers`` (1, the middle and the last by
+2. ``mi/``: ``lpt_probe.analysis.mi.study`` at ``analysis_layers`` (1, the middle and the last by
    default) with the frozen model and the controls (claim 3);
-3. ``influence/``: ``lpt_probe.analysis.influence`` at the same layers (claims 4 and 5);
+3. ``influence/``: ``lpt_probe.analysis.influence.study`` at the same layers (claims 4 and 5);
 4. ``claims.csv``: one row per claim with its verdict (yes / no / inconclusive / not
    informative) read off paired contrasts between the paper's three prompt layers (PL 1,
    the middle, the last) with hierarchical-bootstrap intervals and Holm's correction
-   (``lpt_probe.analysis.verdicts``: the rules, the learned gate and the signal's null);
+   (``lpt_probe.analysis.section4.verdicts``: the rules, the learned gate and the signal's null);
    ``contrasts.csv`` (every contrast), ``learned.csv`` (each prompt layer's test accuracy
    against the majority class) and ``section4.json``. The per-example tables the verdicts
    resample are the runs' ``test_predictions.csv`` / ``dev_correct.npz``, mi's ``pvi.csv``
@@ -44,15 +44,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import store
-from ..layers import parse_prompt_layers
-from ..runs.sweep import SweepConfig, run_sweep
-from .config import Section4Config, study_settings  # noqa: F401  (re-exported: the settings live there)
-from .influence import run_influence
-from .mi import MIRun, run_mi
-from .results import Section4Result
-from .study import StudyOutput
-from .section4_tables import export_tables, study_examples
+from ... import store
+from ...layers import parse_prompt_layers
+from ...runs.sweep import SweepConfig, run_sweep
+from ..config import Section4Config, study_settings  # noqa: F401  (re-exported: the settings live there)
+from ..influence.study import run_influence
+from ..mi.study import MIRun, run_mi
+from ..results import Section4Result
+from ..engine.conditions import StudyOutput
+from .tables import export_tables, study_examples
 from .verdicts import StudyExamples, judge, paper_layers
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["Section4Config", "run_section4", "section4_claims", "CLAIMS", "claims_markdown", "default_out",
            "export_tables", "study_examples"]
 
-RULES = {  # claim -> how its verdict is read (lpt_probe.analysis.verdicts)
+RULES = {  # claim -> how its verdict is read (lpt_probe.analysis.section4.verdicts)
     "accuracy": "test accuracy per example: mid - PL1 > 0 and mid - L > 0",
     "convergence": "anytime dev accuracy (area under the kept weights' dev curve) per example: mid - PL1 > 0 and "
                    "mid - L > 0",
@@ -214,7 +214,7 @@ def section4_claims(sweep: pd.DataFrame, curves: pd.DataFrame, mi: pd.DataFrame,
     layers with their 95% intervals and Holm-adjusted p-values), ``reason`` (why not
     informative; a disagreement of the signal's two measures), ``rule``, ``measured``
     (the whole sweep as context: means over seeds, no verdict rests on them), ``paper``,
-    ``head`` and its ``head_note``. The verdicts are :func:`lpt_probe.analysis.verdicts.judge`
+    ``head`` and its ``head_note``. The verdicts are :func:`lpt_probe.analysis.section4.verdicts.judge`
     on ``examples`` (the per-example tables; without them every claim is not informative).
     """
     done = sweep[(sweep["status"] == "complete") & (sweep["method"] == "lpt")]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..probing import paired_difference
+from ...probing import paired_difference
 
 __all__ = ["DIFF_COLUMNS", "condition_differences", "effects_table", "pooled_rows"]
 

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.encoded import Encoded
-from ..model.backbone import Backbone
-from ..model.late_prompt import LatePromptModel
-from ..probing import bootstrap_counts
-from ..progress import bar
-from .config import GRADIENT_LOSSES  # noqa: F401  (re-exported: the flags' choices live there)
+from ...data.encoded import Encoded
+from ...model.backbone import Backbone
+from ...model.late_prompt import LatePromptModel
+from ...probing import bootstrap_counts
+from ...progress import bar
+from ..config import GRADIENT_LOSSES  # noqa: F401  (re-exported: the flags' choices live there)
 
 Tensor = torch.Tensor
 QUANTITIES = ("attention_mass", "displacement", "cosine", "logprob_drop_layer", "logprob_drop_from", "grad_norm",
@@ -231,7 +231,7 @@ def summarise_coherence(g: np.ndarray, counts: np.ndarray) -> tuple[float, float
 
 
 # What ``measure(examples=...)`` keeps per example: the quantities the Section 4 verdicts
-# resample (lpt_probe.analysis.verdicts), and the Gram matrix of the prompt's gradients.
+# resample (lpt_probe.analysis.section4.verdicts), and the Gram matrix of the prompt's gradients.
 EXAMPLE_QUANTITIES = (("logprob_drop_from", "prediction"), ("attention_mass", "prediction"),
                       ("grad_x_state_norm", "prompt"), ("grad_norm", "prompt"))
 

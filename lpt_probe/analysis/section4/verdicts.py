@@ -20,7 +20,7 @@ influence       log p(gold) drop when the trained prompt is  PL1 - mid, mid - L
 signal          gradient coherence at the untrained prompt   mid - PL1, L - mid
 ==============  ===========================================  ======================
 
-**Intervals.** A hierarchical bootstrap (``lpt_probe.analysis.contrasts``): prompt seeds,
+**Intervals.** A hierarchical bootstrap (``lpt_probe.analysis.section4.contrasts``): prompt seeds,
 then test examples within each seed slot (shared by every layer, so a contrast stays
 paired), then probe seeds; 95% percentile intervals; p-values from the bootstrap standard
 error.

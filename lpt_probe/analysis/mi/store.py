@@ -3,8 +3,8 @@
 what each piece reads, its content key and files, the jobs that fit the pieces, and
 collecting their tables (``mi.csv``, ``mdl.csv``, ``pvi.csv``).
 
-A *piece* is one hidden state of one condition, probed (``lpt_probe.analysis.pieces``).
-Both classes are mixed into ``lpt_probe.analysis.mi.MIRun``, which provides what they
+A *piece* is one hidden state of one condition, probed (``lpt_probe.analysis.engine.pieces``).
+Both classes are mixed into ``lpt_probe.analysis.mi.study.MIRun``, which provides what they
 read: ``cfg`` (``MIConfig``), ``out``, ``L``, ``n_classes``, ``encoded`` (the probe
 splits), ``fingerprints``, ``probe_data``, ``slug``, ``bundle``, ``backbone``, ``seconds``,
 ``model_key(cond)``, ``input_key(cond, layer)`` (what a probe at that layer reads) and
@@ -14,7 +14,7 @@ pieces that read the same input (a prompt's states below PL are the frozen model
 fitted once.
 The work comes in per-condition steps (``extract_reps``, ``load_reps``,
 ``sequence_jobs``) that ``MIRun.phases`` declares, so that either executor
-(``lpt_probe.analysis.remote``) can run each, here or as a Ray task.
+(``lpt_probe.analysis.engine.executors``) can run each, here or as a Ray task.
 """
 
 from __future__ import annotations
@@ -29,16 +29,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import store
-from ..model.backbone import Backbone
-from ..probing import make_probe, parse_probe_grid
-from ..runs.run import SPLITS
-from .engine import piece_done
-from .pieces import PieceJob, ProbeFactory, layer_arrays
-from .rep_files import StreamedSafetensors
-from .representations import (constant_representation, extract_many, layer_sequences, open_representations,
+from ... import store
+from ...model.backbone import Backbone
+from ...probing import make_probe, parse_probe_grid
+from ...runs.run import SPLITS
+from ..engine.base import piece_done
+from ..engine.pieces import PieceJob, ProbeFactory, layer_arrays
+from ..engine.rep_files import StreamedSafetensors
+from ..engine.representations import (constant_representation, extract_many, layer_sequences, open_representations,
                               representation_specs, write_representation_info)
-from .study import Condition
+from ..engine.conditions import Condition
 
 __all__ = ["PIECE_FORMAT", "REPS_FORMAT", "ProbePieces", "StoredRepresentations"]
 
@@ -181,7 +181,7 @@ class ProbePieces:
         return ProbeFactory(c.mi.probe, self.n_classes, kw)  # picklable: pieces may run in worker processes
 
     def piece_job(self, cond: Condition, layer: int, X: dict, y: dict, scratch: tuple = ()) -> PieceJob:
-        """What probing ``layer`` of ``cond`` needs (see ``lpt_probe.analysis.pieces``)."""
+        """What probing ``layer`` of ``cond`` needs (see ``lpt_probe.analysis.engine.pieces``)."""
         c = self.cfg
         paths, key = self.piece_paths(cond, layer)
         settings = self.probe_settings(cond)

@@ -9,7 +9,7 @@ middle and the last layer) and each seed it
 2. for vector probes (``linear``, ``mlp``) extracts the representation of every example at
    every hidden state 0..L once, to ``reps/<condition>-<key>/``; the hidden states below
    the prompt layer are the frozen model's, taken from one shared frozen pass
-   (``lpt_probe.analysis.representations``). Sequence probes (``transformer``) read each
+   (``lpt_probe.analysis.engine.representations``). Sequence probes (``transformer``) read each
    layer's whole sequence of states, recomputed layer by layer (one layer in memory);
 3. fits one probe per hidden state on the probe train split, selects its hyperparameters
    on the probe dev split, scores on test (``lpt_probe.probing``), with the controls:
@@ -26,7 +26,7 @@ changing any setting into the same ``--out`` gives what an empty folder would (c
 ``--probe`` reuses the representations; rows of a late prompt below its prompt layer are
 the frozen model's rows, computed once). ``mi.csv`` is assembled from exactly this
 invocation's pieces. Where the work runs (this process, or Ray tasks with ``--executor
-ray``) is ``lpt_probe.analysis.remote``'s; the files are the same either way.
+ray``) is ``lpt_probe.analysis.engine.executors``'s; the files are the same either way.
 
 Probe data: the prompt is trained on the few-shot sample, but probes need more rows than
 K=100 to estimate information; they use the task's full-data splits (train capped at
@@ -44,24 +44,24 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from .. import store
-from ..data.encoded import encode_split
-from ..data.sources import probe_splits
-from ..model.backbone import Backbone
-from ..model.cache import LowerLayerCache
-from ..model.late_prompt import LatePromptModel
-from ..model.loading import identity, random_identity, random_like
-from ..probing import assert_disjoint, pooled_null
-from ..runs.folders import load_run
-from ..runs.run import SPLITS, load_data, prepare
-from ..runs.executors import ExecutorConfig
+from ... import store
+from ...data.encoded import encode_split
+from ...data.sources import probe_splits
+from ...model.backbone import Backbone
+from ...model.cache import LowerLayerCache
+from ...model.late_prompt import LatePromptModel
+from ...model.loading import identity, random_identity, random_like
+from ...probing import assert_disjoint, pooled_null
+from ...runs.folders import load_run
+from ...runs.run import SPLITS, load_data, prepare
+from ...runs.executors import ExecutorConfig
 from .compare import condition_differences, effects_table
-from .engine import Phase, Pieces, StreamedPieces, Study, StudyCalls, TrainPrompts
-from .mi_store import ProbePieces, StoredRepresentations
-from .remote import study_executor
-from .results import MIResult
-from .config import PROBE_INPUTS, MIConfig  # noqa: F401  (re-exported: the settings live there)
-from .study import Condition, StudyOutput, unique_conditions
+from ..engine.base import Phase, Pieces, StreamedPieces, Study, StudyCalls, TrainPrompts
+from .store import ProbePieces, StoredRepresentations
+from ..engine.executors import study_executor
+from ..results import MIResult
+from ..config import PROBE_INPUTS, MIConfig  # noqa: F401  (re-exported: the settings live there)
+from ..engine.conditions import Condition, StudyOutput, unique_conditions
 
 logger = logging.getLogger(__name__)
 COND_COLUMNS = ["task", "model", "method", "prompt_layer", "seed"]
@@ -77,8 +77,8 @@ def _sha(path: Path) -> str:
 
 class MIRun(Study, StoredRepresentations, ProbePieces):
     """One ``mi`` invocation: settings, the loaded model and data, the prompts and their
-    representations (a :class:`~lpt_probe.analysis.engine.Study`); what it keeps on disk
-    (representations, probe pieces) is ``lpt_probe.analysis.mi_store``'s."""
+    representations (a :class:`~lpt_probe.analysis.engine.base.Study`); what it keeps on disk
+    (representations, probe pieces) is ``lpt_probe.analysis.mi.store``'s."""
 
     phase_names = ("train", "extract", "probe")
 
@@ -211,7 +211,7 @@ def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None) -> MIResult:
     the run, the tables (``mi``, ``mdl``, ``pvi``, ``diff``: DataFrames) and ``run.json`` (it
     unpacks as ``run, tables, meta``), with ``.summary()`` (the command's tables) and
     ``.plot()`` (its figure). ``execution``: where the work runs (default: this
-    process; ``lpt_probe.analysis.remote``); ``cfg.train.device`` is resolved where the study
+    process; ``lpt_probe.analysis.engine.executors``); ``cfg.train.device`` is resolved where the study
     runs (Ray workers resolve ``auto`` themselves). Drawing is the caller's (the command
     draws ``mi_by_layer.pdf`` with ``lpt_probe.viz.plot_mi_by_layer``)."""
     executor = study_executor(execution)

@@ -50,13 +50,13 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .. import store
-from ..data.encoded import Encoded
-from ..model.backbone import Backbone
-from ..model.late_prompt import LatePromptModel
-from ..probing import Sequences
-from ..progress import bar
-from .config import REPRESENTATIONS  # noqa: F401  (re-exported: the flags' choices live there)
+from ... import store
+from ...data.encoded import Encoded
+from ...model.backbone import Backbone
+from ...model.late_prompt import LatePromptModel
+from ...probing import Sequences
+from ...progress import bar
+from ..config import REPRESENTATIONS  # noqa: F401  (re-exported: the flags' choices live there)
 from .rep_files import SequenceFile
 
 EXTRACT_BATCH = 64  # examples per batch of an extraction pass

@@ -3,7 +3,7 @@
 ``study_executor(execution)`` gives a :class:`LocalStudy` or a :class:`RayStudy`
 (``--executor local|ray``, the execution flags of ``lpt_probe.runs.executors.ExecutorConfig``
 less ``--retries``). ``executor.run(study, conds)`` runs the phases the study declares
-(``study.phases(conds)``, ``lpt_probe.analysis.engine``) without knowing which study it is;
+(``study.phases(conds)``, ``lpt_probe.analysis.engine.base``) without knowing which study it is;
 ``run_mi`` and ``run_influence`` only build the study and collect its tables. What each
 phase kind becomes:
 
@@ -43,16 +43,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .. import store
-from ..data.sources import is_task_file
-from ..progress import bar
-from ..runs.executors import ExecutorConfig, connect, prepared_in_worker, run_local, run_ray
-from ..runs.folders import check_run
-from .config import EXECUTION_HELP, add_execution_args  # noqa: F401  (re-exported)
-from .engine import StreamedPieces, StudyCalls, TrainPrompts
+from ... import store
+from ...data.sources import is_task_file
+from ...progress import bar
+from ...runs.executors import ExecutorConfig, connect, prepared_in_worker, run_local, run_ray
+from ...runs.folders import check_run
+from ..config import EXECUTION_HELP  # noqa: F401  (re-exported)
+from .base import StreamedPieces, StudyCalls, TrainPrompts
 from .pieces import drop_scratch, fit_piece, log_levels, run_pieces
 
-__all__ = ["EXECUTION_HELP", "LocalStudy", "RayStudy", "add_execution_args", "study_executor", "study_in_worker"]
+__all__ = ["EXECUTION_HELP", "LocalStudy", "RayStudy", "study_executor", "study_in_worker"]
 
 logger = logging.getLogger(__name__)
 def study_executor(execution: ExecutorConfig | None = None) -> LocalStudy:
@@ -75,7 +75,7 @@ class LocalStudy:
         return cfg
 
     def run(self, study, conds: list) -> int:
-        """Run every phase ``study.phases(conds)`` declares, in order (``engine.Study``);
+        """Run every phase ``study.phases(conds)`` declares, in order (``base.Study``);
         returns the pieces made (probe pieces fitted, influence pieces measured)."""
         made = 0
         for phase in study.phases(conds):
