@@ -75,7 +75,7 @@ def ideal(argv: list[str]) -> dict:
         cell_configs,
     )
     from lpt_probe.runs.trainer import TrainConfig, Trainer
-    from lpt_probe.sweep import build_parser
+    from lpt_probe.commands.sweep import build_parser
 
     args = build_parser().parse_args(argv)
     base = config_from_args(TrainConfig, args, seed=args.seeds[0])
