@@ -41,7 +41,7 @@ QUICK = {
     "lpt_probe.project": ["--max-examples", "80", "--method", "pca"],
     "lpt_probe.figures": [],
     "benchmarks/bench_train.py": ["--models", "minilm", "--generators", "none", "--steps", "2",
-                                  "--baselines", "model-tuning,lora", "--repeats", "1", "--warmup", "1"],
+                                  "--baselines", "lora", "--repeats", "1", "--warmup", "1"],
     "benchmarks/bench_baselines.py": ["--tasks", "trec", "--seeds", "13", "--steps", "2", "--eval-every", "1",
                                       "--dev-size", "20", "--max-examples", "60", "--time-steps", "2",
                                       "--methods", "model-tuning,adapterdrop,s-idpg,prompt-tuning,lpt",
