@@ -77,13 +77,14 @@ def piece_seconds(run, jobs: int) -> float:
     else:
         layer = min(1, run.L)
         X = {s: frozen_vectors(run.backbone, run.encoded[s], layer, cfg.mi.representation) for s in SPLITS}
-    settings = run.probe_settings(run.conditions()[0])
+    settings = run.pieces.probe_settings(run.conditions()[0])
     with tempfile.TemporaryDirectory(prefix="lpt_plan_") as tmp:
         paths = {k: Path(tmp) / f"piece.{k}.csv" for k in ("mi", "mdl", "pvi")} | {"done": Path(tmp) / "p.json"}
+        pieces = run.pieces
         job = PieceJob(key="plan", paths=paths, sidecar={}, layer=0, probe=cfg.mi.probe,
-                       representation=run.representation_label, n_classes=k, probe_seeds=tuple(cfg.mi.probe_seeds),
+                       representation=pieces.representation_label, n_classes=k, probe_seeds=tuple(cfg.mi.probe_seeds),
                        bootstrap=cfg.bootstrap, controls=settings["controls"], permutations=cfg.mi.control_permutations,
-                       mdl=cfg.mi.mdl, test_ids=list(run.encoded["test"].ids), X=X, y=y, factory=run.probe_factory())
+                       mdl=cfg.mi.mdl, test_ids=list(run.encoded["test"].ids), X=X, y=y, factory=pieces.probe_factory())
         # a worker process fits with one thread (torch and BLAS), as the run's pool does
         with torch_threads(1 if jobs > 1 else None), threadpool_limits(limits=1 if jobs > 1 else None):
             t0 = time.perf_counter()
@@ -103,8 +104,8 @@ def plan_mi(cfg, command: str = "python -m lpt_probe.mi", calibrate: bool = True
     lpt = [c for c in conds if c.method == "lpt"]
     to_train = [c for c in lpt if not check_run(run.run_folder(c), run.model_key(c))[0]]
     tc = run.train_config(cfg.grid.seeds[0])
-    pending = run.pending(conds)
-    pieces = len({run.piece_paths(c, k)[1] for c in conds for k in range(L + 1)})
+    pending = run.pieces.pending(conds)
+    pieces = len({run.pieces.piece_paths(c, k)[1] for c in conds for k in range(L + 1)})
     fits = len(cfg.mi.probe_seeds) + (cfg.mi.control_permutations if cfg.mi.controls else 0) + (
         len(DEFAULT_FRACTIONS) if cfg.mi.mdl else 0)
     jobs = 1 if cfg.mi.probe_options.in_process else max(1, min(cfg.mi.jobs, len(pending) or 1))
@@ -124,7 +125,7 @@ def plan_mi(cfg, command: str = "python -m lpt_probe.mi", calibrate: bool = True
         memory = 2 * batch  # a batch's states in and out of one layer (the rest is on disk)
         extract_layers = n_all * L * len(to_extract)
     else:  # the frozen model and every prompt in one frozen pass; random weights alone
-        to_extract = run.missing_reps(conds)
+        to_extract = run.reps.missing_reps(conds)
         per_example = 2 * d * 3 * (L + 1)  # cls, mask, mean as float16
         disk = sum(n_all * (per_example + (2 * d * ((L + 1) + tokens[c.name]) if c.method == "lpt" else 0))
                    for c in to_extract)

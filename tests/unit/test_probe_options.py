@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from lpt_probe import store
+from lpt_probe.analysis.mi.store import ProbePieces
 from lpt_probe.analysis.mi.study import MIConfig, MIRun
 from lpt_probe.analysis.engine.conditions import Condition
 from lpt_probe.probing import (PROBES, LinearProbe, ProbeOptions, TransformerProbe, TransformerProbeOptions,
@@ -29,6 +30,8 @@ class KeyRun(MIRun):
         self.cfg, self.out, self.L, self.n_classes = cfg, Path("/x"), 6, 6
         self.fingerprints = {"train": "a", "dev": "b", "test": "c"}
         self.prompt_layers, self.model_keys = [3], {}
+        self.pieces = ProbePieces(cfg, self.out, self.L, self.n_classes, encoded={}, backbone=None, models=self,
+                                  task="t", model="m")
 
     def model_key(self, cond: Condition) -> str:
         return "model-" + cond.name
@@ -61,7 +64,7 @@ BEFORE = {
 
 
 def old_construction(cfg: MIConfig) -> dict:
-    """The piece key's ``kwargs`` and ``init`` as ``mi_store.probe_settings`` built them by hand."""
+    """The piece key's ``kwargs`` and ``init`` as ``ProbePieces.probe_settings`` built them by hand."""
     from lpt_probe.probing import parse_probe_grid
 
     c = cfg.mi
@@ -77,9 +80,9 @@ def old_construction(cfg: MIConfig) -> dict:
 def test_piece_keys_are_unchanged(case):
     run = KeyRun(MIConfig(jobs=2, **CASES[case]))
     conds = run.conditions()
-    keys = [run.piece_paths(c, layer)[1] for c in conds for layer in range(7)]
-    assert (store.content_key(keys), run.representation_label) == BEFORE[case]
-    settings = run.probe_settings(conds[1])
+    keys = [run.pieces.piece_paths(c, layer)[1] for c in conds for layer in range(7)]
+    assert (store.content_key(keys), run.pieces.representation_label) == BEFORE[case]
+    settings = run.pieces.probe_settings(conds[1])
     assert {k: settings[k] for k in ("kwargs", "init")} == old_construction(run.cfg)
 
 
@@ -153,7 +156,7 @@ def test_mi_asks_the_probe(monkeypatch):
     assert run.cfg.mi.control_permutations == 2 and run.cfg.mi.probe_options.in_process
     lpt = Condition.lpt(3, 13)
     assert not any(run.shares_frozen_input(lpt, layer) for layer in range(7))
-    assert run.representation_label == "everywhere:mask:True"
+    assert run.pieces.representation_label == "everywhere:mask:True"
     assert run.input_key(lpt, 1) == store.content_key({"model": "model-" + lpt.name, "layer": 1,
                                                        "input": "everywhere:mask:True", "data": run.fingerprints})
 

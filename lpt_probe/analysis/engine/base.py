@@ -23,6 +23,9 @@ phase                    local executor                      Ray executor
                          piece jobs as it computes them      fits each piece as a task of its own
 =======================  ==================================  ===================================
 
+A phase names the method it calls as a study's attribute: a method of the study
+(``influence``'s ``measure_pieces``) or, dotted, of an object the study holds (``mi``'s
+``reps.extract_reps``: :func:`study_method`), so the executors need to know nothing else.
 A worker builds the same study from the same settings and calls the same methods, so a
 phase writes the same files under the same keys wherever it runs: a folder started under
 one executor resumes under the other. The phases are yielded one at a time, so a phase may
@@ -54,7 +57,8 @@ from ...runs.run import TrainResult, run_config, train
 from ...runs.trainer import TrainConfig
 from .conditions import Condition, StudyConfig, run_folder
 
-__all__ = ["Phase", "Pieces", "StreamedPieces", "Study", "StudyCalls", "TrainPrompts", "piece_done", "seal_piece"]
+__all__ = ["Phase", "Pieces", "StreamedPieces", "Study", "StudyCalls", "TrainPrompts", "piece_done", "seal_piece",
+           "study_method"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +87,16 @@ def seal_piece(sidecar: Path, key: str, files: dict[str, Path], **record: Any) -
                                **record})
 
 
+def study_method(study: Any, name: str):
+    """The method a phase names (``StudyCalls.method``, ``StreamedPieces.method``): a method
+    of the study (``"measure_pieces"``), or of an object the study holds (``"reps.extract_reps"``:
+    ``study.reps.extract_reps``)."""
+    target = study
+    for part in name.split("."):
+        target = getattr(target, part)
+    return target
+
+
 @dataclass
 class Phase:
     """One step of a study's work; ``name`` is its entry in the study's ``seconds``."""
@@ -101,6 +115,7 @@ class TrainPrompts(Phase):
 @dataclass
 class StudyCalls(Phase):
     """``study.<method>(items)``: locally once with every item, on Ray once per item (``[item]``).
+    ``method`` names a method of the study or, dotted, of an object it holds (:func:`study_method`).
     The method returns how many pieces it made when ``counts`` (else its result is ignored)."""
 
     method: str = ""
@@ -121,7 +136,8 @@ class Pieces(Phase):
 @dataclass
 class StreamedPieces(Phase):
     """Pieces made while a study method computes them: ``study.<method>(*item)`` yields the
-    piece jobs of ``item`` (``total`` over every item). ``in_process``: the pieces hold the
+    piece jobs of ``item`` (``total`` over every item; ``method`` as :class:`StudyCalls`'s).
+    ``in_process``: the pieces hold the
     live model (``ProbeOptions.in_process``), so they are fitted where they are made."""
 
     method: str = ""

@@ -49,7 +49,7 @@ from ...progress import bar
 from ...runs.executors import ExecutorConfig, connect, prepared_in_worker, run_local, run_ray
 from ...runs.folders import check_run
 from ..config import EXECUTION_HELP  # noqa: F401  (re-exported)
-from .base import StreamedPieces, StudyCalls, TrainPrompts
+from .base import StreamedPieces, StudyCalls, TrainPrompts, study_method
 from .pieces import drop_scratch, fit_piece, log_levels, run_pieces
 
 __all__ = ["EXECUTION_HELP", "LocalStudy", "RayStudy", "study_executor", "study_in_worker"]
@@ -131,10 +131,10 @@ class LocalStudy:
         """Run one phase here; (how many pieces, how they ran: for the log line)."""
         cfg = study.cfg
         if isinstance(phase, StudyCalls):
-            n = getattr(study, phase.method)(phase.items) if phase.items else 0
+            n = study_method(study, phase.method)(phase.items) if phase.items else 0
             return int(n or 0), "in this process"
         if isinstance(phase, StreamedPieces):
-            jobs = (job for item in phase.items for job in getattr(study, phase.method)(*item))
+            jobs = (job for item in phase.items for job in study_method(study, phase.method)(*item))
             n_jobs = 1 if phase.in_process else phase.processes
         else:
             jobs, n_jobs = phase.jobs, phase.processes
@@ -246,7 +246,7 @@ def study_in_worker(cls, cfg, device: str):
 
 def _ray_call(cls, cfg, device: str, method: str, item):
     """Ray task: ``study.<method>([item])`` on the worker's study (a ``StudyCalls`` phase)."""
-    return getattr(study_in_worker(cls, cfg, device), method)([item])
+    return study_method(study_in_worker(cls, cfg, device), method)([item])
 
 
 def _ray_piece(job, level: dict[str, int]) -> str:
@@ -261,7 +261,7 @@ def _ray_stream(cls, cfg, device: str, method: str, item, level: dict[str, int],
     or here when it holds this worker's model (``in_process``)."""
     import ray
 
-    jobs = getattr(study_in_worker(cls, cfg, device), method)(*item)
+    jobs = study_method(study_in_worker(cls, cfg, device), method)(*item)
     if in_process:
         return run_pieces(jobs, 1, 1, progress=False)  # one at a time, here (the count is what ran)
     fit = ray.remote(fit_piece).options(**options)

@@ -4,17 +4,19 @@ what each piece reads, its content key and files, the jobs that fit the pieces, 
 collecting their tables (``mi.csv``, ``mdl.csv``, ``pvi.csv``).
 
 A *piece* is one hidden state of one condition, probed (``lpt_probe.analysis.engine.pieces``).
-Both classes are mixed into ``lpt_probe.analysis.mi.study.MIRun``, which provides what they
-read: ``cfg`` (``MIConfig``), ``out``, ``L``, ``n_classes``, ``encoded`` (the probe
-splits), ``fingerprints``, ``probe_data``, ``slug``, ``bundle``, ``backbone``, ``seconds``,
-``model_key(cond)``, ``input_key(cond, layer)`` (what a probe at that layer reads) and
-``model_for(cond)``. A piece is keyed by its input and every
-probe setting, so it is reused only by an invocation that would compute it identically;
-pieces that read the same input (a prompt's states below PL are the frozen model's) are
-fitted once.
-The work comes in per-condition steps (``extract_reps``, ``load_reps``,
-``sequence_jobs``) that ``MIRun.phases`` declares, so that either executor
-(``lpt_probe.analysis.engine.executors``) can run each, here or as a Ray task.
+``lpt_probe.analysis.mi.study.MIRun`` builds one of each once its data is loaded and holds
+them (``run.reps``, ``run.pieces``); each takes what it reads in its constructor: the
+settings, the output folder, the encoded probe splits and their fingerprints, the backbone,
+and the study's answers about a condition's model (:class:`ConditionModels`: its content
+key, what a probe at a hidden state reads, and the model itself, trained or loaded only
+when asked). The representations remove the probe pieces fitted on a file they find damaged
+through the ``piece_files`` they are given (:meth:`ProbePieces.files_of`). A piece is keyed
+by its input and every probe setting, so it is reused only by an invocation that would
+compute it identically; pieces that read the same input (a prompt's states below PL are the
+frozen model's) are fitted once.
+The work comes in per-condition steps (``reps.extract_reps``, ``pieces.sequence_jobs``)
+that ``MIRun.phases`` names, so that either executor (``lpt_probe.analysis.engine.executors``)
+can run each, here or as a Ray task.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import shutil
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 import numpy as np
 import pandas as pd
@@ -40,19 +42,50 @@ from ..engine.representations import (constant_representation, extract_many, lay
                               representation_specs, write_representation_info)
 from ..engine.conditions import Condition
 
-__all__ = ["PIECE_FORMAT", "REPS_FORMAT", "ProbePieces", "StoredRepresentations"]
+if TYPE_CHECKING:
+    from ...data.encoded import Encoded
+    from ...model.late_prompt import LatePromptModel
+    from ..config import MIConfig
+
+__all__ = ["PIECE_FORMAT", "REPS_FORMAT", "ConditionModels", "ProbePieces", "StoredRepresentations"]
 
 logger = logging.getLogger(__name__)
 REPS_FORMAT = 2
 PIECE_FORMAT = 3  # 3: PVI per probe seed, shuffled-label permutations per piece
 
 
+class ConditionModels(Protocol):
+    """What the stores ask the study about a condition's model (``MIRun`` answers)."""
+
+    def model_key(self, cond: Condition) -> str:
+        """The content key of what ``cond``'s representations come from."""
+
+    def input_key(self, cond: Condition, layer: int) -> str:
+        """The content key of what a probe at hidden state ``layer`` of ``cond`` reads."""
+
+    def model_for(self, cond: Condition) -> LatePromptModel | Backbone | None:
+        """The late-prompt model (trained or reused), the random backbone, or None (frozen)."""
+
+
 class StoredRepresentations:
-    """Each condition's vectors at every hidden state, extracted once into ``reps/`` (mixed
-    into ``MIRun``; see the module docstring)."""
+    """Each condition's vectors at every hidden state, extracted once into ``reps/`` (see the
+    module docstring). ``out``: the run's folder; ``encoded``: split -> the encoded probe
+    split; ``fingerprints``: split -> its fingerprint; ``backbone``: the frozen model;
+    ``models``: the study's answers about each condition's model; ``identity`` (the loaded
+    model's) and ``task`` (its name): what each sidecar records; ``piece_files``: the files of
+    every probe piece fitted on a condition's representations (removed with them when they
+    cannot be a real extraction); ``progress``: show progress bars."""
+
+    def __init__(self, out: Path, encoded: dict[str, Encoded], fingerprints: dict[str, str], backbone: Backbone,
+                 models: ConditionModels, identity: Any, task: str,
+                 piece_files: Callable[[Condition], Iterable[Path]], progress: bool = False):
+        self.out, self.encoded, self.fingerprints, self.backbone = Path(out), encoded, fingerprints, backbone
+        self.models, self.identity, self.task = models, identity, task
+        self.piece_files, self.progress = piece_files, progress
 
     def reps_folder(self, cond: Condition) -> tuple[Path, str]:
-        key = store.content_key({"format": REPS_FORMAT, "model": self.model_key(cond), "data": self.fingerprints})
+        key = store.content_key({"format": REPS_FORMAT, "model": self.models.model_key(cond),
+                                 "data": self.fingerprints})
         return self.out / "reps" / f"{cond.name}-{key[:12]}", key
 
     def _reps_done(self, cond: Condition) -> bool:
@@ -87,9 +120,8 @@ class StoredRepresentations:
                                    "wrongly; computing the representations of %s again, and its probe pieces",
                                    folder, s, why, cond.name)
                     shutil.rmtree(folder)
-                    for layer in range(self.L + 1):
-                        for path in self.piece_paths(cond, layer)[0].values():
-                            path.unlink(missing_ok=True)
+                    for path in self.piece_files(cond):
+                        path.unlink(missing_ok=True)
                     redo.append(cond)
                     break
         return redo
@@ -102,11 +134,11 @@ class StoredRepresentations:
         others share its pass, so a Ray task extracting one condition writes the same bytes."""
         shared = [c for c in conds if c.method in ("frozen", "lpt")]
         if shared:
-            self._extract_into({c.name: self.model_for(c) for c in shared}, shared)
+            self._extract_into({c.name: self.models.model_for(c) for c in shared}, shared)
             logger.info("extracted %s", ", ".join(c.name for c in shared))
         for c in conds:
             if c.method == "random_weights":
-                self._extract_into({c.name: None}, [c], backbone=self.model_for(c))
+                self._extract_into({c.name: None}, [c], backbone=self.models.model_for(c))
                 logger.info("extracted %s", c.name)
 
     def _extract_into(self, models: dict, conds: list[Condition], backbone: Backbone | None = None) -> None:
@@ -122,7 +154,7 @@ class StoredRepresentations:
                     representation_specs(L, n, d, models[c.name].l if models[c.name] is not None else None)))
                     for c in conds}
                 extract_many(backbone, models, self.encoded[s], desc=f"extract {s}" if len(conds) > 1 else
-                             f"{conds[0].name} {s}", progress=self.cfg.output.progress, into=files)
+                             f"{conds[0].name} {s}", progress=self.progress, into=files)
             for c in conds:
                 self._save_reps_info(c, s)
 
@@ -137,14 +169,23 @@ class StoredRepresentations:
 
     def _save_reps_info(self, cond: Condition, split: str) -> None:
         folder, key = self.reps_folder(cond)
-        info = {"key": key, "condition": asdict(cond), "model": self.bundle[2]["identity"],
-                "model_key": self.model_key(cond), "task": self.probe_data.task.name,
+        info = {"key": key, "condition": asdict(cond), "model": self.identity,
+                "model_key": self.models.model_key(cond), "task": self.task,
                 "fingerprint": self.fingerprints[split]}
         write_representation_info(folder, split, info)
 
 
 class ProbePieces:
-    """Probe pieces of an ``mi`` run (mixed into ``MIRun``; see the module docstring)."""
+    """Probe pieces of an ``mi`` run (see the module docstring). ``cfg``: the run's settings;
+    ``out``: its folder; ``L``: the backbone's layers (hidden states 0..L); ``n_classes``: the
+    task's labels; ``encoded``: split -> the encoded probe split; ``backbone``: the frozen
+    model; ``models``: the study's answers about each condition's model and input; ``task``
+    and ``model``: the task's name and the model's slug, the rows' labels in the tables."""
+
+    def __init__(self, cfg: MIConfig, out: Path, L: int, n_classes: int, encoded: dict[str, Encoded],
+                 backbone: Backbone, models: ConditionModels, task: str, model: str):
+        self.cfg, self.out, self.L, self.n_classes = cfg, Path(out), L, n_classes
+        self.encoded, self.backbone, self.models, self.task, self.model = encoded, backbone, models, task, model
 
     @property
     def representation_label(self) -> str:
@@ -163,10 +204,14 @@ class ProbePieces:
                 "n_classes": self.n_classes}
 
     def piece_paths(self, cond: Condition, layer: int) -> tuple[dict[str, Path], str]:
-        key = store.content_key({"input": self.input_key(cond, layer), "probe": self.probe_settings(cond)})
+        key = store.content_key({"input": self.models.input_key(cond, layer), "probe": self.probe_settings(cond)})
         stem = self.out / "pieces" / f"h{layer}-{self.cfg.mi.probe}-{key[:16]}"
         return {k: stem.with_name(f"{stem.name}.{k}.csv") for k in ("mi", "mdl", "pvi")} | \
             {"done": stem.with_name(f"{stem.name}.json")}, key
+
+    def files_of(self, cond: Condition) -> list[Path]:
+        """The files of every probe piece that reads ``cond``'s hidden states 0..L."""
+        return [path for layer in range(self.L + 1) for path in self.piece_paths(cond, layer)[0].values()]
 
     def piece_done(self, cond: Condition, layer: int) -> bool:
         paths, key = self.piece_paths(cond, layer)
@@ -227,7 +272,7 @@ class ProbePieces:
         """Where sequence-probe layer files live while their pieces are fitted (``cond``'s
         own folder, or the root of all): ``<out>/scratch``, never a result."""
         root = self.out / "scratch"
-        return root if cond is None else root / f"{cond.name}-{self.model_key(cond)[:12]}"
+        return root if cond is None else root / f"{cond.name}-{self.models.model_key(cond)[:12]}"
 
     def clear_scratch(self) -> None:
         """Remove the scratch folder (after every piece that reads from it is done)."""
@@ -241,7 +286,7 @@ class ProbePieces:
         while worker processes fit the probes of the previous ones, and no split's states
         are held in memory."""
         y = {s: np.asarray(self.encoded[s].labels) for s in SPLITS}
-        model = self.model_for(cond)
+        model = self.models.model_for(cond)
         frozen, lpt = (model, None) if isinstance(model, Backbone) else (self.backbone, model)
         scratch = self.scratch_folder(cond)
         shutil.rmtree(scratch, ignore_errors=True)  # what an interrupted run left
@@ -268,7 +313,7 @@ class ProbePieces:
 
     def collect(self, conds: list[Condition]) -> dict[str, pd.DataFrame]:
         frames: dict[str, list[pd.DataFrame]] = {"mi": [], "mdl": [], "pvi": []}
-        task = self.probe_data.task.name
+        task = self.task
         for cond in conds:
             for layer in range(self.L + 1):
                 paths, _ = self.piece_paths(cond, layer)
@@ -276,7 +321,7 @@ class ProbePieces:
                     part = pd.read_csv(paths[k]) if paths[k].stat().st_size > 1 else pd.DataFrame()
                     if part.empty:
                         continue
-                    head = pd.DataFrame({"task": task, "model": self.slug, "method": cond.method,
+                    head = pd.DataFrame({"task": task, "model": self.model, "method": cond.method,
                                          "prompt_layer": cond.prompt_layer, "seed": cond.seed}, index=part.index)
                     # a piece is shared by the conditions that read the same input (a prompt's
                     # layers below PL are the frozen model's): label it with this run's settings

@@ -75,10 +75,14 @@ def _sha(path: Path) -> str:
     return store.file_sha256(path)
 
 
-class MIRun(Study, StoredRepresentations, ProbePieces):
+class MIRun(Study):
     """One ``mi`` invocation: settings, the loaded model and data, the prompts and their
-    representations (a :class:`~lpt_probe.analysis.engine.base.Study`); what it keeps on disk
-    (representations, probe pieces) is ``lpt_probe.analysis.mi.store``'s."""
+    representations (a :class:`~lpt_probe.analysis.engine.base.Study`). What it keeps on disk
+    it holds once its data is loaded: :attr:`reps` (the representations,
+    :class:`~lpt_probe.analysis.mi.store.StoredRepresentations`) and :attr:`pieces` (the probe
+    pieces, :class:`~lpt_probe.analysis.mi.store.ProbePieces`); it answers their questions
+    about a condition's model (``model_key``, ``input_key``, ``model_for``:
+    :class:`~lpt_probe.analysis.mi.store.ConditionModels`)."""
 
     phase_names = ("train", "extract", "probe")
 
@@ -90,6 +94,8 @@ class MIRun(Study, StoredRepresentations, ProbePieces):
     def __init__(self, cfg: MIConfig, bundle=None):  # bundle: (model, tokenizer, info) already loaded
         super().__init__(cfg, bundle)
         self._random: dict[int, Backbone] = {}
+        self.reps: StoredRepresentations | None = None  # built by ``load_data``: they read the probe data
+        self.pieces: ProbePieces | None = None
 
     # -- data -------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -112,6 +118,11 @@ class MIRun(Study, StoredRepresentations, ProbePieces):
         assert_disjoint(*(enc[s].ids for s in SPLITS), *([prompt_rows] if prompt_rows else []),
                         names=list(SPLITS) + (["prompt train+dev"] if prompt_rows else []))
         self.fingerprints = {s: enc[s].fingerprint for s in SPLITS}
+        self.pieces = ProbePieces(self.cfg, self.out, self.L, self.n_classes, enc, self.backbone, models=self,
+                                  task=self.probe_data.task.name, model=self.slug)
+        self.reps = StoredRepresentations(self.out, enc, self.fingerprints, self.backbone, models=self,
+                                          identity=self.bundle[2]["identity"], task=self.probe_data.task.name,
+                                          piece_files=self.pieces.files_of, progress=self.cfg.output.progress)
 
     # -- conditions and their keys ----------------------------------------------------
     def conditions(self) -> list[Condition]:
@@ -176,17 +187,17 @@ class MIRun(Study, StoredRepresentations, ProbePieces):
         stored arrays. Sequence probes: train, then each condition computes its layers one
         after the other and hands each layer's piece out as it is computed."""
         if self.cfg.mi.sequence_probe:  # prompts first: training time is training only
-            layers_of = self.sequence_layers(conds)
+            layers_of = self.pieces.sequence_layers(conds)
             yield TrainPrompts(conditions=list(layers_of))
-            yield StreamedPieces("probe", method="sequence_jobs", items=list(layers_of.items()),
+            yield StreamedPieces("probe", method="pieces.sequence_jobs", items=list(layers_of.items()),
                                  total=sum(map(len, layers_of.values())),
                                  in_process=self.cfg.mi.probe_options.in_process, processes=self.cfg.mi.jobs)
-            self.clear_scratch()
+            self.pieces.clear_scratch()
         else:
-            missing = self.missing_reps(conds)
+            missing = self.reps.missing_reps(conds)
             yield TrainPrompts(conditions=missing)  # train first: extraction timing is extraction only
-            yield StudyCalls("extract", method="extract_reps", items=missing)
-            total, jobs = self.vector_pieces(conds, self.load_reps(conds))
+            yield StudyCalls("extract", method="reps.extract_reps", items=missing)
+            total, jobs = self.pieces.vector_pieces(conds, self.reps.load_reps(conds))
             yield Pieces("probe", total=total, jobs=jobs, processes=self.cfg.mi.jobs)
 
 
@@ -222,7 +233,7 @@ def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None) -> MIResult:
         run = MIRun(cfg)
         run.load_data()
         conds = run.conditions()
-        run.check_stored_reps(conds)  # before start sets the tables aside: a damaged file costs none of them
+        run.reps.check_stored_reps(conds)  # before start sets the tables aside: a damaged file costs none of them
         study.start(store.run_meta(status="running", settings=asdict(cfg), prompt_layers=run.prompt_layers,
                                    model=run.bundle[2], probe_data=run.probe_data.to_meta(),
                                    probe_fingerprints=run.fingerprints,
@@ -234,7 +245,7 @@ def run_mi(cfg: MIConfig, execution: ExecutorConfig | None = None) -> MIResult:
                                    execution=asdict(executor.execution)))
         study.meta["phase_seconds"] = run.seconds  # filled as the phases run, kept if one fails
         fitted = executor.run(run, conds)  # the phases that are missing, here or on Ray (run.phases)
-        frames = run.collect(conds)
+        frames = run.pieces.collect(conds)
         frames["diff"] = condition_differences(frames["pvi"], cfg.bootstrap)
         store.write_csv(out / "mi_diff.csv", frames["diff"])
         shuffled = frames["mi"][frames["mi"]["control"] == "shuffled_labels"] if len(frames["mi"]) else []
