@@ -165,7 +165,7 @@ def simulate(args) -> dict:
         fits["representation_mb"] = fit_line(ns, [r["representation_mb"] for r in rows])
         scaled = {k: a + b * (pool + test) for k, (a, b) in fits.items()}
         # peak memory is not extrapolated: it grows with the extraction batch (64 examples x every
-        # hidden state) and the extraction group (at most mi_store.JOINT_BYTES), not with n beyond them
+        # hidden state; the rows stream to disk batch by batch), not with n
         # prompt training scales with steps (and the dev/test evaluations), not with the pool
         scaled["train_seconds_per_step"] = sum(r["phase_seconds"].get("train", 0.0) for r in rows) / (
             len(rows) * args.steps * len(args.prompt_layers.split(",")))
