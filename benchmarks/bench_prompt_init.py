@@ -83,7 +83,7 @@ def report(args, argv, table: pd.DataFrame, column: str, title: str, label: str)
     lines += [f"| {getattr(r, column)} | {int(r.prompt_layer)} | {r.dev_metric:.3f} | {r.test_metric:.3f} | "
               f"{r.stopped_step:.0f} |" for r in means.itertuples()]
     dev = table.groupby(column)["dev_metric"].mean()
-    lines += ["", f"Mean dev accuracy over the layers: " + ", ".join(f"{k} {v:.3f}" for k, v in dev.items())
+    lines += ["", "Mean dev accuracy over the layers: " + ", ".join(f"{k} {v:.3f}" for k, v in dev.items())
               + f". Chosen on dev: **{best}**.", ""]
     return lines
 

@@ -41,7 +41,7 @@ from ..model.specs import PRESETS, model_slug
 from ..outputs import check_url
 from ..probing.options import ProbeOptions, TransformerProbeOptions
 from ..probing.registry import PROBES
-from ..runs.config import SPLITS, ExecutorConfig, GridRun, TrainConfig
+from ..runs.config import SPLITS, GridRun, TrainConfig
 
 REPRESENTATIONS = ("cls", "mask", "mean")  # the vectors per example a vector probe reads (representations.py)
 GRADIENT_LOSSES = ("train", "label_words")  # the losses influence's signal measures differentiate
