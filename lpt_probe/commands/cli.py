@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable
 
 from ..compose import flat_fields
 from ..analysis.config import EXECUTION_HELP
-from ..outputs import staged
+from ..outputs import stale_status, staged
 from ..runs.config import ExecutorConfig
 from ..store import DamagedFile, DiskFull, FolderBusy, is_url
 
@@ -311,6 +311,30 @@ def study_main(parser: argparse.ArgumentParser, argv: list[str] | None, cfg_cls,
 
     return run_main(parser, body, interrupted=lambda: f"{state['out']}/{status_file} marked 'interrupted'; rerun "
                                                       "the command to resume (finished pieces are kept)")
+
+
+def plan_or_run(cfg, args, plan: Callable[[Any], Any], run: Callable[[Any, ExecutorConfig], Any]):
+    """What ``mi`` and ``influence`` do with their config: with ``--plan``, the plan text (a note
+    first when an earlier run was killed) and None; otherwise the study's result, run with the
+    execution flags. ``plan`` and ``run`` are the study's functions, imported by the caller
+    (torch loads only to run: ``--help`` and the parser need none)."""
+    if args.plan:
+        stale = stale_status(cfg.out_dir, "run.json")  # a killed earlier run: say so
+        return "\n".join([*([f"note: {stale}"] if stale else []), plan(cfg).render()]), None
+    return None, run(cfg, config_from_args(ExecutorConfig, args))  # device as asked: resolved where it runs
+
+
+def draw_result(res, filename: str):
+    """``res.plot()`` saved as ``filename`` in the result's folder (paper style); the path."""
+    import matplotlib.pyplot as plt  # here: plotting loads only to draw
+
+    from .. import viz  # here: plotting loads only to draw
+
+    with viz.paper_style():
+        fig = res.plot()
+        path = viz.save_figure(fig, res.out / filename)[0]
+        plt.close(fig)
+    return path
 
 
 def add_execution_args(parser) -> None:

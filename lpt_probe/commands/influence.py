@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..analysis.config import InfluenceConfig
-from .cli import add_execution_args, add_plan_flag, config_from_args, study_main, study_parser
-from ..outputs import stale_status
-from ..runs.config import ExecutorConfig
+from .cli import add_execution_args, add_plan_flag, draw_result, plan_or_run, study_main, study_parser
 
 if TYPE_CHECKING:
     from ..analysis.results import InfluenceResult
@@ -38,27 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def draw(res: InfluenceResult) -> Path:
     """``influence_by_layer.pdf``: the result's figure (``InfluenceResult.plot``), saved in its folder."""
-    import matplotlib.pyplot as plt  # here: plotting loads only to draw
-
-    from .. import viz  # here: plotting loads only to draw
-
-    with viz.paper_style():
-        fig = res.plot()
-        path = viz.save_figure(fig, res.out / "influence_by_layer.pdf")[0]
-        plt.close(fig)
-    return path
+    return draw_result(res, "influence_by_layer.pdf")
 
 
 def report(cfg: InfluenceConfig, args) -> tuple[str, str]:
-    if args.plan:
-        from ..analysis.plan import plan_influence  # here: torch, only to run (--help and the parser need none)
+    from ..analysis.plan import plan_influence  # here: torch, only to run (--help and the parser need none)
+    from ..analysis.influence.study import run_influence  # here: torch, only to run
 
-        stale = stale_status(cfg.out_dir, "run.json")  # a killed earlier run: say so
-        return "\n".join([*([f"note: {stale}"] if stale else []), plan_influence(cfg).render()]), "nothing (--plan)"
-    from ..analysis.influence.study import run_influence  # here: torch, only to run (--help and the parser need none)
-
-    execution = config_from_args(ExecutorConfig, args)
-    res = run_influence(cfg, execution)  # cfg.train.device as asked: resolved where the study runs
+    plan, res = plan_or_run(cfg, args, plan_influence, run_influence)
+    if res is None:
+        return plan, "nothing (--plan)"
     draw(res)
     pieces = f"{res.meta['pieces_measured']} piece(s) measured, {res.meta['pieces_reused']} reused"
     return res.summary(), f"{res.out}/influence.csv, influence_by_layer.pdf, run.json ({pieces})"

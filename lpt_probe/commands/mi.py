@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..analysis.config import MIConfig
-from .cli import add_execution_args, add_plan_flag, config_from_args, study_main, study_parser
-from ..outputs import stale_status
-from ..runs.config import ExecutorConfig
+from .cli import add_execution_args, add_plan_flag, draw_result, plan_or_run, study_main, study_parser
 
 if TYPE_CHECKING:
     from ..analysis.results import MIResult
@@ -40,27 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def draw(res: MIResult) -> Path:
     """``mi_by_layer.pdf``: the result's figure (``MIResult.plot``), saved in its folder."""
-    import matplotlib.pyplot as plt  # here: plotting loads only to draw
-
-    from .. import viz  # here: plotting loads only to draw
-
-    with viz.paper_style():
-        fig = res.plot()
-        path = viz.save_figure(fig, res.out / "mi_by_layer.pdf")[0]
-        plt.close(fig)
-    return path
+    return draw_result(res, "mi_by_layer.pdf")
 
 
 def report(cfg: MIConfig, args) -> tuple[str, str]:
-    if args.plan:
-        from ..analysis.plan import plan_mi  # here: torch, only to run (--help and the parser need none)
+    from ..analysis.plan import plan_mi  # here: torch, only to run (--help and the parser need none)
+    from ..analysis.mi.study import run_mi  # here: torch, only to run
 
-        stale = stale_status(cfg.out_dir, "run.json")  # a killed earlier run: say so
-        return "\n".join([*([f"note: {stale}"] if stale else []), plan_mi(cfg).render()]), "nothing (--plan)"
-    from ..analysis.mi.study import run_mi  # here: torch, only to run (--help and the parser need none)
-
-    execution = config_from_args(ExecutorConfig, args)
-    res = run_mi(cfg, execution)  # cfg.train.device as asked: resolved where the study runs
+    plan, res = plan_or_run(cfg, args, plan_mi, run_mi)
+    if res is None:
+        return plan, "nothing (--plan)"
     draw(res)
     return res.summary(), f"{res.out}/mi.csv, mdl.csv, pvi.csv, mi_diff.csv, mi_by_layer.pdf, run.json"
 
