@@ -34,6 +34,7 @@ def sweep_flags(args, *arm: str) -> list[str]:
             "--shots", "100", "--dev-size", str(args.dev_size), "--max-length", str(args.max_length),
             "--prompt-layers", args.prompt_layers, "--seeds", args.seeds, "--steps", str(args.steps),
             "--eval-every", str(args.eval_every), "--patience", str(args.patience), "--bucket", "--drop-overlap",
+            *(["--generators", args.generator] if args.generator != "none" else []),
             *(["--lr", args.lr] if getattr(args, "lr", None) else []), *arm]
 
 
@@ -56,6 +57,8 @@ def study_parser(doc: str):
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--dev-size", type=int, default=200)
     p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--generator", default="none", choices=("none", "npg", "appg", "mppg"),
+                   help="the prompt's generator (default none: a plain prompt; npg: the paper's Table 10 setting)")
     p.add_argument("--out", default=str(RESULTS))
     return p
 
@@ -77,7 +80,8 @@ def report(args, argv, table: pd.DataFrame, column: str, title: str, label: str)
     """The markdown report: one row per (arm, layer), mean over seeds, and the dev choice."""
     means, best = summary(table, column)
     lines = harness.report_head(title, harness.command(sys.argv[0], argv))
-    lines += [f"{args.model}, {args.task}, 100 shots, seeds {args.seeds}, trained until learned (patience "
+    made = "" if args.generator == "none" else f", generator {args.generator}"
+    lines += [f"{args.model}, {args.task}{made}, 100 shots, seeds {args.seeds}, trained until learned (patience "
               f"{args.patience} evaluations of every {args.eval_every} steps, cap {args.steps}). Mean over seeds.", "",
               f"| {label} | prompt layer | dev accuracy | test accuracy | stopped at step |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {getattr(r, column)} | {int(r.prompt_layer)} | {r.dev_metric:.3f} | {r.test_metric:.3f} | "
