@@ -218,6 +218,19 @@ def study_floor(out: Path, command: str, wall_seconds: float | None = None) -> d
     return res
 
 
+def floor_or_error(out: Path, command: str, wall_seconds: float) -> dict:
+    """``study_floor``, or ``{"error": ...}`` naming why it could not be timed: the wall times
+    measured so far are kept (a floor that fails does not cost the rounds), and the report
+    says the floor failed and why."""
+    try:
+        res = study_floor(out, command, wall_seconds)
+    except Exception as exc:  # noqa: BLE001 (any failure of the floor: recorded, the benchmark goes on)
+        print(f"floor {command} failed: {type(exc).__name__}: {exc}", flush=True)
+        return {"error": f"{type(exc).__name__}: {exc}", "wall_seconds": wall_seconds}
+    print(f"floor {command}: {res['floor_seconds']:.0f} s (wall / floor {res['wall_over_floor']:.2f})", flush=True)
+    return res
+
+
 def floor_lines(floors: dict) -> list[str]:
     """The report's floor section: one row per command, then one per trained prompt."""
     if not floors:
@@ -235,6 +248,9 @@ def floor_lines(floors: dict) -> list[str]:
              + " | conditions | load (s) |",
              "|---|---:|---:|---:|" + "---:|" * len(FLOOR_PARTS) + "---:|---:|"]
     for name, f in floors.items():
+        if "error" in f:
+            lines.append(f"| {name} | {harness.cell(f.get('wall_seconds'), '{:.0f}')} | not timed: {f['error']} |")
+            continue
         parts = " | ".join(harness.cell(f["parts"].get(k)) for k in FLOOR_PARTS)
         lines.append(f"| {name} | {harness.cell(f.get('wall_seconds'), '{:.0f}')} | {f['floor_seconds']:.1f} | "
                      f"{harness.cell(f.get('wall_over_floor'), '{:.2f}')} | {parts} | {f['conditions']} | "
@@ -244,7 +260,7 @@ def floor_lines(floors: dict) -> list[str]:
               "| command | run | PL | seed | steps (cap) | dev evals | train s | bare s | train / bare | bare eval s |",
               "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
     for name, f in floors.items():
-        for r in f["runs"]:
+        for r in f.get("runs", []):
             ratio = r["train_seconds"] / r["bare_train_seconds"] if r["bare_train_seconds"] > 0 else None
             lines.append(f"| {name} | {r['run']} | {r['prompt_layer']} | {r['seed']} | {r['stopped_step']} "
                          f"({r['cap_steps']}) | {r['dev_evals']} | {r['train_seconds']:.1f} | "
@@ -345,10 +361,8 @@ def main(argv=None) -> int:
                     print(f"round {r} {name} {version}: {res['wall_seconds']:.0f} s (load {res['load_before']:.1f})",
                           flush=True)
                     if args.floor and version == "after" and r == 0:  # the after version's output, before it goes
-                        floors[name] = study_floor(out, name, res["wall_seconds"])
+                        floors[name] = floor_or_error(out, name, res["wall_seconds"])
                         gc.collect()  # the floor's model and data leave before the next command runs
-                        print(f"floor {name}: {floors[name]['floor_seconds']:.0f} s "
-                              f"(wall / floor {floors[name]['wall_over_floor']:.2f})", flush=True)
                     shutil.rmtree(out, ignore_errors=True)
                     runs.append({"round": r, "command": name, "version": version, **res})
                 if all(any(x["command"] == name and x["version"] == v for x in runs) for v in order):

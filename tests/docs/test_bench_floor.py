@@ -7,7 +7,8 @@
   rows), and the forward floor counts one frozen pass over the probe rows per condition;
 - a Section 4 output's prompts are its sweep's finished cells, each once, however many
   stages name them;
-- the report gives the floor table with ``--after-only`` (no before column).
+- the report gives the floor table with ``--after-only`` (no before column), and says so
+  when a floor could not be timed.
 
 The run is made at tiny settings (the README check of ``bench_study_speed.py`` is bigger);
 what the floor's seconds are is the benchmark's to say, not a test's.
@@ -105,3 +106,8 @@ def test_after_only_report_shows_the_floor(tmp_path):
     assert "| mi | 30 | 4.4 | 6.82 | 1.0 | 0.1 | 0.3 | 2.0 | 1.0 | - | 2 | 3.0 |" in md
     assert "| mi | lpt-pl6-s13 | 6 | 13 | 4 (40) | 2 | 0.2 | 0.1 | 2.00 | 0.3 |" in md
     assert "before (s)" not in md
+    # a floor that could not be timed is said so, and the times measured stay
+    failed = bench_study_speed.floor_or_error(tmp_path / "nothing", "mi", 30.0)
+    assert failed["error"].startswith("FileNotFoundError") and failed["wall_seconds"] == 30.0
+    bench_study_speed.report(args, ["--after-only"], {"mi": ["mi", "--task", "rte"]}, runs, {"mi": failed})
+    assert "| mi | 30 | not timed: FileNotFoundError" in (tmp_path / "study_speed.md").read_text()
