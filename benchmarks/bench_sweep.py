@@ -8,7 +8,8 @@ subprocess, into a fresh folder: nothing is reused). Flags shrink it (``--prompt
 ``--seeds``, ``--generators``, ``--steps``, ``--dev-size``, ``--max-examples``).
 
 Its ideal cost, measured afterwards in this process on the same data and the same cells
-(the sweep's own flags parsed by the sweep's own parser, so the configs are the same):
+(the sweep's own flags parsed by the sweep's own parser, so the configs are the same;
+``floor.bare_work`` does the timing, as for ``bench_study_speed.py``'s floor):
 
 - ``extract_train``: one lower-layer pass over the training split that keeps every hidden
   state the grid starts from (``LowerLayerCache.build`` of layers PL-1 for all PL);
@@ -59,14 +60,13 @@ def sweep_argv(args, out: str) -> list[str]:
 
 
 def ideal(argv: list[str]) -> dict:
-    """Time the necessary work of the sweep ``argv`` describes, bare, in this process."""
+    """Time the necessary work of the sweep ``argv`` describes, bare, in this process
+    (``floor.bare_work`` over its cells, each for its ``--steps``)."""
     import torch
 
+    from floor import BareRun, bare_work
     from lpt_probe.commands.cli import config_from_args
     from lpt_probe.layers import parse_prompt_layers
-    from lpt_probe.model.cache import LowerLayerCache
-    from lpt_probe.model.late_prompt import LatePromptModel
-    from lpt_probe.runs.bare import bare_batches, time_bare
     from lpt_probe.runs.run import prepare
     from lpt_probe.runs.sweep import (
         PROMPT_OPTIONS,
@@ -74,7 +74,7 @@ def ideal(argv: list[str]) -> dict:
         build_grid,
         cell_configs,
     )
-    from lpt_probe.runs.trainer import TrainConfig, Trainer
+    from lpt_probe.runs.trainer import TrainConfig
     from lpt_probe.commands.sweep import build_parser
 
     args = build_parser().parse_args(argv)
@@ -84,48 +84,22 @@ def ideal(argv: list[str]) -> dict:
     t = time.perf_counter()
     prepared = prepare(base)
     load = time.perf_counter() - t
-    bb, enc = prepared.backbone, prepared.encoded
-    L = bb.num_hidden_layers
+    L = prepared.backbone.num_hidden_layers
     grid = sweep.grid
     cells = build_grid(sweep.methods, sweep.generators, parse_prompt_layers(grid.prompt_layers, L), grid.seeds)
-    configs = {c: cell_configs(sweep, c, base, L) for c in cells}
-    need = sorted({pc.start_state for pc, _ in configs.values()})
-    bb.model.eval()
-    caches, extract = {}, {}
-    for split in ("train", "dev", "test"):
-        t = time.perf_counter()
-        caches[split] = LowerLayerCache.build(bb, enc[split], need, base.eval_batch_size, progress=False)
-        extract[split] = time.perf_counter() - t
-    rows = []
+    runs = []
     for cell in cells:
-        pc, tc = configs[cell]
-        torch.manual_seed(tc.seed)
-        model = LatePromptModel(bb, pc, prepared.data.task.num_labels, prepared.label_word_ids,
-                                copy_backbone=False)
-        trainer = Trainer(model, tc)
-        k = pc.start_state
-        total = tc.total_steps(len(enc["train"]))
-        plan = trainer.batch_order(enc["train"], total)
-        train = time_bare(model, bare_batches(model, enc["train"], plan, caches["train"].only(k)))
+        pc, tc = cell_configs(sweep, cell, base, L)
+        total = tc.total_steps(len(prepared.encoded["train"]))
         # evaluations: dev at every eval_every and at the last step (fit), then dev and test once more
-        evals = {"dev": len({s for s in range(1, total + 1) if s % tc.eval_every == 0 or s == total}) + 1,
-                 "test": 1}
-        eval_seconds = 0.0
-        model.eval()
-        for split, times in evals.items():
-            batches = bare_batches(model, enc[split], list(enc[split].batches(tc.eval_batch_size)),
-                                   caches[split].only(k))
-            with torch.no_grad():
-                for _ in range(times):
-                    t = time.perf_counter()
-                    for b in batches:
-                        model.upper(b.h_low, b.attention_mask, b.pred_positions)
-                    eval_seconds += time.perf_counter() - t
-        rows.append({"cell": cell.name, "prompt_layer": cell.prompt_layer, "generator": cell.generator,
-                     "seed": cell.seed, "steps": total, "bare_train_seconds": train["seconds"],
-                     "bare_tokens_per_second": train["tokens_per_second"], "bare_eval_seconds": eval_seconds})
-        print(f"ideal {cell.name}: bare train {train['seconds']:.2f} s, eval {eval_seconds:.2f} s", flush=True)
-        del model, trainer
+        dev = len({s for s in range(1, total + 1) if s % tc.eval_every == 0 or s == total}) + 1
+        runs.append(BareRun(cell.name, pc, tc, total, dev))
+    work = bare_work(prepared, runs, base.eval_batch_size, label="ideal")
+    extract, need = work["extract"], work["cached_states"]
+    rows = [{"cell": cell.name, "prompt_layer": cell.prompt_layer, "generator": cell.generator, "seed": cell.seed,
+             "steps": r["steps"], "bare_train_seconds": r["bare_train_seconds"],
+             "bare_tokens_per_second": r["bare_tokens_per_second"], "bare_eval_seconds": r["bare_eval_seconds"]}
+            for cell, r in zip(cells, work["runs"])]
     bare_train = sum(r["bare_train_seconds"] for r in rows)
     bare_eval = sum(r["bare_eval_seconds"] for r in rows)
     parts = {"load": load, "extract_train": extract["train"], "extract_eval": extract["dev"] + extract["test"],
