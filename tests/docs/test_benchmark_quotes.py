@@ -87,3 +87,28 @@ def test_help_section_quotes_help_time_csv():
     assert "so it prints in under 2 s on a 2-core machine" in start  # the goal, met in the file above
     readme = " ".join((REPO / "README.md").read_text().split())
     assert "`--help` lists every flag in sections, in under 2 s and without importing torch" in readme
+
+
+def test_prompt_init_section_quotes_prompt_init_csv():
+    import pandas as pd
+
+    t = pd.read_csv(REPO / "benchmarks" / "results" / "prompt_init.csv")
+    doc = " ".join((REPO / "docs" / "benchmarks.md").read_text().split())
+    means = t.groupby(["prompt_init", "prompt_layer"])[["dev_metric", "test_metric"]].mean()
+    dev = "Mean dev accuracy over the two seeds, N(0, 1) against states: " + ", ".join(
+        f"PL {pl} {means.loc[('normal', pl), 'dev_metric']:.3f} against {means.loc[('states', pl), 'dev_metric']:.3f}"
+        for pl in (1, 16, 30))
+    assert dev in doc
+    over = t.groupby("prompt_init")["dev_metric"].mean()
+    assert f"over the three layers {over['normal']:.3f} against {over['states']:.3f}, so **`normal` stays" in doc
+    assert over["normal"] > over["states"]  # the default chosen on dev
+    test = {pl: (means.loc[("normal", pl), "test_metric"], means.loc[("states", pl), "test_metric"]) for pl in (1, 16, 30)}
+    assert f"level at PL 1 ({test[1][0]:.3f} and {test[1][1]:.3f})" in doc and abs(test[1][0] - test[1][1]) < 0.01
+    assert (f"ahead at PL 16 ({test[16][0]:.3f} and {test[16][1]:.3f}) and PL 30 ({test[30][0]:.3f} and "
+            f"{test[30][1]:.3f})") in doc and test[16][0] > test[16][1] and test[30][0] > test[30][1]
+    seeds = t.set_index(["prompt_init", "prompt_layer", "seed"])["dev_metric"]
+    for pl in (16, 30):
+        assert f"{seeds[('states', pl, 13)]:.3f} and {seeds[('states', pl, 21)]:.3f} at PL {pl}" in doc
+    spread = t.groupby(["prompt_init", "prompt_layer"])["dev_metric"].agg(lambda v: v.max() - v.min())
+    assert all(spread["states"] > spread["normal"])  # "differ by seed far more than the N(0, 1) ones"
+    assert "--lr 1e-1 --seeds 13,21 --steps 1000" in (REPO / "benchmarks" / "results" / "prompt_init.md").read_text()
