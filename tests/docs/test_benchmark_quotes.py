@@ -112,3 +112,19 @@ def test_prompt_init_section_quotes_prompt_init_csv():
     spread = t.groupby(["prompt_init", "prompt_layer"])["dev_metric"].agg(lambda v: v.max() - v.min())
     assert all(spread["states"] > spread["normal"])  # "differ by seed far more than the N(0, 1) ones"
     assert "--lr 1e-1 --seeds 13,21 --steps 1000" in (REPO / "benchmarks" / "results" / "prompt_init.md").read_text()
+
+
+def test_rte_npg_rate_quotes_its_csv():
+    import pandas as pd
+
+    t = pd.read_csv(REPO / "benchmarks" / "results" / "prompt_lr_rte_npg" / "prompt_lr.csv")
+    doc = " ".join((REPO / "docs" / "benchmarks.md").read_text().split())
+    assert set(t["task"]) == {"rte"} and set(t["prompt_layer"]) == {16, 30}
+    rates = "; ".join(f"{lr:g}: " + ", ".join(f"PL {int(r.prompt_layer)} {r.dev_metric:.3f}" for r in g.itertuples())
+                      for lr, g in t.sort_values(["prompt_lr", "prompt_layer"]).groupby("prompt_lr"))
+    assert f"Dev accuracy per rate: {rates}." in doc
+    assert f"between {t['test_metric'].min():.3f} and {t['test_metric'].max():.3f}" in doc
+    assert f"none is above {t['dev_metric'].max():.3f}" in doc
+    dev = t.groupby("prompt_lr")["dev_metric"].mean()
+    assert f"The highest mean, {dev.max():.3f} at {dev.idxmax():g}, is chosen" in doc
+    assert "generator npg" in (REPO / "benchmarks" / "results" / "prompt_lr_rte_npg" / "prompt_lr.md").read_text()

@@ -47,7 +47,7 @@ QUICK = {
                                       "--methods", "model-tuning,adapterdrop,s-idpg,prompt-tuning,lpt",
                                       "--generators", "none", "--repeats", "1", "--warmup", "1"],
     "benchmarks/bench_prompt_init.py": ["--model", "minilm", "--steps", "4", "--eval-every", "2", "--patience", "1",
-                                        "--dev-size", "20", "--max-length", "32"],
+                                        "--dev-size", "20", "--max-length", "32", "--seeds", "13"],
     "benchmarks/bench_prompt_lr.py": ["--model", "minilm", "--steps", "4", "--eval-every", "2", "--patience", "1",
                                       "--dev-size", "20", "--max-length", "32", "--lrs", "1e-3,1e-2"],
     "benchmarks/bench_generate.py": ["--lengths", "8", "--new-tokens", "2", "--repeats", "1", "--threads", "1"],
@@ -274,6 +274,8 @@ def readme_argv(cmd: str, data_dir: Path, tmp_path: Path, full: bool = False) ->
         extra += ["--prompt-layers", "6", "--probe-grid", "lr=1e-3", "--no-controls"]  # one lr, no controls (CI time)
     if not full and key == "lpt_probe.section4" and "--table" not in argv:  # three layers: 1, the middle, the last
         extra += ["--prompt-layers", "1,16,30" if "smollm2" in argv else "1,4,6"]
+    if not full and key == "benchmarks/bench_prompt_lr.py" and "--prompt-layers" in argv:  # SmolLM2's 16,30:
+        extra += ["--prompt-layers", "4,6"]  # the quick runs use the 6-layer MiniLM
     if not full and key == "lpt_probe.mi" and "all" in argv:  # the every-layer recipe: two layers, one seed
         extra += ["--prompt-layers", "2,6", "--seeds", "13"]
     if key in ("benchmarks/bench_train.py", "benchmarks/bench_sweep.py", "benchmarks/bench_prompt_init.py",
