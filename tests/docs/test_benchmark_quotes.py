@@ -128,3 +128,31 @@ def test_rte_npg_rate_quotes_its_csv():
     dev = t.groupby("prompt_lr")["dev_metric"].mean()
     assert f"The highest mean, {dev.max():.3f} at {dev.idxmax():g}, is chosen" in doc
     assert "generator npg" in (REPO / "benchmarks" / "results" / "prompt_lr_rte_npg" / "prompt_lr.md").read_text()
+
+
+def test_issue36_floor_quotes_study_floor_json():
+    record = json.loads((REPO / "benchmarks" / "results" / "study_floor" / "study_speed.json").read_text())
+    doc = " ".join((REPO / "docs" / "benchmarks.md").read_text().split())
+    assert record["after_only"] and str(record["threads"]) == "1"
+    assert f"load average {record['load_min']:.1f} to {record['load_max']:.1f};" in doc
+    mi, s4 = record["floor"]["mi"], record["floor"]["section4"]
+    p = mi["parts"]
+    assert (f"`mi --task rte` (defaults): {mi['wall_seconds']:.0f} s against a floor of {mi['floor_seconds']:.1f} s, "
+            f"**wall / floor {mi['wall_over_floor']:.2f}**") in doc
+    assert (f"bare training {p['bare_train']:.1f} s, bare evaluations {p['bare_eval']:.1f} s, the lower-layer cache "
+            f"{p['cache_pass']:.1f} s, one frozen pass per condition {p['forward']:.1f} s ({mi['conditions']} "
+            f"conditions), probes {p['probes']:.1f} s") in doc
+    ratios = ", ".join(f"{r['train_seconds'] / r['bare_train_seconds']:.2f}" for r in mi["runs"])
+    assert f"(train / bare {ratios})" in doc
+    p = s4["parts"]
+    assert (f"{s4['wall_seconds']:.0f} s against a floor of {s4['floor_seconds']:.1f} s, **wall / floor "
+            f"{s4['wall_over_floor']:.2f}** (bare training {p['bare_train']:.1f} s, bare evaluations "
+            f"{p['bare_eval']:.1f} s, forward {p['forward']:.1f} s, probes {p['probes']:.1f} s, influence "
+            f"{p['influence']:.1f} s)") in doc
+    ratio = {r["run"]: r["train_seconds"] / r["bare_train_seconds"] for r in s4["runs"]}
+    odd = ratio.pop("none-pl1-s13")
+    assert f"(the PL 1 prompt of seed 13: train / bare {odd:.2f}, the five others {min(ratio.values()):.2f} to " \
+           f"{max(ratio.values()):.2f})" in doc
+    r = next(r for r in s4["runs"] if r["run"] == "none-pl1-s13")
+    adjusted = s4["floor_seconds"] - (r["bare_train_seconds"] - r["train_seconds"])
+    assert f"the floor is {adjusted:.1f} s and wall / floor {s4['wall_seconds'] / adjusted:.2f}" in doc
