@@ -8,8 +8,8 @@
 PL-1 the runs start from, timed per split), then for each run ``lpt_probe.runs.bare.time_bare``
 over exactly the batches its trainer draws for its first ``steps`` steps
 (``Trainer.batch_order``, the run's own seed and batch settings: a run that stopped early is
-timed over the steps it ran), and its evaluations bare (layers PL..L forward without
-gradients on the cached states: dev ``dev_evals`` times, test ``test_evals`` times).
+timed over the steps it ran), and its evaluations bare (layers PL..L forward under
+``torch.inference_mode``, as ``Trainer.evaluate``, on the cached states: dev ``dev_evals`` times, test ``test_evals`` times).
 ``frozen_pass``: one forward pass of the frozen model over every example of the given splits
 (embeddings, layers 1..L, the final norm, in batches of the extraction's size, under
 ``torch.inference_mode``), as ``mi`` extraction runs it for each batch, and nothing else.
@@ -76,7 +76,7 @@ def bare_work(prepared, runs: Sequence[BareRun], cache_batch_size: int, label: s
         for split, times in (("dev", run.dev_evals), ("test", run.test_evals)):
             batches = bare_batches(model, enc[split], list(enc[split].batches(tc.eval_batch_size)),
                                    caches[split].only(k), device)
-            with torch.no_grad():
+            with torch.inference_mode():  # as Trainer.evaluate
                 for _ in range(times):
                     t = time.perf_counter()
                     for b in batches:
