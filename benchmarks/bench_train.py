@@ -84,7 +84,7 @@ def one(cfg: dict) -> dict:
     from lpt_probe.model.cache import LowerLayerCache
     from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel
     from lpt_probe.model.loading import load_model
-    from lpt_probe.runs.bare import bare_batches, time_bare
+    from lpt_probe.runs.bare import bare_batches, synchronize, time_bare
     from lpt_probe.runs.profiling import tensor_memory
     from lpt_probe.runs.run import prepare
     from lpt_probe.runs.trainer import TrainConfig, Trainer
@@ -122,6 +122,7 @@ def one(cfg: dict) -> dict:
     for i, idx in enumerate(plan):
         t = time.perf_counter()
         trainer.step(opt, sched, train, idx, cache, i)
+        synchronize(backbone.device)  # a GPU's optimiser update is queued, not done, when step returns
         if i >= warmup:
             seconds += time.perf_counter() - t
             tokens += train.num_tokens(idx)

@@ -49,7 +49,7 @@ def bare_work(prepared, runs: Sequence[BareRun], cache_batch_size: int, label: s
 
     from lpt_probe.model.cache import LowerLayerCache
     from lpt_probe.model.late_prompt import LatePromptModel
-    from lpt_probe.runs.bare import bare_batches, time_bare
+    from lpt_probe.runs.bare import bare_batches, synchronize, time_bare
     from lpt_probe.runs.trainer import Trainer
 
     bb, enc = prepared.backbone, prepared.encoded
@@ -78,9 +78,11 @@ def bare_work(prepared, runs: Sequence[BareRun], cache_batch_size: int, label: s
                                    caches[split].only(k), device)
             with torch.inference_mode():  # as Trainer.evaluate
                 for _ in range(times):
+                    synchronize(device)
                     t = time.perf_counter()
                     for b in batches:
                         model.upper(b.h_low, b.attention_mask, b.pred_positions)
+                    synchronize(device)
                     eval_seconds += time.perf_counter() - t
         rows.append({"name": run.name, "steps": run.steps, "dev_evals": run.dev_evals, "test_evals": run.test_evals,
                      "bare_train_seconds": train["seconds"], "bare_tokens": train["tokens"],
@@ -99,6 +101,7 @@ def frozen_pass(backbone, splits: Mapping[str, Any], batch_size: int | None = No
     import torch
 
     from lpt_probe.analysis.engine.representations import EXTRACT_BATCH
+    from lpt_probe.runs.bare import synchronize
 
     size = batch_size or EXTRACT_BATCH
     L, dev = backbone.num_hidden_layers, backbone.device
@@ -106,11 +109,13 @@ def frozen_pass(backbone, splits: Mapping[str, Any], batch_size: int | None = No
     seconds = 0.0
     with torch.inference_mode():
         for data in splits.values():
+            synchronize(dev)
             t = time.perf_counter()
             for idx in data.batches(size):
                 b = data.collate(idx, dev)
                 h0 = backbone.embed(b["input_ids"], b["attention_mask"])
                 states = backbone.run_layers(h0, b["attention_mask"], 0, L, return_all=True)
                 backbone.final(states[-1])
+            synchronize(dev)
             seconds += time.perf_counter() - t
     return {"seconds": seconds, "examples": {s: len(d) for s, d in splits.items()}, "batch_size": size}

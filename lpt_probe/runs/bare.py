@@ -78,6 +78,14 @@ def bare_batches(model: LatePromptModel, data: Encoded, batches: Sequence[Sequen
     return out
 
 
+def synchronize(device: str | torch.device) -> None:
+    """Wait for ``device``'s queued kernels (a CUDA device runs asynchronously: a clock read
+    right after a launch would time the launch, not the work); nothing to wait for on CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def bare_gradients(model: LatePromptModel, batch: BareBatch) -> dict[str, Tensor]:
     """Layers PL..L forward and backward on ``batch``: the gradient of the batch's mean
     loss for every trainable parameter (nothing is accumulated in ``.grad``)."""
@@ -90,19 +98,23 @@ def bare_gradients(model: LatePromptModel, batch: BareBatch) -> dict[str, Tensor
 def time_bare(model: LatePromptModel, batches: Sequence[BareBatch], warmup: int = 0) -> dict[str, float]:
     """Run ``bare_gradients`` over ``warmup`` untimed batches, then time the rest (in
     training mode, as the trainer runs: the generator's dropout is part of the work).
-    Returns seconds, text tokens and tokens/s of the timed batches."""
+    Returns seconds, text tokens and tokens/s of the timed batches (on a GPU each batch is
+    timed to the end of its kernels: :func:`synchronize`)."""
     _check(model)
     if warmup >= len(batches):
         raise ValueError(f"warmup={warmup} leaves none of the {len(batches)} batches to time")
     was = model.training
     model.train()
     try:
+        device = batches[0].h_low.device if batches else torch.device("cpu")
         for b in batches[:warmup]:
             bare_gradients(model, b)
         seconds, tokens = 0.0, 0
         for b in batches[warmup:]:
+            synchronize(device)
             t = time.perf_counter()
             bare_gradients(model, b)
+            synchronize(device)
             seconds += time.perf_counter() - t
             tokens += b.tokens
     finally:

@@ -39,7 +39,8 @@ from tiny import tiny_model
 from lpt_probe.model.backbone import Backbone
 from lpt_probe.model.cache import LowerLayerCache
 from lpt_probe.model.late_prompt import LatePromptConfig, LatePromptModel
-from lpt_probe.runs.bare import bare_batches, bare_gradients, time_bare
+import lpt_probe.runs.bare as bare_module
+from lpt_probe.runs.bare import bare_batches, bare_gradients, synchronize, time_bare
 from lpt_probe.runs.trainer import TrainConfig, Trainer
 
 tiny_bundle = test_adapters.tiny_bundle  # the module-scoped fixture: a tiny BERT over MiniLM's tokenizer
@@ -122,6 +123,26 @@ def test_time_bare_counts_the_timed_batches_and_refuses_what_it_cannot_time():
     lora = LatePromptModel(bb, LatePromptConfig(method="lora"), 3, WORDS)
     with pytest.raises(ValueError, match="the bare loop times a late prompt"):
         bare_batches(lora, data, plan)
+
+
+def test_time_bare_waits_for_the_device_around_every_timed_batch(monkeypatch):
+    """On a GPU the kernels run after the call returns: each timed batch is bracketed by a
+    wait on the batches' device (a CPU wait is a no-op; torch.cuda's is called for cuda)."""
+    bb = Backbone(tiny_model("bert"))
+    model = LatePromptModel(bb, LatePromptConfig(prompt_layer=2), 3, WORDS)
+    data = synthetic(24)
+    batches = bare_batches(model, data, Trainer(model, TrainConfig(batch_size=8)).batch_order(data, 3))
+    waits = []
+    monkeypatch.setattr(bare_module, "synchronize", lambda device: waits.append(torch.device(device)))
+    time_bare(model, batches, warmup=1)
+    assert waits == [torch.device("cpu")] * 4  # before and after each of the 2 timed batches
+    monkeypatch.undo()
+    cuda = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: cuda.append(device))
+    synchronize("cpu")
+    assert cuda == []
+    synchronize("cuda:0")
+    assert cuda == [torch.device("cuda:0")]
 
 
 # -- (b), (c) sweeps on a tiny BERT -----------------------------------------------------------------
