@@ -11,32 +11,17 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
-from .selection import expand_grid, selection_summary, smooth_absent, succession_weight
+from .selection import selection_summary, smooth_absent, succession_weight
 from .sequences import check_features, check_xy
-from .training import seeded, torch_threads, train_early_stopped
+from .training import GridSearched, carve_dev, seeded, torch_threads, train_early_stopped
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["MLPProbe", "carve_dev"]
 
 
-def carve_dev(y: np.ndarray, seed: int, fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray] | None:
-    """Sorted (train, dev) row indices with ``fraction`` of the rows (at least 1) as dev,
-    stratified when every present class has >= 2 rows; None with fewer than 2 rows."""
-    n = len(y)
-    if n < 2:
-        return None
-    n_dev = max(1, int(round(fraction * n)))
-    counts = np.bincount(y)
-    present = counts[counts > 0]
-    stratify = y if present.min() >= 2 and n_dev >= len(present) else None
-    tr, dev = train_test_split(np.arange(n), test_size=n_dev, random_state=seed, stratify=stratify)
-    return np.sort(tr), np.sort(dev)
-
-
-class MLPProbe:
+class MLPProbe(GridSearched):
     """One-hidden-layer MLP on standardised features, selected on dev by log-loss.
 
     ``fit(X, y, X_dev=None, y_dev=None)``: every grid point trains a fresh network on the
@@ -105,22 +90,6 @@ class MLPProbe:
         self.device = device
         self.num_threads = num_threads
 
-    @classmethod
-    def grid_kwargs(cls, grid: dict) -> dict:
-        """Constructor keyword arguments for a parsed grid (see ``parse_probe_grid``)."""
-        return {"grid": grid}
-
-    def _points(self) -> tuple[dict, list[dict]]:
-        """(searched grid, points): pinned scalars win over the grid, FALLBACK fills gaps."""
-        grid = dict(self.DEFAULT_GRID if self.grid is None else self.grid)
-        unknown = sorted(set(grid) - set(self.GRID_KEYS))
-        if unknown:
-            raise ValueError(f"MLPProbe grid has unknown key(s) {unknown}; allowed: {sorted(self.GRID_KEYS)}")
-        fixed = {k: getattr(self, k) for k in self.GRID_KEYS if getattr(self, k) is not None}
-        searched = {k: list(v) for k, v in grid.items() if k not in fixed}
-        base = {**{k: v for k, v in self.FALLBACK.items() if k not in searched}, **fixed}
-        return searched, expand_grid(searched, base)
-
     def _transform(self, X: np.ndarray):
         import torch
 
@@ -132,21 +101,10 @@ class MLPProbe:
         searched, points = self._points()
         self.classes_ = np.arange(self.n_classes)
         self.n_features_in_ = X.shape[1]
-        self.dev_indices_ = None
         if X_dev is not None:
             X_dev, y_dev = check_xy(X_dev, y_dev, self.n_classes, what="dev", kind=self.input_kind,
                                     owner="MLPProbe")
-            self.dev_source_ = "given"
-        else:
-            split = carve_dev(y, self.seed)
-            if split is None:
-                self.dev_source_ = "none"
-                points = [points[0]]
-            else:
-                tr, self.dev_indices_ = split
-                X_dev, y_dev = X[self.dev_indices_], y[self.dev_indices_]
-                X, y = X[tr], y[tr]
-                self.dev_source_ = "carved"
+        X, y, X_dev, y_dev, points = self._dev_rows(X, y, X_dev, y_dev, points)
         self.smoothing_ = succession_weight(y, self.n_classes)  # classes absent from the rows fitted on
         self.mean_ = X.mean(axis=0)
         std = X.std(axis=0)

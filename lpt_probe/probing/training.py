@@ -5,7 +5,9 @@ Start at :func:`train_early_stopped`. Determinism: call it inside :func:`seeded`
 forked torch RNG seeded with the probe's seed, so initialisation and dropout are
 reproducible and the caller's global RNG state is untouched), with minibatch order from
 a ``numpy.random.default_rng(seed)``. :func:`torch_threads` pins the intra-op thread
-count. Importing this module does not import torch; each function imports it.
+count. :class:`GridSearched` is what both probes share around it: the grid of settings
+searched on dev, and the dev rows (given, or carved from the training rows). Importing this
+module does not import torch; each function imports it.
 """
 
 from __future__ import annotations
@@ -16,10 +18,70 @@ import logging
 from typing import Callable
 
 import numpy as np
+from sklearn.model_selection import train_test_split
+
+from .selection import expand_grid
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["torch_threads", "seeded", "train_early_stopped"]
+__all__ = ["GridSearched", "carve_dev", "torch_threads", "seeded", "train_early_stopped"]
+
+
+def carve_dev(y: np.ndarray, seed: int, fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray] | None:
+    """Sorted (train, dev) row indices with ``fraction`` of the rows (at least 1) as dev,
+    stratified when every present class has >= 2 rows; None with fewer than 2 rows."""
+    n = len(y)
+    if n < 2:
+        return None
+    n_dev = max(1, int(round(fraction * n)))
+    counts = np.bincount(y)
+    present = counts[counts > 0]
+    stratify = y if present.min() >= 2 and n_dev >= len(present) else None
+    tr, dev = train_test_split(np.arange(n), test_size=n_dev, random_state=seed, stratify=stratify)
+    return np.sort(tr), np.sort(dev)
+
+
+class GridSearched:
+    """The grid search of a torch probe: a class sets ``DEFAULT_GRID``, ``FALLBACK`` and
+    ``GRID_KEYS``, and holds ``grid``, ``seed`` and one attribute per grid key (``None``:
+    searched; a value: pinned)."""
+
+    DEFAULT_GRID: dict
+    FALLBACK: dict
+    GRID_KEYS: dict
+
+    @classmethod
+    def grid_kwargs(cls, grid: dict) -> dict:
+        """Constructor keyword arguments for a parsed grid (see ``parse_probe_grid``)."""
+        return {"grid": grid}
+
+    def _points(self) -> tuple[dict, list[dict]]:
+        """(searched grid, points): pinned scalars win over the grid, FALLBACK fills gaps."""
+        grid = dict(self.DEFAULT_GRID if self.grid is None else self.grid)
+        unknown = sorted(set(grid) - set(self.GRID_KEYS))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} grid has unknown key(s) {unknown}; "
+                             f"allowed: {sorted(self.GRID_KEYS)}")
+        fixed = {k: getattr(self, k) for k in self.GRID_KEYS if getattr(self, k) is not None}
+        searched = {k: list(v) for k, v in grid.items() if k not in fixed}
+        base = {**{k: v for k, v in self.FALLBACK.items() if k not in searched}, **fixed}
+        return searched, expand_grid(searched, base)
+
+    def _dev_rows(self, X, y, X_dev, y_dev, points: list[dict]):
+        """``(X, y, X_dev, y_dev, points)`` to fit on: a given (checked) dev split as is;
+        else one carved from the training rows (``carve_dev``); else none, and only the first
+        point (nothing to choose on). Sets ``dev_source_`` and ``dev_indices_``."""
+        self.dev_indices_ = None
+        if X_dev is not None:
+            self.dev_source_ = "given"
+            return X, y, X_dev, y_dev, points
+        split = carve_dev(y, self.seed)
+        if split is None:
+            self.dev_source_ = "none"
+            return X, y, None, None, points[:1]
+        tr, self.dev_indices_ = split
+        self.dev_source_ = "carved"
+        return X[tr], y[tr], X[self.dev_indices_], y[self.dev_indices_], points
 
 
 @contextlib.contextmanager

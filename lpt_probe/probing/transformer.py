@@ -25,18 +25,17 @@ from typing import Callable
 
 import numpy as np
 
-from .mlp import carve_dev
 from .options import TransformerProbeOptions
-from .selection import expand_grid, selection_summary, smooth_absent, succession_weight
+from .selection import selection_summary, smooth_absent, succession_weight
 from .sequences import check_features, check_xy
-from .training import seeded, torch_threads, train_early_stopped  # torch is imported inside them
+from .training import GridSearched, seeded, torch_threads, train_early_stopped  # torch is imported inside them
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TransformerProbe"]
 
 
-class TransformerProbe:
+class TransformerProbe(GridSearched):
     """Transformer classifier over :class:`~.sequences.Sequences`, selected on dev.
 
     ``fit(X, y, X_dev=None, y_dev=None)`` with ``X``/``X_dev`` Sequences: every grid point
@@ -126,23 +125,7 @@ class TransformerProbe:
         self.device = device
         self.num_threads = num_threads
 
-    @classmethod
-    def grid_kwargs(cls, grid: dict) -> dict:
-        """Constructor keyword arguments for a parsed grid (see ``parse_probe_grid``)."""
-        return {"grid": grid}
-
     # -- settings ------------------------------------------------------------------------
-    def _points(self) -> tuple[dict, list[dict]]:
-        grid = dict(self.DEFAULT_GRID if self.grid is None else self.grid)
-        unknown = sorted(set(grid) - set(self.GRID_KEYS))
-        if unknown:
-            raise ValueError(f"TransformerProbe grid has unknown key(s) {unknown}; "
-                             f"allowed: {sorted(self.GRID_KEYS)}")
-        fixed = {k: getattr(self, k) for k in self.GRID_KEYS if getattr(self, k) is not None}
-        searched = {k: list(v) for k, v in grid.items() if k not in fixed}
-        base = {**{k: v for k, v in self.FALLBACK.items() if k not in searched}, **fixed}
-        return searched, expand_grid(searched, base)
-
     def _check_settings(self, d: int) -> None:
         if self.readout not in self.READOUTS:
             raise ValueError(f"readout={self.readout!r}; choose one of {self.READOUTS}")
@@ -173,20 +156,11 @@ class TransformerProbe:
         searched, points = self._points()
         self.classes_ = np.arange(self.n_classes)
         self.n_features_in_ = X.d
-        self.dev_indices_ = None
         if X_dev is not None:
             X_dev, y_dev = check_xy(X_dev, y_dev, self.n_classes, "dev", self.input_kind, "TransformerProbe")
             if X_dev.d != X.d:
                 raise ValueError(f"dev sequences have d={X_dev.d} but train has d={X.d}")
-            self.dev_source_ = "given"
-        else:
-            split = carve_dev(y, self.seed)
-            if split is None:
-                self.dev_source_, points = "none", [points[0]]
-            else:
-                tr, self.dev_indices_ = split
-                X_dev, y_dev, X, y = X[self.dev_indices_], y[self.dev_indices_], X[tr], y[tr]
-                self.dev_source_ = "carved"
+        X, y, X_dev, y_dev, points = self._dev_rows(X, y, X_dev, y_dev, points)
         for part, what in ((X, "train"), (X_dev, "dev")):
             if part is not None:
                 self._check_lengths(part, what)
