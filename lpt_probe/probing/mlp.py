@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from .selection import selection_summary, smooth_absent, succession_weight
+from .selection import smooth_absent, succession_weight
 from .sequences import check_features, check_xy
 from .training import GridSearched, carve_dev, seeded, torch_threads, train_early_stopped
 
@@ -109,21 +109,7 @@ class MLPProbe(GridSearched):
         self.mean_ = X.mean(axis=0)
         std = X.std(axis=0)
         self.scale_ = np.where(std > 0, std, 1.0)
-        with torch_threads(self.num_threads):
-            best, scores = None, []
-            for params in points:
-                model, info = self._train(X, y, X_dev, y_dev, params)
-                scores.append({**params, "log_loss": info["dev_loss"], "best_epoch": info["best_epoch"],
-                               "n_epochs": info["n_epochs"]})
-                if best is None or (info["dev_loss"] is not None and info["dev_loss"] < best[2]["dev_loss"]):
-                    best = (params, model, info)
-        self.selected_params_, self.model_, info = best
-        for key in ("train_loss_curve", "dev_loss_curve", "best_epoch", "n_epochs", "stopped_early"):
-            setattr(self, key + "_", info[key])
-        source = {"given": "dev", "carved": "carved", "none": "none"}[self.dev_source_]
-        self.selection_ = selection_summary(source, searched, scores, self.selected_params_)
-        logger.debug("MLPProbe: n=%d chose %s (best epoch %d/%d, %s dev), edge=%s", len(y), self.selected_params_,
-                     self.best_epoch_, self.n_epochs_, self.dev_source_, self.selection_["at_grid_edge"])
+        self._search(X, y, X_dev, y_dev, searched, points)
         return self
 
     def _train(self, X, y, X_dev, y_dev, params: dict):

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from .selection import expand_grid
+from .selection import expand_grid, selection_summary
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,29 @@ class GridSearched:
         tr, self.dev_indices_ = split
         self.dev_source_ = "carved"
         return X[tr], y[tr], X[self.dev_indices_], y[self.dev_indices_], points
+
+    def _search(self, X, y, X_dev, y_dev, searched: dict, points: list[dict], recorded: tuple = ()) -> None:
+        """Train one probe per point (``self._train(X, y, X_dev, y_dev, params)`` returns the
+        model and ``train_early_stopped``'s info) and keep the lowest dev loss: sets
+        ``selected_params_``, ``model_``, the chosen fit's curves and ``selection_``. A
+        point's score row holds ``log_loss``, ``best_epoch``, ``n_epochs`` and the info keys
+        in ``recorded``."""
+        with torch_threads(self.num_threads):
+            best, scores = None, []
+            for params in points:
+                model, info = self._train(X, y, X_dev, y_dev, params)
+                scores.append({**params, "log_loss": info["dev_loss"], "best_epoch": info["best_epoch"],
+                               "n_epochs": info["n_epochs"], **{k: info[k] for k in recorded}})
+                if best is None or (info["dev_loss"] is not None and info["dev_loss"] < best[2]["dev_loss"]):
+                    best = (params, model, info)
+        self.selected_params_, self.model_, info = best
+        for key in ("train_loss_curve", "dev_loss_curve", "best_epoch", "n_epochs", "stopped_early"):
+            setattr(self, key + "_", info[key])
+        source = {"given": "dev", "carved": "carved", "none": "none"}[self.dev_source_]
+        self.selection_ = selection_summary(source, searched, scores, self.selected_params_)
+        logger.debug("%s: n=%d chose %s (best epoch %d/%d, %s dev), edge=%s", type(self).__name__, len(y),
+                     self.selected_params_, self.best_epoch_, self.n_epochs_, self.dev_source_,
+                     self.selection_["at_grid_edge"])
 
 
 @contextlib.contextmanager

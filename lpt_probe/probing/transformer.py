@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from .options import TransformerProbeOptions
-from .selection import selection_summary, smooth_absent, succession_weight
+from .selection import smooth_absent, succession_weight
 from .sequences import check_features, check_xy
 from .training import GridSearched, seeded, torch_threads, train_early_stopped  # torch is imported inside them
 
@@ -167,22 +167,7 @@ class TransformerProbe(GridSearched):
         self.max_length_ = max(X.max_length, 0 if X_dev is None else X_dev.max_length)
         self.smoothing_ = succession_weight(y, self.n_classes)  # classes absent from the rows fitted on
         self.mean_, self.scale_ = X.token_moments() if self._uses(self.standardize) else (None, None)
-        with torch_threads(self.num_threads):
-            best, scores = None, []
-            for params in points:
-                model, info = self._train(X, y, X_dev, y_dev, params)
-                scores.append({**params, "log_loss": info["dev_loss"], "best_epoch": info["best_epoch"],
-                               "n_epochs": info["n_epochs"], "n_steps": info["n_steps"]})
-                if best is None or (info["dev_loss"] is not None and info["dev_loss"] < best[2]["dev_loss"]):
-                    best = (params, model, info)
-        self.selected_params_, self.model_, info = best
-        for key in ("train_loss_curve", "dev_loss_curve", "best_epoch", "n_epochs", "stopped_early"):
-            setattr(self, key + "_", info[key])
-        source = {"given": "dev", "carved": "carved", "none": "none"}[self.dev_source_]
-        self.selection_ = selection_summary(source, searched, scores, self.selected_params_)
-        logger.debug("TransformerProbe: n=%d chose %s (best epoch %d/%d, %s dev), edge=%s", len(y),
-                     self.selected_params_, self.best_epoch_, self.n_epochs_, self.dev_source_,
-                     self.selection_["at_grid_edge"])
+        self._search(X, y, X_dev, y_dev, searched, points, ("n_steps",))
         return self
 
     def _build(self, d: int):
