@@ -70,3 +70,15 @@ def test_a_rerun_keeps_what_the_study_cost(tmp_path):
                                                         "stage_seconds": {"sweep": 100.0, "mi": 20.0}}))
     assert earlier_seconds(tmp_path, cfg) == {"sweep": 100.0, "mi": 20.0}
     assert earlier_seconds(tmp_path, dataclasses.replace(cfg, steps=50)) == {}
+
+
+def test_the_paper_column_names_the_studies_that_ran_the_papers_setting():
+    from lpt_probe.analysis.section4.study import _paper_cell
+
+    table10 = "RTE (Table 10, NPG; PL1 = prompt tuning): PL1 58.2, PL13 69.5"
+    other = table10 + " (not this study's setting: trec, generator none; shown for the paper's shape only)"
+    assert _paper_cell([]) == ""
+    assert _paper_cell([("trec / minilm", other)]) == other  # none ran it: the first says what differs
+    assert _paper_cell([("rte / smollm2", table10)]) == table10
+    assert _paper_cell([("trec / minilm", other), ("rte / smollm2", table10)]) == (
+        table10 + " (the setting of rte / smollm2; the other studies' settings differ)")

@@ -277,6 +277,22 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+_NOT_THIS_SETTING = " (not this study's setting"
+
+
+def _paper_cell(papers: list[tuple[str, str]]) -> str:
+    """The paper's column of one claim, from each study's ``paper`` text: when some studies
+    ran the paper's setting and others did not, the column names the ones that did; when
+    none did, it keeps the first study's text, which says what differs."""
+    if not papers:
+        return ""
+    matching = [study for study, text in papers if _NOT_THIS_SETTING not in text]
+    if not matching or len(matching) == len(papers):
+        return papers[0][1]
+    base = next(text for _, text in papers if _NOT_THIS_SETTING not in text)
+    return f"{base} (the setting of {', '.join(matching)}; the other studies' settings differ)"
+
+
 def claims_markdown(folders: list[str | Path]) -> str:
     """One markdown table from several studies' ``claims.csv``: the paper's claim, what the
     paper shows, then per study (task / model) the verdict, marked "(linear head)" for a
@@ -292,20 +308,20 @@ def claims_markdown(folders: list[str | Path]) -> str:
     lines = ["| paper's claim | paper (RoBERTa-large) | " + " | ".join(studies) + " |",
              "|---|---|" + "---|" * len(studies)]
     for claim, statement in CLAIMS.items():
-        cells = []
-        paper = ""
-        for t in tables:
+        cells, papers = [], []  # papers: (study, the paper's text beside it)
+        for study, t in zip(studies, tables):
             r = t[t["claim"] == claim]
             if r.empty:
                 cells.append("-")
                 continue
             r = r.iloc[0]
-            paper = paper or (r["paper"] if isinstance(r["paper"], str) else "")
+            if isinstance(r["paper"], str) and r["paper"]:
+                papers.append((study, r["paper"]))
             if "contrasts" not in r:  # a claims.csv from before the contrast verdicts
                 cells.append(f"**{r['verdict']}** (old rule): {_cell(r['measured'])}")
                 continue
             linear = " (linear head)" if r.get("head") == "classifier" else ""
             why = f" {r['reason']}." if isinstance(r.get("reason"), str) and r["reason"] else ""
             cells.append(f"**{r['verdict']}**{linear}: {_cell(str(r['contrasts']))}.{_cell(why)}")
-        lines.append(f"| {statement} | {_cell(paper) or '-'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {statement} | {_cell(_paper_cell(papers)) or '-'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
