@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 from figure_data import LAYERS, curves_table, mi_table, sweep_table
 from test_verdicts import study as synthetic_study
 
@@ -70,6 +71,49 @@ def test_a_rerun_keeps_what_the_study_cost(tmp_path):
                                                         "stage_seconds": {"sweep": 100.0, "mi": 20.0}}))
     assert earlier_seconds(tmp_path, cfg) == {"sweep": 100.0, "mi": 20.0}
     assert earlier_seconds(tmp_path, dataclasses.replace(cfg, steps=50)) == {}
+
+
+def test_a_killed_invocation_still_leaves_what_it_spent(tmp_path):
+    """The stage clock keeps section4.json's stage_seconds_total current during a stage (so a
+    process killed mid-stage leaves its seconds for the next invocation to add), counts a stage
+    that raised, and never writes over the final status."""
+    import dataclasses
+    import time
+
+    from lpt_probe.analysis.engine.conditions import StudyOutput
+    from lpt_probe.analysis.section4.study import Section4Config, StageClock, earlier_seconds
+
+    cfg = Section4Config(task="trec", out=str(tmp_path), steps=40, device="cpu")
+    settings = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    status = tmp_path / "section4.json"
+
+    def read():
+        return json.loads(status.read_text())
+
+    seconds, total = {}, {"sweep": 100.0}  # an earlier invocation's sweep
+    with pytest.raises(RuntimeError):
+        with StudyOutput(tmp_path, "section4.json") as study:
+            study.start({"settings": settings, "stage_seconds": seconds, "stage_seconds_total": total})
+            with StageClock(study, seconds, total, every=0.05) as clock:
+                with clock.stage("sweep"):
+                    time.sleep(0.3)
+                    mid = read()  # what a kill here would leave behind
+                with clock.stage("mi"):
+                    raise RuntimeError("mi failed")
+    assert mid["status"] == "running" and 100.1 < mid["stage_seconds_total"]["sweep"] < 100.3 + 5
+    assert earlier_seconds(tmp_path, cfg)["sweep"] == read()["stage_seconds_total"]["sweep"] >= 100.3
+    assert read()["status"] == "failed" and "mi" in read()["stage_seconds_total"]
+
+    seconds, total = {}, earlier_seconds(tmp_path, cfg)
+    with StudyOutput(tmp_path, "section4.json") as study:
+        study.start({"settings": settings, "stage_seconds": seconds, "stage_seconds_total": total})
+        with StageClock(study, seconds, total, every=0.01) as clock:
+            with clock.stage("sweep"):
+                time.sleep(0.05)
+    time.sleep(0.1)  # a beat after the output closed would have rewritten it by now
+    done = read()
+    assert done["status"] == "complete" and done["stage_seconds_total"]["sweep"] >= 100.35
+    assert done["stage_seconds"]["sweep"] < 1.0
 
 
 def test_the_paper_column_names_the_studies_that_ran_the_papers_setting():

@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -104,6 +106,70 @@ def earlier_seconds(out: Path, cfg: Section4Config) -> dict[str, float]:
     return {k: float(v) for k, v in spent.items() if isinstance(v, (int, float))}
 
 
+class StageClock:
+    """Times a study's stages into ``seconds`` (this invocation) and ``total`` (what earlier
+    invocations spent, plus this one's), and keeps the running status file's
+    ``stage_seconds_total`` current: at each stage's end and every ``every`` seconds during
+    one (a daemon thread). An invocation that is killed (a session's end, ``kill -9``) so
+    still leaves what it spent, to within ``every`` seconds, for the next one to add up
+    (:func:`earlier_seconds`). Enter it after the output's ``start`` and leave it before the
+    output closes: it writes only over a ``running`` status, never after the final one."""
+
+    def __init__(self, study: StudyOutput, seconds: dict[str, float], total: dict[str, float],
+                 every: float = 60.0):
+        self.study, self.seconds, self.total, self.every = study, seconds, total, every
+        self._prior = dict(total)
+        self._stage: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._local = study.status_path is not None and not store.is_url(study.out)
+
+    def __enter__(self) -> "StageClock":
+        if self.every and self._local:
+            self._thread = threading.Thread(target=self._beat, name="section4-stage-clock", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @contextmanager
+    def stage(self, name: str):
+        """Time the block as stage ``name``; what it ran counts even when it raises."""
+        with self._lock:
+            self._stage = (name, time.perf_counter())
+        try:
+            yield
+        finally:
+            self._tick()
+            with self._lock:
+                self._stage = None
+            self._write()
+
+    def _tick(self) -> None:
+        with self._lock:
+            if self._stage is not None:
+                name, t0 = self._stage
+                self.seconds[name] = time.perf_counter() - t0
+                self.total[name] = self._prior.get(name, 0.0) + self.seconds[name]
+
+    def _write(self) -> None:
+        if not self._local:
+            return
+        with self._lock:
+            meta = {**self.study.meta, "stage_seconds": dict(self.seconds), "stage_seconds_total": dict(self.total)}
+        if meta.get("status") == "running":
+            store.write_status(self.study.status_path, meta)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            self._tick()
+            self._write()
+
+
 def default_out(cfg: Section4Config) -> Path:
     return cfg.default_out()
 
@@ -134,23 +200,19 @@ def run_section4(cfg: Section4Config) -> Section4Result:
                                    stage_seconds=seconds, stage_seconds_total=total))
         mi_run.load_data()
         base = mi_run.train_config(cfg.grid.seeds[0])  # exactly what mi and influence key their prompts with
-        t = time.perf_counter()
-        sweep = run_sweep(SweepConfig(methods=("lpt",), generators=(cfg.late_prompt.generator,), grid=cfg.grid,
-                                      prompt=cfg.sweep_prompt(), out=str(out / "sweep"), progress=cfg.output.progress),
-                          base, prepared=mi_run.prompt_prepared)
-        seconds["sweep"] = time.perf_counter() - t
-        total["sweep"] = prior.get("sweep", 0.0) + seconds["sweep"]
-        curves = store.read_csv(out / "sweep" / "curves.csv")
-        head = "lm" if mi_run.prompt_prepared.label_word_ids is not None else "classifier"
-        del mi_run  # run_mi loads what it needs itself
-        t = time.perf_counter()
-        _, frames, mi_meta = run_mi(mi_cfg)
-        seconds["mi"] = time.perf_counter() - t
-        total["mi"] = prior.get("mi", 0.0) + seconds["mi"]
-        t = time.perf_counter()
-        _, influence, inf_meta = run_influence(cfg.influence_config())
-        seconds["influence"] = time.perf_counter() - t
-        total["influence"] = prior.get("influence", 0.0) + seconds["influence"]
+        with StageClock(study, seconds, total) as clock:
+            with clock.stage("sweep"):
+                sweep = run_sweep(SweepConfig(methods=("lpt",), generators=(cfg.late_prompt.generator,),
+                                              grid=cfg.grid, prompt=cfg.sweep_prompt(), out=str(out / "sweep"),
+                                              progress=cfg.output.progress),
+                                  base, prepared=mi_run.prompt_prepared)
+            curves = store.read_csv(out / "sweep" / "curves.csv")
+            head = "lm" if mi_run.prompt_prepared.label_word_ids is not None else "classifier"
+            del mi_run  # run_mi loads what it needs itself
+            with clock.stage("mi"):
+                _, frames, mi_meta = run_mi(mi_cfg)
+            with clock.stage("influence"):
+                _, influence, inf_meta = run_influence(cfg.influence_config())
         paper = read_paper_layers(cfg.paper) if cfg.paper else None
         examples = study_examples(out, sweep, frames["pvi"], L)
         claims, contrasts, gate, floor = section4_claims(sweep, curves, frames["mi"], frames["diff"], influence,

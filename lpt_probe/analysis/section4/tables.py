@@ -114,15 +114,22 @@ def learned_markdown(folders) -> str:
 
 def cost_markdown(folders) -> str:
     """Each study's wall time per stage (``section4.json``'s ``stage_seconds_total``: every
-    invocation of the study added up) and the steps its prompts trained before they stopped
-    (``sweep.csv``)."""
-    lines = ["| study | prompts | steps trained (cap) | sweep | mi | influence | total |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+    invocation of the study added up), the steps its prompts trained before they stopped
+    (``sweep.csv``) and the seconds their training steps took (``sweep/curves.csv``: each
+    prompt's ``train_seconds`` at its last evaluation, summed). The last is carried across
+    resumes, so it holds training done by an invocation that was killed before it could record
+    its stage's time (studies run before the stage clock: ``StageClock``); it leaves out
+    evaluations, loading and steps redone after a kill."""
+    lines = ["| study | prompts | steps trained (cap) | training steps | sweep | mi | influence | total |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
     for name, f in _studies(folders):
         meta = store.read_json_object(f / "section4.json")
         sweep = store.read_csv(f / "sweep" / "sweep.csv")
+        curves = store.read_csv(f / "sweep" / "curves.csv")
+        trained = curves.groupby(["generator", "prompt_layer", "seed"])["train_seconds"].max().sum()
         st = meta.get("stage_seconds_total") or meta["stage_seconds"]
         steps = ", ".join(str(int(v)) for v in sweep["stopped_step"])
-        lines.append(f"| {name} | {len(sweep)} | {steps} ({int(sweep['steps'].iloc[0])}) | {st['sweep']:,.0f} s | "
-                     f"{st['mi']:,.0f} s | {st['influence']:,.0f} s | {sum(st.values()) / 60:.0f} min |")
+        lines.append(f"| {name} | {len(sweep)} | {steps} ({int(sweep['steps'].iloc[0])}) | {trained:,.0f} s | "
+                     f"{st['sweep']:,.0f} s | {st['mi']:,.0f} s | {st['influence']:,.0f} s | "
+                     f"{sum(st.values()) / 60:.0f} min |")
     return "\n".join(lines)
